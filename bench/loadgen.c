@@ -1,0 +1,877 @@
+/*
+ * loadgen: the load generator of bench/ (never part of the product build).
+ * It drives a statehouse mount through plain syscalls (mkdir, open/write/close, rename,
+ * rmdir), and runs the baselines it is compared with: raw SQLite and plain files on ext4.
+ * P worker processes (fork) run for a fixed time or count; one result line is printed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <sched.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_PROCS 256
+#define PATH_LEN 4096
+#define HIST_BUCKETS 512 /* log2(ns) * 8: ~9% resolution, covers 1 ns .. 2^64 ns */
+#define ERR_LEN (PATH_LEN + 300)
+#define KEYS_PER_TXN 3
+
+/* Options; filled once in main() before fork, read-only afterwards. */
+static struct {
+	const char *mode;
+	int procs;
+	double secs;
+	long count; /* > 0: ops per process instead of a duration */
+	double warmup_secs;
+	const char *mnt;
+	const char *db;
+	const char *dir;
+	long keys;
+	int value_bytes;
+	int batch;
+	const char *writer; /* fresh: txn | direct */
+} opt = {
+	.procs = 1, .secs = 5, .keys = 10000, .value_bytes = 100, .batch = 250, .writer = "txn",
+};
+
+/* One per worker process, in a MAP_SHARED page: the parent sums them after wait(). */
+struct slot {
+	uint64_t ops;
+	uint64_t errors;
+	uint64_t conflicts; /* ESTALE on commit (should be 0: writers use disjoint keys) */
+	uint64_t violations; /* fresh: read older than the last finished commit */
+	uint64_t garbled; /* fresh: value that is not a number */
+	double t_begin; /* when counting started */
+	double t_end; /* when the last counted op finished */
+	uint64_t hist[HIST_BUCKETS];
+	char first_error[ERR_LEN];
+};
+
+static struct shared {
+	double start_at; /* CLOCK_MONOTONIC seconds at which workers begin (warm-up first) */
+	_Atomic uint64_t committed; /* fresh: last sequence whose commit has returned */
+	_Atomic int stop; /* fresh: writer finished */
+	struct slot slot[MAX_PROCS];
+} *sh;
+
+static struct slot *me; /* this worker's slot */
+static int my_index;
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("loadgen: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(2);
+}
+
+/* Count an error; remember the first one (with errno text) for the report. */
+static void fail(const char *what, const char *path, int err)
+{
+	me->errors++;
+	if (!me->first_error[0])
+		snprintf(me->first_error, ERR_LEN, "%s '%s': %s", what, path, strerror(err));
+}
+
+static int hist_bucket(double secs)
+{
+	double ns = secs * 1e9;
+	if (ns < 1)
+		return 0;
+	int b = (int)(log2(ns) * 8);
+	return b >= HIST_BUCKETS ? HIST_BUCKETS - 1 : b;
+}
+
+static double hist_value_us(int b)
+{
+	return exp2((b + 0.5) / 8.0) / 1e3;
+}
+
+/* ---- small file helpers ---- */
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* mkdir every parent of path below the first `skip` bytes (which must exist). */
+static int mkdir_parents(const char *path, size_t skip)
+{
+	char tmp[PATH_LEN];
+	snprintf(tmp, sizeof tmp, "%s", path);
+	for (char *p = tmp + skip + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	return 0;
+}
+
+/*
+ * Write a whole value with one open/write/close. When a parent directory is missing
+ * (the first key of an agent), create the parents below `skip` and try again once.
+ */
+static int put_file(const char *path, size_t skip, const char *val, size_t len, int flags)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | flags, 0644);
+	if (fd < 0 && errno == ENOENT) {
+		if (mkdir_parents(path, skip) < 0) {
+			fail("mkdir parents of", path, errno);
+			return -1;
+		}
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | flags, 0644);
+	}
+	if (fd < 0) {
+		fail("open", path, errno);
+		return -1;
+	}
+	if (write_all(fd, val, len) < 0) {
+		int err = errno;
+		close(fd);
+		fail("write", path, err);
+		return -1;
+	}
+	if (close(fd) < 0) {
+		fail("close", path, errno);
+		return -1;
+	}
+	return 0;
+}
+
+/* Read a file with open/read/close; returns bytes read or -1. */
+static ssize_t get_file(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fail("open", path, errno);
+		return -1;
+	}
+	size_t got = 0;
+	for (;;) {
+		ssize_t n = read(fd, buf + got, cap - got);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			int err = errno;
+			close(fd);
+			fail("read", path, err);
+			return -1;
+		}
+		if (n == 0 || (got += (size_t)n) == cap)
+			break;
+	}
+	close(fd);
+	return (ssize_t)got;
+}
+
+static uint64_t rng_state;
+static uint64_t rng_next(void)
+{
+	/* xorshift64*: enough for picking keys, no libc lock */
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 2685821657736338717ULL;
+}
+
+static void fill_value(char *buf, int len, uint64_t seq)
+{
+	int n = snprintf(buf, (size_t)len + 1, "%d:%" PRIu64 ":", my_index, seq);
+	for (int i = n; i < len; i++)
+		buf[i] = (char)('a' + (i + seq) % 26);
+	if (len > 0)
+		buf[len - 1] = '\n';
+}
+
+/* ---- statehouse: one transaction of n keys ---- */
+
+/*
+ * begin, write keys[i] = vals[i], commit by rename, rmdir. Keys are "<ns>/<agent>/<key>".
+ * Returns 0 once committed (durable), -1 on any failure (the transaction is removed).
+ */
+static int sh_txn(const char *name, const char *const *keys, char *const *vals,
+		  const size_t *lens, int n)
+{
+	char tx[PATH_LEN], path[PATH_LEN], to[PATH_LEN];
+	snprintf(tx, sizeof tx, "%s/.tx/%s", opt.mnt, name);
+	if (mkdir(tx, 0755) < 0) {
+		fail("mkdir", tx, errno);
+		return -1;
+	}
+	size_t skip = strlen(tx);
+	for (int i = 0; i < n; i++) {
+		snprintf(path, sizeof path, "%s/%s", tx, keys[i]);
+		if (put_file(path, skip, vals[i], lens[i], 0) < 0)
+			goto abort;
+	}
+	snprintf(path, sizeof path, "%s/.commit.pending", tx);
+	snprintf(to, sizeof to, "%s/.commit", tx);
+	if (rename(path, to) < 0) {
+		if (errno == ESTALE)
+			me->conflicts++;
+		fail("commit rename", path, errno);
+		goto abort;
+	}
+	if (rmdir(tx) < 0) {
+		fail("rmdir after commit", tx, errno);
+		return 0; /* committed all the same */
+	}
+	return 0;
+abort:
+	if (rmdir(tx) < 0)
+		fail("rmdir (abort)", tx, errno);
+	return -1;
+}
+
+/* ---- modes: one op of each ---- */
+
+struct ctx {
+	uint64_t seq;
+	char name[64];
+	char *keys[KEYS_PER_TXN];
+	char *vals[KEYS_PER_TXN];
+	size_t lens[KEYS_PER_TXN];
+	/* sqlite */
+	sqlite3 *db;
+	sqlite3_stmt *begin, *ins_event, *ins_op, *commit, *rollback;
+	/* files */
+	int dirfd;
+	char **paths; /* read modes: all key paths */
+};
+
+static int op_txn(struct ctx *c)
+{
+	c->seq++;
+	snprintf(c->name, sizeof c->name, "lg%d-%d-%" PRIu64, (int)getpid(), my_index, c->seq);
+	for (int i = 0; i < KEYS_PER_TXN; i++)
+		fill_value(c->vals[i], opt.value_bytes, c->seq);
+	return sh_txn(c->name, (const char *const *)c->keys, c->vals, c->lens, KEYS_PER_TXN);
+}
+
+static int op_read(struct ctx *c)
+{
+	char buf[65536];
+	const char *p = c->paths[rng_next() % (uint64_t)opt.keys];
+	ssize_t n = get_file(p, buf, sizeof buf);
+	if (n < 0)
+		return -1;
+	if (n != opt.value_bytes) {
+		fail("short or long read of", p, EIO);
+		return -1;
+	}
+	return 0;
+}
+
+static int sq_exec(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : rc;
+}
+
+static int op_sqlite(struct ctx *c)
+{
+	int rc;
+	c->seq++;
+	if ((rc = sq_exec(c->begin)) != 0)
+		goto fail;
+	sqlite3_bind_text(c->ins_event, 1, c->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(c->ins_event, 2, (sqlite3_int64)time(NULL));
+	if ((rc = sq_exec(c->ins_event)) != 0)
+		goto rollback;
+	sqlite3_int64 ts = sqlite3_last_insert_rowid(c->db);
+	for (int i = 0; i < KEYS_PER_TXN; i++) {
+		fill_value(c->vals[i], opt.value_bytes, c->seq);
+		sqlite3_bind_int64(c->ins_op, 1, ts);
+		sqlite3_bind_int(c->ins_op, 2, i);
+		sqlite3_bind_text(c->ins_op, 3, c->keys[i], -1, SQLITE_STATIC);
+		sqlite3_bind_int64(c->ins_op, 4, (sqlite3_int64)c->seq);
+		sqlite3_bind_blob(c->ins_op, 5, c->vals[i], (int)c->lens[i], SQLITE_STATIC);
+		if ((rc = sq_exec(c->ins_op)) != 0)
+			goto rollback;
+	}
+	if ((rc = sq_exec(c->commit)) != 0)
+		goto rollback;
+	return 0;
+rollback:
+	sq_exec(c->rollback);
+fail:
+	me->errors++;
+	if (!me->first_error[0])
+		snprintf(me->first_error, ERR_LEN, "sqlite commit: %s (%d)", sqlite3_errstr(rc), rc);
+	return -1;
+}
+
+static int op_files(struct ctx *c)
+{
+	char tmp[64], dst[64];
+	c->seq++;
+	for (int i = 0; i < KEYS_PER_TXN; i++) {
+		fill_value(c->vals[i], opt.value_bytes, c->seq);
+		snprintf(tmp, sizeof tmp, ".tmp.%d.%d", my_index, i);
+		snprintf(dst, sizeof dst, "p%d.k%d", my_index, i);
+		int fd = openat(c->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0) {
+			fail("open", tmp, errno);
+			return -1;
+		}
+		if (write_all(fd, c->vals[i], c->lens[i]) < 0 || fsync(fd) < 0) {
+			int err = errno;
+			close(fd);
+			fail("write+fsync", tmp, err);
+			return -1;
+		}
+		close(fd);
+		if (renameat(c->dirfd, tmp, c->dirfd, dst) < 0) {
+			fail("rename", tmp, errno);
+			return -1;
+		}
+	}
+	if (fsync(c->dirfd) < 0) {
+		fail("fsync", opt.dir, errno);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- per-worker setup ---- */
+
+static int sq_busy(void *arg, int n)
+{
+	(void)arg;
+	/*
+	 * Retry quickly: SQLite's own busy_timeout sleeps 1 ms and more between tries, which
+	 * would make the multi-process baseline look worse than it is. Give up after ~10 s.
+	 * (SQLite also sleeps inside its WAL read-lock retries; that part is not ours.)
+	 */
+	if (n > 50000)
+		return 0;
+	if (n < 4) {
+		sched_yield();
+		return 1;
+	}
+	usleep(n < 50 ? 20 : 200);
+	return 1;
+}
+
+static void sq_check(sqlite3 *db, int rc, const char *what)
+{
+	if (rc != SQLITE_OK)
+		die("sqlite %s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+}
+
+static sqlite3 *sq_open(void)
+{
+	sqlite3 *db;
+	int rc = sqlite3_open_v2(opt.db, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	sq_check(db, rc, "open");
+	sqlite3_busy_handler(db, sq_busy, NULL);
+	/* the same durability as statehoused's default: WAL + synchronous=FULL */
+	sq_check(db, sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", 0, 0, 0),
+		 "pragmas");
+	return db;
+}
+
+static void sq_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+{
+	sq_check(db, sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL), sql);
+}
+
+static void ctx_init(struct ctx *c)
+{
+	memset(c, 0, sizeof *c);
+	c->dirfd = -1;
+	for (int i = 0; i < KEYS_PER_TXN; i++) {
+		c->keys[i] = malloc(128);
+		c->vals[i] = malloc((size_t)opt.value_bytes + 1);
+		c->lens[i] = (size_t)opt.value_bytes;
+		snprintf(c->keys[i], 128, "default/bench-w%d/k%d", my_index, i);
+	}
+	const char *m = opt.mode;
+	if (!strcmp(m, "sqlite")) {
+		c->db = sq_open();
+		sq_prepare(c->db, "BEGIN IMMEDIATE", &c->begin);
+		sq_prepare(c->db, "INSERT INTO events(txn, time) VALUES(?1, ?2)", &c->ins_event);
+		sq_prepare(c->db,
+			   "INSERT INTO ops(commit_ts, idx, key, op, version, value) "
+			   "VALUES(?1, ?2, ?3, 'put', ?4, ?5)",
+			   &c->ins_op);
+		sq_prepare(c->db, "COMMIT", &c->commit);
+		sq_prepare(c->db, "ROLLBACK", &c->rollback);
+		snprintf(c->name, sizeof c->name, "lg-%d", my_index);
+	} else if (!strcmp(m, "files")) {
+		c->dirfd = open(opt.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (c->dirfd < 0)
+			die("open '%s': %s", opt.dir, strerror(errno));
+	} else if (!strcmp(m, "read") || !strcmp(m, "files-read")) {
+		c->paths = calloc((size_t)opt.keys, sizeof *c->paths);
+		for (long k = 0; k < opt.keys; k++) {
+			if (!strcmp(m, "read")) {
+				if (asprintf(&c->paths[k], "%s/default/bench-read/k%05ld", opt.mnt, k) < 0)
+					die("out of memory");
+			} else if (asprintf(&c->paths[k], "%s/k%05ld", opt.dir, k) < 0) {
+				die("out of memory");
+			}
+		}
+	} else if (!strcmp(m, "txn")) {
+		/*
+		 * Commit each key once directly, so that ns/agent directories exist in every
+		 * later transaction's snapshot (the timed loop then never needs mkdir).
+		 */
+		char path[PATH_LEN];
+		for (int i = 0; i < KEYS_PER_TXN; i++) {
+			fill_value(c->vals[i], opt.value_bytes, 0);
+			snprintf(path, sizeof path, "%s/%s", opt.mnt, c->keys[i]);
+			if (put_file(path, strlen(opt.mnt), c->vals[i], c->lens[i], 0) < 0)
+				die("cannot write '%s': %s", path, me->first_error);
+		}
+	}
+	rng_state = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)getpid() << 17) ^ (uint64_t)my_index;
+}
+
+/* ---- the timed loop ---- */
+
+typedef int (*op_fn)(struct ctx *);
+
+static void worker_loop(op_fn op)
+{
+	struct ctx c;
+	ctx_init(&c);
+	while (now_s() < sh->start_at)
+		usleep(200);
+	double count_from = sh->start_at + opt.warmup_secs;
+	double deadline = count_from + opt.secs;
+	unsigned consecutive_errors = 0;
+
+	/* warm-up: run ops, count nothing */
+	while (opt.warmup_secs > 0 && now_s() < count_from)
+		op(&c);
+	memset(me, 0, sizeof *me);
+
+	me->t_begin = now_s();
+	double t = me->t_begin;
+	for (;;) {
+		if (opt.count > 0 ? (long)me->ops >= opt.count : t >= deadline)
+			break;
+		int rc = op(&c);
+		double t2 = now_s();
+		if (rc == 0) {
+			me->ops++;
+			me->hist[hist_bucket(t2 - t)]++;
+			consecutive_errors = 0;
+		} else if (++consecutive_errors > 1000) {
+			break; /* the target is broken; don't spin on it */
+		}
+		t = t2;
+	}
+	me->t_end = t;
+}
+
+/* ---- fill: write the read set ---- */
+
+static void do_fill(void)
+{
+	char *buf = malloc((size_t)opt.value_bytes + 1);
+	char key[PATH_LEN];
+	my_index = 0;
+	me = &sh->slot[0];
+	if (!strcmp(opt.mode, "files-read")) {
+		for (long k = 0; k < opt.keys; k++) {
+			fill_value(buf, opt.value_bytes, (uint64_t)k);
+			snprintf(key, sizeof key, "%s/k%05ld", opt.dir, k);
+			if (put_file(key, strlen(opt.dir), buf, (size_t)opt.value_bytes, 0) < 0)
+				die("fill: %s", me->first_error);
+		}
+		return;
+	}
+	/* statehouse: first key directly (creates default/bench-read), then batches */
+	snprintf(key, sizeof key, "%s/default/bench-read/k%05d", opt.mnt, 0);
+	fill_value(buf, opt.value_bytes, 0);
+	if (put_file(key, strlen(opt.mnt), buf, (size_t)opt.value_bytes, 0) < 0)
+		die("fill: %s", me->first_error);
+	int b = opt.batch < 1 ? 1 : opt.batch;
+	char **keys = calloc((size_t)b, sizeof *keys);
+	char **vals = calloc((size_t)b, sizeof *vals);
+	size_t *lens = calloc((size_t)b, sizeof *lens);
+	for (int i = 0; i < b; i++) {
+		keys[i] = malloc(64);
+		vals[i] = malloc((size_t)opt.value_bytes + 1);
+		lens[i] = (size_t)opt.value_bytes;
+	}
+	double t0 = now_s();
+	long k = 1;
+	for (uint64_t txn = 0; k < opt.keys; txn++) {
+		int n = 0;
+		for (; n < b && k < opt.keys; n++, k++) {
+			snprintf(keys[n], 64, "default/bench-read/k%05ld", k);
+			fill_value(vals[n], opt.value_bytes, (uint64_t)k);
+		}
+		if (b == 1) {
+			snprintf(key, sizeof key, "%s/%s", opt.mnt, keys[0]);
+			if (put_file(key, strlen(opt.mnt), vals[0], lens[0], 0) < 0)
+				die("fill: %s", me->first_error);
+			continue;
+		}
+		char name[64];
+		snprintf(name, sizeof name, "fill-%d-%" PRIu64, (int)getpid(), txn);
+		if (sh_txn(name, (const char *const *)keys, vals, lens, n) < 0)
+			die("fill: %s", me->first_error);
+	}
+	printf("loadgen mode=fill keys=%ld batch=%d secs=%.2f\n", opt.keys, b, now_s() - t0);
+}
+
+/* ---- fresh: a writer and a reader on one key ---- */
+
+static const char *fresh_key = "default/bench-fresh/k";
+
+static int fresh_write(uint64_t seq)
+{
+	char val[32], path[PATH_LEN];
+	int len = snprintf(val, sizeof val, "%" PRIu64 "\n", seq);
+	if (!strcmp(opt.writer, "direct")) {
+		snprintf(path, sizeof path, "%s/%s", opt.mnt, fresh_key);
+		return put_file(path, strlen(opt.mnt), val, (size_t)len, 0);
+	}
+	char name[64];
+	char *vals[1] = {val};
+	size_t lens[1] = {(size_t)len};
+	snprintf(name, sizeof name, "fresh-%d-%" PRIu64, (int)getpid(), seq);
+	return sh_txn(name, &fresh_key, vals, lens, 1);
+}
+
+/* Read the key and check it against `floor`: 0 fine, 1 violation or garbled. */
+static int fresh_check(uint64_t floor)
+{
+	char path[PATH_LEN], buf[64];
+	snprintf(path, sizeof path, "%s/%s", opt.mnt, fresh_key);
+	ssize_t n = get_file(path, buf, sizeof buf - 1);
+	me->ops++;
+	if (n < 0)
+		return 1;
+	buf[n] = '\0';
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(buf, &end, 10);
+	if (n == 0 || end == buf || *end != '\n' || errno) {
+		me->garbled++;
+		if (!me->first_error[0])
+			snprintf(me->first_error, ERR_LEN, "garbled read %zd bytes '%.20s' (expected >= %" PRIu64 ")",
+				 n, buf, floor);
+		return 1;
+	}
+	if (v < floor) {
+		me->violations++;
+		if (!me->first_error[0])
+			snprintf(me->first_error, ERR_LEN, "stale read %llu, last finished commit %" PRIu64,
+				 v, floor);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Phase 1 (alternating, 1/3 of the time): the writer commits seq, tells the reader
+ * through a pipe, the reader reads once and answers; the read must see exactly seq.
+ * Phase 2 (concurrent, 2/3): the writer commits as fast as it can and publishes
+ * the last finished seq; the reader reads in a loop and must never see less than the
+ * seq published before its read began.
+ */
+static void do_fresh(void)
+{
+	int to_reader[2], to_writer[2];
+	if (pipe(to_reader) < 0 || pipe(to_writer) < 0)
+		die("pipe: %s", strerror(errno));
+	/* seq 0 written directly so that the key and its directories exist */
+	me = &sh->slot[0];
+	char path[PATH_LEN];
+	snprintf(path, sizeof path, "%s/%s", opt.mnt, fresh_key);
+	if (put_file(path, strlen(opt.mnt), "0\n", 2, 0) < 0)
+		die("fresh: %s", me->first_error);
+	memset(me, 0, sizeof *me);
+	double phase1_end = now_s() + opt.secs / 3, phase2_end = now_s() + opt.secs;
+
+	pid_t reader = fork();
+	if (reader < 0)
+		die("fork: %s", strerror(errno));
+	if (reader == 0) {
+		my_index = 1;
+		me = &sh->slot[1];
+		close(to_reader[1]);
+		close(to_writer[0]);
+		uint64_t seq;
+		while (read(to_reader[0], &seq, sizeof seq) == sizeof seq) {
+			fresh_check(seq);
+			if (write(to_writer[1], &seq, sizeof seq) != sizeof seq)
+				_exit(1);
+		}
+		while (!atomic_load(&sh->stop))
+			fresh_check(atomic_load(&sh->committed));
+		_exit(0);
+	}
+	close(to_reader[0]);
+	close(to_writer[1]);
+	uint64_t seq = 0;
+	unsigned consecutive_errors = 0;
+	while (now_s() < phase1_end && consecutive_errors < 100) {
+		if (fresh_write(++seq) < 0) {
+			consecutive_errors++;
+			continue;
+		}
+		consecutive_errors = 0;
+		atomic_store(&sh->committed, seq);
+		me->ops++;
+		uint64_t ack;
+		if (write(to_reader[1], &seq, sizeof seq) != sizeof seq ||
+		    read(to_writer[0], &ack, sizeof ack) != sizeof ack)
+			die("fresh: reader died");
+	}
+	close(to_reader[1]);
+	while (now_s() < phase2_end && consecutive_errors < 100) {
+		if (fresh_write(++seq) < 0) {
+			consecutive_errors++;
+			continue;
+		}
+		consecutive_errors = 0;
+		atomic_store(&sh->committed, seq);
+		me->ops++;
+	}
+	atomic_store(&sh->stop, 1);
+	int st;
+	waitpid(reader, &st, 0);
+	struct slot *w = &sh->slot[0], *r = &sh->slot[1];
+	printf("loadgen mode=fresh writer=%s commits=%" PRIu64 " reads=%" PRIu64
+	       " violations=%" PRIu64 " garbled=%" PRIu64 " errors=%" PRIu64 "\n",
+	       opt.writer, w->ops, r->ops, r->violations, r->garbled, w->errors + r->errors);
+	if (w->first_error[0])
+		printf("loadgen writer first error: %s\n", w->first_error);
+	if (r->first_error[0])
+		printf("loadgen reader first error: %s\n", r->first_error);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		die("fresh: reader exited abnormally");
+}
+
+/* ---- parent: fork, wait, report ---- */
+
+static void sqlite_schema(void)
+{
+	sqlite3 *db = sq_open();
+	/* the log as statehouse's design sketch has it: one event row + one row per op */
+	sq_check(db,
+		 sqlite3_exec(db,
+			      "CREATE TABLE IF NOT EXISTS events(commit_ts INTEGER PRIMARY KEY, "
+			      "  txn TEXT NOT NULL, time INTEGER NOT NULL, note BLOB);"
+			      "CREATE TABLE IF NOT EXISTS ops(commit_ts INTEGER NOT NULL, "
+			      "  idx INTEGER NOT NULL, key TEXT NOT NULL, op TEXT NOT NULL, "
+			      "  version INTEGER NOT NULL, value BLOB, PRIMARY KEY(commit_ts, idx)) "
+			      "  WITHOUT ROWID;"
+			      "CREATE INDEX IF NOT EXISTS ops_key ON ops(key, version);",
+			      0, 0, 0),
+		 "schema");
+	sqlite3_close(db);
+}
+
+static void run_workers(void)
+{
+	op_fn op;
+	if (!strcmp(opt.mode, "txn"))
+		op = op_txn;
+	else if (!strcmp(opt.mode, "read") || !strcmp(opt.mode, "files-read"))
+		op = op_read;
+	else if (!strcmp(opt.mode, "sqlite"))
+		op = op_sqlite;
+	else
+		op = op_files;
+
+	if (!strcmp(opt.mode, "sqlite"))
+		sqlite_schema();
+	/* workers do their own setup first; give them a moment before the common start */
+	sh->start_at = now_s() + 0.3 + 0.05 * opt.procs;
+	pid_t pids[MAX_PROCS];
+	for (int i = 0; i < opt.procs; i++) {
+		pids[i] = fork();
+		if (pids[i] < 0)
+			die("fork: %s", strerror(errno));
+		if (pids[i] == 0) {
+			my_index = i;
+			me = &sh->slot[i];
+			worker_loop(op);
+			_exit(0);
+		}
+	}
+	int bad = 0;
+	for (int i = 0; i < opt.procs; i++) {
+		int st;
+		if (waitpid(pids[i], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			bad++;
+	}
+
+	uint64_t ops = 0, errors = 0, conflicts = 0, hist[HIST_BUCKETS] = {0};
+	double t_begin = 1e300, t_end = 0;
+	const char *first_error = NULL;
+	for (int i = 0; i < opt.procs; i++) {
+		struct slot *s = &sh->slot[i];
+		if (s->t_begin == 0 && s->first_error[0] == '\0')
+			continue; /* died in its setup: it reported on stderr */
+		ops += s->ops;
+		errors += s->errors;
+		conflicts += s->conflicts;
+		if (s->t_begin > 0 && s->t_begin < t_begin)
+			t_begin = s->t_begin;
+		if (s->t_end > t_end)
+			t_end = s->t_end;
+		for (int b = 0; b < HIST_BUCKETS; b++)
+			hist[b] += s->hist[b];
+		if (!first_error && s->first_error[0])
+			first_error = s->first_error;
+	}
+	double secs = t_end > t_begin ? t_end - t_begin : 0;
+	double pct[2] = {0, 0}, want[2] = {0.50, 0.99};
+	for (int p = 0; p < 2; p++) {
+		uint64_t acc = 0, target = (uint64_t)ceil(want[p] * (double)ops);
+		for (int b = 0; b < HIST_BUCKETS && ops; b++) {
+			acc += hist[b];
+			if (acc >= target) {
+				pct[p] = hist_value_us(b);
+				break;
+			}
+		}
+	}
+	printf("loadgen mode=%s procs=%d ops=%" PRIu64 " secs=%.3f rate=%.1f p50_us=%.1f "
+	       "p99_us=%.1f errors=%" PRIu64 " conflicts=%" PRIu64 "\n",
+	       opt.mode, opt.procs, ops, secs, secs > 0 ? (double)ops / secs : 0, pct[0], pct[1],
+	       errors, conflicts);
+	if (first_error)
+		printf("loadgen first error: %s\n", first_error);
+	if (bad)
+		die("%d worker(s) exited abnormally", bad);
+}
+
+static void usage(void)
+{
+	fputs("usage: loadgen MODE [options]\n"
+	      "modes:\n"
+	      "  txn         statehouse: mkdir .tx/NAME, write 3 keys, rename .commit.pending\n"
+	      "              onto .commit, rmdir (needs -m)\n"
+	      "  fill        statehouse: write -k keys default/bench-read/kNNNNN, -b per txn\n"
+	      "  read        statehouse: random point reads (open/read/close) of the filled keys\n"
+	      "  fresh       statehouse: writer + reader on one key, count stale reads (-w)\n"
+	      "  sqlite      baseline: WAL + synchronous=FULL, BEGIN IMMEDIATE, 1 event + 3 op\n"
+	      "              rows, COMMIT; one connection per process (needs -f)\n"
+	      "  files       baseline: 3 files: write, fsync, rename; fsync dir (needs -D)\n"
+	      "  files-read  baseline: random point reads of -k plain files in -D (fills them)\n"
+	      "options:\n"
+	      "  -p P      worker processes (default 1)\n"
+	      "  -d SECS   duration (default 5)       -n N   ops per process instead\n"
+	      "  -W SECS   warm-up before counting (default 0)\n"
+	      "  -m MNT    statehouse mountpoint      -f DB  sqlite database file\n"
+	      "  -D DIR    directory for files modes  -k N   keys for read modes (10000)\n"
+	      "  -s BYTES  value size (default 100)   -b N   keys per fill txn (250; 1=direct)\n"
+	      "  -w txn|direct   writer kind for fresh (default txn)\n"
+	      "output: one line 'loadgen mode=.. procs=.. ops=.. secs=.. rate=.. ...'\n",
+	      stderr);
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || argv[1][0] == '-')
+		usage();
+	opt.mode = argv[1];
+	optind = 2;
+	int ch;
+	while ((ch = getopt(argc, argv, "p:d:n:W:m:f:D:k:s:b:w:")) != -1) {
+		switch (ch) {
+		case 'p': opt.procs = atoi(optarg); break;
+		case 'd': opt.secs = atof(optarg); break;
+		case 'n': opt.count = atol(optarg); break;
+		case 'W': opt.warmup_secs = atof(optarg); break;
+		case 'm': opt.mnt = optarg; break;
+		case 'f': opt.db = optarg; break;
+		case 'D': opt.dir = optarg; break;
+		case 'k': opt.keys = atol(optarg); break;
+		case 's': opt.value_bytes = atoi(optarg); break;
+		case 'b': opt.batch = atoi(optarg); break;
+		case 'w': opt.writer = optarg; break;
+		default: usage();
+		}
+	}
+	if (opt.procs < 1 || opt.procs > MAX_PROCS)
+		die("-p must be 1..%d", MAX_PROCS);
+	if (opt.value_bytes < 2 || opt.value_bytes > 60000)
+		die("-s must be 2..60000");
+	if (opt.keys < 1 || opt.keys > 99999)
+		die("-k must be 1..99999");
+	const char *m = opt.mode;
+	bool needs_mnt = !strcmp(m, "txn") || !strcmp(m, "read") || !strcmp(m, "fill") ||
+			 !strcmp(m, "fresh");
+	if (needs_mnt && !opt.mnt)
+		die("mode %s needs -m MOUNTPOINT", m);
+	if (!strcmp(m, "sqlite") && !opt.db)
+		die("mode sqlite needs -f DBFILE");
+	if ((!strcmp(m, "files") || !strcmp(m, "files-read")) && !opt.dir)
+		die("mode %s needs -D DIR", m);
+	if (!needs_mnt && strcmp(m, "sqlite") && strcmp(m, "files") && strcmp(m, "files-read"))
+		usage();
+	if (!strcmp(m, "fresh") && strcmp(opt.writer, "txn") && strcmp(opt.writer, "direct"))
+		die("-w must be txn or direct");
+
+	sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED)
+		die("mmap: %s", strerror(errno));
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (!strcmp(m, "fill")) {
+		do_fill();
+		return 0;
+	}
+	if (!strcmp(m, "fresh")) {
+		do_fresh();
+		return 0;
+	}
+	if (!strcmp(m, "files-read")) {
+		do_fill();
+		memset(sh, 0, sizeof *sh);
+	}
+	run_workers();
+	return 0;
+}

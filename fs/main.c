@@ -1,0 +1,447 @@
+/*
+ * main.c - statehoused: parse the command line, open the store, mount, serve (fs layer).
+ *
+ *   statehoused DATADIR MOUNTPOINT [-o opt,...] [-f] [-s] [-d]
+ *
+ * The daemon forks before it opens anything and the parent exits only when the child
+ * reports that the store is open and the mount is live (or why it is not), so mount(8)
+ * and scripts see the real outcome.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "fs.h"
+#include "log.h"
+
+#define FUSE_SUPER_MAGIC 0x65735546
+
+struct config {
+	char *datadir;
+	int nonopt;
+	long txn_timeout_ms;
+	long max_open_txns;
+	long max_value_bytes;
+	int fsync;
+	char *log_level;
+	char *fault;
+	int show_help;
+	int show_version;
+};
+
+#define OPT(t, p) { t, offsetof(struct config, p), 1 }
+static const struct fuse_opt opt_spec[] = {
+	OPT("txn_timeout_ms=%ld", txn_timeout_ms),
+	OPT("max_open_txns=%ld", max_open_txns),
+	OPT("max_value_bytes=%ld", max_value_bytes),
+	OPT("fsync=%d", fsync),
+	OPT("log_level=%s", log_level),
+	OPT("-h", show_help),
+	OPT("--help", show_help),
+	OPT("-V", show_version),
+	OPT("--version", show_version),
+	FUSE_OPT_END
+};
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct config *c = data;
+
+	if (key == FUSE_OPT_KEY_NONOPT) {
+		if (c->nonopt++ == 0) {
+			c->datadir = strdup(arg);
+			return 0; /* consumed: the data dir is ours */
+		}
+		return 1; /* the mountpoint, for fuse_parse_cmdline() */
+	}
+	return 1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: statehoused DATADIR MOUNTPOINT [-o opt,...] [-f] [-s] [-d]\n"
+		"\n"
+		"  -f                     stay in the foreground\n"
+		"  -s                     single-threaded request loop\n"
+		"  -d                     debug output (implies -f)\n"
+		"  -o txn_timeout_ms=N    default transaction timeout (30000)\n"
+		"  -o max_open_txns=N     open transactions at once (1024)\n"
+		"  -o max_value_bytes=N   largest value (1048576)\n"
+		"  -o fsync=0|1           1: every commit is durable when it returns (default);\n"
+		"                         0: faster, the last commits may be lost on power loss\n"
+		"  -o log_level=LEVEL     err, warn, info (default) or debug\n"
+		"  plus the mount options of fuse(8), e.g. allow_other\n");
+}
+
+/* Route libfuse's messages through our sink. */
+static void fuse_log_sink(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	enum log_level l = level <= FUSE_LOG_ERR ? LOG_LVL_ERR
+			   : level <= FUSE_LOG_WARNING ? LOG_LVL_WARN
+			   : level <= FUSE_LOG_INFO ? LOG_LVL_INFO : LOG_LVL_DEBUG;
+	char buf[1024];
+	size_t n;
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = strlen(buf);
+	while (n && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+	log_msg(l, "%s", buf);
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	memcpy(tmp, path, n + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0700) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* A mountpoint left by a killed daemon answers ENOTCONN: detach it. */
+static int clean_stale_mount(const char *mnt)
+{
+	struct stat st;
+	pid_t pid;
+	int status;
+
+	if (stat(mnt, &st) == 0 || errno != ENOTCONN)
+		return 0;
+	log_warn("mountpoint '%s' is a dead FUSE mount (transport endpoint is not connected); "
+		 "detaching it", mnt);
+	if (geteuid() == 0 && umount2(mnt, MNT_DETACH) == 0)
+		return 0;
+	pid = fork();
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDWR);
+
+		if (devnull >= 0) {
+			dup2(devnull, STDOUT_FILENO);
+			dup2(devnull, STDERR_FILENO);
+		}
+		execlp("fusermount3", "fusermount3", "-u", "-z", mnt, (char *)NULL);
+		_exit(127);
+	}
+	if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == 0)
+		return 0;
+	log_err("cannot detach the dead mount at '%s'; run: fusermount3 -u -z %s", mnt, mnt);
+	return -EBUSY;
+}
+
+static int lock_datadir(const char *datadir, int *fd_out)
+{
+	char path[PATH_MAX + 32], pid[32];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/statehoused.lock", datadir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		log_err("cannot open lock file '%s': %s", path, strerror(errno));
+		return -errno;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		log_err("cannot use data dir '%s': already in use by another statehoused%s%s%s",
+			datadir, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+		close(fd);
+		return -EBUSY;
+	}
+	if (ftruncate(fd, 0) == 0) {
+		int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+
+		if (pwrite(fd, pid, (size_t)n, 0) < 0)
+			log_warn("cannot write pid to '%s': %s", path, strerror(errno));
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+static int parse_fault(const char *spec, long *after, int *code)
+{
+	const char *a = strstr(spec, "after="), *c = strstr(spec, "code=");
+
+	if (!a || !c)
+		return -EINVAL;
+	*after = strtol(a + 6, NULL, 10);
+	if (!strncmp(c + 5, "eio", 3))
+		*code = -EIO;
+	else if (!strncmp(c + 5, "full", 4))
+		*code = -ENOSPC;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* Parent side of the fork: wait for the child's verdict. */
+static int wait_child(int rfd, pid_t pid)
+{
+	char verdict = 1;
+	int status;
+
+	if (read(rfd, &verdict, 1) == 1)
+		return verdict == 0 ? 0 : 1;
+	/* The child died before saying anything. */
+	if (waitpid(pid, &status, 0) == pid && WIFSIGNALED(status))
+		fprintf(stderr, "statehoused: the daemon died with signal %d while starting\n",
+			WTERMSIG(status));
+	return 1;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct config conf = { .txn_timeout_ms = 30000, .max_open_txns = 1024,
+			       .max_value_bytes = 1048576, .fsync = 1 };
+	struct fuse_cmdline_opts opts = { 0 };
+	struct txn_engine *eng = NULL;
+	struct fuse_session *se = NULL;
+	struct fs *fs = NULL;
+	char datadir[PATH_MAX];
+	int pipefd[2] = { -1, -1 };
+	int lockfd = -1, ret = 1, err;
+	enum log_level lvl;
+	size_t ops_size;
+	const void *ops;
+	struct statfs sfs;
+
+	fuse_set_log_func(fuse_log_sink);
+	if (fuse_opt_parse(&args, &conf, opt_spec, opt_proc) != 0)
+		return 2;
+	if (conf.show_help) {
+		usage(stdout);
+		return 0;
+	}
+	if (conf.show_version) {
+		printf("statehoused %s (libfuse %s, sqlite %s)\n", STATEHOUSE_VERSION,
+		       fuse_pkgversion(), txn_sqlite_version());
+		return 0;
+	}
+	if (fuse_parse_cmdline(&args, &opts) != 0)
+		return 2;
+	if (!conf.datadir || !opts.mountpoint) {
+		fprintf(stderr, "statehoused: missing %s\n", conf.datadir ? "MOUNTPOINT" : "DATADIR");
+		usage(stderr);
+		return 2;
+	}
+	if (conf.log_level) {
+		if (log_parse_level(conf.log_level, &lvl)) {
+			fprintf(stderr, "statehoused: unknown log_level '%s' (err, warn, info, debug)\n",
+				conf.log_level);
+			return 2;
+		}
+		log_set_level(lvl);
+	}
+	if (conf.txn_timeout_ms < 1 || conf.txn_timeout_ms > 86400000 || conf.max_open_txns < 1 ||
+	    conf.max_value_bytes < 1 || conf.max_value_bytes > (1L << 30) ||
+	    (conf.fsync != 0 && conf.fsync != 1)) {
+		fprintf(stderr, "statehoused: option out of range: txn_timeout_ms 1..86400000, "
+				"max_open_txns >= 1, max_value_bytes 1..1073741824, fsync 0 or 1\n");
+		return 2;
+	}
+
+	err = mkdir_p(conf.datadir);
+	if (err) {
+		log_err("cannot create data dir '%s': %s", conf.datadir, strerror(-err));
+		goto out;
+	}
+	if (!realpath(conf.datadir, datadir)) {
+		log_err("cannot resolve data dir '%s': %s", conf.datadir, strerror(errno));
+		goto out;
+	}
+	if (statfs(datadir, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC) {
+		log_err("cannot use data dir '%s': it is on a FUSE filesystem; SQLite's WAL needs "
+			"a local filesystem", datadir);
+		goto out;
+	}
+	if (clean_stale_mount(opts.mountpoint))
+		goto out;
+
+	if (!opts.foreground) {
+		pid_t pid;
+
+		if (pipe(pipefd) != 0) {
+			log_err("cannot create a pipe: %s", strerror(errno));
+			goto out;
+		}
+		pid = fork();
+		if (pid < 0) {
+			log_err("cannot fork: %s", strerror(errno));
+			goto out;
+		}
+		if (pid > 0) {
+			close(pipefd[1]);
+			ret = wait_child(pipefd[0], pid);
+			close(pipefd[0]);
+			goto out_parent;
+		}
+		close(pipefd[0]);
+		pipefd[0] = -1;
+		setsid();
+	}
+
+	if (lock_datadir(datadir, &lockfd))
+		goto out;
+	{
+		struct txn_options topt = {
+			.txn_timeout_ms = conf.txn_timeout_ms,
+			.max_open_txns = (unsigned)conf.max_open_txns,
+			.max_value_bytes = (size_t)conf.max_value_bytes,
+			.fsync = conf.fsync,
+		};
+
+		if (txn_engine_open(datadir, &topt, &eng))
+			goto out;
+	}
+	conf.fault = getenv("STATEHOUSE_FAULT");
+	if (conf.fault) {
+		long after;
+		int code;
+
+		if (parse_fault(conf.fault, &after, &code)) {
+			log_err("cannot parse STATEHOUSE_FAULT '%s' (after=N,code=eio|full)", conf.fault);
+			goto out;
+		}
+		log_warn("fault injection on: store fails with %s after %ld commits",
+			 code == -EIO ? "EIO" : "ENOSPC", after);
+		txn_engine_set_fault(eng, after, code);
+	}
+
+	{
+		struct fs_options fopt = { .entry_timeout_s = 1.0 };
+
+		if (fs_new(eng, &fopt, &fs))
+			goto out;
+	}
+	{
+		char *escaped = NULL;
+
+		/* fsname shows the data dir in mount(8) and df; commas must be escaped. */
+		if (fuse_opt_add_opt_escaped(&escaped, datadir) != 0 ||
+		    fuse_opt_add_arg(&args, "-osubtype=statehouse") != 0) {
+			free(escaped);
+			goto out;
+		}
+		char *o = NULL;
+
+		if (asprintf(&o, "-ofsname=%s", escaped) < 0 || fuse_opt_add_arg(&args, o) != 0) {
+			free(escaped);
+			free(o);
+			goto out;
+		}
+		free(escaped);
+		free(o);
+	}
+	ops = fs_ops(&ops_size);
+	se = fuse_session_new(&args, ops, ops_size, fs);
+	if (!se) {
+		log_err("cannot start a FUSE session (see the message above)");
+		goto out;
+	}
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out;
+	if (fuse_session_mount(se, opts.mountpoint) != 0) {
+		log_err("cannot mount on '%s'", opts.mountpoint);
+		goto out_handlers;
+	}
+	if (txn_engine_start(eng) || fs_start(fs, se)) {
+		log_err("cannot start the daemon's threads");
+		goto out_unmount;
+	}
+	log_info("serving '%s' at '%s'", datadir, opts.mountpoint);
+
+	if (pipefd[1] >= 0) {
+		char ok = 0;
+		int devnull = open("/dev/null", O_RDWR);
+
+		if (devnull >= 0) {
+			dup2(devnull, STDIN_FILENO);
+			dup2(devnull, STDOUT_FILENO);
+			dup2(devnull, STDERR_FILENO);
+			if (devnull > STDERR_FILENO)
+				close(devnull);
+		}
+		log_use_syslog("statehoused");
+		if (chdir("/") != 0)
+			log_warn("cannot chdir to '/': %s", strerror(errno));
+		if (write(pipefd[1], &ok, 1) != 1)
+			log_warn("cannot tell the parent that the mount is live");
+		close(pipefd[1]);
+		pipefd[1] = -1;
+	}
+
+	if (opts.singlethread) {
+		ret = fuse_session_loop(se);
+	} else {
+		struct fuse_loop_config *lc = fuse_loop_cfg_create();
+
+		fuse_loop_cfg_set_clone_fd(lc, opts.clone_fd);
+		if (opts.max_idle_threads != UINT_MAX)
+			fuse_loop_cfg_set_idle_threads(lc, opts.max_idle_threads);
+		if (opts.max_threads)
+			fuse_loop_cfg_set_max_threads(lc, opts.max_threads);
+		ret = fuse_session_loop_mt(se, lc);
+		fuse_loop_cfg_destroy(lc);
+	}
+	ret = ret ? 1 : 0;
+	log_info("unmounted '%s'; stopping", opts.mountpoint);
+
+	/* Complete every queued commit, then the notifier, before the session goes. */
+	txn_engine_stop(eng);
+	fs_free(fs);
+	fs = NULL;
+out_unmount:
+	fuse_session_unmount(se);
+out_handlers:
+	fuse_remove_signal_handlers(se);
+out:
+	txn_engine_stop(eng);
+	fs_free(fs);
+	if (se)
+		fuse_session_destroy(se);
+	txn_engine_close(eng);
+	if (pipefd[1] >= 0) {
+		char bad = 1;
+
+		if (write(pipefd[1], &bad, 1) != 1)
+			ret = 1;
+		close(pipefd[1]);
+	}
+	if (lockfd >= 0)
+		close(lockfd);
+out_parent:
+	free(opts.mountpoint);
+	free(conf.datadir);
+	free(conf.log_level);
+	fuse_opt_free_args(&args);
+	return ret;
+}

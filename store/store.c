@@ -1,0 +1,459 @@
+/*
+ * store.c - the durable log on SQLite (store layer; the only user of sqlite3.h).
+ *
+ * Design notes
+ *  1. The log is the truth: events(commit_ts, txn, time_ns, note) and
+ *     ops(commit_ts, idx, ns, agent, key, op, version, value).  Nothing is ever updated
+ *     in place; the current state is derived by replaying the log.
+ *  2. One store_append() is one BEGIN IMMEDIATE ... COMMIT, hence one fsync in WAL mode
+ *     with synchronous=FULL: a batch of transactions becomes durable together (group
+ *     commit) or not at all.
+ *  3. SQLite result codes are turned into errnos by store_errno() and logged there, once.
+ *  4. The writer connection belongs to the committer thread; the reader connection is
+ *     serialised by reader_lock.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+struct store {
+	char *path;
+	sqlite3 *wdb;
+	sqlite3_stmt *ins_event;
+	sqlite3_stmt *ins_op;
+	pthread_mutex_t reader_lock; /* protects rdb and chk (leaf lock) */
+	sqlite3 *rdb;
+	sqlite3_stmt *chk;
+	pthread_mutex_t fault_lock; /* protects fault_* (leaf lock) */
+	long fault_after;
+	int fault_code;
+};
+
+static const char schema_sql[] =
+	"CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS events("
+	"  commit_ts INTEGER PRIMARY KEY,"
+	"  txn TEXT NOT NULL,"
+	"  time_ns INTEGER NOT NULL,"
+	"  note BLOB);"
+	"CREATE TABLE IF NOT EXISTS ops("
+	"  commit_ts INTEGER NOT NULL,"
+	"  idx INTEGER NOT NULL,"
+	"  ns TEXT NOT NULL,"
+	"  agent TEXT NOT NULL,"
+	"  key TEXT NOT NULL,"
+	"  op INTEGER NOT NULL CHECK (op IN (1, 2)),"
+	"  version INTEGER NOT NULL,"
+	"  value BLOB,"
+	"  PRIMARY KEY (commit_ts, idx)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS ops_by_key ON ops(ns, agent, key, version);"
+	"INSERT OR IGNORE INTO meta(name, value) VALUES ('schema', 1);";
+
+/* Map a SQLite result code to a negative errno, logging the failure once, here. */
+static int store_errno(sqlite3 *db, int rc, const char *action)
+{
+	int err;
+
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_DONE:
+	case SQLITE_ROW:
+		return 0;
+	case SQLITE_FULL:
+		err = -ENOSPC;
+		break;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		err = -EAGAIN;
+		break;
+	case SQLITE_NOMEM:
+		err = -ENOMEM;
+		break;
+	case SQLITE_READONLY:
+		err = -EROFS;
+		break;
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		err = -EACCES;
+		break;
+	case SQLITE_CANTOPEN:
+	case SQLITE_CORRUPT:
+	case SQLITE_IOERR:
+	case SQLITE_NOTADB:
+	default:
+		err = -EIO;
+		break;
+	}
+	log_err("cannot %s: %s (sqlite code %d)", action,
+		db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), db ? sqlite3_extended_errcode(db) : rc);
+	return err;
+}
+
+/* Returns the injected error for this call, or 0. */
+static int fault_check(struct store *st, int counts)
+{
+	int code = 0;
+
+	pthread_mutex_lock(&st->fault_lock);
+	if (st->fault_code) {
+		if (st->fault_after > 0) {
+			if (counts)
+				st->fault_after--;
+		} else {
+			code = st->fault_code;
+		}
+	}
+	pthread_mutex_unlock(&st->fault_lock);
+	return code;
+}
+
+void store_set_fault(struct store *st, long after, int code)
+{
+	pthread_mutex_lock(&st->fault_lock);
+	st->fault_after = after;
+	st->fault_code = code;
+	pthread_mutex_unlock(&st->fault_lock);
+}
+
+const char *store_sqlite_version(void)
+{
+	return sqlite3_libversion();
+}
+
+static int open_conn(struct store *st, int readonly, int fsync_full, sqlite3 **out)
+{
+	int flags = SQLITE_OPEN_NOMUTEX |
+		    (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+	char pragmas[256];
+	sqlite3 *db = NULL;
+	int rc;
+
+	rc = sqlite3_open_v2(st->path, &db, flags, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	sqlite3_extended_result_codes(db, 1);
+	sqlite3_busy_timeout(db, 5000);
+	snprintf(pragmas, sizeof(pragmas),
+		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;",
+		 fsync_full ? "FULL" : "NORMAL");
+	if (readonly)
+		snprintf(pragmas, sizeof(pragmas), "PRAGMA query_only=1;");
+	rc = sqlite3_exec(db, pragmas, NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	*out = db;
+	return 0;
+fail:
+	{
+		char what[PATH_MAX + 32];
+		int err;
+
+		snprintf(what, sizeof(what), "open store '%s'", st->path);
+		err = store_errno(db, rc, what);
+		sqlite3_close(db);
+		return err;
+	}
+}
+
+static int prepare(struct store *st, sqlite3 *db, const char *sql, sqlite3_stmt **out)
+{
+	int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
+
+	if (rc != SQLITE_OK)
+		return store_errno(db, rc, "prepare statement");
+	return 0;
+}
+
+int store_open(const char *datadir, const struct store_options *opt, struct store **out)
+{
+	struct store *st;
+	int64_t schema = 0;
+	sqlite3_stmt *q = NULL;
+	int rc, err;
+
+	*out = NULL;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	pthread_mutex_init(&st->reader_lock, NULL);
+	pthread_mutex_init(&st->fault_lock, NULL);
+	if (asprintf(&st->path, "%s/statehouse.db", datadir) < 0) {
+		st->path = NULL;
+		err = -ENOMEM;
+		goto close_store;
+	}
+	err = open_conn(st, 0, opt->fsync, &st->wdb);
+	if (err)
+		goto close_store;
+	rc = sqlite3_exec(st->wdb, schema_sql, NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		err = store_errno(st->wdb, rc, "create schema");
+		goto close_store;
+	}
+	err = prepare(st, st->wdb, "SELECT value FROM meta WHERE name = 'schema'", &q);
+	if (err)
+		goto close_store;
+	if (sqlite3_step(q) == SQLITE_ROW)
+		schema = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	if (schema != STORE_SCHEMA_VERSION) {
+		log_err("cannot open store '%s': schema version %lld, this build reads %d",
+			st->path, (long long)schema, STORE_SCHEMA_VERSION);
+		err = -EIO;
+		goto close_store;
+	}
+	err = prepare(st, st->wdb,
+		      "INSERT INTO events(commit_ts, txn, time_ns, note) VALUES (?1, ?2, ?3, ?4)",
+		      &st->ins_event);
+	if (!err)
+		err = prepare(st, st->wdb,
+			      "INSERT INTO ops(commit_ts, idx, ns, agent, key, op, version, value)"
+			      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+			      &st->ins_op);
+	if (!err)
+		err = open_conn(st, 1, opt->fsync, &st->rdb);
+	if (!err)
+		err = prepare(st, st->rdb, "SELECT coalesce(max(commit_ts), 0) FROM events",
+			      &st->chk);
+	if (err)
+		goto close_store;
+	*out = st;
+	return 0;
+
+close_store:
+	store_close(st);
+	return err;
+}
+
+void store_close(struct store *st)
+{
+	if (!st)
+		return;
+	sqlite3_finalize(st->ins_event);
+	sqlite3_finalize(st->ins_op);
+	sqlite3_finalize(st->chk);
+	if (st->rdb)
+		sqlite3_close(st->rdb);
+	if (st->wdb)
+		sqlite3_close(st->wdb);
+	pthread_mutex_destroy(&st->reader_lock);
+	pthread_mutex_destroy(&st->fault_lock);
+	free(st->path);
+	free(st);
+}
+
+/* Split "ns/agent/key" at its first two slashes. */
+static int split_path(const char *path, size_t len, size_t *ns_len, size_t *agent_off,
+		      size_t *agent_len, size_t *key_off)
+{
+	const char *s1 = memchr(path, '/', len);
+	const char *s2;
+
+	if (!s1)
+		return -EINVAL;
+	s2 = memchr(s1 + 1, '/', len - (size_t)(s1 + 1 - path));
+	if (!s2 || s2 + 1 == path + len)
+		return -EINVAL;
+	*ns_len = (size_t)(s1 - path);
+	*agent_off = (size_t)(s1 + 1 - path);
+	*agent_len = (size_t)(s2 - s1 - 1);
+	*key_off = (size_t)(s2 + 1 - path);
+	return 0;
+}
+
+static int append_one(struct store *st, const struct store_event *ev)
+{
+	sqlite3_stmt *s = st->ins_event;
+	int rc;
+
+	sqlite3_bind_int64(s, 1, ev->commit_ts);
+	sqlite3_bind_text(s, 2, ev->txn, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, ev->time_ns);
+	if (ev->note_len)
+		sqlite3_bind_blob(s, 4, ev->note, (int)ev->note_len, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 4);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc != SQLITE_DONE)
+		return store_errno(st->wdb, rc, "append event");
+
+	s = st->ins_op;
+	for (size_t i = 0; i < ev->n_ops; i++) {
+		const struct store_op *op = &ev->ops[i];
+		size_t ns_len, agent_off, agent_len, key_off;
+
+		if (split_path(op->path, op->path_len, &ns_len, &agent_off, &agent_len, &key_off))
+			BUG("malformed path '%.*s' reached the store", (int)op->path_len, op->path);
+		sqlite3_bind_int64(s, 1, ev->commit_ts);
+		sqlite3_bind_int64(s, 2, (sqlite3_int64)i);
+		sqlite3_bind_text(s, 3, op->path, (int)ns_len, SQLITE_STATIC);
+		sqlite3_bind_text(s, 4, op->path + agent_off, (int)agent_len, SQLITE_STATIC);
+		sqlite3_bind_text(s, 5, op->path + key_off, (int)(op->path_len - key_off),
+				  SQLITE_STATIC);
+		sqlite3_bind_int(s, 6, op->kind);
+		sqlite3_bind_int64(s, 7, op->version);
+		if (op->kind == STORE_PUT)
+			sqlite3_bind_blob(s, 8, op->value_len ? op->value : "", (int)op->value_len,
+					  SQLITE_STATIC);
+		else
+			sqlite3_bind_null(s, 8);
+		rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+		if (rc != SQLITE_DONE)
+			return store_errno(st->wdb, rc, "append operation");
+	}
+	return 0;
+}
+
+int store_append(struct store *st, const struct store_event *events, size_t n)
+{
+	int rc, err;
+
+	err = fault_check(st, 1);
+	if (err) {
+		log_err("cannot append to store: injected fault (%s)", strerror(-err));
+		return err;
+	}
+	rc = sqlite3_exec(st->wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return store_errno(st->wdb, rc, "begin store transaction");
+	for (size_t i = 0; i < n; i++) {
+		err = append_one(st, &events[i]);
+		if (err)
+			goto rollback;
+	}
+	rc = sqlite3_exec(st->wdb, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		err = store_errno(st->wdb, rc, "commit store transaction");
+		goto rollback;
+	}
+	return 0;
+
+rollback:
+	/* SQLite may already have rolled back by itself (e.g. after SQLITE_FULL). */
+	if (!sqlite3_get_autocommit(st->wdb))
+		sqlite3_exec(st->wdb, "ROLLBACK", NULL, NULL, NULL);
+	return err;
+}
+
+int store_replay(struct store *st, int64_t after_ts, store_replay_fn fn, void *arg,
+		 struct store_replay_stats *stats)
+{
+	sqlite3_stmt *q = NULL;
+	char *path = NULL;
+	size_t path_cap = 0;
+	int rc, err = 0;
+
+	memset(stats, 0, sizeof(*stats));
+	err = prepare(st, st->wdb,
+		      "SELECT count(*), coalesce(max(commit_ts), 0) FROM events WHERE commit_ts > ?1",
+		      &q);
+	if (err)
+		return err;
+	sqlite3_bind_int64(q, 1, after_ts);
+	rc = sqlite3_step(q);
+	if (rc != SQLITE_ROW) {
+		err = store_errno(st->wdb, rc, "count events");
+		sqlite3_finalize(q);
+		return err;
+	}
+	stats->events = (uint64_t)sqlite3_column_int64(q, 0);
+	stats->head_ts = sqlite3_column_int64(q, 1);
+	sqlite3_finalize(q);
+	if (stats->head_ts < after_ts)
+		stats->head_ts = after_ts;
+
+	err = prepare(st, st->wdb,
+		      "SELECT o.commit_ts, e.time_ns, o.ns, o.agent, o.key, o.op, o.version, o.value"
+		      " FROM ops o JOIN events e ON e.commit_ts = o.commit_ts"
+		      " WHERE o.commit_ts > ?1 ORDER BY o.commit_ts, o.idx",
+		      &q);
+	if (err)
+		return err;
+	sqlite3_bind_int64(q, 1, after_ts);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		struct store_replay_op op;
+		const char *ns = (const char *)sqlite3_column_text(q, 2);
+		size_t ns_len = (size_t)sqlite3_column_bytes(q, 2);
+		const char *agent = (const char *)sqlite3_column_text(q, 3);
+		size_t agent_len = (size_t)sqlite3_column_bytes(q, 3);
+		const char *key = (const char *)sqlite3_column_text(q, 4);
+		size_t key_len = (size_t)sqlite3_column_bytes(q, 4);
+		size_t need = ns_len + agent_len + key_len + 3;
+
+		if (need > path_cap) {
+			char *np = realloc(path, need * 2);
+
+			if (!np) {
+				err = -ENOMEM;
+				break;
+			}
+			path = np;
+			path_cap = need * 2;
+		}
+		memcpy(path, ns, ns_len);
+		path[ns_len] = '/';
+		memcpy(path + ns_len + 1, agent, agent_len);
+		path[ns_len + 1 + agent_len] = '/';
+		memcpy(path + ns_len + agent_len + 2, key, key_len);
+		path[need - 1] = '\0';
+
+		op.commit_ts = sqlite3_column_int64(q, 0);
+		op.time_ns = sqlite3_column_int64(q, 1);
+		op.path = path;
+		op.path_len = need - 1;
+		op.kind = (enum store_op_kind)sqlite3_column_int(q, 5);
+		op.version = sqlite3_column_int64(q, 6);
+		op.value = sqlite3_column_blob(q, 7);
+		op.value_len = (size_t)sqlite3_column_bytes(q, 7);
+		stats->ops++;
+		err = fn(arg, &op);
+		if (err)
+			break;
+	}
+	if (!err && rc != SQLITE_DONE)
+		err = store_errno(st->wdb, rc, "replay the log");
+	sqlite3_finalize(q);
+	free(path);
+	if (!err && stats->head_ts > 0) {
+		if (prepare(st, st->wdb, "SELECT time_ns FROM events WHERE commit_ts = ?1", &q) == 0) {
+			sqlite3_bind_int64(q, 1, stats->head_ts);
+			if (sqlite3_step(q) == SQLITE_ROW)
+				stats->head_time_ns = sqlite3_column_int64(q, 0);
+			sqlite3_finalize(q);
+		}
+	}
+	return err;
+}
+
+int store_check(struct store *st, int64_t *head_ts)
+{
+	int rc, err;
+
+	err = fault_check(st, 0);
+	if (err)
+		return -EIO;
+	pthread_mutex_lock(&st->reader_lock);
+	rc = sqlite3_step(st->chk);
+	if (rc == SQLITE_ROW) {
+		*head_ts = sqlite3_column_int64(st->chk, 0);
+		err = 0;
+	} else {
+		err = store_errno(st->rdb, rc, "check the store");
+		err = -EIO;
+	}
+	sqlite3_reset(st->chk);
+	pthread_mutex_unlock(&st->reader_lock);
+	return err;
+}

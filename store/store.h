@@ -1,0 +1,111 @@
+/*
+ * store.h - the durable log of committed transactions, on SQLite (store layer).
+ *
+ * The store is the only module that includes sqlite3.h.  It keeps one table of
+ * committed transactions (events) and one of their operations (ops); the log is the
+ * source of truth and everything else (the in-memory state of txn/) is derived by
+ * replaying it.  Functions return 0 or a negative errno; SQLite result codes never leave
+ * this module (see store_errno() in store.c for the mapping).
+ *
+ * Threads: a store holds one writer connection, used only by the thread that calls
+ * store_append() (the committer), and one reader connection, serialised by an internal
+ * mutex, for store_check().  store_replay() must not run concurrently with appends.
+ */
+#ifndef STATEHOUSE_STORE_H
+#define STATEHOUSE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_SCHEMA_VERSION 1
+
+enum store_op_kind { STORE_PUT = 1, STORE_DELETE = 2 };
+
+struct store;
+
+struct store_options {
+	int fsync; /* 1: synchronous=FULL (durable on return); 0: NORMAL */
+};
+
+/*
+ * One operation of a committed transaction.  path is "ns/agent/key" (the key may hold
+ * more '/'); value is ignored for deletes.  The store copies everything it keeps.
+ */
+struct store_op {
+	const char *path;
+	size_t path_len;
+	enum store_op_kind kind;
+	int64_t version;
+	const void *value;
+	size_t value_len;
+};
+
+struct store_event {
+	int64_t commit_ts;
+	int64_t time_ns; /* wall clock, ns since the epoch */
+	const char *txn;
+	const void *note;
+	size_t note_len;
+	const struct store_op *ops;
+	size_t n_ops;
+};
+
+/*
+ * Open (creating if needed) DATADIR/statehouse.db in WAL mode.  On failure *out is NULL
+ * and the reason has been logged.  Errors: -EIO (damaged or not a database), -ENOSPC,
+ * -EACCES, -ENOMEM.
+ */
+int store_open(const char *datadir, const struct store_options *opt, struct store **out);
+/* Close both connections; NULL is a no-op. */
+void store_close(struct store *st);
+
+/*
+ * Append events in one SQLite transaction: all of them are durable on return (with
+ * fsync=1), or none is (the transaction is rolled back).  Events must carry consecutive
+ * commit_ts after the head.  Errors: -ENOSPC (disk full), -EIO, -ENOMEM, -EAGAIN.
+ */
+int store_append(struct store *st, const struct store_event *events, size_t n);
+
+/* A replayed operation; pointers are valid only during the callback. */
+struct store_replay_op {
+	int64_t commit_ts;
+	int64_t time_ns;
+	const char *path;
+	size_t path_len;
+	enum store_op_kind kind;
+	int64_t version;
+	const void *value;
+	size_t value_len;
+};
+
+typedef int (*store_replay_fn)(void *arg, const struct store_replay_op *op);
+
+struct store_replay_stats {
+	int64_t head_ts;     /* newest commit_ts in the log (0 when empty) */
+	int64_t head_time_ns;
+	uint64_t events;     /* events after after_ts */
+	uint64_t ops;        /* operations delivered */
+};
+
+/*
+ * Call fn for every operation of every event with commit_ts > after_ts, in commit order.
+ * A non-zero return from fn stops the replay and is returned.
+ */
+int store_replay(struct store *st, int64_t after_ts, store_replay_fn fn, void *arg,
+		 struct store_replay_stats *stats);
+
+/* A real round trip to the database through the reader connection; *head_ts gets the
+ * newest commit_ts.  -EIO when the store does not answer. */
+int store_check(struct store *st, int64_t *head_ts);
+
+/* Version string of the SQLite library in use (static). */
+const char *store_sqlite_version(void);
+
+/*
+ * Fault injection for tests (SQLite's SimulateIOError idea): after `after` more
+ * successful appends, every append and check fails with code (-EIO or -ENOSPC) without
+ * touching the database.  code 0 turns it off.
+ */
+void store_set_fault(struct store *st, long after, int code);
+
+#endif

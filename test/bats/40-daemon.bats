@@ -1,0 +1,216 @@
+#!/usr/bin/env bats
+# The daemon's life: start and refusals, daemonising, .health and .version, -o options,
+# and what a clean unmount and remount keeps.
+
+load helper
+
+setup() {
+	load_libs
+	sh_setup_dirs
+	MNT2="$SH_TMP/mnt2"
+	mkdir -p "$MNT2"
+}
+
+teardown() {
+	local rc=0
+	# Daemons that tests started themselves, or that daemonised, are not in $SH_PID.
+	if [ -z "${SH_PID:-}" ] && sh_is_mounted "$MNT"; then
+		SH_PID=$(sh_daemon_pid "$MNT") || SH_PID=
+	fi
+	sh_umount || rc=1
+	sh_umount_below "$SH_TMP" || rc=1
+	sh_default_teardown || rc=1
+	return $rc
+}
+
+# start_should_fail ARGS...: run the daemon with ARGS (its output in $output); it must exit
+# by itself, non-zero. A daemon that wrongly starts is stopped after 20 s.
+start_should_fail() {
+	run timeout 20 "$STATEHOUSED" "$@"
+	if [ "$status" -eq 124 ]; then
+		fail "statehoused $* was still running after 20 s (expected it to refuse)"
+	fi
+	assert_failure
+}
+
+@test "a missing DATADIR is created at start" {
+	[ ! -e "$DATA" ]
+	sh_mount
+	[ -d "$DATA" ]
+	mkdir -p "$MNT/default/agent-1"
+	echo hello >"$MNT/default/agent-1/greeting"
+	run cat "$MNT/default/agent-1/greeting"
+	assert_output hello
+	[ -n "$(ls -A "$DATA")" ] || fail "the store is not in $DATA"
+}
+
+@test "a second daemon on the same DATADIR exits non-zero saying it is already in use" {
+	sh_mount
+	start_should_fail "$DATA" "$MNT2" -f $(sh_mode_args)
+	assert_output --partial "already in use"
+	refute sh_is_mounted "$MNT2"
+	run cat "$MNT/.health"
+	assert_output ok
+}
+
+@test "a DATADIR on a FUSE file system is refused with a message naming FUSE" {
+	sh_mount
+	mkdir -p "$MNT/default/agent-1"
+	echo kept >"$MNT/default/agent-1/k"
+	start_should_fail "$MNT/default" "$MNT2" -f $(sh_mode_args)
+	[[ "${output,,}" == *fuse* ]] || fail "the message does not name FUSE: $output"
+	refute sh_is_mounted "$MNT2"
+	run cat "$MNT/default/agent-1/k"
+	assert_output kept
+}
+
+@test "a MOUNTPOINT that does not exist makes the daemon exit non-zero with a one-line reason" {
+	start_should_fail "$DATA" "$SH_TMP/missing" $(sh_mode_args)
+	[ "${#lines[@]}" -eq 1 ] || fail "expected one line, got: $output"
+	assert_output --partial "$SH_TMP/missing"
+	# The refused start released DATADIR: a daemon on a good mountpoint starts.
+	sh_mount
+}
+
+@test "a MOUNTPOINT that is a regular file makes the daemon exit non-zero with a one-line reason" {
+	touch "$SH_TMP/file"
+	start_should_fail "$DATA" "$SH_TMP/file" $(sh_mode_args)
+	[ "${#lines[@]}" -eq 1 ] || fail "expected one line, got: $output"
+	assert_output --partial "$SH_TMP/file"
+	refute sh_is_mounted "$SH_TMP/file"
+}
+
+@test "without -f the daemon returns only once the mount answers, and runs on in the background" {
+	# Output to a file, not a pipe: a daemon that kept the pipe open would hang `run`.
+	"$STATEHOUSED" "$DATA" "$MNT" $(sh_mode_args) >"$LOG" 2>&1 3>&- </dev/null ||
+		fail "statehoused exited $?: $(cat "$LOG")"
+	# No waiting: the mount must be live when statehoused has returned.
+	sh_is_mounted "$MNT" || fail "statehoused returned before $MNT was mounted"
+	run cat "$MNT/.health"
+	assert_output ok
+	mkdir -p "$MNT/default/agent-1"
+	echo hello >"$MNT/default/agent-1/greeting"
+	run cat "$MNT/default/agent-1/greeting"
+	assert_output hello
+	SH_PID=$(sh_daemon_pid "$MNT") || fail "no statehoused process serves $MNT"
+	# teardown unmounts and checks that the background daemon exits
+}
+
+@test ".health reads ok" {
+	sh_mount
+	printf 'ok\n' | cmp - "$MNT/.health"
+	run sh_errno read "$MNT/.health"
+	assert_output OK
+}
+
+@test ".version is JSON with the version, schema, SQLite and libfuse versions" {
+	sh_mount
+	run jq -e 'type == "object" and has("version") and has("schema") and has("sqlite") and has("libfuse")' "$MNT/.version"
+	assert_success
+	project=$(grep -m 1 -oE "version *: *'[^']+'" "$REPO_ROOT/meson.build" | cut -d "'" -f 2)
+	run jq -r .version "$MNT/.version"
+	assert_output "$project"
+	run jq -r .sqlite "$MNT/.version"
+	assert_output "$(pkg-config --modversion sqlite3)"
+	run jq -r .libfuse "$MNT/.version"
+	assert_output --regexp '^3\.[0-9]+'
+}
+
+@test "-o max_value_bytes sets the largest value a write accepts" {
+	sh_mount -o max_value_bytes=100
+	mkdir -p "$MNT/default/agent-1"
+	run sh_errno writen "$MNT/default/agent-1/big" 101
+	assert_output EFBIG
+	run sh_errno writen "$MNT/default/agent-1/fits" 100
+	assert_output OK
+	[ "$(stat -c %s "$MNT/default/agent-1/fits")" -eq 100 ]
+}
+
+@test "-o max_open_txns sets how many transactions may be open at once" {
+	sh_mount -o max_open_txns=2
+	mkdir "$MNT/.tx/t1" "$MNT/.tx/t2"
+	run sh_errno mkdir "$MNT/.tx/t3"
+	assert_output EAGAIN
+	rmdir "$MNT/.tx/t1"
+	run sh_errno mkdir "$MNT/.tx/t3"
+	assert_output OK
+}
+
+@test "-o txn_timeout_ms sets the timeout of new transactions" {
+	sh_mount -o txn_timeout_ms=300
+	T="$MNT/.tx/t"
+	mkdir "$T"
+	run cat "$T/.timeout_ms"
+	assert_output 300
+	local i state=
+	for ((i = 0; i < 400; i++)); do
+		state=$(jq -r .state "$T/.status" 2>/dev/null) || state=
+		[ "$state" = expired ] && break
+		sleep 0.05
+	done
+	[ "$state" = expired ] || fail "after 20 s .status still reads: $(cat "$T/.status")"
+	run sh_errno rename "$T/.commit.pending" "$T/.commit"
+	assert_output ETIMEDOUT
+}
+
+@test "-o fsync=0 mounts and its commits survive a clean unmount" {
+	sh_mount -o fsync=0
+	mkdir -p "$MNT/default/agent-1"
+	echo relaxed >"$MNT/default/agent-1/k"
+	sh_umount
+	sh_mount
+	run cat "$MNT/default/agent-1/k"
+	assert_output relaxed
+}
+
+@test "an unknown -o option is refused with a message naming it" {
+	start_should_fail "$DATA" "$MNT" -o no_such_option=1 -f $(sh_mode_args)
+	assert_output --partial no_such_option
+	refute sh_is_mounted "$MNT"
+}
+
+@test "a malformed -o value is refused with a message naming the option" {
+	start_should_fail "$DATA" "$MNT" -o max_value_bytes=lots -f $(sh_mode_args)
+	assert_output --partial max_value_bytes
+	refute sh_is_mounted "$MNT"
+}
+
+@test "values, versions and commit_ts survive a clean unmount and remount" {
+	sh_mount
+	local A="$MNT/default/agent-1"
+	mkdir -p "$A/step"
+	echo one >"$A/k"
+	echo two >"$A/k"
+	echo doomed >"$A/gone"
+	rm "$A/gone"
+	head -c 4096 /dev/urandom >"$SH_TMP/blob"
+	cp "$SH_TMP/blob" "$A/blob"
+	echo s1 >"$A/step/001"
+	T="$MNT/.tx/job"
+	mkdir "$T"
+	echo '{"step":3}' >"$T/default/agent-1/progress"
+	mv "$T/.commit.pending" "$T/.commit"
+	ts=$(jq -er .commit_ts "$T/.commit")
+	rmdir "$T"
+	before=$(sh_dump_tree "$MNT")
+
+	sh_umount
+	refute sh_is_mounted "$MNT"
+	sh_mount
+
+	after=$(sh_dump_tree "$MNT")
+	diff <(echo "$before") <(echo "$after")
+	cmp "$SH_TMP/blob" "$A/blob"
+	run sh_errno stat "$A/gone"
+	assert_output ENOENT
+	run ls -A "$MNT/.tx"
+	assert_output ""
+	[ "$(sh_xattr version "$A/k")" -eq 2 ]
+	# The counters go on where they stopped: one version per write or delete, one commit_ts
+	# per commit, the transaction above being the last commit.
+	echo three >"$A/k"
+	[ "$(sh_xattr version "$A/k")" -eq 3 ]
+	[ "$(sh_xattr commit_ts "$A/k")" -eq $((ts + 1)) ]
+	echo back >"$A/gone"
+	[ "$(sh_xattr version "$A/gone")" -eq 3 ]
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bats
+# README command 1: scripts/quickstart mounts a state tree, the README's tour works on it
+# line by line, and it unmounts the way the script says.
+
+load helper
+
+setup() {
+	load_libs
+	sh_setup_dirs
+	rmdir "$MNT" # the script creates the mountpoint
+	export STATEHOUSE_DATA="$DATA" STATEHOUSE_MOUNT="$MNT"
+	OUT="$SH_TMP/quickstart.out"
+}
+
+teardown() {
+	local rc=0
+	sh_umount_below "$SH_TMP" || rc=1
+	sh_default_teardown || rc=1
+	return $rc
+}
+
+# quickstart: run the script (output to a file: the daemon it starts outlives it).
+quickstart() {
+	"$REPO_ROOT/scripts/quickstart" >"$OUT" 2>&1 3>&- </dev/null ||
+		fail "scripts/quickstart exited $?: $(cat "$OUT")"
+}
+
+@test "quickstart mounts a state tree on which the README tour works, and says how to unmount it" {
+	quickstart
+	sh_is_mounted "$MNT" || fail "nothing is mounted at $MNT: $(cat "$OUT")"
+	[ -d "$DATA" ]
+	grep -qF "fusermount3 -u $MNT" "$OUT" || fail "no unmount command in: $(cat "$OUT")"
+	grep -qF 'mv "$T/.commit.pending" "$T/.commit"' "$OUT"
+
+	# The tour of README.md, as written there.
+	S=$MNT
+	echo hello >$S/default/agent-1/greeting
+	run cat $S/default/agent-1/greeting
+	assert_output hello
+	run getfattr -d $S/default/agent-1/greeting
+	assert_line 'user.statehouse.version="1"'
+	assert_line --regexp '^user\.statehouse\.commit_ts="[0-9]+"$'
+	echo tmp >$S/default/agent-1/scratch
+	T=$S/.tx/job-42
+	mkdir "$T"
+	echo '{"step":3}' >"$T/default/agent-1/progress"
+	rm "$T/default/agent-1/scratch"
+	run cat "$S/default/agent-1/scratch"
+	assert_output tmp
+	mv "$T/.commit.pending" "$T/.commit"
+	run jq -c '{txn, ops, ts: (.commit_ts | type)}' "$T/.commit"
+	assert_output '{"txn":"job-42","ops":2,"ts":"number"}'
+	rmdir "$T"
+	run cat $S/default/agent-1/progress
+	assert_output '{"step":3}'
+	run sh_errno stat $S/default/agent-1/scratch
+	assert_output ENOENT
+	run cat $S/.health
+	assert_output ok
+
+	# Unmount as the script says; the daemon then exits.
+	pid=$(sh_daemon_pid "$MNT") || fail "no statehoused serves $MNT"
+	fusermount3 -u "$MNT"
+	sh_wait_exit "$pid"
+	refute sh_is_mounted "$MNT"
+}
+
+@test "quickstart run again keeps a live mount, and mounts the same data again after an unmount" {
+	quickstart
+	mkdir -p "$MNT/default/agent-1"
+	echo kept >"$MNT/default/agent-1/k"
+
+	quickstart
+	grep -q "already mounted" "$OUT" || fail "second run said: $(cat "$OUT")"
+	[ "$(sh_mount_count "$MNT")" -eq 1 ]
+
+	pid=$(sh_daemon_pid "$MNT")
+	fusermount3 -u "$MNT"
+	sh_wait_exit "$pid"
+	quickstart
+	run cat "$MNT/default/agent-1/k"
+	assert_output kept
+}

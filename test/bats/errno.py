@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Run one file-system call and print the errno name it failed with, or OK.
+
+Shell builtins hide some errors (bash ignores close() failures), so tests that check an
+exact errno go through this helper.  Usage: errno.py OP PATH [ARG]
+
+  read PATH           open O_RDONLY + read all
+  write PATH DATA     open O_WRONLY|O_CREAT|O_TRUNC, write DATA, close
+  writen PATH N       write N bytes of 'x' (one write() call per 64 KiB)
+  create PATH         open O_WRONLY|O_CREAT|O_EXCL, close
+  mkdir PATH / rmdir PATH / unlink PATH / stat PATH
+  rename SRC DST      rename(2) directly (mv would copy across EXDEV)
+  setxattr PATH NAME  setxattr(2) NAME to the value "1"
+"""
+import errno
+import os
+import sys
+
+
+def run(op, path, arg=None):
+    if op == "read":
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            while os.read(fd, 65536):
+                pass
+        finally:
+            os.close(fd)
+    elif op in ("write", "writen"):
+        data = arg.encode() if op == "write" else None
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            if data is not None:
+                os.write(fd, data)
+            else:
+                left = int(arg)
+                while left > 0:
+                    n = min(left, 65536)
+                    os.write(fd, b"x" * n)
+                    left -= n
+        finally:
+            os.close(fd)
+    elif op == "create":
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    elif op == "mkdir":
+        os.mkdir(path)
+    elif op == "rmdir":
+        os.rmdir(path)
+    elif op == "unlink":
+        os.unlink(path)
+    elif op == "stat":
+        os.stat(path)
+    elif op == "rename":
+        os.rename(path, arg)
+    elif op == "setxattr":
+        os.setxattr(path, arg, b"1")
+    else:
+        print("usage error: unknown op " + op, file=sys.stderr)
+        sys.exit(2)
+
+
+def main():
+    if len(sys.argv) < 3:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    try:
+        run(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
+    except OSError as e:
+        print(errno.errorcode.get(e.errno, str(e.errno)))
+        return
+    print("OK")
+
+
+main()

@@ -1,0 +1,273 @@
+# Shared bats helpers: mount a real statehoused in the foreground (in the background of
+# the test), wait for the mount, unmount in teardown, and fail on sanitizer reports.
+#
+# Environment:
+#   STATEHOUSED               daemon binary (default: build/statehoused)
+#   STATEHOUSE_TEST_SINGLE=1  run the daemon with -s (single-threaded loop)
+#   STATEHOUSE_TEST_STRICT=1  a skip is a failure (CI)
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+STATEHOUSED="${STATEHOUSED:-$REPO_ROOT/build/statehoused}"
+[[ "$STATEHOUSED" = /* ]] || STATEHOUSED="$REPO_ROOT/$STATEHOUSED"
+
+load_libs() {
+	load /usr/lib/bats/bats-support/load
+	load /usr/lib/bats/bats-assert/load
+}
+
+# sh_skip REASON: skip only what this machine cannot do; strict mode turns it into a failure.
+sh_skip() {
+	if [ "${STATEHOUSE_TEST_STRICT:-0}" = 1 ]; then
+		echo "strict mode: would skip: $*" >&2
+		return 1
+	fi
+	skip "$*"
+}
+
+# Per-test scratch: $DATA (data dir), $MNT (mountpoint), $LOG (daemon stderr).
+sh_setup_dirs() {
+	SH_TMP="$(mktemp -d "${BATS_TMPDIR:-/tmp}/statehouse.XXXXXX")"
+	DATA="$SH_TMP/data"
+	MNT="$SH_TMP/mnt"
+	LOG="$SH_TMP/daemon.log"
+	mkdir -p "$MNT"
+	export DATA MNT LOG SH_TMP
+}
+
+sh_is_mounted() {
+	awk -v m="$1" '$5 == m { found = 1 } END { exit !found }' /proc/self/mountinfo
+}
+
+# sh_wait_mounted MNT PID: wait (deadline 20 s) until MNT is in mountinfo and answers.
+sh_wait_mounted() {
+	local mnt="$1" pid="$2" i
+	for ((i = 0; i < 400; i++)); do
+		if sh_is_mounted "$mnt" && stat "$mnt/.health" >/dev/null 2>&1; then
+			return 0
+		fi
+		if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+			echo "daemon exited before the mount was live; log:" >&2
+			cat "$LOG" >&2
+			return 1
+		fi
+		sleep 0.05
+	done
+	echo "mount did not appear at $mnt within 20 s; log:" >&2
+	cat "$LOG" >&2
+	return 1
+}
+
+# sh_mount [extra daemon args...]: start the daemon in the foreground, in the background,
+# with fd 3 closed (or bats waits for it), and wait for the mount.
+sh_mount() {
+	local single=()
+	[ "${STATEHOUSE_TEST_SINGLE:-0}" = 1 ] && single=(-s)
+	"$STATEHOUSED" "$DATA" "$MNT" -f "${single[@]}" "$@" >>"$LOG" 2>&1 3>&- &
+	SH_PID=$!
+	export SH_PID
+	sh_wait_mounted "$MNT" "$SH_PID"
+}
+
+# sh_umount: clean unmount; waits for the daemon to exit (deadline 20 s).
+sh_umount() {
+	local i
+	if sh_is_mounted "$MNT"; then
+		fusermount3 -u "$MNT" 2>/dev/null || umount "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+	fi
+	if [ -n "${SH_PID:-}" ]; then
+		for ((i = 0; i < 400; i++)); do
+			kill -0 "$SH_PID" 2>/dev/null || break
+			sleep 0.05
+		done
+		if kill -0 "$SH_PID" 2>/dev/null; then
+			echo "daemon $SH_PID did not exit after unmount" >&2
+			kill -9 "$SH_PID" 2>/dev/null || true
+			return 1
+		fi
+		wait "$SH_PID" 2>/dev/null || true
+		SH_PID=
+	fi
+}
+
+# sh_kill9: SIGKILL the daemon (the mount stays behind, answering ENOTCONN).
+sh_kill9() {
+	kill -9 "$SH_PID"
+	wait "$SH_PID" 2>/dev/null || true
+	SH_PID=
+}
+
+# sh_check_log: fail if the daemon log holds a sanitizer report or a crash.
+sh_check_log() {
+	sh_check_sanitizer_dir || return 1
+	[ -f "$LOG" ] || return 0
+	if grep -E 'ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:|SUMMARY: (Address|Undefined|Leak)|BUG at' "$LOG" >&2; then
+		echo "daemon log holds a sanitizer report or BUG (full log: $LOG)" >&2
+		return 1
+	fi
+}
+
+# Default setup/teardown for files that mount one daemon per test.
+sh_default_setup() {
+	load_libs
+	sh_setup_dirs
+	sh_mount "$@"
+}
+
+sh_default_teardown() {
+	local rc=0
+	sh_umount || rc=1
+	if sh_is_mounted "$MNT"; then umount -l "$MNT" 2>/dev/null || true; fi
+	sh_check_log || rc=1
+	[ $rc -eq 0 ] && rm -rf "$SH_TMP"
+	return $rc
+}
+
+# errno_of CMD...: run a python3 snippet-free syscall check; prints the errno name of a
+# failing path operation. Usage: sh_errno op path [path2|data]
+#   ops: open_r open_w create write_big rename mkdir rmdir unlink read stat
+sh_errno() {
+	python3 "$REPO_ROOT/test/bats/errno.py" "$@"
+}
+
+# --- helpers for the behaviour tests (10-, 20-, 30-*.bats) ---
+
+# sh_remount [daemon args...]: unmount the per-test daemon and mount it again on the same
+# DATADIR with other options (e.g. -o max_open_txns=2).
+sh_remount() {
+	sh_umount
+	sh_mount "$@"
+}
+
+# sh_probe_ts: make exactly one live commit (key probe/p/ts) and print its commit_ts. Two
+# probes around an action tell how many commit_ts the action consumed (no gaps allowed).
+sh_probe_ts() {
+	mkdir -p "$MNT/probe/p"
+	echo probe >"$MNT/probe/p/ts"
+	sh_xattr commit_ts "$MNT/probe/p/ts"
+}
+
+# sh_jq FILTER FILE: jq -e FILTER on FILE; on failure show the JSON and the filter.
+sh_jq() {
+	local json
+	json="$(cat "$2")" || { echo "cannot read $2" >&2; return 1; }
+	if ! jq -e "$1" <<<"$json" >/dev/null; then
+		echo "jq -e '$1' failed on $2: $json" >&2
+		return 1
+	fi
+}
+
+# sh_wait_until SECONDS CMD...: poll CMD every 50 ms until it succeeds; fail after SECONDS.
+# For waiting on the daemon (reaper, expiry), never for asserting how long something took.
+sh_wait_until() {
+	local secs="$1" end
+	shift
+	end=$((SECONDS + secs))
+	while ! "$@" 2>/dev/null; do
+		if ((SECONDS >= end)); then
+			echo "condition not met within ${secs} s: $*" >&2
+			return 1
+		fi
+		sleep 0.05
+	done
+}
+
+# sh_commit TXNDIR: commit a transaction as a user does.
+sh_commit() {
+	mv "$1/.commit.pending" "$1/.commit"
+}
+
+# sh_longname N [CHAR]: a name of N bytes.
+sh_longname() {
+	local s
+	printf -v s '%*s' "$1" ''
+	printf '%s' "${s// /${2:-x}}"
+}
+
+# --- daemon life, crash and storage helpers (40-daemon, 50-crash, 60-storage-errors, 90-quickstart)
+
+# sh_check_sanitizer_dir: fail on sanitizer report files that no earlier test claimed, and
+# mark them claimed. scripts/test points ASAN_OPTIONS/UBSAN_OPTIONS log_path into
+# STATEHOUSE_SANITIZER_LOG_DIR, so reports of daemonised or exiting daemons are caught too.
+sh_check_sanitizer_dir() {
+	local dir="${STATEHOUSE_SANITIZER_LOG_DIR:-}" f rc=0
+	[ -n "$dir" ] && [ -d "$dir" ] || return 0
+	for f in "$dir"/*; do
+		[ -f "$f" ] || continue
+		case "$f" in *.reported) continue ;; esac
+		echo "sanitizer report $f:" >&2
+		cat "$f" >&2
+		mv "$f" "$f.reported"
+		rc=1
+	done
+	return $rc
+}
+
+# sh_mode_args: sh_mount's mode flags, for tests that start the daemon themselves.
+sh_mode_args() {
+	[ "${STATEHOUSE_TEST_SINGLE:-0}" = 1 ] && echo -s
+	return 0
+}
+
+# sh_mount_count MNT: how many mounts sit at MNT (a dead one under a live one counts).
+sh_mount_count() {
+	awk -v m="$1" '$5 == m { n++ } END { print n + 0 }' /proc/self/mountinfo
+}
+
+# sh_daemon_pid MNT: pid of the statehoused serving MNT (a daemonised one is no child of ours).
+sh_daemon_pid() {
+	local p
+	for p in /proc/[0-9]*; do
+		[[ "$(readlink "$p/exe" 2>/dev/null)" == */statehoused* ]] || continue
+		if tr '\0' '\n' <"$p/cmdline" 2>/dev/null | grep -qxF -- "$1"; then
+			echo "${p#/proc/}"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# sh_wait_exit PID: wait (deadline 20 s) until process PID is gone.
+sh_wait_exit() {
+	local i
+	for ((i = 0; i < 400; i++)); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.05
+	done
+	echo "process $1 still runs after 20 s" >&2
+	return 1
+}
+
+# sh_restart [daemon args...]: SIGKILL the daemon, then start a new one on the same DATADIR
+# and MOUNTPOINT with no cleanup in between (the new daemon detaches the dead mount).
+sh_restart() {
+	sh_kill9
+	sh_mount "$@"
+}
+
+# sh_xattr NAME PATH: the value of user.statehouse.NAME (version, commit_ts) of a key.
+sh_xattr() {
+	getfattr --only-values --absolute-names -n "user.statehouse.$1" -- "$2"
+}
+
+# sh_dump_tree MNT: one line per live key below MNT, reserved dot names left out, sorted:
+# "./path version commit_ts sha256". Compare two dumps to see that nothing changed.
+sh_dump_tree() {
+	local mnt=$1 f
+	(cd "$mnt" && find . -path './.*' -prune -o -type f -print | LC_ALL=C sort) |
+		while read -r f; do
+			printf '%s %s %s %s\n' "$f" "$(sh_xattr version "$mnt/$f")" \
+				"$(sh_xattr commit_ts "$mnt/$f")" "$(sha256sum <"$mnt/$f" | cut -d' ' -f1)"
+		done
+}
+
+# sh_umount_below DIR: unmount every mount below DIR (daemonised daemons included) and wait
+# for their daemons to exit; for tests that start daemons outside sh_mount.
+sh_umount_below() {
+	local m pid rc=0
+	while read -r m; do
+		pid=$(sh_daemon_pid "$m") || pid=
+		fusermount3 -u "$m" 2>/dev/null || umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || rc=1
+		if [ -n "$pid" ]; then sh_wait_exit "$pid" || rc=1; fi
+	done < <(awk -v top="$1/" 'index($5, top) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
+	return $rc
+}

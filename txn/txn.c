@@ -1,0 +1,2573 @@
+/*
+ * txn.c - transactions and the in-memory versioned state (txn layer).
+ *
+ * Design notes
+ *
+ * Invariants
+ *  1. The store's log is the truth.  The tree here is derived from it: txn_engine_open()
+ *     replays the log, and a commit changes the tree only after store_append() returned
+ *     success for the batch holding it (publish_batch()).
+ *  2. Every key that ever existed has a node whose newest version is its current state
+ *     (a delete is a version without a value), so per-key versions continue after a
+ *     delete and after a restart.
+ *  3. A version with commit_ts > published_ts is invisible to every reader.  The
+ *     committer appends versions under the tree lock before the store write and either
+ *     publishes them (raising published_ts) or undoes them, so readers never block on
+ *     fsync and never see an uncommitted value.
+ *  4. A version chain keeps, below its head, every version some pinned snapshot (an open
+ *     or committing transaction's begin_ts) can still see; older ones are pruned when a
+ *     batch publishes.
+ *  5. commit_ts values are consecutive: head_ts is advanced only by the committer, and
+ *     rolled back with the undo of a failed batch.
+ *  6. head_desc/pub_desc count the live keys strictly below a node at the head and at
+ *     published_ts; a directory exists in the live tree while pub_desc > 0 (or mkdir
+ *     made it explicitly).
+ *
+ * Transaction state machine (edges named by the function that takes them)
+ *   OPEN --txn_commit_tx--> COMMITTING --publish_batch--> COMMITTED
+ *   COMMITTING --apply_txn (conflict / shape clash)--> CONFLICT
+ *   COMMITTING --apply_txn (deadline passed)--> EXPIRED
+ *   COMMITTING --fail_batch (ENOSPC, EIO)--> OPEN          (nothing changed; retry)
+ *   OPEN --reaper_expire--> EXPIRED
+ *   OPEN --txn_remove--> ABORTED (and out of the table)
+ * Only OPEN and COMMITTING pin a snapshot and count against max_open_txns.
+ */
+#include "txn.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uthash.h>
+
+#include "log.h"
+#include "store.h"
+
+#define AUTO_TXN_NAME "auto"
+#define BATCH_MAX 512
+
+struct version {
+	struct version *older;
+	int64_t commit_ts;
+	int64_t version;
+	int64_t time_ns;
+	struct blob *value; /* NULL: a delete */
+};
+
+struct node {
+	char *name;
+	size_t name_len;
+	struct node *parent;
+	struct node *children; /* uthash head */
+	UT_hash_handle hh;
+	struct version *versions; /* newest first */
+	uint32_t head_desc;
+	uint32_t pub_desc;
+	bool explicit_dir;
+};
+
+enum staged_kind { ST_PUT = 1, ST_DELETE, ST_DIR };
+
+struct staged {
+	char *path;
+	size_t len;
+	enum staged_kind kind;
+	struct blob *value;
+	UT_hash_handle hh;
+};
+
+struct note {
+	char *name;
+	struct blob *content;
+	UT_hash_handle hh;
+};
+
+struct txn {
+	char *name;
+	uint64_t id;
+	uint32_t uid;
+	int64_t begin_ts;
+	atomic_uint refs;
+	UT_hash_handle hh_name; /* engine table, under table_lock */
+	UT_hash_handle hh_id;
+	bool in_table;
+
+	pthread_mutex_t lock; /* protects everything below */
+	enum txn_state state;
+	int64_t begin_mono_ns;
+	int64_t timeout_ms;
+	struct staged *staged;
+	size_t n_ops;     /* staged puts and deletes */
+	size_t n_deletes; /* staged deletes */
+	struct note *notes;
+	int err;          /* after a failure */
+	char *err_key;
+	int64_t commit_ts;
+	int64_t commit_time_ns;
+	size_t committed_ops;
+};
+
+struct txn_engine {
+	struct txn_options opt;
+	struct store *store;
+
+	/* Rank 1.  Protects the tree, published_ts/time and head_ts. */
+	pthread_rwlock_t tree_lock;
+	struct node root;
+	int64_t published_ts;
+	int64_t head_ts; /* last commit_ts handed out; written by the committer only */
+
+	/* Rank 2.  Protects the transaction table and its counters. */
+	pthread_mutex_t table_lock;
+	struct txn *by_name;
+	struct txn *by_id;
+	unsigned n_open;
+	uint64_t next_id;
+
+	/* Leaf lock.  Protects the commit queue and `stopping`. */
+	pthread_mutex_t q_lock;
+	pthread_cond_t q_cond;
+	struct txn_commit_req *q_head;
+	struct txn_commit_req **q_tail;
+	bool stopping;
+	pthread_cond_t reaper_cond; /* with q_lock */
+
+	pthread_t committer;
+	pthread_t reaper;
+	bool started;
+
+	txn_notify_fn notify;
+	void *notify_arg;
+};
+
+static int64_t now_ns(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- path helpers ------------------------------------------------------------------ */
+
+int txn_check_name(const char *name, size_t len)
+{
+	if (len == 0 || memchr(name, '/', len) || memchr(name, '\0', len))
+		return -EINVAL;
+	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+		return -EINVAL;
+	if (len > TXN_NAME_MAX)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int txn_path_depth(const char *path, size_t len)
+{
+	int d = len ? 1 : 0;
+
+	for (size_t i = 0; i < len; i++)
+		if (path[i] == '/')
+			d++;
+	return d;
+}
+
+/* Validate every component of a view path, and the key length of a key path. */
+static int check_path(const char *path, size_t len)
+{
+	size_t start = 0;
+	int depth = 0, err;
+
+	if (len == 0)
+		return 0;
+	for (size_t i = 0; i <= len; i++) {
+		if (i == len || path[i] == '/') {
+			err = txn_check_name(path + start, i - start);
+			if (err)
+				return err;
+			depth++;
+			if (depth == 2 && i < len && len - i - 1 > TXN_KEY_MAX)
+				return -ENAMETOOLONG;
+			start = i + 1;
+		}
+	}
+	if (path[0] == '.')
+		return -EINVAL; /* reserved at the root */
+	return 0;
+}
+
+static bool path_is_under(const char *p, size_t plen, const char *dir, size_t dlen)
+{
+	if (dlen == 0)
+		return plen > 0;
+	return plen > dlen && p[dlen] == '/' && memcmp(p, dir, dlen) == 0;
+}
+
+static char *path_join(const char *a, size_t alen, const char *b, size_t blen, size_t *out_len)
+{
+	size_t n = alen + (alen && blen ? 1 : 0) + blen;
+	char *p = malloc(n + 1);
+
+	if (!p)
+		return NULL;
+	memcpy(p, a, alen);
+	if (alen && blen)
+		p[alen] = '/';
+	memcpy(p + n - blen, b, blen);
+	p[n] = '\0';
+	if (out_len)
+		*out_len = n;
+	return p;
+}
+
+/* ---- the tree ---------------------------------------------------------------------- */
+
+static struct node *node_child(struct node *n, const char *name, size_t len)
+{
+	struct node *c = NULL;
+
+	HASH_FIND(hh, n->children, name, len, c);
+	return c;
+}
+
+static struct node *node_find(struct txn_engine *eng, const char *path, size_t len)
+{
+	struct node *n = &eng->root;
+	size_t start = 0;
+
+	if (len == 0)
+		return n;
+	for (size_t i = 0; i <= len && n; i++) {
+		if (i == len || path[i] == '/') {
+			n = node_child(n, path + start, i - start);
+			start = i + 1;
+		}
+	}
+	return n;
+}
+
+static struct node *node_find_or_create(struct txn_engine *eng, const char *path, size_t len)
+{
+	struct node *n = &eng->root;
+	size_t start = 0;
+
+	for (size_t i = 0; i <= len; i++) {
+		if (i == len || path[i] == '/') {
+			struct node *c = node_child(n, path + start, i - start);
+
+			if (!c) {
+				c = calloc(1, sizeof(*c));
+				if (!c)
+					return NULL;
+				c->name = malloc(i - start + 1);
+				if (!c->name) {
+					free(c);
+					return NULL;
+				}
+				memcpy(c->name, path + start, i - start);
+				c->name[i - start] = '\0';
+				c->name_len = i - start;
+				c->parent = n;
+				HASH_ADD_KEYPTR(hh, n->children, c->name, c->name_len, c);
+			}
+			n = c;
+			start = i + 1;
+		}
+	}
+	return n;
+}
+
+static void node_free_tree(struct node *n)
+{
+	struct node *c, *tmp;
+
+	HASH_ITER(hh, n->children, c, tmp) {
+		HASH_DEL(n->children, c);
+		node_free_tree(c);
+		free(c->name);
+		free(c);
+	}
+	for (struct version *v = n->versions, *o; v; v = o) {
+		o = v->older;
+		blob_unref(v->value);
+		free(v);
+	}
+	n->versions = NULL;
+}
+
+static struct version *visible(const struct node *n, int64_t ts)
+{
+	struct version *v = n ? n->versions : NULL;
+
+	while (v && v->commit_ts > ts)
+		v = v->older;
+	return v;
+}
+
+static bool live_at(const struct node *n, int64_t ts)
+{
+	struct version *v = visible(n, ts);
+
+	return v && v->value;
+}
+
+static bool head_live(const struct node *n)
+{
+	return n && n->versions && n->versions->value;
+}
+
+static void adjust_desc(struct node *n, bool head, int delta)
+{
+	for (struct node *a = n->parent; a; a = a->parent) {
+		if (head)
+			a->head_desc += delta;
+		else
+			a->pub_desc += delta;
+	}
+}
+
+/* Build "a/b/c" for node n into a malloc'ed string. */
+static char *node_path(const struct node *n, size_t *out_len)
+{
+	size_t len = 0;
+	char *p, *w;
+
+	for (const struct node *a = n; a && a->parent; a = a->parent)
+		len += a->name_len + 1;
+	if (len)
+		len--;
+	p = malloc(len + 1);
+	if (!p)
+		return NULL;
+	w = p + len;
+	*w = '\0';
+	for (const struct node *a = n; a && a->parent; a = a->parent) {
+		w -= a->name_len;
+		memcpy(w, a->name, a->name_len);
+		if (w > p)
+			*--w = '/';
+	}
+	*out_len = len;
+	return p;
+}
+
+/* Drop versions no snapshot at or after keep_ts can see. */
+static void node_prune(struct node *n, int64_t keep_ts)
+{
+	struct version *v = n->versions;
+
+	while (v && v->commit_ts > keep_ts)
+		v = v->older;
+	if (!v)
+		return;
+	for (struct version *o = v->older, *next; o; o = next) {
+		next = o->older;
+		blob_unref(o->value);
+		free(o);
+	}
+	v->older = NULL;
+}
+
+/* ---- views ------------------------------------------------------------------------- */
+
+static int tx_view_state_err(struct txn *tx)
+{
+	switch (tx->state) {
+	case TXN_OPEN:
+	case TXN_COMMITTING:
+		return 0;
+	case TXN_EXPIRED:
+		return -ETIMEDOUT;
+	case TXN_CONFLICT:
+		return -ESTALE;
+	default:
+		return -ENOENT;
+	}
+}
+
+static struct staged *staged_find(struct txn *tx, const char *path, size_t len)
+{
+	struct staged *s = NULL;
+
+	HASH_FIND(hh, tx->staged, path, len, s);
+	return s;
+}
+
+/* Is there a staged put or directory strictly below path? */
+static bool staged_below(struct txn *tx, const char *path, size_t len)
+{
+	struct staged *s, *tmp;
+
+	HASH_ITER(hh, tx->staged, s, tmp) {
+		if (s->kind != ST_DELETE && path_is_under(s->path, s->len, path, len))
+			return true;
+	}
+	return false;
+}
+
+/* Does some key below node n (whose path is buf[0..len)) exist in tx's view? */
+static bool snapshot_below(struct txn *tx, struct node *n, char *buf, size_t len, size_t cap)
+{
+	struct node *c, *tmp;
+
+	HASH_ITER(hh, n->children, c, tmp) {
+		size_t l = len + (len ? 1 : 0) + c->name_len;
+
+		if (l >= cap)
+			continue;
+		if (len)
+			buf[len] = '/';
+		memcpy(buf + l - c->name_len, c->name, c->name_len);
+		if (live_at(c, tx->begin_ts)) {
+			struct staged *s = tx->n_deletes ? staged_find(tx, buf, l) : NULL;
+
+			if (!s || s->kind != ST_DELETE)
+				return true;
+		}
+		if (c->children && snapshot_below(tx, c, buf, l, cap))
+			return true;
+	}
+	return false;
+}
+
+#define PATH_BUF (TXN_KEY_MAX + 2 * TXN_NAME_MAX + 8)
+
+/*
+ * Namespaces and agents (depth 1 and 2) exist implicitly: no file can live there, so
+ * any valid name is a directory, and `echo x > ns/agent/key` works on an empty tree.
+ */
+static bool implicit_dir(const char *path, size_t len)
+{
+	int depth = txn_path_depth(path, len);
+
+	return (depth == 1 || depth == 2) && check_path(path, len) == 0;
+}
+
+/* Resolve path in a view; callers hold the tree lock (read) and, for tx, tx->lock. */
+static int view_resolve(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+			struct txn_entry *out, struct blob **value)
+{
+	struct node *n = node_find(eng, path, len);
+	struct version *v;
+
+	memset(out, 0, sizeof(*out));
+	if (!tx) {
+		if (len == 0) {
+			out->type = TXN_DIR;
+			return 0;
+		}
+		if (!n) {
+			if (!implicit_dir(path, len))
+				return -ENOENT;
+			out->type = TXN_DIR;
+			return 0;
+		}
+		v = visible(n, eng->published_ts);
+		if (v && v->value) {
+			out->type = TXN_FILE;
+			out->size = v->value->len;
+			out->version = v->version;
+			out->commit_ts = v->commit_ts;
+			out->time_ns = v->time_ns;
+			if (value)
+				*value = blob_ref(v->value);
+			return 0;
+		}
+		if (n->pub_desc > 0 || n->explicit_dir || implicit_dir(path, len)) {
+			out->type = TXN_DIR;
+			return 0;
+		}
+		return -ENOENT;
+	}
+
+	int err = tx_view_state_err(tx);
+
+	if (err)
+		return err;
+	if (len == 0) {
+		out->type = TXN_DIR;
+		return 0;
+	}
+	struct staged *s = staged_find(tx, path, len);
+
+	v = visible(n, tx->begin_ts);
+	if (s && s->kind == ST_PUT) {
+		out->type = TXN_FILE;
+		out->size = s->value->len;
+		if (v) {
+			out->version = v->version;
+			out->commit_ts = v->commit_ts;
+			out->time_ns = v->time_ns;
+		}
+		if (value)
+			*value = blob_ref(s->value);
+		return 0;
+	}
+	if (!s && v && v->value) {
+		out->type = TXN_FILE;
+		out->size = v->value->len;
+		out->version = v->version;
+		out->commit_ts = v->commit_ts;
+		out->time_ns = v->time_ns;
+		if (value)
+			*value = blob_ref(v->value);
+		return 0;
+	}
+	if (s && s->kind == ST_DIR) {
+		out->type = TXN_DIR;
+		return 0;
+	}
+	if (staged_below(tx, path, len)) {
+		out->type = TXN_DIR;
+		return 0;
+	}
+	if (n && n->children) {
+		char buf[PATH_BUF];
+
+		if (len < sizeof(buf)) {
+			memcpy(buf, path, len);
+			if (snapshot_below(tx, n, buf, len, sizeof(buf))) {
+				out->type = TXN_DIR;
+				return 0;
+			}
+		}
+	}
+	if (implicit_dir(path, len)) {
+		out->type = TXN_DIR;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+int txn_stat(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+	     struct txn_entry *out)
+{
+	int err;
+
+	pthread_rwlock_rdlock(&eng->tree_lock);
+	if (tx)
+		pthread_mutex_lock(&tx->lock);
+	err = view_resolve(eng, tx, path, len, out, NULL);
+	if (tx)
+		pthread_mutex_unlock(&tx->lock);
+	pthread_rwlock_unlock(&eng->tree_lock);
+	return err;
+}
+
+int txn_read(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+	     struct blob **out, struct txn_entry *meta)
+{
+	struct txn_entry e;
+	int err;
+
+	*out = NULL;
+	pthread_rwlock_rdlock(&eng->tree_lock);
+	if (tx)
+		pthread_mutex_lock(&tx->lock);
+	err = view_resolve(eng, tx, path, len, &e, out);
+	if (tx)
+		pthread_mutex_unlock(&tx->lock);
+	pthread_rwlock_unlock(&eng->tree_lock);
+	if (!err && e.type != TXN_FILE)
+		err = -EISDIR;
+	if (meta)
+		*meta = e;
+	return err;
+}
+
+/* A growing array of directory entries. */
+struct dirents {
+	struct txn_dirent *d;
+	size_t n, cap;
+};
+
+static int dirents_add(struct dirents *ds, const char *name, size_t len, enum txn_type type)
+{
+	if (ds->n == ds->cap) {
+		size_t cap = ds->cap ? ds->cap * 2 : 16;
+		struct txn_dirent *nd = realloc(ds->d, cap * sizeof(*nd));
+
+		if (!nd)
+			return -ENOMEM;
+		ds->d = nd;
+		ds->cap = cap;
+	}
+	ds->d[ds->n].name = strndup(name, len);
+	if (!ds->d[ds->n].name)
+		return -ENOMEM;
+	ds->d[ds->n].type = type;
+	ds->n++;
+	return 0;
+}
+
+static int dirent_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct txn_dirent *)a)->name, ((const struct txn_dirent *)b)->name);
+}
+
+void txn_dirents_free(struct txn_dirent *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(d[i].name);
+	free(d);
+}
+
+/* Sort and drop duplicate names (a staged name may also be in the snapshot). */
+static void dirents_finish(struct dirents *ds)
+{
+	size_t w = 0;
+
+	if (ds->n == 0)
+		return;
+	qsort(ds->d, ds->n, sizeof(*ds->d), dirent_cmp);
+	for (size_t i = 1; i < ds->n; i++) {
+		if (strcmp(ds->d[i].name, ds->d[w].name) == 0) {
+			free(ds->d[i].name);
+			continue;
+		}
+		ds->d[++w] = ds->d[i];
+	}
+	ds->n = w + 1;
+}
+
+int txn_list(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+	     struct txn_dirent **out, size_t *n)
+{
+	struct dirents ds = { 0 };
+	struct txn_entry e;
+	struct node *dir, *c, *tmp;
+	int err;
+
+	*out = NULL;
+	*n = 0;
+	pthread_rwlock_rdlock(&eng->tree_lock);
+	if (tx)
+		pthread_mutex_lock(&tx->lock);
+	err = view_resolve(eng, tx, path, len, &e, NULL);
+	if (!err && e.type != TXN_DIR)
+		err = -ENOTDIR;
+	if (err)
+		goto unlock;
+	dir = node_find(eng, path, len);
+	if (dir) {
+		HASH_ITER(hh, dir->children, c, tmp) {
+			if (!tx) {
+				if (live_at(c, eng->published_ts))
+					err = dirents_add(&ds, c->name, c->name_len, TXN_FILE);
+				else if (c->pub_desc > 0 || c->explicit_dir)
+					err = dirents_add(&ds, c->name, c->name_len, TXN_DIR);
+			} else {
+				size_t cl;
+				char *cp = path_join(path, len, c->name, c->name_len, &cl);
+				struct txn_entry ce;
+
+				if (!cp) {
+					err = -ENOMEM;
+				} else if (view_resolve(eng, tx, cp, cl, &ce, NULL) == 0) {
+					err = dirents_add(&ds, c->name, c->name_len, ce.type);
+				}
+				free(cp);
+			}
+			if (err)
+				goto unlock;
+		}
+	}
+	if (tx) {
+		struct staged *s, *stmp;
+
+		HASH_ITER(hh, tx->staged, s, stmp) {
+			const char *rest, *slash;
+			size_t rlen;
+
+			if (s->kind == ST_DELETE || !path_is_under(s->path, s->len, path, len))
+				continue;
+			rest = s->path + len + (len ? 1 : 0);
+			rlen = s->len - (size_t)(rest - s->path);
+			slash = memchr(rest, '/', rlen);
+			if (slash)
+				err = dirents_add(&ds, rest, (size_t)(slash - rest), TXN_DIR);
+			else
+				err = dirents_add(&ds, rest, rlen,
+						  s->kind == ST_PUT ? TXN_FILE : TXN_DIR);
+			if (err)
+				goto unlock;
+		}
+	}
+unlock:
+	if (tx)
+		pthread_mutex_unlock(&tx->lock);
+	pthread_rwlock_unlock(&eng->tree_lock);
+	if (err) {
+		txn_dirents_free(ds.d, ds.n);
+		return err;
+	}
+	dirents_finish(&ds);
+	*out = ds.d;
+	*n = ds.n;
+	return 0;
+}
+
+/* ---- live directories ------------------------------------------------------------- */
+
+int txn_live_mkdir(struct txn_engine *eng, const char *path, size_t len)
+{
+	struct txn_entry e;
+	struct node *n;
+	int err = check_path(path, len);
+
+	if (err)
+		return err;
+	if (txn_path_depth(path, len) < 1)
+		return -EEXIST;
+	pthread_rwlock_wrlock(&eng->tree_lock);
+	err = view_resolve(eng, NULL, path, len, &e, NULL);
+	if (err == 0) {
+		err = -EEXIST;
+		goto unlock;
+	}
+	/* The parent must be a directory (the kernel looked it up; it may have vanished). */
+	{
+		const char *slash = memrchr(path, '/', len);
+		size_t plen = slash ? (size_t)(slash - path) : 0;
+		struct txn_entry pe;
+
+		err = view_resolve(eng, NULL, path, plen, &pe, NULL);
+		if (!err && pe.type != TXN_DIR)
+			err = -ENOTDIR;
+		if (err == -ENOENT) {
+			/* An implicit parent vanished: recreate the chain explicitly. */
+			err = 0;
+		}
+		if (err)
+			goto unlock;
+	}
+	n = node_find_or_create(eng, path, len);
+	if (!n) {
+		err = -ENOMEM;
+		goto unlock;
+	}
+	if (head_live(n)) {
+		/* A key is being committed at this very path. */
+		err = -EEXIST;
+		goto unlock;
+	}
+	for (struct node *a = n; a && a->parent; a = a->parent)
+		a->explicit_dir = true;
+	err = 0;
+unlock:
+	pthread_rwlock_unlock(&eng->tree_lock);
+	return err;
+}
+
+static bool has_explicit_child(struct node *n)
+{
+	struct node *c, *tmp;
+
+	HASH_ITER(hh, n->children, c, tmp) {
+		if (c->explicit_dir)
+			return true;
+	}
+	return false;
+}
+
+int txn_live_rmdir(struct txn_engine *eng, const char *path, size_t len)
+{
+	struct node *n;
+	int err = 0;
+
+	if (len == 0)
+		return -EBUSY;
+	pthread_rwlock_wrlock(&eng->tree_lock);
+	n = node_find(eng, path, len);
+	if (!n)
+		err = -ENOENT;
+	else if (live_at(n, eng->published_ts))
+		err = -ENOTDIR;
+	else if (n->pub_desc > 0 || n->head_desc > 0 || has_explicit_child(n))
+		err = -ENOTEMPTY;
+	else
+		n->explicit_dir = false; /* an empty implicit directory simply vanishes */
+	pthread_rwlock_unlock(&eng->tree_lock);
+	return err;
+}
+
+/* ---- transactions: table ------------------------------------------------------------ */
+
+static void staged_free_all(struct txn *tx)
+{
+	struct staged *s, *tmp;
+
+	HASH_ITER(hh, tx->staged, s, tmp) {
+		HASH_DEL(tx->staged, s);
+		blob_unref(s->value);
+		free(s->path);
+		free(s);
+	}
+	tx->n_ops = 0;
+	tx->n_deletes = 0;
+}
+
+static void notes_free_all(struct txn *tx)
+{
+	struct note *nt, *tmp;
+
+	HASH_ITER(hh, tx->notes, nt, tmp) {
+		HASH_DEL(tx->notes, nt);
+		blob_unref(nt->content);
+		free(nt->name);
+		free(nt);
+	}
+}
+
+struct txn *txn_ref(struct txn *tx)
+{
+	if (tx)
+		atomic_fetch_add(&tx->refs, 1);
+	return tx;
+}
+
+void txn_unref(struct txn *tx)
+{
+	if (!tx || atomic_fetch_sub(&tx->refs, 1) != 1)
+		return;
+	staged_free_all(tx);
+	notes_free_all(tx);
+	pthread_mutex_destroy(&tx->lock);
+	free(tx->err_key);
+	free(tx->name);
+	free(tx);
+}
+
+uint64_t txn_id(const struct txn *tx) { return tx->id; }
+const char *txn_name(const struct txn *tx) { return tx->name; }
+uint32_t txn_uid(const struct txn *tx) { return tx->uid; }
+int64_t txn_begin_ts(const struct txn *tx) { return tx->begin_ts; }
+
+enum txn_state txn_get_state(struct txn *tx)
+{
+	enum txn_state s;
+
+	pthread_mutex_lock(&tx->lock);
+	s = tx->state;
+	pthread_mutex_unlock(&tx->lock);
+	return s;
+}
+
+int64_t txn_timeout_ms(struct txn *tx)
+{
+	int64_t t;
+
+	pthread_mutex_lock(&tx->lock);
+	t = tx->timeout_ms;
+	pthread_mutex_unlock(&tx->lock);
+	return t;
+}
+
+static int note_set(struct txn *tx, const char *name, struct blob *content)
+{
+	struct note *nt = NULL;
+
+	HASH_FIND_STR(tx->notes, name, nt);
+	if (nt) {
+		blob_unref(nt->content);
+		nt->content = content;
+		return 0;
+	}
+	nt = calloc(1, sizeof(*nt));
+	if (!nt || !(nt->name = strdup(name))) {
+		free(nt);
+		blob_unref(content);
+		return -ENOMEM;
+	}
+	nt->content = content;
+	HASH_ADD_KEYPTR(hh, tx->notes, nt->name, strlen(nt->name), nt);
+	return 0;
+}
+
+int txn_begin(struct txn_engine *eng, const char *name, size_t len, uint32_t uid,
+	      struct txn **out)
+{
+	struct txn *tx, *old = NULL;
+	struct blob *empty;
+	int err = txn_check_name(name, len);
+
+	*out = NULL;
+	if (err)
+		return err;
+	if (name[0] == '.')
+		return -EINVAL;
+	tx = calloc(1, sizeof(*tx));
+	if (!tx)
+		return -ENOMEM;
+	tx->name = strndup(name, len);
+	empty = blob_new("", 0);
+	if (!tx->name || !empty) {
+		free(tx->name);
+		free(tx);
+		blob_unref(empty);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&tx->lock, NULL);
+	atomic_init(&tx->refs, 1);
+	tx->uid = uid;
+	tx->state = TXN_OPEN;
+	tx->timeout_ms = eng->opt.txn_timeout_ms;
+	tx->begin_mono_ns = now_ns(CLOCK_MONOTONIC);
+	if (note_set(tx, ".commit.pending", empty)) {
+		txn_unref(tx);
+		return -ENOMEM;
+	}
+
+	/* Tree lock first (rank 1): begin_ts must not move while the snapshot is pinned. */
+	pthread_rwlock_rdlock(&eng->tree_lock);
+	pthread_mutex_lock(&eng->table_lock);
+	HASH_FIND(hh_name, eng->by_name, tx->name, len, old);
+	if (old) {
+		err = -EEXIST;
+	} else if (eng->n_open >= eng->opt.max_open_txns) {
+		err = -EAGAIN;
+	} else {
+		tx->id = ++eng->next_id;
+		tx->begin_ts = eng->published_ts;
+		tx->in_table = true;
+		HASH_ADD_KEYPTR(hh_name, eng->by_name, tx->name, len, tx);
+		HASH_ADD(hh_id, eng->by_id, id, sizeof(tx->id), tx);
+		eng->n_open++;
+		txn_ref(tx); /* the table's reference */
+	}
+	pthread_mutex_unlock(&eng->table_lock);
+	pthread_rwlock_unlock(&eng->tree_lock);
+	if (err) {
+		txn_unref(tx);
+		return err;
+	}
+	pthread_mutex_lock(&eng->q_lock);
+	pthread_cond_signal(&eng->reaper_cond);
+	pthread_mutex_unlock(&eng->q_lock);
+	*out = tx;
+	return 0;
+}
+
+struct txn *txn_find(struct txn_engine *eng, const char *name, size_t len)
+{
+	struct txn *tx = NULL;
+
+	pthread_mutex_lock(&eng->table_lock);
+	HASH_FIND(hh_name, eng->by_name, name, len, tx);
+	txn_ref(tx);
+	pthread_mutex_unlock(&eng->table_lock);
+	return tx;
+}
+
+struct txn *txn_find_id(struct txn_engine *eng, uint64_t id)
+{
+	struct txn *tx = NULL;
+
+	pthread_mutex_lock(&eng->table_lock);
+	HASH_FIND(hh_id, eng->by_id, &id, sizeof(id), tx);
+	txn_ref(tx);
+	pthread_mutex_unlock(&eng->table_lock);
+	return tx;
+}
+
+/* Leave the pinning states; called with table_lock and tx->lock held. */
+static void unpin_locked(struct txn_engine *eng, struct txn *tx, enum txn_state to)
+{
+	if (tx->state == TXN_OPEN || tx->state == TXN_COMMITTING)
+		eng->n_open--;
+	tx->state = to;
+}
+
+int txn_remove(struct txn_engine *eng, const char *name, size_t len)
+{
+	struct txn *tx = NULL;
+	int err = 0;
+
+	pthread_mutex_lock(&eng->table_lock);
+	HASH_FIND(hh_name, eng->by_name, name, len, tx);
+	if (!tx) {
+		pthread_mutex_unlock(&eng->table_lock);
+		return -ENOENT;
+	}
+	pthread_mutex_lock(&tx->lock);
+	if (tx->state == TXN_COMMITTING) {
+		err = -EBUSY;
+	} else {
+		if (tx->state == TXN_OPEN)
+			unpin_locked(eng, tx, TXN_ABORTED);
+		staged_free_all(tx);
+		HASH_DELETE(hh_name, eng->by_name, tx);
+		HASH_DELETE(hh_id, eng->by_id, tx);
+		tx->in_table = false;
+	}
+	pthread_mutex_unlock(&tx->lock);
+	pthread_mutex_unlock(&eng->table_lock);
+	if (!err)
+		txn_unref(tx);
+	return err;
+}
+
+int txn_list_names(struct txn_engine *eng, struct txn_dirent **out, size_t *n)
+{
+	struct dirents ds = { 0 };
+	struct txn *tx, *tmp;
+	int err = 0;
+
+	pthread_mutex_lock(&eng->table_lock);
+	HASH_ITER(hh_name, eng->by_name, tx, tmp) {
+		err = dirents_add(&ds, tx->name, strlen(tx->name), TXN_DIR);
+		if (err)
+			break;
+	}
+	pthread_mutex_unlock(&eng->table_lock);
+	if (err) {
+		txn_dirents_free(ds.d, ds.n);
+		return err;
+	}
+	dirents_finish(&ds);
+	*out = ds.d;
+	*n = ds.n;
+	return 0;
+}
+
+/* ---- transactions: staging ------------------------------------------------------- */
+
+static bool deadline_passed(struct txn *tx)
+{
+	return now_ns(CLOCK_MONOTONIC) - tx->begin_mono_ns > tx->timeout_ms * 1000000;
+}
+
+/* May tx take new staged operations?  Called with tx->lock held. */
+static int stage_state_err(struct txn *tx)
+{
+	switch (tx->state) {
+	case TXN_OPEN:
+		return deadline_passed(tx) ? -ETIMEDOUT : 0;
+	case TXN_COMMITTING:
+		return -EBUSY;
+	case TXN_COMMITTED:
+		return -EROFS;
+	case TXN_EXPIRED:
+		return -ETIMEDOUT;
+	case TXN_CONFLICT:
+		return -ESTALE;
+	case TXN_ABORTED:
+	default:
+		return -ENOENT;
+	}
+}
+
+static int staged_set(struct txn *tx, const char *path, size_t len, enum staged_kind kind,
+		      struct blob *value)
+{
+	struct staged *s = staged_find(tx, path, len);
+
+	if (!s) {
+		s = calloc(1, sizeof(*s));
+		if (!s || !(s->path = strndup(path, len))) {
+			free(s);
+			blob_unref(value);
+			return -ENOMEM;
+		}
+		s->len = len;
+		HASH_ADD_KEYPTR(hh, tx->staged, s->path, s->len, s);
+	} else {
+		if (s->kind != ST_DIR)
+			tx->n_ops--;
+		if (s->kind == ST_DELETE)
+			tx->n_deletes--;
+		blob_unref(s->value);
+	}
+	s->kind = kind;
+	s->value = value;
+	if (kind != ST_DIR)
+		tx->n_ops++;
+	if (kind == ST_DELETE)
+		tx->n_deletes++;
+	return 0;
+}
+
+static void staged_drop(struct txn *tx, struct staged *s)
+{
+	if (s->kind != ST_DIR)
+		tx->n_ops--;
+	if (s->kind == ST_DELETE)
+		tx->n_deletes--;
+	HASH_DEL(tx->staged, s);
+	blob_unref(s->value);
+	free(s->path);
+	free(s);
+}
+
+/* Every ancestor of path must be a directory (or nothing) in the view. */
+static int view_check_ancestors(struct txn_engine *eng, struct txn *tx, const char *path,
+				size_t len)
+{
+	struct txn_entry e;
+
+	for (size_t i = 0; i < len; i++) {
+		if (path[i] != '/')
+			continue;
+		if (view_resolve(eng, tx, path, i, &e, NULL) == 0 && e.type == TXN_FILE)
+			return -ENOTDIR;
+	}
+	return 0;
+}
+
+/* Put without taking locks; tree (read) and tx->lock held. */
+static int stage_put_locked(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+			    struct blob *value)
+{
+	struct txn_entry e;
+	struct node *n;
+	int err = view_check_ancestors(eng, tx, path, len);
+
+	if (!err && view_resolve(eng, tx, path, len, &e, NULL) == 0 && e.type == TXN_DIR)
+		err = -EISDIR;
+	if (err) {
+		blob_unref(value);
+		return err;
+	}
+	/* A put over a snapshot key, or over nothing: a put either way (the log records
+	 * the write; the version is assigned at commit). */
+	n = node_find(eng, path, len);
+	(void)n;
+	return staged_set(tx, path, len, ST_PUT, value);
+}
+
+static int stage_delete_locked(struct txn_engine *eng, struct txn *tx, const char *path, size_t len)
+{
+	struct txn_entry e;
+	struct staged *s;
+	int err = view_resolve(eng, tx, path, len, &e, NULL);
+
+	if (err)
+		return err;
+	if (e.type != TXN_FILE)
+		return -EISDIR;
+	s = staged_find(tx, path, len);
+	if (s && !live_at(node_find(eng, path, len), tx->begin_ts)) {
+		staged_drop(tx, s); /* the key exists only in this transaction */
+		return 0;
+	}
+	return staged_set(tx, path, len, ST_DELETE, NULL);
+}
+
+#define STAGE_BEGIN(eng, tx, wr)                                                  \
+	do {                                                                      \
+		pthread_rwlock_rdlock(&(eng)->tree_lock);                         \
+		pthread_mutex_lock(&(tx)->lock);                                  \
+	} while (0)
+#define STAGE_END(eng, tx)                                                        \
+	do {                                                                      \
+		pthread_mutex_unlock(&(tx)->lock);                                \
+		pthread_rwlock_unlock(&(eng)->tree_lock);                         \
+	} while (0)
+
+int txn_stage_put(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+		  struct blob *value)
+{
+	int err = check_path(path, len);
+
+	if (!err && txn_path_depth(path, len) < 3)
+		err = -EINVAL;
+	if (!err && value->len > eng->opt.max_value_bytes)
+		err = -EFBIG;
+	if (err) {
+		blob_unref(value);
+		return err;
+	}
+	STAGE_BEGIN(eng, tx, 0);
+	err = stage_state_err(tx);
+	if (err)
+		blob_unref(value);
+	else
+		err = stage_put_locked(eng, tx, path, len, value);
+	STAGE_END(eng, tx);
+	return err;
+}
+
+int txn_stage_delete(struct txn_engine *eng, struct txn *tx, const char *path, size_t len)
+{
+	int err = check_path(path, len);
+
+	if (err)
+		return err;
+	STAGE_BEGIN(eng, tx, 0);
+	err = stage_state_err(tx);
+	if (!err)
+		err = stage_delete_locked(eng, tx, path, len);
+	STAGE_END(eng, tx);
+	return err;
+}
+
+/* Collect the paths of every file below dir in tx's view (tree read lock + tx->lock). */
+static int view_files_below(struct txn_engine *eng, struct txn *tx, const char *dir, size_t dlen,
+			    struct dirents *out)
+{
+	struct txn_dirent *d = NULL;
+	size_t n = 0;
+	struct txn_entry e;
+	struct dirents ds = { 0 };
+	struct node *dn = node_find(eng, dir, dlen);
+	int err = 0;
+
+	/* Candidates: snapshot nodes below dir and staged puts below dir. */
+	if (dn) {
+		struct node **stack = NULL;
+		size_t sp = 0, scap = 0;
+		struct node *c, *tmp;
+
+		HASH_ITER(hh, dn->children, c, tmp) {
+			if (sp == scap) {
+				scap = scap ? scap * 2 : 64;
+				struct node **ns = realloc(stack, scap * sizeof(*ns));
+
+				if (!ns) {
+					free(stack);
+					return -ENOMEM;
+				}
+				stack = ns;
+			}
+			stack[sp++] = c;
+		}
+		while (sp && !err) {
+			struct node *x = stack[--sp];
+			size_t plen;
+			char *p = node_path(x, &plen);
+
+			if (!p) {
+				err = -ENOMEM;
+				break;
+			}
+			if (view_resolve(eng, tx, p, plen, &e, NULL) == 0 && e.type == TXN_FILE)
+				err = dirents_add(&ds, p, plen, TXN_FILE);
+			free(p);
+			HASH_ITER(hh, x->children, c, tmp) {
+				if (sp == scap) {
+					scap *= 2;
+					struct node **ns = realloc(stack, scap * sizeof(*ns));
+
+					if (!ns) {
+						err = -ENOMEM;
+						break;
+					}
+					stack = ns;
+				}
+				stack[sp++] = c;
+			}
+		}
+		free(stack);
+	}
+	{
+		struct staged *s, *tmp;
+
+		HASH_ITER(hh, tx->staged, s, tmp) {
+			if (!err && s->kind == ST_PUT && path_is_under(s->path, s->len, dir, dlen))
+				err = dirents_add(&ds, s->path, s->len, TXN_FILE);
+		}
+	}
+	if (err) {
+		txn_dirents_free(ds.d, ds.n);
+		return err;
+	}
+	dirents_finish(&ds);
+	(void)d;
+	(void)n;
+	*out = ds;
+	return 0;
+}
+
+int txn_stage_rename(struct txn_engine *eng, struct txn *tx, const char *src, size_t slen,
+		     const char *dst, size_t dlen, bool noreplace)
+{
+	struct txn_entry se, de;
+	struct blob *val = NULL;
+	int err = check_path(src, slen);
+	int derr;
+
+	if (!err)
+		err = check_path(dst, dlen);
+	if (err)
+		return err;
+	STAGE_BEGIN(eng, tx, 0);
+	err = stage_state_err(tx);
+	if (err)
+		goto out;
+	err = view_resolve(eng, tx, src, slen, &se, &val);
+	if (err)
+		goto out;
+	derr = view_resolve(eng, tx, dst, dlen, &de, NULL);
+	if (slen == dlen && memcmp(src, dst, slen) == 0)
+		goto out; /* rename onto itself */
+	if (derr == 0 && noreplace) {
+		err = -EEXIST;
+		goto out;
+	}
+	if (se.type == TXN_FILE) {
+		if (txn_path_depth(dst, dlen) < 3) {
+			err = -EINVAL;
+			goto out;
+		}
+		if (derr == 0 && de.type == TXN_DIR) {
+			err = -EISDIR;
+			goto out;
+		}
+		err = view_check_ancestors(eng, tx, dst, dlen);
+		if (!err)
+			err = stage_delete_locked(eng, tx, src, slen);
+		if (!err) {
+			err = stage_put_locked(eng, tx, dst, dlen, val);
+			val = NULL;
+		}
+		goto out;
+	}
+	/* A directory: move every file below it. */
+	if (path_is_under(dst, dlen, src, slen)) {
+		err = -EINVAL;
+		goto out;
+	}
+	if (derr == 0 && de.type == TXN_FILE) {
+		err = -ENOTDIR;
+		goto out;
+	}
+	{
+		struct dirents files, dfiles;
+
+		if (derr == 0) {
+			err = view_files_below(eng, tx, dst, dlen, &dfiles);
+			if (err)
+				goto out;
+			txn_dirents_free(dfiles.d, dfiles.n);
+			if (dfiles.n) {
+				err = -ENOTEMPTY;
+				goto out;
+			}
+		}
+		err = view_files_below(eng, tx, src, slen, &files);
+		if (err)
+			goto out;
+		for (size_t i = 0; i < files.n && !err; i++) {
+			const char *fp = files.d[i].name;
+			size_t fl = strlen(fp), nl;
+			char *np = path_join(dst, dlen, fp + slen + 1, fl - slen - 1, &nl);
+			struct blob *fv = NULL;
+			struct txn_entry fe;
+
+			if (!np) {
+				err = -ENOMEM;
+				break;
+			}
+			if (txn_path_depth(np, nl) < 3 || nl - (dlen) > TXN_KEY_MAX + 2 * TXN_NAME_MAX)
+				err = -EINVAL;
+			if (!err)
+				err = view_resolve(eng, tx, fp, fl, &fe, &fv);
+			if (!err)
+				err = stage_delete_locked(eng, tx, fp, fl);
+			if (!err)
+				err = stage_put_locked(eng, tx, np, nl, fv);
+			else
+				blob_unref(fv);
+			free(np);
+		}
+		txn_dirents_free(files.d, files.n);
+		/* Staged directory markers move along. */
+		if (!err) {
+			struct staged *s, *tmp;
+
+			HASH_ITER(hh, tx->staged, s, tmp) {
+				if (s->kind == ST_DIR && (path_is_under(s->path, s->len, src, slen) ||
+							  (s->len == slen && !memcmp(s->path, src, slen)))) {
+					size_t nl;
+					char *np = path_join(dst, dlen, s->path + slen + (s->len > slen),
+							     s->len - slen - (s->len > slen), &nl);
+
+					if (np) {
+						staged_set(tx, np, nl, ST_DIR, NULL);
+						free(np);
+					}
+					staged_drop(tx, s);
+				}
+			}
+		}
+	}
+out:
+	STAGE_END(eng, tx);
+	blob_unref(val);
+	return err;
+}
+
+int txn_stage_mkdir(struct txn_engine *eng, struct txn *tx, const char *path, size_t len)
+{
+	struct txn_entry e;
+	int err = check_path(path, len);
+
+	if (err)
+		return err;
+	STAGE_BEGIN(eng, tx, 0);
+	err = stage_state_err(tx);
+	if (!err && view_resolve(eng, tx, path, len, &e, NULL) == 0)
+		err = -EEXIST;
+	if (!err)
+		err = view_check_ancestors(eng, tx, path, len);
+	if (!err)
+		err = staged_set(tx, path, len, ST_DIR, NULL);
+	STAGE_END(eng, tx);
+	return err;
+}
+
+int txn_stage_rmdir(struct txn_engine *eng, struct txn *tx, const char *path, size_t len)
+{
+	struct txn_entry e;
+	struct dirents files;
+	int err = check_path(path, len);
+
+	if (err)
+		return err;
+	STAGE_BEGIN(eng, tx, 0);
+	err = stage_state_err(tx);
+	if (!err)
+		err = view_resolve(eng, tx, path, len, &e, NULL);
+	if (!err && e.type != TXN_DIR)
+		err = -ENOTDIR;
+	if (!err)
+		err = view_files_below(eng, tx, path, len, &files);
+	if (!err) {
+		size_t nfiles = files.n;
+
+		txn_dirents_free(files.d, files.n);
+		if (nfiles) {
+			err = -ENOTEMPTY;
+		} else {
+			struct staged *s, *tmp;
+
+			HASH_ITER(hh, tx->staged, s, tmp) {
+				if (s->kind == ST_DIR && path_is_under(s->path, s->len, path, len)) {
+					err = -ENOTEMPTY;
+					break;
+				}
+			}
+			if (!err) {
+				s = staged_find(tx, path, len);
+				if (s && s->kind == ST_DIR)
+					staged_drop(tx, s);
+			}
+		}
+	}
+	STAGE_END(eng, tx);
+	return err;
+}
+
+int txn_writable(struct txn *tx)
+{
+	int err;
+
+	pthread_mutex_lock(&tx->lock);
+	err = stage_state_err(tx);
+	pthread_mutex_unlock(&tx->lock);
+	return err;
+}
+
+int txn_set_timeout(struct txn_engine *eng, struct txn *tx, int64_t timeout_ms)
+{
+	int err;
+
+	if (timeout_ms < 1 || timeout_ms > 86400000)
+		return -EINVAL;
+	pthread_mutex_lock(&tx->lock);
+	err = stage_state_err(tx);
+	if (!err && tx->n_ops > 0)
+		err = -EBUSY;
+	if (!err)
+		tx->timeout_ms = timeout_ms;
+	pthread_mutex_unlock(&tx->lock);
+	if (!err) {
+		pthread_mutex_lock(&eng->q_lock);
+		pthread_cond_signal(&eng->reaper_cond);
+		pthread_mutex_unlock(&eng->q_lock);
+	}
+	return err;
+}
+
+/* ---- notes ------------------------------------------------------------------------ */
+
+int txn_note_put(struct txn *tx, const char *name, struct blob *content)
+{
+	int err;
+
+	pthread_mutex_lock(&tx->lock);
+	err = stage_state_err(tx);
+	if (!err)
+		err = note_set(tx, name, content);
+	else
+		blob_unref(content);
+	pthread_mutex_unlock(&tx->lock);
+	return err;
+}
+
+int txn_note_get(struct txn *tx, const char *name, struct blob **out)
+{
+	struct note *nt = NULL;
+
+	pthread_mutex_lock(&tx->lock);
+	HASH_FIND_STR(tx->notes, name, nt);
+	*out = nt ? blob_ref(nt->content) : NULL;
+	pthread_mutex_unlock(&tx->lock);
+	return nt ? 0 : -ENOENT;
+}
+
+int txn_note_remove(struct txn *tx, const char *name)
+{
+	struct note *nt = NULL;
+	int err;
+
+	pthread_mutex_lock(&tx->lock);
+	err = stage_state_err(tx);
+	if (!err) {
+		HASH_FIND_STR(tx->notes, name, nt);
+		if (!nt) {
+			err = -ENOENT;
+		} else {
+			HASH_DEL(tx->notes, nt);
+			blob_unref(nt->content);
+			free(nt->name);
+			free(nt);
+		}
+	}
+	pthread_mutex_unlock(&tx->lock);
+	return err;
+}
+
+int txn_note_rename(struct txn *tx, const char *from, const char *to)
+{
+	struct note *nt = NULL, *old = NULL;
+	char *nn;
+	int err;
+
+	pthread_mutex_lock(&tx->lock);
+	err = stage_state_err(tx);
+	if (err)
+		goto out;
+	HASH_FIND_STR(tx->notes, from, nt);
+	if (!nt) {
+		err = -ENOENT;
+		goto out;
+	}
+	if (strcmp(from, to) == 0)
+		goto out;
+	nn = strdup(to);
+	if (!nn) {
+		err = -ENOMEM;
+		goto out;
+	}
+	HASH_FIND_STR(tx->notes, to, old);
+	if (old) {
+		HASH_DEL(tx->notes, old);
+		blob_unref(old->content);
+		free(old->name);
+		free(old);
+	}
+	HASH_DEL(tx->notes, nt);
+	free(nt->name);
+	nt->name = nn;
+	HASH_ADD_KEYPTR(hh, tx->notes, nt->name, strlen(nt->name), nt);
+out:
+	pthread_mutex_unlock(&tx->lock);
+	return err;
+}
+
+int txn_note_list(struct txn *tx, struct txn_dirent **out, size_t *n)
+{
+	struct dirents ds = { 0 };
+	struct note *nt, *tmp;
+	int err = 0;
+
+	pthread_mutex_lock(&tx->lock);
+	HASH_ITER(hh, tx->notes, nt, tmp) {
+		err = dirents_add(&ds, nt->name, strlen(nt->name), TXN_FILE);
+		if (err)
+			break;
+	}
+	pthread_mutex_unlock(&tx->lock);
+	if (err) {
+		txn_dirents_free(ds.d, ds.n);
+		return err;
+	}
+	dirents_finish(&ds);
+	*out = ds.d;
+	*n = ds.n;
+	return 0;
+}
+
+/* ---- JSON ---------------------------------------------------------------------------- */
+
+static const char *state_name(enum txn_state s)
+{
+	static const char *const names[] = { "open", "committing", "committed",
+					     "aborted", "expired", "conflict" };
+	return names[s];
+}
+
+static const char *errno_name(int err)
+{
+	switch (-err) {
+	case ESTALE: return "ESTALE";
+	case ETIMEDOUT: return "ETIMEDOUT";
+	case ENOTDIR: return "ENOTDIR";
+	case EISDIR: return "EISDIR";
+	case ENOSPC: return "ENOSPC";
+	case EIO: return "EIO";
+	case ENOENT: return "ENOENT";
+	case ENOMEM: return "ENOMEM";
+	case EAGAIN: return "EAGAIN";
+	case EFBIG: return "EFBIG";
+	case EINVAL: return "EINVAL";
+	default: return "EIO";
+	}
+}
+
+static void json_set_str(json_t *o, const char *k, const char *v)
+{
+	json_t *s = json_string(v);
+
+	if (!s) /* not UTF-8: keep the bytes readable rather than drop the field */
+		s = json_string_nocheck(v);
+	json_object_set_new(o, k, s);
+}
+
+static char *json_dump_line(json_t *o)
+{
+	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char *line = NULL;
+
+	json_decref(o);
+	if (s && asprintf(&line, "%s\n", s) < 0)
+		line = NULL;
+	free(s);
+	return line;
+}
+
+static void rfc3339(int64_t ns, char *buf, size_t cap)
+{
+	time_t secs = (time_t)(ns / 1000000000);
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&secs, &tm);
+	n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, cap - n, ".%06ldZ", (long)((ns / 1000) % 1000000));
+}
+
+char *txn_status_json(struct txn_engine *eng, struct txn *tx)
+{
+	json_t *o = json_object();
+
+	(void)eng;
+	if (!o)
+		return NULL;
+	pthread_mutex_lock(&tx->lock);
+	if (tx->state == TXN_OPEN && deadline_passed(tx)) {
+		/* The reaper has not run yet; report what a write would find. */
+		json_set_str(o, "state", "expired");
+	} else {
+		json_set_str(o, "state", state_name(tx->state));
+	}
+	json_set_str(o, "txn", tx->name);
+	json_object_set_new(o, "ops", json_integer((json_int_t)(tx->state == TXN_COMMITTED
+							       ? tx->committed_ops : tx->n_ops)));
+	json_object_set_new(o, "begin_ts", json_integer(tx->begin_ts));
+	if (tx->state == TXN_OPEN || tx->state == TXN_COMMITTING) {
+		int64_t left = tx->timeout_ms -
+			       (now_ns(CLOCK_MONOTONIC) - tx->begin_mono_ns) / 1000000;
+		json_object_set_new(o, "expires_in_ms", json_integer(left > 0 ? left : 0));
+	}
+	json_object_set_new(o, "timeout_ms", json_integer(tx->timeout_ms));
+	if (tx->state == TXN_COMMITTED)
+		json_object_set_new(o, "commit_ts", json_integer(tx->commit_ts));
+	if (tx->err) {
+		json_set_str(o, "error", errno_name(tx->err));
+		json_set_str(o, "message", strerror(-tx->err));
+		if (tx->err_key)
+			json_set_str(o, "key", tx->err_key);
+	}
+	pthread_mutex_unlock(&tx->lock);
+	return json_dump_line(o);
+}
+
+char *txn_commit_json(struct txn *tx)
+{
+	char when[64];
+	json_t *o;
+
+	pthread_mutex_lock(&tx->lock);
+	if (tx->state != TXN_COMMITTED) {
+		pthread_mutex_unlock(&tx->lock);
+		return NULL;
+	}
+	o = json_object();
+	if (o) {
+		json_object_set_new(o, "commit_ts", json_integer(tx->commit_ts));
+		json_set_str(o, "txn", tx->name);
+		json_object_set_new(o, "ops", json_integer((json_int_t)tx->committed_ops));
+		rfc3339(tx->commit_time_ns, when, sizeof(when));
+		json_set_str(o, "time", when);
+	}
+	pthread_mutex_unlock(&tx->lock);
+	return o ? json_dump_line(o) : NULL;
+}
+
+/* ---- the committer ------------------------------------------------------------------ */
+
+struct applied {
+	struct node *node;
+	struct version *v;
+};
+
+struct batch {
+	struct applied *a;
+	size_t na, cap_a;
+	struct store_event *ev;
+	size_t nev, cap_ev;
+	char **paths; /* every op's path, owned; handed to the invalidation hook */
+	size_t np, cap_p;
+};
+
+static int grow(void **p, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return 0;
+	size_t nc = *cap ? *cap * 2 : 32;
+	void *np = realloc(*p, nc * size);
+
+	if (!np)
+		return -ENOMEM;
+	*p = np;
+	*cap = nc;
+	return 0;
+}
+
+/* Take back the newest version of a node (a failed request or batch). */
+static void undo_one(struct applied *ap)
+{
+	struct node *n = ap->node;
+	struct version *v = n->versions;
+	bool was_live, now_live;
+
+	if (v != ap->v)
+		BUG("undo out of order");
+	now_live = v->value != NULL;
+	n->versions = v->older;
+	was_live = head_live(n);
+	if (was_live != now_live)
+		adjust_desc(n, true, was_live ? 1 : -1);
+	blob_unref(v->value);
+	free(v);
+}
+
+static void undo_to(struct batch *b, size_t mark)
+{
+	while (b->na > mark)
+		undo_one(&b->a[--b->na]);
+}
+
+/*
+ * Append one unpublished version at the head; value NULL deletes.  Checks the shape
+ * rules at the head (a key may not be a prefix of another live key).
+ */
+static int apply_op(struct txn_engine *eng, struct batch *b, const char *path, size_t len,
+		    struct blob *value, int64_t ts, int64_t time_ns, int64_t *version_out)
+{
+	struct node *n;
+	struct version *v;
+	bool was_live;
+
+	if (grow((void **)&b->a, &b->cap_a, b->na, sizeof(*b->a)))
+		return -ENOMEM;
+	if (value) {
+		for (size_t i = 0; i < len; i++) {
+			if (path[i] == '/' && head_live(node_find(eng, path, i)))
+				return -ENOTDIR;
+		}
+	}
+	n = value ? node_find_or_create(eng, path, len) : node_find(eng, path, len);
+	if (!n)
+		return value ? -ENOMEM : -ENOENT;
+	if (value && n->head_desc > 0)
+		return -EISDIR;
+	was_live = head_live(n);
+	if (!value && !was_live)
+		return -ENOENT;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->commit_ts = ts;
+	v->time_ns = time_ns;
+	v->version = (n->versions ? n->versions->version : 0) + 1;
+	v->value = blob_ref(value);
+	v->older = n->versions;
+	n->versions = v;
+	if (was_live != (value != NULL))
+		adjust_desc(n, true, value ? 1 : -1);
+	b->a[b->na].node = n;
+	b->a[b->na].v = v;
+	b->na++;
+	*version_out = v->version;
+	return 0;
+}
+
+/* Record an op of the event being built (ops array grows with the event). */
+struct ev_build {
+	struct store_op *ops;
+	size_t n, cap;
+};
+
+static int ev_add(struct batch *b, struct ev_build *eb, const char *path, size_t len,
+		  struct blob *value, int64_t version)
+{
+	char *p;
+
+	if (grow((void **)&eb->ops, &eb->cap, eb->n, sizeof(*eb->ops)) ||
+	    grow((void **)&b->paths, &b->cap_p, b->np, sizeof(*b->paths)))
+		return -ENOMEM;
+	p = strndup(path, len);
+	if (!p)
+		return -ENOMEM;
+	b->paths[b->np++] = p;
+	eb->ops[eb->n] = (struct store_op){
+		.path = p,
+		.path_len = len,
+		.kind = value ? STORE_PUT : STORE_DELETE,
+		.version = version,
+		.value = value ? value->data : NULL,
+		.value_len = value ? value->len : 0,
+	};
+	eb->n++;
+	return 0;
+}
+
+static int staged_cmp(const void *a, const void *b)
+{
+	const struct staged *x = *(struct staged *const *)a, *y = *(struct staged *const *)b;
+
+	/* Deletes first, so "delete a; put a/b" applies in the right order. */
+	if (x->kind != y->kind)
+		return x->kind == ST_DELETE ? -1 : 1;
+	if (x->len != y->len) {
+		int c = memcmp(x->path, y->path, x->len < y->len ? x->len : y->len);
+
+		return c ? c : (x->len < y->len ? -1 : 1);
+	}
+	return memcmp(x->path, y->path, x->len);
+}
+
+static void tx_fail_locked(struct txn *tx, int err, const char *key, size_t klen)
+{
+	tx->err = err;
+	free(tx->err_key);
+	tx->err_key = key ? strndup(key, klen) : NULL;
+}
+
+/* Validate and apply a transaction's staged ops at the head.  Tree write lock held. */
+static int apply_txn(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
+		     int64_t ts, int64_t time_ns, struct ev_build *eb)
+{
+	struct txn *tx = req->tx;
+	struct staged **ops = NULL, *s, *tmp;
+	size_t n = 0;
+	int err = 0;
+
+	pthread_mutex_lock(&tx->lock);
+	if (tx->state != TXN_COMMITTING)
+		BUG("transaction '%s' queued in state %d", tx->name, tx->state);
+	if (deadline_passed(tx)) {
+		err = -ETIMEDOUT;
+		tx_fail_locked(tx, err, NULL, 0);
+		goto unlock;
+	}
+	ops = malloc((HASH_COUNT(tx->staged) + 1) * sizeof(*ops));
+	if (!ops) {
+		err = -ENOMEM;
+		goto unlock;
+	}
+	HASH_ITER(hh, tx->staged, s, tmp) {
+		if (s->kind != ST_DIR)
+			ops[n++] = s;
+	}
+	qsort(ops, n, sizeof(*ops), staged_cmp);
+	/* First committer wins: any key written since our snapshot is a conflict. */
+	for (size_t i = 0; i < n; i++) {
+		struct node *nd = node_find(eng, ops[i]->path, ops[i]->len);
+
+		if (nd && nd->versions && nd->versions->commit_ts > tx->begin_ts) {
+			err = -ESTALE;
+			tx_fail_locked(tx, err, ops[i]->path, ops[i]->len);
+			goto unlock;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		int64_t version;
+
+		err = apply_op(eng, b, ops[i]->path, ops[i]->len, ops[i]->value, ts, time_ns,
+			       &version);
+		if (!err)
+			err = ev_add(b, eb, ops[i]->path, ops[i]->len, ops[i]->value, version);
+		if (err) {
+			/* A key that vanished under a delete raced with another commit. */
+			if (err == -ENOENT)
+				err = -ESTALE;
+			tx_fail_locked(tx, err, ops[i]->path, ops[i]->len);
+			goto unlock;
+		}
+	}
+unlock:
+	pthread_mutex_unlock(&tx->lock);
+	free(ops);
+	return err;
+}
+
+/* Every head-live key at or below node n, as paths. */
+static int collect_head_keys(struct node *n, struct dirents *out)
+{
+	struct node *c, *tmp;
+	int err = 0;
+
+	if (head_live(n)) {
+		size_t len;
+		char *p = node_path(n, &len);
+
+		if (!p)
+			return -ENOMEM;
+		err = dirents_add(out, p, len, TXN_FILE);
+		free(p);
+		if (err)
+			return err;
+	}
+	if (n->head_desc == 0)
+		return 0;
+	HASH_ITER(hh, n->children, c, tmp) {
+		err = collect_head_keys(c, out);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static int apply_auto(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
+		      int64_t ts, int64_t time_ns, struct ev_build *eb)
+{
+	size_t len = strlen(req->path);
+	int64_t version;
+	int err;
+
+	if (req->kind == TXN_AUTO_PUT) {
+		err = apply_op(eng, b, req->path, len, req->value, ts, time_ns, &version);
+		return err ? err : ev_add(b, eb, req->path, len, req->value, version);
+	}
+	if (req->kind == TXN_AUTO_DELETE) {
+		err = apply_op(eng, b, req->path, len, NULL, ts, time_ns, &version);
+		return err ? err : ev_add(b, eb, req->path, len, NULL, version);
+	}
+
+	/* Rename: a key, or every key below a directory, in one transaction. */
+	size_t dlen = strlen(req->path2);
+	struct node *src = node_find(eng, req->path, len);
+	struct node *dst = node_find(eng, req->path2, dlen);
+	struct dirents keys = { 0 };
+
+	if (!src)
+		return -ENOENT;
+	if (len == dlen && memcmp(req->path, req->path2, len) == 0)
+		return 0;
+	if (req->noreplace && dst && (head_live(dst) || dst->head_desc > 0 || dst->explicit_dir))
+		return -EEXIST;
+	if (head_live(src)) {
+		struct blob *val = src->versions->value;
+
+		if (txn_path_depth(req->path2, dlen) < 3)
+			return -EINVAL;
+		if (dst && dst->head_desc > 0)
+			return -EISDIR;
+		blob_ref(val);
+		err = apply_op(eng, b, req->path, len, NULL, ts, time_ns, &version);
+		if (!err)
+			err = ev_add(b, eb, req->path, len, NULL, version);
+		if (!err)
+			err = apply_op(eng, b, req->path2, dlen, val, ts, time_ns, &version);
+		if (!err)
+			err = ev_add(b, eb, req->path2, dlen, val, version);
+		blob_unref(val);
+		return err;
+	}
+	if (src->head_desc == 0 && !src->explicit_dir)
+		return -ENOENT;
+	if (path_is_under(req->path2, dlen, req->path, len))
+		return -EINVAL;
+	if (dst && head_live(dst))
+		return -ENOTDIR;
+	if (dst && (dst->head_desc > 0 || has_explicit_child(dst)))
+		return -ENOTEMPTY;
+	err = collect_head_keys(src, &keys);
+	for (size_t i = 0; i < keys.n && !err; i++) {
+		const char *kp = keys.d[i].name;
+		size_t kl = strlen(kp), nl;
+		char *np = path_join(req->path2, dlen, kp + len + 1, kl - len - 1, &nl);
+		struct node *kn = node_find(eng, kp, kl);
+		struct blob *val;
+
+		if (!np) {
+			err = -ENOMEM;
+			break;
+		}
+		err = check_path(np, nl);
+		if (!err && txn_path_depth(np, nl) < 3)
+			err = -EINVAL;
+		val = blob_ref(kn->versions->value);
+		if (!err)
+			err = apply_op(eng, b, kp, kl, NULL, ts, time_ns, &version);
+		if (!err)
+			err = ev_add(b, eb, kp, kl, NULL, version);
+		if (!err)
+			err = apply_op(eng, b, np, nl, val, ts, time_ns, &version);
+		if (!err)
+			err = ev_add(b, eb, np, nl, val, version);
+		blob_unref(val);
+		free(np);
+	}
+	txn_dirents_free(keys.d, keys.n);
+	if (!err && src->explicit_dir) {
+		struct node *d = node_find_or_create(eng, req->path2, dlen);
+
+		if (d)
+			d->explicit_dir = true;
+		src->explicit_dir = false;
+	}
+	return err;
+}
+
+static void publish_batch(struct txn_engine *eng, struct batch *b, int64_t keep_ts)
+{
+	for (size_t i = 0; i < b->na; i++) {
+		struct applied *ap = &b->a[i];
+		bool was = ap->v->older && ap->v->older->value;
+		bool now = ap->v->value != NULL;
+
+		if (was != now)
+			adjust_desc(ap->node, false, now ? 1 : -1);
+	}
+	eng->published_ts = eng->head_ts;
+	for (size_t i = 0; i < b->na; i++)
+		node_prune(b->a[i].node, keep_ts);
+}
+
+/* Oldest snapshot still pinned (open or committing transactions).  table_lock held. */
+static int64_t pinned_min_locked(struct txn_engine *eng, int64_t upto)
+{
+	struct txn *tx, *tmp;
+	int64_t m = upto;
+
+	HASH_ITER(hh_name, eng->by_name, tx, tmp) {
+		if ((tx->state == TXN_OPEN || tx->state == TXN_COMMITTING) && tx->begin_ts < m)
+			m = tx->begin_ts;
+	}
+	return m;
+}
+
+static void complete(struct txn_engine *eng, struct txn_commit_req *list, struct batch *b)
+{
+	struct txn_changes *ch = calloc(1, sizeof(*ch));
+	struct txn_commit_req *late = NULL, **late_tail = &late;
+
+	for (struct txn_commit_req *r = list, *next; r; r = next) {
+		int err = (int)r->commit_ts < 0 ? (int)r->commit_ts : 0;
+
+		next = r->next;
+		r->next = NULL;
+		if (err)
+			r->commit_ts = 0;
+		if (err || !r->late || !ch) {
+			r->done(r, err);
+		} else {
+			*late_tail = r;
+			late_tail = &r->next;
+		}
+	}
+	if (!ch) {
+		for (size_t i = 0; i < b->np; i++)
+			free(b->paths[i]);
+		return;
+	}
+	ch->paths = b->paths;
+	ch->n = b->np;
+	ch->late = late;
+	b->paths = NULL;
+	b->np = 0;
+	if (eng->notify) {
+		eng->notify(eng->notify_arg, ch);
+	} else {
+		for (struct txn_commit_req *r = ch->late, *next; r; r = next) {
+			next = r->next;
+			r->next = NULL;
+			r->done(r, 0);
+		}
+		ch->late = NULL;
+		txn_changes_free(ch);
+	}
+}
+
+/*
+ * One group commit.  Results travel in req->commit_ts: the commit_ts on success, a
+ * negative errno on failure (complete() turns it back before done() runs).
+ */
+static void run_batch(struct txn_engine *eng, struct txn_commit_req *list)
+{
+	struct batch b = { 0 };
+	int64_t time_ns = now_ns(CLOCK_REALTIME);
+	struct txn_commit_req *r;
+	int serr = 0;
+
+	pthread_rwlock_wrlock(&eng->tree_lock);
+	for (r = list; r; r = r->next) {
+		struct ev_build eb = { 0 };
+		size_t mark = b.na, pmark = b.np;
+		int64_t ts = eng->head_ts + 1;
+		int err = grow((void **)&b.ev, &b.cap_ev, b.nev, sizeof(*b.ev));
+
+		if (!err)
+			err = r->tx ? apply_txn(eng, &b, r, ts, time_ns, &eb)
+				    : apply_auto(eng, &b, r, ts, time_ns, &eb);
+		if (err) {
+			undo_to(&b, mark);
+			while (b.np > pmark)
+				free(b.paths[--b.np]);
+			free(eb.ops);
+			r->commit_ts = err;
+			continue;
+		}
+		if (!r->tx && eb.n == 0) {
+			r->commit_ts = 0; /* nothing to commit (e.g. rename onto itself) */
+			free(eb.ops);
+			continue;
+		}
+		eng->head_ts = ts;
+		r->commit_ts = ts;
+		b.ev[b.nev++] = (struct store_event){
+			.commit_ts = ts,
+			.time_ns = time_ns,
+			.txn = r->tx ? r->tx->name : AUTO_TXN_NAME,
+			.note = r->note ? r->note->data : NULL,
+			.note_len = r->note ? r->note->len : 0,
+			.ops = eb.ops,
+			.n_ops = eb.n,
+		};
+	}
+	pthread_rwlock_unlock(&eng->tree_lock);
+
+	if (b.nev)
+		serr = store_append(eng->store, b.ev, b.nev);
+
+	/* Point of no return: the batch is durable (serr == 0) or nothing of it is. */
+	pthread_rwlock_wrlock(&eng->tree_lock);
+	pthread_mutex_lock(&eng->table_lock);
+	if (serr) {
+		undo_to(&b, 0);
+		eng->head_ts = eng->published_ts;
+		for (size_t i = 0; i < b.np; i++)
+			free(b.paths[i]);
+		b.np = 0;
+	} else {
+		publish_batch(eng, &b, pinned_min_locked(eng, eng->head_ts));
+	}
+	for (r = list; r; r = r->next) {
+		struct txn *tx = r->tx;
+
+		if (serr && r->commit_ts > 0)
+			r->commit_ts = serr;
+		if (!tx)
+			continue;
+		pthread_mutex_lock(&tx->lock);
+		if (r->commit_ts > 0) {
+			tx->commit_ts = r->commit_ts;
+			tx->commit_time_ns = time_ns;
+			tx->committed_ops = tx->n_ops;
+			tx->err = 0;
+			unpin_locked(eng, tx, TXN_COMMITTED);
+			staged_free_all(tx);
+			tx->committed_ops = tx->committed_ops ? tx->committed_ops : 0;
+		} else if (r->commit_ts == -ETIMEDOUT) {
+			unpin_locked(eng, tx, TXN_EXPIRED);
+			staged_free_all(tx);
+		} else if (r->commit_ts == -ESTALE || r->commit_ts == -ENOTDIR ||
+			   r->commit_ts == -EISDIR) {
+			unpin_locked(eng, tx, TXN_CONFLICT);
+			staged_free_all(tx);
+		} else {
+			/* Storage failure: nothing changed; the transaction may be retried. */
+			tx->state = TXN_OPEN;
+			tx->err = (int)r->commit_ts;
+			if (r->note && r->path) {
+				note_set(tx, r->path, r->note);
+				r->note = NULL;
+			}
+		}
+		pthread_mutex_unlock(&tx->lock);
+	}
+	pthread_mutex_unlock(&eng->table_lock);
+	pthread_rwlock_unlock(&eng->tree_lock);
+
+	for (size_t i = 0; i < b.nev; i++)
+		free((void *)b.ev[i].ops);
+	free(b.ev);
+	free(b.a);
+	complete(eng, list, &b);
+	free(b.paths);
+}
+
+static void *committer_main(void *arg)
+{
+	struct txn_engine *eng = arg;
+
+	for (;;) {
+		struct txn_commit_req *list, *r, **tail;
+		size_t n = 0;
+
+		pthread_mutex_lock(&eng->q_lock);
+		while (!eng->q_head && !eng->stopping)
+			pthread_cond_wait(&eng->q_cond, &eng->q_lock);
+		if (!eng->q_head) {
+			pthread_mutex_unlock(&eng->q_lock);
+			break;
+		}
+		/* Take up to BATCH_MAX requests: one fsync for all of them. */
+		list = eng->q_head;
+		tail = &list;
+		for (r = list; r && n < BATCH_MAX; r = r->next, n++)
+			tail = &r->next;
+		eng->q_head = *tail;
+		*tail = NULL;
+		if (!eng->q_head)
+			eng->q_tail = &eng->q_head;
+		pthread_mutex_unlock(&eng->q_lock);
+		run_batch(eng, list);
+	}
+	return NULL;
+}
+
+static void enqueue(struct txn_engine *eng, struct txn_commit_req *req)
+{
+	req->next = NULL;
+	pthread_mutex_lock(&eng->q_lock);
+	*eng->q_tail = req;
+	eng->q_tail = &req->next;
+	pthread_cond_signal(&eng->q_cond);
+	pthread_mutex_unlock(&eng->q_lock);
+}
+
+void txn_autocommit(struct txn_engine *eng, struct txn_commit_req *req)
+{
+	int err = check_path(req->path, strlen(req->path));
+
+	if (!err && req->path2)
+		err = check_path(req->path2, strlen(req->path2));
+	if (!err && req->kind == TXN_AUTO_PUT && txn_path_depth(req->path, strlen(req->path)) < 3)
+		err = -EINVAL;
+	if (!err && req->kind == TXN_AUTO_PUT && req->value->len > eng->opt.max_value_bytes)
+		err = -EFBIG;
+	if (err) {
+		req->commit_ts = 0;
+		req->done(req, err);
+		return;
+	}
+	req->tx = NULL;
+	enqueue(eng, req);
+}
+
+int txn_commit_tx(struct txn_engine *eng, struct txn *tx, const char *note_name,
+		  struct txn_commit_req *req)
+{
+	struct note *nt = NULL;
+	int err;
+
+	pthread_mutex_lock(&eng->table_lock);
+	pthread_mutex_lock(&tx->lock);
+	err = stage_state_err(tx);
+	if (err == -ETIMEDOUT && tx->state == TXN_OPEN) {
+		unpin_locked(eng, tx, TXN_EXPIRED);
+		tx_fail_locked(tx, err, NULL, 0);
+		staged_free_all(tx);
+	}
+	if (!err) {
+		HASH_FIND_STR(tx->notes, note_name, nt);
+		if (!nt)
+			err = -ENOENT;
+	}
+	if (!err) {
+		req->path = strdup(note_name);
+		if (!req->path)
+			err = -ENOMEM;
+	}
+	if (!err) {
+		HASH_DEL(tx->notes, nt);
+		req->note = nt->content;
+		free(nt->name);
+		free(nt);
+		req->tx = txn_ref(tx);
+		tx->state = TXN_COMMITTING;
+		tx->err = 0;
+	}
+	pthread_mutex_unlock(&tx->lock);
+	pthread_mutex_unlock(&eng->table_lock);
+	if (!err)
+		enqueue(eng, req);
+	return err;
+}
+
+void txn_commit_req_free(struct txn_commit_req *req)
+{
+	if (!req)
+		return;
+	free(req->path);
+	free(req->path2);
+	blob_unref(req->value);
+	blob_unref(req->note);
+	txn_unref(req->tx);
+	free(req);
+}
+
+void txn_changes_free(struct txn_changes *ch)
+{
+	if (!ch)
+		return;
+	for (size_t i = 0; i < ch->n; i++)
+		free(ch->paths[i]);
+	free(ch->paths);
+	free(ch);
+}
+
+void txn_engine_set_notify(struct txn_engine *eng, txn_notify_fn fn, void *arg)
+{
+	eng->notify = fn;
+	eng->notify_arg = arg;
+}
+
+/* ---- the reaper ------------------------------------------------------------------------ */
+
+static void reap_expired(struct txn_engine *eng)
+{
+	struct txn *tx, *tmp;
+
+	pthread_mutex_lock(&eng->table_lock);
+	HASH_ITER(hh_name, eng->by_name, tx, tmp) {
+		pthread_mutex_lock(&tx->lock);
+		if (tx->state == TXN_OPEN && deadline_passed(tx)) {
+			unpin_locked(eng, tx, TXN_EXPIRED);
+			tx_fail_locked(tx, -ETIMEDOUT, NULL, 0);
+			staged_free_all(tx);
+		}
+		pthread_mutex_unlock(&tx->lock);
+	}
+	pthread_mutex_unlock(&eng->table_lock);
+}
+
+static void *reaper_main(void *arg)
+{
+	struct txn_engine *eng = arg;
+
+	pthread_mutex_lock(&eng->q_lock);
+	while (!eng->stopping) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&eng->reaper_cond, &eng->q_lock, &ts);
+		pthread_mutex_unlock(&eng->q_lock);
+		reap_expired(eng);
+		pthread_mutex_lock(&eng->q_lock);
+	}
+	pthread_mutex_unlock(&eng->q_lock);
+	return NULL;
+}
+
+/* ---- engine lifecycle -------------------------------------------------------------------- */
+
+static int replay_one(void *arg, const struct store_replay_op *op)
+{
+	struct txn_engine *eng = arg;
+	struct node *n = node_find_or_create(eng, op->path, op->path_len);
+	struct version *v;
+	bool was;
+
+	if (!n)
+		return -ENOMEM;
+	if (n->versions && op->version <= n->versions->version) {
+		log_err("cannot replay the log: version %" PRId64 " of '%.*s' at commit %" PRId64
+			" does not follow version %" PRId64, op->version, (int)op->path_len,
+			op->path, op->commit_ts, n->versions->version);
+		return -EIO;
+	}
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	if (op->kind == STORE_PUT) {
+		v->value = blob_new(op->value, op->value_len);
+		if (!v->value) {
+			free(v);
+			return -ENOMEM;
+		}
+	}
+	was = head_live(n);
+	v->commit_ts = op->commit_ts;
+	v->version = op->version;
+	v->time_ns = op->time_ns;
+	v->older = n->versions;
+	n->versions = v;
+	if (was != (v->value != NULL)) {
+		adjust_desc(n, true, v->value ? 1 : -1);
+		adjust_desc(n, false, v->value ? 1 : -1);
+	}
+	node_prune(n, op->commit_ts);
+	return 0;
+}
+
+int txn_engine_open(const char *datadir, const struct txn_options *opt,
+		    struct txn_engine **out)
+{
+	struct store_options sopt = { .fsync = opt->fsync };
+	struct txn_engine *eng;
+	struct store_replay_stats stats;
+	pthread_rwlockattr_t attr;
+	int64_t t0 = now_ns(CLOCK_MONOTONIC);
+	struct store *st;
+	int err;
+
+	*out = NULL;
+	err = store_open(datadir, &sopt, &st);
+	if (err)
+		return err;
+	eng = calloc(1, sizeof(*eng));
+	if (!eng) {
+		store_close(st);
+		return -ENOMEM;
+	}
+	eng->opt = *opt;
+	eng->store = st;
+	pthread_rwlockattr_init(&attr);
+	/* Readers are many and fast; the committer must not starve behind them. */
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&eng->tree_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	pthread_mutex_init(&eng->table_lock, NULL);
+	pthread_mutex_init(&eng->q_lock, NULL);
+	pthread_cond_init(&eng->q_cond, NULL);
+	pthread_cond_init(&eng->reaper_cond, NULL);
+	eng->q_tail = &eng->q_head;
+
+	err = store_replay(eng->store, 0, replay_one, eng, &stats);
+	if (err) {
+		log_err("cannot recover the state from the log: %s", strerror(-err));
+		txn_engine_close(eng);
+		return err;
+	}
+	eng->published_ts = eng->head_ts = stats.head_ts;
+	log_info("recovery: replayed %" PRIu64 " events (%" PRIu64 " ops) in %" PRId64
+		 " ms; ready at commit %" PRId64,
+		 stats.events, stats.ops, (now_ns(CLOCK_MONOTONIC) - t0) / 1000000, stats.head_ts);
+	*out = eng;
+	return 0;
+}
+
+int txn_engine_start(struct txn_engine *eng)
+{
+	int rc = pthread_create(&eng->committer, NULL, committer_main, eng);
+
+	if (rc)
+		return -rc;
+	rc = pthread_create(&eng->reaper, NULL, reaper_main, eng);
+	if (rc) {
+		pthread_mutex_lock(&eng->q_lock);
+		eng->stopping = true;
+		pthread_cond_broadcast(&eng->q_cond);
+		pthread_mutex_unlock(&eng->q_lock);
+		pthread_join(eng->committer, NULL);
+		return -rc;
+	}
+	eng->started = true;
+	return 0;
+}
+
+void txn_engine_stop(struct txn_engine *eng)
+{
+	if (!eng->started)
+		return;
+	pthread_mutex_lock(&eng->q_lock);
+	eng->stopping = true;
+	pthread_cond_broadcast(&eng->q_cond);
+	pthread_cond_broadcast(&eng->reaper_cond);
+	pthread_mutex_unlock(&eng->q_lock);
+	pthread_join(eng->committer, NULL);
+	pthread_join(eng->reaper, NULL);
+	eng->started = false;
+}
+
+void txn_engine_close(struct txn_engine *eng)
+{
+	struct txn *tx, *tmp;
+
+	if (!eng)
+		return;
+	txn_engine_stop(eng);
+	HASH_ITER(hh_name, eng->by_name, tx, tmp) {
+		HASH_DELETE(hh_name, eng->by_name, tx);
+		HASH_DELETE(hh_id, eng->by_id, tx);
+		tx->in_table = false;
+		txn_unref(tx);
+	}
+	node_free_tree(&eng->root);
+	store_close(eng->store);
+	pthread_rwlock_destroy(&eng->tree_lock);
+	pthread_mutex_destroy(&eng->table_lock);
+	pthread_mutex_destroy(&eng->q_lock);
+	pthread_cond_destroy(&eng->q_cond);
+	pthread_cond_destroy(&eng->reaper_cond);
+	free(eng);
+}
+
+int64_t txn_engine_head(struct txn_engine *eng)
+{
+	int64_t ts;
+
+	pthread_rwlock_rdlock(&eng->tree_lock);
+	ts = eng->published_ts;
+	pthread_rwlock_unlock(&eng->tree_lock);
+	return ts;
+}
+
+int txn_engine_check(struct txn_engine *eng)
+{
+	int64_t head = 0;
+	int err = store_check(eng->store, &head);
+
+	if (err)
+		return -EIO;
+	if (head < txn_engine_head(eng)) {
+		log_err("cannot trust the store: its head %" PRId64 " is behind commit %" PRId64,
+			head, txn_engine_head(eng));
+		return -EIO;
+	}
+	return 0;
+}
+
+const char *txn_sqlite_version(void) { return store_sqlite_version(); }
+int txn_schema_version(void) { return STORE_SCHEMA_VERSION; }
+
+void txn_engine_set_fault(struct txn_engine *eng, long after, int code)
+{
+	store_set_fault(eng->store, after, code);
+}
+const struct txn_options *txn_engine_options(struct txn_engine *eng) { return &eng->opt; }

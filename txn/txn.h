@@ -1,0 +1,215 @@
+/*
+ * txn.h - transactions and the in-memory versioned state (txn layer).
+ *
+ * The engine owns the state derived from the store's log: a tree of path components
+ * whose key nodes carry a short chain of versions (MVCC), so that the live tree (as of
+ * the newest published commit) and every open transaction's snapshot (as of its begin)
+ * are served from memory.  Commits go through one committer thread that validates,
+ * appends a batch to the store in one durable SQLite transaction (group commit),
+ * publishes the new versions and then completes every request.
+ *
+ * Paths handed to these functions are relative to a view's root: "" is the root,
+ * "ns", "ns/agent", "ns/agent/key/with/slashes".  A view is the live tree (tx == NULL)
+ * or one transaction's snapshot overlaid with its staged operations.
+ *
+ * All functions return 0 or a negative errno.  Locks (rank order, take left before
+ * right): engine tree lock -> engine txn-table lock -> txn lock.  No lock is held when
+ * a completion callback runs.
+ */
+#ifndef STATEHOUSE_TXN_H
+#define STATEHOUSE_TXN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blob.h"
+
+#define TXN_NAME_MAX 255       /* bytes of one path component / transaction name */
+#define TXN_KEY_MAX 1024       /* bytes of a key below ns/agent */
+
+struct txn_engine;
+struct txn;
+
+struct txn_options {
+	int64_t txn_timeout_ms;   /* default timeout of a transaction */
+	unsigned max_open_txns;   /* transactions open at once */
+	size_t max_value_bytes;   /* largest value */
+	int fsync;                /* 1: every commit is durable on return; 0: may lose the
+				   * last commits on power loss (SQLite synchronous=NORMAL) */
+};
+
+/* What a path is in a view. */
+enum txn_type { TXN_NONE = 0, TXN_FILE, TXN_DIR };
+
+struct txn_entry {
+	enum txn_type type;
+	size_t size;        /* value length for files */
+	int64_t version;    /* per-key version (0 when staged and not yet committed) */
+	int64_t commit_ts;  /* commit that wrote this version */
+	int64_t time_ns;    /* wall-clock time of that commit */
+};
+
+struct txn_dirent {
+	char *name;
+	enum txn_type type;
+};
+
+/* ---- engine lifecycle ---------------------------------------------------------------- */
+
+/*
+ * Open the store in datadir and build the in-memory state by replaying its log.
+ * Threads are not started yet.  Errors are logged; -EIO for a damaged store.
+ */
+int txn_engine_open(const char *datadir, const struct txn_options *opt,
+		    struct txn_engine **out);
+/* Start the committer and the reaper. */
+int txn_engine_start(struct txn_engine *eng);
+/* Stop the committer and the reaper after completing every queued commit. */
+void txn_engine_stop(struct txn_engine *eng);
+/* Stop (if still running), close the store, free all; NULL ok. */
+void txn_engine_close(struct txn_engine *eng);
+
+/* Newest published commit_ts. */
+int64_t txn_engine_head(struct txn_engine *eng);
+/* A real check of the store: 0 or -EIO. */
+int txn_engine_check(struct txn_engine *eng);
+/* Versions for .version: the SQLite library and the store's schema. */
+const char *txn_sqlite_version(void);
+int txn_schema_version(void);
+/* Test hook: after `after` more commits every store operation fails with code. */
+void txn_engine_set_fault(struct txn_engine *eng, long after, int code);
+const struct txn_options *txn_engine_options(struct txn_engine *eng);
+
+/* ---- path rules ---------------------------------------------------------------------- */
+
+/* Check one name component: -EINVAL (empty, ".", "..", contains '/'), -ENAMETOOLONG. */
+int txn_check_name(const char *name, size_t len);
+/* Number of components of a view path ("" has 0). */
+int txn_path_depth(const char *path, size_t len);
+
+/* ---- reading a view ------------------------------------------------------------------ */
+
+/* What path is in the view.  -ENOENT if nothing; -ETIMEDOUT/-ESTALE/-ENOENT when tx is
+ * no longer open (expired, conflicted, committed or aborted). */
+int txn_stat(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+	     struct txn_entry *out);
+/* The value of a file: *out gets a reference the caller drops with blob_unref(). */
+int txn_read(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+	     struct blob **out, struct txn_entry *meta);
+/* Entries directly below a directory, sorted by name; free with txn_dirents_free(). */
+int txn_list(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+	     struct txn_dirent **out, size_t *n);
+void txn_dirents_free(struct txn_dirent *d, size_t n);
+
+/* ---- the live tree's directories (memory only, not commits) -------------------------- */
+
+int txn_live_mkdir(struct txn_engine *eng, const char *path, size_t len);
+int txn_live_rmdir(struct txn_engine *eng, const char *path, size_t len);
+
+/* ---- commits -------------------------------------------------------------------------- */
+
+enum txn_auto_kind { TXN_AUTO_PUT = 1, TXN_AUTO_DELETE, TXN_AUTO_RENAME };
+
+/* Paths of keys a commit wrote or deleted, for cache invalidation. */
+struct txn_changes {
+	char **paths;
+	size_t n;
+	struct txn_commit_req *late; /* requests to complete after invalidation */
+};
+void txn_changes_free(struct txn_changes *ch);
+
+struct txn_commit_req {
+	/* Set by the caller. */
+	struct txn *tx;              /* a transaction commit (txn_commit_tx) */
+	struct blob *note;           /* its note, consumed */
+	enum txn_auto_kind kind;     /* an autocommit (txn_autocommit) */
+	char *path, *path2;          /* owned; path2 is the rename target */
+	struct blob *value;          /* TXN_AUTO_PUT value, consumed */
+	bool noreplace;              /* rename fails with EEXIST if path2 exists */
+	bool late;                   /* complete only after the caches are invalidated */
+	void (*done)(struct txn_commit_req *req, int err);
+	void *arg;
+	/* Set by the engine before done() runs. */
+	int64_t commit_ts;
+	struct txn_commit_req *next;
+};
+
+/* Queue an autocommit; req->done runs exactly once, from another thread. */
+void txn_autocommit(struct txn_engine *eng, struct txn_commit_req *req);
+/* Free a request after done() (drops its strings, blobs and transaction reference). */
+void txn_commit_req_free(struct txn_commit_req *req);
+
+/*
+ * Called by the committer with the keys a batch changed, after the batch is durable and
+ * published.  The callee owns ch and must complete ch->late requests (req->done) after
+ * invalidating, then free ch.  Without a hook the engine completes them itself.
+ */
+typedef void (*txn_notify_fn)(void *arg, struct txn_changes *ch);
+void txn_engine_set_notify(struct txn_engine *eng, txn_notify_fn fn, void *arg);
+
+/* ---- transactions ---------------------------------------------------------------------- */
+
+enum txn_state {
+	TXN_OPEN = 0,
+	TXN_COMMITTING,
+	TXN_COMMITTED,
+	TXN_ABORTED,
+	TXN_EXPIRED,
+	TXN_CONFLICT,
+};
+
+/* Begin a transaction: -EEXIST (name taken), -EAGAIN (too many open), -EINVAL (name). */
+int txn_begin(struct txn_engine *eng, const char *name, size_t len, uint32_t uid,
+	      struct txn **out);
+/* Find by name or id; returns a reference (txn_unref()) or NULL. */
+struct txn *txn_find(struct txn_engine *eng, const char *name, size_t len);
+struct txn *txn_find_id(struct txn_engine *eng, uint64_t id);
+struct txn *txn_ref(struct txn *tx);
+void txn_unref(struct txn *tx);
+/* Abort (if open) and remove from the table.  -EBUSY while a commit is in flight. */
+int txn_remove(struct txn_engine *eng, const char *name, size_t len);
+/* Names of every transaction in the table, sorted; free with txn_dirents_free(). */
+int txn_list_names(struct txn_engine *eng, struct txn_dirent **out, size_t *n);
+
+uint64_t txn_id(const struct txn *tx);
+const char *txn_name(const struct txn *tx);
+uint32_t txn_uid(const struct txn *tx);
+enum txn_state txn_get_state(struct txn *tx);
+int64_t txn_begin_ts(const struct txn *tx);
+int64_t txn_timeout_ms(struct txn *tx);
+
+/* Staging; each checks the state: -ETIMEDOUT, -ESTALE, -EROFS (committed), -ENOENT. */
+int txn_stage_put(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+		  struct blob *value);
+int txn_stage_delete(struct txn_engine *eng, struct txn *tx, const char *path, size_t len);
+int txn_stage_rename(struct txn_engine *eng, struct txn *tx, const char *src, size_t slen,
+		     const char *dst, size_t dlen, bool noreplace);
+int txn_stage_mkdir(struct txn_engine *eng, struct txn *tx, const char *path, size_t len);
+int txn_stage_rmdir(struct txn_engine *eng, struct txn *tx, const char *path, size_t len);
+/* May tx take writes now?  0, or -ETIMEDOUT, -ESTALE, -EROFS (committed), -EBUSY
+ * (commit in flight), -ENOENT (aborted). */
+int txn_writable(struct txn *tx);
+/* -EBUSY once an operation is staged; -EINVAL out of range. */
+int txn_set_timeout(struct txn_engine *eng, struct txn *tx, int64_t timeout_ms);
+
+/* Note files at the top of the transaction directory (.commit.pending is one). */
+int txn_note_put(struct txn *tx, const char *name, struct blob *content);
+int txn_note_get(struct txn *tx, const char *name, struct blob **out);
+int txn_note_remove(struct txn *tx, const char *name);
+int txn_note_rename(struct txn *tx, const char *from, const char *to);
+int txn_note_list(struct txn *tx, struct txn_dirent **out, size_t *n);
+
+/*
+ * Commit tx with the content of note file `note_name` as its note.  Validation errors
+ * are returned at once (-ETIMEDOUT, -ESTALE, -EROFS, -EBUSY); otherwise 0 is returned and
+ * req->done runs later with the commit's result.
+ */
+int txn_commit_tx(struct txn_engine *eng, struct txn *tx, const char *note_name,
+		  struct txn_commit_req *req);
+
+/* JSON documents, malloc'ed, newline-terminated. */
+char *txn_status_json(struct txn_engine *eng, struct txn *tx);
+char *txn_commit_json(struct txn *tx); /* NULL unless committed */
+
+#endif
