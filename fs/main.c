@@ -253,6 +253,8 @@ int main(int argc, char *argv[])
 		usage(stderr);
 		return 2;
 	}
+	if (opts.debug)
+		log_set_level(LOG_LVL_DEBUG);
 	if (conf.log_level) {
 		if (log_parse_level(conf.log_level, &lvl)) {
 			fprintf(stderr, "statehoused: unknown log_level '%s' (err, warn, info, debug)\n",

@@ -383,6 +383,8 @@ static int tx_view_state_err(struct txn *tx)
 		return -ETIMEDOUT;
 	case TXN_CONFLICT:
 		return -ESTALE;
+	case TXN_COMMITTED:
+		return -EROFS;
 	default:
 		return -ENOENT;
 	}
@@ -2188,6 +2190,12 @@ static void run_batch(struct txn_engine *eng, struct txn_commit_req *list)
 		if (!tx)
 			continue;
 		pthread_mutex_lock(&tx->lock);
+		if (r->commit_ts < 0 && r->note && r->path) {
+			/* The note file comes back under its name: a failed commit changes
+			 * nothing, and the VFS retries an ESTALE rename once by path. */
+			note_set(tx, r->path, r->note);
+			r->note = NULL;
+		}
 		if (r->commit_ts > 0) {
 			tx->commit_ts = r->commit_ts;
 			tx->commit_time_ns = time_ns;
@@ -2195,7 +2203,6 @@ static void run_batch(struct txn_engine *eng, struct txn_commit_req *list)
 			tx->err = 0;
 			unpin_locked(eng, tx, TXN_COMMITTED);
 			staged_free_all(tx);
-			tx->committed_ops = tx->committed_ops ? tx->committed_ops : 0;
 		} else if (r->commit_ts == -ETIMEDOUT) {
 			unpin_locked(eng, tx, TXN_EXPIRED);
 			staged_free_all(tx);
@@ -2207,10 +2214,6 @@ static void run_batch(struct txn_engine *eng, struct txn_commit_req *list)
 			/* Storage failure: nothing changed; the transaction may be retried. */
 			tx->state = TXN_OPEN;
 			tx->err = (int)r->commit_ts;
-			if (r->note && r->path) {
-				note_set(tx, r->path, r->note);
-				r->note = NULL;
-			}
 		}
 		pthread_mutex_unlock(&tx->lock);
 	}
