@@ -95,6 +95,7 @@ struct handle {
 	size_t size, cap;
 	bool dirty;   /* holds a value not committed/staged yet */
 	bool written; /* write() or ftruncate() happened: flush commits */
+	bool failed;  /* a write was refused (EFBIG, ...): nothing of it commits */
 	struct blob *content;      /* H_CONTENT */
 	struct txn_dirent *ents;   /* H_DIR */
 	size_t nents;
@@ -746,13 +747,15 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 				reply_tuple(req, IK_TXCTL, p.txn_id, TXN_FILE, name, strlen(name), NULL);
 			goto out;
 		}
-		if (txn_note_get(tx, name, &b) == 0) {
-			blob_unref(b);
-			reply_tuple(req, IK_TXNOTE, p.txn_id, TXN_FILE, name, strlen(name), NULL);
-			goto out;
-		}
 		if (name[0] == '.') {
-			reply_err(req, -ENOENT);
+			/* Dot names at the top of a transaction are notes; others namespaces. */
+			if (txn_note_get(tx, name, &b) == 0) {
+				blob_unref(b);
+				reply_tuple(req, IK_TXNOTE, p.txn_id, TXN_FILE, name, strlen(name),
+					    NULL);
+			} else {
+				reply_err(req, -ENOENT);
+			}
 			goto out;
 		}
 		txn_unref(tx);
@@ -1065,6 +1068,9 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t 
 		return;
 	}
 	if (end > txn_engine_options(fs->eng)->max_value_bytes) {
+		pthread_mutex_lock(&h->lock);
+		h->failed = true;
+		pthread_mutex_unlock(&h->lock);
 		reply_err(req, -EFBIG);
 		return;
 	}
@@ -1221,6 +1227,11 @@ static void commit_handle(struct fs *fs, fuse_req_t req, struct handle *h)
 	int err;
 
 	pthread_mutex_lock(&h->lock);
+	if (h->failed) {
+		pthread_mutex_unlock(&h->lock);
+		reply_err(req, -EFBIG);
+		return;
+	}
 	if (!h->dirty || (req && !h->written)) {
 		pthread_mutex_unlock(&h->lock);
 		reply_err(req, 0);
@@ -1337,8 +1348,12 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 		err = writable(fs, &p);
 		if (err)
 			goto fail;
-		if (name[0] == '.' && strcmp(name, ".commit.pending") != 0) {
-			err = is_ctl_name(name) ? -EEXIST : -EINVAL;
+		if (name[0] != '.') {
+			err = -EISDIR; /* a namespace of the view */
+			goto fail;
+		}
+		if (is_ctl_name(name)) {
+			err = -EEXIST;
 			goto fail;
 		}
 		tx = txn_find_id(fs->eng, p.txn_id);
@@ -1721,8 +1736,8 @@ static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 				err = -EROFS;
 			else if (!src_note)
 				err = -ENOENT;
-			else if (newname[0] == '.' && strcmp(newname, ".commit.pending") != 0)
-				err = -EINVAL;
+			else if (newname[0] != '.')
+				err = -EXDEV; /* a note cannot become a namespace */
 			else
 				err = t ? txn_note_rename(t, name, newname) : -ENOENT;
 			if (!err) {
@@ -1745,7 +1760,7 @@ static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		goto out;
 	}
 	if ((p.kind == IK_ROOT && name[0] == '.') || (np.kind == IK_ROOT && newname[0] == '.')) {
-		err = -EINVAL;
+		err = -EXDEV; /* .tx, .health, ... are areas of their own */
 		goto out;
 	}
 	err = check_name(newname);

@@ -438,8 +438,8 @@ static bool snapshot_below(struct txn *tx, struct node *n, char *buf, size_t len
 #define PATH_BUF (TXN_KEY_MAX + 2 * TXN_NAME_MAX + 8)
 
 /*
- * Namespaces and agents (depth 1 and 2) exist implicitly: no file can live there, so
- * any valid name is a directory, and `echo x > ns/agent/key` works on an empty tree.
+ * Namespaces and agents (depth 1 and 2) exist implicitly: no key can live there, so any
+ * valid name is a directory and `echo x > ns/agent/key` works on an empty tree.
  */
 static bool implicit_dir(const char *path, size_t len)
 {
@@ -785,7 +785,7 @@ int txn_live_rmdir(struct txn_engine *eng, const char *path, size_t len)
 	pthread_rwlock_wrlock(&eng->tree_lock);
 	n = node_find(eng, path, len);
 	if (!n)
-		err = -ENOENT;
+		err = 0; /* implicit, or vanished with its last key: nothing to remove */
 	else if (live_at(n, eng->published_ts))
 		err = -ENOTDIR;
 	else if (n->pub_desc > 0 || n->head_desc > 0 || has_explicit_child(n))
@@ -1431,8 +1431,14 @@ int txn_stage_rmdir(struct txn_engine *eng, struct txn *tx, const char *path, si
 		return err;
 	STAGE_BEGIN(eng, tx, 0);
 	err = stage_state_err(tx);
-	if (!err)
+	if (!err) {
 		err = view_resolve(eng, tx, path, len, &e, NULL);
+		if (err == -ENOENT) {
+			/* It vanished with its last key (rm -r removes keys first). */
+			STAGE_END(eng, tx);
+			return 0;
+		}
+	}
 	if (!err && e.type != TXN_DIR)
 		err = -ENOTDIR;
 	if (!err)
