@@ -35,6 +35,7 @@ struct config {
 	long txn_timeout_ms;
 	long max_open_txns;
 	long max_value_bytes;
+	long cache_timeout_s;
 	int fsync;
 	char *log_level;
 	char *fault;
@@ -48,6 +49,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("max_open_txns=%ld", max_open_txns),
 	OPT("max_value_bytes=%ld", max_value_bytes),
 	OPT("fsync=%d", fsync),
+	OPT("cache_timeout_s=%ld", cache_timeout_s),
 	OPT("log_level=%s", log_level),
 	OPT("-h", show_help),
 	OPT("--help", show_help),
@@ -83,6 +85,8 @@ static void usage(FILE *f)
 		"  -o max_value_bytes=N   largest value (1048576)\n"
 		"  -o fsync=0|1           1: every commit is durable when it returns (default);\n"
 		"                         0: faster, the last commits may be lost on power loss\n"
+		"  -o cache_timeout_s=N   how long the kernel may cache names and attributes of the\n"
+		"                         live tree (60); every commit invalidates what it changes\n"
 		"  -o log_level=LEVEL     err, warn, info (default) or debug\n"
 		"  plus the mount options of fuse(8), e.g. allow_other\n");
 }
@@ -221,7 +225,8 @@ int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct config conf = { .txn_timeout_ms = 30000, .max_open_txns = 1024,
-			       .max_value_bytes = 1048576, .fsync = 1 };
+			       .max_value_bytes = 1048576, .cache_timeout_s = 60,
+			       .fsync = 1 };
 	struct fuse_cmdline_opts opts = { 0 };
 	struct txn_engine *eng = NULL;
 	struct fuse_session *se = NULL;
@@ -265,9 +270,11 @@ int main(int argc, char *argv[])
 	}
 	if (conf.txn_timeout_ms < 1 || conf.txn_timeout_ms > 86400000 || conf.max_open_txns < 1 ||
 	    conf.max_value_bytes < 1 || conf.max_value_bytes > (1L << 30) ||
+	    conf.cache_timeout_s < 0 || conf.cache_timeout_s > 86400 ||
 	    (conf.fsync != 0 && conf.fsync != 1)) {
 		fprintf(stderr, "statehoused: option out of range: txn_timeout_ms 1..86400000, "
-				"max_open_txns >= 1, max_value_bytes 1..1073741824, fsync 0 or 1\n");
+				"max_open_txns >= 1, max_value_bytes 1..1073741824, cache_timeout_s 0..86400, "
+				"fsync 0 or 1\n");
 		return 2;
 	}
 
@@ -339,7 +346,7 @@ int main(int argc, char *argv[])
 	}
 
 	{
-		struct fs_options fopt = { .entry_timeout_s = 1.0 };
+		struct fs_options fopt = { .entry_timeout_s = (double)conf.cache_timeout_s };
 
 		if (fs_new(eng, &fopt, &fs))
 			goto out;
