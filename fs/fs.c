@@ -1120,7 +1120,6 @@ struct waiter {
 	struct fs *fs;
 	fuse_req_t req;
 	enum wait_kind kind;
-	struct handle *h;    /* W_FLUSH: the handle whose buffer was committed */
 	uint64_t ino;        /* W_SETATTR */
 	uint64_t txn_id;     /* W_COMMIT */
 	char *src, *dst;     /* W_RENAME / W_COMMIT: names to move in the inode table */
@@ -1138,11 +1137,6 @@ static void waiter_done(struct txn_commit_req *creq, int err)
 			log_warn("cannot commit '%s' on release: %s", creq->path, strerror(-err));
 		break;
 	case W_FLUSH:
-		/* Committed or refused: either way this value is done with (a failed
-		 * commit must not come back at release). */
-		pthread_mutex_lock(&w->h->lock);
-		w->h->dirty = false;
-		pthread_mutex_unlock(&w->h->lock);
 		reply_err(w->req, err);
 		break;
 	case W_UNLINK:
@@ -1238,6 +1232,9 @@ static void commit_handle(struct fs *fs, fuse_req_t req, struct handle *h)
 		return;
 	}
 	val = blob_new(h->buf ? h->buf : "", h->size);
+	/* Handed over: a second flush (a dup'ed descriptor) or the release must not commit
+	 * it again, and a failed commit must not come back at release either. */
+	h->dirty = false;
 	pthread_mutex_unlock(&h->lock);
 	if (!val) {
 		reply_err(req, -ENOMEM);
@@ -1253,7 +1250,6 @@ static void commit_handle(struct fs *fs, fuse_req_t req, struct handle *h)
 			reply_err(req, -ENOMEM);
 			return;
 		}
-		((struct waiter *)c->arg)->h = req ? h : NULL;
 		c->kind = TXN_AUTO_PUT;
 		c->value = val;
 		txn_autocommit(fs->eng, c);
@@ -1271,11 +1267,6 @@ static void commit_handle(struct fs *fs, fuse_req_t req, struct handle *h)
 			err = txn_note_put(tx, h->ir.path, val);
 		}
 		txn_unref(tx);
-		if (!err) {
-			pthread_mutex_lock(&h->lock);
-			h->dirty = false;
-			pthread_mutex_unlock(&h->lock);
-		}
 		reply_err(req, err);
 		return;
 	default:

@@ -125,21 +125,34 @@ teardown() {
 	echo v >"$A/k"
 	T="$MNT/.tx/done"
 	mkdir "$T"
-	echo 'a note' >"$T/note"
+	echo w >"$T/ns/a/k"
 	sh_commit "$T"
 	run sh_errno create "$T/another"
 	assert_output EROFS
 	run sh_errno mkdir "$T/ns2"
 	assert_output EROFS
-	run sh_errno write "$T/note" changed
-	assert_output EROFS
 	run sh_errno write "$T/.commit" x
 	assert_output EROFS
-	run sh_errno rename "$T/note" "$T/.commit"
+	run sh_errno write "$T/.timeout_ms" 5000
 	assert_output EROFS
 	run bash -c 'echo x >"$1"' _ "$T/another"
 	assert_failure
 	assert_output --partial 'Read-only file system'
+	run cat "$A/k"
+	assert_output w
+}
+
+@test "a note file left in a committed transaction is read-only and cannot commit again" {
+	T="$MNT/.tx/done"
+	mkdir "$T"
+	echo 'a note' >"$T/note"
+	sh_commit "$T"
+	run sh_errno write "$T/note" changed
+	assert_output EROFS
+	run sh_errno rename "$T/note" "$T/.commit"
+	assert_output EROFS
+	run sh_errno unlink "$T/note"
+	assert_output EROFS
 	run cat "$T/note"
 	assert_output 'a note'
 }
@@ -455,7 +468,6 @@ teardown() {
 @test "writing .timeout_ms after the first staged op fails with EBUSY" {
 	T="$MNT/.tx/t"
 	mkdir "$T"
-	echo v >"$T/note"
 	mkdir -p "$T/ns/a"
 	echo v >"$T/ns/a/k"
 	run sh_errno write "$T/.timeout_ms" 5000

@@ -103,7 +103,7 @@ version_of() { sh_xattr version "$1"; }
 @test "during commit: after SIGKILL every multi-key commit is there whole or not at all" {
 	local w i n ok
 	for w in w1 w2; do
-		python3 "$REPO_ROOT/test/bats/commit_loop.py" "$MNT" "$w" "$SH_TMP/ack.$w" \
+		"$SH_PYTHON" "$REPO_ROOT/test/bats/commit_loop.py" "$MNT" "$w" "$SH_TMP/ack.$w" \
 			2>>"$SH_TMP/loop.log" 3>&- &
 		LOOPS+=($!)
 	done

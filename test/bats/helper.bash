@@ -9,6 +9,9 @@
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STATEHOUSED="${STATEHOUSED:-$REPO_ROOT/build/statehoused}"
 [[ "$STATEHOUSED" = /* ]] || STATEHOUSED="$REPO_ROOT/$STATEHOUSED"
+# Debian's python3 directly: a version manager's shim in PATH costs ~1.5 s per call here.
+SH_PYTHON=/usr/bin/python3
+[ -x "$SH_PYTHON" ] || SH_PYTHON=python3
 
 load_libs() {
 	load /usr/lib/bats/bats-support/load
@@ -126,7 +129,7 @@ sh_default_teardown() {
 # failing path operation. Usage: sh_errno op path [path2|data]
 #   ops: open_r open_w create write_big rename mkdir rmdir unlink read stat
 sh_errno() {
-	python3 "$REPO_ROOT/test/bats/errno.py" "$@"
+	"$SH_PYTHON" "$REPO_ROOT/test/bats/errno.py" "$@"
 }
 
 # --- helpers for the behaviour tests (10-, 20-, 30-*.bats) ---
