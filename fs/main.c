@@ -91,20 +91,29 @@ static void usage(FILE *f)
 		"  plus the mount options of fuse(8), e.g. allow_other\n");
 }
 
-/* Route libfuse's messages through our sink. */
+/* Route libfuse's messages through our sink.  libfuse may build one line from several
+ * calls, so pieces are gathered until the newline. */
 static void fuse_log_sink(enum fuse_log_level level, const char *fmt, va_list ap)
 {
+	static _Thread_local char line[1024];
+	static _Thread_local size_t used;
 	enum log_level l = level <= FUSE_LOG_ERR ? LOG_LVL_ERR
 			   : level <= FUSE_LOG_WARNING ? LOG_LVL_WARN
 			   : level <= FUSE_LOG_INFO ? LOG_LVL_INFO : LOG_LVL_DEBUG;
-	char buf[1024];
-	size_t n;
+	int n;
 
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	n = strlen(buf);
-	while (n && buf[n - 1] == '\n')
-		buf[--n] = '\0';
-	log_msg(l, "%s", buf);
+	n = vsnprintf(line + used, sizeof(line) - used, fmt, ap);
+	if (n > 0)
+		used += (size_t)n < sizeof(line) - used ? (size_t)n : sizeof(line) - used - 1;
+	if (used == 0 || (line[used - 1] != '\n' && used < sizeof(line) - 1))
+		return;
+	while (used && line[used - 1] == '\n')
+		line[--used] = '\0';
+	for (char *p = line; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+	log_msg(l, "%s", line);
+	used = 0;
 }
 
 static int mkdir_p(const char *path)

@@ -2512,7 +2512,7 @@ int txn_engine_start(struct txn_engine *eng)
 
 void txn_engine_stop(struct txn_engine *eng)
 {
-	if (!eng->started)
+	if (!eng || !eng->started)
 		return;
 	pthread_mutex_lock(&eng->q_lock);
 	eng->stopping = true;
