@@ -378,3 +378,14 @@ teardown() {
 	[ "$(sh_xattr version "$A/k")" = 3 ]
 	[ "$(sh_xattr commit_ts "$A/k")" = $((ts0 + 1)) ]
 }
+
+@test "statehoused -d serves the same tree and logs each FUSE request" {
+	echo before >"$A/k"
+	sh_remount -d
+	run cat "$A/k"
+	assert_output before
+	echo after >"$A/k"
+	run cat "$A/k"
+	assert_output after
+	grep -q 'opcode: LOOKUP' "$LOG"
+}

@@ -161,17 +161,17 @@ teardown() {
 	sh_jq ".ops == 3 and .txn == \"atomic\"" "$T/.commit"
 }
 
-@test "committing by renaming a note file records the commit and consumes the note" {
+@test "committing by renaming a dot-named note file records the commit and consumes the note" {
 	T="$MNT/.tx/noted"
 	mkdir "$T"
 	echo v >"$T/ns/a/k"
-	echo '{"who":"agent-1","why":"nightly run"}' >"$T/why.json"
-	run cat "$T/why.json"
+	echo '{"who":"agent-1","why":"nightly run"}' >"$T/.why.json"
+	run cat "$T/.why.json"
 	assert_output '{"who":"agent-1","why":"nightly run"}'
 	ts0="$(sh_probe_ts)"
-	mv "$T/why.json" "$T/.commit"
+	mv "$T/.why.json" "$T/.commit"
 	sh_jq ".commit_ts == $((ts0 + 1)) and .txn == \"noted\" and .ops == 1" "$T/.commit"
-	run sh_errno stat "$T/why.json"
+	run sh_errno stat "$T/.why.json"
 	assert_output ENOENT
 	run cat "$A/k"
 	assert_output v
@@ -201,21 +201,21 @@ teardown() {
 	sh_jq ".state == \"committed\" and .txn == \"done\" and .ops == 1 and .begin_ts == $ts0 and .commit_ts == $ts" "$T/.status"
 }
 
-@test "after a commit the directory keeps .commit and .status, its view is gone and rmdir removes it" {
+@test "after a commit the directory keeps .commit, .status and notes, its view answers EROFS and rmdir removes it" {
 	echo v >"$A/k"
 	T="$MNT/.tx/after"
 	mkdir "$T"
 	echo w >"$T/ns/a/k"
-	echo 'a note' >"$T/note"
+	echo 'a note' >"$T/.note"
 	sh_commit "$T"
 	[ -f "$T/.commit" ]
 	[ -f "$T/.status" ]
-	run cat "$T/note"
+	run cat "$T/.note"
 	assert_output 'a note'
 	run sh_errno stat "$T/ns"
-	assert_output ENOENT
-	run ls "$T"
-	assert_output note
+	assert_output EROFS
+	run ls -A "$T"
+	assert_output "$(printf '.commit\n.note\n.status\n.timeout_ms')"
 	rmdir "$T"
 	run sh_errno stat "$T"
 	assert_output ENOENT
@@ -335,8 +335,10 @@ teardown() {
 	assert_output ENOENT
 	run cat "$A/old/sub/y"
 	assert_output 2
-	run sh_errno stat "$MNT/ns2"
+	run sh_errno stat "$MNT/ns2/agent/step"
 	assert_output ENOENT
+	run ls "$MNT"
+	assert_output ns
 	sh_commit "$T"
 	run cat "$MNT/ns2/agent/step/001"
 	assert_output s
@@ -520,7 +522,7 @@ teardown() {
 	assert_output v
 }
 
-@test "the reaper expires a transaction nobody touches: its .status says expired when first read" {
+@test "the reaper expires a transaction nobody touches and frees its staged ops" {
 	echo base >"$A/k"
 	T="$MNT/.tx/forgotten"
 	mkdir "$T"
@@ -529,7 +531,8 @@ teardown() {
 	# wait on the clock, without touching anything under .tx, until well past the deadline
 	end=$((SECONDS + 5))
 	while ((SECONDS < end)); do sleep 0.2; done
-	sh_jq '.state == "expired" and .txn == "forgotten"' "$T/.status"
+	# ops == 0: the staged ops were freed by the reaper, not when .status was read
+	sh_jq '.state == "expired" and .txn == "forgotten" and .ops == 0' "$T/.status"
 	run cat "$A/k"
 	assert_output base
 	run sh_errno rename "$T/.commit.pending" "$T/.commit"

@@ -108,7 +108,7 @@ teardown() {
 	assert_output ETIMEDOUT
 	run sh_errno create "$T/ns/a/new"
 	assert_output ETIMEDOUT
-	run sh_errno write "$T/note" v
+	run sh_errno write "$T/.note" v
 	assert_output ETIMEDOUT
 	run sh_errno rename "$T/.commit.pending" "$T/.commit"
 	assert_output ETIMEDOUT
@@ -145,15 +145,15 @@ teardown() {
 @test "a note file left in a committed transaction is read-only and cannot commit again" {
 	T="$MNT/.tx/done"
 	mkdir "$T"
-	echo 'a note' >"$T/note"
+	echo 'a note' >"$T/.note"
 	sh_commit "$T"
-	run sh_errno write "$T/note" changed
+	run sh_errno write "$T/.note" changed
 	assert_output EROFS
-	run sh_errno rename "$T/note" "$T/.commit"
+	run sh_errno rename "$T/.note" "$T/.commit"
 	assert_output EROFS
-	run sh_errno unlink "$T/note"
+	run sh_errno unlink "$T/.note"
 	assert_output EROFS
-	run cat "$T/note"
+	run cat "$T/.note"
 	assert_output 'a note'
 }
 
@@ -254,15 +254,15 @@ teardown() {
 
 # --- EINVAL ---
 
-@test "a regular file at the namespace or agent level fails with EINVAL" {
+@test "a regular file at the namespace or agent level fails with EISDIR: those names are directories" {
 	echo v >"$A/k"
 	run sh_errno write "$MNT/foo" v
-	assert_output EINVAL
+	assert_output EISDIR
 	run sh_errno write "$MNT/ns/foo" v
-	assert_output EINVAL
+	assert_output EISDIR
 	run bash -c 'echo v >"$1"' _ "$MNT/ns/foo"
 	assert_failure
-	assert_output --partial 'Invalid argument'
+	assert_output --partial 'Is a directory'
 	run ls "$MNT/ns"
 	assert_output a
 }
