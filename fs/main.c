@@ -303,6 +303,18 @@ int main(int argc, char *argv[])
 	}
 	if (clean_stale_mount(opts.mountpoint))
 		goto out;
+	{
+		struct stat mst;
+
+		if (stat(opts.mountpoint, &mst) != 0) {
+			log_err("cannot mount on '%s': %s", opts.mountpoint, strerror(errno));
+			goto out;
+		}
+		if (!S_ISDIR(mst.st_mode)) {
+			log_err("cannot mount on '%s': not a directory", opts.mountpoint);
+			goto out;
+		}
+	}
 
 	if (!opts.foreground) {
 		pid_t pid;
