@@ -357,7 +357,8 @@ int store_replay(struct store *st, int64_t after_ts, store_replay_fn fn, void *a
 
 	memset(stats, 0, sizeof(*stats));
 	err = prepare(st, st->wdb,
-		      "SELECT count(*), coalesce(max(commit_ts), 0) FROM events WHERE commit_ts > ?1",
+		      "SELECT (SELECT count(*) FROM events WHERE commit_ts > ?1),"
+		      " coalesce((SELECT max(commit_ts) FROM events), 0)",
 		      &q);
 	if (err)
 		return err;
@@ -371,8 +372,6 @@ int store_replay(struct store *st, int64_t after_ts, store_replay_fn fn, void *a
 	stats->events = (uint64_t)sqlite3_column_int64(q, 0);
 	stats->head_ts = sqlite3_column_int64(q, 1);
 	sqlite3_finalize(q);
-	if (stats->head_ts < after_ts)
-		stats->head_ts = after_ts;
 
 	err = prepare(st, st->wdb,
 		      "SELECT o.commit_ts, e.time_ns, o.ns, o.agent, o.key, o.op, o.version, o.value"

@@ -102,9 +102,9 @@ int store_check(struct store *st, int64_t *head_ts);
 const char *store_sqlite_version(void);
 
 /*
- * Fault injection for tests (SQLite's SimulateIOError idea): after `after` more
- * successful appends, every append and check fails with code (-EIO or -ENOSPC) without
- * touching the database.  code 0 turns it off.
+ * Fault injection for tests (SQLite's SimulateIOError idea): after `after` more calls of
+ * store_append(), every append fails with code (-EIO or -ENOSPC) and every
+ * store_check() with -EIO, without touching the database.  code 0 turns it off.
  */
 void store_set_fault(struct store *st, long after, int code);
 

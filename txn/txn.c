@@ -448,9 +448,19 @@ static bool implicit_dir(const char *path, size_t len)
 	return (depth == 1 || depth == 2) && check_path(path, len) == 0;
 }
 
+static int view_resolve_x(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+			  struct txn_entry *out, struct blob **value, bool implicit);
+
 /* Resolve path in a view; callers hold the tree lock (read) and, for tx, tx->lock. */
 static int view_resolve(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
 			struct txn_entry *out, struct blob **value)
+{
+	return view_resolve_x(eng, tx, path, len, out, value, true);
+}
+
+/* implicit: namespaces and agents exist without keys (lookups); listings say false. */
+static int view_resolve_x(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+			  struct txn_entry *out, struct blob **value, bool implicit)
 {
 	struct node *n = node_find(eng, path, len);
 	struct version *v;
@@ -497,13 +507,9 @@ static int view_resolve(struct txn_engine *eng, struct txn *tx, const char *path
 
 	v = visible(n, tx->begin_ts);
 	if (s && s->kind == ST_PUT) {
+		/* Staged, not committed: no version, no commit yet. */
 		out->type = TXN_FILE;
 		out->size = s->value->len;
-		if (v) {
-			out->version = v->version;
-			out->commit_ts = v->commit_ts;
-			out->time_ns = v->time_ns;
-		}
 		if (value)
 			*value = blob_ref(s->value);
 		return 0;
@@ -537,7 +543,7 @@ static int view_resolve(struct txn_engine *eng, struct txn *tx, const char *path
 			}
 		}
 	}
-	if (implicit_dir(path, len)) {
+	if (implicit && implicit_dir(path, len)) {
 		out->type = TXN_DIR;
 		return 0;
 	}
@@ -668,7 +674,7 @@ int txn_list(struct txn_engine *eng, struct txn *tx, const char *path, size_t le
 
 				if (!cp) {
 					err = -ENOMEM;
-				} else if (view_resolve(eng, tx, cp, cl, &ce, NULL) == 0) {
+				} else if (view_resolve_x(eng, tx, cp, cl, &ce, NULL, false) == 0) {
 					err = dirents_add(&ds, c->name, c->name_len, ce.type);
 				}
 				free(cp);
@@ -2089,7 +2095,7 @@ static void complete(struct txn_engine *eng, struct txn_commit_req *list, struct
 	struct txn_commit_req *late = NULL, **late_tail = &late;
 
 	for (struct txn_commit_req *r = list, *next; r; r = next) {
-		int err = (int)r->commit_ts < 0 ? (int)r->commit_ts : 0;
+		int err = r->commit_ts < 0 ? (int)r->commit_ts : 0;
 
 		next = r->next;
 		r->next = NULL;
@@ -2143,6 +2149,8 @@ static void run_batch(struct txn_engine *eng, struct txn_commit_req *list)
 		int64_t ts = eng->head_ts + 1;
 		int err = grow((void **)&b.ev, &b.cap_ev, b.nev, sizeof(*b.ev));
 
+		if (!err)
+			err = r->rejected;
 		if (!err)
 			err = r->tx ? apply_txn(eng, &b, r, ts, time_ns, &eb)
 				    : apply_auto(eng, &b, r, ts, time_ns, &eb);
@@ -2284,12 +2292,9 @@ void txn_autocommit(struct txn_engine *eng, struct txn_commit_req *req)
 		err = -EINVAL;
 	if (!err && req->kind == TXN_AUTO_PUT && req->value->len > eng->opt.max_value_bytes)
 		err = -EFBIG;
-	if (err) {
-		req->commit_ts = 0;
-		req->done(req, err);
-		return;
-	}
 	req->tx = NULL;
+	/* A refused request still completes on the committer thread, like every other. */
+	req->rejected = err;
 	enqueue(eng, req);
 }
 

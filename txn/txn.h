@@ -90,8 +90,9 @@ int txn_path_depth(const char *path, size_t len);
 
 /* ---- reading a view ------------------------------------------------------------------ */
 
-/* What path is in the view.  -ENOENT if nothing; -ETIMEDOUT/-ESTALE/-ENOENT when tx is
- * no longer open (expired, conflicted, committed or aborted). */
+/* What path is in the view.  -ENOENT if nothing; when tx is no longer open: -ETIMEDOUT
+ * (expired), -ESTALE (conflict), -EROFS (committed), -ENOENT (aborted).  A staged,
+ * uncommitted file reports version 0 and commit_ts 0. */
 int txn_stat(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
 	     struct txn_entry *out);
 /* The value of a file: *out gets a reference the caller drops with blob_unref(). */
@@ -105,6 +106,7 @@ void txn_dirents_free(struct txn_dirent *d, size_t n);
 /* ---- the live tree's directories (memory only, not commits) -------------------------- */
 
 int txn_live_mkdir(struct txn_engine *eng, const char *path, size_t len);
+/* -ENOTEMPTY, -ENOTDIR; 0 also for a directory that has already vanished. */
 int txn_live_rmdir(struct txn_engine *eng, const char *path, size_t len);
 
 /* ---- commits -------------------------------------------------------------------------- */
@@ -131,6 +133,7 @@ struct txn_commit_req {
 	void (*done)(struct txn_commit_req *req, int err);
 	void *arg;
 	/* Set by the engine before done() runs. */
+	int rejected;                /* private: refused before it reached the queue */
 	int64_t commit_ts;
 	struct txn_commit_req *next;
 };
@@ -146,6 +149,7 @@ void txn_commit_req_free(struct txn_commit_req *req);
  * invalidating, then free ch.  Without a hook the engine completes them itself.
  */
 typedef void (*txn_notify_fn)(void *arg, struct txn_changes *ch);
+/* Set before the first commit is queued (it is read by the committer without a lock). */
 void txn_engine_set_notify(struct txn_engine *eng, txn_notify_fn fn, void *arg);
 
 /* ---- transactions ---------------------------------------------------------------------- */
