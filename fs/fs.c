@@ -48,11 +48,26 @@ enum ikind {
 	IK_TXPATH,  /* a path of a transaction's view */
 	IK_TXNOTE,  /* a note file at the top of .tx/NAME */
 	IK_TXCTL,   /* .status, .commit, .timeout_ms */
+	IK_ATDIR,   /* .at */
+	IK_AT,      /* .at/<ts>/path: txn_id holds ts */
+	IK_HISTDIR, /* .history */
+	IK_HIST,    /* .history/ns or .history/ns/agent */
+	IK_HISTKEY, /* .history/ns/agent/<ekey>: path is the real key path */
+	IK_HISTVER, /* .../<ekey>/<version>[.deleted]: txn_id holds the version */
+	IK_HISTIDX, /* .../<ekey>/index.jsonl */
 };
+
+/* The past is read-only: every change below .at and .history fails with EROFS. */
+static bool is_past(enum ikind k)
+{
+	return k >= IK_ATDIR && k <= IK_HISTIDX;
+}
 
 #define INO_TXDIR 2
 #define INO_HEALTH 3
 #define INO_VERSION 4
+#define INO_ATDIR 5
+#define INO_HISTDIR 6
 #define INO_FIRST_DYNAMIC 16
 #define UNKNOWN_INO 0xffffffffu
 
@@ -263,6 +278,14 @@ static int iget(struct fs *fs, fuse_ino_t ino, struct iref *out)
 	case INO_VERSION:
 		out->kind = IK_VERSION;
 		out->type = TXN_FILE;
+		break;
+	case INO_ATDIR:
+		out->kind = IK_ATDIR;
+		out->type = TXN_DIR;
+		break;
+	case INO_HISTDIR:
+		out->kind = IK_HISTDIR;
+		out->type = TXN_DIR;
 		break;
 	default:
 		pthread_mutex_lock(&fs->itable_lock);
@@ -523,6 +546,18 @@ static int file_content(struct fs *fs, const struct iref *r, struct blob **out)
 		}
 		txn_unref(tx);
 		return err;
+	case IK_AT: {
+		struct txn_entry e;
+
+		return txn_at_read(fs->eng, (int64_t)r->txn_id, r->path, r->len, out, &e);
+	}
+	case IK_HISTVER: {
+		struct txn_version v;
+
+		return txn_history_value(fs->eng, r->path, r->len, (int64_t)r->txn_id, out, &v);
+	}
+	case IK_HISTIDX:
+		return txn_history_index(fs->eng, r->path, r->len, out);
 	default:
 		return -EINVAL;
 	}
@@ -540,7 +575,38 @@ static int stat_iref(struct fs *fs, const struct iref *r, struct stat *st)
 	switch (r->kind) {
 	case IK_ROOT:
 	case IK_TXDIR:
-		fill_attr(fs, st, r->ino, TXN_DIR, 0, 0, r->kind == IK_TXDIR ? 0755 : 0755);
+		fill_attr(fs, st, r->ino, TXN_DIR, 0, 0, 0755);
+		return 0;
+	case IK_ATDIR:
+	case IK_HISTDIR:
+	case IK_HIST:
+	case IK_HISTKEY:
+		fill_attr(fs, st, r->ino, TXN_DIR, 0, 0, 0555);
+		return 0;
+	case IK_AT:
+		err = txn_at_stat(fs->eng, (int64_t)r->txn_id, r->path, r->len, &e);
+		if (err)
+			return err;
+		if (e.type != r->type)
+			return -ENOENT;
+		fill_attr(fs, st, r->ino, e.type, e.size, e.time_ns, e.type == TXN_DIR ? 0555 : 0444);
+		return 0;
+	case IK_HISTVER: {
+		struct txn_version v;
+
+		err = txn_history_value(fs->eng, r->path, r->len, (int64_t)r->txn_id, &b, &v);
+		if (err)
+			return err;
+		fill_attr(fs, st, r->ino, TXN_FILE, b->len, v.time_ns, 0444);
+		blob_unref(b);
+		return 0;
+	}
+	case IK_HISTIDX:
+		err = file_content(fs, r, &b);
+		if (err)
+			return err;
+		fill_attr(fs, st, r->ino, TXN_FILE, b->len, 0, 0444);
+		blob_unref(b);
 		return 0;
 	case IK_TXROOT:
 		tx = txn_find_id(fs->eng, r->txn_id);
@@ -597,8 +663,10 @@ static void entry_param(struct fs *fs, struct fuse_entry_param *e, uint64_t ino,
 	e->ino = ino;
 	e->generation = 1;
 	e->attr = *st;
-	/* Generated files change without commits: never cache their attributes. */
-	if (kind == IK_LIVE || kind == IK_ROOT || kind == IK_TXDIR) {
+	/* Generated files change without commits: never cache their attributes.  The
+	 * state as of a commit never changes at all. */
+	if (kind == IK_LIVE || kind == IK_ROOT || kind == IK_TXDIR || kind == IK_AT ||
+	    kind == IK_ATDIR || kind == IK_HISTVER) {
 		e->attr_timeout = fs->opt.entry_timeout_s;
 		e->entry_timeout = fs->opt.entry_timeout_s;
 	} else if (kind == IK_TXPATH || kind == IK_TXROOT) {
@@ -621,6 +689,10 @@ static void reply_tuple(fuse_req_t req, enum ikind kind, uint64_t txn_id, enum t
 
 	if (kind == IK_TXDIR)
 		ino = INO_TXDIR;
+	else if (kind == IK_ATDIR)
+		ino = INO_ATDIR;
+	else if (kind == IK_HISTDIR)
+		ino = INO_HISTDIR;
 	else if (kind == IK_HEALTH)
 		ino = INO_HEALTH;
 	else if (kind == IK_VERSION)
@@ -693,6 +765,176 @@ static int view_of(struct fs *fs, const struct iref *r, struct txn **tx, enum ik
 
 /* ---- lookup / forget / getattr ---------------------------------------------------- */
 
+/* A commit_ts or version in decimal: digits only, no sign, no leading zero. */
+static int parse_u64(const char *s, size_t len, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (len == 0 || len > 18 || (s[0] == '0' && len > 1))
+		return -EINVAL;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* `.history` names a key by one component: '%' is written %25 and '/' %2F. */
+static char *ekey_encode(const char *key, size_t len)
+{
+	char *out = malloc(len * 3 + 1), *w = out;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		if (key[i] == '%' || key[i] == '/') {
+			*w++ = '%';
+			*w++ = '2';
+			*w++ = key[i] == '%' ? '5' : 'F';
+		} else {
+			*w++ = key[i];
+		}
+	}
+	*w = '\0';
+	return out;
+}
+
+static int ekey_decode(const char *e, char *out, size_t *len)
+{
+	size_t n = 0;
+
+	for (const char *p = e; *p; p++) {
+		if (*p != '%') {
+			out[n++] = *p;
+			continue;
+		}
+		if (p[1] == '2' && p[2] == '5')
+			out[n++] = '%';
+		else if (p[1] == '2' && (p[2] == 'F' || p[2] == 'f'))
+			out[n++] = '/';
+		else
+			return -EINVAL;
+		p += 2;
+	}
+	out[n] = '\0';
+	*len = n;
+	return 0;
+}
+
+static bool names_nonempty(struct fs *fs, const char *prefix, size_t len)
+{
+	struct txn_dirent *d;
+	size_t n;
+
+	if (txn_history_names(fs->eng, prefix, len, &d, &n))
+		return false;
+	txn_dirents_free(d, n);
+	return n > 0;
+}
+
+static void lookup_past(fuse_req_t req, const struct iref *p, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	size_t nlen = strlen(name), len;
+	struct txn_entry e;
+	uint64_t num;
+	char *path;
+	int err;
+
+	switch (p->kind) {
+	case IK_ATDIR:
+		err = parse_u64(name, nlen, &num);
+		if (!err && (num < 1 || (int64_t)num > txn_engine_head(fs->eng)))
+			err = -ENOENT;
+		if (err)
+			reply_err(req, err);
+		else
+			reply_tuple(req, IK_AT, num, TXN_DIR, "", 0, NULL);
+		return;
+	case IK_AT:
+		path = child_path(p, name, &len);
+		if (!path) {
+			reply_err(req, -ENOMEM);
+			return;
+		}
+		err = txn_at_stat(fs->eng, (int64_t)p->txn_id, path, len, &e);
+		if (err)
+			reply_err(req, err);
+		else
+			reply_tuple(req, IK_AT, p->txn_id, e.type, path, len, NULL);
+		free(path);
+		return;
+	case IK_HISTDIR:
+	case IK_HIST:
+		if (p->kind == IK_HIST && txn_path_depth(p->path, p->len) == 2) {
+			char *key = malloc(nlen + 1);
+			struct txn_version *v;
+			size_t n;
+
+			err = key ? ekey_decode(name, key, &len) : -ENOMEM;
+			if (!err) {
+				struct iref kp = *p;
+				char *kpath = child_path(&kp, key, &len);
+
+				err = kpath ? txn_history(fs->eng, kpath, len, &v, &n) : -ENOMEM;
+				if (!err) {
+					free(v);
+					reply_tuple(req, IK_HISTKEY, 0, TXN_DIR, kpath, len, NULL);
+				}
+				free(kpath);
+			}
+			free(key);
+			if (err)
+				reply_err(req, err);
+			return;
+		}
+		path = child_path(p, name, &len);
+		if (!path) {
+			reply_err(req, -ENOMEM);
+			return;
+		}
+		err = txn_check_name(name, nlen);
+		if (!err && !names_nonempty(fs, path, len))
+			err = -ENOENT;
+		if (err)
+			reply_err(req, err);
+		else
+			reply_tuple(req, IK_HIST, 0, TXN_DIR, path, len, NULL);
+		free(path);
+		return;
+	case IK_HISTKEY: {
+		const char *dot = strchr(name, '.');
+		struct txn_version v;
+		struct blob *b;
+
+		if (!strcmp(name, "index.jsonl")) {
+			reply_tuple(req, IK_HISTIDX, 0, TXN_FILE, p->path, p->len, NULL);
+			return;
+		}
+		err = parse_u64(name, dot ? (size_t)(dot - name) : nlen, &num);
+		if (err || (dot && strcmp(dot, ".deleted") != 0)) {
+			reply_err(req, -ENOENT);
+			return;
+		}
+		err = txn_history_value(fs->eng, p->path, p->len, (int64_t)num, &b, &v);
+		if (!err) {
+			blob_unref(b);
+			if (v.deleted != (dot != NULL))
+				err = -ENOENT;
+		}
+		if (err)
+			reply_err(req, err);
+		else
+			reply_tuple(req, IK_HISTVER, num, TXN_FILE, p->path, p->len, NULL);
+		return;
+	}
+	default:
+		reply_err(req, -ENOTDIR);
+	}
+}
+
 static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
@@ -720,8 +962,16 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			reply_tuple(req, IK_HEALTH, 0, TXN_FILE, "", 0, NULL);
 		else if (!strcmp(name, ".version"))
 			reply_tuple(req, IK_VERSION, 0, TXN_FILE, "", 0, NULL);
+		else if (!strcmp(name, ".at"))
+			reply_tuple(req, IK_ATDIR, 0, TXN_DIR, "", 0, NULL);
+		else if (!strcmp(name, ".history"))
+			reply_tuple(req, IK_HISTDIR, 0, TXN_DIR, "", 0, NULL);
 		else
 			reply_err(req, -ENOENT);
+		goto out;
+	}
+	if (is_past(p.kind)) {
+		lookup_past(req, &p, name);
 		goto out;
 	}
 	if (p.kind == IK_TXDIR) {
@@ -955,7 +1205,10 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		}
 		h->content = b;
 		b = NULL;
-		fi->direct_io = 1;
+		if (r.kind == IK_AT || r.kind == IK_HISTVER)
+			fi->keep_cache = 1; /* the past never changes */
+		else
+			fi->direct_io = 1;
 		fi->noflush = 1;
 		fi->fh = (uintptr_t)h;
 		fuse_reply_open(req, fi);
@@ -1330,6 +1583,8 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 	char *path = NULL;
 	int err = iget(fs, parent, &p);
 
+	if (!err && is_past(p.kind))
+		err = -EROFS;
 	if (!err)
 		err = check_new_name(&p, name);
 	if (err)
@@ -1437,6 +1692,8 @@ static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	char *path = NULL;
 	int err = iget(fs, parent, &p);
 
+	if (!err && is_past(p.kind))
+		err = -EROFS;
 	if (!err)
 		err = check_new_name(&p, name);
 	if (err)
@@ -1577,6 +1834,10 @@ static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	if (err)
 		goto out;
+	if (is_past(p.kind)) {
+		err = -EROFS;
+		goto out;
+	}
 	if (p.kind == IK_ROOT && name[0] == '.') {
 		err = -EINVAL;
 		goto out;
@@ -1691,6 +1952,12 @@ static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		err = iget(fs, newparent, &np);
 	if (!err && strlen(newname) > TXN_NAME_MAX)
 		err = -ENAMETOOLONG;
+	if (!err && (is_past(p.kind) || is_past(np.kind)))
+		err = -EROFS;
+	if (!err && ((p.kind == IK_ROOT && (!strcmp(name, ".at") || !strcmp(name, ".history"))) ||
+		     (np.kind == IK_ROOT &&
+		      (!strcmp(newname, ".at") || !strcmp(newname, ".history")))))
+		err = -EROFS;
 	if (err)
 		goto out;
 
@@ -1966,7 +2233,11 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 		goto fail;
 	switch (r.kind) {
 	case IK_ROOT:
-		err = dir_add(h, &cap, ".health", TXN_FILE);
+		err = dir_add(h, &cap, ".at", TXN_DIR);
+		if (!err)
+			err = dir_add(h, &cap, ".health", TXN_FILE);
+		if (!err)
+			err = dir_add(h, &cap, ".history", TXN_DIR);
 		if (!err)
 			err = dir_add(h, &cap, ".tx", TXN_DIR);
 		if (!err)
@@ -2008,6 +2279,45 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 		if (!err)
 			err = dir_add_all(h, &cap, d, n);
 		break;
+	case IK_ATDIR:
+		break; /* every commit_ts is there; listing them all would be the whole log */
+	case IK_AT:
+		err = txn_at_list(fs->eng, (int64_t)r.txn_id, r.path, r.len, &d, &n);
+		if (!err)
+			err = dir_add_all(h, &cap, d, n);
+		break;
+	case IK_HISTDIR:
+	case IK_HIST:
+		err = txn_history_names(fs->eng, r.path, r.len, &d, &n);
+		if (!err && r.kind == IK_HIST && txn_path_depth(r.path, r.len) == 2) {
+			/* Keys of an agent, each one component: encoded. */
+			for (size_t i = 0; i < n && !err; i++) {
+				char *e = ekey_encode(d[i].name, strlen(d[i].name));
+
+				err = e ? dir_add(h, &cap, e, TXN_DIR) : -ENOMEM;
+				free(e);
+			}
+			txn_dirents_free(d, n);
+		} else if (!err) {
+			err = dir_add_all(h, &cap, d, n);
+		}
+		break;
+	case IK_HISTKEY: {
+		struct txn_version *v = NULL;
+
+		err = txn_history(fs->eng, r.path, r.len, &v, &n);
+		if (!err)
+			err = dir_add(h, &cap, "index.jsonl", TXN_FILE);
+		for (size_t i = 0; i < n && !err; i++) {
+			char name[40];
+
+			snprintf(name, sizeof(name), "%" PRId64 "%s", v[i].version,
+				 v[i].deleted ? ".deleted" : "");
+			err = dir_add(h, &cap, name, TXN_FILE);
+		}
+		free(v);
+		break;
+	}
 	default:
 		err = -ENOTDIR;
 	}

@@ -29,9 +29,12 @@ struct store {
 	sqlite3 *wdb;
 	sqlite3_stmt *ins_event;
 	sqlite3_stmt *ins_op;
-	pthread_mutex_t reader_lock; /* protects rdb and chk (leaf lock) */
+	pthread_mutex_t reader_lock; /* protects rdb and its statements (leaf lock) */
 	sqlite3 *rdb;
 	sqlite3_stmt *chk;
+	sqlite3_stmt *get_at;
+	sqlite3_stmt *get_version;
+	sqlite3_stmt *history;
 	pthread_mutex_t fault_lock; /* protects fault_* (leaf lock) */
 	long fault_after;
 	int fault_code;
@@ -54,7 +57,9 @@ static const char schema_sql[] =
 	"  version INTEGER NOT NULL,"
 	"  value BLOB,"
 	"  PRIMARY KEY (commit_ts, idx)) WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS ops_by_key ON ops(ns, agent, key, version);"
+	/* Versions grow with commit_ts, so this orders a key's versions and finds the
+	 * one current at any commit_ts with one seek. */
+	"CREATE INDEX IF NOT EXISTS ops_by_key_ts ON ops(ns, agent, key, commit_ts, version);"
 	"INSERT OR IGNORE INTO meta(name, value) VALUES ('schema', 1);";
 
 /* Map a SQLite result code to a negative errno, logging the failure once, here. */
@@ -223,6 +228,28 @@ int store_open(const char *datadir, const struct store_options *opt, struct stor
 	if (!err)
 		err = prepare(st, st->rdb, "SELECT coalesce(max(commit_ts), 0) FROM events",
 			      &st->chk);
+	if (!err)
+		err = prepare(st, st->rdb,
+			      "SELECT o.op, o.version, o.commit_ts, e.time_ns, length(o.value),"
+			      " CASE WHEN ?5 THEN o.value END, e.txn"
+			      " FROM ops o JOIN events e ON e.commit_ts = o.commit_ts"
+			      " WHERE o.ns = ?1 AND o.agent = ?2 AND o.key = ?3 AND o.commit_ts <= ?4"
+			      " ORDER BY o.commit_ts DESC LIMIT 1",
+			      &st->get_at);
+	if (!err)
+		err = prepare(st, st->rdb,
+			      "SELECT o.op, o.version, o.commit_ts, e.time_ns, length(o.value),"
+			      " o.value, e.txn"
+			      " FROM ops o JOIN events e ON e.commit_ts = o.commit_ts"
+			      " WHERE o.ns = ?1 AND o.agent = ?2 AND o.key = ?3 AND o.version = ?4",
+			      &st->get_version);
+	if (!err)
+		err = prepare(st, st->rdb,
+			      "SELECT o.op, o.version, o.commit_ts, e.time_ns, length(o.value),"
+			      " NULL, e.txn"
+			      " FROM ops o JOIN events e ON e.commit_ts = o.commit_ts"
+			      " WHERE o.ns = ?1 AND o.agent = ?2 AND o.key = ?3 ORDER BY o.commit_ts",
+			      &st->history);
 	if (err)
 		goto close_store;
 	*out = st;
@@ -240,6 +267,9 @@ void store_close(struct store *st)
 	sqlite3_finalize(st->ins_event);
 	sqlite3_finalize(st->ins_op);
 	sqlite3_finalize(st->chk);
+	sqlite3_finalize(st->get_at);
+	sqlite3_finalize(st->get_version);
+	sqlite3_finalize(st->history);
 	if (st->rdb)
 		sqlite3_close(st->rdb);
 	if (st->wdb)
@@ -453,6 +483,309 @@ int store_check(struct store *st, int64_t *head_ts)
 		err = -EIO;
 	}
 	sqlite3_reset(st->chk);
+	pthread_mutex_unlock(&st->reader_lock);
+	return err;
+}
+
+/* ---- the past ------------------------------------------------------------------------- */
+
+void store_version_release(struct store_version *v)
+{
+	if (!v)
+		return;
+	free(v->path);
+	free(v->txn);
+	free(v->value);
+	memset(v, 0, sizeof(*v));
+}
+
+/* Bind ns, agent and key of "ns/agent/key" to parameters 1..3. */
+static int bind_key(sqlite3_stmt *s, const char *path, size_t len)
+{
+	size_t ns_len, agent_off, agent_len, key_off;
+
+	if (split_path(path, len, &ns_len, &agent_off, &agent_len, &key_off))
+		return -EINVAL;
+	sqlite3_bind_text(s, 1, path, (int)ns_len, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, path + agent_off, (int)agent_len, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 3, path + key_off, (int)(len - key_off), SQLITE_TRANSIENT);
+	return 0;
+}
+
+/* Columns: op, version, commit_ts, time_ns, size, value, txn. */
+static int row_version(sqlite3_stmt *q, struct store_version *v, int copy)
+{
+	const void *val = sqlite3_column_blob(q, 5);
+	size_t vlen = (size_t)sqlite3_column_bytes(q, 5);
+	const char *txn = (const char *)sqlite3_column_text(q, 6);
+
+	v->kind = (enum store_op_kind)sqlite3_column_int(q, 0);
+	v->version = sqlite3_column_int64(q, 1);
+	v->commit_ts = sqlite3_column_int64(q, 2);
+	v->time_ns = sqlite3_column_int64(q, 3);
+	v->size = (size_t)sqlite3_column_int64(q, 4);
+	if (!copy) {
+		v->value = (void *)val;
+		v->txn = (char *)txn;
+		return 0;
+	}
+	v->txn = txn ? strdup(txn) : NULL;
+	if (val || sqlite3_column_type(q, 5) == SQLITE_BLOB) {
+		v->value = malloc(vlen + 1);
+		if (v->value) {
+			memcpy(v->value, val, vlen);
+			((char *)v->value)[vlen] = '\0';
+		}
+	}
+	if ((txn && !v->txn) || ((val || sqlite3_column_type(q, 5) == SQLITE_BLOB) && !v->value))
+		return -ENOMEM;
+	return 0;
+}
+
+static int get_one(struct store *st, sqlite3_stmt *q, const char *path, size_t len,
+		   struct store_version *out)
+{
+	int rc, err;
+
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW) {
+		err = row_version(q, out, 1);
+		if (!err) {
+			out->path = strndup(path, len);
+			out->path_len = len;
+			if (!out->path)
+				err = -ENOMEM;
+		}
+		if (err)
+			store_version_release(out);
+	} else if (rc == SQLITE_DONE) {
+		err = -ENOENT;
+	} else {
+		err = store_errno(st->rdb, rc, "read the past");
+	}
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return err;
+}
+
+int store_get_at(struct store *st, const char *path, size_t len, int64_t ts, int with_value,
+		 struct store_version *out)
+{
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	if (fault_check(st, 0))
+		return -EIO;
+	pthread_mutex_lock(&st->reader_lock);
+	err = bind_key(st->get_at, path, len);
+	if (!err) {
+		sqlite3_bind_int64(st->get_at, 4, ts);
+		sqlite3_bind_int(st->get_at, 5, with_value ? 1 : 0);
+		err = get_one(st, st->get_at, path, len, out);
+	}
+	pthread_mutex_unlock(&st->reader_lock);
+	return err;
+}
+
+int store_get_version(struct store *st, const char *path, size_t len, int64_t version,
+		      struct store_version *out)
+{
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	if (fault_check(st, 0))
+		return -EIO;
+	pthread_mutex_lock(&st->reader_lock);
+	err = bind_key(st->get_version, path, len);
+	if (!err) {
+		sqlite3_bind_int64(st->get_version, 4, version);
+		err = get_one(st, st->get_version, path, len, out);
+	}
+	pthread_mutex_unlock(&st->reader_lock);
+	return err;
+}
+
+/* Step q, handing each row to fn with the path built from columns (ns, agent, key) at
+ * path_col.. (or no path when path_col < 0). */
+static int walk_rows(struct store *st, sqlite3_stmt *q, int path_col, int version_cols,
+		     store_version_fn fn, void *arg)
+{
+	char *path = NULL;
+	size_t cap = 0;
+	int rc, err = 0;
+
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		struct store_version v = { 0 };
+
+		if (version_cols)
+			row_version(q, &v, 0);
+		if (path_col >= 0) {
+			size_t n = 0;
+
+			for (int c = path_col; c < path_col + 3; c++) {
+				const char *t = (const char *)sqlite3_column_text(q, c);
+				size_t l = (size_t)sqlite3_column_bytes(q, c);
+
+				if (!t)
+					break;
+				if (n + l + 2 > cap) {
+					char *np = realloc(path, (n + l + 2) * 2);
+
+					if (!np) {
+						err = -ENOMEM;
+						break;
+					}
+					path = np;
+					cap = (n + l + 2) * 2;
+				}
+				if (n)
+					path[n++] = '/';
+				memcpy(path + n, t, l);
+				n += l;
+			}
+			if (err)
+				break;
+			if (path)
+				path[n] = '\0';
+			v.path = path;
+			v.path_len = n;
+		}
+		err = fn(arg, &v);
+		if (err)
+			break;
+	}
+	if (!err && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		err = store_errno(st->rdb, rc, "read the past");
+	free(path);
+	return err;
+}
+
+int store_history(struct store *st, const char *path, size_t len, store_version_fn fn,
+		  void *arg)
+{
+	int err;
+
+	if (fault_check(st, 0))
+		return -EIO;
+	pthread_mutex_lock(&st->reader_lock);
+	err = bind_key(st->history, path, len);
+	if (!err)
+		err = walk_rows(st, st->history, -1, 1, fn, arg);
+	sqlite3_reset(st->history);
+	sqlite3_clear_bindings(st->history);
+	pthread_mutex_unlock(&st->reader_lock);
+	return err;
+}
+
+/* Split a prefix "ns[/agent[/dir...]]" into its parts; returns how many (0..3). */
+static int split_prefix(const char *p, size_t len, const char **part, size_t *plen)
+{
+	const char *s1, *s2;
+
+	if (len == 0)
+		return 0;
+	part[0] = p;
+	s1 = memchr(p, '/', len);
+	if (!s1) {
+		plen[0] = len;
+		return 1;
+	}
+	plen[0] = (size_t)(s1 - p);
+	part[1] = s1 + 1;
+	s2 = memchr(s1 + 1, '/', len - plen[0] - 1);
+	if (!s2) {
+		plen[1] = len - plen[0] - 1;
+		return 2;
+	}
+	plen[1] = (size_t)(s2 - part[1]);
+	part[2] = s2 + 1;
+	plen[2] = len - (size_t)(part[2] - p);
+	return 3;
+}
+
+int store_list_at(struct store *st, const char *prefix, size_t plen, int64_t ts,
+		  store_version_fn fn, void *arg)
+{
+	const char *part[3];
+	size_t lens[3];
+	int n = split_prefix(prefix, plen, part, lens);
+	char sql[1024];
+	sqlite3_stmt *q = NULL;
+	char *lo = NULL, *hi = NULL;
+	int err;
+
+	if (fault_check(st, 0))
+		return -EIO;
+	snprintf(sql, sizeof(sql),
+		 "SELECT o.op, o.version, o.commit_ts, e.time_ns, length(o.value), NULL, NULL,"
+		 " o.ns, o.agent, o.key"
+		 " FROM ops o JOIN events e ON e.commit_ts = o.commit_ts"
+		 " WHERE o.commit_ts <= ?1 AND o.op = 1 %s %s %s"
+		 " AND NOT EXISTS (SELECT 1 FROM ops p WHERE p.ns = o.ns AND p.agent = o.agent"
+		 "   AND p.key = o.key AND p.commit_ts > o.commit_ts AND p.commit_ts <= ?1)"
+		 " ORDER BY o.ns, o.agent, o.key",
+		 n >= 1 ? "AND o.ns = ?2" : "", n >= 2 ? "AND o.agent = ?3" : "",
+		 n >= 3 ? "AND o.key >= ?4 AND o.key < ?5" : "");
+	pthread_mutex_lock(&st->reader_lock);
+	err = prepare(st, st->rdb, sql, &q);
+	if (err)
+		goto unlock;
+	sqlite3_bind_int64(q, 1, ts);
+	if (n >= 1)
+		sqlite3_bind_text(q, 2, part[0], (int)lens[0], SQLITE_STATIC);
+	if (n >= 2)
+		sqlite3_bind_text(q, 3, part[1], (int)lens[1], SQLITE_STATIC);
+	if (n >= 3) {
+		/* Keys below "dir": from "dir/" up to (not including) "dir0" ('0' follows '/'). */
+		lo = malloc(lens[2] + 2);
+		hi = malloc(lens[2] + 2);
+		if (!lo || !hi) {
+			err = -ENOMEM;
+			goto unlock;
+		}
+		memcpy(lo, part[2], lens[2]);
+		memcpy(hi, part[2], lens[2]);
+		lo[lens[2]] = '/';
+		hi[lens[2]] = '0';
+		sqlite3_bind_text(q, 4, lo, (int)lens[2] + 1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 5, hi, (int)lens[2] + 1, SQLITE_STATIC);
+	}
+	err = walk_rows(st, q, 7, 1, fn, arg);
+unlock:
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&st->reader_lock);
+	free(lo);
+	free(hi);
+	return err;
+}
+
+int store_names(struct store *st, const char *prefix, size_t plen, store_version_fn fn,
+		void *arg)
+{
+	const char *part[3];
+	size_t lens[3];
+	int n = split_prefix(prefix, plen, part, lens);
+	sqlite3_stmt *q = NULL;
+	const char *sql;
+	int err;
+
+	if (n > 2)
+		return -EINVAL;
+	if (fault_check(st, 0))
+		return -EIO;
+	sql = n == 0 ? "SELECT DISTINCT ns FROM ops ORDER BY 1"
+	      : n == 1 ? "SELECT DISTINCT agent FROM ops WHERE ns = ?1 ORDER BY 1"
+		       : "SELECT DISTINCT key FROM ops WHERE ns = ?1 AND agent = ?2 ORDER BY 1";
+	pthread_mutex_lock(&st->reader_lock);
+	err = prepare(st, st->rdb, sql, &q);
+	if (!err) {
+		if (n >= 1)
+			sqlite3_bind_text(q, 1, part[0], (int)lens[0], SQLITE_STATIC);
+		if (n >= 2)
+			sqlite3_bind_text(q, 2, part[1], (int)lens[1], SQLITE_STATIC);
+		err = walk_rows(st, q, 0, 0, fn, arg);
+	}
+	sqlite3_finalize(q);
 	pthread_mutex_unlock(&st->reader_lock);
 	return err;
 }

@@ -98,6 +98,50 @@ int store_replay(struct store *st, int64_t after_ts, store_replay_fn fn, void *a
  * newest commit_ts.  -EIO when the store does not answer. */
 int store_check(struct store *st, int64_t *head_ts);
 
+/* ---- the past (reader connection) ---------------------------------------------------- */
+
+/* One version of a key as the log holds it.  txn and value are malloc'ed (or NULL) and
+ * freed by store_version_release(). */
+struct store_version {
+	char *path;          /* "ns/agent/key" */
+	size_t path_len;
+	enum store_op_kind kind;
+	int64_t version;
+	int64_t commit_ts;
+	int64_t time_ns;
+	size_t size;         /* value length (0 for deletes) */
+	char *txn;
+	void *value;
+};
+void store_version_release(struct store_version *v);
+
+/* Called for each row; a non-zero return stops the walk and is returned.  v and its
+ * strings are valid during the call only. */
+typedef int (*store_version_fn)(void *arg, const struct store_version *v);
+
+/*
+ * The newest operation on key `path` with commit_ts <= ts (with its value when
+ * with_value).  -ENOENT when the key had no operation by then.
+ */
+int store_get_at(struct store *st, const char *path, size_t len, int64_t ts, int with_value,
+		 struct store_version *out);
+/* One version of a key, with its value and transaction name.  -ENOENT if none. */
+int store_get_version(struct store *st, const char *path, size_t len, int64_t version,
+		      struct store_version *out);
+/*
+ * Every key live (last operation a put) as of ts whose path lies below prefix ("" for
+ * all, "ns", "ns/agent", "ns/agent/dir"), without values, in path order.
+ */
+int store_list_at(struct store *st, const char *prefix, size_t plen, int64_t ts,
+		  store_version_fn fn, void *arg);
+/* Every version of one key, oldest first, with transaction names, without values. */
+int store_history(struct store *st, const char *path, size_t len, store_version_fn fn,
+		  void *arg);
+/* Names that ever held keys: namespaces (prefix ""), agents of "ns", or the keys of
+ * "ns/agent" (whole keys, which may contain '/'), sorted; fn gets them in v->path. */
+int store_names(struct store *st, const char *prefix, size_t plen, store_version_fn fn,
+		void *arg);
+
 /* Version string of the SQLite library in use (static). */
 const char *store_sqlite_version(void);
 

@@ -2585,3 +2585,297 @@ void txn_engine_set_fault(struct txn_engine *eng, long after, int code)
 	store_set_fault(eng->store, after, code);
 }
 const struct txn_options *txn_engine_options(struct txn_engine *eng) { return &eng->opt; }
+
+/* ---- the past ------------------------------------------------------------------------- */
+
+static int at_check_ts(struct txn_engine *eng, int64_t ts)
+{
+	return ts < 1 || ts > txn_engine_head(eng) ? -ENOENT : 0;
+}
+
+static void entry_from_version(struct txn_entry *e, const struct store_version *v)
+{
+	e->type = TXN_FILE;
+	e->size = v->size;
+	e->version = v->version;
+	e->commit_ts = v->commit_ts;
+	e->time_ns = v->time_ns;
+}
+
+struct at_probe {
+	const char *dir;
+	size_t dlen;
+	bool found;
+};
+
+static int at_probe_one(void *arg, const struct store_version *v)
+{
+	struct at_probe *p = arg;
+
+	p->found = true;
+	return 1; /* one live key below is enough */
+}
+
+int txn_at_stat(struct txn_engine *eng, int64_t ts, const char *path, size_t len,
+		struct txn_entry *out)
+{
+	struct store_version v;
+	struct at_probe probe = { path, len, false };
+	int err = at_check_ts(eng, ts);
+
+	memset(out, 0, sizeof(*out));
+	if (!err)
+		err = check_path(path, len);
+	if (err)
+		return err;
+	if (len == 0 || implicit_dir(path, len)) {
+		out->type = TXN_DIR;
+		return 0;
+	}
+	err = store_get_at(eng->store, path, len, ts, 0, &v);
+	if (err == 0) {
+		if (v.kind == STORE_PUT)
+			entry_from_version(out, &v);
+		store_version_release(&v);
+		if (out->type == TXN_FILE)
+			return 0;
+	} else if (err != -ENOENT) {
+		return err;
+	}
+	err = store_list_at(eng->store, path, len, ts, at_probe_one, &probe);
+	if (err < 0)
+		return err;
+	if (!probe.found)
+		return -ENOENT;
+	out->type = TXN_DIR;
+	return 0;
+}
+
+int txn_at_read(struct txn_engine *eng, int64_t ts, const char *path, size_t len,
+		struct blob **out, struct txn_entry *meta)
+{
+	struct store_version v;
+	int err = at_check_ts(eng, ts);
+
+	*out = NULL;
+	memset(meta, 0, sizeof(*meta));
+	if (!err)
+		err = check_path(path, len);
+	if (!err && txn_path_depth(path, len) < 3)
+		err = -EISDIR;
+	if (err)
+		return err;
+	err = store_get_at(eng->store, path, len, ts, 1, &v);
+	if (err)
+		return err;
+	if (v.kind != STORE_PUT) {
+		store_version_release(&v);
+		return -ENOENT;
+	}
+	entry_from_version(meta, &v);
+	*out = blob_new(v.value ? v.value : "", v.size);
+	store_version_release(&v);
+	return *out ? 0 : -ENOMEM;
+}
+
+struct at_lister {
+	struct dirents ds;
+	size_t plen;   /* length of the listed directory's path */
+	char *last;    /* last child name added (rows come in path order) */
+};
+
+static int at_list_one(void *arg, const struct store_version *v)
+{
+	struct at_lister *l = arg;
+	const char *rest = v->path + l->plen + (l->plen ? 1 : 0);
+	size_t rlen = v->path_len - (size_t)(rest - v->path);
+	const char *slash = memchr(rest, '/', rlen);
+	size_t nlen = slash ? (size_t)(slash - rest) : rlen;
+	int err;
+
+	if (l->last && strlen(l->last) == nlen && memcmp(l->last, rest, nlen) == 0)
+		return 0;
+	err = dirents_add(&l->ds, rest, nlen, slash ? TXN_DIR : TXN_FILE);
+	if (!err)
+		l->last = l->ds.d[l->ds.n - 1].name;
+	return err;
+}
+
+int txn_at_list(struct txn_engine *eng, int64_t ts, const char *path, size_t len,
+		struct txn_dirent **out, size_t *n)
+{
+	struct at_lister l = { .plen = len };
+	struct txn_entry e;
+	int err = txn_at_stat(eng, ts, path, len, &e);
+
+	*out = NULL;
+	*n = 0;
+	if (!err && e.type != TXN_DIR)
+		err = -ENOTDIR;
+	if (!err)
+		err = store_list_at(eng->store, path, len, ts, at_list_one, &l);
+	if (err) {
+		txn_dirents_free(l.ds.d, l.ds.n);
+		return err;
+	}
+	dirents_finish(&l.ds);
+	*out = l.ds.d;
+	*n = l.ds.n;
+	return 0;
+}
+
+static int names_one(void *arg, const struct store_version *v)
+{
+	return dirents_add(arg, v->path, v->path_len, TXN_DIR);
+}
+
+int txn_history_names(struct txn_engine *eng, const char *prefix, size_t len,
+		      struct txn_dirent **out, size_t *n)
+{
+	struct dirents ds = { 0 };
+	int err = txn_path_depth(prefix, len) > 2 ? -ENOENT : check_path(prefix, len);
+
+	*out = NULL;
+	*n = 0;
+	if (!err)
+		err = store_names(eng->store, prefix, len, names_one, &ds);
+	if (err) {
+		txn_dirents_free(ds.d, ds.n);
+		return err;
+	}
+	dirents_finish(&ds);
+	*out = ds.d;
+	*n = ds.n;
+	return 0;
+}
+
+struct hist {
+	struct txn_version *v;
+	size_t n, cap;
+	json_t *lines; /* for index.jsonl, or NULL */
+	char *out;
+	size_t out_len, out_cap;
+};
+
+static int hist_one(void *arg, const struct store_version *sv)
+{
+	struct hist *h = arg;
+
+	if (h->lines) {
+		char when[64];
+		json_t *o = json_object();
+		char *s;
+		size_t sl;
+
+		if (!o)
+			return -ENOMEM;
+		rfc3339(sv->time_ns, when, sizeof(when));
+		json_object_set_new(o, "version", json_integer(sv->version));
+		json_object_set_new(o, "commit_ts", json_integer(sv->commit_ts));
+		json_set_str(o, "txn", sv->txn ? sv->txn : "");
+		json_set_str(o, "time", when);
+		json_set_str(o, "op", sv->kind == STORE_PUT ? "put" : "delete");
+		json_object_set_new(o, "size", json_integer((json_int_t)sv->size));
+		s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		json_decref(o);
+		if (!s)
+			return -ENOMEM;
+		sl = strlen(s);
+		if (h->out_len + sl + 2 > h->out_cap) {
+			size_t cap = (h->out_len + sl + 2) * 2;
+			char *nb = realloc(h->out, cap);
+
+			if (!nb) {
+				free(s);
+				return -ENOMEM;
+			}
+			h->out = nb;
+			h->out_cap = cap;
+		}
+		memcpy(h->out + h->out_len, s, sl);
+		h->out_len += sl;
+		h->out[h->out_len++] = '\n';
+		free(s);
+		h->n++;
+		return 0;
+	}
+	if (grow((void **)&h->v, &h->cap, h->n, sizeof(*h->v)))
+		return -ENOMEM;
+	h->v[h->n++] = (struct txn_version){
+		.version = sv->version,
+		.commit_ts = sv->commit_ts,
+		.time_ns = sv->time_ns,
+		.deleted = sv->kind != STORE_PUT,
+		.size = sv->size,
+	};
+	return 0;
+}
+
+static int history_key_path(const char *path, size_t len)
+{
+	int err = check_path(path, len);
+
+	if (!err && txn_path_depth(path, len) < 3)
+		err = -ENOENT;
+	return err;
+}
+
+int txn_history(struct txn_engine *eng, const char *path, size_t len, struct txn_version **out,
+		size_t *n)
+{
+	struct hist h = { 0 };
+	int err = history_key_path(path, len);
+
+	*out = NULL;
+	*n = 0;
+	if (!err)
+		err = store_history(eng->store, path, len, hist_one, &h);
+	if (!err && h.n == 0)
+		err = -ENOENT;
+	if (err) {
+		free(h.v);
+		return err;
+	}
+	*out = h.v;
+	*n = h.n;
+	return 0;
+}
+
+int txn_history_value(struct txn_engine *eng, const char *path, size_t len, int64_t version,
+		      struct blob **out, struct txn_version *meta)
+{
+	struct store_version v;
+	int err = history_key_path(path, len);
+
+	*out = NULL;
+	if (!err)
+		err = store_get_version(eng->store, path, len, version, &v);
+	if (err)
+		return err;
+	*meta = (struct txn_version){ .version = v.version, .commit_ts = v.commit_ts,
+				      .time_ns = v.time_ns, .deleted = v.kind != STORE_PUT,
+				      .size = v.size };
+	*out = blob_new(v.value && v.kind == STORE_PUT ? v.value : "",
+			v.kind == STORE_PUT ? v.size : 0);
+	store_version_release(&v);
+	return *out ? 0 : -ENOMEM;
+}
+
+int txn_history_index(struct txn_engine *eng, const char *path, size_t len, struct blob **out)
+{
+	struct hist h = { .lines = json_true() };
+	int err = history_key_path(path, len);
+
+	*out = NULL;
+	if (!err)
+		err = store_history(eng->store, path, len, hist_one, &h);
+	if (!err && h.n == 0)
+		err = -ENOENT;
+	if (!err) {
+		*out = blob_new(h.out ? h.out : "", h.out_len);
+		if (!*out)
+			err = -ENOMEM;
+	}
+	free(h.out);
+	return err;
+}

@@ -212,6 +212,41 @@ int txn_note_list(struct txn *tx, struct txn_dirent **out, size_t *n);
 int txn_commit_tx(struct txn_engine *eng, struct txn *tx, const char *note_name,
 		  struct txn_commit_req *req);
 
+/* ---- the past: state as of a commit, and every version of a key ---------------------- */
+
+/*
+ * The tree as of commit ts (inclusive), read from the log.  -ENOENT when ts is beyond
+ * the head (or below 1) or nothing is at path then.  Namespaces and agents are implicit
+ * directories, as in the live tree.
+ */
+int txn_at_stat(struct txn_engine *eng, int64_t ts, const char *path, size_t len,
+		struct txn_entry *out);
+int txn_at_read(struct txn_engine *eng, int64_t ts, const char *path, size_t len,
+		struct blob **out, struct txn_entry *meta);
+int txn_at_list(struct txn_engine *eng, int64_t ts, const char *path, size_t len,
+		struct txn_dirent **out, size_t *n);
+
+struct txn_version {
+	int64_t version;
+	int64_t commit_ts;
+	int64_t time_ns;
+	bool deleted;
+	size_t size;
+};
+
+/* Names that ever held keys below prefix: namespaces (""), agents ("ns"), or the whole
+ * keys of "ns/agent" (which may contain '/'). */
+int txn_history_names(struct txn_engine *eng, const char *prefix, size_t len,
+		      struct txn_dirent **out, size_t *n);
+/* Every version of key path, oldest first; -ENOENT if the key never existed. */
+int txn_history(struct txn_engine *eng, const char *path, size_t len, struct txn_version **out,
+		size_t *n);
+/* One version's value (empty for a delete); -ENOENT if there is no such version. */
+int txn_history_value(struct txn_engine *eng, const char *path, size_t len, int64_t version,
+		      struct blob **out, struct txn_version *meta);
+/* index.jsonl of a key: one JSON line per version; -ENOENT if the key never existed. */
+int txn_history_index(struct txn_engine *eng, const char *path, size_t len, struct blob **out);
+
 /* JSON documents, malloc'ed, newline-terminated. */
 char *txn_status_json(struct txn_engine *eng, struct txn *tx);
 char *txn_commit_json(struct txn *tx); /* NULL unless committed */
