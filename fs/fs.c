@@ -25,6 +25,7 @@
 #include <fuse_lowlevel.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,12 +56,13 @@ enum ikind {
 	IK_HISTKEY, /* .history/ns/agent/<ekey>: path is the real key path */
 	IK_HISTVER, /* .../<ekey>/<version>[.deleted]: txn_id holds the version */
 	IK_HISTIDX, /* .../<ekey>/index.jsonl */
+	IK_EV,      /* below .events (txn_id 0) or .follow (txn_id 1): path inside */
 };
 
 /* The past is read-only: every change below .at and .history fails with EROFS. */
 static bool is_past(enum ikind k)
 {
-	return k >= IK_ATDIR && k <= IK_HISTIDX;
+	return k >= IK_ATDIR && k <= IK_EV;
 }
 
 #define INO_TXDIR 2
@@ -68,6 +70,8 @@ static bool is_past(enum ikind k)
 #define INO_VERSION 4
 #define INO_ATDIR 5
 #define INO_HISTDIR 6
+#define INO_EVDIR 7
+#define INO_FOLLOWDIR 8
 #define INO_FIRST_DYNAMIC 16
 #define UNKNOWN_INO 0xffffffffu
 
@@ -100,7 +104,7 @@ struct iref {
 	size_t len;
 };
 
-enum hkind { H_CONTENT = 1, H_WRITE, H_DIR };
+enum hkind { H_CONTENT = 1, H_WRITE, H_DIR, H_EVENTS };
 
 struct handle {
 	enum hkind kind;
@@ -114,7 +118,25 @@ struct handle {
 	struct blob *content;      /* H_CONTENT */
 	struct txn_dirent *ents;   /* H_DIR */
 	size_t nents;
-	uint64_t *ent_inos;
+	/* H_EVENTS (under lock): the stream rendered so far, up to commit last_ts */
+	struct txn_buf ev;
+	int64_t ev_last_ts;
+	char ev_filter[2 * TXN_NAME_MAX + 2];
+	bool follow;
+	size_t ev_pos;                   /* end of the furthest read, for poll */
+	struct fuse_pollhandle *ph;      /* under fs->nq_lock */
+	struct handle *poll_next;        /* fs->polled list, under fs->nq_lock */
+	bool polled;
+};
+
+/* A .follow read waiting for the next commit (under fs->nq_lock). */
+struct parked {
+	fuse_req_t req;
+	struct handle *h;
+	off_t off;
+	size_t size;
+	bool interrupted;
+	struct parked *next;
 };
 
 struct nq_item {
@@ -143,6 +165,9 @@ struct fs {
 	bool nq_stopping;
 	pthread_t notifier;
 	bool notifier_started;
+	struct parked *parked;   /* .follow reads waiting for a commit */
+	struct handle *polled;   /* .follow handles with a poll handle */
+	bool wake;               /* something parked needs a look */
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -286,6 +311,12 @@ static int iget(struct fs *fs, fuse_ino_t ino, struct iref *out)
 	case INO_HISTDIR:
 		out->kind = IK_HISTDIR;
 		out->type = TXN_DIR;
+		break;
+	case INO_EVDIR:
+	case INO_FOLLOWDIR:
+		out->kind = IK_EV;
+		out->type = TXN_DIR;
+		out->txn_id = ino == INO_FOLLOWDIR;
 		break;
 	default:
 		pthread_mutex_lock(&fs->itable_lock);
@@ -498,6 +529,65 @@ static struct blob *blob_from_str(char *s)
 	return b;
 }
 
+/* What a path below .events or .follow names. */
+struct ev_path {
+	enum txn_type type;
+	int64_t since;                        /* first commit_ts of the stream */
+	char filter[2 * TXN_NAME_MAX + 2];    /* "ns/agent", or "" for all.jsonl */
+};
+
+static int parse_u64(const char *s, size_t len, uint64_t *out);
+static int events_refresh(struct fs *fs, struct handle *h);
+
+/*
+ * "" | "all.jsonl" | "<ns>" | "<ns>/<agent>.jsonl", each also below "since/<ts>/";
+ * "since" itself.  Namespaces and agents are implicit, as in the live tree.
+ */
+static int ev_parse(const char *path, size_t len, struct ev_path *out)
+{
+	const char *p = path, *end = path + len, *slash;
+	uint64_t ts;
+	size_t n;
+
+	memset(out, 0, sizeof(*out));
+	out->since = 1;
+	out->type = TXN_DIR;
+	if (len >= 5 && !memcmp(p, "since", 5) && (len == 5 || p[5] == '/')) {
+		if (len == 5)
+			return 0;
+		p += 6;
+		slash = memchr(p, '/', (size_t)(end - p));
+		n = slash ? (size_t)(slash - p) : (size_t)(end - p);
+		if (parse_u64(p, n, &ts))
+			return -EINVAL;
+		out->since = ts ? (int64_t)ts : 1;
+		if (!slash)
+			return 0;
+		p = slash + 1;
+	}
+	if (p == end)
+		return 0;
+	n = (size_t)(end - p);
+	if (n == 9 && !memcmp(p, "all.jsonl", 9)) {
+		out->type = TXN_FILE;
+		return 0;
+	}
+	slash = memchr(p, '/', n);
+	if (!slash)
+		return txn_check_name(p, n) ? -ENOENT : 0; /* a namespace */
+	if (memchr(slash + 1, '/', (size_t)(end - slash - 1)) || end - slash - 1 <= 6 ||
+	    memcmp(end - 6, ".jsonl", 6) != 0)
+		return -ENOENT;
+	n = (size_t)(end - 6 - p);
+	if (txn_check_name(p, (size_t)(slash - p)) ||
+	    txn_check_name(slash + 1, (size_t)(end - 6 - slash - 1)))
+		return -ENOENT;
+	memcpy(out->filter, p, n);
+	out->filter[n] = '\0';
+	out->type = TXN_FILE;
+	return 0;
+}
+
 /* Is name one of the control files of a transaction directory? */
 static bool is_ctl_name(const char *name)
 {
@@ -608,6 +698,28 @@ static int stat_iref(struct fs *fs, const struct iref *r, struct stat *st)
 		fill_attr(fs, st, r->ino, TXN_FILE, b->len, 0, 0444);
 		blob_unref(b);
 		return 0;
+	case IK_EV: {
+		struct ev_path ep;
+
+		err = ev_parse(r->path, r->len, &ep);
+		if (err)
+			return err;
+		if (ep.type == TXN_DIR) {
+			fill_attr(fs, st, r->ino, TXN_DIR, 0, 0, 0555);
+			return 0;
+		}
+		/* Without an open file the size is the whole stream as of now. */
+		struct txn_buf buf = { 0 };
+		int64_t last = 0;
+
+		err = txn_events_render(fs->eng, ep.filter, strlen(ep.filter), ep.since,
+					txn_engine_head(fs->eng), &buf, &last);
+		free(buf.data);
+		if (err)
+			return err;
+		fill_attr(fs, st, r->ino, TXN_FILE, buf.len, 0, 0444);
+		return 0;
+	}
 	case IK_TXROOT:
 		tx = txn_find_id(fs->eng, r->txn_id);
 		if (!tx)
@@ -693,6 +805,8 @@ static void reply_tuple(fuse_req_t req, enum ikind kind, uint64_t txn_id, enum t
 		ino = INO_ATDIR;
 	else if (kind == IK_HISTDIR)
 		ino = INO_HISTDIR;
+	else if (kind == IK_EV && len == 0)
+		ino = txn_id ? INO_FOLLOWDIR : INO_EVDIR;
 	else if (kind == IK_HEALTH)
 		ino = INO_HEALTH;
 	else if (kind == IK_VERSION)
@@ -904,6 +1018,22 @@ static void lookup_past(fuse_req_t req, const struct iref *p, const char *name)
 			reply_tuple(req, IK_HIST, 0, TXN_DIR, path, len, NULL);
 		free(path);
 		return;
+	case IK_EV: {
+		struct ev_path ep;
+
+		path = child_path(p, name, &len);
+		if (!path) {
+			reply_err(req, -ENOMEM);
+			return;
+		}
+		err = ev_parse(path, len, &ep);
+		if (err)
+			reply_err(req, err);
+		else
+			reply_tuple(req, IK_EV, p->txn_id, ep.type, path, len, NULL);
+		free(path);
+		return;
+	}
 	case IK_HISTKEY: {
 		const char *dot = strchr(name, '.');
 		struct txn_version v;
@@ -966,6 +1096,10 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			reply_tuple(req, IK_ATDIR, 0, TXN_DIR, "", 0, NULL);
 		else if (!strcmp(name, ".history"))
 			reply_tuple(req, IK_HISTDIR, 0, TXN_DIR, "", 0, NULL);
+		else if (!strcmp(name, ".events"))
+			reply_tuple(req, IK_EV, 0, TXN_DIR, "", 0, NULL);
+		else if (!strcmp(name, ".follow"))
+			reply_tuple(req, IK_EV, 1, TXN_DIR, "", 0, NULL);
 		else
 			reply_err(req, -ENOENT);
 		goto out;
@@ -1065,6 +1199,13 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 		st.st_size = (off_t)h->size;
 		pthread_mutex_unlock(&h->lock);
 	}
+	if (!err && h && h->kind == H_EVENTS) {
+		/* fstat of an open stream: its size grows with commits (tail -f polls it). */
+		pthread_mutex_lock(&h->lock);
+		err = events_refresh(fs, h);
+		st.st_size = (off_t)h->ev.len;
+		pthread_mutex_unlock(&h->lock);
+	}
 	if (err)
 		reply_err(req, err);
 	else
@@ -1097,7 +1238,9 @@ static void handle_free(struct handle *h)
 	free(h->buf);
 	blob_unref(h->content);
 	txn_dirents_free(h->ents, h->nents);
-	free(h->ent_inos);
+	free(h->ev.data);
+	if (h->ph)
+		fuse_pollhandle_destroy(h->ph);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }
@@ -1167,6 +1310,207 @@ static int current_value(struct fs *fs, const struct iref *r, struct blob **out)
 	return err;
 }
 
+/* ---- .events and .follow ---------------------------------------------------------------- */
+
+/* Render what was committed since the handle last looked.  h->lock held. */
+static int events_refresh(struct fs *fs, struct handle *h)
+{
+	int64_t head = txn_engine_head(fs->eng), last = h->ev_last_ts;
+	int err;
+
+	if (head <= h->ev_last_ts)
+		return 0;
+	err = txn_events_render(fs->eng, h->ev_filter, strlen(h->ev_filter), h->ev_last_ts + 1,
+				head, &h->ev, &last);
+	if (!err)
+		h->ev_last_ts = head;
+	return err;
+}
+
+static int events_open(struct fs *fs, const struct iref *r, struct handle **out)
+{
+	struct ev_path ep;
+	struct handle *h;
+	int err = ev_parse(r->path, r->len, &ep);
+
+	*out = NULL;
+	if (!err && ep.type != TXN_FILE)
+		err = -EISDIR;
+	if (err)
+		return err;
+	h = handle_new(H_EVENTS, r);
+	if (!h)
+		return -ENOMEM;
+	memcpy(h->ev_filter, ep.filter, sizeof(h->ev_filter));
+	h->ev_last_ts = ep.since - 1;
+	h->follow = r->txn_id == 1;
+	err = events_refresh(fs, h); /* the stream as of the head at open */
+	if (err) {
+		handle_free(h);
+		return err;
+	}
+	*out = h;
+	return 0;
+}
+
+static void park_interrupt(fuse_req_t req, void *data)
+{
+	struct parked *p = data;
+	struct fs *fs = fs_of(req);
+
+	/* Runs under libfuse's request lock: only flag it; the notifier replies. */
+	pthread_mutex_lock(&fs->nq_lock);
+	p->interrupted = true;
+	fs->wake = true;
+	pthread_cond_signal(&fs->nq_cond);
+	pthread_mutex_unlock(&fs->nq_lock);
+}
+
+/* Serve a read of an events handle from what it has rendered; false if nothing yet. */
+static bool events_serve(fuse_req_t req, struct handle *h, off_t off, size_t size)
+{
+	if ((size_t)off >= h->ev.len)
+		return false;
+	size_t n = h->ev.len - (size_t)off < size ? h->ev.len - (size_t)off : size;
+
+	if ((size_t)off + n > h->ev_pos)
+		h->ev_pos = (size_t)off + n;
+	fuse_reply_buf(req, h->ev.data + off, n);
+	return true;
+}
+
+static void events_read(fuse_req_t req, struct handle *h, off_t off, size_t size)
+{
+	struct fs *fs = fs_of(req);
+	struct parked *p;
+	int err = 0;
+
+	pthread_mutex_lock(&h->lock);
+	if ((size_t)off + size > h->ev.len)
+		err = events_refresh(fs, h);
+	if (err || events_serve(req, h, off, size) || !h->follow) {
+		if (err)
+			reply_err(req, err);
+		else if ((size_t)off >= h->ev.len)
+			fuse_reply_buf(req, NULL, 0); /* .events: end of the stream for now */
+		pthread_mutex_unlock(&h->lock);
+		return;
+	}
+	pthread_mutex_unlock(&h->lock);
+
+	/* .follow at the end: wait for the next commit without holding a thread. */
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		reply_err(req, -ENOMEM);
+		return;
+	}
+	p->req = req;
+	p->h = h;
+	p->off = off;
+	p->size = size;
+	fuse_req_interrupt_func(req, park_interrupt, p);
+	pthread_mutex_lock(&fs->nq_lock);
+	p->next = fs->parked;
+	fs->parked = p;
+	fs->wake = true; /* a commit may have landed since the refresh */
+	pthread_cond_signal(&fs->nq_cond);
+	pthread_mutex_unlock(&fs->nq_lock);
+}
+
+/* Notifier: answer parked reads that have data or were interrupted, and wake pollers. */
+static void events_wake(struct fs *fs)
+{
+	struct parked *list, *keep = NULL, **tail = &keep;
+	struct handle *polled, *h, *next;
+
+	pthread_mutex_lock(&fs->nq_lock);
+	list = fs->parked;
+	fs->parked = NULL;
+	polled = fs->polled;
+	fs->polled = NULL;
+	pthread_mutex_unlock(&fs->nq_lock);
+
+	for (struct parked *p = list, *pn; p; p = pn) {
+		bool done;
+
+		pn = p->next;
+		pthread_mutex_lock(&fs->nq_lock);
+		done = p->interrupted;
+		pthread_mutex_unlock(&fs->nq_lock);
+		if (done) {
+			reply_err(p->req, -EINTR); /* never a partial line */
+			free(p);
+			continue;
+		}
+		pthread_mutex_lock(&p->h->lock);
+		done = events_refresh(fs, p->h) == 0 && events_serve(p->req, p->h, p->off, p->size);
+		pthread_mutex_unlock(&p->h->lock);
+		if (done) {
+			free(p);
+			continue;
+		}
+		p->next = NULL;
+		*tail = p;
+		tail = &p->next;
+	}
+	for (h = polled; h; h = next) {
+		bool ready;
+
+		next = h->poll_next;
+		pthread_mutex_lock(&h->lock);
+		ready = events_refresh(fs, h) == 0 && h->ev.len > h->ev_pos;
+		pthread_mutex_unlock(&h->lock);
+		pthread_mutex_lock(&fs->nq_lock);
+		if (ready && h->ph) {
+			fuse_lowlevel_notify_poll(h->ph);
+			fuse_pollhandle_destroy(h->ph);
+			h->ph = NULL;
+		}
+		if (h->ph) {
+			h->poll_next = fs->polled;
+			fs->polled = h;
+		} else {
+			h->polled = false;
+		}
+		pthread_mutex_unlock(&fs->nq_lock);
+	}
+	pthread_mutex_lock(&fs->nq_lock);
+	*tail = fs->parked;
+	fs->parked = keep;
+	pthread_mutex_unlock(&fs->nq_lock);
+}
+
+static void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		       struct fuse_pollhandle *ph)
+{
+	struct fs *fs = fs_of(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	bool ready = true;
+
+	if (h && h->kind == H_EVENTS && h->follow) {
+		pthread_mutex_lock(&h->lock);
+		ready = events_refresh(fs, h) != 0 || h->ev.len > h->ev_pos;
+		pthread_mutex_unlock(&h->lock);
+	}
+	if (ready || !ph) {
+		if (ph)
+			fuse_pollhandle_destroy(ph);
+		fuse_reply_poll(req, ready ? POLLIN | POLLRDNORM : 0);
+		return;
+	}
+	pthread_mutex_lock(&fs->nq_lock);
+	if (h->ph)
+		fuse_pollhandle_destroy(h->ph);
+	h->ph = ph;
+	if (!h->polled) {
+		h->polled = true;
+		h->poll_next = fs->polled;
+		fs->polled = h;
+	}
+	pthread_mutex_unlock(&fs->nq_lock);
+	fuse_reply_poll(req, 0);
+}
+
 static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
@@ -1191,6 +1535,18 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		if (r.kind == IK_TXPATH) {
 			fi->fh = 0;
 			fi->noflush = 1;
+			fuse_reply_open(req, fi);
+			iref_release(&r);
+			return;
+		}
+		if (r.kind == IK_EV) {
+			err = events_open(fs, &r, &h);
+			if (err)
+				goto fail;
+			fi->direct_io = 1;
+			fi->noflush = 1;
+			fi->nonseekable = 0;
+			fi->fh = (uintptr_t)h;
 			fuse_reply_open(req, fi);
 			iref_release(&r);
 			return;
@@ -1260,6 +1616,10 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct iref r;
 	int err;
 
+	if (h && h->kind == H_EVENTS) {
+		events_read(req, h, off, size);
+		return;
+	}
 	if (h && h->kind == H_CONTENT) {
 		b = blob_ref(h->content);
 	} else if (h && h->kind == H_WRITE) {
@@ -1548,6 +1908,18 @@ static void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 static void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct fs *fs = fs_of(req);
+
+	if (h && h->kind == H_EVENTS) {
+		pthread_mutex_lock(&fs->nq_lock);
+		for (struct handle **pp = &fs->polled; *pp; pp = &(*pp)->poll_next) {
+			if (*pp == h) {
+				*pp = h->poll_next;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&fs->nq_lock);
+	}
 
 	if (h && h->kind == H_WRITE) {
 		commit_handle(fs_of(req), NULL, h);
@@ -2237,6 +2609,10 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 		if (!err)
 			err = dir_add(h, &cap, ".health", TXN_FILE);
 		if (!err)
+			err = dir_add(h, &cap, ".events", TXN_DIR);
+		if (!err)
+			err = dir_add(h, &cap, ".follow", TXN_DIR);
+		if (!err)
 			err = dir_add(h, &cap, ".history", TXN_DIR);
 		if (!err)
 			err = dir_add(h, &cap, ".tx", TXN_DIR);
@@ -2302,6 +2678,47 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 			err = dir_add_all(h, &cap, d, n);
 		}
 		break;
+	case IK_EV: {
+		struct ev_path ep;
+
+		err = ev_parse(r.path, r.len, &ep);
+		if (err)
+			break;
+		if (r.len == 0)
+			err = dir_add(h, &cap, "since", TXN_DIR);
+		if (err || (r.len == 5 && !memcmp(r.path, "since", 5)))
+			break; /* every commit_ts is there by name */
+		{
+			/* The namespace part of the path, if any. */
+			const char *ns = r.path;
+			size_t nslen = r.len;
+
+			if (nslen >= 6 && !memcmp(ns, "since/", 6)) {
+				const char *sl = memchr(ns + 6, '/', nslen - 6);
+
+				ns = sl ? sl + 1 : ns + nslen;
+				nslen = sl ? r.len - (size_t)(ns - r.path) : 0;
+			}
+			if (nslen == 0) {
+				err = dir_add(h, &cap, "all.jsonl", TXN_FILE);
+				if (!err)
+					err = txn_history_names(fs->eng, "", 0, &d, &n);
+				if (!err)
+					err = dir_add_all(h, &cap, d, n);
+			} else {
+				err = txn_history_names(fs->eng, ns, nslen, &d, &n);
+				for (size_t i = 0; i < n && !err; i++) {
+					char name[TXN_NAME_MAX + 8];
+
+					snprintf(name, sizeof(name), "%s.jsonl", d[i].name);
+					err = dir_add(h, &cap, name, TXN_FILE);
+				}
+				if (!err || n)
+					txn_dirents_free(d, n);
+			}
+		}
+		break;
+	}
 	case IK_HISTKEY: {
 		struct txn_version *v = NULL;
 
@@ -2560,9 +2977,15 @@ static void *notifier_main(void *arg)
 		struct nq_item *it;
 
 		pthread_mutex_lock(&fs->nq_lock);
-		while (!fs->nq_head && !fs->nq_stopping)
+		while (!fs->nq_head && !fs->wake && !fs->nq_stopping)
 			pthread_cond_wait(&fs->nq_cond, &fs->nq_lock);
 		it = fs->nq_head;
+		if (!it && fs->wake) {
+			fs->wake = false;
+			pthread_mutex_unlock(&fs->nq_lock);
+			events_wake(fs);
+			continue;
+		}
 		if (!it) {
 			pthread_mutex_unlock(&fs->nq_lock);
 			break;
@@ -2570,6 +2993,7 @@ static void *notifier_main(void *arg)
 		fs->nq_head = it->next;
 		if (!fs->nq_head)
 			fs->nq_tail = &fs->nq_head;
+		fs->wake = true; /* followers may have something new */
 		pthread_mutex_unlock(&fs->nq_lock);
 
 		if (fs->se)
@@ -2636,6 +3060,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.listxattr = fs_op_listxattr,
 	.removexattr = fs_op_removexattr,
 	.create = fs_op_create,
+	.poll = fs_op_poll,
 };
 
 const void *fs_ops(size_t *size)
@@ -2690,6 +3115,11 @@ void fs_free(struct fs *fs)
 		pthread_cond_signal(&fs->nq_cond);
 		pthread_mutex_unlock(&fs->nq_lock);
 		pthread_join(fs->notifier, NULL);
+	}
+	for (struct parked *p = fs->parked, *pn; p; p = pn) {
+		pn = p->next;
+		reply_err(p->req, -EINTR);
+		free(p);
 	}
 	HASH_ITER(hh_ino, fs->by_ino, in, tmp) {
 		HASH_DELETE(hh_ino, fs->by_ino, in);

@@ -60,6 +60,8 @@ static const char schema_sql[] =
 	/* Versions grow with commit_ts, so this orders a key's versions and finds the
 	 * one current at any commit_ts with one seek. */
 	"CREATE INDEX IF NOT EXISTS ops_by_key_ts ON ops(ns, agent, key, commit_ts, version);"
+	/* An agent's events from any commit_ts on, without reading the log before it. */
+	"CREATE INDEX IF NOT EXISTS ops_by_agent_ts ON ops(ns, agent, commit_ts);"
 	"INSERT OR IGNORE INTO meta(name, value) VALUES ('schema', 1);";
 
 /* Map a SQLite result code to a negative errno, logging the failure once, here. */
@@ -785,6 +787,176 @@ int store_names(struct store *st, const char *prefix, size_t plen, store_version
 			sqlite3_bind_text(q, 2, part[1], (int)lens[1], SQLITE_STATIC);
 		err = walk_rows(st, q, 0, 0, fn, arg);
 	}
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&st->reader_lock);
+	return err;
+}
+
+/* Build events from rows (commit_ts, txn, time_ns, note, ns, agent, key, op, version,
+ * value) ordered by commit_ts and idx; ns is NULL for an event without operations. */
+struct ev_acc {
+	struct store_event ev;
+	struct store_op *ops;
+	size_t n, cap;
+	char **paths;
+	char *txn;
+	void *note;
+	int open;
+};
+
+static void ev_acc_reset(struct ev_acc *a)
+{
+	for (size_t i = 0; i < a->n; i++) {
+		free(a->paths[i]);
+		free((void *)a->ops[i].value);
+	}
+	a->n = 0;
+	free(a->txn);
+	free(a->note);
+	a->txn = NULL;
+	a->note = NULL;
+	a->open = 0;
+}
+
+static int ev_acc_flush(struct ev_acc *a, store_event_fn fn, void *arg)
+{
+	int err = 0;
+
+	if (a->open) {
+		a->ev.ops = a->ops;
+		a->ev.n_ops = a->n;
+		a->ev.txn = a->txn;
+		a->ev.note = a->note;
+		err = fn(arg, &a->ev);
+	}
+	ev_acc_reset(a);
+	return err;
+}
+
+int store_events(struct store *st, int64_t from_ts, int64_t to_ts, const char *filter,
+		 size_t filter_len, store_event_fn fn, void *arg)
+{
+	const char *part[3];
+	size_t lens[3];
+	int n = filter ? split_prefix(filter, filter_len, part, lens) : 0;
+	struct ev_acc a = { 0 };
+	sqlite3_stmt *q = NULL;
+	int rc, err;
+
+	if (n != 0 && n != 2)
+		return -EINVAL;
+	if (fault_check(st, 0))
+		return -EIO;
+	pthread_mutex_lock(&st->reader_lock);
+	err = prepare(st, st->rdb,
+		      n == 0 ? "SELECT e.commit_ts, e.txn, e.time_ns, e.note,"
+			       " o.ns, o.agent, o.key, o.op, o.version, o.value"
+			       " FROM events e LEFT JOIN ops o ON o.commit_ts = e.commit_ts"
+			       " WHERE e.commit_ts BETWEEN ?1 AND ?2 ORDER BY e.commit_ts, o.idx"
+			     : "SELECT e.commit_ts, e.txn, e.time_ns, e.note,"
+			       " o.ns, o.agent, o.key, o.op, o.version, o.value"
+			       " FROM ops o INDEXED BY ops_by_agent_ts"
+			       " JOIN events e ON e.commit_ts = o.commit_ts"
+			       " WHERE o.ns = ?3 AND o.agent = ?4 AND o.commit_ts BETWEEN ?1 AND ?2"
+			       " ORDER BY o.commit_ts, o.idx",
+		      &q);
+	if (err)
+		goto unlock;
+	sqlite3_bind_int64(q, 1, from_ts);
+	sqlite3_bind_int64(q, 2, to_ts);
+	if (n == 2) {
+		sqlite3_bind_text(q, 3, part[0], (int)lens[0], SQLITE_STATIC);
+		sqlite3_bind_text(q, 4, part[1], (int)lens[1], SQLITE_STATIC);
+	}
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		int64_t ts = sqlite3_column_int64(q, 0);
+
+		if (a.open && a.ev.commit_ts != ts) {
+			err = ev_acc_flush(&a, fn, arg);
+			if (err)
+				break;
+		}
+		if (!a.open) {
+			const char *txn = (const char *)sqlite3_column_text(q, 1);
+			const void *note = sqlite3_column_blob(q, 3);
+			size_t note_len = (size_t)sqlite3_column_bytes(q, 3);
+
+			a.open = 1;
+			a.ev.commit_ts = ts;
+			a.ev.time_ns = sqlite3_column_int64(q, 2);
+			a.txn = strdup(txn ? txn : "");
+			a.note = malloc(note_len + 1);
+			if (!a.txn || !a.note) {
+				err = -ENOMEM;
+				break;
+			}
+			if (note_len)
+				memcpy(a.note, note, note_len);
+			a.ev.note_len = note_len;
+		}
+		if (sqlite3_column_type(q, 4) != SQLITE_NULL) {
+			const char *ns = (const char *)sqlite3_column_text(q, 4);
+			size_t nl = (size_t)sqlite3_column_bytes(q, 4);
+			const char *ag = (const char *)sqlite3_column_text(q, 5);
+			size_t al = (size_t)sqlite3_column_bytes(q, 5);
+			const char *key = (const char *)sqlite3_column_text(q, 6);
+			size_t kl = (size_t)sqlite3_column_bytes(q, 6);
+			const void *val = sqlite3_column_blob(q, 9);
+			size_t vl = (size_t)sqlite3_column_bytes(q, 9);
+			char *path, *vcopy = NULL;
+
+			if (a.n == a.cap) {
+				size_t cap = a.cap ? a.cap * 2 : 8;
+				struct store_op *no = realloc(a.ops, cap * sizeof(*no));
+				char **np = realloc(a.paths, cap * sizeof(*np));
+
+				if (no)
+					a.ops = no;
+				if (np)
+					a.paths = np;
+				if (!no || !np) {
+					err = -ENOMEM;
+					break;
+				}
+				a.cap = cap;
+			}
+			path = malloc(nl + al + kl + 3);
+			if (sqlite3_column_type(q, 9) != SQLITE_NULL)
+				vcopy = malloc(vl + 1);
+			if (!path || (sqlite3_column_type(q, 9) != SQLITE_NULL && !vcopy)) {
+				free(path);
+				free(vcopy);
+				err = -ENOMEM;
+				break;
+			}
+			memcpy(path, ns, nl);
+			path[nl] = '/';
+			memcpy(path + nl + 1, ag, al);
+			path[nl + 1 + al] = '/';
+			memcpy(path + nl + al + 2, key, kl);
+			path[nl + al + kl + 2] = '\0';
+			if (vcopy && vl)
+				memcpy(vcopy, val, vl);
+			a.paths[a.n] = path;
+			a.ops[a.n] = (struct store_op){
+				.path = path,
+				.path_len = nl + al + kl + 2,
+				.kind = (enum store_op_kind)sqlite3_column_int(q, 7),
+				.version = sqlite3_column_int64(q, 8),
+				.value = vcopy,
+				.value_len = vl,
+			};
+			a.n++;
+		}
+	}
+	if (!err && rc != SQLITE_DONE)
+		err = store_errno(st->rdb, rc, "read the event log");
+	if (!err)
+		err = ev_acc_flush(&a, fn, arg);
+	ev_acc_reset(&a);
+	free(a.ops);
+	free(a.paths);
+unlock:
 	sqlite3_finalize(q);
 	pthread_mutex_unlock(&st->reader_lock);
 	return err;

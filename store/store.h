@@ -142,6 +142,18 @@ int store_history(struct store *st, const char *path, size_t len, store_version_
 int store_names(struct store *st, const char *prefix, size_t plen, store_version_fn fn,
 		void *arg);
 
+/* Called once per event with its operations (only those of the filter, if any); the
+ * event and everything it points to are valid during the call only. */
+typedef int (*store_event_fn)(void *arg, const struct store_event *ev);
+
+/*
+ * Events with from_ts <= commit_ts <= to_ts in commit order, with their operations and
+ * values.  With a filter "ns/agent" only events that touched that agent are delivered,
+ * with only that agent's operations; both cases start with an index seek at from_ts.
+ */
+int store_events(struct store *st, int64_t from_ts, int64_t to_ts, const char *filter,
+		 size_t filter_len, store_event_fn fn, void *arg);
+
 /* Version string of the SQLite library in use (static). */
 const char *store_sqlite_version(void);
 

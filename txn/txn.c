@@ -2879,3 +2879,163 @@ int txn_history_index(struct txn_engine *eng, const char *path, size_t len, stru
 	free(h.out);
 	return err;
 }
+
+/* ---- the event log ------------------------------------------------------------------- */
+
+static int buf_append(struct txn_buf *b, const char *data, size_t len)
+{
+	if (b->len + len + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		char *nd;
+
+		while (cap < b->len + len + 1)
+			cap *= 2;
+		nd = realloc(b->data, cap);
+		if (!nd)
+			return -ENOMEM;
+		b->data = nd;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+static char *base64(const unsigned char *in, size_t len)
+{
+	static const char tab[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char *out = malloc((len + 2) / 3 * 4 + 1), *w = out;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16;
+
+		if (i + 1 < len)
+			v |= (uint32_t)in[i + 1] << 8;
+		if (i + 2 < len)
+			v |= in[i + 2];
+		*w++ = tab[(v >> 18) & 63];
+		*w++ = tab[(v >> 12) & 63];
+		*w++ = i + 1 < len ? tab[(v >> 6) & 63] : '=';
+		*w++ = i + 2 < len ? tab[v & 63] : '=';
+	}
+	*w = '\0';
+	return out;
+}
+
+/* Set o[name] to bytes as JSON, else as text, else o[name_base64]. */
+static int set_bytes(json_t *o, const char *name, const void *data, size_t len)
+{
+	json_error_t jerr;
+	json_t *v = json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+	char key[32];
+	char *b64;
+
+	if (!v)
+		v = json_stringn(data, len); /* NULL unless valid UTF-8 */
+	if (v)
+		return json_object_set_new(o, name, v) ? -ENOMEM : 0;
+	snprintf(key, sizeof(key), "%s_base64", name);
+	b64 = base64(data, len);
+	if (!b64)
+		return -ENOMEM;
+	v = json_string(b64);
+	free(b64);
+	return !v || json_object_set_new(o, key, v) ? -ENOMEM : 0;
+}
+
+struct render {
+	struct txn_buf *out;
+	int64_t last_ts;
+};
+
+static int render_event(void *arg, const struct store_event *ev)
+{
+	struct render *r = arg;
+	json_t *o = json_object(), *ops = json_array();
+	char when[64];
+	char *line;
+	int err = 0;
+
+	if (!o || !ops) {
+		json_decref(o);
+		json_decref(ops);
+		return -ENOMEM;
+	}
+	rfc3339(ev->time_ns, when, sizeof(when));
+	json_object_set_new(o, "commit_ts", json_integer(ev->commit_ts));
+	json_set_str(o, "txn", ev->txn);
+	json_set_str(o, "time", when);
+	if (ev->note_len)
+		err = set_bytes(o, "note", ev->note, ev->note_len);
+	for (size_t i = 0; i < ev->n_ops && !err; i++) {
+		const struct store_op *op = &ev->ops[i];
+		const char *s1 = memchr(op->path, '/', op->path_len);
+		const char *s2 = s1 ? memchr(s1 + 1, '/', op->path_len - (size_t)(s1 + 1 - op->path))
+				    : NULL;
+		json_t *jo = json_object();
+
+		if (!jo || !s2) {
+			json_decref(jo);
+			err = jo ? -EIO : -ENOMEM;
+			break;
+		}
+		json_object_set_new(jo, "ns", json_stringn_nocheck(op->path, (size_t)(s1 - op->path)));
+		json_object_set_new(jo, "agent",
+				    json_stringn_nocheck(s1 + 1, (size_t)(s2 - s1 - 1)));
+		{
+			size_t kl = op->path_len - (size_t)(s2 + 1 - op->path);
+			json_t *k = json_stringn(s2 + 1, kl);
+
+			json_object_set_new(jo, "key", k ? k : json_stringn_nocheck(s2 + 1, kl));
+		}
+		json_set_str(jo, "op", op->kind == STORE_PUT ? "put" : "delete");
+		json_object_set_new(jo, "version", json_integer(op->version));
+		if (op->kind == STORE_PUT)
+			err = set_bytes(jo, "value", op->value ? op->value : "", op->value_len);
+		json_array_append_new(ops, jo);
+	}
+	json_object_set_new(o, "ops", ops);
+	if (err) {
+		json_decref(o);
+		return err;
+	}
+	line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+	json_decref(o);
+	if (!line)
+		return -ENOMEM;
+	err = buf_append(r->out, line, strlen(line));
+	if (!err)
+		err = buf_append(r->out, "\n", 1);
+	free(line);
+	if (!err)
+		r->last_ts = ev->commit_ts;
+	return err;
+}
+
+int txn_events_render(struct txn_engine *eng, const char *filter, size_t filter_len,
+		      int64_t from_ts, int64_t to_ts, struct txn_buf *out, int64_t *last_ts)
+{
+	struct render r = { .out = out, .last_ts = *last_ts };
+	size_t mark = out->len;
+	int err;
+
+	if (filter && filter_len) {
+		err = check_path(filter, filter_len);
+		if (!err && txn_path_depth(filter, filter_len) != 2)
+			err = -EINVAL;
+		if (err)
+			return err;
+	}
+	err = store_events(eng->store, from_ts, to_ts, filter_len ? filter : NULL, filter_len,
+			   render_event, &r);
+	if (err) {
+		out->len = mark; /* whole lines only */
+		return err;
+	}
+	*last_ts = r.last_ts;
+	return 0;
+}

@@ -247,6 +247,26 @@ int txn_history_value(struct txn_engine *eng, const char *path, size_t len, int6
 /* index.jsonl of a key: one JSON line per version; -ENOENT if the key never existed. */
 int txn_history_index(struct txn_engine *eng, const char *path, size_t len, struct blob **out);
 
+/* ---- the event log as JSON Lines ----------------------------------------------------- */
+
+/* A growing byte buffer (the caller frees data). */
+struct txn_buf {
+	char *data;
+	size_t len, cap;
+};
+
+/*
+ * Append one JSON line per committed transaction with from_ts <= commit_ts <= to_ts:
+ * {"commit_ts","txn","time","note","ops":[{"ns","agent","key","op","version","value"}]}.
+ * A value (and the note) is embedded as JSON when the bytes are valid JSON, as a JSON
+ * string when they are other UTF-8 text, else as "value_base64" ("note_base64"); deletes
+ * carry no value; an empty note is omitted.  With filter "ns/agent" only transactions
+ * that touched that agent, with only its ops.  Lines are whole: *last_ts gets the last
+ * commit_ts rendered (unchanged when none).
+ */
+int txn_events_render(struct txn_engine *eng, const char *filter, size_t filter_len,
+		      int64_t from_ts, int64_t to_ts, struct txn_buf *out, int64_t *last_ts);
+
 /* JSON documents, malloc'ed, newline-terminated. */
 char *txn_status_json(struct txn_engine *eng, struct txn *tx);
 char *txn_commit_json(struct txn *tx); /* NULL unless committed */
