@@ -115,6 +115,7 @@ struct handle {
 	bool dirty;   /* holds a value not committed/staged yet */
 	bool written; /* write() or ftruncate() happened: flush commits */
 	bool failed;  /* a write was refused (EFBIG, ...): nothing of it commits */
+	bool append;  /* O_APPEND: every write goes to the end of the buffer */
 	struct blob *content;      /* H_CONTENT */
 	struct txn_dirent *ents;   /* H_DIR */
 	size_t nents;
@@ -140,7 +141,8 @@ struct parked {
 };
 
 struct nq_item {
-	struct txn_changes *ch;
+	struct txn_changes *ch; /* a batch of commits, or NULL: */
+	uint64_t inval_ino;     /* an inode whose kernel size a writer changed */
 	struct nq_item *next;
 };
 
@@ -691,13 +693,23 @@ static int stat_iref(struct fs *fs, const struct iref *r, struct stat *st)
 		blob_unref(b);
 		return 0;
 	}
-	case IK_HISTIDX:
+	case IK_HISTIDX: {
+		struct txn_version *v;
+		size_t n;
+
 		err = file_content(fs, r, &b);
-		if (err)
+		if (!err)
+			err = txn_history(fs->eng, r->path, r->len, &v, &n);
+		if (err) {
+			blob_unref(b);
 			return err;
-		fill_attr(fs, st, r->ino, TXN_FILE, b->len, 0, 0444);
+		}
+		/* It changes when a version is added: its mtime is the newest version's. */
+		fill_attr(fs, st, r->ino, TXN_FILE, b->len, v[n - 1].time_ns, 0444);
 		blob_unref(b);
+		free(v);
 		return 0;
+	}
 	case IK_EV: {
 		struct ev_path ep;
 
@@ -761,8 +773,8 @@ static int stat_iref(struct fs *fs, const struct iref *r, struct stat *st)
 			return err;
 		if (e.type != r->type)
 			return -ENOENT; /* the path changed type: this inode is stale */
-		fill_attr(fs, st, r->ino, e.type, pending >= 0 ? (size_t)pending : e.size,
-			  e.time_ns, 0);
+		/* Always the committed size: a writer's uncommitted bytes are its own. */
+		fill_attr(fs, st, r->ino, e.type, e.size, e.time_ns, 0);
 		return 0;
 	}
 	return -ENOENT;
@@ -926,7 +938,7 @@ static int ekey_decode(const char *e, char *out, size_t *len)
 		}
 		if (p[1] == '2' && p[2] == '5')
 			out[n++] = '%';
-		else if (p[1] == '2' && (p[2] == 'F' || p[2] == 'f'))
+		else if (p[1] == '2' && p[2] == 'F') /* one spelling per key: not %2f */
 			out[n++] = '/';
 		else
 			return -EINVAL;
@@ -1194,7 +1206,9 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 	if (!err)
 		err = stat_iref(fs, &r, &st);
-	if (!err && h && h->kind == H_WRITE) {
+	if (!err && h && h->kind == H_WRITE && h->ir.kind != IK_LIVE) {
+		/* A live key's size stays the committed one even for its writer: the kernel
+		 * shares one inode between the writer and every reader. */
 		pthread_mutex_lock(&h->lock);
 		st.st_size = (off_t)h->size;
 		pthread_mutex_unlock(&h->lock);
@@ -1511,6 +1525,21 @@ static void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_poll(req, 0);
 }
 
+/* Have the notifier drop the kernel's size and pages of ino (not from a handler). */
+static void queue_inval(struct fs *fs, uint64_t ino)
+{
+	struct nq_item *it = calloc(1, sizeof(*it));
+
+	if (!it)
+		return;
+	it->inval_ino = ino;
+	pthread_mutex_lock(&fs->nq_lock);
+	*fs->nq_tail = it;
+	fs->nq_tail = &it->next;
+	pthread_cond_signal(&fs->nq_cond);
+	pthread_mutex_unlock(&fs->nq_lock);
+}
+
 static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
@@ -1524,9 +1553,14 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if ((fi->flags & O_ACCMODE) == O_RDONLY) {
 		if (r.kind == IK_LIVE) {
 			/* Served by inode from the current value; pages stay cached until a
-			 * commit invalidates them. */
+			 * commit invalidates them.  While a writer has the key open, the
+			 * kernel's size and pages of the shared inode follow the writer's
+			 * uncommitted bytes: then read past them, from the daemon. */
 			fi->fh = 0;
-			fi->keep_cache = 1;
+			if (ipending_size(fs, ino) >= 0)
+				fi->direct_io = 1;
+			else
+				fi->keep_cache = 1;
 			fi->noflush = 1;
 			fuse_reply_open(req, fi);
 			iref_release(&r);
@@ -1579,6 +1613,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		err = -ENOMEM;
 		goto fail;
 	}
+	h->append = fi->flags & O_APPEND;
 	if (fi->flags & O_TRUNC) {
 		h->dirty = true;
 	} else {
@@ -1592,11 +1627,15 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		memcpy(h->buf, b->data, b->len);
 		h->size = b->len;
 	}
-	if (r.kind == IK_TXCTL)
-		fi->direct_io = 1;
+	/* A writer must not put uncommitted bytes into the page cache that readers of the
+	 * live key share (keep_cache): its writes go straight to its buffer (and the
+	 * kernel then skips its security.capability lookup before each write). */
+	fi->direct_io = 1;
 	iwriter(fs, ino, 1, h->size);
 	fi->fh = (uintptr_t)h;
 	fuse_reply_open(req, fi);
+	if (r.kind == IK_LIVE && (fi->flags & O_TRUNC))
+		queue_inval(fs, ino); /* the kernel set the shared size to 0 */
 	blob_unref(b);
 	iref_release(&r);
 	return;
@@ -1673,13 +1712,20 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t 
 {
 	struct fs *fs = fs_of(req);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	size_t end = (size_t)off + size;
+	size_t end;
 	int err = 0;
 
 	if (!h || h->kind != H_WRITE) {
 		reply_err(req, -EBADF);
 		return;
 	}
+	if (h->append) {
+		/* The kernel's idea of the end is the committed size; ours is the buffer's. */
+		pthread_mutex_lock(&h->lock);
+		off = (off_t)h->size;
+		pthread_mutex_unlock(&h->lock);
+	}
+	end = (size_t)off + size;
 	if (end > txn_engine_options(fs->eng)->max_value_bytes) {
 		pthread_mutex_lock(&h->lock);
 		h->failed = true;
@@ -1719,10 +1765,16 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t 
 	if (!err)
 		iwriter(fs, ino, 0, h->size);
 	pthread_mutex_unlock(&h->lock);
-	if (err)
+	if (err) {
 		reply_err(req, err);
-	else
-		fuse_reply_write(req, size);
+		return;
+	}
+	fuse_reply_write(req, size);
+	if (h->ir.kind == IK_LIVE) {
+		/* The kernel grew the shared inode's size to the writer's: make readers ask
+		 * again, or they would read zeros past the committed end. */
+		queue_inval(fs, ino);
+	}
 }
 
 /* ---- commits from the live tree -------------------------------------------------------- */
@@ -2030,6 +2082,7 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 			goto fail;
 		h->ir.ino = ino;
 		iwriter(fs, ino, 1, 0);
+		fi->direct_io = 1;
 		fi->fh = (uintptr_t)h;
 		struct fuse_entry_param e;
 		struct stat st;
@@ -2536,7 +2589,7 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 	err = stat_iref(fs, &r, &st);
 	if (err)
 		goto fail;
-	if (h && h->kind == H_WRITE) {
+	if (h && h->kind == H_WRITE && h->ir.kind != IK_LIVE) {
 		pthread_mutex_lock(&h->lock);
 		st.st_size = (off_t)h->size;
 		pthread_mutex_unlock(&h->lock);
@@ -2888,11 +2941,17 @@ static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	/* O_TRUNC arrives with open, so `> key` is one request, not open + setattr. */
+	/* O_TRUNC arrives with open.  Without it the kernel sends the truncation as a
+	 * setattr without a file handle, which cannot be told from `truncate -s 0 key`
+	 * and would commit an empty value. */
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* Keys carry no setuid bits or capabilities: without this the kernel asks for
+	 * security.capability before every write. */
+	if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV)
+		conn->want |= FUSE_CAP_HANDLE_KILLPRIV;
 	/* Small values, many files: write-back caching was measured slower here. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ & ~(unsigned)FUSE_CAP_SPLICE_WRITE &
@@ -2993,9 +3052,16 @@ static void *notifier_main(void *arg)
 		fs->nq_head = it->next;
 		if (!fs->nq_head)
 			fs->nq_tail = &fs->nq_head;
-		fs->wake = true; /* followers may have something new */
+		if (it->ch)
+			fs->wake = true; /* followers may have something new */
 		pthread_mutex_unlock(&fs->nq_lock);
 
+		if (!it->ch) {
+			if (fs->se)
+				fuse_lowlevel_notify_inval_inode(fs->se, it->inval_ino, 0, 0);
+			free(it);
+			continue;
+		}
 		if (fs->se)
 			invalidate(fs, it->ch);
 		for (struct txn_commit_req *r = it->ch->late, *next; r; r = next) {
