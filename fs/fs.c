@@ -2141,7 +2141,7 @@ static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 		err = writable(fs, &p);
 		if (err)
 			goto out;
-		/* fall through */
+		__attribute__((fallthrough));
 	case IK_ROOT:
 	case IK_LIVE:
 	case IK_TXPATH:

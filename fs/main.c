@@ -93,6 +93,7 @@ static void usage(FILE *f)
 
 /* Route libfuse's messages through our sink.  libfuse may build one line from several
  * calls, so pieces are gathered until the newline. */
+__attribute__((format(printf, 2, 0)))
 static void fuse_log_sink(enum fuse_log_level level, const char *fmt, va_list ap)
 {
 	static _Thread_local char line[1024];
@@ -249,23 +250,26 @@ int main(int argc, char *argv[])
 	struct statfs sfs;
 
 	fuse_set_log_func(fuse_log_sink);
+	ret = 2; /* usage errors until the arguments are read */
 	if (fuse_opt_parse(&args, &conf, opt_spec, opt_proc) != 0)
-		return 2;
+		goto out_parent;
 	if (conf.show_help) {
 		usage(stdout);
-		return 0;
+		ret = 0;
+		goto out_parent;
 	}
 	if (conf.show_version) {
 		printf("statehoused %s (libfuse %s, sqlite %s)\n", STATEHOUSE_VERSION,
 		       fuse_pkgversion(), txn_sqlite_version());
-		return 0;
+		ret = 0;
+		goto out_parent;
 	}
 	if (fuse_parse_cmdline(&args, &opts) != 0)
-		return 2;
+		goto out_parent;
 	if (!conf.datadir || !opts.mountpoint) {
 		fprintf(stderr, "statehoused: missing %s\n", conf.datadir ? "MOUNTPOINT" : "DATADIR");
 		usage(stderr);
-		return 2;
+		goto out_parent;
 	}
 	if (opts.debug)
 		log_set_level(LOG_LVL_DEBUG);
@@ -273,7 +277,7 @@ int main(int argc, char *argv[])
 		if (log_parse_level(conf.log_level, &lvl)) {
 			fprintf(stderr, "statehoused: unknown log_level '%s' (err, warn, info, debug)\n",
 				conf.log_level);
-			return 2;
+			goto out_parent;
 		}
 		log_set_level(lvl);
 	}
@@ -284,8 +288,9 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "statehoused: option out of range: txn_timeout_ms 1..86400000, "
 				"max_open_txns >= 1, max_value_bytes 1..1073741824, cache_timeout_s 0..86400, "
 				"fsync 0 or 1\n");
-		return 2;
+		goto out_parent;
 	}
+	ret = 1;
 
 	err = mkdir_p(conf.datadir);
 	if (err) {

@@ -5,6 +5,8 @@
 #   STATEHOUSED               daemon binary (default: build/statehoused)
 #   STATEHOUSE_TEST_SINGLE=1  run the daemon with -s (single-threaded loop)
 #   STATEHOUSE_TEST_STRICT=1  a skip is a failure (CI)
+#   STATEHOUSE_SANITIZER_LOG_DIR  where ASAN_OPTIONS/UBSAN_OPTIONS log_path write reports
+#                             (scripts/test); any new report there fails the current test
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STATEHOUSED="${STATEHOUSED:-$REPO_ROOT/build/statehoused}"
