@@ -58,6 +58,29 @@ quickstart() {
 	run cat $S/.health
 	assert_output ok
 
+	# The tour of the past, as written in README.md (commits: 1 greeting, 2 scratch,
+	# 3 job-42).
+	run ls $S/.at/2/default/agent-1
+	assert_output "$(printf 'greeting\nscratch')"
+	run diff -r $S/.at/2/default $S/.at/3/default
+	assert_failure 1
+	assert_line "Only in $S/.at/3/default/agent-1: progress"
+	assert_line "Only in $S/.at/2/default/agent-1: scratch"
+	run jq -sc 'map(.op)' $S/.history/default/agent-1/scratch/index.jsonl
+	assert_output '["put","delete"]'
+	run cat $S/.history/default/agent-1/scratch/1
+	assert_output tmp
+	run jq -c '.ops[]' $S/.events/default/agent-1.jsonl
+	assert_line --index 0 '{"ns":"default","agent":"agent-1","key":"greeting","op":"put","version":1,"value":"hello\n"}'
+	assert_line --index 2 '{"ns":"default","agent":"agent-1","key":"scratch","op":"delete","version":2}'
+	assert_line --index 3 '{"ns":"default","agent":"agent-1","key":"progress","op":"put","version":1,"value":{"step":3}}'
+	run cat $S/.events/since/3/all.jsonl
+	[ "${#lines[@]}" -eq 1 ]
+	[ "$(jq -r .txn <<<"${lines[0]}")" = job-42 ]
+	run timeout 2 cat $S/.follow/default/agent-1.jsonl
+	assert_failure 124 # timeout ended the wait for new commits
+	[ "${#lines[@]}" -eq 3 ]
+
 	# Unmount as the script says; the daemon then exits.
 	pid=$(sh_daemon_pid "$MNT") || fail "no statehoused serves $MNT"
 	fusermount3 -u "$MNT"
