@@ -1130,7 +1130,6 @@ static int stage_put_locked(struct txn_engine *eng, struct txn *tx, const char *
 			    struct blob *value)
 {
 	struct txn_entry e;
-	struct node *n;
 	int err = view_check_ancestors(eng, tx, path, len);
 
 	if (!err && view_resolve(eng, tx, path, len, &e, NULL) == 0 && e.type == TXN_DIR)
@@ -1139,10 +1138,8 @@ static int stage_put_locked(struct txn_engine *eng, struct txn *tx, const char *
 		blob_unref(value);
 		return err;
 	}
-	/* A put over a snapshot key, or over nothing: a put either way (the log records
-	 * the write; the version is assigned at commit). */
-	n = node_find(eng, path, len);
-	(void)n;
+	/* Over a snapshot key or over nothing, a put either way: the version is assigned
+	 * at commit. */
 	return staged_set(tx, path, len, ST_PUT, value);
 }
 
@@ -1164,7 +1161,7 @@ static int stage_delete_locked(struct txn_engine *eng, struct txn *tx, const cha
 	return staged_set(tx, path, len, ST_DELETE, NULL);
 }
 
-#define STAGE_BEGIN(eng, tx, wr)                                                  \
+#define STAGE_BEGIN(eng, tx)                                                      \
 	do {                                                                      \
 		pthread_rwlock_rdlock(&(eng)->tree_lock);                         \
 		pthread_mutex_lock(&(tx)->lock);                                  \
@@ -1188,7 +1185,7 @@ int txn_stage_put(struct txn_engine *eng, struct txn *tx, const char *path, size
 		blob_unref(value);
 		return err;
 	}
-	STAGE_BEGIN(eng, tx, 0);
+	STAGE_BEGIN(eng, tx);
 	err = stage_state_err(tx);
 	if (err)
 		blob_unref(value);
@@ -1204,7 +1201,7 @@ int txn_stage_delete(struct txn_engine *eng, struct txn *tx, const char *path, s
 
 	if (err)
 		return err;
-	STAGE_BEGIN(eng, tx, 0);
+	STAGE_BEGIN(eng, tx);
 	err = stage_state_err(tx);
 	if (!err)
 		err = stage_delete_locked(eng, tx, path, len);
@@ -1216,8 +1213,6 @@ int txn_stage_delete(struct txn_engine *eng, struct txn *tx, const char *path, s
 static int view_files_below(struct txn_engine *eng, struct txn *tx, const char *dir, size_t dlen,
 			    struct dirents *out)
 {
-	struct txn_dirent *d = NULL;
-	size_t n = 0;
 	struct txn_entry e;
 	struct dirents ds = { 0 };
 	struct node *dn = node_find(eng, dir, dlen);
@@ -1283,8 +1278,6 @@ static int view_files_below(struct txn_engine *eng, struct txn *tx, const char *
 		return err;
 	}
 	dirents_finish(&ds);
-	(void)d;
-	(void)n;
 	*out = ds;
 	return 0;
 }
@@ -1301,7 +1294,7 @@ int txn_stage_rename(struct txn_engine *eng, struct txn *tx, const char *src, si
 		err = check_path(dst, dlen);
 	if (err)
 		return err;
-	STAGE_BEGIN(eng, tx, 0);
+	STAGE_BEGIN(eng, tx);
 	err = stage_state_err(tx);
 	if (err)
 		goto out;
@@ -1415,7 +1408,7 @@ int txn_stage_mkdir(struct txn_engine *eng, struct txn *tx, const char *path, si
 
 	if (err)
 		return err;
-	STAGE_BEGIN(eng, tx, 0);
+	STAGE_BEGIN(eng, tx);
 	err = stage_state_err(tx);
 	if (!err && view_resolve(eng, tx, path, len, &e, NULL) == 0)
 		err = -EEXIST;
@@ -1435,7 +1428,7 @@ int txn_stage_rmdir(struct txn_engine *eng, struct txn *tx, const char *path, si
 
 	if (err)
 		return err;
-	STAGE_BEGIN(eng, tx, 0);
+	STAGE_BEGIN(eng, tx);
 	err = stage_state_err(tx);
 	if (!err) {
 		err = view_resolve(eng, tx, path, len, &e, NULL);
