@@ -570,8 +570,9 @@ static int get_one(struct store *st, sqlite3_stmt *q, const char *path, size_t l
 	return err;
 }
 
-int store_get_at(struct store *st, const char *path, size_t len, int64_t ts, int with_value,
-		 struct store_version *out)
+/* One row of a per-key statement: ns, agent, key, then ?4 = arg4 and ?5 = arg5. */
+static int get_key_row(struct store *st, sqlite3_stmt *q, const char *path, size_t len,
+		       int64_t arg4, int arg5, struct store_version *out)
 {
 	int err;
 
@@ -579,32 +580,27 @@ int store_get_at(struct store *st, const char *path, size_t len, int64_t ts, int
 	if (fault_check(st, 0))
 		return -EIO;
 	pthread_mutex_lock(&st->reader_lock);
-	err = bind_key(st->get_at, path, len);
+	err = bind_key(q, path, len);
 	if (!err) {
-		sqlite3_bind_int64(st->get_at, 4, ts);
-		sqlite3_bind_int(st->get_at, 5, with_value ? 1 : 0);
-		err = get_one(st, st->get_at, path, len, out);
+		sqlite3_bind_int64(q, 4, arg4);
+		if (sqlite3_bind_parameter_count(q) >= 5)
+			sqlite3_bind_int(q, 5, arg5);
+		err = get_one(st, q, path, len, out);
 	}
 	pthread_mutex_unlock(&st->reader_lock);
 	return err;
 }
 
+int store_get_at(struct store *st, const char *path, size_t len, int64_t ts, int with_value,
+		 struct store_version *out)
+{
+	return get_key_row(st, st->get_at, path, len, ts, with_value ? 1 : 0, out);
+}
+
 int store_get_version(struct store *st, const char *path, size_t len, int64_t version,
 		      struct store_version *out)
 {
-	int err;
-
-	memset(out, 0, sizeof(*out));
-	if (fault_check(st, 0))
-		return -EIO;
-	pthread_mutex_lock(&st->reader_lock);
-	err = bind_key(st->get_version, path, len);
-	if (!err) {
-		sqlite3_bind_int64(st->get_version, 4, version);
-		err = get_one(st, st->get_version, path, len, out);
-	}
-	pthread_mutex_unlock(&st->reader_lock);
-	return err;
+	return get_key_row(st, st->get_version, path, len, version, 0, out);
 }
 
 /* Step q, handing each row to fn with the path built from columns (ns, agent, key) at
