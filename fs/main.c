@@ -36,6 +36,8 @@ struct config {
 	long max_open_txns;
 	long max_value_bytes;
 	long cache_timeout_s;
+	long snapshot_interval;
+	long snapshot_keep;
 	int fsync;
 	char *log_level;
 	char *fault;
@@ -50,6 +52,8 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("max_value_bytes=%ld", max_value_bytes),
 	OPT("fsync=%d", fsync),
 	OPT("cache_timeout_s=%ld", cache_timeout_s),
+	OPT("snapshot_interval=%ld", snapshot_interval),
+	OPT("snapshot_keep=%ld", snapshot_keep),
 	OPT("log_level=%s", log_level),
 	OPT("-h", show_help),
 	OPT("--help", show_help),
@@ -76,7 +80,10 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: statehoused DATADIR MOUNTPOINT [-o opt,...] [-f] [-s] [-d]\n"
+		"       statehoused --verify DATADIR\n"
 		"\n"
+		"  --verify               rebuild the state from the whole log and from the newest\n"
+		"                         snapshot + the events after it; exit 1 if they differ\n"
 		"  -f                     stay in the foreground\n"
 		"  -s                     single-threaded request loop\n"
 		"  -d                     debug output (implies -f)\n"
@@ -87,6 +94,8 @@ static void usage(FILE *f)
 		"                         0: faster, the last commits may be lost on power loss\n"
 		"  -o cache_timeout_s=N   how long the kernel may cache names and attributes of the\n"
 		"                         live tree (60); every commit invalidates what it changes\n"
+		"  -o snapshot_interval=N commits between snapshots (1000; 0: never)\n"
+		"  -o snapshot_keep=N     snapshots kept (3)\n"
 		"  -o log_level=LEVEL     err, warn, info (default) or debug\n"
 		"  plus the mount options of fuse(8), e.g. allow_other\n");
 }
@@ -236,7 +245,7 @@ int main(int argc, char *argv[])
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct config conf = { .txn_timeout_ms = 30000, .max_open_txns = 1024,
 			       .max_value_bytes = 1048576, .cache_timeout_s = 60,
-			       .fsync = 1 };
+			       .snapshot_interval = 1000, .snapshot_keep = 3, .fsync = 1 };
 	struct fuse_cmdline_opts opts = { 0 };
 	struct txn_engine *eng = NULL;
 	struct fuse_session *se = NULL;
@@ -250,6 +259,13 @@ int main(int argc, char *argv[])
 	struct statfs sfs;
 
 	fuse_set_log_func(fuse_log_sink);
+	if (argc >= 2 && !strcmp(argv[1], "--verify")) {
+		if (argc != 3) {
+			fprintf(stderr, "usage: statehoused --verify DATADIR\n");
+			return 2;
+		}
+		return txn_verify(argv[2]) == 0 ? 0 : 1;
+	}
 	ret = 2; /* usage errors until the arguments are read */
 	if (fuse_opt_parse(&args, &conf, opt_spec, opt_proc) != 0)
 		goto out_parent;
@@ -284,10 +300,12 @@ int main(int argc, char *argv[])
 	if (conf.txn_timeout_ms < 1 || conf.txn_timeout_ms > 86400000 || conf.max_open_txns < 1 ||
 	    conf.max_value_bytes < 1 || conf.max_value_bytes > (1L << 30) ||
 	    conf.cache_timeout_s < 0 || conf.cache_timeout_s > 86400 ||
+	    conf.snapshot_interval < 0 || conf.snapshot_interval > 100000000 ||
+	    conf.snapshot_keep < 1 || conf.snapshot_keep > 1000 ||
 	    (conf.fsync != 0 && conf.fsync != 1)) {
 		fprintf(stderr, "statehoused: option out of range: txn_timeout_ms 1..86400000, "
 				"max_open_txns >= 1, max_value_bytes 1..1073741824, cache_timeout_s 0..86400, "
-				"fsync 0 or 1\n");
+				"snapshot_interval 0..100000000, snapshot_keep 1..1000, fsync 0 or 1\n");
 		goto out_parent;
 	}
 	ret = 1;
@@ -352,6 +370,8 @@ int main(int argc, char *argv[])
 			.max_open_txns = (unsigned)conf.max_open_txns,
 			.max_value_bytes = (size_t)conf.max_value_bytes,
 			.fsync = conf.fsync,
+			.snapshot_interval = (unsigned)conf.snapshot_interval,
+			.snapshot_keep = (unsigned)conf.snapshot_keep,
 		};
 
 		if (txn_engine_open(datadir, &topt, &eng))

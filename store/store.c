@@ -62,6 +62,16 @@ static const char schema_sql[] =
 	"CREATE INDEX IF NOT EXISTS ops_by_key_ts ON ops(ns, agent, key, commit_ts, version);"
 	/* An agent's events from any commit_ts on, without reading the log before it. */
 	"CREATE INDEX IF NOT EXISTS ops_by_agent_ts ON ops(ns, agent, commit_ts);"
+	/* One row per start of the daemon: restarts and recoveries are visible in the
+	 * store itself, without systemd. */
+	"CREATE TABLE IF NOT EXISTS starts("
+	"  id INTEGER PRIMARY KEY,"
+	"  time_ns INTEGER NOT NULL,"
+	"  clean_prev INTEGER NOT NULL,"
+	"  recovery_ns INTEGER NOT NULL,"
+	"  snapshot_ts INTEGER NOT NULL,"
+	"  events_replayed INTEGER NOT NULL,"
+	"  head_ts INTEGER NOT NULL);"
 	"INSERT OR IGNORE INTO meta(name, value) VALUES ('schema', 1);";
 
 /* Map a SQLite result code to a negative errno, logging the failure once, here. */
@@ -953,6 +963,77 @@ int store_events(struct store *st, int64_t from_ts, int64_t to_ts, const char *f
 	free(a.ops);
 	free(a.paths);
 unlock:
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&st->reader_lock);
+	return err;
+}
+
+/* ---- starts ------------------------------------------------------------------------- */
+
+int store_record_start(struct store *st, const struct store_start *start, int *clean_prev)
+{
+	sqlite3_stmt *q = NULL;
+	int rc, err, running = 0;
+
+	*clean_prev = 1;
+	err = prepare(st, st->wdb, "SELECT value FROM meta WHERE name = 'running'", &q);
+	if (err)
+		return err;
+	if (sqlite3_step(q) == SQLITE_ROW)
+		running = sqlite3_column_int(q, 0);
+	sqlite3_finalize(q);
+	*clean_prev = !running;
+	err = prepare(st, st->wdb,
+		      "INSERT INTO starts(time_ns, clean_prev, recovery_ns, snapshot_ts,"
+		      " events_replayed, head_ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+		      &q);
+	if (err)
+		return err;
+	rc = sqlite3_exec(st->wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(q, 1, start->time_ns);
+		sqlite3_bind_int(q, 2, *clean_prev);
+		sqlite3_bind_int64(q, 3, start->recovery_ns);
+		sqlite3_bind_int64(q, 4, start->snapshot_ts);
+		sqlite3_bind_int64(q, 5, (sqlite3_int64)start->events_replayed);
+		sqlite3_bind_int64(q, 6, start->head_ts);
+		rc = sqlite3_step(q);
+		if (rc == SQLITE_DONE)
+			rc = sqlite3_exec(st->wdb,
+					  "INSERT OR REPLACE INTO meta(name, value) VALUES ('running', 1);"
+					  "COMMIT", NULL, NULL, NULL);
+	}
+	sqlite3_finalize(q);
+	if (rc != SQLITE_OK && rc != SQLITE_DONE) {
+		err = store_errno(st->wdb, rc, "record the start");
+		if (!sqlite3_get_autocommit(st->wdb))
+			sqlite3_exec(st->wdb, "ROLLBACK", NULL, NULL, NULL);
+		return err;
+	}
+	return 0;
+}
+
+int store_record_stop(struct store *st)
+{
+	int rc = sqlite3_exec(st->wdb,
+			      "INSERT OR REPLACE INTO meta(name, value) VALUES ('running', 0)",
+			      NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? 0 : store_errno(st->wdb, rc, "record a clean stop");
+}
+
+int store_starts(struct store *st, uint64_t *count, uint64_t *unclean)
+{
+	sqlite3_stmt *q = NULL;
+	int err;
+
+	*count = *unclean = 0;
+	pthread_mutex_lock(&st->reader_lock);
+	err = prepare(st, st->rdb, "SELECT count(*), total(clean_prev = 0) FROM starts", &q);
+	if (!err && sqlite3_step(q) == SQLITE_ROW) {
+		*count = (uint64_t)sqlite3_column_int64(q, 0);
+		*unclean = (uint64_t)sqlite3_column_int64(q, 1);
+	}
 	sqlite3_finalize(q);
 	pthread_mutex_unlock(&st->reader_lock);
 	return err;

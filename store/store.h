@@ -154,6 +154,62 @@ typedef int (*store_event_fn)(void *arg, const struct store_event *ev);
 int store_events(struct store *st, int64_t from_ts, int64_t to_ts, const char *filter,
 		 size_t filter_len, store_event_fn fn, void *arg);
 
+/* ---- snapshots (store/snapshot.c) --------------------------------------------------- */
+
+/*
+ * A snapshot is the whole state as of one commit_ts, derived from the log, in a file
+ * DATADIR/snapshots/snap-<commit_ts>.bin written atomically (temporary file, fsync,
+ * rename, fsync of the directory) and sealed with a CRC-32, so a damaged or half-written
+ * one is recognised and skipped.  Deleted keys are kept, so versions continue.
+ */
+struct store_snap_entry {
+	const char *path;
+	size_t path_len;
+	int64_t version;
+	int64_t commit_ts;
+	int64_t time_ns;
+	int deleted;
+	const void *value;
+	size_t value_len;
+};
+
+/* Writer side: fills *e and returns 1, or returns 0 at the end, or a negative errno. */
+typedef int (*store_snap_next_fn)(void *arg, struct store_snap_entry *e);
+
+/*
+ * Write the snapshot of commit ts, then remove all but the newest `keep`.  On failure
+ * (-ENOSPC, -EIO) the older snapshots are left as they were.
+ */
+int store_snapshot_write(const char *datadir, int64_t ts, int64_t time_ns,
+			 store_snap_next_fn next, void *arg, unsigned keep);
+
+typedef int (*store_snap_fn)(void *arg, const struct store_snap_entry *e);
+
+/*
+ * Load the newest valid snapshot whose commit_ts <= max_ts, calling fn per entry after
+ * its checksum has been verified.  Damaged ones are logged and skipped.  *ts_out is 0
+ * (and nothing is loaded) when there is none.
+ */
+int store_snapshot_load(const char *datadir, int64_t max_ts, store_snap_fn fn, void *arg,
+			int64_t *ts_out, uint64_t *n_out);
+
+/* ---- starts ------------------------------------------------------------------------- */
+
+struct store_start {
+	int64_t time_ns;
+	int64_t recovery_ns;
+	int64_t snapshot_ts;       /* 0: none was used */
+	uint64_t events_replayed;
+	int64_t head_ts;
+};
+
+/* Record a start and mark the store running; *clean_prev says whether the previous run
+ * ended with store_record_stop(). */
+int store_record_start(struct store *st, const struct store_start *start, int *clean_prev);
+int store_record_stop(struct store *st);
+/* How many starts, and how many of them followed an unclean stop. */
+int store_starts(struct store *st, uint64_t *count, uint64_t *unclean);
+
 /* Version string of the SQLite library in use (static). */
 const char *store_sqlite_version(void);
 

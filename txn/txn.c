@@ -139,9 +139,17 @@ struct txn_engine {
 	pthread_t committer;
 	pthread_t reaper;
 	bool started;
+	bool ran; /* started once: close then writes the final snapshot and the clean mark */
 
 	txn_notify_fn notify;
 	void *notify_arg;
+
+	char *datadir;
+	int64_t last_recovery_ns;
+	uint64_t last_replayed;
+	/* Written by the thread taking a snapshot (the reaper, or close). */
+	int64_t snap_ts;            /* commit of the newest snapshot written or loaded */
+	int64_t snap_retry_ns;      /* after a failed snapshot, not before this */
 };
 
 static int64_t now_ns(clockid_t clk)
@@ -2378,6 +2386,110 @@ static void reap_expired(struct txn_engine *eng)
 	pthread_mutex_unlock(&eng->table_lock);
 }
 
+/* ---- snapshots -------------------------------------------------------------------------- */
+
+struct snap_item {
+	char *path;
+	size_t len;
+	struct version v;   /* a copy: value referenced, older unused */
+};
+
+struct snap_vec {
+	struct snap_item *it;
+	size_t n, cap, next;
+};
+
+static void snap_vec_free(struct snap_vec *sv)
+{
+	for (size_t i = 0; i < sv->n; i++) {
+		free(sv->it[i].path);
+		blob_unref(sv->it[i].v.value);
+	}
+	free(sv->it);
+}
+
+/* Every key's version as of ts below n (tree lock held). */
+static int snap_collect(struct node *n, int64_t ts, struct snap_vec *sv)
+{
+	struct version *v = visible(n, ts);
+	struct node *c, *tmp;
+	int err;
+
+	if (v) {
+		if (grow((void **)&sv->it, &sv->cap, sv->n, sizeof(*sv->it)))
+			return -ENOMEM;
+		sv->it[sv->n].path = node_path(n, &sv->it[sv->n].len);
+		if (!sv->it[sv->n].path)
+			return -ENOMEM;
+		sv->it[sv->n].v = *v;
+		blob_ref(v->value);
+		sv->n++;
+	}
+	HASH_ITER(hh, n->children, c, tmp) {
+		err = snap_collect(c, ts, sv);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static int snap_next(void *arg, struct store_snap_entry *e)
+{
+	struct snap_vec *sv = arg;
+	struct snap_item *it;
+
+	if (sv->next == sv->n)
+		return 0;
+	it = &sv->it[sv->next++];
+	*e = (struct store_snap_entry){
+		.path = it->path,
+		.path_len = it->len,
+		.version = it->v.version,
+		.commit_ts = it->v.commit_ts,
+		.time_ns = it->v.time_ns,
+		.deleted = it->v.value == NULL,
+		.value = it->v.value ? it->v.value->data : NULL,
+		.value_len = it->v.value ? it->v.value->len : 0,
+	};
+	return 1;
+}
+
+int txn_engine_snapshot(struct txn_engine *eng)
+{
+	struct snap_vec sv = { 0 };
+	int64_t t0 = now_ns(CLOCK_MONOTONIC), ts, t1;
+	int err;
+
+	/* A consistent copy under the read lock (values are shared, not copied); the file
+	 * is written without any lock. */
+	pthread_rwlock_rdlock(&eng->tree_lock);
+	ts = eng->published_ts;
+	err = snap_collect(&eng->root, ts, &sv);
+	pthread_rwlock_unlock(&eng->tree_lock);
+	t1 = now_ns(CLOCK_MONOTONIC);
+	if (!err)
+		err = store_snapshot_write(eng->datadir, ts, now_ns(CLOCK_REALTIME), snap_next, &sv,
+					   eng->opt.snapshot_keep);
+	if (!err) {
+		eng->snap_ts = ts;
+		log_info("snapshot at commit %" PRId64 " written (%zu keys; %" PRId64
+			 " ms under the read lock, %" PRId64 " ms in all)",
+			 ts, sv.n, (t1 - t0) / 1000000, (now_ns(CLOCK_MONOTONIC) - t0) / 1000000);
+	}
+	snap_vec_free(&sv);
+	return err;
+}
+
+static void maybe_snapshot(struct txn_engine *eng)
+{
+	if (!eng->opt.snapshot_interval || eng->opt.inspect_only ||
+	    txn_engine_head(eng) - eng->snap_ts < (int64_t)eng->opt.snapshot_interval ||
+	    now_ns(CLOCK_MONOTONIC) < eng->snap_retry_ns)
+		return;
+	if (txn_engine_snapshot(eng) != 0)
+		eng->snap_retry_ns = now_ns(CLOCK_MONOTONIC) + 5 * (int64_t)1000000000;
+}
+
 static void *reaper_main(void *arg)
 {
 	struct txn_engine *eng = arg;
@@ -2395,6 +2507,7 @@ static void *reaper_main(void *arg)
 		pthread_cond_timedwait(&eng->reaper_cond, &eng->q_lock, &ts);
 		pthread_mutex_unlock(&eng->q_lock);
 		reap_expired(eng);
+		maybe_snapshot(eng);
 		pthread_mutex_lock(&eng->q_lock);
 	}
 	pthread_mutex_unlock(&eng->q_lock);
@@ -2442,6 +2555,97 @@ static int replay_one(void *arg, const struct store_replay_op *op)
 	return 0;
 }
 
+static int snap_load_one(void *arg, const struct store_snap_entry *e)
+{
+	struct txn_engine *eng = arg;
+	struct node *n = node_find_or_create(eng, e->path, e->path_len);
+	struct version *v;
+
+	if (!n)
+		return -ENOMEM;
+	if (n->versions)
+		return -EIO; /* a key twice in one snapshot */
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	if (!e->deleted && !(v->value = blob_new(e->value, e->value_len))) {
+		free(v);
+		return -ENOMEM;
+	}
+	v->commit_ts = e->commit_ts;
+	v->version = e->version;
+	v->time_ns = e->time_ns;
+	n->versions = v;
+	if (v->value) {
+		adjust_desc(n, true, 1);
+		adjust_desc(n, false, 1);
+	}
+	return 0;
+}
+
+/* Open SQLite (its own WAL recovery ran in store_open), load the newest valid snapshot,
+ * replay every event after it; record the start. */
+static int recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *stats)
+{
+	int64_t head = 0, snap_ts = 0, t_snap, t_end;
+	uint64_t nkeys = 0;
+	int clean_prev = 1, err;
+
+	err = store_check(eng->store, &head);
+	if (err) {
+		log_err("cannot read the log's head");
+		return err;
+	}
+	if (!eng->opt.full_replay) {
+		err = store_snapshot_load(eng->datadir, head, snap_load_one, eng, &snap_ts, &nkeys);
+		if (err) {
+			/* Applied in part: start over from the first event. */
+			log_warn("cannot load the snapshot (%s); replaying the whole log",
+				 strerror(-err));
+			node_free_tree(&eng->root);
+			memset(&eng->root, 0, sizeof(eng->root));
+			snap_ts = 0;
+			nkeys = 0;
+		}
+	}
+	t_snap = now_ns(CLOCK_MONOTONIC);
+	err = store_replay(eng->store, snap_ts, replay_one, eng, stats);
+	if (err) {
+		log_err("cannot recover the state from the log: %s", strerror(-err));
+		return err;
+	}
+	t_end = now_ns(CLOCK_MONOTONIC);
+	eng->published_ts = eng->head_ts = stats->head_ts;
+	eng->snap_ts = snap_ts;
+	if (snap_ts)
+		log_info("recovery: snapshot at commit %" PRId64 " loaded (%" PRIu64 " keys) in %"
+			 PRId64 " ms; replayed %" PRIu64 " events (%" PRIu64 " ops) in %" PRId64
+			 " ms; ready at commit %" PRId64,
+			 snap_ts, nkeys, (t_snap - t0) / 1000000, stats->events, stats->ops,
+			 (t_end - t_snap) / 1000000, stats->head_ts);
+	else
+		log_info("recovery: no snapshot; replayed %" PRIu64 " events (%" PRIu64
+			 " ops) in %" PRId64 " ms; ready at commit %" PRId64,
+			 stats->events, stats->ops, (t_end - t0) / 1000000, stats->head_ts);
+	if (eng->opt.inspect_only)
+		return 0;
+	err = store_record_start(eng->store,
+				 &(struct store_start){ .time_ns = now_ns(CLOCK_REALTIME),
+							.recovery_ns = t_end - t0,
+							.snapshot_ts = snap_ts,
+							.events_replayed = stats->events,
+							.head_ts = stats->head_ts },
+				 &clean_prev);
+	if (err)
+		return err;
+	if (!clean_prev)
+		log_warn("the previous run did not stop cleanly (crash or kill); recovered from "
+			 "the log");
+	eng->last_recovery_ns = t_end - t0;
+	eng->last_replayed = stats->events;
+	return 0;
+}
+
 int txn_engine_open(const char *datadir, const struct txn_options *opt,
 		    struct txn_engine **out)
 {
@@ -2475,16 +2679,16 @@ int txn_engine_open(const char *datadir, const struct txn_options *opt,
 	pthread_cond_init(&eng->reaper_cond, NULL);
 	eng->q_tail = &eng->q_head;
 
-	err = store_replay(eng->store, 0, replay_one, eng, &stats);
+	eng->datadir = strdup(datadir);
+	if (!eng->datadir) {
+		txn_engine_close(eng);
+		return -ENOMEM;
+	}
+	err = recover(eng, t0, &stats);
 	if (err) {
-		log_err("cannot recover the state from the log: %s", strerror(-err));
 		txn_engine_close(eng);
 		return err;
 	}
-	eng->published_ts = eng->head_ts = stats.head_ts;
-	log_info("recovery: replayed %" PRIu64 " events (%" PRIu64 " ops) in %" PRId64
-		 " ms; ready at commit %" PRId64,
-		 stats.events, stats.ops, (now_ns(CLOCK_MONOTONIC) - t0) / 1000000, stats.head_ts);
 	*out = eng;
 	return 0;
 }
@@ -2505,6 +2709,7 @@ int txn_engine_start(struct txn_engine *eng)
 		return -rc;
 	}
 	eng->started = true;
+	eng->ran = true;
 	return 0;
 }
 
@@ -2528,7 +2733,13 @@ void txn_engine_close(struct txn_engine *eng)
 
 	if (!eng)
 		return;
-	txn_engine_stop(eng);
+	if (eng->ran) {
+		txn_engine_stop(eng);
+		/* A clean stop: a snapshot of the final state, then the mark. */
+		if (eng->opt.snapshot_interval && eng->published_ts > eng->snap_ts)
+			txn_engine_snapshot(eng);
+		store_record_stop(eng->store);
+	}
 	HASH_ITER(hh_name, eng->by_name, tx, tmp) {
 		HASH_DELETE(hh_name, eng->by_name, tx);
 		HASH_DELETE(hh_id, eng->by_id, tx);
@@ -2537,6 +2748,7 @@ void txn_engine_close(struct txn_engine *eng)
 	}
 	node_free_tree(&eng->root);
 	store_close(eng->store);
+	free(eng->datadir);
 	pthread_rwlock_destroy(&eng->tree_lock);
 	pthread_mutex_destroy(&eng->table_lock);
 	pthread_mutex_destroy(&eng->q_lock);
@@ -3031,4 +3243,94 @@ int txn_events_render(struct txn_engine *eng, const char *filter, size_t filter_
 	}
 	*last_ts = r.last_ts;
 	return 0;
+}
+
+/* ---- verify --------------------------------------------------------------------------- */
+
+struct verify {
+	struct txn_engine *other;
+	uint64_t keys, diffs;
+};
+
+static int verify_walk(struct txn_engine *a, struct node *n, struct verify *vf)
+{
+	struct node *c, *tmp;
+
+	if (n->versions) {
+		size_t len;
+		char *path = node_path(n, &len);
+		struct node *m = path ? node_find(vf->other, path, len) : NULL;
+		struct version *x = n->versions, *y = m ? m->versions : NULL;
+
+		if (!path)
+			return -ENOMEM;
+		vf->keys++;
+		if (!y || x->version != y->version || x->commit_ts != y->commit_ts ||
+		    (x->value == NULL) != (y->value == NULL) ||
+		    (x->value && (x->value->len != y->value->len ||
+				  memcmp(x->value->data, y->value->data, x->value->len)))) {
+			vf->diffs++;
+			log_err("verify: '%s' differs: full replay has version %" PRId64
+				" at commit %" PRId64 "%s, snapshot + replay has %s", path,
+				x->version, x->commit_ts, x->value ? "" : " (deleted)",
+				y ? "another version or value" : "nothing");
+		}
+		free(path);
+	}
+	HASH_ITER(hh, n->children, c, tmp) {
+		int err = verify_walk(a, c, vf);
+
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static uint64_t count_keys(struct node *n)
+{
+	struct node *c, *tmp;
+	uint64_t k = n->versions ? 1 : 0;
+
+	HASH_ITER(hh, n->children, c, tmp)
+		k += count_keys(c);
+	return k;
+}
+
+int txn_verify(const char *datadir)
+{
+	struct txn_options opt = { .txn_timeout_ms = 1000, .max_open_txns = 1,
+				   .max_value_bytes = SIZE_MAX, .fsync = 1, .inspect_only = true };
+	struct txn_engine *full = NULL, *snap = NULL;
+	struct verify vf = { 0 };
+	int err;
+
+	opt.full_replay = true;
+	err = txn_engine_open(datadir, &opt, &full);
+	if (!err) {
+		opt.full_replay = false;
+		err = txn_engine_open(datadir, &opt, &snap);
+	}
+	if (!err && full->published_ts != snap->published_ts) {
+		log_err("verify: the full replay ends at commit %" PRId64 ", snapshot + replay at %"
+			PRId64, full->published_ts, snap->published_ts);
+		err = -EIO;
+	}
+	if (!err) {
+		vf.other = snap;
+		err = verify_walk(full, &full->root, &vf);
+	}
+	if (!err && count_keys(&snap->root) != vf.keys) {
+		log_err("verify: snapshot + replay holds %" PRIu64 " keys, the full replay %" PRIu64,
+			count_keys(&snap->root), vf.keys);
+		err = -EIO;
+	}
+	if (!err && vf.diffs)
+		err = -EIO;
+	if (!err)
+		log_info("verify: ok: %" PRIu64 " keys at commit %" PRId64 " agree (snapshot at commit %"
+			 PRId64 " + replay vs the whole log)", vf.keys, full->published_ts,
+			 snap->snap_ts);
+	txn_engine_close(full);
+	txn_engine_close(snap);
+	return err;
 }

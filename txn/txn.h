@@ -37,6 +37,10 @@ struct txn_options {
 	size_t max_value_bytes;   /* largest value */
 	int fsync;                /* 1: every commit is durable on return; 0: may lose the
 				   * last commits on power loss (SQLite synchronous=NORMAL) */
+	unsigned snapshot_interval; /* commits between snapshots; 0: never write one */
+	unsigned snapshot_keep;     /* snapshots kept (newest first) */
+	bool full_replay;           /* recover from the whole log, ignoring snapshots */
+	bool inspect_only;          /* --verify: record no start, write no snapshot */
 };
 
 /* What a path is in a view. */
@@ -63,6 +67,16 @@ struct txn_dirent {
  */
 int txn_engine_open(const char *datadir, const struct txn_options *opt,
 		    struct txn_engine **out);
+/*
+ * Rebuild the state twice, from the whole log and from the newest snapshot plus the
+ * events after it, and compare key by key.  0 when they agree; -EIO (differences are
+ * logged) or another errno.
+ */
+int txn_verify(const char *datadir);
+/* Write a snapshot of the published state now (also done every snapshot_interval
+ * commits by the reaper thread, and at a clean close). */
+int txn_engine_snapshot(struct txn_engine *eng);
+
 /* Start the committer and the reaper. */
 int txn_engine_start(struct txn_engine *eng);
 /* Stop the committer and the reaper after completing every queued commit. */

@@ -1,0 +1,369 @@
+/*
+ * snapshot.c - snapshots of the whole state, derived from the log (store layer).
+ *
+ * File layout (little endian as on the host; a snapshot is read by the machine that
+ * wrote it):
+ *   "SHSNAP01" | u64 commit_ts | i64 time_ns | u64 entries |
+ *   entries: u32 path_len | path | i64 version | i64 commit_ts | i64 time_ns |
+ *            u8 deleted | u32 value_len | value |
+ *   u32 crc32 of everything before it | "SHSNAPEND"
+ * The CRC and the end marker make a truncated or damaged file fail validation as a
+ * whole, before anything of it is applied.
+ */
+#include "store.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "log.h"
+
+#define SNAP_MAGIC "SHSNAP01"
+#define SNAP_END "SHSNAPEND"
+#define SNAP_DIR "snapshots"
+
+static_assert(sizeof(int64_t) == 8 && sizeof(uint32_t) == 4, "fixed-size fields");
+
+struct wbuf {
+	int fd;
+	unsigned char buf[1 << 16];
+	size_t used;
+	uLong crc;
+	int err;
+};
+
+static void wflush(struct wbuf *w)
+{
+	size_t off = 0;
+
+	while (!w->err && off < w->used) {
+		ssize_t n = write(w->fd, w->buf + off, w->used - off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			w->err = -errno;
+			break;
+		}
+		off += (size_t)n;
+	}
+	w->used = 0;
+}
+
+static void wput(struct wbuf *w, const void *data, size_t len, int in_crc)
+{
+	const unsigned char *p = data;
+
+	if (in_crc)
+		w->crc = crc32(w->crc, p, (uInt)len);
+	while (len && !w->err) {
+		size_t n = sizeof(w->buf) - w->used < len ? sizeof(w->buf) - w->used : len;
+
+		memcpy(w->buf + w->used, p, n);
+		w->used += n;
+		p += n;
+		len -= n;
+		if (w->used == sizeof(w->buf))
+			wflush(w);
+	}
+}
+
+static int snap_name(char *buf, size_t cap, const char *datadir, int64_t ts)
+{
+	int n = snprintf(buf, cap, "%s/" SNAP_DIR "/snap-%020" PRId64 ".bin", datadir, ts);
+
+	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+static int fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int err = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) != 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+/* Snapshot commit_ts values present in the directory, newest first. */
+static int list_snaps(const char *dir, int64_t **out, size_t *n)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int64_t *v = NULL;
+	size_t cnt = 0, cap = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d))) {
+		long long ts;
+		char tail[8];
+
+		if (sscanf(de->d_name, "snap-%20lld.bi%1s", &ts, tail) != 2 || strcmp(tail, "n"))
+			continue;
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 8;
+			int64_t *nv = realloc(v, cap * sizeof(*nv));
+
+			if (!nv) {
+				free(v);
+				closedir(d);
+				return -ENOMEM;
+			}
+			v = nv;
+		}
+		v[cnt++] = ts;
+	}
+	closedir(d);
+	for (size_t i = 1; i < cnt; i++) /* few files: insertion sort, newest first */
+		for (size_t j = i; j > 0 && v[j] > v[j - 1]; j--) {
+			int64_t t = v[j];
+
+			v[j] = v[j - 1];
+			v[j - 1] = t;
+		}
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+int store_snapshot_write(const char *datadir, int64_t ts, int64_t time_ns,
+			 store_snap_next_fn next, void *arg, unsigned keep)
+{
+	char dir[PATH_MAX], path[PATH_MAX], tmp[PATH_MAX + 8];
+	struct wbuf *w = calloc(1, sizeof(*w));
+	struct store_snap_entry e;
+	uint64_t count = 0;
+	off_t count_off = (off_t)strlen(SNAP_MAGIC) + 16;
+	int64_t *old = NULL;
+	size_t nold = 0;
+	int rc, err;
+
+	if (!w)
+		return -ENOMEM;
+	snprintf(dir, sizeof(dir), "%s/" SNAP_DIR, datadir);
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		err = -errno;
+		goto out;
+	}
+	err = snap_name(path, sizeof(path), datadir, ts);
+	if (err)
+		goto out;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	w->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (w->fd < 0) {
+		err = -errno;
+		goto out;
+	}
+	w->crc = crc32(0L, Z_NULL, 0);
+	/* The entry count is patched in once known, so the CRC covers it at the end. */
+	wput(w, SNAP_MAGIC, strlen(SNAP_MAGIC), 0);
+	wput(w, &ts, 8, 0);
+	wput(w, &time_ns, 8, 0);
+	wput(w, &count, 8, 0);
+	while (!w->err && (rc = next(arg, &e)) == 1) {
+		uint32_t pl = (uint32_t)e.path_len, vl = (uint32_t)e.value_len;
+		unsigned char del = e.deleted ? 1 : 0;
+
+		wput(w, &pl, 4, 1);
+		wput(w, e.path, e.path_len, 1);
+		wput(w, &e.version, 8, 1);
+		wput(w, &e.commit_ts, 8, 1);
+		wput(w, &e.time_ns, 8, 1);
+		wput(w, &del, 1, 1);
+		wput(w, &vl, 4, 1);
+		if (vl)
+			wput(w, e.value, vl, 1);
+		count++;
+	}
+	if (!w->err && rc < 0)
+		w->err = rc;
+	if (!w->err) {
+		uLong crc = w->crc;
+
+		/* The header is in the CRC as well: fold it in by value. */
+		crc = crc32(crc, (const Bytef *)&ts, 8);
+		crc = crc32(crc, (const Bytef *)&time_ns, 8);
+		crc = crc32(crc, (const Bytef *)&count, 8);
+		uint32_t c32 = (uint32_t)crc;
+
+		wput(w, &c32, 4, 0);
+		wput(w, SNAP_END, strlen(SNAP_END), 0);
+		wflush(w);
+	}
+	if (!w->err && pwrite(w->fd, &count, 8, count_off) != 8)
+		w->err = errno ? -errno : -EIO;
+	if (!w->err && fsync(w->fd) != 0)
+		w->err = -errno;
+	if (close(w->fd) != 0 && !w->err)
+		w->err = -errno;
+	err = w->err;
+	if (!err && rename(tmp, path) != 0)
+		err = -errno;
+	if (!err)
+		err = fsync_dir(dir);
+	if (err) {
+		unlink(tmp);
+		log_err("cannot write snapshot '%s': %s", path, strerror(-err));
+		goto out;
+	}
+	/* Keep the newest `keep`. */
+	if (list_snaps(dir, &old, &nold) == 0) {
+		for (size_t i = keep ? keep : 1; i < nold; i++) {
+			char victim[PATH_MAX];
+
+			if (snap_name(victim, sizeof(victim), datadir, old[i]) == 0)
+				unlink(victim);
+		}
+	}
+	free(old);
+out:
+	free(w);
+	return err;
+}
+
+struct rbuf {
+	const unsigned char *p, *end;
+};
+
+static int rget(struct rbuf *r, void *out, size_t len)
+{
+	if ((size_t)(r->end - r->p) < len)
+		return -EIO;
+	memcpy(out, r->p, len);
+	r->p += len;
+	return 0;
+}
+
+/* Check one file completely; on success *body points at its first entry. */
+static int snap_validate(const unsigned char *m, size_t size, int64_t *ts, int64_t *time_ns,
+			 uint64_t *count)
+{
+	size_t ml = strlen(SNAP_MAGIC), el = strlen(SNAP_END);
+	uint32_t stored;
+	uLong crc;
+
+	if (size < ml + 24 + 4 + el || memcmp(m, SNAP_MAGIC, ml) != 0 ||
+	    memcmp(m + size - el, SNAP_END, el) != 0)
+		return -EIO;
+	memcpy(ts, m + ml, 8);
+	memcpy(time_ns, m + ml + 8, 8);
+	memcpy(count, m + ml + 16, 8);
+	memcpy(&stored, m + size - el - 4, 4);
+	crc = crc32(0L, Z_NULL, 0);
+	crc = crc32(crc, m + ml + 24, (uInt)(size - el - 4 - ml - 24));
+	crc = crc32(crc, (const Bytef *)ts, 8);
+	crc = crc32(crc, (const Bytef *)time_ns, 8);
+	crc = crc32(crc, (const Bytef *)count, 8);
+	return (uint32_t)crc == stored ? 0 : -EIO;
+}
+
+static int snap_apply(const unsigned char *m, size_t size, uint64_t count, store_snap_fn fn,
+		      void *arg)
+{
+	struct rbuf r = { m + strlen(SNAP_MAGIC) + 24, m + size - strlen(SNAP_END) - 4 };
+
+	for (uint64_t i = 0; i < count; i++) {
+		struct store_snap_entry e = { 0 };
+		uint32_t pl, vl;
+		unsigned char del;
+		int err;
+
+		if (rget(&r, &pl, 4) || (size_t)(r.end - r.p) < pl)
+			return -EIO;
+		e.path = (const char *)r.p;
+		e.path_len = pl;
+		r.p += pl;
+		if (rget(&r, &e.version, 8) || rget(&r, &e.commit_ts, 8) ||
+		    rget(&r, &e.time_ns, 8) || rget(&r, &del, 1) || rget(&r, &vl, 4) ||
+		    (size_t)(r.end - r.p) < vl)
+			return -EIO;
+		e.deleted = del;
+		e.value = r.p;
+		e.value_len = vl;
+		r.p += vl;
+		err = fn(arg, &e);
+		if (err)
+			return err;
+	}
+	return r.p == r.end ? 0 : -EIO;
+}
+
+int store_snapshot_load(const char *datadir, int64_t max_ts, store_snap_fn fn, void *arg,
+			int64_t *ts_out, uint64_t *n_out)
+{
+	char dir[PATH_MAX];
+	int64_t *snaps = NULL;
+	size_t nsnaps = 0;
+	int err;
+
+	*ts_out = 0;
+	*n_out = 0;
+	snprintf(dir, sizeof(dir), "%s/" SNAP_DIR, datadir);
+	err = list_snaps(dir, &snaps, &nsnaps);
+	if (err)
+		return err;
+	for (size_t i = 0; i < nsnaps; i++) {
+		char path[PATH_MAX];
+		struct stat st;
+		unsigned char *m;
+		int64_t ts, time_ns;
+		uint64_t count;
+		int fd;
+
+		if (snaps[i] > max_ts) {
+			log_warn("skipping snapshot at commit %" PRId64 ": the log ends at %" PRId64,
+				 snaps[i], max_ts);
+			continue;
+		}
+		if (snap_name(path, sizeof(path), datadir, snaps[i]))
+			continue;
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || fstat(fd, &st) != 0 || st.st_size == 0) {
+			log_warn("skipping snapshot '%s': %s", path,
+				 fd < 0 ? strerror(errno) : "empty");
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		close(fd);
+		if (m == MAP_FAILED) {
+			log_warn("skipping snapshot '%s': %s", path, strerror(errno));
+			continue;
+		}
+		err = snap_validate(m, (size_t)st.st_size, &ts, &time_ns, &count);
+		if (!err && ts != snaps[i])
+			err = -EIO;
+		if (err) {
+			log_warn("skipping damaged snapshot '%s' (checksum or length)", path);
+			munmap(m, (size_t)st.st_size);
+			err = 0;
+			continue;
+		}
+		err = snap_apply(m, (size_t)st.st_size, count, fn, arg);
+		munmap(m, (size_t)st.st_size);
+		if (err)
+			break; /* applied partly: the caller must start over from the log */
+		*ts_out = ts;
+		*n_out = count;
+		break;
+	}
+	free(snaps);
+	return err;
+}
