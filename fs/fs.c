@@ -44,6 +44,7 @@ enum ikind {
 	IK_TXDIR,   /* .tx */
 	IK_HEALTH,  /* .health */
 	IK_VERSION, /* .version */
+	IK_METRICS, /* .metrics */
 	IK_LIVE,    /* a path of the live tree */
 	IK_TXROOT,  /* .tx/NAME */
 	IK_TXPATH,  /* a path of a transaction's view */
@@ -72,6 +73,7 @@ static bool is_past(enum ikind k)
 #define INO_HISTDIR 6
 #define INO_EVDIR 7
 #define INO_FOLLOWDIR 8
+#define INO_METRICS 9
 #define INO_FIRST_DYNAMIC 16
 #define UNKNOWN_INO 0xffffffffu
 
@@ -153,6 +155,8 @@ struct fs {
 	uid_t uid;
 	gid_t gid;
 	int64_t start_ns;
+
+	atomic_uint_fast64_t key_reads; /* opens of live keys for reading */
 
 	/* Leaf lock: protects by_ino, by_key, next_ino and inode fields. */
 	pthread_mutex_t itable_lock;
@@ -304,6 +308,10 @@ static int iget(struct fs *fs, fuse_ino_t ino, struct iref *out)
 		break;
 	case INO_VERSION:
 		out->kind = IK_VERSION;
+		out->type = TXN_FILE;
+		break;
+	case INO_METRICS:
+		out->kind = IK_METRICS;
 		out->type = TXN_FILE;
 		break;
 	case INO_ATDIR:
@@ -590,6 +598,85 @@ static int ev_parse(const char *path, size_t len, struct ev_path *out)
 	return 0;
 }
 
+/* Prometheus text exposition of the engine's counters and gauges. */
+static char *metrics_text(struct fs *fs)
+{
+	struct txn_stats s;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	long pages = 0, rss = 0;
+	FILE *statm = fopen("/proc/self/statm", "r");
+
+	if (!f)
+		return NULL;
+	if (statm) {
+		if (fscanf(statm, "%ld %ld", &pages, &rss) != 2)
+			rss = 0;
+		fclose(statm);
+	}
+	txn_engine_stats(fs->eng, &s);
+#define M(type, name, help, fmt, val)                                                     \
+	fprintf(f, "# HELP statehouse_" name " " help "\n# TYPE statehouse_" name " " type   \
+		   "\nstatehouse_" name " " fmt "\n",                                            \
+		val)
+	M("counter", "transactions_begun_total", "Transactions begun (mkdir .tx/NAME).",
+	  "%" PRIu64, s.begun);
+	M("counter", "transactions_committed_total", "Transactions committed by rename.",
+	  "%" PRIu64, s.committed);
+	M("counter", "transactions_aborted_total", "Transactions aborted by rmdir.", "%" PRIu64,
+	  s.aborted);
+	M("counter", "transactions_expired_total", "Transactions that passed their timeout.",
+	  "%" PRIu64, s.expired);
+	M("counter", "transactions_conflicted_total",
+	  "Transaction commits refused because another committed a key first.", "%" PRIu64,
+	  s.conflicted);
+	M("counter", "autocommits_total", "Direct writes, deletes and renames in the live tree.",
+	  "%" PRIu64, s.autocommits);
+	M("counter", "commits_failed_total", "Commit requests that failed (any reason).",
+	  "%" PRIu64, s.failed);
+	M("counter", "ops_written_total", "Keys written by commits.", "%" PRIu64, s.ops_written);
+	M("counter", "ops_deleted_total", "Keys deleted by commits.", "%" PRIu64, s.ops_deleted);
+	M("counter", "key_reads_total", "Opens of live keys for reading.", "%" PRIu64,
+	  (uint64_t)fs->key_reads);
+	M("counter", "recoveries_total", "Starts of the daemon on this data dir (each recovers).",
+	  "%" PRIu64, s.starts);
+	M("counter", "unclean_starts_total", "Starts after a run that did not stop cleanly.",
+	  "%" PRIu64, s.unclean_starts);
+	M("gauge", "open_transactions", "Transactions open now.", "%u", s.open_txns);
+	M("gauge", "head_commit_ts", "The newest commit_ts.", "%" PRId64, s.head_ts);
+	M("gauge", "database_bytes", "Size of the SQLite database file.", "%" PRIu64, s.db_bytes);
+	M("gauge", "wal_bytes", "Size of the SQLite write-ahead log.", "%" PRIu64, s.wal_bytes);
+	M("gauge", "commits_since_snapshot", "Commits after the newest snapshot.", "%" PRId64,
+	  s.head_ts - s.snapshot_ts);
+	M("gauge", "resident_memory_bytes", "Resident memory of the daemon.", "%ld",
+	  rss * sysconf(_SC_PAGESIZE));
+	M("gauge", "last_recovery_seconds", "Duration of the last start's recovery.", "%.6f",
+	  (double)s.last_recovery_ns / 1e9);
+	M("gauge", "last_recovery_replayed_events", "Events replayed by the last recovery.",
+	  "%" PRIu64, s.last_replayed);
+#undef M
+	fprintf(f, "# HELP statehouse_commit_latency_seconds From a commit request to its "
+		   "completion (durable and visible).\n"
+		   "# TYPE statehouse_commit_latency_seconds histogram\n");
+	for (int i = 0; i < TXN_LAT_BUCKETS; i++) {
+		if (i == TXN_LAT_BUCKETS - 1)
+			fprintf(f, "statehouse_commit_latency_seconds_bucket{le=\"+Inf\"} %" PRIu64
+				   "\n", s.lat_bucket[i]);
+		else
+			fprintf(f, "statehouse_commit_latency_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+				txn_latency_bounds_s[i], s.lat_bucket[i]);
+	}
+	fprintf(f, "statehouse_commit_latency_seconds_sum %.6f\n"
+		   "statehouse_commit_latency_seconds_count %" PRIu64 "\n",
+		s.lat_sum_s, s.lat_count);
+	if (fclose(f) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
 /* Is name one of the control files of a transaction directory? */
 static bool is_ctl_name(const char *name)
 {
@@ -611,6 +698,9 @@ static int file_content(struct fs *fs, const struct iref *r, struct blob **out)
 		return err;
 	case IK_VERSION:
 		*out = blob_from_str(version_json());
+		return *out ? 0 : -ENOMEM;
+	case IK_METRICS:
+		*out = blob_from_str(metrics_text(fs));
 		return *out ? 0 : -ENOMEM;
 	case IK_TXNOTE:
 	case IK_TXCTL:
@@ -742,6 +832,7 @@ static int stat_iref(struct fs *fs, const struct iref *r, struct stat *st)
 		return 0;
 	case IK_HEALTH:
 	case IK_VERSION:
+	case IK_METRICS:
 	case IK_TXCTL:
 	case IK_TXNOTE:
 		err = file_content(fs, r, &b);
@@ -823,6 +914,8 @@ static void reply_tuple(fuse_req_t req, enum ikind kind, uint64_t txn_id, enum t
 		ino = INO_HEALTH;
 	else if (kind == IK_VERSION)
 		ino = INO_VERSION;
+	else if (kind == IK_METRICS)
+		ino = INO_METRICS;
 	else if ((err = iget_tuple(fs, kind, txn_id, type, path, len, &ino))) {
 		reply_err(req, err);
 		return;
@@ -1104,6 +1197,8 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			reply_tuple(req, IK_HEALTH, 0, TXN_FILE, "", 0, NULL);
 		else if (!strcmp(name, ".version"))
 			reply_tuple(req, IK_VERSION, 0, TXN_FILE, "", 0, NULL);
+		else if (!strcmp(name, ".metrics"))
+			reply_tuple(req, IK_METRICS, 0, TXN_FILE, "", 0, NULL);
 		else if (!strcmp(name, ".at"))
 			reply_tuple(req, IK_ATDIR, 0, TXN_DIR, "", 0, NULL);
 		else if (!strcmp(name, ".history"))
@@ -1557,6 +1652,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			 * kernel's size and pages of the shared inode follow the writer's
 			 * uncommitted bytes: then read past them, from the daemon. */
 			fi->fh = 0;
+			fs->key_reads++;
 			if (ipending_size(fs, ino) >= 0)
 				fi->direct_io = 1;
 			else
@@ -2667,6 +2763,8 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 			err = dir_add(h, &cap, ".follow", TXN_DIR);
 		if (!err)
 			err = dir_add(h, &cap, ".history", TXN_DIR);
+		if (!err)
+			err = dir_add(h, &cap, ".metrics", TXN_FILE);
 		if (!err)
 			err = dir_add(h, &cap, ".tx", TXN_DIR);
 		if (!err)

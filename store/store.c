@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log.h"
 
@@ -220,6 +221,20 @@ int store_open(const char *datadir, const struct store_options *opt, struct stor
 		goto close_store;
 	if (sqlite3_step(q) == SQLITE_ROW)
 		schema = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	/* A damaged log must not be served: check it before anything is derived from it. */
+	err = prepare(st, st->wdb, "PRAGMA quick_check", &q);
+	if (err)
+		goto close_store;
+	rc = sqlite3_step(q);
+	if (rc != SQLITE_ROW || strcmp((const char *)sqlite3_column_text(q, 0), "ok") != 0) {
+		log_err("cannot open store '%s': integrity check failed: %s", st->path,
+			rc == SQLITE_ROW ? (const char *)sqlite3_column_text(q, 0)
+					 : sqlite3_errmsg(st->wdb));
+		sqlite3_finalize(q);
+		err = -EIO;
+		goto close_store;
+	}
 	sqlite3_finalize(q);
 	if (schema != STORE_SCHEMA_VERSION) {
 		log_err("cannot open store '%s': schema version %lld, this build reads %d",
@@ -1037,4 +1052,14 @@ int store_starts(struct store *st, uint64_t *count, uint64_t *unclean)
 	sqlite3_finalize(q);
 	pthread_mutex_unlock(&st->reader_lock);
 	return err;
+}
+
+void store_file_sizes(struct store *st, uint64_t *db, uint64_t *wal)
+{
+	char path[PATH_MAX + 8];
+	struct stat sb;
+
+	*db = stat(st->path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+	snprintf(path, sizeof(path), "%s-wal", st->path);
+	*wal = stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
 }

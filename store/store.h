@@ -207,6 +207,8 @@ struct store_start {
  * ended with store_record_stop(). */
 int store_record_start(struct store *st, const struct store_start *start, int *clean_prev);
 int store_record_stop(struct store *st);
+/* Bytes of the database file and of its write-ahead log (0 when absent). */
+void store_file_sizes(struct store *st, uint64_t *db, uint64_t *wal);
 /* How many starts, and how many of them followed an unclean stop. */
 int store_starts(struct store *st, uint64_t *count, uint64_t *unclean);
 

@@ -144,6 +144,14 @@ struct txn_engine {
 	txn_notify_fn notify;
 	void *notify_arg;
 
+	/* Counters for .metrics: atomics, bumped where things happen. */
+	atomic_uint_fast64_t n_begun, n_committed, n_aborted, n_expired, n_conflicted,
+		n_auto, n_failed, n_written, n_deleted;
+	pthread_mutex_t lat_lock; /* leaf: protects lat_* */
+	uint64_t lat_bucket[TXN_LAT_BUCKETS];
+	uint64_t lat_count;
+	double lat_sum_s;
+
 	char *datadir;
 	int64_t last_recovery_ns;
 	uint64_t last_replayed;
@@ -952,6 +960,7 @@ int txn_begin(struct txn_engine *eng, const char *name, size_t len, uint32_t uid
 		HASH_ADD_KEYPTR(hh_name, eng->by_name, tx->name, len, tx);
 		HASH_ADD(hh_id, eng->by_id, id, sizeof(tx->id), tx);
 		eng->n_open++;
+		eng->n_begun++;
 		txn_ref(tx); /* the table's reference */
 	}
 	pthread_mutex_unlock(&eng->table_lock);
@@ -995,6 +1004,14 @@ static void unpin_locked(struct txn_engine *eng, struct txn *tx, enum txn_state 
 	if (tx->state == TXN_OPEN || tx->state == TXN_COMMITTING)
 		eng->n_open--;
 	tx->state = to;
+	if (to == TXN_COMMITTED)
+		eng->n_committed++;
+	else if (to == TXN_ABORTED)
+		eng->n_aborted++;
+	else if (to == TXN_EXPIRED)
+		eng->n_expired++;
+	else if (to == TXN_CONFLICT)
+		eng->n_conflicted++;
 }
 
 int txn_remove(struct txn_engine *eng, const char *name, size_t len)
@@ -1748,6 +1765,7 @@ struct batch {
 	size_t nev, cap_ev;
 	char **paths; /* every op's path, owned; handed to the invalidation hook */
 	size_t np, cap_p;
+	uint64_t n_put, n_del; /* ops of the requests that applied */
 };
 
 static int grow(void **p, size_t *cap, size_t n, size_t size)
@@ -1851,6 +1869,10 @@ static int ev_add(struct batch *b, struct ev_build *eb, const char *path, size_t
 	if (!p)
 		return -ENOMEM;
 	b->paths[b->np++] = p;
+	if (value)
+		b->n_put++;
+	else
+		b->n_del++;
 	eb->ops[eb->n] = (struct store_op){
 		.path = p,
 		.path_len = len,
@@ -2095,6 +2117,25 @@ static void complete(struct txn_engine *eng, struct txn_commit_req *list, struct
 	struct txn_changes *ch = calloc(1, sizeof(*ch));
 	struct txn_commit_req *late = NULL, **late_tail = &late;
 
+	int64_t now = now_ns(CLOCK_MONOTONIC);
+
+	pthread_mutex_lock(&eng->lat_lock);
+	for (struct txn_commit_req *r = list; r; r = r->next) {
+		double s = (double)(now - r->queued_ns) / 1e9;
+		int i = 0;
+
+		while (i < TXN_LAT_BUCKETS - 1 && s > txn_latency_bounds_s[i])
+			i++;
+		for (; i < TXN_LAT_BUCKETS; i++)
+			eng->lat_bucket[i]++;
+		eng->lat_count++;
+		eng->lat_sum_s += s;
+		if (r->commit_ts < 0)
+			eng->n_failed++;
+		else if (!r->tx)
+			eng->n_auto++;
+	}
+	pthread_mutex_unlock(&eng->lat_lock);
 	for (struct txn_commit_req *r = list, *next; r; r = next) {
 		int err = r->commit_ts < 0 ? (int)r->commit_ts : 0;
 
@@ -2147,6 +2188,7 @@ static void run_batch(struct txn_engine *eng, struct txn_commit_req *list)
 	for (r = list; r; r = r->next) {
 		struct ev_build eb = { 0 };
 		size_t mark = b.na, pmark = b.np;
+		uint64_t put_mark = b.n_put, del_mark = b.n_del;
 		int64_t ts = eng->head_ts + 1;
 		int err = grow((void **)&b.ev, &b.cap_ev, b.nev, sizeof(*b.ev));
 
@@ -2159,6 +2201,8 @@ static void run_batch(struct txn_engine *eng, struct txn_commit_req *list)
 			undo_to(&b, mark);
 			while (b.np > pmark)
 				free(b.paths[--b.np]);
+			b.n_put = put_mark;
+			b.n_del = del_mark;
 			free(eb.ops);
 			r->commit_ts = err;
 			continue;
@@ -2196,6 +2240,8 @@ static void run_batch(struct txn_engine *eng, struct txn_commit_req *list)
 		b.np = 0;
 	} else {
 		publish_batch(eng, &b, pinned_min_locked(eng, eng->head_ts));
+		eng->n_written += b.n_put;
+		eng->n_deleted += b.n_del;
 	}
 	for (r = list; r; r = r->next) {
 		struct txn *tx = r->tx;
@@ -2276,6 +2322,7 @@ static void *committer_main(void *arg)
 static void enqueue(struct txn_engine *eng, struct txn_commit_req *req)
 {
 	req->next = NULL;
+	req->queued_ns = now_ns(CLOCK_MONOTONIC);
 	pthread_mutex_lock(&eng->q_lock);
 	*eng->q_tail = req;
 	eng->q_tail = &req->next;
@@ -2674,6 +2721,7 @@ int txn_engine_open(const char *datadir, const struct txn_options *opt,
 	pthread_rwlock_init(&eng->tree_lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
 	pthread_mutex_init(&eng->table_lock, NULL);
+	pthread_mutex_init(&eng->lat_lock, NULL);
 	pthread_mutex_init(&eng->q_lock, NULL);
 	pthread_cond_init(&eng->q_cond, NULL);
 	pthread_cond_init(&eng->reaper_cond, NULL);
@@ -2751,6 +2799,7 @@ void txn_engine_close(struct txn_engine *eng)
 	free(eng->datadir);
 	pthread_rwlock_destroy(&eng->tree_lock);
 	pthread_mutex_destroy(&eng->table_lock);
+	pthread_mutex_destroy(&eng->lat_lock);
 	pthread_mutex_destroy(&eng->q_lock);
 	pthread_cond_destroy(&eng->q_cond);
 	pthread_cond_destroy(&eng->reaper_cond);
@@ -3333,4 +3382,38 @@ int txn_verify(const char *datadir)
 	txn_engine_close(full);
 	txn_engine_close(snap);
 	return err;
+}
+
+/* ---- metrics ---------------------------------------------------------------------------- */
+
+const double txn_latency_bounds_s[TXN_LAT_BUCKETS] = {
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1e300,
+};
+
+void txn_engine_stats(struct txn_engine *eng, struct txn_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->begun = eng->n_begun;
+	out->committed = eng->n_committed;
+	out->aborted = eng->n_aborted;
+	out->expired = eng->n_expired;
+	out->conflicted = eng->n_conflicted;
+	out->autocommits = eng->n_auto;
+	out->failed = eng->n_failed;
+	out->ops_written = eng->n_written;
+	out->ops_deleted = eng->n_deleted;
+	pthread_mutex_lock(&eng->table_lock);
+	out->open_txns = eng->n_open;
+	pthread_mutex_unlock(&eng->table_lock);
+	out->head_ts = txn_engine_head(eng);
+	out->snapshot_ts = eng->snap_ts;
+	out->last_recovery_ns = eng->last_recovery_ns;
+	out->last_replayed = eng->last_replayed;
+	store_file_sizes(eng->store, &out->db_bytes, &out->wal_bytes);
+	store_starts(eng->store, &out->starts, &out->unclean_starts);
+	pthread_mutex_lock(&eng->lat_lock);
+	memcpy(out->lat_bucket, eng->lat_bucket, sizeof(out->lat_bucket));
+	out->lat_count = eng->lat_count;
+	out->lat_sum_s = eng->lat_sum_s;
+	pthread_mutex_unlock(&eng->lat_lock);
 }

@@ -77,6 +77,25 @@ int txn_verify(const char *datadir);
  * commits by the reaper thread, and at a clean close). */
 int txn_engine_snapshot(struct txn_engine *eng);
 
+/* Counters and gauges for .metrics (a consistent-enough copy; counters only grow). */
+#define TXN_LAT_BUCKETS 12
+extern const double txn_latency_bounds_s[TXN_LAT_BUCKETS]; /* last is +Inf */
+
+struct txn_stats {
+	uint64_t begun, committed, aborted, expired, conflicted, autocommits, failed;
+	uint64_t ops_written, ops_deleted;
+	uint64_t starts, unclean_starts;
+	unsigned open_txns;
+	int64_t head_ts, snapshot_ts;
+	uint64_t db_bytes, wal_bytes;
+	int64_t last_recovery_ns;
+	uint64_t last_replayed;
+	uint64_t lat_bucket[TXN_LAT_BUCKETS]; /* cumulative counts, as Prometheus wants */
+	uint64_t lat_count;
+	double lat_sum_s;
+};
+void txn_engine_stats(struct txn_engine *eng, struct txn_stats *out);
+
 /* Start the committer and the reaper. */
 int txn_engine_start(struct txn_engine *eng);
 /* Stop the committer and the reaper after completing every queued commit. */
@@ -148,6 +167,7 @@ struct txn_commit_req {
 	void *arg;
 	/* Set by the engine before done() runs. */
 	int rejected;                /* private: refused before it reached the queue */
+	int64_t queued_ns;           /* private: when it was queued, for the latency */
 	int64_t commit_ts;
 	struct txn_commit_req *next;
 };
