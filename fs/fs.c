@@ -1475,17 +1475,28 @@ static void park_interrupt(fuse_req_t req, void *data)
 	pthread_mutex_unlock(&fs->nq_lock);
 }
 
-/* Serve a read of an events handle from what it has rendered; false if nothing yet. */
-static bool events_serve(fuse_req_t req, struct handle *h, off_t off, size_t size)
+/*
+ * A copy of what a read of an events handle gets from the stream rendered so far, or
+ * NULL when nothing is there yet.  h->lock held.  The reply goes out after the lock is
+ * released: once it has, the reader may close and the release free h.
+ */
+static char *events_take(struct handle *h, off_t off, size_t size, size_t *n)
 {
-	if ((size_t)off >= h->ev.len)
-		return false;
-	size_t n = h->ev.len - (size_t)off < size ? h->ev.len - (size_t)off : size;
+	char *copy;
 
-	if ((size_t)off + n > h->ev_pos)
-		h->ev_pos = (size_t)off + n;
-	fuse_reply_buf(req, h->ev.data + off, n);
-	return true;
+	*n = 0;
+	if ((size_t)off >= h->ev.len)
+		return NULL;
+	*n = h->ev.len - (size_t)off < size ? h->ev.len - (size_t)off : size;
+	copy = malloc(*n);
+	if (!copy) {
+		*n = 0;
+		return NULL;
+	}
+	memcpy(copy, h->ev.data + off, *n);
+	if ((size_t)off + *n > h->ev_pos)
+		h->ev_pos = (size_t)off + *n;
+	return copy;
 }
 
 static void events_read(fuse_req_t req, struct handle *h, off_t off, size_t size)
@@ -1494,18 +1505,25 @@ static void events_read(fuse_req_t req, struct handle *h, off_t off, size_t size
 	struct parked *p;
 	int err = 0;
 
+	char *data = NULL;
+	size_t n = 0;
+	bool follow;
+
 	pthread_mutex_lock(&h->lock);
 	if ((size_t)off + size > h->ev.len)
 		err = events_refresh(fs, h);
-	if (err || events_serve(req, h, off, size) || !h->follow) {
+	if (!err)
+		data = events_take(h, off, size, &n);
+	follow = h->follow;
+	pthread_mutex_unlock(&h->lock);
+	if (err || data || !follow) {
 		if (err)
 			reply_err(req, err);
-		else if ((size_t)off >= h->ev.len)
-			fuse_reply_buf(req, NULL, 0); /* .events: end of the stream for now */
-		pthread_mutex_unlock(&h->lock);
+		else
+			fuse_reply_buf(req, data, n); /* n == 0: .events ends here for now */
+		free(data);
 		return;
 	}
-	pthread_mutex_unlock(&h->lock);
 
 	/* .follow at the end: wait for the next commit without holding a thread. */
 	p = calloc(1, sizeof(*p));
@@ -1530,13 +1548,11 @@ static void events_read(fuse_req_t req, struct handle *h, off_t off, size_t size
 static void events_wake(struct fs *fs)
 {
 	struct parked *list, *keep = NULL, **tail = &keep;
-	struct handle *polled, *h, *next;
+	struct handle *h, *next;
 
 	pthread_mutex_lock(&fs->nq_lock);
 	list = fs->parked;
 	fs->parked = NULL;
-	polled = fs->polled;
-	fs->polled = NULL;
 	pthread_mutex_unlock(&fs->nq_lock);
 
 	for (struct parked *p = list, *pn; p; p = pn) {
@@ -1551,10 +1567,16 @@ static void events_wake(struct fs *fs)
 			free(p);
 			continue;
 		}
+		char *data = NULL;
+		size_t n = 0;
+
 		pthread_mutex_lock(&p->h->lock);
-		done = events_refresh(fs, p->h) == 0 && events_serve(p->req, p->h, p->off, p->size);
+		if (events_refresh(fs, p->h) == 0)
+			data = events_take(p->h, p->off, p->size, &n);
 		pthread_mutex_unlock(&p->h->lock);
-		if (done) {
+		if (data) {
+			fuse_reply_buf(p->req, data, n);
+			free(data);
 			free(p);
 			continue;
 		}
@@ -1562,28 +1584,20 @@ static void events_wake(struct fs *fs)
 		*tail = p;
 		tail = &p->next;
 	}
-	for (h = polled; h; h = next) {
-		bool ready;
-
+	/* Pollers: wake each once per commit (a spurious wake is allowed; the kernel polls
+	 * again and fs_op_poll re-arms).  Under nq_lock, so a release cannot free h. */
+	pthread_mutex_lock(&fs->nq_lock);
+	for (h = fs->polled; h; h = next) {
 		next = h->poll_next;
-		pthread_mutex_lock(&h->lock);
-		ready = events_refresh(fs, h) == 0 && h->ev.len > h->ev_pos;
-		pthread_mutex_unlock(&h->lock);
-		pthread_mutex_lock(&fs->nq_lock);
-		if (ready && h->ph) {
+		if (h->ph) {
 			fuse_lowlevel_notify_poll(h->ph);
 			fuse_pollhandle_destroy(h->ph);
 			h->ph = NULL;
 		}
-		if (h->ph) {
-			h->poll_next = fs->polled;
-			fs->polled = h;
-		} else {
-			h->polled = false;
-		}
-		pthread_mutex_unlock(&fs->nq_lock);
+		h->polled = false;
+		h->poll_next = NULL;
 	}
-	pthread_mutex_lock(&fs->nq_lock);
+	fs->polled = NULL;
 	*tail = fs->parked;
 	fs->parked = keep;
 	pthread_mutex_unlock(&fs->nq_lock);
@@ -1638,6 +1652,7 @@ static void queue_inval(struct fs *fs, uint64_t ino)
 static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
+	bool trunc_live;
 	struct handle *h = NULL;
 	struct blob *b = NULL;
 	struct iref r;
@@ -1729,8 +1744,9 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fi->direct_io = 1;
 	iwriter(fs, ino, 1, h->size);
 	fi->fh = (uintptr_t)h;
+	trunc_live = r.kind == IK_LIVE && (fi->flags & O_TRUNC);
 	fuse_reply_open(req, fi);
-	if (r.kind == IK_LIVE && (fi->flags & O_TRUNC))
+	if (trunc_live)
 		queue_inval(fs, ino); /* the kernel set the shared size to 0 */
 	blob_unref(b);
 	iref_release(&r);
@@ -1758,13 +1774,18 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (h && h->kind == H_CONTENT) {
 		b = blob_ref(h->content);
 	} else if (h && h->kind == H_WRITE) {
+		/* A copy, replied after the lock is released (see events_take). */
 		pthread_mutex_lock(&h->lock);
-		if ((size_t)off < h->size)
-			fuse_reply_buf(req, h->buf + off,
-				       h->size - (size_t)off < size ? h->size - (size_t)off : size);
-		else
-			fuse_reply_buf(req, NULL, 0);
+		b = blob_new((size_t)off < h->size ? h->buf + off : "",
+			     (size_t)off < h->size ? (h->size - (size_t)off < size
+						      ? h->size - (size_t)off : size) : 0);
 		pthread_mutex_unlock(&h->lock);
+		if (!b) {
+			reply_err(req, -ENOMEM);
+			return;
+		}
+		fuse_reply_buf(req, (const char *)b->data, b->len);
+		blob_unref(b);
 		return;
 	} else {
 		err = iget(fs, ino, &r);
@@ -1809,6 +1830,7 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t 
 	struct fs *fs = fs_of(req);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	size_t end;
+	bool live;
 	int err = 0;
 
 	if (!h || h->kind != H_WRITE) {
@@ -1865,8 +1887,10 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t 
 		reply_err(req, err);
 		return;
 	}
+	/* After the reply the writer may close and the release free h: decide first. */
+	live = h->ir.kind == IK_LIVE;
 	fuse_reply_write(req, size);
-	if (h->ir.kind == IK_LIVE) {
+	if (live) {
 		/* The kernel grew the shared inode's size to the writer's: make readers ask
 		 * again, or they would read zeros past the committed end. */
 		queue_inval(fs, ino);
