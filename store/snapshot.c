@@ -112,9 +112,14 @@ static int list_snaps(const char *dir, int64_t **out, size_t *n)
 		return errno == ENOENT ? 0 : -errno;
 	while ((de = readdir(d))) {
 		long long ts;
-		char tail[8];
+		char *end;
 
-		if (sscanf(de->d_name, "snap-%20lld.bi%1s", &ts, tail) != 2 || strcmp(tail, "n"))
+		/* Exactly snap-<20 digits>.bin: not a leftover .tmp, not a set-aside .stale. */
+		if (strlen(de->d_name) != 29 || strncmp(de->d_name, "snap-", 5) ||
+		    strcmp(de->d_name + 25, ".bin"))
+			continue;
+		ts = strtoll(de->d_name + 5, &end, 10);
+		if (end != de->d_name + 25)
 			continue;
 		if (cnt == cap) {
 			cap = cap ? cap * 2 : 8;
@@ -142,6 +147,25 @@ static int list_snaps(const char *dir, int64_t **out, size_t *n)
 	return 0;
 }
 
+/* Temporary files of snapshots a crash interrupted. */
+static void remove_leftovers(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		char path[PATH_MAX];
+
+		if (n > 4 && !strncmp(de->d_name, "snap-", 5) && !strcmp(de->d_name + n - 4, ".tmp") &&
+		    snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) < (int)sizeof(path))
+			unlink(path);
+	}
+	closedir(d);
+}
+
 int store_snapshot_write(const char *datadir, int64_t ts, int64_t time_ns,
 			 store_snap_next_fn next, void *arg, unsigned keep)
 {
@@ -165,6 +189,7 @@ int store_snapshot_write(const char *datadir, int64_t ts, int64_t time_ns,
 	if (err)
 		goto out;
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	remove_leftovers(dir);
 	w->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (w->fd < 0) {
 		err = -errno;
@@ -326,13 +351,21 @@ int store_snapshot_load(const char *datadir, int64_t max_ts, store_snap_fn fn, v
 		uint64_t count;
 		int fd;
 
-		if (snaps[i] > max_ts) {
-			log_warn("skipping snapshot at commit %" PRId64 ": the log ends at %" PRId64,
-				 snaps[i], max_ts);
-			continue;
-		}
 		if (snap_name(path, sizeof(path), datadir, snaps[i]))
 			continue;
+		if (snaps[i] > max_ts) {
+			/* The log lost its tail (fsync=0 and a power cut, or a restored file):
+			 * this snapshot describes another history.  Set it aside for good, or it
+			 * would be loaded once the head passes it again. */
+			char aside[PATH_MAX + 8];
+
+			snprintf(aside, sizeof(aside), "%s.stale", path);
+			log_warn("setting aside snapshot '%s': it is at commit %" PRId64
+				 " but the log ends at %" PRId64, path, snaps[i], max_ts);
+			if (rename(path, aside) != 0)
+				log_warn("cannot rename '%s': %s", path, strerror(errno));
+			continue;
+		}
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0 || fstat(fd, &st) != 0 || st.st_size == 0) {
 			log_warn("skipping snapshot '%s': %s", path,
