@@ -560,7 +560,8 @@ static int row_version(sqlite3_stmt *q, struct store_version *v, int copy)
 	if (val || sqlite3_column_type(q, 5) == SQLITE_BLOB) {
 		v->value = malloc(vlen + 1);
 		if (v->value) {
-			memcpy(v->value, val, vlen);
+			if (vlen) /* an empty blob comes back as NULL */
+				memcpy(v->value, val, vlen);
 			((char *)v->value)[vlen] = '\0';
 		}
 	}
