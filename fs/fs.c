@@ -142,6 +142,13 @@ struct parked {
 	struct parked *next;
 };
 
+struct evsize {
+	char *key;
+	int64_t last_ts;
+	size_t size;
+	UT_hash_handle hh;
+};
+
 struct nq_item {
 	struct txn_changes *ch; /* a batch of commits, or NULL: */
 	uint64_t inval_ino;     /* an inode whose kernel size a writer changed */
@@ -157,6 +164,13 @@ struct fs {
 	int64_t start_ns;
 
 	atomic_uint_fast64_t key_reads; /* opens of live keys for reading */
+
+	/* Sizes of event streams as of ev_sizes[i].last_ts, so stat (which the kernel sends
+	 * without a file handle, fstat included) renders only what is new.  ev_lock is
+	 * held while rendering; it is a leaf. */
+	pthread_mutex_t ev_lock;
+	struct evsize *ev_sizes;
+	unsigned n_ev_sizes;
 
 	/* Leaf lock: protects by_ino, by_key, next_ino and inode fields. */
 	pthread_mutex_t itable_lock;
@@ -549,6 +563,58 @@ struct ev_path {
 static int parse_u64(const char *s, size_t len, uint64_t *out);
 static int events_refresh(struct fs *fs, struct handle *h);
 
+#define EV_SIZES_MAX 4096
+
+/* The size of an event stream now: what it had, plus what was committed since. */
+static int events_size(struct fs *fs, const struct ev_path *ep, size_t *out)
+{
+	char key[sizeof(ep->filter) + 32];
+	struct evsize *e = NULL;
+	int err = 0;
+
+	snprintf(key, sizeof(key), "%" PRId64 "|%s", ep->since, ep->filter);
+	pthread_mutex_lock(&fs->ev_lock);
+	HASH_FIND_STR(fs->ev_sizes, key, e);
+	if (!e) {
+		if (fs->n_ev_sizes >= EV_SIZES_MAX) {
+			struct evsize *x, *tmp;
+
+			HASH_ITER(hh, fs->ev_sizes, x, tmp) {
+				HASH_DEL(fs->ev_sizes, x);
+				free(x->key);
+				free(x);
+			}
+			fs->n_ev_sizes = 0;
+		}
+		e = calloc(1, sizeof(*e));
+		if (!e || !(e->key = strdup(key))) {
+			free(e);
+			pthread_mutex_unlock(&fs->ev_lock);
+			return -ENOMEM;
+		}
+		e->last_ts = ep->since - 1;
+		HASH_ADD_KEYPTR(hh, fs->ev_sizes, e->key, strlen(e->key), e);
+		fs->n_ev_sizes++;
+	}
+	int64_t head = txn_engine_head(fs->eng);
+
+	if (head > e->last_ts) {
+		struct txn_buf buf = { 0 };
+		int64_t last = 0;
+
+		err = txn_events_render(fs->eng, ep->filter, strlen(ep->filter), e->last_ts + 1,
+					head, &buf, &last);
+		if (!err) {
+			e->size += buf.len;
+			e->last_ts = head;
+		}
+		free(buf.data);
+	}
+	*out = e->size;
+	pthread_mutex_unlock(&fs->ev_lock);
+	return err;
+}
+
 /*
  * "" | "all.jsonl" | "<ns>" | "<ns>/<agent>.jsonl", each also below "since/<ts>/";
  * "since" itself.  Namespaces and agents are implicit, as in the live tree.
@@ -810,9 +876,12 @@ static int stat_iref(struct fs *fs, const struct iref *r, struct stat *st)
 			fill_attr(fs, st, r->ino, TXN_DIR, 0, 0, 0555);
 			return 0;
 		}
-		/* Its size would take rendering the whole stream: a closed stream shows 0,
-		 * an open one its current size (fs_op_getattr with the handle). */
-		fill_attr(fs, st, r->ino, TXN_FILE, 0, 0, 0444);
+		size_t size;
+
+		err = events_size(fs, &ep, &size);
+		if (err)
+			return err;
+		fill_attr(fs, st, r->ino, TXN_FILE, size, 0, 0444);
 		return 0;
 	}
 	case IK_TXROOT:
@@ -982,13 +1051,15 @@ static int parse_u64(const char *s, size_t len, uint64_t *out)
 {
 	uint64_t v = 0;
 
-	if (len == 0 || len > 18 || (s[0] == '0' && len > 1))
+	if (len == 0 || len > 19 || (s[0] == '0' && len > 1))
 		return -EINVAL;
 	for (size_t i = 0; i < len; i++) {
 		if (s[i] < '0' || s[i] > '9')
 			return -EINVAL;
 		v = v * 10 + (uint64_t)(s[i] - '0');
 	}
+	if (v > INT64_MAX)
+		return -EINVAL; /* commit_ts and versions are signed 64-bit */
 	*out = v;
 	return 0;
 }
@@ -3273,6 +3344,7 @@ int fs_new(struct txn_engine *eng, const struct fs_options *opt, struct fs **out
 	fs->start_ns = now_ns(CLOCK_REALTIME);
 	fs->next_ino = INO_FIRST_DYNAMIC;
 	pthread_mutex_init(&fs->itable_lock, NULL);
+	pthread_mutex_init(&fs->ev_lock, NULL);
 	pthread_mutex_init(&fs->nq_lock, NULL);
 	pthread_cond_init(&fs->nq_cond, NULL);
 	fs->nq_tail = &fs->nq_head;
@@ -3317,6 +3389,16 @@ void fs_free(struct fs *fs)
 			HASH_DELETE(hh_key, fs->by_key, in);
 		inode_free(in);
 	}
+	{
+		struct evsize *x, *xtmp;
+
+		HASH_ITER(hh, fs->ev_sizes, x, xtmp) {
+			HASH_DEL(fs->ev_sizes, x);
+			free(x->key);
+			free(x);
+		}
+	}
+	pthread_mutex_destroy(&fs->ev_lock);
 	pthread_mutex_destroy(&fs->itable_lock);
 	pthread_mutex_destroy(&fs->nq_lock);
 	pthread_cond_destroy(&fs->nq_cond);
