@@ -4,9 +4,10 @@
  * Design notes
  *
  * Invariants
- *  1. The store's log is the truth.  The tree here is derived from it: txn_engine_open()
- *     replays the log, and a commit changes the tree only after store_append() returned
- *     success for the batch holding it (publish_batch()).
+ *  1. The store's log is the truth.  The tree here is derived from it: recover() loads
+ *     the newest snapshot and replays the log after it, and a commit becomes visible
+ *     only after store_append() returned success for the batch holding it
+ *     (publish_batch()).
  *  2. Every key that ever existed has a node whose newest version is its current state
  *     (a delete is a version without a value), so per-key versions continue after a
  *     delete and after a restart.
@@ -23,12 +24,13 @@
  *     published_ts; a directory exists in the live tree while pub_desc > 0 (or mkdir
  *     made it explicitly).
  *
- * Transaction state machine (edges named by the function that takes them)
- *   OPEN --txn_commit_tx--> COMMITTING --publish_batch--> COMMITTED
- *   COMMITTING --apply_txn (conflict / shape clash)--> CONFLICT
- *   COMMITTING --apply_txn (deadline passed)--> EXPIRED
- *   COMMITTING --fail_batch (ENOSPC, EIO)--> OPEN          (nothing changed; retry)
- *   OPEN --reaper_expire--> EXPIRED
+ * Transaction state machine (edges named by the function that takes them; run_batch()
+ * sets the states after apply_txn() decided and the store answered)
+ *   OPEN --txn_commit_tx--> COMMITTING --run_batch (durable)--> COMMITTED
+ *   COMMITTING --run_batch (apply_txn: conflict / shape clash)--> CONFLICT
+ *   COMMITTING --run_batch (apply_txn: deadline passed)--> EXPIRED
+ *   COMMITTING --run_batch (store failed: ENOSPC, EIO)--> OPEN   (nothing changed; retry)
+ *   OPEN --reap_expired / txn_commit_tx (deadline passed)--> EXPIRED
  *   OPEN --txn_remove--> ABORTED (and out of the table)
  * Only OPEN and COMMITTING pin a snapshot and count against max_open_txns.
  */
