@@ -102,22 +102,9 @@ version_of() { sh_xattr version "$1"; }
 
 @test "during commit: after SIGKILL every multi-key commit is there whole or not at all" {
 	local w i n ok
-	for w in w1 w2; do
-		"$SH_PYTHON" "$REPO_ROOT/test/bats/commit_loop.py" "$MNT" "$w" "$SH_TMP/ack.$w" \
-			2>>"$SH_TMP/loop.log" 3>&- &
-		LOOPS+=($!)
-	done
+	sh_start_commit_loops ""
 	# Let both writers commit for a while, then kill the daemon under them.
-	for ((i = 0; i < 1200; i++)); do
-		ok=0
-		for w in w1 w2; do
-			n=$(cat "$SH_TMP/ack.$w" 2>/dev/null | wc -l)
-			[ "$n" -ge 20 ] && ok=$((ok + 1))
-		done
-		[ "$ok" -eq 2 ] && break
-		sleep 0.05
-	done
-	[ "$ok" -eq 2 ] || fail "the writers did not commit 20 times each within 60 s: $(cat "$SH_TMP/loop.log")"
+	sh_wait_acks 20 || fail "the writers did not commit 20 times each within 60 s: $(cat "$SH_TMP/loop.log")"
 	for i in "${LOOPS[@]}"; do
 		kill -0 "$i" || fail "a writer stopped before the kill: $(cat "$SH_TMP/loop.log")"
 	done

@@ -310,22 +310,9 @@ starts() {
 	local cycle w i n ok
 	sh_mount -o snapshot_interval=7
 	for cycle in 1 2 3; do
-		for w in w1 w2; do
-			rm -f "$SH_TMP/ack.$w"
-			"$SH_PYTHON" "$REPO_ROOT/test/bats/commit_loop.py" "$MNT" "$w.$cycle" "$SH_TMP/ack.$w" \
-				2>>"$SH_TMP/loop.log" 3>&- &
-			LOOPS+=($!)
-		done
-		for ((i = 0; i < 1200; i++)); do
-			ok=0
-			for w in w1 w2; do
-				n=$(cat "$SH_TMP/ack.$w" 2>/dev/null | wc -l)
-				[ "$n" -ge 15 ] && ok=$((ok + 1))
-			done
-			[ "$ok" -eq 2 ] && break
-			sleep 0.05
-		done
-		[ "$ok" -eq 2 ] || fail "cycle $cycle: the writers did not commit 15 times each within 60 s: $(cat "$SH_TMP/loop.log")"
+		rm -f "$SH_TMP/ack.w1" "$SH_TMP/ack.w2"
+		sh_start_commit_loops ".$cycle"
+		sh_wait_acks 15 || fail "cycle $cycle: the writers did not commit 15 times each within 60 s: $(cat "$SH_TMP/loop.log")"
 		sh_kill9
 		for i in "${LOOPS[@]}"; do wait "$i" || true; done
 		LOOPS=()

@@ -276,3 +276,29 @@ sh_umount_below() {
 	done < <(awk -v top="$1/" 'index($5, top) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
 	return $rc
 }
+
+# sh_start_commit_loops TAG: start the multi-key commit loops w1 and w2 (commit_loop.py),
+# each acknowledging to $SH_TMP/ack.<w>; their pids go to LOOPS.
+sh_start_commit_loops() {
+	local w
+	for w in w1 w2; do
+		"$SH_PYTHON" "$REPO_ROOT/test/bats/commit_loop.py" "$MNT" "$w$1" "$SH_TMP/ack.$w" \
+			2>>"$SH_TMP/loop.log" 3>&- &
+		LOOPS+=($!)
+	done
+}
+
+# sh_wait_acks N: wait (deadline 60 s) until both loops acknowledged N commits.
+sh_wait_acks() {
+	local w i n ok=0
+	for ((i = 0; i < 1200; i++)); do
+		ok=0
+		for w in w1 w2; do
+			n=$(cat "$SH_TMP/ack.$w" 2>/dev/null | wc -l)
+			[ "$n" -ge "$1" ] && ok=$((ok + 1))
+		done
+		[ "$ok" -eq 2 ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
