@@ -45,6 +45,7 @@ enum ikind {
 	IK_HEALTH,  /* .health */
 	IK_VERSION, /* .version */
 	IK_METRICS, /* .metrics */
+	IK_STATUS,  /* .status */
 	IK_LIVE,    /* a path of the live tree */
 	IK_TXROOT,  /* .tx/NAME */
 	IK_TXPATH,  /* a path of a transaction's view */
@@ -74,6 +75,7 @@ static bool is_past(enum ikind k)
 #define INO_EVDIR 7
 #define INO_FOLLOWDIR 8
 #define INO_METRICS 9
+#define INO_STATUS 10
 #define INO_FIRST_DYNAMIC 16
 #define UNKNOWN_INO 0xffffffffu
 
@@ -162,6 +164,7 @@ struct fs {
 	uid_t uid;
 	gid_t gid;
 	int64_t start_ns;
+	char *datadir, *mountpoint; /* owned copies, for .status */
 
 	atomic_uint_fast64_t key_reads; /* opens of live keys for reading */
 
@@ -326,6 +329,10 @@ static int iget(struct fs *fs, fuse_ino_t ino, struct iref *out)
 		break;
 	case INO_METRICS:
 		out->kind = IK_METRICS;
+		out->type = TXN_FILE;
+		break;
+	case INO_STATUS:
+		out->kind = IK_STATUS;
 		out->type = TXN_FILE;
 		break;
 	case INO_ATDIR:
@@ -537,6 +544,44 @@ static char *version_json(void)
 	json_object_set_new(o, "schema", json_integer(txn_schema_version()));
 	json_object_set_new(o, "sqlite", json_string(txn_sqlite_version()));
 	json_object_set_new(o, "libfuse", json_string(fuse_pkgversion()));
+	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	if (s && asprintf(&line, "%s\n", s) < 0)
+		line = NULL;
+	free(s);
+	return line;
+}
+
+/* .status: who serves this mount and how it is doing, for statehousectl status. */
+static char *status_json(struct fs *fs)
+{
+	struct txn_stats st;
+	json_t *o = json_object(), *rec = json_object();
+	char *s, *line = NULL, started[32];
+	time_t t = (time_t)(fs->start_ns / 1000000000);
+	struct tm tm;
+	int err = txn_engine_check(fs->eng);
+
+	txn_engine_stats(fs->eng, &st);
+	gmtime_r(&t, &tm);
+	strftime(started, sizeof(started), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	json_object_set_new(o, "pid", json_integer(getpid()));
+	json_object_set_new(o, "datadir", json_string(fs->datadir));
+	json_object_set_new(o, "mountpoint", json_string(fs->mountpoint));
+	json_object_set_new(o, "version", json_string(STATEHOUSE_VERSION));
+	json_object_set_new(o, "health", json_string(err ? strerror(-err) : "ok"));
+	json_object_set_new(o, "read_only", json_boolean(fs->opt.read_only));
+	json_object_set_new(o, "head_commit_ts", json_integer(st.head_ts));
+	json_object_set_new(o, "open_transactions", json_integer(st.open_txns));
+	json_object_set_new(o, "starts", json_integer((json_int_t)st.starts));
+	json_object_set_new(o, "unclean_starts", json_integer((json_int_t)st.unclean_starts));
+	json_object_set_new(o, "started", json_string(started));
+	json_object_set_new(o, "uptime_s",
+			    json_integer((now_ns(CLOCK_REALTIME) - fs->start_ns) / 1000000000));
+	json_object_set_new(o, "snapshot_ts", json_integer(st.snapshot_ts));
+	json_object_set_new(rec, "ms", json_integer(st.last_recovery_ns / 1000000));
+	json_object_set_new(rec, "replayed_events", json_integer((json_int_t)st.last_replayed));
+	json_object_set_new(o, "last_recovery", rec);
 	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	if (s && asprintf(&line, "%s\n", s) < 0)
@@ -768,6 +813,9 @@ static int file_content(struct fs *fs, const struct iref *r, struct blob **out)
 	case IK_METRICS:
 		*out = blob_from_str(metrics_text(fs));
 		return *out ? 0 : -ENOMEM;
+	case IK_STATUS:
+		*out = blob_from_str(status_json(fs));
+		return *out ? 0 : -ENOMEM;
 	case IK_TXNOTE:
 	case IK_TXCTL:
 		tx = txn_find_id(fs->eng, r->txn_id);
@@ -811,8 +859,87 @@ static int file_content(struct fs *fs, const struct iref *r, struct blob **out)
 	}
 }
 
+/*
+ * Owner, group and mode of what an inode names (st already filled with the type).
+ * Namespaces and agents have their own (txn_dir_attr); keys and key directories take
+ * their agent's; the past shows the same without write bits; a transaction directory
+ * and its files belong to whoever began it; the rest to the daemon's user.  With
+ * default_permissions the kernel checks every access against these.
+ */
+static void set_owner(struct fs *fs, const struct iref *r, struct stat *st)
+{
+	mode_t type = st->st_mode & S_IFMT, mask = S_ISDIR(st->st_mode) ? 07777 : 0666;
+	const char *path = r->path;
+	size_t len = r->len;
+	struct txn_attr a;
+	struct ev_path ep;
+	struct txn *tx;
+
+	switch (r->kind) {
+	case IK_TXDIR:
+		st->st_mode = type | 01777; /* anyone may begin; only the owner may remove */
+		return;
+	case IK_TXROOT:
+	case IK_TXNOTE:
+	case IK_TXCTL:
+		tx = txn_find_id(fs->eng, r->txn_id);
+		if (!tx)
+			return;
+		st->st_uid = txn_uid(tx);
+		st->st_gid = txn_gid(tx);
+		if (r->kind == IK_TXROOT)
+			st->st_mode = type | (txn_get_state(tx) == TXN_COMMITTED ? 0500 : 0700);
+		else
+			st->st_mode = type | (st->st_mode & 0600);
+		txn_unref(tx);
+		return;
+	case IK_LIVE:
+	case IK_TXPATH:
+		break;
+	case IK_AT:
+	case IK_HIST:
+	case IK_HISTKEY:
+	case IK_HISTVER:
+	case IK_HISTIDX:
+		mask &= 0555; /* the past is read-only */
+		break;
+	case IK_EV:
+		if (!S_ISREG(st->st_mode) || ev_parse(path, len, &ep))
+			return;
+		if (!ep.filter[0]) {
+			/* Every agent's ops: for the daemon's user (and root) only. */
+			st->st_mode = type | 0400;
+			return;
+		}
+		path = ep.filter;
+		len = strlen(ep.filter);
+		mask = 0444;
+		break;
+	default:
+		return;
+	}
+	if (len == 0 || txn_dir_attr(fs->eng, path, len, &a))
+		return;
+	if (txn_path_depth(path, len) > 2)
+		mask &= 0777; /* no set-id or sticky bits below an agent */
+	st->st_uid = a.uid;
+	st->st_gid = a.gid;
+	st->st_mode = type | (a.mode & mask);
+}
+
+static int stat_iref_base(struct fs *fs, const struct iref *r, struct stat *st);
+
 /* stat() of what an inode names. */
 static int stat_iref(struct fs *fs, const struct iref *r, struct stat *st)
+{
+	int err = stat_iref_base(fs, r, st);
+
+	if (!err)
+		set_owner(fs, r, st);
+	return err;
+}
+
+static int stat_iref_base(struct fs *fs, const struct iref *r, struct stat *st)
 {
 	struct txn_entry e;
 	struct blob *b;
@@ -895,6 +1022,7 @@ static int stat_iref(struct fs *fs, const struct iref *r, struct stat *st)
 	case IK_HEALTH:
 	case IK_VERSION:
 	case IK_METRICS:
+	case IK_STATUS:
 	case IK_TXCTL:
 	case IK_TXNOTE:
 		err = file_content(fs, r, &b);
@@ -978,6 +1106,8 @@ static void reply_tuple(fuse_req_t req, enum ikind kind, uint64_t txn_id, enum t
 		ino = INO_VERSION;
 	else if (kind == IK_METRICS)
 		ino = INO_METRICS;
+	else if (kind == IK_STATUS)
+		ino = INO_STATUS;
 	else if ((err = iget_tuple(fs, kind, txn_id, type, path, len, &ino))) {
 		reply_err(req, err);
 		return;
@@ -1263,6 +1393,8 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			reply_tuple(req, IK_VERSION, 0, TXN_FILE, "", 0, NULL);
 		else if (!strcmp(name, ".metrics"))
 			reply_tuple(req, IK_METRICS, 0, TXN_FILE, "", 0, NULL);
+		else if (!strcmp(name, ".status"))
+			reply_tuple(req, IK_STATUS, 0, TXN_FILE, "", 0, NULL);
 		else if (!strcmp(name, ".at"))
 			reply_tuple(req, IK_ATDIR, 0, TXN_DIR, "", 0, NULL);
 		else if (!strcmp(name, ".history"))
@@ -2009,7 +2141,8 @@ static void waiter_done(struct txn_commit_req *creq, int err)
 		reply_err(w->req, err);
 		break;
 	case W_SETATTR: {
-		struct iref r = { .ino = w->ino, .kind = IK_LIVE, .type = TXN_FILE,
+		struct iref r = { .ino = w->ino, .kind = IK_LIVE,
+				  .type = w->is_dir ? TXN_DIR : TXN_FILE,
 				  .path = creq->path, .len = strlen(creq->path) };
 		struct stat st;
 
@@ -2322,7 +2455,8 @@ static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 			err = -EINVAL;
 			goto out;
 		}
-		err = txn_begin(fs->eng, name, strlen(name), fuse_req_ctx(req)->uid, &tx);
+		err = txn_begin(fs->eng, name, strlen(name), fuse_req_ctx(req)->uid,
+				fuse_req_ctx(req)->gid, &tx);
 		if (!err)
 			reply_tuple(req, IK_TXROOT, txn_id(tx), TXN_DIR, "", 0, NULL);
 		goto out;
@@ -2685,6 +2819,46 @@ out:
 
 /* ---- setattr ----------------------------------------------------------------------- */
 
+/*
+ * chmod, chown, chgrp.  On a namespace or agent directory of the live tree a change is
+ * a commit (1: queued, the reply comes when it is durable).  Everything else keeps the
+ * owner and mode it derives from its agent: asking for what it already has succeeds
+ * (cp -p, rsync), anything else is EPERM.  The kernel (default_permissions) has
+ * already checked that the caller may ask.
+ */
+static int set_owner_mode(struct fs *fs, fuse_req_t req, const struct iref *r,
+			  const struct stat *attr, int to_set)
+{
+	struct txn_commit_req *c;
+	struct stat cur;
+	struct txn_attr a;
+	int depth, err = stat_iref(fs, r, &cur);
+
+	if (err)
+		return err;
+	a.uid = (to_set & FUSE_SET_ATTR_UID) ? (uint32_t)attr->st_uid : (uint32_t)cur.st_uid;
+	a.gid = (to_set & FUSE_SET_ATTR_GID) ? (uint32_t)attr->st_gid : (uint32_t)cur.st_gid;
+	a.mode = (to_set & FUSE_SET_ATTR_MODE) ? (uint32_t)(attr->st_mode & 07777)
+					       : (uint32_t)(cur.st_mode & 07777);
+	a.own = true;
+	if (a.uid == cur.st_uid && a.gid == cur.st_gid && a.mode == (cur.st_mode & 07777))
+		return 0;
+	depth = r->kind == IK_LIVE ? txn_path_depth(r->path, r->len) : 0;
+	if (depth < 1 || depth > 2 || r->type != TXN_DIR)
+		return is_past(r->kind) ? -EROFS : -EPERM;
+	c = creq_new(fs, req, W_SETATTR, false);
+	if (!c || !(c->path = strdup(r->path))) {
+		creq_abandon(c);
+		return -ENOMEM;
+	}
+	((struct waiter *)c->arg)->ino = r->ino;
+	((struct waiter *)c->arg)->is_dir = true;
+	c->kind = TXN_AUTO_ATTR;
+	c->attr = a;
+	txn_autocommit(fs->eng, c);
+	return 1;
+}
+
 static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			  struct fuse_file_info *fi)
 {
@@ -2696,6 +2870,15 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 
 	if (err)
 		goto fail;
+	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		err = set_owner_mode(fs, req, &r, attr, to_set);
+		if (err == 1) {
+			iref_release(&r);
+			return; /* committing; the reply comes with the commit */
+		}
+		if (err)
+			goto fail;
+	}
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		size_t size = (size_t)attr->st_size;
 
@@ -2778,7 +2961,7 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 				goto fail;
 		}
 	}
-	/* Modes, owners and times are accepted and change nothing (yet). */
+	/* Times are accepted and change nothing: mtime is the time of the commit. */
 	err = stat_iref(fs, &r, &st);
 	if (err)
 		goto fail;
@@ -2862,6 +3045,8 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 			err = dir_add(h, &cap, ".history", TXN_DIR);
 		if (!err)
 			err = dir_add(h, &cap, ".metrics", TXN_FILE);
+		if (!err)
+			err = dir_add(h, &cap, ".status", TXN_FILE);
 		if (!err)
 			err = dir_add(h, &cap, ".tx", TXN_DIR);
 		if (!err)
@@ -3154,6 +3339,36 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 }
 
 /* Invalidate what a batch of commits made stale in the kernel's caches. */
+/* The owner or mode of a namespace or agent changed: every inode at or below it, in
+ * every view, has stale attributes (keys take their agent's). */
+static void invalidate_below(struct fs *fs, const char *p, size_t len)
+{
+	uint64_t *inos = NULL;
+	size_t n = 0, cap = 0;
+	struct inode *in, *tmp;
+
+	pthread_mutex_lock(&fs->itable_lock);
+	HASH_ITER(hh_ino, fs->by_ino, in, tmp) {
+		if (in->len < len || memcmp(in->path, p, len) != 0 ||
+		    (in->len > len && in->path[len] != '/'))
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			uint64_t *ni = realloc(inos, nc * sizeof(*ni));
+
+			if (!ni)
+				break;
+			inos = ni;
+			cap = nc;
+		}
+		inos[n++] = in->ino;
+	}
+	pthread_mutex_unlock(&fs->itable_lock);
+	for (size_t i = 0; i < n; i++)
+		fuse_lowlevel_notify_inval_inode(fs->se, inos[i], -1, 0);
+	free(inos);
+}
+
 static void invalidate(struct fs *fs, struct txn_changes *ch)
 {
 	struct todo {
@@ -3166,6 +3381,11 @@ static void invalidate(struct fs *fs, struct txn_changes *ch)
 		const char *p = ch->paths[i];
 		size_t len = strlen(p);
 		struct txn_entry e;
+
+		if (txn_path_depth(p, len) <= 2) {
+			invalidate_below(fs, p, len);
+			continue;
+		}
 		bool is_file = txn_stat(fs->eng, NULL, p, len, &e) == 0 && e.type == TXN_FILE;
 		uint64_t file_ino = 0;
 
@@ -3339,6 +3559,14 @@ int fs_new(struct txn_engine *eng, const struct fs_options *opt, struct fs **out
 		return -ENOMEM;
 	fs->eng = eng;
 	fs->opt = *opt;
+	fs->opt.datadir = fs->datadir = strdup(opt->datadir ? opt->datadir : "");
+	fs->opt.mountpoint = fs->mountpoint = strdup(opt->mountpoint ? opt->mountpoint : "");
+	if (!fs->datadir || !fs->mountpoint) {
+		free(fs->datadir);
+		free(fs->mountpoint);
+		free(fs);
+		return -ENOMEM;
+	}
 	fs->uid = geteuid();
 	fs->gid = getegid();
 	fs->start_ns = now_ns(CLOCK_REALTIME);
@@ -3402,5 +3630,7 @@ void fs_free(struct fs *fs)
 	pthread_mutex_destroy(&fs->itable_lock);
 	pthread_mutex_destroy(&fs->nq_lock);
 	pthread_cond_destroy(&fs->nq_cond);
+	free(fs->datadir);
+	free(fs->mountpoint);
 	free(fs);
 }

@@ -9,6 +9,7 @@
 #ifndef STATEHOUSE_FS_H
 #define STATEHOUSE_FS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "txn.h"
@@ -17,6 +18,9 @@ struct fs;
 
 struct fs_options {
 	double entry_timeout_s; /* kernel cache lifetime of names and attributes */
+	const char *datadir;    /* for .status; copied */
+	const char *mountpoint; /* for .status; copied */
+	bool read_only;         /* mounted with -o ro */
 };
 
 /* Create the FUSE operation table state for eng; the engine stays owned by the caller. */

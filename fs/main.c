@@ -12,6 +12,7 @@
 #include <fuse_lowlevel.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +44,12 @@ struct config {
 	char *fault;
 	int show_help;
 	int show_version;
+	int read_only;
+	int allow_other;
+	int default_permissions;
 };
+
+enum { KEY_RO = 1, KEY_RW, KEY_ALLOW_OTHER, KEY_DEFAULT_PERMISSIONS };
 
 #define OPT(t, p) { t, offsetof(struct config, p), 1 }
 static const struct fuse_opt opt_spec[] = {
@@ -59,13 +65,56 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("--help", show_help),
 	OPT("-V", show_version),
 	OPT("--version", show_version),
+	FUSE_OPT_KEY("ro", KEY_RO),
+	FUSE_OPT_KEY("rw", KEY_RW),
+	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
+	FUSE_OPT_KEY("default_permissions", KEY_DEFAULT_PERMISSIONS),
 	FUSE_OPT_END
 };
+
+/*
+ * Options mount(8) and fstab may hand us that mean nothing to a FUSE file system (or that
+ * the kernel's FUSE does not take): accepted and dropped, as mount.fuse3 does with its
+ * own.  The flags libfuse knows (rw, ro, dev, nodev, suid, nosuid, exec, noexec, atime,
+ * noatime, sync, async, dirsync) go on to it.
+ */
+static bool ignored_mount_option(const char *o)
+{
+	static const char *const names[] = {
+		"defaults", "auto", "noauto", "user", "nouser", "users", "owner", "group",
+		"nofail", "_netdev", "relatime", "norelatime", "strictatime", "nostrictatime",
+		"lazytime", "nolazytime", "diratime", "nodiratime", "iversion", "noiversion",
+		"mand", "nomand", "silent", "loud", "nosymfollow", "symfollow",
+	};
+
+	if (!strncmp(o, "x-", 2) || !strncmp(o, "X-", 2) || !strncmp(o, "comment=", 8))
+		return true;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(o, names[i]))
+			return true;
+	return false;
+}
 
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
 	struct config *c = data;
 
+	switch (key) {
+	case KEY_RO:
+		c->read_only = 1;
+		return 1;
+	case KEY_RW:
+		c->read_only = 0;
+		return 1;
+	case KEY_ALLOW_OTHER:
+		c->allow_other = 1;
+		return 1;
+	case KEY_DEFAULT_PERMISSIONS:
+		c->default_permissions = 1;
+		return 1;
+	case FUSE_OPT_KEY_OPT:
+		return ignored_mount_option(arg) ? 0 : 1;
+	}
 	if (key == FUSE_OPT_KEY_NONOPT) {
 		if (c->nonopt++ == 0) {
 			c->datadir = strdup(arg);
@@ -225,6 +274,93 @@ static int parse_fault(const char *spec, long *after, int *code)
 	return 0;
 }
 
+/*
+ * Called as /sbin/mount.statehouse by mount(8) (fstab type `statehouse`):
+ *   mount.statehouse SOURCE MOUNTPOINT [-sfnv] [-N NS] [-o OPTS] [-t TYPE]
+ * becomes `statehoused SOURCE MOUNTPOINT -o OPTS`.  mount(8)'s own flags (sloppy, fake,
+ * no mtab, verbose) mean nothing here; -s would otherwise mean single-threaded.
+ */
+static int helper_argv(int argc, char *argv[], struct fuse_args *out)
+{
+	int i, npos = 0;
+
+	if (fuse_opt_add_arg(out, "statehoused"))
+		return -ENOMEM;
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "-o") || !strcmp(a, "-t") || !strcmp(a, "-N")) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "statehoused: option '%s' needs a value\n", a);
+				return -EINVAL;
+			}
+			if (!strcmp(a, "-N")) {
+				fprintf(stderr, "statehoused: mounting in another mount namespace "
+						"(-N) is not supported\n");
+				return -EINVAL;
+			}
+			if (!strcmp(a, "-o") &&
+			    (fuse_opt_add_arg(out, "-o") || fuse_opt_add_arg(out, argv[i + 1])))
+				return -ENOMEM;
+			i++;
+		} else if (a[0] == '-' && a[1] && strspn(a + 1, "sfnv") == strlen(a + 1)) {
+			continue;
+		} else if (a[0] == '-') {
+			fprintf(stderr, "statehoused: unknown mount helper option '%s'\n", a);
+			return -EINVAL;
+		} else {
+			if (npos++ >= 2) {
+				fprintf(stderr, "statehoused: unexpected argument '%s'\n", a);
+				return -EINVAL;
+			}
+			if (fuse_opt_add_arg(out, a))
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* Try the FUSE options on a session that is never mounted, so a bad option is refused
+ * before the store is opened (nothing changes on a failed mount). */
+static int check_fuse_options(const struct fuse_args *args)
+{
+	struct fuse_args copy = FUSE_ARGS_INIT(0, NULL);
+	static const struct fuse_lowlevel_ops none;
+	struct fuse_session *se;
+
+	for (int i = 0; i < args->argc; i++)
+		if (fuse_opt_add_arg(&copy, args->argv[i]))
+			return -ENOMEM;
+	se = fuse_session_new(&copy, &none, sizeof(none), NULL);
+	fuse_opt_free_args(&copy);
+	if (!se)
+		return -EINVAL;
+	fuse_session_destroy(se);
+	return 0;
+}
+
+/* May this user share a mount with allow_other?  fusermount3 checks the same. */
+static bool user_allow_other(void)
+{
+	char line[256];
+	FILE *f;
+	bool ok = false;
+
+	if (geteuid() == 0)
+		return true;
+	f = fopen("/etc/fuse.conf", "r");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		char *p = line + strspn(line, " \t");
+
+		if (!strncmp(p, "user_allow_other", 16) && strchr(" \t\r\n#", p[16] ? p[16] : ' '))
+			ok = true;
+	}
+	fclose(f);
+	return ok;
+}
+
 /* Parent side of the fork: wait for the child's verdict. */
 static int wait_child(int rfd, pid_t pid)
 {
@@ -259,6 +395,18 @@ int main(int argc, char *argv[])
 	struct statfs sfs;
 
 	fuse_set_log_func(fuse_log_sink);
+	{
+		const char *base = strrchr(argv[0], '/');
+
+		base = base ? base + 1 : argv[0];
+		if (!strncmp(base, "mount.", 6)) {
+			args = (struct fuse_args)FUSE_ARGS_INIT(0, NULL);
+			if (helper_argv(argc, argv, &args)) {
+				ret = 2;
+				goto out_parent;
+			}
+		}
+	}
 	if (argc >= 2 && !strcmp(argv[1], "--verify")) {
 		if (argc != 3) {
 			fprintf(stderr, "usage: statehoused --verify DATADIR\n");
@@ -306,6 +454,22 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "statehoused: option out of range: txn_timeout_ms 1..86400000, "
 				"max_open_txns >= 1, max_value_bytes 1..1073741824, cache_timeout_s 0..86400, "
 				"snapshot_interval 0..100000000, snapshot_keep 1..1000, fsync 0 or 1\n");
+		goto out_parent;
+	}
+	/* The kernel checks permissions against the owners and modes we report: with
+	 * allow_other that is what keeps users apart, and without it chmod still means
+	 * what it says for the mount's owner. */
+	if (!conf.default_permissions && fuse_opt_add_arg(&args, "-odefault_permissions"))
+		goto out_parent;
+	if (conf.allow_other && !user_allow_other()) {
+		fprintf(stderr, "statehoused: cannot mount with allow_other as a user: add "
+				"'user_allow_other' to /etc/fuse.conf (or mount as root)\n");
+		ret = 1;
+		goto out_parent;
+	}
+	if (check_fuse_options(&args)) {
+		fprintf(stderr, "statehoused: cannot mount: bad mount option (see above); "
+				"'statehoused --help' lists the options\n");
 		goto out_parent;
 	}
 	ret = 1;
@@ -372,6 +536,8 @@ int main(int argc, char *argv[])
 			.fsync = conf.fsync,
 			.snapshot_interval = (unsigned)conf.snapshot_interval,
 			.snapshot_keep = (unsigned)conf.snapshot_keep,
+			.owner_uid = (uint32_t)geteuid(),
+			.owner_gid = (uint32_t)getegid(),
 		};
 
 		if (txn_engine_open(datadir, &topt, &eng))
@@ -392,7 +558,10 @@ int main(int argc, char *argv[])
 	}
 
 	{
-		struct fs_options fopt = { .entry_timeout_s = (double)conf.cache_timeout_s };
+		struct fs_options fopt = { .entry_timeout_s = (double)conf.cache_timeout_s,
+					   .datadir = datadir,
+					   .mountpoint = opts.mountpoint,
+					   .read_only = conf.read_only };
 
 		if (fs_new(eng, &fopt, &fs))
 			goto out;

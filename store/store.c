@@ -54,7 +54,7 @@ static const char schema_sql[] =
 	"  ns TEXT NOT NULL,"
 	"  agent TEXT NOT NULL,"
 	"  key TEXT NOT NULL,"
-	"  op INTEGER NOT NULL CHECK (op IN (1, 2)),"
+	"  op INTEGER NOT NULL CHECK (op IN (1, 2, 3)),"
 	"  version INTEGER NOT NULL,"
 	"  value BLOB,"
 	"  PRIMARY KEY (commit_ts, idx)) WITHOUT ROWID;"
@@ -73,7 +73,29 @@ static const char schema_sql[] =
 	"  snapshot_ts INTEGER NOT NULL,"
 	"  events_replayed INTEGER NOT NULL,"
 	"  head_ts INTEGER NOT NULL);"
-	"INSERT OR IGNORE INTO meta(name, value) VALUES ('schema', 1);";
+	"INSERT OR IGNORE INTO meta(name, value) VALUES ('schema', 2);";
+
+/* Schema 1 -> 2: ops may hold owner records (op 3).  SQLite cannot change a CHECK
+ * constraint in place, so the table is copied, in one transaction. */
+static const char migrate_1_2_sql[] =
+	"BEGIN IMMEDIATE;"
+	"CREATE TABLE ops2("
+	"  commit_ts INTEGER NOT NULL,"
+	"  idx INTEGER NOT NULL,"
+	"  ns TEXT NOT NULL,"
+	"  agent TEXT NOT NULL,"
+	"  key TEXT NOT NULL,"
+	"  op INTEGER NOT NULL CHECK (op IN (1, 2, 3)),"
+	"  version INTEGER NOT NULL,"
+	"  value BLOB,"
+	"  PRIMARY KEY (commit_ts, idx)) WITHOUT ROWID;"
+	"INSERT INTO ops2 SELECT commit_ts, idx, ns, agent, key, op, version, value FROM ops;"
+	"DROP TABLE ops;"
+	"ALTER TABLE ops2 RENAME TO ops;"
+	"CREATE INDEX ops_by_key_ts ON ops(ns, agent, key, commit_ts, version);"
+	"CREATE INDEX ops_by_agent_ts ON ops(ns, agent, commit_ts);"
+	"UPDATE meta SET value = 2 WHERE name = 'schema';"
+	"COMMIT;";
 
 /* Map a SQLite result code to a negative errno, logging the failure once, here. */
 static int store_errno(sqlite3 *db, int rc, const char *action)
@@ -236,6 +258,16 @@ int store_open(const char *datadir, const struct store_options *opt, struct stor
 		goto close_store;
 	}
 	sqlite3_finalize(q);
+	if (schema == 1) {
+		rc = sqlite3_exec(st->wdb, migrate_1_2_sql, NULL, NULL, NULL);
+		if (rc != SQLITE_OK) {
+			err = store_errno(st->wdb, rc, "upgrade the schema from version 1 to 2");
+			sqlite3_exec(st->wdb, "ROLLBACK", NULL, NULL, NULL);
+			goto close_store;
+		}
+		log_info("store '%s': schema upgraded from version 1 to 2", st->path);
+		schema = 2;
+	}
 	if (schema != STORE_SCHEMA_VERSION) {
 		log_err("cannot open store '%s': schema version %lld, this build reads %d",
 			st->path, (long long)schema, STORE_SCHEMA_VERSION);
@@ -308,12 +340,22 @@ void store_close(struct store *st)
 }
 
 /* Split "ns/agent/key" at its first two slashes. */
-static int split_path(const char *path, size_t len, size_t *ns_len, size_t *agent_off,
-		      size_t *agent_len, size_t *key_off)
+static int split_path(const char *path, size_t len, enum store_op_kind kind, size_t *ns_len,
+		      size_t *agent_off, size_t *agent_len, size_t *key_off)
 {
 	const char *s1 = memchr(path, '/', len);
 	const char *s2;
 
+	if (kind == STORE_ATTR) {
+		/* "ns" or "ns/agent": the missing parts are stored as empty strings. */
+		*ns_len = s1 ? (size_t)(s1 - path) : len;
+		*agent_off = s1 ? (size_t)(s1 + 1 - path) : len;
+		*agent_len = len - *agent_off;
+		*key_off = len;
+		if (*ns_len == 0 || (s1 && (*agent_len == 0 || memchr(s1 + 1, '/', *agent_len))))
+			return -EINVAL;
+		return 0;
+	}
 	if (!s1)
 		return -EINVAL;
 	s2 = memchr(s1 + 1, '/', len - (size_t)(s1 + 1 - path));
@@ -324,6 +366,28 @@ static int split_path(const char *path, size_t len, size_t *ns_len, size_t *agen
 	*agent_len = (size_t)(s2 - s1 - 1);
 	*key_off = (size_t)(s2 + 1 - path);
 	return 0;
+}
+
+/* The path of a row: "ns/agent/key", or "ns/agent" / "ns" for an attribute row (whose
+ * empty parts are not joined).  dst has room for nl + al + kl + 3 bytes. */
+static size_t join_path(char *dst, const char *ns, size_t nl, const char *ag, size_t al,
+			const char *key, size_t kl)
+{
+	size_t n = nl;
+
+	memcpy(dst, ns, nl);
+	if (al) {
+		dst[n++] = '/';
+		memcpy(dst + n, ag, al);
+		n += al;
+	}
+	if (kl) {
+		dst[n++] = '/';
+		memcpy(dst + n, key, kl);
+		n += kl;
+	}
+	dst[n] = '\0';
+	return n;
 }
 
 static int append_one(struct store *st, const struct store_event *ev)
@@ -349,7 +413,8 @@ static int append_one(struct store *st, const struct store_event *ev)
 		const struct store_op *op = &ev->ops[i];
 		size_t ns_len, agent_off, agent_len, key_off;
 
-		if (split_path(op->path, op->path_len, &ns_len, &agent_off, &agent_len, &key_off))
+		if (split_path(op->path, op->path_len, op->kind, &ns_len, &agent_off, &agent_len,
+			       &key_off))
 			BUG("malformed path '%.*s' reached the store", (int)op->path_len, op->path);
 		sqlite3_bind_int64(s, 1, ev->commit_ts);
 		sqlite3_bind_int64(s, 2, (sqlite3_int64)i);
@@ -359,7 +424,7 @@ static int append_one(struct store *st, const struct store_event *ev)
 				  SQLITE_STATIC);
 		sqlite3_bind_int(s, 6, op->kind);
 		sqlite3_bind_int64(s, 7, op->version);
-		if (op->kind == STORE_PUT)
+		if (op->kind != STORE_DELETE)
 			sqlite3_bind_blob(s, 8, op->value_len ? op->value : "", (int)op->value_len,
 					  SQLITE_STATIC);
 		else
@@ -458,17 +523,10 @@ int store_replay(struct store *st, int64_t after_ts, store_replay_fn fn, void *a
 			path = np;
 			path_cap = need * 2;
 		}
-		memcpy(path, ns, ns_len);
-		path[ns_len] = '/';
-		memcpy(path + ns_len + 1, agent, agent_len);
-		path[ns_len + 1 + agent_len] = '/';
-		memcpy(path + ns_len + agent_len + 2, key, key_len);
-		path[need - 1] = '\0';
-
+		op.path_len = join_path(path, ns, ns_len, agent, agent_len, key, key_len);
 		op.commit_ts = sqlite3_column_int64(q, 0);
 		op.time_ns = sqlite3_column_int64(q, 1);
 		op.path = path;
-		op.path_len = need - 1;
 		op.kind = (enum store_op_kind)sqlite3_column_int(q, 5);
 		op.version = sqlite3_column_int64(q, 6);
 		op.value = sqlite3_column_blob(q, 7);
@@ -531,7 +589,7 @@ static int bind_key(sqlite3_stmt *s, const char *path, size_t len)
 {
 	size_t ns_len, agent_off, agent_len, key_off;
 
-	if (split_path(path, len, &ns_len, &agent_off, &agent_len, &key_off))
+	if (split_path(path, len, STORE_PUT, &ns_len, &agent_off, &agent_len, &key_off))
 		return -EINVAL;
 	sqlite3_bind_text(s, 1, path, (int)ns_len, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 2, path + agent_off, (int)agent_len, SQLITE_TRANSIENT);
@@ -797,9 +855,11 @@ int store_names(struct store *st, const char *prefix, size_t plen, store_version
 		return -EINVAL;
 	if (fault_check(st, 0))
 		return -EIO;
-	sql = n == 0 ? "SELECT DISTINCT ns FROM ops ORDER BY 1"
-	      : n == 1 ? "SELECT DISTINCT agent FROM ops WHERE ns = ?1 ORDER BY 1"
-		       : "SELECT DISTINCT key FROM ops WHERE ns = ?1 AND agent = ?2 ORDER BY 1";
+	/* Attribute rows (op 3) name directories, not keys. */
+	sql = n == 0 ? "SELECT DISTINCT ns FROM ops WHERE op < 3 ORDER BY 1"
+	      : n == 1 ? "SELECT DISTINCT agent FROM ops WHERE ns = ?1 AND op < 3 ORDER BY 1"
+		       : "SELECT DISTINCT key FROM ops WHERE ns = ?1 AND agent = ?2 AND op < 3"
+			 " ORDER BY 1";
 	pthread_mutex_lock(&st->reader_lock);
 	err = prepare(st, st->rdb, sql, &q);
 	if (!err) {
@@ -951,18 +1011,14 @@ int store_events(struct store *st, int64_t from_ts, int64_t to_ts, const char *f
 				err = -ENOMEM;
 				break;
 			}
-			memcpy(path, ns, nl);
-			path[nl] = '/';
-			memcpy(path + nl + 1, ag, al);
-			path[nl + 1 + al] = '/';
-			memcpy(path + nl + al + 2, key, kl);
-			path[nl + al + kl + 2] = '\0';
+			size_t plen = join_path(path, ns, nl, ag, al, key, kl);
+
 			if (vcopy && vl)
 				memcpy(vcopy, val, vl);
 			a.paths[a.n] = path;
 			a.ops[a.n] = (struct store_op){
 				.path = path,
-				.path_len = nl + al + kl + 2,
+				.path_len = plen,
 				.kind = (enum store_op_kind)sqlite3_column_int(q, 7),
 				.version = sqlite3_column_int64(q, 8),
 				.value = vcopy,

@@ -17,9 +17,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
-enum store_op_kind { STORE_PUT = 1, STORE_DELETE = 2 };
+/* STORE_ATTR records the owner, group and mode of a namespace ("ns") or an agent
+ * directory ("ns/agent"): its path has one or two components and its value is
+ * {"uid":N,"gid":N,"mode":"0750"} (an empty value clears it).  Keys never have fewer
+ * than three components, so attribute rows never mix with key rows. */
+enum store_op_kind { STORE_PUT = 1, STORE_DELETE = 2, STORE_ATTR = 3 };
 
 struct store;
 

@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <uthash.h>
 
@@ -70,6 +71,11 @@ struct node {
 	uint32_t head_desc;
 	uint32_t pub_desc;
 	bool explicit_dir;
+	struct dattr *attr; /* namespace or agent: recorded owner and mode, or NULL */
+};
+
+struct dattr {
+	uint32_t uid, gid, mode;
 };
 
 enum staged_kind { ST_PUT = 1, ST_DELETE, ST_DIR };
@@ -91,7 +97,7 @@ struct note {
 struct txn {
 	char *name;
 	uint64_t id;
-	uint32_t uid;
+	uint32_t uid, gid;
 	int64_t begin_ts;
 	atomic_uint refs;
 	UT_hash_handle hh_name; /* engine table, under table_lock */
@@ -306,6 +312,7 @@ static void node_free_tree(struct node *n)
 		HASH_DEL(n->children, c);
 		node_free_tree(c);
 		free(c->name);
+		free(c->attr);
 		free(c);
 	}
 	for (struct version *v = n->versions, *o; v; v = o) {
@@ -561,7 +568,7 @@ static int view_resolve_x(struct txn_engine *eng, struct txn *tx, const char *pa
 			}
 		}
 	}
-	if (implicit && implicit_dir(path, len)) {
+	if ((implicit || (n && n->attr)) && implicit_dir(path, len)) {
 		out->type = TXN_DIR;
 		return 0;
 	}
@@ -683,7 +690,7 @@ int txn_list(struct txn_engine *eng, struct txn *tx, const char *path, size_t le
 			if (!tx) {
 				if (live_at(c, eng->published_ts))
 					err = dirents_add(&ds, c->name, c->name_len, TXN_FILE);
-				else if (c->pub_desc > 0 || c->explicit_dir)
+				else if (c->pub_desc > 0 || c->explicit_dir || c->attr)
 					err = dirents_add(&ds, c->name, c->name_len, TXN_DIR);
 			} else {
 				size_t cl;
@@ -733,6 +740,105 @@ unlock:
 	dirents_finish(&ds);
 	*out = ds.d;
 	*n = ds.n;
+	return 0;
+}
+
+/* ---- owners and modes ------------------------------------------------------------- */
+
+/* Attributes of "ns" or "ns/agent" as recorded or inherited; tree lock held. */
+static void dir_attr_locked(struct txn_engine *eng, const char *path, size_t len, int depth,
+			    struct txn_attr *out)
+{
+	const char *slash = memchr(path, '/', len);
+	size_t nslen = slash ? (size_t)(slash - path) : len;
+	struct node *ns = node_child(&eng->root, path, nslen), *ag = NULL;
+
+	*out = (struct txn_attr){ .uid = eng->opt.owner_uid, .gid = eng->opt.owner_gid,
+				  .mode = 0755 };
+	if (ns && ns->attr)
+		*out = (struct txn_attr){ .uid = ns->attr->uid, .gid = ns->attr->gid,
+					  .mode = ns->attr->mode, .own = depth == 1 };
+	if (depth == 1)
+		return;
+	out->own = false;
+	if (ns) {
+		const char *a = slash + 1, *end = memchr(a, '/', len - nslen - 1);
+
+		ag = node_child(ns, a, end ? (size_t)(end - a) : len - nslen - 1);
+	}
+	if (ag && ag->attr) {
+		*out = (struct txn_attr){ .uid = ag->attr->uid, .gid = ag->attr->gid,
+					  .mode = ag->attr->mode, .own = depth == 2 };
+		return;
+	}
+	/* Inherited from the namespace.  In a sticky one (a shared space like /tmp) an
+	 * agent nobody set up is not writable by group and others. */
+	if (out->mode & S_ISVTX)
+		out->mode &= ~(mode_t)022;
+	out->mode &= 0777;
+}
+
+int txn_dir_attr(struct txn_engine *eng, const char *path, size_t len, struct txn_attr *out)
+{
+	int depth = txn_path_depth(path, len);
+
+	if (depth < 1 || len == 0)
+		return -EINVAL;
+	pthread_rwlock_rdlock(&eng->tree_lock);
+	dir_attr_locked(eng, path, len, depth, out);
+	pthread_rwlock_unlock(&eng->tree_lock);
+	if (depth > 2)
+		out->own = false;
+	return 0;
+}
+
+/* The log's form of an attribute change: {"uid":N,"gid":N,"mode":"0750"}. */
+static struct blob *attr_encode(const struct txn_attr *a)
+{
+	char buf[96];
+	int n = snprintf(buf, sizeof(buf), "{\"uid\":%" PRIu32 ",\"gid\":%" PRIu32
+			 ",\"mode\":\"%04" PRIo32 "\"}", a->uid, a->gid, a->mode & 07777);
+
+	return blob_new(buf, (size_t)n);
+}
+
+/* Parse a value written by attr_encode(); NULL *out for an empty value (cleared). */
+static int attr_decode(const void *data, size_t len, struct dattr **out)
+{
+	json_t *o, *u, *g, *m;
+	json_error_t jerr;
+	struct dattr *a;
+	const char *ms;
+	char *end;
+	unsigned long mode;
+
+	*out = NULL;
+	if (len == 0)
+		return 0;
+	o = json_loadb(data, len, 0, &jerr);
+	u = json_object_get(o, "uid");
+	g = json_object_get(o, "gid");
+	m = json_object_get(o, "mode");
+	ms = json_string_value(m);
+	mode = ms ? strtoul(ms, &end, 8) : 0;
+	if (!json_is_integer(u) || !json_is_integer(g) || !ms || *end || mode > 07777 ||
+	    json_integer_value(u) < 0 || json_integer_value(u) > UINT32_MAX ||
+	    json_integer_value(g) < 0 || json_integer_value(g) > UINT32_MAX) {
+		json_decref(o);
+		log_err("cannot read an owner record: '%.*s'", (int)(len > 200 ? 200 : len),
+			(const char *)data);
+		return -EIO;
+	}
+	a = malloc(sizeof(*a));
+	if (!a) {
+		json_decref(o);
+		return -ENOMEM;
+	}
+	a->uid = (uint32_t)json_integer_value(u);
+	a->gid = (uint32_t)json_integer_value(g);
+	a->mode = (uint32_t)mode;
+	json_decref(o);
+	*out = a;
 	return 0;
 }
 
@@ -870,6 +976,7 @@ void txn_unref(struct txn *tx)
 uint64_t txn_id(const struct txn *tx) { return tx->id; }
 const char *txn_name(const struct txn *tx) { return tx->name; }
 uint32_t txn_uid(const struct txn *tx) { return tx->uid; }
+uint32_t txn_gid(const struct txn *tx) { return tx->gid; }
 int64_t txn_begin_ts(const struct txn *tx) { return tx->begin_ts; }
 
 enum txn_state txn_get_state(struct txn *tx)
@@ -914,7 +1021,7 @@ static int note_set(struct txn *tx, const char *name, struct blob *content)
 }
 
 int txn_begin(struct txn_engine *eng, const char *name, size_t len, uint32_t uid,
-	      struct txn **out)
+	      uint32_t gid, struct txn **out)
 {
 	struct txn *tx, *old = NULL;
 	struct blob *empty;
@@ -939,6 +1046,7 @@ int txn_begin(struct txn_engine *eng, const char *name, size_t len, uint32_t uid
 	pthread_mutex_init(&tx->lock, NULL);
 	atomic_init(&tx->refs, 1);
 	tx->uid = uid;
+	tx->gid = gid;
 	tx->state = TXN_OPEN;
 	tx->timeout_ms = eng->opt.txn_timeout_ms;
 	tx->begin_mono_ns = now_ns(CLOCK_MONOTONIC);
@@ -1760,6 +1868,12 @@ struct applied {
 	struct version *v;
 };
 
+struct attr_change {
+	struct node *node;
+	struct dattr *attr; /* owned; NULL clears */
+	struct blob *val;   /* the log's form; the batch's store_op points into it */
+};
+
 struct batch {
 	struct applied *a;
 	size_t na, cap_a;
@@ -1767,6 +1881,8 @@ struct batch {
 	size_t nev, cap_ev;
 	char **paths; /* every op's path, owned; handed to the invalidation hook */
 	size_t np, cap_p;
+	struct attr_change *ac; /* attribute changes, applied when the batch publishes */
+	size_t nac, cap_ac;
 	uint64_t n_put, n_del; /* ops of the requests that applied */
 };
 
@@ -1859,8 +1975,17 @@ struct ev_build {
 	size_t n, cap;
 };
 
+static int ev_add_kind(struct batch *b, struct ev_build *eb, const char *path, size_t len,
+		       enum store_op_kind kind, struct blob *value, int64_t version);
+
 static int ev_add(struct batch *b, struct ev_build *eb, const char *path, size_t len,
 		  struct blob *value, int64_t version)
+{
+	return ev_add_kind(b, eb, path, len, value ? STORE_PUT : STORE_DELETE, value, version);
+}
+
+static int ev_add_kind(struct batch *b, struct ev_build *eb, const char *path, size_t len,
+		       enum store_op_kind kind, struct blob *value, int64_t version)
 {
 	char *p;
 
@@ -1871,14 +1996,14 @@ static int ev_add(struct batch *b, struct ev_build *eb, const char *path, size_t
 	if (!p)
 		return -ENOMEM;
 	b->paths[b->np++] = p;
-	if (value)
+	if (kind == STORE_PUT)
 		b->n_put++;
-	else
+	else if (kind == STORE_DELETE)
 		b->n_del++;
 	eb->ops[eb->n] = (struct store_op){
 		.path = p,
 		.path_len = len,
-		.kind = value ? STORE_PUT : STORE_DELETE,
+		.kind = kind,
 		.version = version,
 		.value = value ? value->data : NULL,
 		.value_len = value ? value->len : 0,
@@ -1994,6 +2119,48 @@ static int collect_head_keys(struct node *n, struct dirents *out)
 	return 0;
 }
 
+/* Record a change of owner or mode; it takes effect when the batch publishes. */
+static int apply_attr(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
+		      struct ev_build *eb)
+{
+	size_t len = strlen(req->path);
+	int depth = txn_path_depth(req->path, len);
+	struct blob *val = NULL;
+	struct dattr *a = NULL;
+	struct node *n;
+	int err = check_path(req->path, len);
+
+	if (!err && (depth < 1 || depth > 2))
+		err = -EINVAL;
+	if (err)
+		return err;
+	if (grow((void **)&b->ac, &b->cap_ac, b->nac, sizeof(*b->ac)))
+		return -ENOMEM;
+	n = node_find_or_create(eng, req->path, len);
+	if (!n)
+		return -ENOMEM;
+	if (req->attr.own) {
+		a = malloc(sizeof(*a));
+		val = attr_encode(&req->attr);
+		if (!a || !val) {
+			free(a);
+			blob_unref(val);
+			return -ENOMEM;
+		}
+		*a = (struct dattr){ req->attr.uid, req->attr.gid, req->attr.mode & 07777 };
+	} else if (!(val = blob_new("", 0))) {
+		return -ENOMEM;
+	}
+	err = ev_add_kind(b, eb, req->path, len, STORE_ATTR, val, 0);
+	if (err) {
+		free(a);
+		blob_unref(val);
+		return err;
+	}
+	b->ac[b->nac++] = (struct attr_change){ n, a, val };
+	return 0;
+}
+
 static int apply_auto(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
 		      int64_t ts, int64_t time_ns, struct ev_build *eb)
 {
@@ -2009,6 +2176,8 @@ static int apply_auto(struct txn_engine *eng, struct batch *b, struct txn_commit
 		err = apply_op(eng, b, req->path, len, NULL, ts, time_ns, &version);
 		return err ? err : ev_add(b, eb, req->path, len, NULL, version);
 	}
+	if (req->kind == TXN_AUTO_ATTR)
+		return apply_attr(eng, b, req, eb);
 
 	/* Rename: a key, or every key below a directory, in one transaction. */
 	size_t dlen = strlen(req->path2);
@@ -2099,6 +2268,21 @@ static void publish_batch(struct txn_engine *eng, struct batch *b, int64_t keep_
 	eng->published_ts = eng->head_ts;
 	for (size_t i = 0; i < b->na; i++)
 		node_prune(b->a[i].node, keep_ts);
+	for (size_t i = 0; i < b->nac; i++) {
+		free(b->ac[i].node->attr);
+		b->ac[i].node->attr = b->ac[i].attr;
+		b->ac[i].attr = NULL;
+	}
+}
+
+/* Drop attribute changes from index mark on (a failed request or batch). */
+static void attr_changes_drop(struct batch *b, size_t mark)
+{
+	while (b->nac > mark) {
+		b->nac--;
+		free(b->ac[b->nac].attr);
+		blob_unref(b->ac[b->nac].val);
+	}
 }
 
 /* Oldest snapshot still pinned (open or committing transactions).  table_lock held. */
@@ -2189,7 +2373,7 @@ static void run_batch(struct txn_engine *eng, struct txn_commit_req *list)
 	pthread_rwlock_wrlock(&eng->tree_lock);
 	for (r = list; r; r = r->next) {
 		struct ev_build eb = { 0 };
-		size_t mark = b.na, pmark = b.np;
+		size_t mark = b.na, pmark = b.np, amark = b.nac;
 		uint64_t put_mark = b.n_put, del_mark = b.n_del;
 		int64_t ts = eng->head_ts + 1;
 		int err = grow((void **)&b.ev, &b.cap_ev, b.nev, sizeof(*b.ev));
@@ -2201,6 +2385,7 @@ static void run_batch(struct txn_engine *eng, struct txn_commit_req *list)
 				    : apply_auto(eng, &b, r, ts, time_ns, &eb);
 		if (err) {
 			undo_to(&b, mark);
+			attr_changes_drop(&b, amark);
 			while (b.np > pmark)
 				free(b.paths[--b.np]);
 			b.n_put = put_mark;
@@ -2287,6 +2472,8 @@ static void run_batch(struct txn_engine *eng, struct txn_commit_req *list)
 		free((void *)b.ev[i].ops);
 	free(b.ev);
 	free(b.a);
+	attr_changes_drop(&b, 0); /* applied ones were handed over; this frees the rest */
+	free(b.ac);
 	complete(eng, list, &b);
 	free(b.paths);
 }
@@ -2464,6 +2651,22 @@ static int snap_collect(struct node *n, int64_t ts, struct snap_vec *sv)
 	struct node *c, *tmp;
 	int err;
 
+	if (n->attr) {
+		/* A namespace's or agent's owner: an entry of one or two components. */
+		struct txn_attr a = { n->attr->uid, n->attr->gid, n->attr->mode, true };
+
+		if (grow((void **)&sv->it, &sv->cap, sv->n, sizeof(*sv->it)))
+			return -ENOMEM;
+		memset(&sv->it[sv->n], 0, sizeof(sv->it[sv->n]));
+		sv->it[sv->n].path = node_path(n, &sv->it[sv->n].len);
+		sv->it[sv->n].v.value = attr_encode(&a);
+		if (!sv->it[sv->n].path || !sv->it[sv->n].v.value) {
+			free(sv->it[sv->n].path);
+			blob_unref(sv->it[sv->n].v.value);
+			return -ENOMEM;
+		}
+		sv->n++;
+	}
 	if (v) {
 		if (grow((void **)&sv->it, &sv->cap, sv->n, sizeof(*sv->it)))
 			return -ENOMEM;
@@ -2574,6 +2777,16 @@ static int replay_one(void *arg, const struct store_replay_op *op)
 
 	if (!n)
 		return -ENOMEM;
+	if (op->kind == STORE_ATTR) {
+		struct dattr *a;
+		int err = attr_decode(op->value, op->value_len, &a);
+
+		if (err)
+			return err;
+		free(n->attr);
+		n->attr = a;
+		return 0;
+	}
 	if (n->versions && op->version <= n->versions->version) {
 		log_err("cannot replay the log: version %" PRId64 " of '%.*s' at commit %" PRId64
 			" does not follow version %" PRId64, op->version, (int)op->path_len,
@@ -2612,6 +2825,11 @@ static int snap_load_one(void *arg, const struct store_snap_entry *e)
 
 	if (!n)
 		return -ENOMEM;
+	if (txn_path_depth(e->path, e->path_len) < 3) {
+		if (n->attr)
+			return -EIO; /* twice in one snapshot */
+		return attr_decode(e->value, e->value_len, &n->attr);
+	}
 	if (n->versions)
 		return -EIO; /* a key twice in one snapshot */
 	v = calloc(1, sizeof(*v));
@@ -3234,6 +3452,21 @@ static int render_event(void *arg, const struct store_event *ev)
 				    : NULL;
 		json_t *jo = json_object();
 
+		if (jo && op->kind == STORE_ATTR) {
+			size_t nl = s1 ? (size_t)(s1 - op->path) : op->path_len;
+
+			json_object_set_new(jo, "ns", json_stringn_nocheck(op->path, nl));
+			if (s1)
+				json_object_set_new(jo, "agent", json_stringn_nocheck(
+					s1 + 1, op->path_len - nl - 1));
+			json_set_str(jo, "op", "attr");
+			if (op->value_len)
+				err = set_bytes(jo, "value", op->value, op->value_len);
+			else
+				json_object_set_new(jo, "value", json_null());
+			json_array_append_new(ops, jo);
+			continue;
+		}
 		if (!jo || !s2) {
 			json_decref(jo);
 			err = jo ? -EIO : -ENOMEM;
@@ -3306,6 +3539,22 @@ struct verify {
 static int verify_walk(struct txn_engine *a, struct node *n, struct verify *vf)
 {
 	struct node *c, *tmp;
+
+	if (n->parent && (n->attr || n->parent == &a->root || n->parent->parent == &a->root)) {
+		size_t len;
+		char *path = node_path(n, &len);
+		struct node *m = path ? node_find(vf->other, path, len) : NULL;
+		struct dattr *x = n->attr, *y = m ? m->attr : NULL;
+
+		if (!path)
+			return -ENOMEM;
+		if ((x == NULL) != (y == NULL) ||
+		    (x && (x->uid != y->uid || x->gid != y->gid || x->mode != y->mode))) {
+			vf->diffs++;
+			log_err("verify: the owner or mode of '%s' differs", path);
+		}
+		free(path);
+	}
 
 	if (n->versions) {
 		size_t len;

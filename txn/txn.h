@@ -41,6 +41,7 @@ struct txn_options {
 	unsigned snapshot_keep;     /* snapshots kept (newest first) */
 	bool full_replay;           /* recover from the whole log, ignoring snapshots */
 	bool inspect_only;          /* --verify: record no start, write no snapshot */
+	uint32_t owner_uid, owner_gid; /* owner of namespaces that have none of their own */
 };
 
 /* What a path is in a view. */
@@ -136,6 +137,26 @@ int txn_list(struct txn_engine *eng, struct txn *tx, const char *path, size_t le
 	     struct txn_dirent **out, size_t *n);
 void txn_dirents_free(struct txn_dirent *d, size_t n);
 
+/* ---- owners and modes of namespaces and agents --------------------------------------- */
+
+/*
+ * Namespace and agent directories have an owner, a group and a mode; keys (and the
+ * directories of key prefixes) take their agent's.  A directory without a recorded
+ * one inherits: a namespace gets the engine's owner_uid/owner_gid and 0755, an agent
+ * its namespace's owner, group and mode (without the write bits of group and others
+ * when the namespace is sticky, as /tmp: such an agent is for its owner to set up).
+ * A change is a commit (TXN_AUTO_ATTR), so it is durable and in the log.
+ */
+struct txn_attr {
+	uint32_t uid, gid;
+	uint32_t mode; /* permission bits, 07777 */
+	bool own;      /* recorded for this directory, not inherited */
+};
+/* The attributes that govern path (depth >= 1): the namespace's for "ns", the agent's
+ * for "ns/agent" and everything below it.  The published state; never fails for a
+ * valid path (-EINVAL otherwise). */
+int txn_dir_attr(struct txn_engine *eng, const char *path, size_t len, struct txn_attr *out);
+
 /* ---- the live tree's directories (memory only, not commits) -------------------------- */
 
 int txn_live_mkdir(struct txn_engine *eng, const char *path, size_t len);
@@ -144,9 +165,12 @@ int txn_live_rmdir(struct txn_engine *eng, const char *path, size_t len);
 
 /* ---- commits -------------------------------------------------------------------------- */
 
-enum txn_auto_kind { TXN_AUTO_PUT = 1, TXN_AUTO_DELETE, TXN_AUTO_RENAME };
+/* TXN_AUTO_ATTR sets (attr.own) or clears (!attr.own) the attributes of the namespace
+ * or agent directory at path. */
+enum txn_auto_kind { TXN_AUTO_PUT = 1, TXN_AUTO_DELETE, TXN_AUTO_RENAME, TXN_AUTO_ATTR };
 
-/* Paths of keys a commit wrote or deleted, for cache invalidation. */
+/* Paths of keys a commit wrote or deleted, for cache invalidation; a path of one or two
+ * components is a namespace or agent whose attributes changed (everything below it). */
 struct txn_changes {
 	char **paths;
 	size_t n;
@@ -162,6 +186,7 @@ struct txn_commit_req {
 	char *path, *path2;          /* owned; path2 is the rename target */
 	struct blob *value;          /* TXN_AUTO_PUT value, consumed */
 	bool noreplace;              /* rename fails with EEXIST if path2 exists */
+	struct txn_attr attr;        /* TXN_AUTO_ATTR */
 	bool late;                   /* complete only after the caches are invalidated */
 	void (*done)(struct txn_commit_req *req, int err);
 	void *arg;
@@ -199,7 +224,7 @@ enum txn_state {
 
 /* Begin a transaction: -EEXIST (name taken), -EAGAIN (too many open), -EINVAL (name). */
 int txn_begin(struct txn_engine *eng, const char *name, size_t len, uint32_t uid,
-	      struct txn **out);
+	      uint32_t gid, struct txn **out);
 /* Find by name or id; returns a reference (txn_unref()) or NULL. */
 struct txn *txn_find(struct txn_engine *eng, const char *name, size_t len);
 struct txn *txn_find_id(struct txn_engine *eng, uint64_t id);
@@ -212,7 +237,8 @@ int txn_list_names(struct txn_engine *eng, struct txn_dirent **out, size_t *n);
 
 uint64_t txn_id(const struct txn *tx);
 const char *txn_name(const struct txn *tx);
-uint32_t txn_uid(const struct txn *tx);
+uint32_t txn_uid(const struct txn *tx); /* who began it (owns .tx/NAME) */
+uint32_t txn_gid(const struct txn *tx);
 enum txn_state txn_get_state(struct txn *tx);
 int64_t txn_begin_ts(const struct txn *tx);
 int64_t txn_timeout_ms(struct txn *tx);
@@ -291,7 +317,9 @@ struct txn_buf {
 
 /*
  * Append one JSON line per committed transaction with from_ts <= commit_ts <= to_ts:
- * {"commit_ts","txn","time","note","ops":[{"ns","agent","key","op","version","value"}]}.
+ * {"commit_ts","txn","time","note","ops":[{"ns","agent","key","op","version","value"}]};
+ * a change of owner or mode is {"ns","agent","op":"attr","value":{"uid","gid","mode"}}
+ * (no agent for a namespace, value null when cleared).
  * A value (and the note) is embedded as JSON when the bytes are valid JSON, as a JSON
  * string when they are other UTF-8 text, else as "value_base64" ("note_base64"); deletes
  * carry no value; an empty note is omitted.  With filter "ns/agent" only transactions

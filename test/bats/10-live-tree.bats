@@ -194,13 +194,17 @@ teardown() {
 	assert_output keep
 }
 
-@test "chmod, chown and utimens on a key are accepted and change nothing" {
+@test "a key keeps its agent's owner and mode: chmod or chown to anything else is EPERM, utimens changes nothing" {
 	echo keep >"$A/k"
 	mode0="$(stat -c %a "$A/k")"
 	mtime0="$(stat -c %Y "$A/k")"
 	ts0="$(sh_probe_ts)"
-	chmod 600 "$A/k"
-	chown 12345:12345 "$A/k"
+	run sh_errno chmod "$A/k" 600
+	assert_output EPERM
+	run sh_errno chown "$A/k" 12345:12345
+	assert_output EPERM
+	chmod "$mode0" "$A/k"           # what it already has: accepted (cp -p, rsync)
+	chown "$(id -u):$(id -g)" "$A/k"
 	touch -m -d @1000000000 "$A/k"
 	ts1="$(sh_probe_ts)"
 	[ "$ts1" -eq $((ts0 + 1)) ]

@@ -11,6 +11,8 @@ exact errno go through this helper.  Usage: errno.py OP PATH [ARG]
   mkdir PATH / rmdir PATH / unlink PATH / stat PATH
   rename SRC DST      rename(2) directly (mv would copy across EXDEV)
   setxattr PATH NAME  setxattr(2) NAME to the value "1"
+  chmod PATH MODE     chmod(2), MODE in octal
+  chown PATH UID:GID  chown(2) (-1 leaves one unchanged)
 """
 import errno
 import os
@@ -53,6 +55,11 @@ def run(op, path, arg=None):
         os.rename(path, arg)
     elif op == "setxattr":
         os.setxattr(path, arg, b"1")
+    elif op == "chmod":
+        os.chmod(path, int(arg, 8))
+    elif op == "chown":
+        uid, gid = arg.split(":")
+        os.chown(path, int(uid), int(gid))
     else:
         print("usage error: unknown op " + op, file=sys.stderr)
         sys.exit(2)

@@ -265,7 +265,7 @@ static void opening_an_empty_directory_creates_the_database_and_its_schema(void 
 				" PRAGMA journal_mode;", &status);
 	assert_non_null(out);
 	assert_int_equal(status, 0);
-	assert_string_equal(out, "events\nmeta\nops\nstarts\n1\nwal\n");
+	assert_string_equal(out, "events\nmeta\nops\nstarts\n2\nwal\n");
 	free(out);
 }
 
@@ -561,7 +561,7 @@ static void opening_a_store_with_another_schema_version_fails_with_eio(void **st
 	append_three(f->st);
 	store_close(f->st);
 	f->st = NULL;
-	out = sql(f->dir, "UPDATE meta SET value = 2 WHERE name = 'schema';", &status);
+	out = sql(f->dir, "UPDATE meta SET value = 3 WHERE name = 'schema';", &status);
 	assert_non_null(out);
 	assert_int_equal(status, 0);
 	free(out);
@@ -570,7 +570,7 @@ static void opening_a_store_with_another_schema_version_fails_with_eio(void **st
 	assert_null(st);
 
 	/* Nothing was rewritten: with the version restored, the log is intact. */
-	out = sql(f->dir, "UPDATE meta SET value = 1 WHERE name = 'schema';", &status);
+	out = sql(f->dir, "UPDATE meta SET value = 2 WHERE name = 'schema';", &status);
 	assert_non_null(out);
 	assert_int_equal(status, 0);
 	free(out);

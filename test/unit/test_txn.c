@@ -292,7 +292,7 @@ static struct txn *begin(struct fx *f, const char *name)
 {
 	struct txn *tx = NULL;
 
-	assert_errno(txn_begin(f->eng, name, strlen(name), 1000, &tx), 0);
+	assert_errno(txn_begin(f->eng, name, strlen(name), 1000, 1000, &tx), 0);
 	assert_non_null(tx);
 	assert_true(f->ntxs < MAX_TRACKED);
 	f->txs[f->ntxs++] = tx;
@@ -693,10 +693,10 @@ static void begin_rejects_a_taken_name_and_more_than_max_open_transactions(void 
 	assert_int_equal(fx_start(f), 0);
 
 	a = begin(f, "a");
-	assert_errno(txn_begin(f->eng, "a", 1, 0, &again), -EEXIST);
+	assert_errno(txn_begin(f->eng, "a", 1, 0, 0, &again), -EEXIST);
 	assert_null(again);
 	b = begin(f, "b");
-	assert_errno(txn_begin(f->eng, "c", 1, 0, &c), -EAGAIN);
+	assert_errno(txn_begin(f->eng, "c", 1, 0, 0, &c), -EAGAIN);
 	assert_null(c);
 	/* Removing one frees its slot; a committed one frees it too. */
 	assert_errno(txn_remove(f->eng, "a", 1), 0);
@@ -707,7 +707,7 @@ static void begin_rejects_a_taken_name_and_more_than_max_open_transactions(void 
 	assert_int_equal(txn_get_state(b), TXN_COMMITTED);
 	begin(f, "d");
 	/* The committed transaction keeps its name until removed. */
-	assert_errno(txn_begin(f->eng, "b", 1, 0, &again), -EEXIST);
+	assert_errno(txn_begin(f->eng, "b", 1, 0, 0, &again), -EEXIST);
 }
 
 static void begin_checks_the_transaction_name(void **state)
@@ -716,18 +716,18 @@ static void begin_checks_the_transaction_name(void **state)
 	struct txn *tx = NULL;
 	char n255[256], n256[257];
 
-	assert_errno(txn_begin(f->eng, "", 0, 0, &tx), -EINVAL);
-	assert_errno(txn_begin(f->eng, ".", 1, 0, &tx), -EINVAL);
-	assert_errno(txn_begin(f->eng, "..", 2, 0, &tx), -EINVAL);
-	assert_errno(txn_begin(f->eng, ".hidden", 7, 0, &tx), -EINVAL);
-	assert_errno(txn_begin(f->eng, "a/b", 3, 0, &tx), -EINVAL);
+	assert_errno(txn_begin(f->eng, "", 0, 0, 0, &tx), -EINVAL);
+	assert_errno(txn_begin(f->eng, ".", 1, 0, 0, &tx), -EINVAL);
+	assert_errno(txn_begin(f->eng, "..", 2, 0, 0, &tx), -EINVAL);
+	assert_errno(txn_begin(f->eng, ".hidden", 7, 0, 0, &tx), -EINVAL);
+	assert_errno(txn_begin(f->eng, "a/b", 3, 0, 0, &tx), -EINVAL);
 	memset(n256, 'x', 256);
 	n256[256] = '\0';
-	assert_errno(txn_begin(f->eng, n256, 256, 0, &tx), -ENAMETOOLONG);
+	assert_errno(txn_begin(f->eng, n256, 256, 0, 0, &tx), -ENAMETOOLONG);
 	assert_null(tx);
 	memset(n255, 'x', 255);
 	n255[255] = '\0';
-	assert_errno(txn_begin(f->eng, n255, 255, 7, &tx), 0);
+	assert_errno(txn_begin(f->eng, n255, 255, 7, 7, &tx), 0);
 	assert_string_equal(txn_name(tx), n255);
 	assert_int_equal(txn_uid(tx), 7);
 	txn_unref(tx);
@@ -1366,7 +1366,7 @@ static void an_expired_transaction_is_reaped_and_its_commit_fails_with_etimedout
 	f->opt.max_open_txns = 1;
 	assert_int_equal(fx_start(f), 0);
 	tx = begin(f, "t");
-	assert_errno(txn_begin(f->eng, "other", 5, 0, &other), -EAGAIN);
+	assert_errno(txn_begin(f->eng, "other", 5, 0, 0, &other), -EAGAIN);
 	assert_errno(txn_set_timeout(f->eng, tx, 1), 0);
 	/* Nobody touches the transaction: the reaper must expire it. */
 	assert_int_equal(wait_state_change(tx, TXN_OPEN), TXN_EXPIRED);
@@ -1380,7 +1380,7 @@ static void an_expired_transaction_is_reaped_and_its_commit_fails_with_etimedout
 	assert_errno(txn_stat(f->eng, tx, "ns", 2, &e), -ETIMEDOUT);
 	assert_i64_equal(txn_engine_head(f->eng), 0);
 	/* An expired transaction no longer counts against max_open_txns. */
-	assert_errno(txn_begin(f->eng, "other", 5, 0, &other), 0);
+	assert_errno(txn_begin(f->eng, "other", 5, 0, 0, &other), 0);
 	txn_unref(other);
 }
 
