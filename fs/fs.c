@@ -2104,7 +2104,7 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t 
 
 /* ---- commits from the live tree -------------------------------------------------------- */
 
-enum wait_kind { W_NONE = 0, W_FLUSH, W_UNLINK, W_RENAME, W_SETATTR, W_COMMIT };
+enum wait_kind { W_NONE = 0, W_FLUSH, W_UNLINK, W_RENAME, W_SETATTR, W_COMMIT, W_RMDIR };
 
 struct waiter {
 	struct fs *fs;
@@ -2132,6 +2132,11 @@ static void waiter_done(struct txn_commit_req *creq, int err)
 	case W_UNLINK:
 		if (!err)
 			iunhash(fs, IK_LIVE, 0, TXN_FILE, creq->path, strlen(creq->path));
+		reply_err(w->req, err);
+		break;
+	case W_RMDIR:
+		if (!err)
+			iunhash(fs, IK_LIVE, 0, TXN_DIR, creq->path, strlen(creq->path));
 		reply_err(w->req, err);
 		break;
 	case W_RENAME:
@@ -2620,7 +2625,27 @@ static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		if (!err)
 			err = txn_stage_rmdir(fs->eng, tx, path, len);
 	} else {
+		struct txn_attr a;
+		int depth = txn_path_depth(path, len);
+
 		err = txn_live_rmdir(fs->eng, path, len);
+		if (!err && depth <= 2 && txn_dir_attr(fs->eng, path, len, &a) == 0 && a.own) {
+			/* Its owner and mode go with it (a commit): it is implicit again. */
+			struct txn_commit_req *c = creq_new(fs, req, W_RMDIR, false);
+
+			if (!c) {
+				err = -ENOMEM;
+				goto out;
+			}
+			c->path = path;
+			path = NULL;
+			c->kind = TXN_AUTO_ATTR;
+			c->attr.own = false;
+			txn_autocommit(fs->eng, c);
+			txn_unref(tx);
+			iref_release(&p);
+			return;
+		}
 	}
 	if (!err)
 		iunhash(fs, ck, tx ? txn_id(tx) : 0, TXN_DIR, path, len);

@@ -899,7 +899,7 @@ static bool has_explicit_child(struct node *n)
 	struct node *c, *tmp;
 
 	HASH_ITER(hh, n->children, c, tmp) {
-		if (c->explicit_dir)
+		if (c->explicit_dir || c->attr)
 			return true;
 	}
 	return false;
