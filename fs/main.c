@@ -203,7 +203,10 @@ static int clean_stale_mount(const char *mnt)
 	pid_t pid;
 	int status;
 
-	if (stat(mnt, &st) == 0 || errno != ENOTCONN)
+	struct statfs sfs;
+
+	/* statfs always asks the daemon; stat may be answered from the kernel's cache. */
+	if ((statfs(mnt, &sfs) == 0 || errno != ENOTCONN) && (stat(mnt, &st) == 0 || errno != ENOTCONN))
 		return 0;
 	log_warn("mountpoint '%s' is a dead FUSE mount (transport endpoint is not connected); "
 		 "detaching it", mnt);
