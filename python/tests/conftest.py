@@ -1,0 +1,161 @@
+"""pytest fixtures for python/statehouse: a real statehoused mount per test.
+
+Like test/bats/helper.bash: the daemon runs in the foreground (-f) as our child on a
+fresh data dir, the fixture waits for the mount to answer, and teardown unmounts it,
+waits for the daemon to exit and fails the test on a sanitizer report in its log.
+Environment: STATEHOUSED (default build/statehoused), STATEHOUSE_TEST_SINGLE=1 (-s),
+STATEHOUSE_TEST_STRICT=1 (a skip fails).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "python"))
+
+from statehouse import Statehouse  # noqa: E402 - needs the path above
+
+DEADLINE_S = 20
+# What test/bats/helper.bash's sh_check_log looks for.
+SANITIZER_MARKS = (
+    "AddressSanitizer",
+    "LeakSanitizer",
+    "ThreadSanitizer",
+    "runtime error",
+    "BUG at",
+)
+
+
+def daemon_binary() -> Path:
+    path = Path(os.environ.get("STATEHOUSED", "build/statehoused"))
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def is_mounted(mnt: Path) -> bool:
+    with open("/proc/self/mountinfo") as f:
+        # Field 5 is the mount point, with space, tab, newline and backslash in octal.
+        return any(line.split()[4].replace("\\040", " ") == str(mnt) for line in f)
+
+
+class Daemon:
+    """One statehoused on DATA mounted at MNT, its output in LOG."""
+
+    def __init__(self, top: Path, env=None):
+        self.data = top / "data"
+        self.mnt = top / "mnt"
+        self.log = top / "daemon.log"
+        self.env = dict(os.environ, **(env or {}))
+        self.proc = None
+        self.mnt.mkdir(parents=True, exist_ok=True)
+
+    def start(self, *args: str) -> None:
+        cmd = [str(daemon_binary()), str(self.data), str(self.mnt), "-f"]
+        if os.environ.get("STATEHOUSE_TEST_SINGLE") == "1":
+            cmd.append("-s")
+        cmd += args
+        if not os.access(cmd[0], os.X_OK):
+            pytest.fail(
+                f"cannot run the daemon '{cmd[0]}': build it (ninja -C build) or set STATEHOUSED"
+            )
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env
+            )
+        deadline = time.monotonic() + DEADLINE_S
+        while time.monotonic() < deadline:
+            if is_mounted(self.mnt) and os.path.exists(self.mnt / ".health"):
+                return
+            if self.proc.poll() is not None:
+                rc = self.proc.returncode
+                pytest.fail(
+                    f"daemon exited with {rc} before the mount was live:\n" + self.log_text()
+                )
+            time.sleep(0.02)
+        pytest.fail(f"mount did not appear at {self.mnt} within {DEADLINE_S} s:\n{self.log_text()}")
+
+    def kill9(self) -> None:
+        """SIGKILL the daemon: the mount stays behind and answers ENOTCONN."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> list:
+        """Unmount and wait for the daemon to exit; returns what went wrong."""
+        problems = []
+        if is_mounted(self.mnt):
+            for cmd in (["fusermount3", "-u"], ["umount"], ["umount", "-l"]):
+                if subprocess.run(cmd + [str(self.mnt)], stderr=subprocess.DEVNULL).returncode == 0:
+                    break
+            else:
+                problems.append(f"cannot unmount {self.mnt}")
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.wait(timeout=DEADLINE_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                problems.append(
+                    f"daemon {self.proc.pid} did not exit within {DEADLINE_S} s of the unmount"
+                )
+        for line in self.log_text().splitlines():
+            if any(mark in line for mark in SANITIZER_MARKS):
+                problems.append(f"daemon log {self.log}: {line}")
+        return problems
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+@pytest.fixture
+def start_daemon(tmp_path):
+    """start_daemon(*daemon_args, env={...}): mount another daemon for this test."""
+    daemons = []
+
+    def start(*args, env=None):
+        d = Daemon(tmp_path / f"d{len(daemons)}", env)
+        daemons.append(d)
+        d.start(*args)
+        return d
+
+    yield start
+    problems = [p for d in daemons for p in d.stop()]
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+@pytest.fixture
+def daemon(start_daemon):
+    return start_daemon()
+
+
+@pytest.fixture
+def mnt(daemon) -> Path:
+    return daemon.mnt
+
+
+@pytest.fixture
+def sh(mnt):
+    with Statehouse(url=str(mnt)) as client:
+        yield client
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With STATEHOUSE_TEST_STRICT=1 (CI) a skip is a failure, as in test/bats."""
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        report.skipped
+        and not hasattr(report, "wasxfail")
+        and os.environ.get("STATEHOUSE_TEST_STRICT") == "1"
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"strict mode: would skip: {report.longrepr}"
