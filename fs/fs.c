@@ -2116,10 +2116,36 @@ struct waiter {
 	bool is_dir;
 };
 
+static void queue_changes(struct fs *fs, struct txn_changes *ch);
+
+/*
+ * A write's commit failed.  If its key does not exist, the kernel still holds the entry
+ * the create made, and with default_permissions it would answer the next open of that
+ * name with our ENOENT for the inode: have the notifier drop the entry, as after a delete.
+ */
+static void forget_failed_create(struct fs *fs, const char *path)
+{
+	struct txn_changes *ch = calloc(1, sizeof(*ch));
+	struct txn_entry e;
+
+	if (!ch)
+		return;
+	if (txn_stat(fs->eng, NULL, path, strlen(path), &e) != -ENOENT ||
+	    !(ch->paths = malloc(sizeof(*ch->paths))) || !(ch->paths[0] = strdup(path))) {
+		txn_changes_free(ch);
+		return;
+	}
+	ch->n = 1;
+	queue_changes(fs, ch);
+}
+
 static void waiter_done(struct txn_commit_req *creq, int err)
 {
 	struct waiter *w = creq->arg;
 	struct fs *fs = w->fs;
+
+	if (err && (w->kind == W_NONE || w->kind == W_FLUSH))
+		forget_failed_create(fs, creq->path);
 
 	switch (w->kind) {
 	case W_NONE:
@@ -3519,7 +3545,11 @@ static void *notifier_main(void *arg)
 /* Called by the committer: hand the batch to the notifier thread. */
 static void on_commit(void *arg, struct txn_changes *ch)
 {
-	struct fs *fs = arg;
+	queue_changes(arg, ch);
+}
+
+static void queue_changes(struct fs *fs, struct txn_changes *ch)
+{
 	struct nq_item *it = calloc(1, sizeof(*it));
 
 	if (!it) {

@@ -782,7 +782,7 @@ int txn_dir_attr(struct txn_engine *eng, const char *path, size_t len, struct tx
 {
 	int depth = txn_path_depth(path, len);
 
-	if (depth < 1 || len == 0)
+	if (depth < 1 || len == 0 || check_path(path, len))
 		return -EINVAL;
 	pthread_rwlock_rdlock(&eng->tree_lock);
 	dir_attr_locked(eng, path, len, depth, out);
@@ -3586,6 +3586,16 @@ static int verify_walk(struct txn_engine *a, struct node *n, struct verify *vf)
 	return 0;
 }
 
+static uint64_t count_attrs(struct node *n)
+{
+	struct node *c, *tmp;
+	uint64_t k = n->attr ? 1 : 0;
+
+	HASH_ITER(hh, n->children, c, tmp)
+		k += count_attrs(c);
+	return k;
+}
+
 static uint64_t count_keys(struct node *n)
 {
 	struct node *c, *tmp;
@@ -3622,6 +3632,12 @@ int txn_verify(const char *datadir)
 	if (!err && count_keys(&snap->root) != vf.keys) {
 		log_err("verify: snapshot + replay holds %" PRIu64 " keys, the full replay %" PRIu64,
 			count_keys(&snap->root), vf.keys);
+		err = -EIO;
+	}
+	/* Every record of the full replay was compared; equal counts leave none extra. */
+	if (!err && count_attrs(&snap->root) != count_attrs(&full->root)) {
+		log_err("verify: snapshot + replay holds %" PRIu64 " owner records, the full replay %"
+			PRIu64, count_attrs(&snap->root), count_attrs(&full->root));
 		err = -EIO;
 	}
 	if (!err && vf.diffs)

@@ -622,6 +622,249 @@ static void opening_a_missing_directory_fails_and_leaves_out_null(void **state)
 	assert_null(st);
 }
 
+/* ---- owner records (op 3) ------------------------------------------------------------ */
+
+#define ATTR(p, v) { .path = (p), .path_len = sizeof(p) - 1, .kind = STORE_ATTR, \
+		     .value = (v), .value_len = sizeof(v) - 1 }
+
+static const char owner_ns[] = "{\"uid\":1000,\"gid\":100,\"mode\":\"0750\"}";
+static const char owner_agent[] = "{\"uid\":2000,\"gid\":200,\"mode\":\"1777\"}";
+
+/* Names or live keys as one string: "a b c". */
+static int join_fn(void *arg, const struct store_version *v)
+{
+	char **s = arg;
+	char *n = NULL;
+
+	if (asprintf(&n, "%s%s%.*s", *s ? *s : "", *s ? " " : "", (int)v->path_len,
+		     v->path) < 0)
+		return -ENOMEM;
+	free(*s);
+	*s = n;
+	return 0;
+}
+
+static char *names(struct store *st, const char *prefix)
+{
+	char *s = NULL;
+
+	assert_errno(store_names(st, prefix, strlen(prefix), join_fn, &s), 0);
+	return s ? s : strdup("");
+}
+
+static char *live_keys(struct store *st, const char *prefix, int64_t ts)
+{
+	char *s = NULL;
+
+	assert_errno(store_list_at(st, prefix, strlen(prefix), ts, join_fn, &s), 0);
+	return s ? s : strdup("");
+}
+
+#define assert_text(expr, expected)                                                    \
+	do {                                                                           \
+		char *t__ = (expr);                                                    \
+		assert_non_null(t__);                                                  \
+		if (strcmp(t__, (expected)) != 0) {                                    \
+			print_error("%s is \"%s\", expected \"%s\"\n", #expr, t__,     \
+				    (expected));                                       \
+			free(t__);                                                     \
+			_fail(__FILE__, __LINE__);                                     \
+		}                                                                      \
+		free(t__);                                                             \
+	} while (0)
+
+/* Events as text, one line each: "ts: kind path=value; ...", '-' for a NULL value. */
+static int events_fn(void *arg, const struct store_event *ev)
+{
+	char **s = arg;
+	char *line = NULL, *n;
+
+	if (asprintf(&line, "%lld:", (long long)ev->commit_ts) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < ev->n_ops; i++) {
+		const struct store_op *op = &ev->ops[i];
+		const char *kind = op->kind == STORE_PUT      ? "put"
+				   : op->kind == STORE_DELETE ? "del"
+				   : op->kind == STORE_ATTR   ? "attr"
+							      : "?";
+
+		if (asprintf(&n, "%s %s %.*s=%.*s;", line, kind, (int)op->path_len, op->path,
+			     op->value ? (int)op->value_len : 1,
+			     op->value ? (const char *)op->value : "-") < 0) {
+			free(line);
+			return -ENOMEM;
+		}
+		free(line);
+		line = n;
+	}
+	if (asprintf(&n, "%s%s\n", *s ? *s : "", line) < 0) {
+		free(line);
+		return -ENOMEM;
+	}
+	free(line);
+	free(*s);
+	*s = n;
+	return 0;
+}
+
+static char *events(struct store *st, int64_t from, int64_t to, const char *filter)
+{
+	char *s = NULL;
+
+	assert_errno(store_events(st, from, to, filter, filter ? strlen(filter) : 0, events_fn,
+				  &s), 0);
+	return s ? s : strdup("");
+}
+
+static void an_owner_record_replays_with_its_namespace_or_agent_path_and_value(void **state)
+{
+	struct fx *f = *state;
+	static const struct store_op ops[] = {
+		ATTR("ns", owner_ns),
+		PUT("ns/agent/key", "v", 1, 1),
+		ATTR("ns/agent", owner_agent),
+	};
+	static const struct store_op clear[] = { ATTR("ns/agent", "") };
+	struct store_event evs[] = { event(1, ops, 3), event(2, clear, 1) };
+	struct store_replay_stats s;
+	struct rec r = { 0 };
+
+	assert_errno(store_append(f->st, evs, 2), 0);
+	for (int pass = 0; pass < 2; pass++) {
+		assert_errno(replay(f->st, 0, &r, &s), 0);
+		assert_int_equal(r.n, 4);
+		assert_op(&r.ops[0], 1, "ns", STORE_ATTR, 0, owner_ns, sizeof(owner_ns) - 1);
+		assert_op(&r.ops[1], 1, "ns/agent/key", STORE_PUT, 1, "v", 1);
+		assert_op(&r.ops[2], 1, "ns/agent", STORE_ATTR, 0, owner_agent,
+			  sizeof(owner_agent) - 1);
+		/* An empty value clears the record: it comes back empty, not absent. */
+		assert_op(&r.ops[3], 2, "ns/agent", STORE_ATTR, 0, NULL, 0);
+		assert_int_equal(s.ops, 4);
+		assert_i64_equal(s.head_ts, 2);
+		rec_free(&r);
+		reopen(f, 1);
+	}
+}
+
+static void owner_records_are_neither_names_nor_live_keys(void **state)
+{
+	struct fx *f = *state;
+	/* "bare" and "ns/owned" have owner records and never held a key. */
+	static const struct store_op ops[] = {
+		ATTR("bare", owner_ns),
+		ATTR("ns", owner_ns),
+		ATTR("ns/owned", owner_agent),
+		ATTR("ns/a", owner_agent),
+		PUT("ns/a/k", "v", 1, 1),
+	};
+	struct store_event e = event(1, ops, 5);
+
+	assert_errno(store_append(f->st, &e, 1), 0);
+	assert_text(names(f->st, ""), "ns");
+	assert_text(names(f->st, "ns"), "a");
+	assert_text(names(f->st, "ns/a"), "k");
+	assert_text(names(f->st, "ns/owned"), "");
+	assert_text(names(f->st, "bare"), "");
+	assert_text(live_keys(f->st, "", 1), "ns/a/k");
+	assert_text(live_keys(f->st, "ns", 1), "ns/a/k");
+	assert_text(live_keys(f->st, "ns/owned", 1), "");
+	assert_text(live_keys(f->st, "bare", 1), "");
+}
+
+static void events_of_an_agent_include_its_owner_records_and_not_its_namespaces(void **state)
+{
+	struct fx *f = *state;
+	static const struct store_op e1[] = { PUT("ns/a/k", "1", 1, 1) };
+	static const struct store_op e2[] = { ATTR("ns/a", owner_agent) };
+	static const struct store_op e3[] = { ATTR("ns", owner_ns) };
+	static const struct store_op e4[] = { ATTR("ns/b", owner_agent) };
+	static const struct store_op e5[] = { PUT("ns/b/x", "2", 1, 1), ATTR("ns/a", "") };
+	struct store_event evs[] = { event(1, e1, 1), event(2, e2, 1), event(3, e3, 1),
+				     event(4, e4, 1), event(5, e5, 2) };
+
+	assert_errno(store_append(f->st, evs, 5), 0);
+	assert_text(events(f->st, 1, 5, "ns/a"),
+		    "1: put ns/a/k=1;\n"
+		    "2: attr ns/a={\"uid\":2000,\"gid\":200,\"mode\":\"1777\"};\n"
+		    "5: attr ns/a=;\n");
+	assert_text(events(f->st, 3, 5, "ns/b"),
+		    "4: attr ns/b={\"uid\":2000,\"gid\":200,\"mode\":\"1777\"};\n"
+		    "5: put ns/b/x=2;\n");
+	assert_text(events(f->st, 2, 5, NULL),
+		    "2: attr ns/a={\"uid\":2000,\"gid\":200,\"mode\":\"1777\"};\n"
+		    "3: attr ns={\"uid\":1000,\"gid\":100,\"mode\":\"0750\"};\n"
+		    "4: attr ns/b={\"uid\":2000,\"gid\":200,\"mode\":\"1777\"};\n"
+		    "5: put ns/b/x=2; attr ns/a=;\n");
+}
+
+/* The ops table as schema 1 had it: no room for op 3. */
+static const char schema_1_sql[] =
+	"BEGIN;"
+	" CREATE TABLE ops1(commit_ts INTEGER NOT NULL, idx INTEGER NOT NULL,"
+	"  ns TEXT NOT NULL, agent TEXT NOT NULL, key TEXT NOT NULL,"
+	"  op INTEGER NOT NULL CHECK (op IN (1, 2)), version INTEGER NOT NULL, value BLOB,"
+	"  PRIMARY KEY (commit_ts, idx)) WITHOUT ROWID;"
+	" INSERT INTO ops1 SELECT * FROM ops;"
+	" DROP TABLE ops;"
+	" ALTER TABLE ops1 RENAME TO ops;"
+	" CREATE INDEX ops_by_key_ts ON ops(ns, agent, key, commit_ts, version);"
+	" CREATE INDEX ops_by_agent_ts ON ops(ns, agent, commit_ts);"
+	" UPDATE meta SET value = 1 WHERE name = 'schema';"
+	" COMMIT;";
+
+static void a_schema_1_store_is_upgraded_on_open_and_keeps_its_log(void **state)
+{
+	struct fx *f = *state;
+	static const struct store_op attr[] = { ATTR("ns/agent", owner_agent) };
+	struct store_event e4 = event(4, attr, 1);
+	struct store_replay_stats s;
+	struct rec r = { 0 };
+	int status = -1;
+	char *out;
+
+	if (!have_sqlite_shell())
+		skip_because("the sqlite3 shell is not installed; cannot make a schema 1 store");
+	append_three(f->st);
+	store_close(f->st);
+	f->st = NULL;
+	out = sql(f->dir, schema_1_sql, &status);
+	assert_non_null(out);
+	assert_int_equal(status, 0);
+	free(out);
+	/* It is a schema 1 store: op 3 is refused. */
+	out = sql(f->dir, "INSERT INTO ops VALUES (9, 0, 'ns', '', '', 3, 0, '');", &status);
+	assert_non_null(out);
+	assert_int_not_equal(status, 0);
+	assert_non_null(strstr(out, "CHECK constraint failed"));
+	free(out);
+
+	reopen(f, 1);
+	assert_errno(replay(f->st, 0, &r, &s), 0);
+	assert_three(&r, 0);
+	assert_i64_equal(s.head_ts, 3);
+	rec_free(&r);
+	out = sql(f->dir, "SELECT value FROM meta WHERE name = 'schema';"
+			  " SELECT name FROM sqlite_master WHERE tbl_name = 'ops'"
+			  " AND name NOT LIKE 'sqlite_%' ORDER BY name;", &status);
+	assert_non_null(out);
+	assert_int_equal(status, 0);
+	assert_string_equal(out, "2\nops\nops_by_agent_ts\nops_by_key_ts\n");
+	free(out);
+
+	assert_errno(store_append(f->st, &e4, 1), 0);
+	/* A second open finds schema 2 and leaves it alone. */
+	reopen(f, 1);
+	assert_errno(replay(f->st, 0, &r, &s), 0);
+	assert_int_equal(r.n, 6);
+	assert_op(&r.ops[5], 4, "ns/agent", STORE_ATTR, 0, owner_agent,
+		  sizeof(owner_agent) - 1);
+	r.n = 5;
+	assert_three(&r, 0);
+	r.n = 6;
+	rec_free(&r);
+	assert_text(names(f->st, "ns"), "agent");
+}
+
 static void close_of_null_is_a_no_op_and_the_sqlite_version_is_3(void **state)
 {
 	(void)state;
@@ -650,6 +893,10 @@ int main(void)
 		T(opening_a_store_with_another_schema_version_fails_with_eio),
 		T(opening_a_file_that_is_not_a_database_fails_with_eio),
 		T(opening_a_missing_directory_fails_and_leaves_out_null),
+		T(an_owner_record_replays_with_its_namespace_or_agent_path_and_value),
+		T(owner_records_are_neither_names_nor_live_keys),
+		T(events_of_an_agent_include_its_owner_records_and_not_its_namespaces),
+		T(a_schema_1_store_is_upgraded_on_open_and_keeps_its_log),
 		T(close_of_null_is_a_no_op_and_the_sqlite_version_is_3),
 	};
 #undef T
