@@ -112,6 +112,8 @@ enum hkind { H_CONTENT = 1, H_WRITE, H_DIR, H_EVENTS };
 
 struct handle {
 	enum hkind kind;
+	struct fs *fs;
+	struct handle *all_prev, *all_next; /* fs->handles, under fs->handles_lock */
 	struct iref ir;
 	pthread_mutex_t lock; /* protects buf, size, dirty (flush may race a write) */
 	char *buf;
@@ -180,6 +182,11 @@ struct fs {
 	struct inode *by_ino;
 	struct inode *by_key;
 	uint64_t next_ino;
+
+	/* Leaf lock: protects the list of open handles, which fs_free() frees when the
+	 * kernel's releases never came (they are asynchronous and lost at unmount). */
+	pthread_mutex_t handles_lock;
+	struct handle *handles;
 
 	/* Leaf lock: protects the notifier queue. */
 	pthread_mutex_t nq_lock;
@@ -1520,7 +1527,7 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 /* ---- handles ------------------------------------------------------------------------ */
 
-static struct handle *handle_new(enum hkind kind, const struct iref *r)
+static struct handle *handle_new(struct fs *fs, enum hkind kind, const struct iref *r)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 
@@ -1532,6 +1539,13 @@ static struct handle *handle_new(enum hkind kind, const struct iref *r)
 		return NULL;
 	}
 	pthread_mutex_init(&h->lock, NULL);
+	h->fs = fs;
+	pthread_mutex_lock(&fs->handles_lock);
+	h->all_next = fs->handles;
+	if (fs->handles)
+		fs->handles->all_prev = h;
+	fs->handles = h;
+	pthread_mutex_unlock(&fs->handles_lock);
 	return h;
 }
 
@@ -1539,6 +1553,14 @@ static void handle_free(struct handle *h)
 {
 	if (!h)
 		return;
+	pthread_mutex_lock(&h->fs->handles_lock);
+	if (h->all_prev)
+		h->all_prev->all_next = h->all_next;
+	else
+		h->fs->handles = h->all_next;
+	if (h->all_next)
+		h->all_next->all_prev = h->all_prev;
+	pthread_mutex_unlock(&h->fs->handles_lock);
 	iref_release(&h->ir);
 	free(h->buf);
 	blob_unref(h->content);
@@ -1643,7 +1665,7 @@ static int events_open(struct fs *fs, const struct iref *r, struct handle **out)
 		err = -EISDIR;
 	if (err)
 		return err;
-	h = handle_new(H_EVENTS, r);
+	h = handle_new(fs, H_EVENTS, r);
 	if (!h)
 		return -ENOMEM;
 	memcpy(h->ev_filter, ep.filter, sizeof(h->ev_filter));
@@ -1904,7 +1926,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		err = file_content(fs, &r, &b);
 		if (err)
 			goto fail;
-		h = handle_new(H_CONTENT, &r);
+		h = handle_new(fs, H_CONTENT, &r);
 		if (!h) {
 			err = -ENOMEM;
 			goto fail;
@@ -1924,7 +1946,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	err = writable(fs, &r);
 	if (err)
 		goto fail;
-	h = handle_new(H_WRITE, &r);
+	h = handle_new(fs, H_WRITE, &r);
 	if (!h) {
 		err = -ENOMEM;
 		goto fail;
@@ -2425,7 +2447,7 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 		err = -ENOTDIR;
 		goto fail;
 	}
-	h = handle_new(H_WRITE, &r);
+	h = handle_new(fs, H_WRITE, &r);
 	if (!h) {
 		err = -ENOMEM;
 		goto fail;
@@ -3073,7 +3095,7 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 	if (err)
 		goto fail;
-	h = handle_new(H_DIR, &r);
+	h = handle_new(fs, H_DIR, &r);
 	if (!h) {
 		err = -ENOMEM;
 		goto fail;
@@ -3629,6 +3651,7 @@ int fs_new(struct txn_engine *eng, const struct fs_options *opt, struct fs **out
 	pthread_mutex_init(&fs->itable_lock, NULL);
 	pthread_mutex_init(&fs->ev_lock, NULL);
 	pthread_mutex_init(&fs->nq_lock, NULL);
+	pthread_mutex_init(&fs->handles_lock, NULL);
 	pthread_cond_init(&fs->nq_cond, NULL);
 	fs->nq_tail = &fs->nq_head;
 	*out = fs;
@@ -3685,6 +3708,9 @@ void fs_free(struct fs *fs)
 	pthread_mutex_destroy(&fs->itable_lock);
 	pthread_mutex_destroy(&fs->nq_lock);
 	pthread_cond_destroy(&fs->nq_cond);
+	while (fs->handles)
+		handle_free(fs->handles);
+	pthread_mutex_destroy(&fs->handles_lock);
 	free(fs->datadir);
 	free(fs->mountpoint);
 	free(fs);

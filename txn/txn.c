@@ -2119,39 +2119,34 @@ static int collect_head_keys(struct node *n, struct dirents *out)
 	return 0;
 }
 
-/* Record a change of owner or mode; it takes effect when the batch publishes. */
-static int apply_attr(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
-		      struct ev_build *eb)
+/* Record path's owner record as a (NULL: cleared), in the log and, when the batch
+ * publishes, in the tree. */
+static int attr_record(struct txn_engine *eng, struct batch *b, struct ev_build *eb,
+		       const char *path, size_t len, const struct txn_attr *ta)
 {
-	size_t len = strlen(req->path);
-	int depth = txn_path_depth(req->path, len);
 	struct blob *val = NULL;
 	struct dattr *a = NULL;
 	struct node *n;
-	int err = check_path(req->path, len);
+	int err;
 
-	if (!err && (depth < 1 || depth > 2))
-		err = -EINVAL;
-	if (err)
-		return err;
 	if (grow((void **)&b->ac, &b->cap_ac, b->nac, sizeof(*b->ac)))
 		return -ENOMEM;
-	n = node_find_or_create(eng, req->path, len);
+	n = node_find_or_create(eng, path, len);
 	if (!n)
 		return -ENOMEM;
-	if (req->attr.own) {
+	if (ta) {
 		a = malloc(sizeof(*a));
-		val = attr_encode(&req->attr);
+		val = attr_encode(ta);
 		if (!a || !val) {
 			free(a);
 			blob_unref(val);
 			return -ENOMEM;
 		}
-		*a = (struct dattr){ req->attr.uid, req->attr.gid, req->attr.mode & 07777 };
+		*a = (struct dattr){ ta->uid, ta->gid, ta->mode & 07777 };
 	} else if (!(val = blob_new("", 0))) {
 		return -ENOMEM;
 	}
-	err = ev_add_kind(b, eb, req->path, len, STORE_ATTR, val, 0);
+	err = ev_add_kind(b, eb, path, len, STORE_ATTR, val, 0);
 	if (err) {
 		free(a);
 		blob_unref(val);
@@ -2159,6 +2154,70 @@ static int apply_attr(struct txn_engine *eng, struct batch *b, struct txn_commit
 	}
 	b->ac[b->nac++] = (struct attr_change){ n, a, val };
 	return 0;
+}
+
+/* Record a change of owner or mode; it takes effect when the batch publishes. */
+static int apply_attr(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
+		      struct ev_build *eb)
+{
+	size_t len = strlen(req->path);
+	int depth = txn_path_depth(req->path, len);
+	int err = check_path(req->path, len);
+
+	if (!err && (depth < 1 || depth > 2))
+		err = -EINVAL;
+	if (err)
+		return err;
+	return attr_record(eng, b, eb, req->path, len, req->attr.own ? &req->attr : NULL);
+}
+
+/*
+ * A renamed namespace or agent takes its owner records along (its own and, for a
+ * namespace, its agents'), so its keys keep their owner and mode under the new name;
+ * a directory renamed to another depth leaves them behind, cleared.
+ */
+static int move_attrs(struct txn_engine *eng, struct batch *b, struct ev_build *eb,
+		      struct node *src, const char *sp, size_t sl, const char *dp, size_t dl)
+{
+	int sdepth = txn_path_depth(sp, sl), same = sdepth == txn_path_depth(dp, dl);
+	struct node *dst = node_find(eng, dp, dl), *c, *tmp;
+	int err = 0;
+
+	if (sdepth > 2)
+		return 0;
+	if (src->attr) {
+		struct txn_attr a = { src->attr->uid, src->attr->gid, src->attr->mode, true };
+
+		err = attr_record(eng, b, eb, sp, sl, NULL);
+		if (!err && same)
+			err = attr_record(eng, b, eb, dp, dl, &a);
+	} else if (dst && dst->attr && same) {
+		err = attr_record(eng, b, eb, dp, dl, NULL);
+	}
+	if (sdepth != 1)
+		return err;
+	HASH_ITER(hh, src->children, c, tmp) {
+		struct txn_attr a;
+		size_t cl, nl;
+		char *cp, *np;
+
+		if (err)
+			break;
+		if (!c->attr)
+			continue;
+		a = (struct txn_attr){ c->attr->uid, c->attr->gid, c->attr->mode, true };
+		cp = path_join(sp, sl, c->name, c->name_len, &cl);
+		np = path_join(dp, dl, c->name, c->name_len, &nl);
+		if (!cp || !np)
+			err = -ENOMEM;
+		if (!err)
+			err = attr_record(eng, b, eb, cp, cl, NULL);
+		if (!err && same)
+			err = attr_record(eng, b, eb, np, nl, &a);
+		free(cp);
+		free(np);
+	}
+	return err;
 }
 
 static int apply_auto(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
@@ -2209,7 +2268,7 @@ static int apply_auto(struct txn_engine *eng, struct batch *b, struct txn_commit
 		blob_unref(val);
 		return err;
 	}
-	if (src->head_desc == 0 && !src->explicit_dir)
+	if (src->head_desc == 0 && !src->explicit_dir && !src->attr && !has_explicit_child(src))
 		return -ENOENT;
 	if (path_is_under(req->path2, dlen, req->path, len))
 		return -EINVAL;
@@ -2245,6 +2304,8 @@ static int apply_auto(struct txn_engine *eng, struct batch *b, struct txn_commit
 		free(np);
 	}
 	txn_dirents_free(keys.d, keys.n);
+	if (!err)
+		err = move_attrs(eng, b, eb, src, req->path, len, req->path2, dlen);
 	if (!err && src->explicit_dir) {
 		struct node *d = node_find_or_create(eng, req->path2, dlen);
 

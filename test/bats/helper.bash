@@ -3,6 +3,7 @@
 #
 # Environment:
 #   STATEHOUSED               daemon binary (default: build/statehoused)
+#   STATEHOUSECTL             statehousectl (default: mountctl/statehousectl beside it)
 #   STATEHOUSE_TEST_SINGLE=1  run the daemon with -s (single-threaded loop)
 #   STATEHOUSE_TEST_STRICT=1  a skip is a failure (CI)
 #   STATEHOUSE_SANITIZER_LOG_DIR  where ASAN_OPTIONS/UBSAN_OPTIONS log_path write reports
@@ -11,6 +12,9 @@
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STATEHOUSED="${STATEHOUSED:-$REPO_ROOT/build/statehoused}"
 [[ "$STATEHOUSED" = /* ]] || STATEHOUSED="$REPO_ROOT/$STATEHOUSED"
+# statehousectl of the daemon's own build (meson puts it in mountctl/): the sanitized
+# build's ctl goes with the sanitized daemon.
+STATEHOUSECTL="${STATEHOUSECTL:-$(dirname "$STATEHOUSED")/mountctl/statehousectl}"
 # Debian's python3 directly: a version manager's shim in PATH costs ~1.5 s per call here.
 SH_PYTHON=/usr/bin/python3
 [ -x "$SH_PYTHON" ] || SH_PYTHON=python3
@@ -132,6 +136,25 @@ sh_default_teardown() {
 #   ops: open_r open_w create write_big rename mkdir rmdir unlink read stat
 sh_errno() {
 	"$SH_PYTHON" "$REPO_ROOT/test/bats/errno.py" "$@"
+}
+
+# sh_as UID GID[,GROUP...] CMD...: run CMD as UID with primary group GID and the given
+# supplementary groups (none without a comma), in $MNT as its working directory: paths
+# relative to the mount need no search permission on the directories above it (scripts/test
+# keeps them 0700), so tests of other users pass such paths. The mount needs allow_other.
+sh_as() {
+	local uid=$1 gid=${2%%,*} groups=--clear-groups
+	[[ "$2" = *,* ]] && groups="--groups=${2#*,}"
+	shift 2
+	(cd "$MNT" && exec setpriv --reuid="$uid" --regid="$gid" "$groups" "$@")
+}
+
+# sh_errno_as UID GID[,GROUP...] op path [arg]: sh_errno as another user (see sh_as). The
+# script goes in on stdin: the repository may lie where that user cannot read it.
+sh_errno_as() {
+	local uid=$1 gid=$2
+	shift 2
+	sh_as "$uid" "$gid" "$SH_PYTHON" - "$@" <"$REPO_ROOT/test/bats/errno.py"
 }
 
 # --- helpers for the behaviour tests (10-, 20-, 30-*.bats) ---
