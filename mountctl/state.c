@@ -1,0 +1,977 @@
+/*
+ * state.c - statehousectl's state commands over the mount: health, version, get, put,
+ * rm, keys, agents, history, dump and txn begin/commit/abort (mountctl/, the
+ * command-line layer).  Every one is a few file operations on MNT; statehouse(5) is the
+ * interface they follow.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "ctl.h"
+
+char *ctl_mpath(const struct ctl *c, const char *fmt, ...)
+{
+	va_list ap;
+	char *rel, *p;
+
+	va_start(ap, fmt);
+	rel = ctl_xvasprintf(fmt, ap);
+	va_end(ap);
+	p = ctl_xasprintf("%s/%s", c->mnt, rel);
+	free(rel);
+	return p;
+}
+
+bool ctl_agent_known(const struct ctl *c, const char *agent)
+{
+	char *dir = ctl_mpath(c, ".events/%s", c->ns), *want = ctl_xasprintf("%s.jsonl", agent);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	bool found = false;
+
+	while (d && !found && (e = readdir(d)))
+		found = !strcmp(e->d_name, want);
+	if (d)
+		closedir(d);
+	free(dir);
+	free(want);
+	return found;
+}
+
+int ctl_no_agent(const struct ctl *c, const char *agent)
+{
+	ctl_err("no agent '%s' in namespace '%s'", agent, c->ns);
+	return CTL_EXIT_FAIL;
+}
+
+int ctl_check_ns_agent(const struct ctl *c, const char *agent)
+{
+	const char *why = ctl_check_name(c->ns);
+
+	if (why)
+		return ctl_usage(c, "invalid namespace '%s': %s", c->ns, why);
+	why = ctl_check_name(agent);
+	if (why)
+		return ctl_usage(c, "invalid agent '%s': %s", agent, why);
+	return 0;
+}
+
+/* Usage checks of AGENT KEY, then the mount; 0 or an exit code. */
+static int check_agent_key(struct ctl *c, const char *agent, const char *key)
+{
+	int rc = ctl_check_ns_agent(c, agent);
+	const char *why;
+
+	if (rc)
+		return rc;
+	why = ctl_check_key(key);
+	if (why)
+		return ctl_usage(c, "invalid key '%s': %s", key, why);
+	return ctl_select_mount(c);
+}
+
+int ctl_head_ts(const struct ctl *c, int64_t *out)
+{
+	json_t *s;
+	int err = ctl_status_read(c->mnt, &s);
+
+	if (err)
+		return ctl_fail(-err, "cannot read '%s/.status'", c->mnt);
+	*out = ctl_json_int(s, "head_commit_ts", -1);
+	json_decref(s);
+	if (*out < 0) {
+		ctl_err("cannot read '%s/.status': it has no head_commit_ts", c->mnt);
+		return CTL_EXIT_FAIL;
+	}
+	return 0;
+}
+
+/* A failed operation on a key, said the way a user thinks of it. */
+static int key_error(const struct ctl *c, int err, const char *verb, const char *agent,
+		     const char *key)
+{
+	if (err == ENOENT) {
+		if (!ctl_agent_known(c, agent))
+			return ctl_no_agent(c, agent);
+		ctl_err("no key '%s' for agent '%s' in namespace '%s'", key, agent, c->ns);
+		return CTL_EXIT_FAIL;
+	}
+	if (err == EISDIR)
+		return ctl_fail(err, "cannot %s key '%s' of agent '%s': it is a prefix of other keys",
+				verb, key, agent);
+	if (err == ENOTDIR)
+		return ctl_fail(err, "cannot %s key '%s' of agent '%s': a prefix of it is a key",
+				verb, key, agent);
+	return ctl_fail(err, "cannot %s key '%s' of agent '%s'", verb, key, agent);
+}
+
+/* Parse a command with no options of its own and exactly min..max positionals. */
+static int simple_args(struct ctl *c, int argc, char **argv, int min, int max)
+{
+	int opt, stop, n;
+
+	while ((opt = ctl_getopt(c, argc, argv, "", NULL, &stop)) != -1)
+		if (opt == -2)
+			return stop;
+	n = argc - optind;
+	if (n < min)
+		return ctl_usage(c, "missing arguments");
+	if (n > max)
+		return ctl_usage(c, "too many arguments");
+	return -1;
+}
+
+static const char b64chars[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static json_t *base64_json(const unsigned char *p, size_t n)
+{
+	struct ctl_buf b = { 0 };
+	json_t *j;
+
+	ctl_buf_add(&b, "", 0);
+	for (size_t i = 0; i < n; i += 3) {
+		unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
+			     (i + 2 < n ? p[i + 2] : 0);
+		char q[4] = { b64chars[v >> 18 & 63], b64chars[v >> 12 & 63],
+			      i + 1 < n ? b64chars[v >> 6 & 63] : '=',
+			      i + 2 < n ? b64chars[v & 63] : '=' };
+
+		ctl_buf_add(&b, q, 4);
+	}
+	j = json_string(b.data);
+	ctl_buf_release(&b);
+	return j;
+}
+
+/* --- health, version ---------------------------------------------------------------- */
+
+int ctl_cmd_health(struct ctl *c, int argc, char **argv)
+{
+	struct ctl_buf b = { 0 };
+	char *path;
+	int rc = simple_args(c, argc, argv, 0, 0), err;
+	bool ok;
+
+	if (rc >= 0 || (rc = ctl_select_mount(c)))
+		return rc;
+	path = ctl_mpath(c, ".health");
+	err = ctl_read_path(path, &b);
+	if (err) {
+		rc = ctl_fail(-err, "cannot read '%s'", path);
+		goto out;
+	}
+	while (b.len && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r'))
+		b.data[--b.len] = '\0';
+	ok = !strcmp(b.data, "ok");
+	if (c->json) {
+		json_t *j = json_pack("{s:s,s:s%}", "mountpoint", c->mnt, "health", b.data, b.len);
+
+		ctl_print_json(j, false);
+		json_decref(j);
+	} else {
+		printf("%s%s%s\n", ctl_col(c, ok ? CTL_GREEN : CTL_RED), b.data, ctl_col(c, CTL_RESET));
+	}
+	rc = ctl_finish_stdout(ok ? CTL_EXIT_OK : CTL_EXIT_FAIL);
+out:
+	free(path);
+	ctl_buf_release(&b);
+	return rc;
+}
+
+int ctl_cmd_version(struct ctl *c, int argc, char **argv)
+{
+	struct ctl_buf b = { 0 };
+	json_error_t e;
+	json_t *v = NULL;
+	char *path;
+	int rc = simple_args(c, argc, argv, 0, 0), err;
+
+	if (rc >= 0 || (rc = ctl_select_mount(c)))
+		return rc;
+	path = ctl_mpath(c, ".version");
+	err = ctl_read_path(path, &b);
+	if (!err) {
+		v = json_loadb(b.data, b.len, 0, &e);
+		if (!json_is_object(v))
+			err = -EINVAL;
+	}
+	if (err) {
+		rc = ctl_fail(-err, "cannot read '%s'", path);
+		goto out;
+	}
+	if (c->json) {
+		json_t *j = json_pack("{s:s,s:O}", "statehousectl", STATEHOUSE_VERSION, "daemon", v);
+
+		ctl_print_json(j, false);
+		json_decref(j);
+	} else {
+		printf("statehousectl %s\nstatehoused %s (schema %lld, sqlite %s, libfuse %s)\n",
+		       STATEHOUSE_VERSION, ctl_json_str(v, "version", "?"),
+		       (long long)ctl_json_int(v, "schema", 0), ctl_json_str(v, "sqlite", "?"),
+		       ctl_json_str(v, "libfuse", "?"));
+	}
+	rc = ctl_finish_stdout(CTL_EXIT_OK);
+out:
+	json_decref(v);
+	free(path);
+	ctl_buf_release(&b);
+	return rc;
+}
+
+/* --- get, put, rm ------------------------------------------------------------------- */
+
+static int64_t xattr_int(int fd, const char *name)
+{
+	char v[32];
+	ssize_t n = fgetxattr(fd, name, v, sizeof(v) - 1);
+
+	if (n <= 0)
+		return -1;
+	v[n] = '\0';
+	return strtoll(v, NULL, 10);
+}
+
+int ctl_cmd_get(struct ctl *c, int argc, char **argv)
+{
+	struct ctl_buf b = { 0 };
+	const char *agent, *key;
+	char *path;
+	int rc = simple_args(c, argc, argv, 2, 2), fd, err;
+
+	if (rc >= 0)
+		return rc;
+	agent = argv[optind];
+	key = argv[optind + 1];
+	rc = check_agent_key(c, agent, key);
+	if (rc)
+		return rc;
+	path = ctl_mpath(c, "%s/%s/%s", c->ns, agent, key);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = key_error(c, errno, "read", agent, key);
+		goto out;
+	}
+	err = ctl_read_fd(fd, &b);
+	if (err) {
+		rc = key_error(c, -err, "read", agent, key);
+		close(fd);
+		goto out;
+	}
+	if (c->json) {
+		json_t *v = ctl_value_json(b.data, b.len);
+		json_t *j = json_pack("{s:s,s:s,s:s,s:I,s:I}", "namespace", c->ns, "agent", agent,
+				      "key", key, "version",
+				      (json_int_t)xattr_int(fd, "user.statehouse.version"),
+				      "commit_ts",
+				      (json_int_t)xattr_int(fd, "user.statehouse.commit_ts"));
+
+		if (v)
+			json_object_set_new(j, "value", v);
+		else
+			json_object_set_new(j, "value_base64",
+					    base64_json((const unsigned char *)b.data, b.len));
+		ctl_print_json(j, false);
+		json_decref(j);
+	} else {
+		fwrite(b.data, 1, b.len, stdout);
+	}
+	close(fd);
+	rc = ctl_finish_stdout(CTL_EXIT_OK);
+out:
+	free(path);
+	ctl_buf_release(&b);
+	return rc;
+}
+
+/* mkdir -p of the directories a key with '/' lives in (they exist only while keys do). */
+static int make_key_dirs(const char *path, size_t base_len)
+{
+	char *p = ctl_xstrdup(path);
+	int err = 0;
+
+	for (char *s = p + base_len; (s = strchr(s, '/')); s++) {
+		*s = '\0';
+		if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+			err = -errno;
+			break;
+		}
+		*s = '/';
+	}
+	free(p);
+	return err;
+}
+
+int ctl_cmd_put(struct ctl *c, int argc, char **argv)
+{
+	struct ctl_buf value = { 0 };
+	const char *agent, *key;
+	char *path;
+	int rc = simple_args(c, argc, argv, 2, 3), fd, err;
+
+	if (rc >= 0)
+		return rc;
+	agent = argv[optind];
+	key = argv[optind + 1];
+	rc = check_agent_key(c, agent, key);
+	if (rc)
+		return rc;
+	/* The whole value first: a failed read of stdin must not commit half a value. */
+	if (argc - optind == 3 && strcmp(argv[optind + 2], "-")) {
+		ctl_buf_addstr(&value, argv[optind + 2]);
+	} else {
+		err = ctl_read_fd(STDIN_FILENO, &value);
+		if (err) {
+			ctl_buf_release(&value);
+			return ctl_fail(-err, "cannot read the value from standard input");
+		}
+	}
+	path = ctl_mpath(c, "%s/%s/%s", c->ns, agent, key);
+	err = make_key_dirs(path, strlen(path) - strlen(key));
+	if (err) {
+		rc = key_error(c, -err, "write", agent, key);
+		goto out;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = key_error(c, errno, "write", agent, key);
+		goto out;
+	}
+	err = ctl_write_all(fd, value.data, value.len);
+	/* The commit happens at close, and so does its error. */
+	if (close(fd) != 0 && !err)
+		err = -errno;
+	rc = err ? key_error(c, -err, "write", agent, key) : CTL_EXIT_OK;
+out:
+	free(path);
+	ctl_buf_release(&value);
+	return rc;
+}
+
+int ctl_cmd_rm(struct ctl *c, int argc, char **argv)
+{
+	const char *agent, *key;
+	char *path;
+	int rc = simple_args(c, argc, argv, 2, 2);
+
+	if (rc >= 0)
+		return rc;
+	agent = argv[optind];
+	key = argv[optind + 1];
+	rc = check_agent_key(c, agent, key);
+	if (rc)
+		return rc;
+	path = ctl_mpath(c, "%s/%s/%s", c->ns, agent, key);
+	rc = unlink(path) == 0 ? CTL_EXIT_OK : key_error(c, errno, "delete", agent, key);
+	free(path);
+	return rc;
+}
+
+/* --- keys, agents ------------------------------------------------------------------- */
+
+void ctl_list_add(struct ctl_list *l, char *s)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 64;
+		l->v = ctl_xrealloc(l->v, l->cap * sizeof(*l->v));
+	}
+	l->v[l->n++] = s;
+}
+
+void ctl_list_free(struct ctl_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = l->cap = 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Whether a directory rel/ can hold keys that begin with prefix. */
+static bool may_match(const char *rel, const char *prefix)
+{
+	size_t r = strlen(rel), p = strlen(prefix);
+
+	return !strncmp(rel, prefix, r < p ? r : p);
+}
+
+/* Every key below dirfd (relative names prefixed by rel) that begins with prefix. */
+static int walk(int dirfd, const char *rel, const char *prefix, struct ctl_list *out)
+{
+	DIR *d = fdopendir(dirfd);
+	struct dirent *e;
+	int err = 0;
+
+	if (!d) {
+		err = -errno;
+		close(dirfd);
+		return err;
+	}
+	errno = 0;
+	while ((e = readdir(d))) {
+		char *name;
+		bool dir;
+
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		name = ctl_xasprintf("%s%s", rel, e->d_name);
+		dir = e->d_type == DT_DIR;
+		if (e->d_type == DT_UNKNOWN) {
+			struct stat st;
+
+			dir = fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			      S_ISDIR(st.st_mode);
+		}
+		if (dir) {
+			char *sub = ctl_xasprintf("%s/", name);
+			int fd = may_match(sub, prefix) ? openat(dirfd, e->d_name,
+								 O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+							: -2;
+
+			free(name);
+			if (fd == -1 && errno != ENOENT) { /* ENOENT: its last key just went */
+				err = -errno;
+				free(sub);
+				break;
+			}
+			if (fd >= 0)
+				err = walk(fd, sub, prefix, out);
+			free(sub);
+			if (err)
+				break;
+		} else if (!strncmp(name, prefix, strlen(prefix))) {
+			ctl_list_add(out, name);
+		} else {
+			free(name);
+		}
+		errno = 0;
+	}
+	if (!err && errno)
+		err = -errno;
+	closedir(d);
+	return err;
+}
+
+int ctl_list_keys(const char *root, const char *prefix, struct ctl_list *out)
+{
+	int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err;
+
+	if (fd < 0)
+		return -errno;
+	err = walk(fd, "", prefix, out);
+	if (out->n)
+		qsort(out->v, out->n, sizeof(*out->v), cmp_str);
+	return err;
+}
+
+static void print_list(const struct ctl *c, struct ctl_list *l)
+{
+	if (c->json) {
+		json_t *a = json_array();
+
+		for (size_t i = 0; i < l->n; i++)
+			json_array_append_new(a, json_string(l->v[i]));
+		ctl_print_json(a, false);
+		json_decref(a);
+		return;
+	}
+	for (size_t i = 0; i < l->n; i++)
+		printf("%s\n", l->v[i]);
+}
+
+int ctl_cmd_keys(struct ctl *c, int argc, char **argv)
+{
+	static const struct option lo[] = { { "prefix", required_argument, NULL, 'p' }, { 0 } };
+	struct ctl_list keys = { 0 };
+	const char *prefix = "", *agent;
+	char *root;
+	int opt, stop, rc, err;
+
+	while ((opt = ctl_getopt(c, argc, argv, "", lo, &stop)) != -1) {
+		if (opt == -2)
+			return stop;
+		prefix = optarg;
+	}
+	if (argc - optind != 1)
+		return ctl_usage(c, argc - optind ? "too many arguments" : "missing AGENT");
+	agent = argv[optind];
+	rc = ctl_check_ns_agent(c, agent);
+	if (rc || (rc = ctl_select_mount(c)))
+		return rc;
+	root = ctl_mpath(c, "%s/%s", c->ns, agent);
+	err = ctl_list_keys(root, prefix, &keys);
+	if (err)
+		rc = ctl_fail(-err, "cannot list the keys of agent '%s'", agent);
+	else if (!keys.n && !ctl_agent_known(c, agent))
+		rc = ctl_no_agent(c, agent);
+	else {
+		print_list(c, &keys);
+		rc = ctl_finish_stdout(CTL_EXIT_OK);
+	}
+	ctl_list_free(&keys);
+	free(root);
+	return rc;
+}
+
+int ctl_cmd_agents(struct ctl *c, int argc, char **argv)
+{
+	struct ctl_list agents = { 0 };
+	struct dirent *e;
+	const char *why;
+	char *dir;
+	DIR *d;
+	int rc = simple_args(c, argc, argv, 0, 0);
+
+	if (rc >= 0)
+		return rc;
+	why = ctl_check_name(c->ns);
+	if (why)
+		return ctl_usage(c, "invalid namespace '%s': %s", c->ns, why);
+	if ((rc = ctl_select_mount(c)))
+		return rc;
+	dir = ctl_mpath(c, "%s", c->ns);
+	d = opendir(dir);
+	if (!d) {
+		rc = ctl_fail(errno, "cannot list '%s'", dir);
+		free(dir);
+		return rc;
+	}
+	errno = 0;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			ctl_list_add(&agents, ctl_xstrdup(e->d_name));
+	rc = errno ? ctl_fail(errno, "cannot list '%s'", dir) : CTL_EXIT_OK;
+	closedir(d);
+	if (!rc) {
+		if (agents.n)
+			qsort(agents.v, agents.n, sizeof(*agents.v), cmp_str);
+		print_list(c, &agents);
+		rc = ctl_finish_stdout(CTL_EXIT_OK);
+	}
+	ctl_list_free(&agents);
+	free(dir);
+	return rc;
+}
+
+/* --- history ------------------------------------------------------------------------ */
+
+int ctl_cmd_history(struct ctl *c, int argc, char **argv)
+{
+	const char *agent, *key;
+	char *ekey, *dir, *path, *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	FILE *f;
+	int rc = simple_args(c, argc, argv, 2, 2);
+
+	if (rc >= 0)
+		return rc;
+	agent = argv[optind];
+	key = argv[optind + 1];
+	rc = check_agent_key(c, agent, key);
+	if (rc)
+		return rc;
+	ekey = ctl_encode_key(key);
+	dir = ctl_mpath(c, ".history/%s/%s/%s", c->ns, agent, ekey);
+	path = ctl_xasprintf("%s/index.jsonl", dir);
+	f = fopen(path, "re");
+	if (!f) {
+		if (errno == ENOENT && !ctl_agent_known(c, agent))
+			rc = ctl_no_agent(c, agent);
+		else if (errno == ENOENT) {
+			ctl_err("no key '%s' ever for agent '%s' in namespace '%s'", key, agent, c->ns);
+			rc = CTL_EXIT_FAIL;
+		} else {
+			rc = ctl_fail(errno, "cannot read '%s'", path);
+		}
+		goto out;
+	}
+	while ((len = getline(&line, &cap, f)) > 0) {
+		json_error_t e;
+		json_t *v;
+
+		if (c->json) {
+			fputs(line, stdout);
+			if (line[len - 1] != '\n')
+				putchar('\n');
+			continue;
+		}
+		v = json_loads(line, 0, &e);
+		if (!json_is_object(v)) {
+			json_decref(v);
+			ctl_err("cannot parse a line of '%s': %s", path, e.text);
+			rc = CTL_EXIT_FAIL;
+			break;
+		}
+		{
+			bool del = !strcmp(ctl_json_str(v, "op", ""), "delete");
+			int64_t ver = ctl_json_int(v, "version", 0);
+			char *summary = NULL;
+
+			if (del) {
+				summary = ctl_xstrdup("(deleted)");
+			} else {
+				struct ctl_buf val = { 0 };
+				char *vp = ctl_xasprintf("%s/%lld", dir, (long long)ver);
+				int err = ctl_read_path(vp, &val);
+
+				if (err) {
+					summary = ctl_xasprintf("(cannot read: %s)", strerror(-err));
+				} else {
+					json_t *jv = ctl_value_json(val.data, val.len);
+
+					summary = ctl_summary_of(jv, val.len, 50);
+					json_decref(jv);
+				}
+				ctl_buf_release(&val);
+				free(vp);
+			}
+			printf("v%-4lld %s%s%s  #%-6lld %s%-6s%s %6lld B  txn %-12s %s\n",
+			       (long long)ver, ctl_col(c, CTL_DIM),
+			       ctl_short_time(ctl_json_str(v, "time", "?")), ctl_col(c, CTL_RESET),
+			       (long long)ctl_json_int(v, "commit_ts", 0),
+			       ctl_col(c, del ? CTL_RED : CTL_GREEN), ctl_json_str(v, "op", "?"),
+			       ctl_col(c, CTL_RESET), (long long)ctl_json_int(v, "size", 0),
+			       ctl_json_str(v, "txn", "?"), summary);
+			free(summary);
+		}
+		json_decref(v);
+	}
+	if (!rc && ferror(f))
+		rc = ctl_fail(errno, "cannot read '%s'", path);
+	fclose(f);
+	free(line);
+	if (!rc)
+		rc = ctl_finish_stdout(CTL_EXIT_OK);
+out:
+	free(path);
+	free(dir);
+	free(ekey);
+	return rc;
+}
+
+/* --- dump --------------------------------------------------------------------------- */
+
+int ctl_cmd_dump(struct ctl *c, int argc, char **argv)
+{
+	static const struct option lo[] = { { "output", required_argument, NULL, 'o' }, { 0 } };
+	struct ctl_list keys = { 0 };
+	const char *agent, *out = NULL;
+	json_t *doc = NULL, *kv, *kb;
+	int64_t ts;
+	char *root = NULL;
+	int opt, stop, rc, err;
+
+	while ((opt = ctl_getopt(c, argc, argv, "o:", lo, &stop)) != -1) {
+		if (opt == -2)
+			return stop;
+		if (!*optarg)
+			return ctl_usage(c, "option '-o' needs a file");
+		out = optarg;
+	}
+	if (argc - optind != 1)
+		return ctl_usage(c, argc - optind ? "too many arguments" : "missing AGENT");
+	agent = argv[optind];
+	rc = ctl_check_ns_agent(c, agent);
+	if (rc || (rc = ctl_select_mount(c)) || (rc = ctl_head_ts(c, &ts)))
+		return rc;
+	/* One commit_ts for every key: .at/<head> never changes, whatever commits meanwhile. */
+	if (ts > 0) {
+		root = ctl_mpath(c, ".at/%lld/%s/%s", (long long)ts, c->ns, agent);
+		err = ctl_list_keys(root, "", &keys);
+		if (err) {
+			rc = ctl_fail(-err, "cannot list '%s'", root);
+			goto out;
+		}
+	}
+	if (!keys.n && !ctl_agent_known(c, agent)) {
+		rc = ctl_no_agent(c, agent);
+		goto out;
+	}
+	kv = json_object();
+	kb = json_object();
+	doc = json_pack("{s:I,s:s,s:s,s:o}", "commit_ts", (json_int_t)ts, "namespace", c->ns,
+			"agent", agent, "keys", kv);
+	for (size_t i = 0; i < keys.n; i++) {
+		struct ctl_buf val = { 0 };
+		char *p = ctl_xasprintf("%s/%s", root, keys.v[i]);
+		json_t *v;
+
+		ctl_progress(c, "dump: %zu of %zu keys", i, keys.n);
+		err = ctl_read_path(p, &val);
+		free(p);
+		if (err) {
+			ctl_progress_end(c);
+			rc = ctl_fail(-err, "cannot read key '%s' as of commit_ts %lld", keys.v[i],
+				      (long long)ts);
+			ctl_buf_release(&val);
+			json_decref(kb);
+			goto out;
+		}
+		v = ctl_value_json(val.data, val.len);
+		if (v)
+			json_object_set_new(kv, keys.v[i], v);
+		else
+			json_object_set_new(kb, keys.v[i],
+					    base64_json((const unsigned char *)val.data, val.len));
+		ctl_buf_release(&val);
+	}
+	ctl_progress_end(c);
+	if (json_object_size(kb))
+		json_object_set_new(doc, "keys_base64", kb);
+	else
+		json_decref(kb);
+	if (out) {
+		size_t flags = JSON_ENCODE_ANY | (c->json ? JSON_COMPACT : JSON_INDENT(2));
+		char *text = json_dumps(doc, flags), *withnl;
+
+		if (!text) {
+			ctl_err("cannot encode the dump as JSON");
+			rc = CTL_EXIT_FAIL;
+			goto out;
+		}
+		withnl = ctl_xasprintf("%s\n", text);
+		free(text);
+		err = ctl_write_atomic(out, withnl, strlen(withnl), 0666);
+		free(withnl);
+		rc = err ? ctl_fail(-err, "cannot write '%s'", out) : CTL_EXIT_OK;
+	} else {
+		ctl_print_json(doc, !c->json);
+		rc = ctl_finish_stdout(CTL_EXIT_OK);
+	}
+out:
+	json_decref(doc);
+	ctl_list_free(&keys);
+	free(root);
+	return rc;
+}
+
+/* --- txn ---------------------------------------------------------------------------- */
+
+int ctl_cmd_txn_begin(struct ctl *c, int argc, char **argv)
+{
+	static const struct option lo[] = { { "timeout-ms", required_argument, NULL, 't' },
+					    { 0 } };
+	const char *why, *timeout = NULL;
+	char *name, *dir;
+	int64_t ms;
+	int opt, stop, rc = CTL_EXIT_OK;
+
+	while ((opt = ctl_getopt(c, argc, argv, "", lo, &stop)) != -1) {
+		if (opt == -2)
+			return stop;
+		if (!ctl_parse_ts(optarg, &ms) || ms > 86400000)
+			return ctl_usage(c, "malformed --timeout-ms '%s' (1..86400000)", optarg);
+		timeout = optarg;
+	}
+	if (argc - optind > 1)
+		return ctl_usage(c, "too many arguments");
+	if (argc - optind == 1) {
+		name = ctl_xstrdup(argv[optind]);
+		why = ctl_check_name(name);
+		if (why) {
+			rc = ctl_usage(c, "invalid transaction name '%s': %s", name, why);
+			free(name);
+			return rc;
+		}
+	} else {
+		char stamp[32];
+		unsigned short rnd = 0;
+		time_t now = time(NULL);
+
+		if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+			rnd = (unsigned short)clock();
+		strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", gmtime(&now));
+		name = ctl_xasprintf("ctl-%s-%ld-%04x", stamp, (long)getpid(), rnd);
+	}
+	if ((rc = ctl_select_mount(c))) {
+		free(name);
+		return rc;
+	}
+	dir = ctl_mpath(c, ".tx/%s", name);
+	if (mkdir(dir, 0755) != 0) {
+		int err = errno;
+
+		if (err == EEXIST)
+			rc = ctl_fail(err, "cannot begin transaction '%s': the name is taken", name);
+		else if (err == EAGAIN)
+			rc = ctl_fail(err, "cannot begin transaction '%s': too many open transactions",
+				      name);
+		else
+			rc = ctl_fail(err, "cannot begin transaction '%s'", name);
+		goto out;
+	}
+	if (timeout) {
+		char *tp = ctl_xasprintf("%s/.timeout_ms", dir);
+		int fd = open(tp, O_WRONLY | O_TRUNC | O_CLOEXEC), err;
+
+		err = fd < 0 ? -errno : ctl_write_all(fd, timeout, strlen(timeout));
+		if (fd >= 0 && close(fd) != 0 && !err)
+			err = -errno;
+		free(tp);
+		if (err) {
+			rc = ctl_fail(-err, "cannot set the timeout of transaction '%s'", name);
+			rmdir(dir);
+			goto out;
+		}
+	}
+	if (c->json) {
+		json_t *j = json_pack("{s:s,s:s}", "txn", name, "path", dir);
+
+		ctl_print_json(j, false);
+		json_decref(j);
+	} else {
+		printf("%s\t%s\n", name, dir);
+	}
+	rc = ctl_finish_stdout(CTL_EXIT_OK);
+out:
+	free(dir);
+	free(name);
+	return rc;
+}
+
+/* Usage checks of a transaction NAME and the mount; 0 or an exit code. */
+static int check_txn(struct ctl *c, const char *name)
+{
+	const char *why = ctl_check_name(name);
+
+	if (why)
+		return ctl_usage(c, "invalid transaction name '%s': %s", name, why);
+	return ctl_select_mount(c);
+}
+
+static int no_txn(const char *name)
+{
+	ctl_err("no transaction '%s'", name);
+	return CTL_EXIT_FAIL;
+}
+
+int ctl_cmd_txn_commit(struct ctl *c, int argc, char **argv)
+{
+	enum { OPT_NOTE = 2000, OPT_KEEP };
+	static const struct option lo[] = { { "note", required_argument, NULL, OPT_NOTE },
+					    { "keep", no_argument, NULL, OPT_KEEP },
+					    { 0 } };
+	struct ctl_buf b = { 0 };
+	const char *name, *note = NULL;
+	char *dir, *pending, *commit;
+	json_t *j = NULL;
+	bool keep = false;
+	int opt, stop, rc, err;
+
+	while ((opt = ctl_getopt(c, argc, argv, "", lo, &stop)) != -1) {
+		if (opt == -2)
+			return stop;
+		if (opt == OPT_KEEP)
+			keep = true;
+		else
+			note = optarg;
+	}
+	if (argc - optind != 1)
+		return ctl_usage(c, argc - optind ? "too many arguments" : "missing NAME");
+	name = argv[optind];
+	if ((rc = check_txn(c, name)))
+		return rc;
+	dir = ctl_mpath(c, ".tx/%s", name);
+	pending = ctl_xasprintf("%s/.commit.pending", dir);
+	commit = ctl_xasprintf("%s/.commit", dir);
+	if (access(dir, F_OK) != 0) {
+		rc = errno == ENOENT ? no_txn(name)
+				     : ctl_fail(errno, "cannot commit transaction '%s'", name);
+		goto out;
+	}
+	if (note) {
+		int fd = open(pending, O_WRONLY | O_TRUNC | O_CLOEXEC);
+
+		err = fd < 0 ? -errno : ctl_write_all(fd, note, strlen(note));
+		if (fd >= 0 && close(fd) != 0 && !err)
+			err = -errno;
+		if (err) {
+			rc = ctl_fail(-err, "cannot write the note of transaction '%s'", name);
+			goto out;
+		}
+	}
+	if (rename(pending, commit) != 0) {
+		json_t *s = NULL;
+		char *sp = ctl_xasprintf("%s/.status", dir);
+
+		err = errno;
+		if (ctl_read_path(sp, &b) == 0)
+			s = json_loadb(b.data, b.len, 0, NULL);
+		free(sp);
+		if (err == ESTALE && ctl_json_str(s, "key", NULL)) {
+			ctl_err("cannot commit transaction '%s': conflict: another transaction "
+				"committed key '%s' since this one began (%s)",
+				name, ctl_json_str(s, "key", ""), strerror(err));
+			rc = CTL_EXIT_FAIL;
+		}
+		else if (err == ENOENT && !strcmp(ctl_json_str(s, "state", ""), "committed")) {
+			ctl_err("cannot commit transaction '%s': it is already committed (commit_ts "
+				"%lld)", name, (long long)ctl_json_int(s, "commit_ts", 0));
+			rc = CTL_EXIT_FAIL;
+		} else
+			rc = ctl_fail(err, "cannot commit transaction '%s'", name);
+		json_decref(s);
+		/* A conflict or an expiry is final: the directory is of no more use. */
+		if (err == ESTALE || err == ETIMEDOUT)
+			rmdir(dir);
+		goto out;
+	}
+	err = ctl_read_path(commit, &b);
+	if (!err) {
+		j = json_loadb(b.data, b.len, 0, NULL);
+		if (!json_is_object(j))
+			err = -EINVAL;
+	}
+	if (err) {
+		rc = ctl_fail(-err, "committed transaction '%s', but cannot read '%s'", name, commit);
+		goto out;
+	}
+	if (c->json)
+		ctl_print_json(j, false);
+	else
+		printf("%lld\n", (long long)ctl_json_int(j, "commit_ts", 0));
+	rc = ctl_finish_stdout(CTL_EXIT_OK);
+	if (!keep && rmdir(dir) != 0)
+		ctl_err("warning: cannot remove '%s' after the commit: %s", dir, strerror(errno));
+out:
+	json_decref(j);
+	ctl_buf_release(&b);
+	free(commit);
+	free(pending);
+	free(dir);
+	return rc;
+}
+
+int ctl_cmd_txn_abort(struct ctl *c, int argc, char **argv)
+{
+	const char *name;
+	char *dir;
+	int rc = simple_args(c, argc, argv, 1, 1);
+
+	if (rc >= 0)
+		return rc;
+	name = argv[optind];
+	if ((rc = check_txn(c, name)))
+		return rc;
+	dir = ctl_mpath(c, ".tx/%s", name);
+	if (rmdir(dir) != 0)
+		rc = errno == ENOENT ? no_txn(name)
+				     : ctl_fail(errno, "cannot abort transaction '%s'", name);
+	free(dir);
+	return rc;
+}
