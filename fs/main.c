@@ -639,7 +639,9 @@ int main(int argc, char *argv[])
 		ret = fuse_session_loop_mt(se, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
-	ret = ret ? 1 : 0;
+	/* A positive result is the signal that ended the loop: a clean stop, as after an
+	 * unmount (systemctl stop must not mark the unit failed). */
+	ret = ret < 0 ? 1 : 0;
 	log_info("unmounted '%s'; stopping", opts.mountpoint);
 
 	/* Complete every queued commit, then the notifier, before the session goes. */

@@ -1082,6 +1082,8 @@ int txn_begin(struct txn_engine *eng, const char *name, size_t len, uint32_t uid
 	pthread_mutex_lock(&eng->q_lock);
 	pthread_cond_signal(&eng->reaper_cond);
 	pthread_mutex_unlock(&eng->q_lock);
+	log_debug("transaction '%s' begun by uid %" PRIu32 " at commit %" PRId64, tx->name, uid,
+		  tx->begin_ts);
 	*out = tx;
 	return 0;
 }
@@ -2474,8 +2476,18 @@ static void run_batch(struct txn_engine *eng, struct txn_commit_req *list)
 	}
 	pthread_rwlock_unlock(&eng->tree_lock);
 
-	if (b.nev)
+	if (b.nev) {
+		int64_t t0 = now_ns(CLOCK_MONOTONIC);
+
 		serr = store_append(eng->store, b.ev, b.nev);
+		if (serr)
+			log_debug("commit batch of %zu failed: %s", b.nev, strerror(-serr));
+		else
+			log_debug("commit batch: %zu commits (commit_ts %" PRId64 "..%" PRId64
+				  "), %zu changes, stored in %" PRId64 " us",
+				  b.nev, b.ev[0].commit_ts, b.ev[b.nev - 1].commit_ts, b.np,
+				  (now_ns(CLOCK_MONOTONIC) - t0) / 1000);
+	}
 
 	/* Point of no return: the batch is durable (serr == 0) or nothing of it is. */
 	pthread_rwlock_wrlock(&eng->tree_lock);
