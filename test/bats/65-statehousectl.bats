@@ -587,3 +587,29 @@ last_commit_ts() {
 	run -0 --separate-stderr ctl replay a
 	assert_equal "$stderr" ''
 }
+
+@test "the README's statehousectl lines run as written: status, put, get, replay, inspect and dump" {
+	# The indented lines after "From a terminal" in README.md, on this test's mount.
+	mapfile -t cmds < <(awk '/^From a terminal, `statehousectl`/ { on = 1; next }
+		on && /^    / { print substr($0, 5); seen = 1; next } on && seen && /^[^ ]/ { exit }' \
+		"$REPO_ROOT/README.md" | sed 's/ *# .*$//')
+	[ "${#cmds[@]}" -eq 7 ] || fail "the README block changed: ${cmds[*]}"
+	[ "${cmds[0]}" = 'export STATEHOUSE_MOUNT=~/state' ]
+	readme() {
+		STATEHOUSE_MOUNT=$MNT
+		export STATEHOUSE_MOUNT
+		statehousectl() { "$STATEHOUSECTL" "$@"; }
+		eval "$1"
+	}
+	run -0 readme "${cmds[1]}"
+	assert_line "$MNT: live"
+	run -0 readme "${cmds[2]}"
+	run -0 readme "${cmds[3]}"
+	assert_output '{"step":1}'
+	run -0 readme "${cmds[4]}"
+	assert_line --regexp '#1 +agent-1 +put +plan +v1 +\{"step":1\}$'
+	run -0 readme "${cmds[5]}"
+	assert_line --regexp '^keys +1$'
+	run -0 readme "${cmds[6]}"
+	[ "$(jq -c '[.commit_ts, .keys.plan]' <<<"$output")" = '[1,{"step":1}]' ]
+}
