@@ -1082,7 +1082,7 @@ static void entry_param(struct fs *fs, struct fuse_entry_param *e, uint64_t ino,
 		e->attr_timeout = fs->opt.entry_timeout_s;
 		e->entry_timeout = fs->opt.entry_timeout_s;
 	} else if (kind == IK_TXPATH || kind == IK_TXROOT) {
-		e->attr_timeout = 0;
+		e->attr_timeout = S_ISDIR(st->st_mode) ? fs->opt.entry_timeout_s : 0;
 		e->entry_timeout = fs->opt.entry_timeout_s;
 	}
 }
@@ -1489,9 +1489,16 @@ static void fs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_
 	fuse_reply_none(req);
 }
 
-static double attr_timeout(struct fs *fs, enum ikind kind)
+/* A transaction's directories keep their owner and mode (a chmod invalidates them):
+ * cached, the kernel's permission checks on every path through .tx/NAME cost no
+ * round trip.  Its files change size with every staged write: never cached. */
+static double attr_timeout(struct fs *fs, enum ikind kind, const struct stat *st)
 {
-	return (kind == IK_LIVE || kind == IK_ROOT || kind == IK_TXDIR) ? fs->opt.entry_timeout_s : 0;
+	if (kind == IK_LIVE || kind == IK_ROOT || kind == IK_TXDIR)
+		return fs->opt.entry_timeout_s;
+	if ((kind == IK_TXPATH || kind == IK_TXROOT) && S_ISDIR(st->st_mode))
+		return fs->opt.entry_timeout_s;
+	return 0;
 }
 
 static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1521,7 +1528,7 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	if (err)
 		reply_err(req, err);
 	else
-		fuse_reply_attr(req, &st, attr_timeout(fs, r.kind));
+		fuse_reply_attr(req, &st, attr_timeout(fs, r.kind, &st));
 	iref_release(&r);
 }
 
@@ -2214,7 +2221,12 @@ static void waiter_done(struct txn_commit_req *creq, int err)
 							    w->src, strlen(w->src));
 			if (in)
 				irekey_locked(fs, in, IK_TXCTL, ".commit", 7);
+			/* The directory is read-only now (0500): its cached mode is stale. */
+			in = ifind_key_locked(fs, IK_TXROOT, w->txn_id, TXN_DIR, "", 0);
+			uint64_t root_ino = in ? in->ino : 0;
 			pthread_mutex_unlock(&fs->itable_lock);
+			if (root_ino)
+				queue_inval(fs, root_ino);
 		}
 		reply_err(w->req, err);
 		break;
@@ -3043,7 +3055,7 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 		st.st_size = (off_t)h->size;
 		pthread_mutex_unlock(&h->lock);
 	}
-	fuse_reply_attr(req, &st, attr_timeout(fs, r.kind));
+	fuse_reply_attr(req, &st, attr_timeout(fs, r.kind, &st));
 	iref_release(&r);
 	return;
 fail:
