@@ -542,16 +542,11 @@ static void fill_attr(struct fs *fs, struct stat *st, uint64_t ino, enum txn_typ
 	st->st_ctim = st->st_mtim;
 }
 
-static char *version_json(void)
+/* o as one line of compact JSON with a newline (malloc'ed; NULL on failure); drops o. */
+static char *json_line(json_t *o)
 {
-	json_t *o = json_object();
-	char *s, *line = NULL;
+	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER), *line = NULL;
 
-	json_object_set_new(o, "version", json_string(STATEHOUSE_VERSION));
-	json_object_set_new(o, "schema", json_integer(txn_schema_version()));
-	json_object_set_new(o, "sqlite", json_string(txn_sqlite_version()));
-	json_object_set_new(o, "libfuse", json_string(fuse_pkgversion()));
-	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	if (s && asprintf(&line, "%s\n", s) < 0)
 		line = NULL;
@@ -559,12 +554,23 @@ static char *version_json(void)
 	return line;
 }
 
+static char *version_json(void)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "version", json_string(STATEHOUSE_VERSION));
+	json_object_set_new(o, "schema", json_integer(txn_schema_version()));
+	json_object_set_new(o, "sqlite", json_string(txn_sqlite_version()));
+	json_object_set_new(o, "libfuse", json_string(fuse_pkgversion()));
+	return json_line(o);
+}
+
 /* .status: who serves this mount and how it is doing, for statehousectl status. */
 static char *status_json(struct fs *fs)
 {
 	struct txn_stats st;
 	json_t *o = json_object(), *rec = json_object();
-	char *s, *line = NULL, started[32];
+	char started[32];
 	time_t t = (time_t)(fs->start_ns / 1000000000);
 	struct tm tm;
 	int err = txn_engine_check(fs->eng);
@@ -589,12 +595,7 @@ static char *status_json(struct fs *fs)
 	json_object_set_new(rec, "ms", json_integer(st.last_recovery_ns / 1000000));
 	json_object_set_new(rec, "replayed_events", json_integer((json_int_t)st.last_replayed));
 	json_object_set_new(o, "last_recovery", rec);
-	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(o);
-	if (s && asprintf(&line, "%s\n", s) < 0)
-		line = NULL;
-	free(s);
-	return line;
+	return json_line(o);
 }
 
 static struct blob *blob_from_str(char *s)

@@ -130,6 +130,21 @@ static int simple_args(struct ctl *c, int argc, char **argv, int min, int max)
 	return -1;
 }
 
+/* The AGENT KEY [...] arguments of get, put, rm and history, checked: -1 to go on, else
+ * the exit status. */
+static int agent_key_args(struct ctl *c, int argc, char **argv, int max, const char **agent,
+			  const char **key)
+{
+	int rc = simple_args(c, argc, argv, 2, max);
+
+	if (rc >= 0)
+		return rc;
+	*agent = argv[optind];
+	*key = argv[optind + 1];
+	rc = check_agent_key(c, *agent, *key);
+	return rc ? rc : -1;
+}
+
 static const char b64chars[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -246,14 +261,9 @@ int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 	struct ctl_buf b = { 0 };
 	const char *agent, *key;
 	char *path;
-	int rc = simple_args(c, argc, argv, 2, 2), fd, err;
+	int rc = agent_key_args(c, argc, argv, 2, &agent, &key), fd, err;
 
 	if (rc >= 0)
-		return rc;
-	agent = argv[optind];
-	key = argv[optind + 1];
-	rc = check_agent_key(c, agent, key);
-	if (rc)
 		return rc;
 	path = ctl_mpath(c, "%s/%s/%s", c->ns, agent, key);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -316,14 +326,9 @@ int ctl_cmd_put(struct ctl *c, int argc, char **argv)
 	struct ctl_buf value = { 0 };
 	const char *agent, *key;
 	char *path;
-	int rc = simple_args(c, argc, argv, 2, 3), fd, err;
+	int rc = agent_key_args(c, argc, argv, 3, &agent, &key), fd, err;
 
 	if (rc >= 0)
-		return rc;
-	agent = argv[optind];
-	key = argv[optind + 1];
-	rc = check_agent_key(c, agent, key);
-	if (rc)
 		return rc;
 	/* The whole value first: a failed read of stdin must not commit half a value. */
 	if (argc - optind == 3 && strcmp(argv[optind + 2], "-")) {
@@ -361,14 +366,9 @@ int ctl_cmd_rm(struct ctl *c, int argc, char **argv)
 {
 	const char *agent, *key;
 	char *path;
-	int rc = simple_args(c, argc, argv, 2, 2);
+	int rc = agent_key_args(c, argc, argv, 2, &agent, &key);
 
 	if (rc >= 0)
-		return rc;
-	agent = argv[optind];
-	key = argv[optind + 1];
-	rc = check_agent_key(c, agent, key);
-	if (rc)
 		return rc;
 	path = ctl_mpath(c, "%s/%s/%s", c->ns, agent, key);
 	rc = unlink(path) == 0 ? CTL_EXIT_OK : key_error(c, errno, "delete", agent, key);
@@ -576,14 +576,9 @@ int ctl_cmd_history(struct ctl *c, int argc, char **argv)
 	size_t cap = 0;
 	ssize_t len;
 	FILE *f;
-	int rc = simple_args(c, argc, argv, 2, 2);
+	int rc = agent_key_args(c, argc, argv, 2, &agent, &key);
 
 	if (rc >= 0)
-		return rc;
-	agent = argv[optind];
-	key = argv[optind + 1];
-	rc = check_agent_key(c, agent, key);
-	if (rc)
 		return rc;
 	ekey = ctl_encode_key(key);
 	dir = ctl_mpath(c, ".history/%s/%s/%s", c->ns, agent, ekey);

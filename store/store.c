@@ -41,6 +41,18 @@ struct store {
 	int fault_code;
 };
 
+/* The columns of ops; op 3 (STORE_ATTR) since schema 2. */
+#define OPS_COLUMNS                                                                        \
+	"(commit_ts INTEGER NOT NULL,"                                                     \
+	"  idx INTEGER NOT NULL,"                                                          \
+	"  ns TEXT NOT NULL,"                                                              \
+	"  agent TEXT NOT NULL,"                                                           \
+	"  key TEXT NOT NULL,"                                                             \
+	"  op INTEGER NOT NULL CHECK (op IN (1, 2, 3)),"                                   \
+	"  version INTEGER NOT NULL,"                                                      \
+	"  value BLOB,"                                                                    \
+	"  PRIMARY KEY (commit_ts, idx)) WITHOUT ROWID"
+
 static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS events("
@@ -48,16 +60,7 @@ static const char schema_sql[] =
 	"  txn TEXT NOT NULL,"
 	"  time_ns INTEGER NOT NULL,"
 	"  note BLOB);"
-	"CREATE TABLE IF NOT EXISTS ops("
-	"  commit_ts INTEGER NOT NULL,"
-	"  idx INTEGER NOT NULL,"
-	"  ns TEXT NOT NULL,"
-	"  agent TEXT NOT NULL,"
-	"  key TEXT NOT NULL,"
-	"  op INTEGER NOT NULL CHECK (op IN (1, 2, 3)),"
-	"  version INTEGER NOT NULL,"
-	"  value BLOB,"
-	"  PRIMARY KEY (commit_ts, idx)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS ops" OPS_COLUMNS ";"
 	/* Versions grow with commit_ts, so this orders a key's versions and finds the
 	 * one current at any commit_ts with one seek. */
 	"CREATE INDEX IF NOT EXISTS ops_by_key_ts ON ops(ns, agent, key, commit_ts, version);"
@@ -79,16 +82,7 @@ static const char schema_sql[] =
  * constraint in place, so the table is copied, in one transaction. */
 static const char migrate_1_2_sql[] =
 	"BEGIN IMMEDIATE;"
-	"CREATE TABLE ops2("
-	"  commit_ts INTEGER NOT NULL,"
-	"  idx INTEGER NOT NULL,"
-	"  ns TEXT NOT NULL,"
-	"  agent TEXT NOT NULL,"
-	"  key TEXT NOT NULL,"
-	"  op INTEGER NOT NULL CHECK (op IN (1, 2, 3)),"
-	"  version INTEGER NOT NULL,"
-	"  value BLOB,"
-	"  PRIMARY KEY (commit_ts, idx)) WITHOUT ROWID;"
+	"CREATE TABLE ops2" OPS_COLUMNS ";"
 	"INSERT INTO ops2 SELECT commit_ts, idx, ns, agent, key, op, version, value FROM ops;"
 	"DROP TABLE ops;"
 	"ALTER TABLE ops2 RENAME TO ops;"
