@@ -580,6 +580,7 @@ int ctl_cmd_history(struct ctl *c, int argc, char **argv)
 
 	if (rc >= 0)
 		return rc;
+	rc = CTL_EXIT_OK;
 	ekey = ctl_encode_key(key);
 	dir = ctl_mpath(c, ".history/%s/%s/%s", c->ns, agent, ekey);
 	path = ctl_xasprintf("%s/index.jsonl", dir);
