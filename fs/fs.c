@@ -2149,6 +2149,43 @@ struct waiter {
 static void queue_changes(struct fs *fs, struct txn_changes *ch);
 
 /*
+ * A commit ended a transaction's view (or failed it): the directory is read-only (0500)
+ * and its view answers EROFS, ESTALE or ETIMEDOUT from now on, so the attributes the
+ * kernel caches for its directories are stale.  The notifier drops them.
+ */
+static void inval_txn(struct fs *fs, uint64_t txn_id, bool now)
+{
+	struct inode *in, *tmp;
+	uint64_t *inos = NULL;
+	size_t n = 0, cap = 0;
+
+	pthread_mutex_lock(&fs->itable_lock);
+	HASH_ITER(hh_ino, fs->by_ino, in, tmp) {
+		if ((in->kind != IK_TXROOT && in->kind != IK_TXPATH) || in->txn_id != txn_id ||
+		    in->type != TXN_DIR)
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 16;
+			uint64_t *ni = realloc(inos, nc * sizeof(*ni));
+
+			if (!ni)
+				break;
+			inos = ni;
+			cap = nc;
+		}
+		inos[n++] = in->ino;
+	}
+	pthread_mutex_unlock(&fs->itable_lock);
+	for (size_t i = 0; i < n; i++) {
+		if (now && fs->se)
+			fuse_lowlevel_notify_inval_inode(fs->se, inos[i], 0, 0);
+		else
+			queue_inval(fs, inos[i]);
+	}
+	free(inos);
+}
+
+/*
  * A write's commit failed.  If its key does not exist, the kernel still holds the entry
  * the create made, and with default_permissions it would answer the next open of that
  * name with our ENOENT for the inode: have the notifier drop the entry, as after a delete.
@@ -2222,13 +2259,14 @@ static void waiter_done(struct txn_commit_req *creq, int err)
 							    w->src, strlen(w->src));
 			if (in)
 				irekey_locked(fs, in, IK_TXCTL, ".commit", 7);
-			/* The directory is read-only now (0500): its cached mode is stale. */
-			in = ifind_key_locked(fs, IK_TXROOT, w->txn_id, TXN_DIR, "", 0);
-			uint64_t root_ino = in ? in->ino : 0;
 			pthread_mutex_unlock(&fs->itable_lock);
-			if (root_ino)
-				queue_inval(fs, root_ino);
 		}
+		/* A successful commit completes on the notifier thread, after the batch's
+		 * invalidation: drop the view's attributes there, before the reply, so the
+		 * caller's next stat sees the committed state.  (Attributes only: this
+		 * takes no lock the waiting rename holds.)  A failure comes from the
+		 * committer: queued. */
+		inval_txn(fs, w->txn_id, err == 0);
 		reply_err(w->req, err);
 		break;
 	}
