@@ -2149,33 +2149,52 @@ struct waiter {
 static void queue_changes(struct fs *fs, struct txn_changes *ch);
 
 /*
+ * The numbers of the inodes in the table for which match(in, arg) holds, in *out
+ * (malloc'ed; as many as memory allows), so that the caller can notify the kernel with
+ * no lock held.
+ */
+static size_t inodes_where(struct fs *fs, bool (*match)(const struct inode *, const void *),
+			   const void *arg, uint64_t **out)
+{
+	struct inode *in, *tmp;
+	size_t n = 0, cap = 0;
+
+	*out = NULL;
+	pthread_mutex_lock(&fs->itable_lock);
+	HASH_ITER(hh_ino, fs->by_ino, in, tmp) {
+		if (!match(in, arg))
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 16;
+			uint64_t *ni = realloc(*out, nc * sizeof(*ni));
+
+			if (!ni)
+				break;
+			*out = ni;
+			cap = nc;
+		}
+		(*out)[n++] = in->ino;
+	}
+	pthread_mutex_unlock(&fs->itable_lock);
+	return n;
+}
+
+/*
  * A commit ended a transaction's view (or failed it): the directory is read-only (0500)
  * and its view answers EROFS, ESTALE or ETIMEDOUT from now on, so the attributes the
  * kernel caches for its directories are stale.  The notifier drops them.
  */
+static bool is_txn_dir(const struct inode *in, const void *arg)
+{
+	return (in->kind == IK_TXROOT || in->kind == IK_TXPATH) && in->type == TXN_DIR &&
+	       in->txn_id == *(const uint64_t *)arg;
+}
+
 static void inval_txn(struct fs *fs, uint64_t txn_id, bool now)
 {
-	struct inode *in, *tmp;
-	uint64_t *inos = NULL;
-	size_t n = 0, cap = 0;
+	uint64_t *inos;
+	size_t n = inodes_where(fs, is_txn_dir, &txn_id, &inos);
 
-	pthread_mutex_lock(&fs->itable_lock);
-	HASH_ITER(hh_ino, fs->by_ino, in, tmp) {
-		if ((in->kind != IK_TXROOT && in->kind != IK_TXPATH) || in->txn_id != txn_id ||
-		    in->type != TXN_DIR)
-			continue;
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 16;
-			uint64_t *ni = realloc(inos, nc * sizeof(*ni));
-
-			if (!ni)
-				break;
-			inos = ni;
-			cap = nc;
-		}
-		inos[n++] = in->ino;
-	}
-	pthread_mutex_unlock(&fs->itable_lock);
 	for (size_t i = 0; i < n; i++) {
 		if (now && fs->se)
 			fuse_lowlevel_notify_inval_inode(fs->se, inos[i], 0, 0);
@@ -3462,37 +3481,33 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 		      ~(unsigned)FUSE_CAP_SPLICE_MOVE;
 }
 
-/* Invalidate what a batch of commits made stale in the kernel's caches. */
+struct prefix {
+	const char *p;
+	size_t len;
+};
+
+static bool is_at_or_below(const struct inode *in, const void *arg)
+{
+	const struct prefix *pf = arg;
+
+	return in->len >= pf->len && memcmp(in->path, pf->p, pf->len) == 0 &&
+	       (in->len == pf->len || in->path[pf->len] == '/');
+}
+
 /* The owner or mode of a namespace or agent changed: every inode at or below it, in
  * every view, has stale attributes (keys take their agent's). */
 static void invalidate_below(struct fs *fs, const char *p, size_t len)
 {
-	uint64_t *inos = NULL;
-	size_t n = 0, cap = 0;
-	struct inode *in, *tmp;
+	struct prefix pf = { p, len };
+	uint64_t *inos;
+	size_t n = inodes_where(fs, is_at_or_below, &pf, &inos);
 
-	pthread_mutex_lock(&fs->itable_lock);
-	HASH_ITER(hh_ino, fs->by_ino, in, tmp) {
-		if (in->len < len || memcmp(in->path, p, len) != 0 ||
-		    (in->len > len && in->path[len] != '/'))
-			continue;
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 64;
-			uint64_t *ni = realloc(inos, nc * sizeof(*ni));
-
-			if (!ni)
-				break;
-			inos = ni;
-			cap = nc;
-		}
-		inos[n++] = in->ino;
-	}
-	pthread_mutex_unlock(&fs->itable_lock);
 	for (size_t i = 0; i < n; i++)
 		fuse_lowlevel_notify_inval_inode(fs->se, inos[i], -1, 0);
 	free(inos);
 }
 
+/* Invalidate what a batch of commits made stale in the kernel's caches. */
 static void invalidate(struct fs *fs, struct txn_changes *ch)
 {
 	struct todo {
