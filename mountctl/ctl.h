@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "grow.h"
+
 /* Exit codes: success, a failure (not found, conflict, expired, I/O), a usage error. */
 enum { CTL_EXIT_OK = 0, CTL_EXIT_FAIL = 1, CTL_EXIT_USAGE = 2 };
 
@@ -74,20 +76,22 @@ void ctl_progress_end(const struct ctl *c);
 
 /* --- memory and strings (util.c): allocation failures abort, as a CLI cannot go on --- */
 
+_Noreturn void ctl_out_of_memory(void);
+/* ARRAY_GROW (common/grow.h) that aborts when memory runs out. */
+#define CTL_GROW(p, need, cap)                       \
+	do {                                         \
+		if (ARRAY_GROW(p, need, cap))        \
+			ctl_out_of_memory();         \
+	} while (0)
 void *ctl_xmalloc(size_t n);
 void *ctl_xrealloc(void *p, size_t n);
 char *ctl_xstrdup(const char *s);
 char *ctl_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *ctl_xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
-/* A growing byte buffer. */
-struct ctl_buf {
-	char *data;
-	size_t len, cap;
-};
-void ctl_buf_add(struct ctl_buf *b, const void *p, size_t n);
-void ctl_buf_addstr(struct ctl_buf *b, const char *s);
-void ctl_buf_release(struct ctl_buf *b);
+/* common/grow.h's strbuf, aborting when memory runs out. */
+void ctl_buf_add(struct strbuf *b, const void *p, size_t n);
+void ctl_buf_addstr(struct strbuf *b, const char *s);
 
 /* The path quoted for a shell when it needs quoting (static storage, one at a time). */
 const char *ctl_shell_quote(const char *s);
@@ -96,8 +100,8 @@ const char *ctl_shell_quote(const char *s);
 
 /* Read the whole file at path (or fd when path is NULL) into buf (NUL-terminated beyond
  * len).  Returns 0 or -errno. */
-int ctl_read_path(const char *path, struct ctl_buf *buf);
-int ctl_read_fd(int fd, struct ctl_buf *buf);
+int ctl_read_path(const char *path, struct strbuf *buf);
+int ctl_read_fd(int fd, struct strbuf *buf);
 /* Write all of p to fd; 0 or -errno. */
 int ctl_write_all(int fd, const void *p, size_t n);
 /* Write content to the temporary file fd (named tmp, in path's directory), fsync and

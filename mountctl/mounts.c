@@ -77,7 +77,7 @@ int ctl_mounts_read(struct ctl_mount **out, size_t *nout)
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	struct ctl_mount *all = NULL;
 	bool *sh = NULL;
-	size_t n = 0, cap = 0, kept = 0;
+	size_t n = 0, cap = 0, sh_cap = 0, kept = 0;
 	char *line = NULL;
 	size_t lcap = 0;
 
@@ -93,11 +93,8 @@ int ctl_mounts_read(struct ctl_mount **out, size_t *nout)
 		}
 		rest = sep + 3;
 		type = field(rest, 0, NULL);
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			all = ctl_xrealloc(all, cap * sizeof(*all));
-			sh = ctl_xrealloc(sh, cap * sizeof(*sh));
-		}
+		CTL_GROW(all, n + 1, cap);
+		CTL_GROW(sh, n + 1, sh_cap);
 		all[n].mountpoint = mp;
 		all[n].datadir = field(rest, 1, NULL);
 		if (!all[n].datadir)
@@ -191,27 +188,27 @@ int ctl_select_mount(struct ctl *c)
 
 int ctl_status_read(const char *mnt, json_t **out)
 {
-	struct ctl_buf b = { 0 };
+	struct strbuf b = { 0 };
 	char *path = ctl_xasprintf("%s/.status", mnt);
 	json_error_t e;
 	int err = ctl_read_path(path, &b);
 
 	free(path);
 	if (!err) {
-		*out = json_loadb(b.data, b.len, 0, &e);
+		*out = json_loadb(b.buf, b.len, 0, &e);
 		if (!json_is_object(*out)) {
 			json_decref(*out);
 			*out = NULL;
 			err = -EINVAL;
 		}
 	}
-	ctl_buf_release(&b);
+	strbuf_release(&b);
 	return err;
 }
 
 /* --- mount -------------------------------------------------------------------------- */
 
-static void add_opts(struct ctl_buf *o, const char *arg)
+static void add_opts(struct strbuf *o, const char *arg)
 {
 	if (o->len)
 		ctl_buf_addstr(o, ",");
@@ -261,7 +258,7 @@ static char *daemon_beside_me(void)
 int ctl_cmd_mount(struct ctl *c, int argc, char **argv)
 {
 	static const struct option lo[] = { { "options", required_argument, NULL, 'o' }, { 0 } };
-	struct ctl_buf opts = { 0 };
+	struct strbuf opts = { 0 };
 	struct ctl_mount *m = NULL;
 	const char *env = getenv("STATEHOUSED");
 	char *data, *mnt, *daemon, *args[6];
@@ -270,17 +267,17 @@ int ctl_cmd_mount(struct ctl *c, int argc, char **argv)
 
 	while ((opt = ctl_getopt(c, argc, argv, "o:", lo, &stop)) != -1) {
 		if (opt == -2) {
-			ctl_buf_release(&opts);
+			strbuf_release(&opts);
 			return stop;
 		}
 		if (!*optarg) {
-			ctl_buf_release(&opts);
+			strbuf_release(&opts);
 			return ctl_usage(c, "option '-o' needs a value");
 		}
 		add_opts(&opts, optarg);
 	}
 	if ((err = two_paths(c, argc))) {
-		ctl_buf_release(&opts);
+		strbuf_release(&opts);
 		return err;
 	}
 	data = ctl_abspath(argv[optind]);
@@ -311,7 +308,7 @@ int ctl_cmd_mount(struct ctl *c, int argc, char **argv)
 	if (err) {
 		free(data);
 		free(mnt);
-		ctl_buf_release(&opts);
+		strbuf_release(&opts);
 		return CTL_EXIT_FAIL;
 	}
 	daemon = env && *env ? ctl_xstrdup(env) : daemon_beside_me();
@@ -320,7 +317,7 @@ int ctl_cmd_mount(struct ctl *c, int argc, char **argv)
 	args[i++] = mnt;
 	if (opts.len) {
 		args[i++] = "-o";
-		args[i++] = opts.data;
+		args[i++] = opts.buf;
 	}
 	args[i] = NULL;
 	fflush(stdout);
@@ -343,7 +340,7 @@ int ctl_cmd_mount(struct ctl *c, int argc, char **argv)
 	free(daemon);
 	free(data);
 	free(mnt);
-	ctl_buf_release(&opts);
+	strbuf_release(&opts);
 	return CTL_EXIT_FAIL;
 }
 
@@ -667,7 +664,7 @@ int ctl_cmd_status(struct ctl *c, int argc, char **argv)
 /* --- fstab -------------------------------------------------------------------------- */
 
 /* fstab(5) fields: whitespace and backslash as \ooo, which getmntent(3) reads back. */
-static void fstab_escape(struct ctl_buf *b, const char *s)
+static void fstab_escape(struct strbuf *b, const char *s)
 {
 	for (; *s; s++) {
 		if (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\\') {
@@ -728,7 +725,7 @@ static int fstab_find(const char *text, const char *mnt)
 
 static int fstab_update(const char *file, const char *mnt, const char *line)
 {
-	struct ctl_buf text = { 0 };
+	struct strbuf text = { 0 };
 	struct stat st;
 	mode_t mode = 0644;
 	char *target = realpath(file, NULL), *lock;
@@ -761,13 +758,13 @@ static int fstab_update(const char *file, const char *mnt, const char *line)
 		ctl_fail(err, "cannot read '%s'", target);
 		goto out_unlock;
 	}
-	dup = fstab_find(text.data, mnt);
+	dup = fstab_find(text.buf, mnt);
 	if (dup) {
 		ctl_err("cannot add to '%s': line %d already mounts '%s'", target, dup, mnt);
 		err = EEXIST;
 		goto out_unlock;
 	}
-	if (text.len && text.data[text.len - 1] != '\n')
+	if (text.len && text.buf[text.len - 1] != '\n')
 		ctl_buf_addstr(&text, "\n");
 	ctl_buf_addstr(&text, line);
 	if (fchmod(fd, mode) != 0 ||
@@ -776,7 +773,7 @@ static int fstab_update(const char *file, const char *mnt, const char *line)
 		ctl_fail(err, "cannot set the mode of '%s'", lock);
 		goto out_unlock;
 	}
-	err = -ctl_commit_file(fd, lock, target, text.data, text.len);
+	err = -ctl_commit_file(fd, lock, target, text.buf, text.len);
 	fd = -1;
 	if (err)
 		ctl_fail(err, "cannot replace '%s'", target);
@@ -785,7 +782,7 @@ out_unlock:
 	close(fd);
 	unlink(lock);
 out_free:
-	ctl_buf_release(&text);
+	strbuf_release(&text);
 	free(lock);
 	free(target);
 	return err ? CTL_EXIT_FAIL : CTL_EXIT_OK;
@@ -798,7 +795,7 @@ int ctl_cmd_fstab(struct ctl *c, int argc, char **argv)
 					    { "update-fstab", no_argument, NULL, OPT_UPDATE },
 					    { "fstab", required_argument, NULL, OPT_FILE },
 					    { 0 } };
-	struct ctl_buf opts = { 0 }, line = { 0 };
+	struct strbuf opts = { 0 }, line = { 0 };
 	const char *file = NULL;
 	bool update = false;
 	char *data, *mnt;
@@ -807,28 +804,28 @@ int ctl_cmd_fstab(struct ctl *c, int argc, char **argv)
 	ctl_buf_addstr(&opts, "defaults,nofail");
 	while ((opt = ctl_getopt(c, argc, argv, "o:", lo, &stop)) != -1) {
 		if (opt == -2) {
-			ctl_buf_release(&opts);
+			strbuf_release(&opts);
 			return stop;
 		}
 		if (opt == OPT_UPDATE) {
 			update = true;
 		} else if (opt == OPT_FILE) {
 			if (!*optarg) {
-				ctl_buf_release(&opts);
+				strbuf_release(&opts);
 				return ctl_usage(c, "option '--fstab' needs a file");
 			}
 			file = optarg;
 			update = true;
 		} else {
 			if (!*optarg) {
-				ctl_buf_release(&opts);
+				strbuf_release(&opts);
 				return ctl_usage(c, "option '-o' needs a value");
 			}
 			add_opts(&opts, optarg);
 		}
 	}
 	if ((rc = two_paths(c, argc))) {
-		ctl_buf_release(&opts);
+		strbuf_release(&opts);
 		return rc;
 	}
 	data = ctl_abspath(argv[optind]);
@@ -839,14 +836,14 @@ int ctl_cmd_fstab(struct ctl *c, int argc, char **argv)
 	ctl_buf_addstr(&line, "  ");
 	fstab_escape(&line, mnt);
 	ctl_buf_addstr(&line, "  " FSTYPE "  ");
-	fstab_escape(&line, opts.data);
+	fstab_escape(&line, opts.buf);
 	ctl_buf_addstr(&line, "  0  0\n");
-	rc = update ? fstab_update(file ? file : "/etc/fstab", mnt, line.data) : CTL_EXIT_OK;
+	rc = update ? fstab_update(file ? file : "/etc/fstab", mnt, line.buf) : CTL_EXIT_OK;
 	if (rc == CTL_EXIT_OK)
-		fputs(line.data, stdout);
+		fputs(line.buf, stdout);
 	free(data);
 	free(mnt);
-	ctl_buf_release(&opts);
-	ctl_buf_release(&line);
+	strbuf_release(&opts);
+	strbuf_release(&line);
 	return ctl_finish_stdout(rc);
 }

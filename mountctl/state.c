@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base64.h"
 #include "config.h"
 #include "ctl.h"
 
@@ -145,26 +146,15 @@ static int agent_key_args(struct ctl *c, int argc, char **argv, int max, const c
 	return rc ? rc : -1;
 }
 
-static const char b64chars[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 static json_t *base64_json(const unsigned char *p, size_t n)
 {
-	struct ctl_buf b = { 0 };
+	char *b64 = base64_encode(p, n);
 	json_t *j;
 
-	ctl_buf_add(&b, "", 0);
-	for (size_t i = 0; i < n; i += 3) {
-		unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
-			     (i + 2 < n ? p[i + 2] : 0);
-		char q[4] = { b64chars[v >> 18 & 63], b64chars[v >> 12 & 63],
-			      i + 1 < n ? b64chars[v >> 6 & 63] : '=',
-			      i + 2 < n ? b64chars[v & 63] : '=' };
-
-		ctl_buf_add(&b, q, 4);
-	}
-	j = json_string(b.data);
-	ctl_buf_release(&b);
+	if (!b64)
+		ctl_out_of_memory();
+	j = json_string(b64);
+	free(b64);
 	return j;
 }
 
@@ -172,7 +162,7 @@ static json_t *base64_json(const unsigned char *p, size_t n)
 
 int ctl_cmd_health(struct ctl *c, int argc, char **argv)
 {
-	struct ctl_buf b = { 0 };
+	struct strbuf b = { 0 };
 	char *path;
 	int rc = simple_args(c, argc, argv, 0, 0), err;
 	bool ok;
@@ -185,27 +175,27 @@ int ctl_cmd_health(struct ctl *c, int argc, char **argv)
 		rc = ctl_fail(-err, "cannot read '%s'", path);
 		goto out;
 	}
-	while (b.len && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r'))
-		b.data[--b.len] = '\0';
-	ok = !strcmp(b.data, "ok");
+	while (b.len && (b.buf[b.len - 1] == '\n' || b.buf[b.len - 1] == '\r'))
+		b.buf[--b.len] = '\0';
+	ok = !strcmp(b.buf, "ok");
 	if (c->json) {
-		json_t *j = json_pack("{s:s,s:s%}", "mountpoint", c->mnt, "health", b.data, b.len);
+		json_t *j = json_pack("{s:s,s:s%}", "mountpoint", c->mnt, "health", b.buf, b.len);
 
 		ctl_print_json(j, false);
 		json_decref(j);
 	} else {
-		printf("%s%s%s\n", ctl_col(c, ok ? CTL_GREEN : CTL_RED), b.data, ctl_col(c, CTL_RESET));
+		printf("%s%s%s\n", ctl_col(c, ok ? CTL_GREEN : CTL_RED), b.buf, ctl_col(c, CTL_RESET));
 	}
 	rc = ctl_finish_stdout(ok ? CTL_EXIT_OK : CTL_EXIT_FAIL);
 out:
 	free(path);
-	ctl_buf_release(&b);
+	strbuf_release(&b);
 	return rc;
 }
 
 int ctl_cmd_version(struct ctl *c, int argc, char **argv)
 {
-	struct ctl_buf b = { 0 };
+	struct strbuf b = { 0 };
 	json_error_t e;
 	json_t *v = NULL;
 	char *path;
@@ -216,7 +206,7 @@ int ctl_cmd_version(struct ctl *c, int argc, char **argv)
 	path = ctl_mpath(c, ".version");
 	err = ctl_read_path(path, &b);
 	if (!err) {
-		v = json_loadb(b.data, b.len, 0, &e);
+		v = json_loadb(b.buf, b.len, 0, &e);
 		if (!json_is_object(v))
 			err = -EINVAL;
 	}
@@ -239,7 +229,7 @@ int ctl_cmd_version(struct ctl *c, int argc, char **argv)
 out:
 	json_decref(v);
 	free(path);
-	ctl_buf_release(&b);
+	strbuf_release(&b);
 	return rc;
 }
 
@@ -258,7 +248,7 @@ static int64_t xattr_int(int fd, const char *name)
 
 int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 {
-	struct ctl_buf b = { 0 };
+	struct strbuf b = { 0 };
 	const char *agent, *key;
 	char *path;
 	int rc = agent_key_args(c, argc, argv, 2, &agent, &key), fd, err;
@@ -278,7 +268,7 @@ int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 		goto out;
 	}
 	if (c->json) {
-		json_t *v = ctl_value_json(b.data, b.len);
+		json_t *v = ctl_value_json(b.buf, b.len);
 		json_t *j = json_pack("{s:s,s:s,s:s,s:I,s:I}", "namespace", c->ns, "agent", agent,
 				      "key", key, "version",
 				      (json_int_t)xattr_int(fd, "user.statehouse.version"),
@@ -289,17 +279,17 @@ int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 			json_object_set_new(j, "value", v);
 		else
 			json_object_set_new(j, "value_base64",
-					    base64_json((const unsigned char *)b.data, b.len));
+					    base64_json((const unsigned char *)b.buf, b.len));
 		ctl_print_json(j, false);
 		json_decref(j);
 	} else {
-		fwrite(b.data, 1, b.len, stdout);
+		fwrite(b.buf, 1, b.len, stdout);
 	}
 	close(fd);
 	rc = ctl_finish_stdout(CTL_EXIT_OK);
 out:
 	free(path);
-	ctl_buf_release(&b);
+	strbuf_release(&b);
 	return rc;
 }
 
@@ -323,7 +313,7 @@ static int make_key_dirs(const char *path, size_t base_len)
 
 int ctl_cmd_put(struct ctl *c, int argc, char **argv)
 {
-	struct ctl_buf value = { 0 };
+	struct strbuf value = { 0 };
 	const char *agent, *key;
 	char *path;
 	int rc = agent_key_args(c, argc, argv, 3, &agent, &key), fd, err;
@@ -336,7 +326,7 @@ int ctl_cmd_put(struct ctl *c, int argc, char **argv)
 	} else {
 		err = ctl_read_fd(STDIN_FILENO, &value);
 		if (err) {
-			ctl_buf_release(&value);
+			strbuf_release(&value);
 			return ctl_fail(-err, "cannot read the value from standard input");
 		}
 	}
@@ -351,14 +341,14 @@ int ctl_cmd_put(struct ctl *c, int argc, char **argv)
 		rc = key_error(c, errno, "write", agent, key);
 		goto out;
 	}
-	err = ctl_write_all(fd, value.data, value.len);
+	err = ctl_write_all(fd, value.buf, value.len);
 	/* The commit happens at close, and so does its error. */
 	if (close(fd) != 0 && !err)
 		err = -errno;
 	rc = err ? key_error(c, -err, "write", agent, key) : CTL_EXIT_OK;
 out:
 	free(path);
-	ctl_buf_release(&value);
+	strbuf_release(&value);
 	return rc;
 }
 
@@ -380,10 +370,7 @@ int ctl_cmd_rm(struct ctl *c, int argc, char **argv)
 
 void ctl_list_add(struct ctl_list *l, char *s)
 {
-	if (l->n == l->cap) {
-		l->cap = l->cap ? l->cap * 2 : 64;
-		l->v = ctl_xrealloc(l->v, l->cap * sizeof(*l->v));
-	}
+	CTL_GROW(l->v, l->n + 1, l->cap);
 	l->v[l->n++] = s;
 }
 
@@ -621,19 +608,19 @@ int ctl_cmd_history(struct ctl *c, int argc, char **argv)
 			if (del) {
 				summary = ctl_xstrdup("(deleted)");
 			} else {
-				struct ctl_buf val = { 0 };
+				struct strbuf val = { 0 };
 				char *vp = ctl_xasprintf("%s/%lld", dir, (long long)ver);
 				int err = ctl_read_path(vp, &val);
 
 				if (err) {
 					summary = ctl_xasprintf("(cannot read: %s)", strerror(-err));
 				} else {
-					json_t *jv = ctl_value_json(val.data, val.len);
+					json_t *jv = ctl_value_json(val.buf, val.len);
 
 					summary = ctl_summary_of(jv, val.len, 50);
 					json_decref(jv);
 				}
-				ctl_buf_release(&val);
+				strbuf_release(&val);
 				free(vp);
 			}
 			printf("v%-4lld %s%s%s  #%-6lld %s%-6s%s %6lld B  txn %-12s %s\n",
@@ -703,7 +690,7 @@ int ctl_cmd_dump(struct ctl *c, int argc, char **argv)
 	doc = json_pack("{s:I,s:s,s:s,s:o}", "commit_ts", (json_int_t)ts, "namespace", c->ns,
 			"agent", agent, "keys", kv);
 	for (size_t i = 0; i < keys.n; i++) {
-		struct ctl_buf val = { 0 };
+		struct strbuf val = { 0 };
 		char *p = ctl_xasprintf("%s/%s", root, keys.v[i]);
 		json_t *v;
 
@@ -714,17 +701,17 @@ int ctl_cmd_dump(struct ctl *c, int argc, char **argv)
 			ctl_progress_end(c);
 			rc = ctl_fail(-err, "cannot read key '%s' as of commit_ts %lld", keys.v[i],
 				      (long long)ts);
-			ctl_buf_release(&val);
+			strbuf_release(&val);
 			json_decref(kb);
 			goto out;
 		}
-		v = ctl_value_json(val.data, val.len);
+		v = ctl_value_json(val.buf, val.len);
 		if (v)
 			json_object_set_new(kv, keys.v[i], v);
 		else
 			json_object_set_new(kb, keys.v[i],
-					    base64_json((const unsigned char *)val.data, val.len));
-		ctl_buf_release(&val);
+					    base64_json((const unsigned char *)val.buf, val.len));
+		strbuf_release(&val);
 	}
 	ctl_progress_end(c);
 	if (json_object_size(kb))
@@ -862,7 +849,7 @@ int ctl_cmd_txn_commit(struct ctl *c, int argc, char **argv)
 	static const struct option lo[] = { { "note", required_argument, NULL, OPT_NOTE },
 					    { "keep", no_argument, NULL, OPT_KEEP },
 					    { 0 } };
-	struct ctl_buf b = { 0 };
+	struct strbuf b = { 0 };
 	const char *name, *note = NULL;
 	char *dir, *pending, *commit;
 	json_t *j = NULL;
@@ -907,7 +894,7 @@ int ctl_cmd_txn_commit(struct ctl *c, int argc, char **argv)
 
 		err = errno;
 		if (ctl_read_path(sp, &b) == 0)
-			s = json_loadb(b.data, b.len, 0, NULL);
+			s = json_loadb(b.buf, b.len, 0, NULL);
 		free(sp);
 		if (err == ESTALE && ctl_json_str(s, "key", NULL)) {
 			ctl_err("cannot commit transaction '%s': conflict: another transaction "
@@ -929,7 +916,7 @@ int ctl_cmd_txn_commit(struct ctl *c, int argc, char **argv)
 	}
 	err = ctl_read_path(commit, &b);
 	if (!err) {
-		j = json_loadb(b.data, b.len, 0, NULL);
+		j = json_loadb(b.buf, b.len, 0, NULL);
 		if (!json_is_object(j))
 			err = -EINVAL;
 	}
@@ -946,7 +933,7 @@ int ctl_cmd_txn_commit(struct ctl *c, int argc, char **argv)
 		ctl_err("warning: cannot remove '%s' after the commit: %s", dir, strerror(errno));
 out:
 	json_decref(j);
-	ctl_buf_release(&b);
+	strbuf_release(&b);
 	free(commit);
 	free(pending);
 	free(dir);

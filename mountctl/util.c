@@ -114,7 +114,7 @@ void ctl_progress_end(const struct ctl *c)
 	progress_shown = false;
 }
 
-static _Noreturn void out_of_memory(void)
+_Noreturn void ctl_out_of_memory(void)
 {
 	fputs("statehousectl: out of memory\n", stderr);
 	abort();
@@ -125,7 +125,7 @@ void *ctl_xmalloc(size_t n)
 	void *p = malloc(n ? n : 1);
 
 	if (!p)
-		out_of_memory();
+		ctl_out_of_memory();
 	return p;
 }
 
@@ -133,7 +133,7 @@ void *ctl_xrealloc(void *p, size_t n)
 {
 	p = realloc(p, n ? n : 1);
 	if (!p)
-		out_of_memory();
+		ctl_out_of_memory();
 	return p;
 }
 
@@ -142,7 +142,7 @@ char *ctl_xstrdup(const char *s)
 	char *d = strdup(s);
 
 	if (!d)
-		out_of_memory();
+		ctl_out_of_memory();
 	return d;
 }
 
@@ -151,7 +151,7 @@ char *ctl_xvasprintf(const char *fmt, va_list ap)
 	char *s;
 
 	if (vasprintf(&s, fmt, ap) < 0)
-		out_of_memory();
+		ctl_out_of_memory();
 	return s;
 }
 
@@ -166,43 +166,26 @@ char *ctl_xasprintf(const char *fmt, ...)
 	return s;
 }
 
-void ctl_buf_add(struct ctl_buf *b, const void *p, size_t n)
+void ctl_buf_add(struct strbuf *b, const void *p, size_t n)
 {
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->data = ctl_xrealloc(b->data, cap);
-		b->cap = cap;
-	}
-	if (n)
-		memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = '\0';
+	if (strbuf_add(b, p, n))
+		ctl_out_of_memory();
 }
 
-void ctl_buf_addstr(struct ctl_buf *b, const char *s)
+void ctl_buf_addstr(struct strbuf *b, const char *s)
 {
 	ctl_buf_add(b, s, strlen(s));
 }
 
-void ctl_buf_release(struct ctl_buf *b)
-{
-	free(b->data);
-	b->data = NULL;
-	b->len = b->cap = 0;
-}
-
 const char *ctl_shell_quote(const char *s)
 {
-	static struct ctl_buf q;
+	static struct strbuf q;
 
 	q.len = 0;
 	if (*s && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 			   "/._-+=:,@%") == strlen(s)) {
 		ctl_buf_addstr(&q, s);
-		return q.data;
+		return q.buf;
 	}
 	ctl_buf_addstr(&q, "'");
 	for (; *s; s++) {
@@ -212,10 +195,10 @@ const char *ctl_shell_quote(const char *s)
 			ctl_buf_add(&q, s, 1);
 	}
 	ctl_buf_addstr(&q, "'");
-	return q.data;
+	return q.buf;
 }
 
-int ctl_read_fd(int fd, struct ctl_buf *buf)
+int ctl_read_fd(int fd, struct strbuf *buf)
 {
 	char chunk[65536];
 	ssize_t n;
@@ -234,7 +217,7 @@ int ctl_read_fd(int fd, struct ctl_buf *buf)
 	}
 }
 
-int ctl_read_path(const char *path, struct ctl_buf *buf)
+int ctl_read_path(const char *path, struct strbuf *buf)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC), err;
 
@@ -451,7 +434,7 @@ const char *ctl_check_key(const char *key)
 
 char *ctl_encode_key(const char *key)
 {
-	struct ctl_buf b = { 0 };
+	struct strbuf b = { 0 };
 
 	ctl_buf_add(&b, "", 0);
 	for (; *key; key++) {
@@ -462,7 +445,7 @@ char *ctl_encode_key(const char *key)
 		else
 			ctl_buf_add(&b, key, 1);
 	}
-	return b.data;
+	return b.buf;
 }
 
 json_t *ctl_value_json(const char *p, size_t n)
