@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * loadgen: the load generator of bench/ (never part of the product build).
  * It drives a statehouse mount through plain syscalls (mkdir, open/write/close, rename,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * blob.c - reference-counted immutable values (common layer).
  */

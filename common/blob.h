@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * blob.h - immutable, reference-counted byte strings (common layer).
  *

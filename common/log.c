@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * log.c - stderr/syslog sink for every layer (common layer).
  */

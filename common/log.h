@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * log.h - the one logging sink of statehouse (common layer, no dependencies).
  *

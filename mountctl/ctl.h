@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ctl.h - statehousectl's shared declarations (mountctl/, the command-line layer).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * events.c - statehousectl's readers of the event log: replay, tail (-f) and inspect
  * (mountctl/, the command-line layer).  They read .events/<ns>/<agent>.jsonl (or its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c - statehousectl: the command table, the global options and the help texts
  * (mountctl/, the command-line layer).  Each command lives in mounts.c, state.c or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mounts.c - statehousectl's mount commands: mount, umount, status, fstab, and the choice
  * of mount for every other command (mountctl/, the command-line layer).  A mount is a

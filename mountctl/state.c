@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * state.c - statehousectl's state commands over the mount: health, version, get, put,
  * rm, keys, agents, history, dump and txn begin/commit/abort (mountctl/, the

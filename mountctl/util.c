@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * util.c - statehousectl's small helpers: messages, buffers, whole-file reads and atomic
  * writes, argument checks that mirror the daemon's limits, and the JSON shape of values

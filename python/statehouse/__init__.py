@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """statehouse: the Statehouse Python SDK 0.1 API on a statehoused mount.
 
     from statehouse import Statehouse

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The Statehouse Python SDK 0.1 API on a statehoused mount, in plain file system calls.
 
 Reads are open/read and getxattr on <ns>/<agent>/<key>; a transaction is a directory

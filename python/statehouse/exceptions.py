@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Exceptions of the statehouse module (the client of a statehoused mount).
 
 Every error carries the errno the mount answered with, when there was one: the errno is

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Human-readable lines for replayed operations (Statehouse.replay_pretty).
 
 One line per operation, always: values go through json.dumps, which escapes newlines

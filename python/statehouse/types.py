@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Values the statehouse module returns: StateResult, Operation and ReplayEvent.
 
 Field names and order follow the Statehouse Python SDK 0.1; the fields it lacks (key,

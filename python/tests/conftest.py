@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """pytest fixtures for python/statehouse: a real statehoused mount per test.
 
 Like test/bats/helper.bash: the daemon runs in the foreground (-f) as our child on a

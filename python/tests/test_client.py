@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The client itself through a real mount: health, version, the mount it finds, close.
 Errors of a missing or dead mount are in test_errors.py."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Errors through a real mount: a missing, foreign or dead mount, a failing store, and
 the errno every error keeps."""
 

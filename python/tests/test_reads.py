@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Reads through a real mount: get_state, get_state_at_version, list_keys, scan_prefix,
 the exact round trip of values and values that other programs wrote."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Replay through a real mount: replay / replay_events over .events, inclusive bounds,
 exact values, and replay_pretty's lines."""
 

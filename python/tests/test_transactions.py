@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Transactions through a real mount: staging, commit, abort, the context manager,
 conflicts, expiry and the errors of each step."""
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bats
-# The live tree <ns>/<agent>/<key>: every gesture of issue 2 "The tree" and decisions.md
+# SPDX-License-Identifier: MIT
+# The live tree <ns>/<agent>/<key>: every gesture of "The tree" and decisions.md
 # 2, 3, 12, 17, 18, through a real mount. Each write in the live tree autocommits.
 
 setup() {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
 # Transactions under .tx/NAME: begin by mkdir, snapshot view, staging, commit by rename,
 # .commit and .status, conflicts, timeouts, the reaper, versions and commit_ts.
-# Issue 2 "Transactions" and "Versions, commit_ts"; decisions.md 5-8, 14.
+# See README "Semantics" and decisions.md 5-8, 14.
 
 setup() {
 	load helper

@@ -1,5 +1,6 @@
 #!/usr/bin/env bats
-# Every errno of issue 2's Errors list and of decisions.md, checked exactly through
+# SPDX-License-Identifier: MIT
+# Every errno of the Errors list and of decisions.md, checked exactly through
 # errno.py (bash ignores close() errors of its redirections), plus the message a shell
 # prints for the common ones. ENOSPC and EIO live with the fault-injection tests.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
 # The daemon's life: start and refusals, daemonising, .health and .version, -o options,
 # and what a clean unmount and remount keeps.
 

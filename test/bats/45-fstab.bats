@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
 # statehoused operated like any file system: fstab lines of type fuse.statehouse and
 # statehouse through mount(8), mount options, ordinary users through fusermount3, signals
 # and logging. System paths (/etc/fstab, /srv, /sbin, /dev) change only inside a private

@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
 # The crash promises, each with SIGKILL and a restart of the daemon on the same DATADIR and
 # MOUNTPOINT with no manual cleanup: idle -> nothing lost; mid-transaction -> that
 # transaction lost, nothing of it visible; during commit -> all or nothing; after rename

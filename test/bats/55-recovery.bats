@@ -1,5 +1,6 @@
 #!/usr/bin/env bats
-# Recovery is snapshot + replay (issue 4): snapshots every snapshot_interval commits and at a
+# SPDX-License-Identifier: MIT
+# Recovery is snapshot + replay: snapshots every snapshot_interval commits and at a
 # clean stop, the newest snapshot_keep kept; a start loads the newest valid snapshot and
 # replays the events after it, says so with counts, and falls back to an older snapshot or
 # the whole log; --verify compares both; a damaged database refuses to start; every start is

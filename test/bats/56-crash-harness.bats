@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
 # The crash harness (test/crash/harness) in CI: writer processes commit multi-key
 # transactions that keep invariants while the daemon is SIGKILLed at random moments (also
 # mid-commit, during a snapshot, and while the next daemon recovers) and restarted on the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
 # examples/crash-test: the guide's procedure a user runs against their own mount (write,
 # kill -9, restart, verify), as examples/crash-test/README.md shows it.
 

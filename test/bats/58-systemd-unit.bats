@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
 # contrib/systemd/statehoused@.service: it verifies with systemd-analyze, and the daemon
 # works within the privileges the unit leaves it (no systemd as PID 1 is needed for either).
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
 # Storage failures: a full disk (DATADIR on a small tmpfs) and the test-only fault injection
 # STATEHOUSE_FAULT=after=N,code=eio|full (doc/decisions.md 15). A failed commit changes
 # nothing, reads keep working, and commits work again once the disk has room.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
 # statehousectl's state commands through a real mount: get, put, rm, keys, agents,
 # history, replay, tail (-f), dump, inspect, txn begin/commit/abort, health, version,
 # help, and every error a user can hit with its exit code and message.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
 # statehousectl's mount commands through real mounts: mount, umount (waiting for the
 # daemon, dead mounts), status, fstab (the line, --update-fstab, and mount(8) reading
 # it), the choice of mount (-m, $STATEHOUSE_MOUNT, the only one) and bash completion.

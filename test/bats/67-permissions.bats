@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
 # Owners and modes of namespaces and agents (decisions.md 22): chown/chmod is a commit that
 # survives restarts and crashes, keys take their agent's owner and mode, and with
 # allow_other the kernel (default_permissions) keeps users apart in the live tree, the past,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
 # The past as files: .at/<commit_ts>/<ns>/<agent>/<key> (the whole state as of a commit)
 # and .history/<ns>/<agent>/<ekey>/ (every version of a key, and index.jsonl).
-# Issue 3 ".at", ".history", "the past is immutable" and "Errors".
+# The past as files: ".at", ".history", "the past is immutable" and "Errors".
 
 setup() {
 	load helper

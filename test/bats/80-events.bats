@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
 # The event log as files: .events/all.jsonl, .events/<ns>/<agent>.jsonl, .events/since/<ts>/
 # and their live twins under .follow/ (a read at the end blocks until the next commit).
-# Issue 3 ".events", ".follow", "the past is immutable" and "Errors".
+# The past as files: ".events", ".follow", "the past is immutable" and "Errors".
 
 setup() {
 	load helper

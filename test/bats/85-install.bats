@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
 # `meson install` with the README's commands: a fresh build dir with --prefix=/usr, built
 # and installed once for the file (into a DESTDIR), then checked file by file; the unit
 # points at the installed daemon, and `ninja uninstall` takes everything away again.

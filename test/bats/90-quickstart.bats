@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
 # README command 1: scripts/quickstart mounts a state tree, the README's tour works on it
 # line by line, and it unmounts the way the script says.
 

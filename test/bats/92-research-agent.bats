@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
 # examples/resumable-research-agent: a five-step agent killed at every step, and with the
 # daemon killed under it, resumes to the same answer with no step lost or done twice; its
 # replay, reset and errors; and the README tour's "An agent's life" lines as written.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
 # examples/human-approval-agent: a request that waits on its .follow stream until a second
 # process writes human_decision; APPROVAL_AUTO, --explain after a restart, --resume from
 # every step and from a lost stream, --reset and the errors; the example README's commands.

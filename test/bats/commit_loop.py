@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Commit multi-key transactions in a loop until the mount stops answering.
 
 Usage: commit_loop.py MNT AGENT ACKFILE

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Run one file-system call and print the errno name it failed with, or OK.
 
 Shell builtins hide some errors (bash ignores close() failures), so tests that check an

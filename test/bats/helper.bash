@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Shared bats helpers: mount a real statehoused in the foreground (in the background of
 # the test), wait for the mount, unmount in teardown, and fail on sanitizer reports.
 #
