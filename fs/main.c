@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c - statehoused: parse the command line, open the store, mount, serve (fs layer).
  *
@@ -41,7 +42,7 @@ struct config {
 	long snapshot_keep;
 	int fsync;
 	char *log_level;
-	char *fault;
+	char *store_uri;
 	int show_help;
 	int show_version;
 	int read_only;
@@ -61,6 +62,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("snapshot_interval=%ld", snapshot_interval),
 	OPT("snapshot_keep=%ld", snapshot_keep),
 	OPT("log_level=%s", log_level),
+	OPT("store=%s", store_uri),
 	OPT("-h", show_help),
 	OPT("--help", show_help),
 	OPT("-V", show_version),
@@ -146,6 +148,8 @@ static void usage(FILE *f)
 		"  -o snapshot_interval=N commits between snapshots (1000; 0: never)\n"
 		"  -o snapshot_keep=N     snapshots kept (3)\n"
 		"  -o log_level=LEVEL     err, warn, info (default) or debug\n"
+		"  -o store=URI           where the log is kept: sqlite: (the default; SQLite in\n"
+		"                         DATADIR/statehouse.db) is the only store of this build\n"
 		"  plus the mount options of fuse(8), e.g. allow_other\n");
 }
 
@@ -261,6 +265,7 @@ static int lock_datadir(const char *datadir, int *fd_out)
 	return 0;
 }
 
+#if STATEHOUSE_FAULT_INJECTION
 static int parse_fault(const char *spec, long *after, int *code)
 {
 	const char *a = strstr(spec, "after="), *c = strstr(spec, "code=");
@@ -276,6 +281,36 @@ static int parse_fault(const char *spec, long *after, int *code)
 		return -EINVAL;
 	return 0;
 }
+
+/* STATEHOUSE_FAULT=after=N,code=eio|full (doc/decisions.md 15): the store fails on
+ * purpose, for the tests of storage errors. */
+static int set_fault_from_env(struct txn_engine *eng)
+{
+	const char *spec = getenv("STATEHOUSE_FAULT");
+	long after;
+	int code;
+
+	if (!spec)
+		return 0;
+	if (parse_fault(spec, &after, &code)) {
+		log_err("cannot parse STATEHOUSE_FAULT '%s' (after=N,code=eio|full)", spec);
+		return -EINVAL;
+	}
+	log_warn("fault injection on: store fails with %s after %ld commits",
+		 code == -EIO ? "EIO" : "ENOSPC", after);
+	txn_engine_set_fault(eng, after, code);
+	return 0;
+}
+#else
+static int set_fault_from_env(struct txn_engine *eng)
+{
+	(void)eng;
+	if (getenv("STATEHOUSE_FAULT"))
+		log_warn("ignoring STATEHOUSE_FAULT: this build has no fault injection "
+			 "(meson -Dfault_injection=true)");
+	return 0;
+}
+#endif
 
 /*
  * Called as /sbin/mount.statehouse by mount(8) (fstab type `statehouse`):
@@ -415,7 +450,7 @@ int main(int argc, char *argv[])
 			fprintf(stderr, "usage: statehoused --verify DATADIR\n");
 			return 2;
 		}
-		return txn_verify(argv[2]) == 0 ? 0 : 1;
+		return txn_verify(argv[2], NULL) == 0 ? 0 : 1;
 	}
 	ret = 2; /* usage errors until the arguments are read */
 	if (fuse_opt_parse(&args, &conf, opt_spec, opt_proc) != 0)
@@ -459,6 +494,9 @@ int main(int argc, char *argv[])
 				"snapshot_interval 0..100000000, snapshot_keep 1..1000, fsync 0 or 1\n");
 		goto out_parent;
 	}
+	/* Before anything is made in DATADIR: the store's own message names what it serves. */
+	if (conf.store_uri && txn_store_uri_check(conf.store_uri))
+		goto out_parent;
 	/* The kernel checks permissions against the owners and modes we report: with
 	 * allow_other that is what keeps users apart, and without it chmod still means
 	 * what it says for the mount's owner. */
@@ -541,24 +579,14 @@ int main(int argc, char *argv[])
 			.snapshot_keep = (unsigned)conf.snapshot_keep,
 			.owner_uid = (uint32_t)geteuid(),
 			.owner_gid = (uint32_t)getegid(),
+			.store_uri = conf.store_uri,
 		};
 
 		if (txn_engine_open(datadir, &topt, &eng))
 			goto out;
 	}
-	conf.fault = getenv("STATEHOUSE_FAULT");
-	if (conf.fault) {
-		long after;
-		int code;
-
-		if (parse_fault(conf.fault, &after, &code)) {
-			log_err("cannot parse STATEHOUSE_FAULT '%s' (after=N,code=eio|full)", conf.fault);
-			goto out;
-		}
-		log_warn("fault injection on: store fails with %s after %ld commits",
-			 code == -EIO ? "EIO" : "ENOSPC", after);
-		txn_engine_set_fault(eng, after, code);
-	}
+	if (set_fault_from_env(eng))
+		goto out;
 
 	{
 		struct fs_options fopt = { .entry_timeout_s = (double)conf.cache_timeout_s,
@@ -671,6 +699,7 @@ out_parent:
 	free(opts.mountpoint);
 	free(conf.datadir);
 	free(conf.log_level);
+	free(conf.store_uri);
 	fuse_opt_free_args(&args);
 	return ret;
 }

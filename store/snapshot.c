@@ -1,5 +1,7 @@
+/* SPDX-License-Identifier: MIT */
 /*
- * snapshot.c - snapshots of the whole state, derived from the log (store layer).
+ * snapshot.c - snapshots of the whole state, derived from the log, as files in DATADIR
+ * whatever the store's backend (store layer).
  *
  * File layout (little endian as on the host; a snapshot is read by the machine that
  * wrote it):
@@ -26,6 +28,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "grow.h"
 #include "log.h"
 
 #define SNAP_MAGIC "SHSNAP01"
@@ -121,16 +124,10 @@ static int list_snaps(const char *dir, int64_t **out, size_t *n)
 		ts = strtoll(de->d_name + 5, &end, 10);
 		if (end != de->d_name + 25)
 			continue;
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 8;
-			int64_t *nv = realloc(v, cap * sizeof(*nv));
-
-			if (!nv) {
-				free(v);
-				closedir(d);
-				return -ENOMEM;
-			}
-			v = nv;
+		if (ARRAY_GROW(v, cnt + 1, cap)) {
+			free(v);
+			closedir(d);
+			return -ENOMEM;
 		}
 		v[cnt++] = ts;
 	}

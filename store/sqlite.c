@@ -1,18 +1,23 @@
+/* SPDX-License-Identifier: MIT */
 /*
- * store.c - the durable log on SQLite (store layer; the only user of sqlite3.h).
+ * sqlite.c - the SQLite backend of the store: the durable log in DATADIR/statehouse.db
+ * (store layer; the only file of the project that includes sqlite3.h).  It is the table
+ * store_sqlite_ops, chosen by the URIs "sqlite:" and NULL (the default) in store.c.
  *
  * Design notes
  *  1. The log is the truth: events(commit_ts, txn, time_ns, note) and
  *     ops(commit_ts, idx, ns, agent, key, op, version, value).  Nothing is ever updated
  *     in place; the current state is derived by replaying the log.
- *  2. One store_append() is one BEGIN IMMEDIATE ... COMMIT, hence one fsync in WAL mode
+ *  2. One store_append() (sqlite_append()) is one BEGIN IMMEDIATE ... COMMIT, hence one fsync in WAL mode
  *     with synchronous=FULL: a batch of transactions becomes durable together (group
  *     commit) or not at all.
  *  3. SQLite result codes are turned into errnos by store_errno() and logged there, once.
  *  4. The writer connection belongs to the committer thread; the reader connection is
  *     serialised by reader_lock.
+ *  5. Nothing here knows about fault injection: store.c fails a call before it reaches
+ *     this table.
  */
-#include "store.h"
+#include "store_i.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -23,9 +28,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "grow.h"
 #include "log.h"
 
-struct store {
+struct sqlite_store {
+	struct store base; /* first: the handle store.c hands out */
 	char *path;
 	sqlite3 *wdb;
 	sqlite3_stmt *ins_event;
@@ -36,10 +43,12 @@ struct store {
 	sqlite3_stmt *get_at;
 	sqlite3_stmt *get_version;
 	sqlite3_stmt *history;
-	pthread_mutex_t fault_lock; /* protects fault_* (leaf lock) */
-	long fault_after;
-	int fault_code;
 };
+
+static struct sqlite_store *to_sqlite(struct store *st)
+{
+	return (struct sqlite_store *)st;
+}
 
 /* The columns of ops; op 3 (STORE_ATTR) since schema 2. */
 #define OPS_COLUMNS                                                                        \
@@ -131,38 +140,12 @@ static int store_errno(sqlite3 *db, int rc, const char *action)
 	return err;
 }
 
-/* Returns the injected error for this call, or 0. */
-static int fault_check(struct store *st, int counts)
-{
-	int code = 0;
-
-	pthread_mutex_lock(&st->fault_lock);
-	if (st->fault_code) {
-		if (st->fault_after > 0) {
-			if (counts)
-				st->fault_after--;
-		} else {
-			code = st->fault_code;
-		}
-	}
-	pthread_mutex_unlock(&st->fault_lock);
-	return code;
-}
-
-void store_set_fault(struct store *st, long after, int code)
-{
-	pthread_mutex_lock(&st->fault_lock);
-	st->fault_after = after;
-	st->fault_code = code;
-	pthread_mutex_unlock(&st->fault_lock);
-}
-
-const char *store_sqlite_version(void)
+static const char *sqlite_lib_version(void)
 {
 	return sqlite3_libversion();
 }
 
-static int open_conn(struct store *st, int readonly, int fsync_full, sqlite3 **out)
+static int open_conn(struct sqlite_store *st, int readonly, int fsync_full, sqlite3 **out)
 {
 	int flags = SQLITE_OPEN_NOMUTEX |
 		    (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
@@ -197,7 +180,7 @@ fail:
 	}
 }
 
-static int prepare(struct store *st, sqlite3 *db, const char *sql, sqlite3_stmt **out)
+static int prepare(struct sqlite_store *st, sqlite3 *db, const char *sql, sqlite3_stmt **out)
 {
 	int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
 
@@ -206,50 +189,30 @@ static int prepare(struct store *st, sqlite3 *db, const char *sql, sqlite3_stmt 
 	return 0;
 }
 
-int store_open(const char *datadir, const struct store_options *opt, struct store **out)
+/* Read the schema version, refuse a damaged database, upgrade an older schema. */
+static int check_schema(struct sqlite_store *st)
 {
-	struct store *st;
 	int64_t schema = 0;
 	sqlite3_stmt *q = NULL;
 	int rc, err;
 
-	*out = NULL;
-	st = calloc(1, sizeof(*st));
-	if (!st)
-		return -ENOMEM;
-	pthread_mutex_init(&st->reader_lock, NULL);
-	pthread_mutex_init(&st->fault_lock, NULL);
-	if (asprintf(&st->path, "%s/statehouse.db", datadir) < 0) {
-		st->path = NULL;
-		err = -ENOMEM;
-		goto close_store;
-	}
-	err = open_conn(st, 0, opt->fsync, &st->wdb);
-	if (err)
-		goto close_store;
-	rc = sqlite3_exec(st->wdb, schema_sql, NULL, NULL, NULL);
-	if (rc != SQLITE_OK) {
-		err = store_errno(st->wdb, rc, "create schema");
-		goto close_store;
-	}
 	err = prepare(st, st->wdb, "SELECT value FROM meta WHERE name = 'schema'", &q);
 	if (err)
-		goto close_store;
+		return err;
 	if (sqlite3_step(q) == SQLITE_ROW)
 		schema = sqlite3_column_int64(q, 0);
 	sqlite3_finalize(q);
 	/* A damaged log must not be served: check it before anything is derived from it. */
 	err = prepare(st, st->wdb, "PRAGMA quick_check", &q);
 	if (err)
-		goto close_store;
+		return err;
 	rc = sqlite3_step(q);
 	if (rc != SQLITE_ROW || strcmp((const char *)sqlite3_column_text(q, 0), "ok") != 0) {
 		log_err("cannot open store '%s': integrity check failed: %s", st->path,
 			rc == SQLITE_ROW ? (const char *)sqlite3_column_text(q, 0)
 					 : sqlite3_errmsg(st->wdb));
 		sqlite3_finalize(q);
-		err = -EIO;
-		goto close_store;
+		return -EIO;
 	}
 	sqlite3_finalize(q);
 	if (schema == 1) {
@@ -257,7 +220,7 @@ int store_open(const char *datadir, const struct store_options *opt, struct stor
 		if (rc != SQLITE_OK) {
 			err = store_errno(st->wdb, rc, "upgrade the schema from version 1 to 2");
 			sqlite3_exec(st->wdb, "ROLLBACK", NULL, NULL, NULL);
-			goto close_store;
+			return err;
 		}
 		log_info("store '%s': schema upgraded from version 1 to 2", st->path);
 		schema = 2;
@@ -265,9 +228,16 @@ int store_open(const char *datadir, const struct store_options *opt, struct stor
 	if (schema != STORE_SCHEMA_VERSION) {
 		log_err("cannot open store '%s': schema version %lld, this build reads %d",
 			st->path, (long long)schema, STORE_SCHEMA_VERSION);
-		err = -EIO;
-		goto close_store;
+		return -EIO;
 	}
+	return 0;
+}
+
+/* The writer's statements, the reader connection and its statements. */
+static int open_reader_and_statements(struct sqlite_store *st, int fsync_full)
+{
+	int err;
+
 	err = prepare(st, st->wdb,
 		      "INSERT INTO events(commit_ts, txn, time_ns, note) VALUES (?1, ?2, ?3, ?4)",
 		      &st->ins_event);
@@ -277,7 +247,7 @@ int store_open(const char *datadir, const struct store_options *opt, struct stor
 			      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 			      &st->ins_op);
 	if (!err)
-		err = open_conn(st, 1, opt->fsync, &st->rdb);
+		err = open_conn(st, 1, fsync_full, &st->rdb);
 	if (!err)
 		err = prepare(st, st->rdb, "SELECT coalesce(max(commit_ts), 0) FROM events",
 			      &st->chk);
@@ -303,20 +273,13 @@ int store_open(const char *datadir, const struct store_options *opt, struct stor
 			      " FROM ops o JOIN events e ON e.commit_ts = o.commit_ts"
 			      " WHERE o.ns = ?1 AND o.agent = ?2 AND o.key = ?3 ORDER BY o.commit_ts",
 			      &st->history);
-	if (err)
-		goto close_store;
-	*out = st;
-	return 0;
-
-close_store:
-	store_close(st);
 	return err;
 }
 
-void store_close(struct store *st)
+static void sqlite_close(struct store *base)
 {
-	if (!st)
-		return;
+	struct sqlite_store *st = to_sqlite(base);
+
 	sqlite3_finalize(st->ins_event);
 	sqlite3_finalize(st->ins_op);
 	sqlite3_finalize(st->chk);
@@ -328,9 +291,48 @@ void store_close(struct store *st)
 	if (st->wdb)
 		sqlite3_close(st->wdb);
 	pthread_mutex_destroy(&st->reader_lock);
-	pthread_mutex_destroy(&st->fault_lock);
 	free(st->path);
 	free(st);
+}
+
+/* The location is always "" (store_sqlite_ops.takes_location is false). */
+static int sqlite_open(const char *location, const char *datadir,
+		       const struct store_options *opt, struct store **out)
+{
+	struct sqlite_store *st;
+	int rc, err;
+
+	(void)location;
+	*out = NULL;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->base.ops = &store_sqlite_ops;
+	pthread_mutex_init(&st->reader_lock, NULL);
+	if (asprintf(&st->path, "%s/statehouse.db", datadir) < 0) {
+		st->path = NULL;
+		err = -ENOMEM;
+		goto close_store;
+	}
+	err = open_conn(st, 0, opt->fsync, &st->wdb);
+	if (err)
+		goto close_store;
+	rc = sqlite3_exec(st->wdb, schema_sql, NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		err = store_errno(st->wdb, rc, "create schema");
+		goto close_store;
+	}
+	err = check_schema(st);
+	if (!err)
+		err = open_reader_and_statements(st, opt->fsync);
+	if (err)
+		goto close_store;
+	*out = &st->base;
+	return 0;
+
+close_store:
+	sqlite_close(&st->base);
+	return err;
 }
 
 /* Split "ns/agent/key" at its first two slashes. */
@@ -362,29 +364,34 @@ static int split_path(const char *path, size_t len, enum store_op_kind kind, siz
 	return 0;
 }
 
-/* The path of a row: "ns/agent/key", or "ns/agent" / "ns" for an attribute row (whose
- * empty parts are not joined).  dst has room for nl + al + kl + 3 bytes. */
-static size_t join_path(char *dst, const char *ns, size_t nl, const char *ag, size_t al,
-			const char *key, size_t kl)
+/*
+ * The path of a row into sb: "ns/agent/key" from the columns col, col + 1 and col + 2
+ * of q, or "ns/agent" / "ns" for an attribute row, whose empty parts are not joined (a
+ * column past the last one counts as empty).  0 or -ENOMEM; sb->buf is never NULL after
+ * success.
+ */
+static int row_path(sqlite3_stmt *q, int col, struct strbuf *sb)
 {
-	size_t n = nl;
+	int end = sqlite3_column_count(q);
 
-	memcpy(dst, ns, nl);
-	if (al) {
-		dst[n++] = '/';
-		memcpy(dst + n, ag, al);
-		n += al;
+	if (end > col + 3)
+		end = col + 3;
+	strbuf_setlen(sb, 0);
+	if (strbuf_grow(sb, 0))
+		return -ENOMEM;
+	for (int c = col; c < end; c++) {
+		const char *t = (const char *)sqlite3_column_text(q, c);
+		size_t l = (size_t)sqlite3_column_bytes(q, c);
+
+		if (c > col && (!t || !l))
+			continue;
+		if ((c > col && strbuf_addch(sb, '/')) || strbuf_add(sb, t ? t : "", l))
+			return -ENOMEM;
 	}
-	if (kl) {
-		dst[n++] = '/';
-		memcpy(dst + n, key, kl);
-		n += kl;
-	}
-	dst[n] = '\0';
-	return n;
+	return 0;
 }
 
-static int append_one(struct store *st, const struct store_event *ev)
+static int append_one(struct sqlite_store *st, const struct store_event *ev)
 {
 	sqlite3_stmt *s = st->ins_event;
 	int rc;
@@ -432,15 +439,11 @@ static int append_one(struct store *st, const struct store_event *ev)
 	return 0;
 }
 
-int store_append(struct store *st, const struct store_event *events, size_t n)
+static int sqlite_append(struct store *base, const struct store_event *events, size_t n)
 {
+	struct sqlite_store *st = to_sqlite(base);
 	int rc, err;
 
-	err = fault_check(st, 1);
-	if (err) {
-		log_err("cannot append to store: injected fault (%s)", strerror(-err));
-		return err;
-	}
 	rc = sqlite3_exec(st->wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		return store_errno(st->wdb, rc, "begin store transaction");
@@ -463,12 +466,12 @@ rollback:
 	return err;
 }
 
-int store_replay(struct store *st, int64_t after_ts, store_replay_fn fn, void *arg,
+static int sqlite_replay(struct store *base, int64_t after_ts, store_replay_fn fn, void *arg,
 		 struct store_replay_stats *stats)
 {
+	struct sqlite_store *st = to_sqlite(base);
 	sqlite3_stmt *q = NULL;
-	char *path = NULL;
-	size_t path_cap = 0;
+	struct strbuf path = STRBUF_INIT;
 	int rc, err = 0;
 
 	memset(stats, 0, sizeof(*stats));
@@ -499,28 +502,14 @@ int store_replay(struct store *st, int64_t after_ts, store_replay_fn fn, void *a
 	sqlite3_bind_int64(q, 1, after_ts);
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
 		struct store_replay_op op;
-		const char *ns = (const char *)sqlite3_column_text(q, 2);
-		size_t ns_len = (size_t)sqlite3_column_bytes(q, 2);
-		const char *agent = (const char *)sqlite3_column_text(q, 3);
-		size_t agent_len = (size_t)sqlite3_column_bytes(q, 3);
-		const char *key = (const char *)sqlite3_column_text(q, 4);
-		size_t key_len = (size_t)sqlite3_column_bytes(q, 4);
-		size_t need = ns_len + agent_len + key_len + 3;
 
-		if (need > path_cap) {
-			char *np = realloc(path, need * 2);
-
-			if (!np) {
-				err = -ENOMEM;
-				break;
-			}
-			path = np;
-			path_cap = need * 2;
-		}
-		op.path_len = join_path(path, ns, ns_len, agent, agent_len, key, key_len);
+		err = row_path(q, 2, &path);
+		if (err)
+			break;
+		op.path_len = path.len;
 		op.commit_ts = sqlite3_column_int64(q, 0);
 		op.time_ns = sqlite3_column_int64(q, 1);
-		op.path = path;
+		op.path = path.buf;
 		op.kind = (enum store_op_kind)sqlite3_column_int(q, 5);
 		op.version = sqlite3_column_int64(q, 6);
 		op.value = sqlite3_column_blob(q, 7);
@@ -533,7 +522,7 @@ int store_replay(struct store *st, int64_t after_ts, store_replay_fn fn, void *a
 	if (!err && rc != SQLITE_DONE)
 		err = store_errno(st->wdb, rc, "replay the log");
 	sqlite3_finalize(q);
-	free(path);
+	strbuf_release(&path);
 	if (!err && stats->head_ts > 0) {
 		if (prepare(st, st->wdb, "SELECT time_ns FROM events WHERE commit_ts = ?1", &q) == 0) {
 			sqlite3_bind_int64(q, 1, stats->head_ts);
@@ -545,13 +534,11 @@ int store_replay(struct store *st, int64_t after_ts, store_replay_fn fn, void *a
 	return err;
 }
 
-int store_check(struct store *st, int64_t *head_ts)
+static int sqlite_check(struct store *base, int64_t *head_ts)
 {
+	struct sqlite_store *st = to_sqlite(base);
 	int rc, err;
 
-	err = fault_check(st, 0);
-	if (err)
-		return -EIO;
 	pthread_mutex_lock(&st->reader_lock);
 	rc = sqlite3_step(st->chk);
 	if (rc == SQLITE_ROW) {
@@ -567,16 +554,6 @@ int store_check(struct store *st, int64_t *head_ts)
 }
 
 /* ---- the past ------------------------------------------------------------------------- */
-
-void store_version_release(struct store_version *v)
-{
-	if (!v)
-		return;
-	free(v->path);
-	free(v->txn);
-	free(v->value);
-	memset(v, 0, sizeof(*v));
-}
 
 /* Bind ns, agent and key of "ns/agent/key" to parameters 1..3. */
 static int bind_key(sqlite3_stmt *s, const char *path, size_t len)
@@ -622,7 +599,7 @@ static int row_version(sqlite3_stmt *q, struct store_version *v, int copy)
 	return 0;
 }
 
-static int get_one(struct store *st, sqlite3_stmt *q, const char *path, size_t len,
+static int get_one(struct sqlite_store *st, sqlite3_stmt *q, const char *path, size_t len,
 		   struct store_version *out)
 {
 	int rc, err;
@@ -649,14 +626,12 @@ static int get_one(struct store *st, sqlite3_stmt *q, const char *path, size_t l
 }
 
 /* One row of a per-key statement: ns, agent, key, then ?4 = arg4 and ?5 = arg5. */
-static int get_key_row(struct store *st, sqlite3_stmt *q, const char *path, size_t len,
+static int get_key_row(struct sqlite_store *st, sqlite3_stmt *q, const char *path, size_t len,
 		       int64_t arg4, int arg5, struct store_version *out)
 {
 	int err;
 
 	memset(out, 0, sizeof(*out));
-	if (fault_check(st, 0))
-		return -EIO;
 	pthread_mutex_lock(&st->reader_lock);
 	err = bind_key(q, path, len);
 	if (!err) {
@@ -669,25 +644,26 @@ static int get_key_row(struct store *st, sqlite3_stmt *q, const char *path, size
 	return err;
 }
 
-int store_get_at(struct store *st, const char *path, size_t len, int64_t ts, int with_value,
+static int sqlite_get_at(struct store *base, const char *path, size_t len, int64_t ts, int with_value,
 		 struct store_version *out)
 {
+	struct sqlite_store *st = to_sqlite(base);
 	return get_key_row(st, st->get_at, path, len, ts, with_value ? 1 : 0, out);
 }
 
-int store_get_version(struct store *st, const char *path, size_t len, int64_t version,
+static int sqlite_get_version(struct store *base, const char *path, size_t len, int64_t version,
 		      struct store_version *out)
 {
+	struct sqlite_store *st = to_sqlite(base);
 	return get_key_row(st, st->get_version, path, len, version, 0, out);
 }
 
 /* Step q, handing each row to fn with the path built from columns (ns, agent, key) at
  * path_col.. (or no path when path_col < 0). */
-static int walk_rows(struct store *st, sqlite3_stmt *q, int path_col, int version_cols,
+static int walk_rows(struct sqlite_store *st, sqlite3_stmt *q, int path_col, int version_cols,
 		     store_version_fn fn, void *arg)
 {
-	char *path = NULL;
-	size_t cap = 0;
+	struct strbuf path = STRBUF_INIT;
 	int rc, err = 0;
 
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
@@ -696,35 +672,11 @@ static int walk_rows(struct store *st, sqlite3_stmt *q, int path_col, int versio
 		if (version_cols)
 			row_version(q, &v, 0);
 		if (path_col >= 0) {
-			size_t n = 0;
-
-			for (int c = path_col; c < path_col + 3; c++) {
-				const char *t = (const char *)sqlite3_column_text(q, c);
-				size_t l = (size_t)sqlite3_column_bytes(q, c);
-
-				if (!t)
-					break;
-				if (n + l + 2 > cap) {
-					char *np = realloc(path, (n + l + 2) * 2);
-
-					if (!np) {
-						err = -ENOMEM;
-						break;
-					}
-					path = np;
-					cap = (n + l + 2) * 2;
-				}
-				if (n)
-					path[n++] = '/';
-				memcpy(path + n, t, l);
-				n += l;
-			}
+			err = row_path(q, path_col, &path);
 			if (err)
 				break;
-			if (path)
-				path[n] = '\0';
-			v.path = path;
-			v.path_len = n;
+			v.path = path.buf;
+			v.path_len = path.len;
 		}
 		err = fn(arg, &v);
 		if (err)
@@ -732,17 +684,16 @@ static int walk_rows(struct store *st, sqlite3_stmt *q, int path_col, int versio
 	}
 	if (!err && rc != SQLITE_DONE && rc != SQLITE_ROW)
 		err = store_errno(st->rdb, rc, "read the past");
-	free(path);
+	strbuf_release(&path);
 	return err;
 }
 
-int store_history(struct store *st, const char *path, size_t len, store_version_fn fn,
+static int sqlite_history(struct store *base, const char *path, size_t len, store_version_fn fn,
 		  void *arg)
 {
+	struct sqlite_store *st = to_sqlite(base);
 	int err;
 
-	if (fault_check(st, 0))
-		return -EIO;
 	pthread_mutex_lock(&st->reader_lock);
 	err = bind_key(st->history, path, len);
 	if (!err)
@@ -779,9 +730,10 @@ static int split_prefix(const char *p, size_t len, const char **part, size_t *pl
 	return 3;
 }
 
-int store_list_at(struct store *st, const char *prefix, size_t plen, int64_t ts,
+static int sqlite_list_at(struct store *base, const char *prefix, size_t plen, int64_t ts,
 		  store_version_fn fn, void *arg)
 {
+	struct sqlite_store *st = to_sqlite(base);
 	const char *part[3];
 	size_t lens[3];
 	int n = split_prefix(prefix, plen, part, lens);
@@ -790,8 +742,6 @@ int store_list_at(struct store *st, const char *prefix, size_t plen, int64_t ts,
 	char *lo = NULL, *hi = NULL;
 	int err;
 
-	if (fault_check(st, 0))
-		return -EIO;
 	snprintf(sql, sizeof(sql),
 		 "SELECT o.op, o.version, o.commit_ts, e.time_ns, length(o.value), NULL, NULL,"
 		 " o.ns, o.agent, o.key"
@@ -835,9 +785,10 @@ unlock:
 	return err;
 }
 
-int store_names(struct store *st, const char *prefix, size_t plen, store_version_fn fn,
+static int sqlite_names(struct store *base, const char *prefix, size_t plen, store_version_fn fn,
 		void *arg)
 {
+	struct sqlite_store *st = to_sqlite(base);
 	const char *part[3];
 	size_t lens[3];
 	int n = split_prefix(prefix, plen, part, lens);
@@ -847,8 +798,6 @@ int store_names(struct store *st, const char *prefix, size_t plen, store_version
 
 	if (n > 2)
 		return -EINVAL;
-	if (fault_check(st, 0))
-		return -EIO;
 	/* Attribute rows (op 3) name directories, not keys. */
 	sql = n == 0 ? "SELECT DISTINCT ns FROM ops WHERE op < 3 ORDER BY 1"
 	      : n == 1 ? "SELECT DISTINCT agent FROM ops WHERE ns = ?1 AND op < 3 ORDER BY 1"
@@ -869,12 +818,13 @@ int store_names(struct store *st, const char *prefix, size_t plen, store_version
 }
 
 /* Build events from rows (commit_ts, txn, time_ns, note, ns, agent, key, op, version,
- * value) ordered by commit_ts and idx; ns is NULL for an event without operations. */
+ * value) ordered by commit_ts and idx; ns is NULL for an event without operations.
+ * The accumulator owns the paths and values of ops[] and txn and note. */
 struct ev_acc {
 	struct store_event ev;
 	struct store_op *ops;
 	size_t n, cap;
-	char **paths;
+	struct strbuf path; /* the next op's path, detached into ops[] */
 	char *txn;
 	void *note;
 	int open;
@@ -883,7 +833,7 @@ struct ev_acc {
 static void ev_acc_reset(struct ev_acc *a)
 {
 	for (size_t i = 0; i < a->n; i++) {
-		free(a->paths[i]);
+		free((void *)a->ops[i].path);
 		free((void *)a->ops[i].value);
 	}
 	a->n = 0;
@@ -909,20 +859,72 @@ static int ev_acc_flush(struct ev_acc *a, store_event_fn fn, void *arg)
 	return err;
 }
 
-int store_events(struct store *st, int64_t from_ts, int64_t to_ts, const char *filter,
-		 size_t filter_len, store_event_fn fn, void *arg)
+/* Start the event of the current row. */
+static int ev_acc_begin(struct ev_acc *a, sqlite3_stmt *q, int64_t ts)
 {
+	const char *txn = (const char *)sqlite3_column_text(q, 1);
+	const void *note = sqlite3_column_blob(q, 3);
+	size_t note_len = (size_t)sqlite3_column_bytes(q, 3);
+
+	a->open = 1;
+	a->ev.commit_ts = ts;
+	a->ev.time_ns = sqlite3_column_int64(q, 2);
+	a->txn = strdup(txn ? txn : "");
+	a->note = malloc(note_len + 1);
+	if (!a->txn || !a->note)
+		return -ENOMEM;
+	if (note_len)
+		memcpy(a->note, note, note_len);
+	a->ev.note_len = note_len;
+	return 0;
+}
+
+/* Add the operation of the current row, copying its path and value. */
+static int ev_acc_add_op(struct ev_acc *a, sqlite3_stmt *q)
+{
+	const void *val = sqlite3_column_blob(q, 9);
+	size_t vl = (size_t)sqlite3_column_bytes(q, 9);
+	char *path, *vcopy = NULL;
+	size_t plen;
+
+	if (ARRAY_GROW(a->ops, a->n + 1, a->cap) || row_path(q, 4, &a->path))
+		return -ENOMEM;
+	if (sqlite3_column_type(q, 9) != SQLITE_NULL) {
+		vcopy = malloc(vl + 1);
+		if (!vcopy)
+			return -ENOMEM;
+		if (vl)
+			memcpy(vcopy, val, vl);
+	}
+	path = strbuf_detach(&a->path, &plen);
+	if (!path) {
+		free(vcopy);
+		return -ENOMEM;
+	}
+	a->ops[a->n++] = (struct store_op){
+		.path = path,
+		.path_len = plen,
+		.kind = (enum store_op_kind)sqlite3_column_int(q, 7),
+		.version = sqlite3_column_int64(q, 8),
+		.value = vcopy,
+		.value_len = vl,
+	};
+	return 0;
+}
+
+static int sqlite_events(struct store *base, int64_t from_ts, int64_t to_ts,
+			 const char *filter, size_t filter_len, store_event_fn fn, void *arg)
+{
+	struct sqlite_store *st = to_sqlite(base);
 	const char *part[3];
 	size_t lens[3];
 	int n = filter ? split_prefix(filter, filter_len, part, lens) : 0;
-	struct ev_acc a = { 0 };
+	struct ev_acc a = { .path = STRBUF_INIT };
 	sqlite3_stmt *q = NULL;
 	int rc, err;
 
 	if (n != 0 && n != 2)
 		return -EINVAL;
-	if (fault_check(st, 0))
-		return -EIO;
 	pthread_mutex_lock(&st->reader_lock);
 	err = prepare(st, st->rdb,
 		      n == 0 ? "SELECT e.commit_ts, e.txn, e.time_ns, e.note,"
@@ -947,79 +949,14 @@ int store_events(struct store *st, int64_t from_ts, int64_t to_ts, const char *f
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
 		int64_t ts = sqlite3_column_int64(q, 0);
 
-		if (a.open && a.ev.commit_ts != ts) {
+		if (a.open && a.ev.commit_ts != ts)
 			err = ev_acc_flush(&a, fn, arg);
-			if (err)
-				break;
-		}
-		if (!a.open) {
-			const char *txn = (const char *)sqlite3_column_text(q, 1);
-			const void *note = sqlite3_column_blob(q, 3);
-			size_t note_len = (size_t)sqlite3_column_bytes(q, 3);
-
-			a.open = 1;
-			a.ev.commit_ts = ts;
-			a.ev.time_ns = sqlite3_column_int64(q, 2);
-			a.txn = strdup(txn ? txn : "");
-			a.note = malloc(note_len + 1);
-			if (!a.txn || !a.note) {
-				err = -ENOMEM;
-				break;
-			}
-			if (note_len)
-				memcpy(a.note, note, note_len);
-			a.ev.note_len = note_len;
-		}
-		if (sqlite3_column_type(q, 4) != SQLITE_NULL) {
-			const char *ns = (const char *)sqlite3_column_text(q, 4);
-			size_t nl = (size_t)sqlite3_column_bytes(q, 4);
-			const char *ag = (const char *)sqlite3_column_text(q, 5);
-			size_t al = (size_t)sqlite3_column_bytes(q, 5);
-			const char *key = (const char *)sqlite3_column_text(q, 6);
-			size_t kl = (size_t)sqlite3_column_bytes(q, 6);
-			const void *val = sqlite3_column_blob(q, 9);
-			size_t vl = (size_t)sqlite3_column_bytes(q, 9);
-			char *path, *vcopy = NULL;
-
-			if (a.n == a.cap) {
-				size_t cap = a.cap ? a.cap * 2 : 8;
-				struct store_op *no = realloc(a.ops, cap * sizeof(*no));
-				char **np = realloc(a.paths, cap * sizeof(*np));
-
-				if (no)
-					a.ops = no;
-				if (np)
-					a.paths = np;
-				if (!no || !np) {
-					err = -ENOMEM;
-					break;
-				}
-				a.cap = cap;
-			}
-			path = malloc(nl + al + kl + 3);
-			if (sqlite3_column_type(q, 9) != SQLITE_NULL)
-				vcopy = malloc(vl + 1);
-			if (!path || (sqlite3_column_type(q, 9) != SQLITE_NULL && !vcopy)) {
-				free(path);
-				free(vcopy);
-				err = -ENOMEM;
-				break;
-			}
-			size_t plen = join_path(path, ns, nl, ag, al, key, kl);
-
-			if (vcopy && vl)
-				memcpy(vcopy, val, vl);
-			a.paths[a.n] = path;
-			a.ops[a.n] = (struct store_op){
-				.path = path,
-				.path_len = plen,
-				.kind = (enum store_op_kind)sqlite3_column_int(q, 7),
-				.version = sqlite3_column_int64(q, 8),
-				.value = vcopy,
-				.value_len = vl,
-			};
-			a.n++;
-		}
+		if (!err && !a.open)
+			err = ev_acc_begin(&a, q, ts);
+		if (!err && sqlite3_column_type(q, 4) != SQLITE_NULL)
+			err = ev_acc_add_op(&a, q);
+		if (err)
+			break;
 	}
 	if (!err && rc != SQLITE_DONE)
 		err = store_errno(st->rdb, rc, "read the event log");
@@ -1027,7 +964,7 @@ int store_events(struct store *st, int64_t from_ts, int64_t to_ts, const char *f
 		err = ev_acc_flush(&a, fn, arg);
 	ev_acc_reset(&a);
 	free(a.ops);
-	free(a.paths);
+	strbuf_release(&a.path);
 unlock:
 	sqlite3_finalize(q);
 	pthread_mutex_unlock(&st->reader_lock);
@@ -1036,8 +973,9 @@ unlock:
 
 /* ---- starts ------------------------------------------------------------------------- */
 
-int store_record_start(struct store *st, const struct store_start *start, int *clean_prev)
+static int sqlite_record_start(struct store *base, const struct store_start *start, int *clean_prev)
 {
+	struct sqlite_store *st = to_sqlite(base);
 	sqlite3_stmt *q = NULL;
 	int rc, err, running = 0;
 
@@ -1079,8 +1017,9 @@ int store_record_start(struct store *st, const struct store_start *start, int *c
 	return 0;
 }
 
-int store_record_stop(struct store *st)
+static int sqlite_record_stop(struct store *base)
 {
+	struct sqlite_store *st = to_sqlite(base);
 	int rc = sqlite3_exec(st->wdb,
 			      "INSERT OR REPLACE INTO meta(name, value) VALUES ('running', 0)",
 			      NULL, NULL, NULL);
@@ -1088,8 +1027,9 @@ int store_record_stop(struct store *st)
 	return rc == SQLITE_OK ? 0 : store_errno(st->wdb, rc, "record a clean stop");
 }
 
-int store_starts(struct store *st, uint64_t *count, uint64_t *unclean)
+static int sqlite_starts(struct store *base, uint64_t *count, uint64_t *unclean)
 {
+	struct sqlite_store *st = to_sqlite(base);
 	sqlite3_stmt *q = NULL;
 	int err;
 
@@ -1105,8 +1045,9 @@ int store_starts(struct store *st, uint64_t *count, uint64_t *unclean)
 	return err;
 }
 
-void store_file_sizes(struct store *st, uint64_t *db, uint64_t *wal)
+static void sqlite_file_sizes(struct store *base, uint64_t *db, uint64_t *wal)
 {
+	struct sqlite_store *st = to_sqlite(base);
 	char path[PATH_MAX + 8];
 	struct stat sb;
 
@@ -1114,3 +1055,24 @@ void store_file_sizes(struct store *st, uint64_t *db, uint64_t *wal)
 	snprintf(path, sizeof(path), "%s-wal", st->path);
 	*wal = stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
 }
+
+const struct store_ops store_sqlite_ops = {
+	.scheme = "sqlite",
+	.takes_location = false,
+	.open = sqlite_open,
+	.close = sqlite_close,
+	.append = sqlite_append,
+	.replay = sqlite_replay,
+	.check = sqlite_check,
+	.get_at = sqlite_get_at,
+	.get_version = sqlite_get_version,
+	.list_at = sqlite_list_at,
+	.history = sqlite_history,
+	.names = sqlite_names,
+	.events = sqlite_events,
+	.record_start = sqlite_record_start,
+	.record_stop = sqlite_record_stop,
+	.starts = sqlite_starts,
+	.file_sizes = sqlite_file_sizes,
+	.lib_version = sqlite_lib_version,
+};

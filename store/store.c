@@ -1,0 +1,272 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * store.c - the store_* functions: choose a backend by URI at open, then pass every call
+ * to its table of operations (store layer).  The fault hook for tests lives here too, so
+ * an injected failure looks the same whatever the backend.
+ */
+#include "store_i.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+
+#define STORE_BACKEND_ENTRY(name) &store_##name##_ops,
+static const struct store_ops *const backends[] = { STORE_BACKENDS(STORE_BACKEND_ENTRY) };
+#undef STORE_BACKEND_ENTRY
+
+#define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
+
+/* "sqlite: (the default)" and the others, for the message that refuses a URI. */
+static void list_backends(char *buf, size_t cap)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < N_BACKENDS && used < cap; i++) {
+		int n = snprintf(buf + used, cap - used, "%s%s:%s", i ? ", " : "",
+				 backends[i]->scheme, i ? "" : " (the default)");
+
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+}
+
+/*
+ * Find the backend of uri and where its location starts.  The scheme is what precedes
+ * the first ':' (all of uri when it has none); "//" after the ':' is part of the
+ * syntax, not of the location.
+ */
+static int pick_backend(const char *uri, const struct store_ops **ops, const char **location)
+{
+	const char *colon;
+	size_t scheme_len;
+	char supported[256];
+
+	if (!uri || !*uri) {
+		*ops = backends[0];
+		*location = "";
+		return 0;
+	}
+	colon = strchr(uri, ':');
+	scheme_len = colon ? (size_t)(colon - uri) : strlen(uri);
+	for (size_t i = 0; i < N_BACKENDS; i++) {
+		const struct store_ops *b = backends[i];
+		const char *loc;
+
+		if (strlen(b->scheme) != scheme_len || strncasecmp(uri, b->scheme, scheme_len))
+			continue;
+		loc = colon ? colon + 1 : "";
+		if (!strncmp(loc, "//", 2))
+			loc += 2;
+		if (*loc && !b->takes_location) {
+			log_err("bad store '%s': %s: takes no location (its files are in the data "
+				"dir)", uri, b->scheme);
+			return -EINVAL;
+		}
+		*ops = b;
+		*location = loc;
+		return 0;
+	}
+	list_backends(supported, sizeof(supported));
+	log_err("unsupported store '%s': this build serves only %s", uri, supported);
+	return -EPROTONOSUPPORT;
+}
+
+int store_uri_check(const char *uri)
+{
+	const struct store_ops *ops;
+	const char *location;
+
+	return pick_backend(uri, &ops, &location);
+}
+
+int store_open(const char *uri, const char *datadir, const struct store_options *opt,
+	       struct store **out)
+{
+	const struct store_ops *ops;
+	const char *location;
+	int err;
+
+	*out = NULL;
+	err = pick_backend(uri, &ops, &location);
+	if (err)
+		return err;
+	err = ops->open(location, datadir, opt, out);
+	if (err) {
+		*out = NULL;
+		return err;
+	}
+	if ((*out)->ops != ops)
+		BUG("store backend '%s' returned a handle of another table", ops->scheme);
+#if STATEHOUSE_FAULT_INJECTION
+	pthread_mutex_init(&(*out)->fault_lock, NULL);
+	(*out)->fault_after = 0;
+	(*out)->fault_code = 0;
+#endif
+	return 0;
+}
+
+void store_close(struct store *st)
+{
+	if (!st)
+		return;
+#if STATEHOUSE_FAULT_INJECTION
+	pthread_mutex_destroy(&st->fault_lock);
+#endif
+	st->ops->close(st);
+}
+
+/* ---- fault injection ---------------------------------------------------------------- */
+
+#if STATEHOUSE_FAULT_INJECTION
+/* The injected error for this call, or 0; an append (counts) brings the fault nearer. */
+static int fault_check(struct store *st, int counts)
+{
+	int code = 0;
+
+	pthread_mutex_lock(&st->fault_lock);
+	if (st->fault_code) {
+		if (st->fault_after > 0) {
+			if (counts)
+				st->fault_after--;
+		} else {
+			code = st->fault_code;
+		}
+	}
+	pthread_mutex_unlock(&st->fault_lock);
+	return code;
+}
+
+void store_set_fault(struct store *st, long after, int code)
+{
+	pthread_mutex_lock(&st->fault_lock);
+	st->fault_after = after;
+	st->fault_code = code;
+	pthread_mutex_unlock(&st->fault_lock);
+}
+#else
+static inline int fault_check(struct store *st, int counts)
+{
+	(void)st;
+	(void)counts;
+	return 0;
+}
+#endif
+
+/* ---- dispatch ----------------------------------------------------------------------- */
+
+int store_append(struct store *st, const struct store_event *events, size_t n)
+{
+	int err = fault_check(st, 1);
+
+	if (err) {
+		log_err("cannot append to store: injected fault (%s)", strerror(-err));
+		return err;
+	}
+	return st->ops->append(st, events, n);
+}
+
+int store_replay(struct store *st, int64_t after_ts, store_replay_fn fn, void *arg,
+		 struct store_replay_stats *stats)
+{
+	return st->ops->replay(st, after_ts, fn, arg, stats);
+}
+
+int store_check(struct store *st, int64_t *head_ts)
+{
+	if (fault_check(st, 0))
+		return -EIO;
+	return st->ops->check(st, head_ts);
+}
+
+int store_get_at(struct store *st, const char *path, size_t len, int64_t ts, int with_value,
+		 struct store_version *out)
+{
+	if (fault_check(st, 0)) {
+		memset(out, 0, sizeof(*out));
+		return -EIO;
+	}
+	return st->ops->get_at(st, path, len, ts, with_value, out);
+}
+
+int store_get_version(struct store *st, const char *path, size_t len, int64_t version,
+		      struct store_version *out)
+{
+	if (fault_check(st, 0)) {
+		memset(out, 0, sizeof(*out));
+		return -EIO;
+	}
+	return st->ops->get_version(st, path, len, version, out);
+}
+
+int store_list_at(struct store *st, const char *prefix, size_t plen, int64_t ts,
+		  store_version_fn fn, void *arg)
+{
+	if (fault_check(st, 0))
+		return -EIO;
+	return st->ops->list_at(st, prefix, plen, ts, fn, arg);
+}
+
+int store_history(struct store *st, const char *path, size_t len, store_version_fn fn,
+		  void *arg)
+{
+	if (fault_check(st, 0))
+		return -EIO;
+	return st->ops->history(st, path, len, fn, arg);
+}
+
+int store_names(struct store *st, const char *prefix, size_t plen, store_version_fn fn,
+		void *arg)
+{
+	if (fault_check(st, 0))
+		return -EIO;
+	return st->ops->names(st, prefix, plen, fn, arg);
+}
+
+int store_events(struct store *st, int64_t from_ts, int64_t to_ts, const char *filter,
+		 size_t filter_len, store_event_fn fn, void *arg)
+{
+	if (fault_check(st, 0))
+		return -EIO;
+	return st->ops->events(st, from_ts, to_ts, filter, filter_len, fn, arg);
+}
+
+int store_record_start(struct store *st, const struct store_start *start, int *clean_prev)
+{
+	return st->ops->record_start(st, start, clean_prev);
+}
+
+int store_record_stop(struct store *st)
+{
+	return st->ops->record_stop(st);
+}
+
+int store_starts(struct store *st, uint64_t *count, uint64_t *unclean)
+{
+	return st->ops->starts(st, count, unclean);
+}
+
+void store_version_release(struct store_version *v)
+{
+	if (!v)
+		return;
+	free(v->path);
+	free(v->txn);
+	free(v->value);
+	memset(v, 0, sizeof(*v));
+}
+
+void store_file_sizes(struct store *st, uint64_t *db, uint64_t *wal)
+{
+	st->ops->file_sizes(st, db, wal);
+}
+
+const char *store_sqlite_version(void)
+{
+	return store_sqlite_ops.lib_version();
+}
