@@ -8,9 +8,9 @@
  *  1. The log is the truth: events(commit_ts, txn, time_ns, note) and
  *     ops(commit_ts, idx, ns, agent, key, op, version, value).  Nothing is ever updated
  *     in place; the current state is derived by replaying the log.
- *  2. One store_append() (sqlite_append()) is one BEGIN IMMEDIATE ... COMMIT, hence one fsync in WAL mode
- *     with synchronous=FULL: a batch of transactions becomes durable together (group
- *     commit) or not at all.
+ *  2. One store_append() (sqlite_append()) is one BEGIN IMMEDIATE ... COMMIT, hence
+ *     one fsync in WAL mode with synchronous=FULL: a batch of transactions becomes
+ *     durable together (group commit) or not at all.
  *  3. SQLite result codes are turned into errnos by store_errno() and logged there, once.
  *  4. The writer connection belongs to the committer thread; the reader connection is
  *     serialised by reader_lock.
@@ -180,7 +180,8 @@ fail:
 	}
 }
 
-static int prepare(struct sqlite_store *st, sqlite3 *db, const char *sql, sqlite3_stmt **out)
+static int prepare(struct sqlite_store *st, sqlite3 *db, const char *sql,
+		   sqlite3_stmt **out)
 {
 	int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
 
@@ -335,35 +336,6 @@ close_store:
 	return err;
 }
 
-/* Split "ns/agent/key" at its first two slashes. */
-static int split_path(const char *path, size_t len, enum store_op_kind kind, size_t *ns_len,
-		      size_t *agent_off, size_t *agent_len, size_t *key_off)
-{
-	const char *s1 = memchr(path, '/', len);
-	const char *s2;
-
-	if (kind == STORE_ATTR) {
-		/* "ns" or "ns/agent": the missing parts are stored as empty strings. */
-		*ns_len = s1 ? (size_t)(s1 - path) : len;
-		*agent_off = s1 ? (size_t)(s1 + 1 - path) : len;
-		*agent_len = len - *agent_off;
-		*key_off = len;
-		if (*ns_len == 0 || (s1 && (*agent_len == 0 || memchr(s1 + 1, '/', *agent_len))))
-			return -EINVAL;
-		return 0;
-	}
-	if (!s1)
-		return -EINVAL;
-	s2 = memchr(s1 + 1, '/', len - (size_t)(s1 + 1 - path));
-	if (!s2 || s2 + 1 == path + len)
-		return -EINVAL;
-	*ns_len = (size_t)(s1 - path);
-	*agent_off = (size_t)(s1 + 1 - path);
-	*agent_len = (size_t)(s2 - s1 - 1);
-	*key_off = (size_t)(s2 + 1 - path);
-	return 0;
-}
-
 /*
  * The path of a row into sb: "ns/agent/key" from the columns col, col + 1 and col + 2
  * of q, or "ns/agent" / "ns" for an attribute row, whose empty parts are not joined (a
@@ -414,7 +386,7 @@ static int append_one(struct sqlite_store *st, const struct store_event *ev)
 		const struct store_op *op = &ev->ops[i];
 		size_t ns_len, agent_off, agent_len, key_off;
 
-		if (split_path(op->path, op->path_len, op->kind, &ns_len, &agent_off, &agent_len,
+		if (store_split_path(op->path, op->path_len, op->kind, &ns_len, &agent_off, &agent_len,
 			       &key_off))
 			BUG("malformed path '%.*s' reached the store", (int)op->path_len, op->path);
 		sqlite3_bind_int64(s, 1, ev->commit_ts);
@@ -466,8 +438,8 @@ rollback:
 	return err;
 }
 
-static int sqlite_replay(struct store *base, int64_t after_ts, store_replay_fn fn, void *arg,
-		 struct store_replay_stats *stats)
+static int sqlite_replay(struct store *base, int64_t after_ts, store_replay_fn fn,
+			 void *arg, struct store_replay_stats *stats)
 {
 	struct sqlite_store *st = to_sqlite(base);
 	sqlite3_stmt *q = NULL;
@@ -560,7 +532,7 @@ static int bind_key(sqlite3_stmt *s, const char *path, size_t len)
 {
 	size_t ns_len, agent_off, agent_len, key_off;
 
-	if (split_path(path, len, STORE_PUT, &ns_len, &agent_off, &agent_len, &key_off))
+	if (store_split_path(path, len, STORE_PUT, &ns_len, &agent_off, &agent_len, &key_off))
 		return -EINVAL;
 	sqlite3_bind_text(s, 1, path, (int)ns_len, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 2, path + agent_off, (int)agent_len, SQLITE_TRANSIENT);
@@ -626,8 +598,8 @@ static int get_one(struct sqlite_store *st, sqlite3_stmt *q, const char *path, s
 }
 
 /* One row of a per-key statement: ns, agent, key, then ?4 = arg4 and ?5 = arg5. */
-static int get_key_row(struct sqlite_store *st, sqlite3_stmt *q, const char *path, size_t len,
-		       int64_t arg4, int arg5, struct store_version *out)
+static int get_key_row(struct sqlite_store *st, sqlite3_stmt *q, const char *path,
+		       size_t len, int64_t arg4, int arg5, struct store_version *out)
 {
 	int err;
 
@@ -644,15 +616,15 @@ static int get_key_row(struct sqlite_store *st, sqlite3_stmt *q, const char *pat
 	return err;
 }
 
-static int sqlite_get_at(struct store *base, const char *path, size_t len, int64_t ts, int with_value,
-		 struct store_version *out)
+static int sqlite_get_at(struct store *base, const char *path, size_t len, int64_t ts,
+			 int with_value, struct store_version *out)
 {
 	struct sqlite_store *st = to_sqlite(base);
 	return get_key_row(st, st->get_at, path, len, ts, with_value ? 1 : 0, out);
 }
 
-static int sqlite_get_version(struct store *base, const char *path, size_t len, int64_t version,
-		      struct store_version *out)
+static int sqlite_get_version(struct store *base, const char *path, size_t len,
+			      int64_t version, struct store_version *out)
 {
 	struct sqlite_store *st = to_sqlite(base);
 	return get_key_row(st, st->get_version, path, len, version, 0, out);
@@ -660,8 +632,8 @@ static int sqlite_get_version(struct store *base, const char *path, size_t len, 
 
 /* Step q, handing each row to fn with the path built from columns (ns, agent, key) at
  * path_col.. (or no path when path_col < 0). */
-static int walk_rows(struct sqlite_store *st, sqlite3_stmt *q, int path_col, int version_cols,
-		     store_version_fn fn, void *arg)
+static int walk_rows(struct sqlite_store *st, sqlite3_stmt *q, int path_col,
+		     int version_cols, store_version_fn fn, void *arg)
 {
 	struct strbuf path = STRBUF_INIT;
 	int rc, err = 0;
@@ -688,8 +660,8 @@ static int walk_rows(struct sqlite_store *st, sqlite3_stmt *q, int path_col, int
 	return err;
 }
 
-static int sqlite_history(struct store *base, const char *path, size_t len, store_version_fn fn,
-		  void *arg)
+static int sqlite_history(struct store *base, const char *path, size_t len,
+			  store_version_fn fn, void *arg)
 {
 	struct sqlite_store *st = to_sqlite(base);
 	int err;
@@ -704,39 +676,13 @@ static int sqlite_history(struct store *base, const char *path, size_t len, stor
 	return err;
 }
 
-/* Split a prefix "ns[/agent[/dir...]]" into its parts; returns how many (0..3). */
-static int split_prefix(const char *p, size_t len, const char **part, size_t *plen)
-{
-	const char *s1, *s2;
-
-	if (len == 0)
-		return 0;
-	part[0] = p;
-	s1 = memchr(p, '/', len);
-	if (!s1) {
-		plen[0] = len;
-		return 1;
-	}
-	plen[0] = (size_t)(s1 - p);
-	part[1] = s1 + 1;
-	s2 = memchr(s1 + 1, '/', len - plen[0] - 1);
-	if (!s2) {
-		plen[1] = len - plen[0] - 1;
-		return 2;
-	}
-	plen[1] = (size_t)(s2 - part[1]);
-	part[2] = s2 + 1;
-	plen[2] = len - (size_t)(part[2] - p);
-	return 3;
-}
-
 static int sqlite_list_at(struct store *base, const char *prefix, size_t plen, int64_t ts,
-		  store_version_fn fn, void *arg)
+			  store_version_fn fn, void *arg)
 {
 	struct sqlite_store *st = to_sqlite(base);
 	const char *part[3];
 	size_t lens[3];
-	int n = split_prefix(prefix, plen, part, lens);
+	int n = store_split_prefix(prefix, plen, part, lens);
 	char sql[1024];
 	sqlite3_stmt *q = NULL;
 	char *lo = NULL, *hi = NULL;
@@ -785,13 +731,13 @@ unlock:
 	return err;
 }
 
-static int sqlite_names(struct store *base, const char *prefix, size_t plen, store_version_fn fn,
-		void *arg)
+static int sqlite_names(struct store *base, const char *prefix, size_t plen,
+			store_version_fn fn, void *arg)
 {
 	struct sqlite_store *st = to_sqlite(base);
 	const char *part[3];
 	size_t lens[3];
-	int n = split_prefix(prefix, plen, part, lens);
+	int n = store_split_prefix(prefix, plen, part, lens);
 	sqlite3_stmt *q = NULL;
 	const char *sql;
 	int err;
@@ -913,12 +859,13 @@ static int ev_acc_add_op(struct ev_acc *a, sqlite3_stmt *q)
 }
 
 static int sqlite_events(struct store *base, int64_t from_ts, int64_t to_ts,
-			 const char *filter, size_t filter_len, store_event_fn fn, void *arg)
+			 const char *filter, size_t filter_len, store_event_fn fn,
+			 void *arg)
 {
 	struct sqlite_store *st = to_sqlite(base);
 	const char *part[3];
 	size_t lens[3];
-	int n = filter ? split_prefix(filter, filter_len, part, lens) : 0;
+	int n = filter ? store_split_prefix(filter, filter_len, part, lens) : 0;
 	struct ev_acc a = { .path = STRBUF_INIT };
 	sqlite3_stmt *q = NULL;
 	int rc, err;
@@ -973,7 +920,8 @@ unlock:
 
 /* ---- starts ------------------------------------------------------------------------- */
 
-static int sqlite_record_start(struct store *base, const struct store_start *start, int *clean_prev)
+static int sqlite_record_start(struct store *base, const struct store_start *start,
+			       int *clean_prev)
 {
 	struct sqlite_store *st = to_sqlite(base);
 	sqlite3_stmt *q = NULL;

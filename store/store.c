@@ -41,7 +41,8 @@ static void list_backends(char *buf, size_t cap)
  * the first ':' (all of uri when it has none); "//" after the ':' is part of the
  * syntax, not of the location.
  */
-static int pick_backend(const char *uri, const struct store_ops **ops, const char **location)
+static int pick_backend(const char *uri, const struct store_ops **ops,
+			const char **location)
 {
 	const char *colon;
 	size_t scheme_len;
@@ -157,6 +158,63 @@ static inline int fault_check(struct store *st, int counts)
 	return 0;
 }
 #endif
+
+/* ---- paths, for every backend ------------------------------------------------------ */
+
+/* Split "ns/agent/key" at its first two slashes. */
+int store_split_path(const char *path, size_t len, enum store_op_kind kind, size_t *ns_len,
+		     size_t *agent_off, size_t *agent_len, size_t *key_off)
+{
+	const char *s1 = memchr(path, '/', len);
+	const char *s2;
+
+	if (kind == STORE_ATTR) {
+		/* "ns" or "ns/agent": the missing parts are stored as empty strings. */
+		*ns_len = s1 ? (size_t)(s1 - path) : len;
+		*agent_off = s1 ? (size_t)(s1 + 1 - path) : len;
+		*agent_len = len - *agent_off;
+		*key_off = len;
+		if (*ns_len == 0 || (s1 && (*agent_len == 0 || memchr(s1 + 1, '/', *agent_len))))
+			return -EINVAL;
+		return 0;
+	}
+	if (!s1)
+		return -EINVAL;
+	s2 = memchr(s1 + 1, '/', len - (size_t)(s1 + 1 - path));
+	if (!s2 || s2 + 1 == path + len)
+		return -EINVAL;
+	*ns_len = (size_t)(s1 - path);
+	*agent_off = (size_t)(s1 + 1 - path);
+	*agent_len = (size_t)(s2 - s1 - 1);
+	*key_off = (size_t)(s2 + 1 - path);
+	return 0;
+}
+
+/* Split a prefix "ns[/agent[/dir...]]" into its parts; returns how many (0..3). */
+int store_split_prefix(const char *p, size_t len, const char **part, size_t *plen)
+{
+	const char *s1, *s2;
+
+	if (len == 0)
+		return 0;
+	part[0] = p;
+	s1 = memchr(p, '/', len);
+	if (!s1) {
+		plen[0] = len;
+		return 1;
+	}
+	plen[0] = (size_t)(s1 - p);
+	part[1] = s1 + 1;
+	s2 = memchr(s1 + 1, '/', len - plen[0] - 1);
+	if (!s2) {
+		plen[1] = len - plen[0] - 1;
+		return 2;
+	}
+	plen[1] = (size_t)(s2 - part[1]);
+	part[2] = s2 + 1;
+	plen[2] = len - (size_t)(part[2] - p);
+	return 3;
+}
 
 /* ---- dispatch ----------------------------------------------------------------------- */
 
