@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c - statehoused: parse the command line, open the store, mount, serve (fs layer).
  *
@@ -41,7 +42,7 @@ struct config {
 	long snapshot_keep;
 	int fsync;
 	char *log_level;
-	char *fault;
+	char *store_uri;
 	int show_help;
 	int show_version;
 	int read_only;
@@ -61,6 +62,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("snapshot_interval=%ld", snapshot_interval),
 	OPT("snapshot_keep=%ld", snapshot_keep),
 	OPT("log_level=%s", log_level),
+	OPT("store=%s", store_uri),
 	OPT("-h", show_help),
 	OPT("--help", show_help),
 	OPT("-V", show_version),
@@ -146,6 +148,8 @@ static void usage(FILE *f)
 		"  -o snapshot_interval=N commits between snapshots (1000; 0: never)\n"
 		"  -o snapshot_keep=N     snapshots kept (3)\n"
 		"  -o log_level=LEVEL     err, warn, info (default) or debug\n"
+		"  -o store=URI           where the log is kept: sqlite: (the default; SQLite in\n"
+		"                         DATADIR/statehouse.db) is the only store of this build\n"
 		"  plus the mount options of fuse(8), e.g. allow_other\n");
 }
 
@@ -261,6 +265,7 @@ static int lock_datadir(const char *datadir, int *fd_out)
 	return 0;
 }
 
+#if STATEHOUSE_FAULT_INJECTION
 static int parse_fault(const char *spec, long *after, int *code)
 {
 	const char *a = strstr(spec, "after="), *c = strstr(spec, "code=");
@@ -276,6 +281,36 @@ static int parse_fault(const char *spec, long *after, int *code)
 		return -EINVAL;
 	return 0;
 }
+
+/* STATEHOUSE_FAULT=after=N,code=eio|full (doc/decisions.md 15): the store fails on
+ * purpose, for the tests of storage errors. */
+static int set_fault_from_env(struct txn_engine *eng)
+{
+	const char *spec = getenv("STATEHOUSE_FAULT");
+	long after;
+	int code;
+
+	if (!spec)
+		return 0;
+	if (parse_fault(spec, &after, &code)) {
+		log_err("cannot parse STATEHOUSE_FAULT '%s' (after=N,code=eio|full)", spec);
+		return -EINVAL;
+	}
+	log_warn("fault injection on: store fails with %s after %ld commits",
+		 code == -EIO ? "EIO" : "ENOSPC", after);
+	txn_engine_set_fault(eng, after, code);
+	return 0;
+}
+#else
+static int set_fault_from_env(struct txn_engine *eng)
+{
+	(void)eng;
+	if (getenv("STATEHOUSE_FAULT"))
+		log_warn("ignoring STATEHOUSE_FAULT: this build has no fault injection "
+			 "(meson -Dfault_injection=true)");
+	return 0;
+}
+#endif
 
 /*
  * Called as /sbin/mount.statehouse by mount(8) (fstab type `statehouse`):
@@ -379,6 +414,280 @@ static int wait_child(int rfd, pid_t pid)
 	return 1;
 }
 
+static bool options_in_range(const struct config *c)
+{
+	if (c->txn_timeout_ms < 1 || c->txn_timeout_ms > 86400000 || c->max_open_txns < 1 ||
+	    c->max_value_bytes < 1 || c->max_value_bytes > (1L << 30) ||
+	    c->cache_timeout_s < 0 || c->cache_timeout_s > 86400 ||
+	    c->snapshot_interval < 0 || c->snapshot_interval > 100000000 ||
+	    c->snapshot_keep < 1 || c->snapshot_keep > 1000 || (c->fsync != 0 && c->fsync != 1)) {
+		fprintf(stderr, "statehoused: option out of range: txn_timeout_ms 1..86400000, "
+				"max_open_txns >= 1, max_value_bytes 1..1073741824, cache_timeout_s 0..86400, "
+				"snapshot_interval 0..100000000, snapshot_keep 1..1000, fsync 0 or 1\n");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Read the command line into conf and opts; args keeps what goes on to libfuse.  Every
+ * refusal happens here, before anything is made on disk.  Returns -1 to go on, or the
+ * exit status: 0 after --help or --version, 2 for a bad option, 1 when allow_other is
+ * not allowed.
+ */
+static int read_options(struct fuse_args *args, struct config *conf,
+			struct fuse_cmdline_opts *opts)
+{
+	enum log_level lvl;
+
+	if (fuse_opt_parse(args, conf, opt_spec, opt_proc) != 0)
+		return 2;
+	if (conf->show_help) {
+		usage(stdout);
+		return 0;
+	}
+	if (conf->show_version) {
+		printf("statehoused %s (libfuse %s, sqlite %s)\n", STATEHOUSE_VERSION,
+		       fuse_pkgversion(), txn_sqlite_version());
+		return 0;
+	}
+	if (fuse_parse_cmdline(args, opts) != 0)
+		return 2;
+	if (!conf->datadir || !opts->mountpoint) {
+		fprintf(stderr, "statehoused: missing %s\n", conf->datadir ? "MOUNTPOINT" : "DATADIR");
+		usage(stderr);
+		return 2;
+	}
+	if (opts->debug)
+		log_set_level(LOG_LVL_DEBUG);
+	if (conf->log_level) {
+		if (log_parse_level(conf->log_level, &lvl)) {
+			fprintf(stderr, "statehoused: unknown log_level '%s' (err, warn, info, debug)\n",
+				conf->log_level);
+			return 2;
+		}
+		log_set_level(lvl);
+	}
+	if (!options_in_range(conf))
+		return 2;
+	/* Before anything is made in DATADIR: the store's own message names what it serves. */
+	if (conf->store_uri && txn_store_uri_check(conf->store_uri))
+		return 2;
+	/* The kernel checks permissions against the owners and modes we report: with
+	 * allow_other that is what keeps users apart, and without it chmod still means
+	 * what it says for the mount's owner. */
+	if (!conf->default_permissions && fuse_opt_add_arg(args, "-odefault_permissions"))
+		return 2;
+	if (conf->allow_other && !user_allow_other()) {
+		fprintf(stderr, "statehoused: cannot mount with allow_other as a user: add "
+				"'user_allow_other' to /etc/fuse.conf (or mount as root)\n");
+		return 1;
+	}
+	if (check_fuse_options(args)) {
+		fprintf(stderr, "statehoused: cannot mount: bad mount option (see above); "
+				"'statehoused --help' lists the options\n");
+		return 2;
+	}
+	return -1;
+}
+
+/* Create DATADIR and resolve it into datadir (PATH_MAX bytes), refuse one on FUSE, detach
+ * a dead mount at mnt and check that mnt is a directory.  0 or -1, logged. */
+static int prepare_dirs(const char *datadir_arg, const char *mnt, char *datadir)
+{
+	struct statfs sfs;
+	struct stat mst;
+	int err;
+
+	err = mkdir_p(datadir_arg);
+	if (err) {
+		log_err("cannot create data dir '%s': %s", datadir_arg, strerror(-err));
+		return -1;
+	}
+	if (!realpath(datadir_arg, datadir)) {
+		log_err("cannot resolve data dir '%s': %s", datadir_arg, strerror(errno));
+		return -1;
+	}
+	if (statfs(datadir, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC) {
+		log_err("cannot use data dir '%s': it is on a FUSE filesystem; SQLite's WAL needs "
+			"a local filesystem", datadir);
+		return -1;
+	}
+	if (clean_stale_mount(mnt))
+		return -1;
+	if (stat(mnt, &mst) != 0) {
+		log_err("cannot mount on '%s': %s", mnt, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(mst.st_mode)) {
+		log_err("cannot mount on '%s': not a directory", mnt);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Fork into the background.  The child returns 0 and keeps pipefd[1] to report its
+ * verdict; the parent returns 1 with the child's verdict as *parent_status; -1 when
+ * neither could happen (logged).
+ */
+static int daemonize(int pipefd[2], int *parent_status)
+{
+	pid_t pid;
+
+	if (pipe(pipefd) != 0) {
+		log_err("cannot create a pipe: %s", strerror(errno));
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		log_err("cannot fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid > 0) {
+		close(pipefd[1]);
+		*parent_status = wait_child(pipefd[0], pid);
+		close(pipefd[0]);
+		return 1;
+	}
+	close(pipefd[0]);
+	pipefd[0] = -1;
+	setsid();
+	return 0;
+}
+
+/* The engine of the locked datadir, with the test fault of the environment set. */
+static int open_engine(const char *datadir, const struct config *conf,
+		       struct txn_engine **eng)
+{
+	struct txn_options topt = {
+		.txn_timeout_ms = conf->txn_timeout_ms,
+		.max_open_txns = (unsigned)conf->max_open_txns,
+		.max_value_bytes = (size_t)conf->max_value_bytes,
+		.fsync = conf->fsync,
+		.snapshot_interval = (unsigned)conf->snapshot_interval,
+		.snapshot_keep = (unsigned)conf->snapshot_keep,
+		.owner_uid = (uint32_t)geteuid(),
+		.owner_gid = (uint32_t)getegid(),
+		.store_uri = conf->store_uri,
+	};
+
+	if (txn_engine_open(datadir, &topt, eng))
+		return -1;
+	return set_fault_from_env(*eng);
+}
+
+/* fsname shows the data dir in mount(8) and df; commas must be escaped. */
+static int add_fsname(struct fuse_args *args, const char *datadir)
+{
+	char *escaped = NULL, *o;
+	int err = -ENOMEM;
+
+	if (fuse_opt_add_opt_escaped(&escaped, datadir) == 0 &&
+	    fuse_opt_add_arg(args, "-osubtype=statehouse") == 0 &&
+	    asprintf(&o, "-ofsname=%s", escaped) >= 0) {
+		if (fuse_opt_add_arg(args, o) == 0)
+			err = 0;
+		free(o);
+	}
+	free(escaped);
+	return err;
+}
+
+/* The mount is live: let go of the terminal, log to syslog, tell the parent. */
+static void report_live(int *wfd)
+{
+	char ok = 0;
+	int devnull = open("/dev/null", O_RDWR);
+
+	if (devnull >= 0) {
+		dup2(devnull, STDIN_FILENO);
+		dup2(devnull, STDOUT_FILENO);
+		dup2(devnull, STDERR_FILENO);
+		if (devnull > STDERR_FILENO)
+			close(devnull);
+	}
+	log_use_syslog("statehoused");
+	if (chdir("/") != 0)
+		log_warn("cannot chdir to '/': %s", strerror(errno));
+	if (write(*wfd, &ok, 1) != 1)
+		log_warn("cannot tell the parent that the mount is live");
+	close(*wfd);
+	*wfd = -1;
+}
+
+/* Serve until unmounted; 0 for a clean stop, 1 otherwise. */
+static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *opts)
+{
+	int ret;
+
+	if (opts->singlethread) {
+		ret = fuse_session_loop(se);
+	} else {
+		struct fuse_loop_config *lc = fuse_loop_cfg_create();
+
+		fuse_loop_cfg_set_clone_fd(lc, opts->clone_fd);
+		if (opts->max_idle_threads != UINT_MAX)
+			fuse_loop_cfg_set_idle_threads(lc, opts->max_idle_threads);
+		if (opts->max_threads)
+			fuse_loop_cfg_set_max_threads(lc, opts->max_threads);
+		ret = fuse_session_loop_mt(se, lc);
+		fuse_loop_cfg_destroy(lc);
+	}
+	/* A positive result is the signal that ended the loop: a clean stop, as after an
+	 * unmount (systemctl stop must not mark the unit failed). */
+	return ret < 0 ? 1 : 0;
+}
+
+/*
+ * Mount fs at the mountpoint, start the engine's and fs's threads and serve until
+ * unmounted; then stop the engine and free *fsp (NULL after).  *sep gets the session,
+ * the caller's to destroy.  Returns the exit status.
+ */
+static int mount_and_serve(struct fuse_args *args, const struct fuse_cmdline_opts *opts,
+			   const char *datadir, struct txn_engine *eng, struct fs **fsp,
+			   int *wfd, struct fuse_session **sep)
+{
+	size_t ops_size;
+	const void *ops = fs_ops(&ops_size);
+	struct fuse_session *se;
+	int ret = 1;
+
+	if (add_fsname(args, datadir))
+		return 1;
+	se = fuse_session_new(args, ops, ops_size, *fsp);
+	if (!se) {
+		log_err("cannot start a FUSE session (see the message above)");
+		return 1;
+	}
+	*sep = se;
+	if (fuse_set_signal_handlers(se) != 0)
+		return 1;
+	if (fuse_session_mount(se, opts->mountpoint) != 0) {
+		log_err("cannot mount on '%s'", opts->mountpoint);
+		goto out_handlers;
+	}
+	if (txn_engine_start(eng) || fs_start(*fsp, se)) {
+		log_err("cannot start the daemon's threads");
+		goto out_unmount;
+	}
+	log_info("serving '%s' at '%s'", datadir, opts->mountpoint);
+	if (*wfd >= 0)
+		report_live(wfd);
+
+	ret = serve(se, opts);
+	log_info("unmounted '%s'; stopping", opts->mountpoint);
+	/* Complete every queued commit, then the notifier, before the session goes. */
+	txn_engine_stop(eng);
+	fs_free(*fsp);
+	*fsp = NULL;
+out_unmount:
+	fuse_session_unmount(se);
+out_handlers:
+	fuse_remove_signal_handlers(se);
+	return ret;
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -391,23 +700,16 @@ int main(int argc, char *argv[])
 	struct fs *fs = NULL;
 	char datadir[PATH_MAX];
 	int pipefd[2] = { -1, -1 };
-	int lockfd = -1, ret = 1, err;
-	enum log_level lvl;
-	size_t ops_size;
-	const void *ops;
-	struct statfs sfs;
+	int lockfd = -1, ret = 1;
+	const char *base = strrchr(argv[0], '/');
 
 	fuse_set_log_func(fuse_log_sink);
-	{
-		const char *base = strrchr(argv[0], '/');
-
-		base = base ? base + 1 : argv[0];
-		if (!strncmp(base, "mount.", 6)) {
-			args = (struct fuse_args)FUSE_ARGS_INIT(0, NULL);
-			if (helper_argv(argc, argv, &args)) {
-				ret = 2;
-				goto out_parent;
-			}
+	base = base ? base + 1 : argv[0];
+	if (!strncmp(base, "mount.", 6)) {
+		args = (struct fuse_args)FUSE_ARGS_INIT(0, NULL);
+		if (helper_argv(argc, argv, &args)) {
+			ret = 2;
+			goto out_parent;
 		}
 	}
 	if (argc >= 2 && !strcmp(argv[1], "--verify")) {
@@ -415,151 +717,24 @@ int main(int argc, char *argv[])
 			fprintf(stderr, "usage: statehoused --verify DATADIR\n");
 			return 2;
 		}
-		return txn_verify(argv[2]) == 0 ? 0 : 1;
+		return txn_verify(argv[2], NULL) == 0 ? 0 : 1;
 	}
-	ret = 2; /* usage errors until the arguments are read */
-	if (fuse_opt_parse(&args, &conf, opt_spec, opt_proc) != 0)
+	ret = read_options(&args, &conf, &opts);
+	if (ret >= 0)
 		goto out_parent;
-	if (conf.show_help) {
-		usage(stdout);
-		ret = 0;
-		goto out_parent;
-	}
-	if (conf.show_version) {
-		printf("statehoused %s (libfuse %s, sqlite %s)\n", STATEHOUSE_VERSION,
-		       fuse_pkgversion(), txn_sqlite_version());
-		ret = 0;
-		goto out_parent;
-	}
-	if (fuse_parse_cmdline(&args, &opts) != 0)
-		goto out_parent;
-	if (!conf.datadir || !opts.mountpoint) {
-		fprintf(stderr, "statehoused: missing %s\n", conf.datadir ? "MOUNTPOINT" : "DATADIR");
-		usage(stderr);
-		goto out_parent;
-	}
-	if (opts.debug)
-		log_set_level(LOG_LVL_DEBUG);
-	if (conf.log_level) {
-		if (log_parse_level(conf.log_level, &lvl)) {
-			fprintf(stderr, "statehoused: unknown log_level '%s' (err, warn, info, debug)\n",
-				conf.log_level);
-			goto out_parent;
-		}
-		log_set_level(lvl);
-	}
-	if (conf.txn_timeout_ms < 1 || conf.txn_timeout_ms > 86400000 || conf.max_open_txns < 1 ||
-	    conf.max_value_bytes < 1 || conf.max_value_bytes > (1L << 30) ||
-	    conf.cache_timeout_s < 0 || conf.cache_timeout_s > 86400 ||
-	    conf.snapshot_interval < 0 || conf.snapshot_interval > 100000000 ||
-	    conf.snapshot_keep < 1 || conf.snapshot_keep > 1000 ||
-	    (conf.fsync != 0 && conf.fsync != 1)) {
-		fprintf(stderr, "statehoused: option out of range: txn_timeout_ms 1..86400000, "
-				"max_open_txns >= 1, max_value_bytes 1..1073741824, cache_timeout_s 0..86400, "
-				"snapshot_interval 0..100000000, snapshot_keep 1..1000, fsync 0 or 1\n");
-		goto out_parent;
-	}
-	/* The kernel checks permissions against the owners and modes we report: with
-	 * allow_other that is what keeps users apart, and without it chmod still means
-	 * what it says for the mount's owner. */
-	if (!conf.default_permissions && fuse_opt_add_arg(&args, "-odefault_permissions"))
-		goto out_parent;
-	if (conf.allow_other && !user_allow_other()) {
-		fprintf(stderr, "statehoused: cannot mount with allow_other as a user: add "
-				"'user_allow_other' to /etc/fuse.conf (or mount as root)\n");
-		ret = 1;
-		goto out_parent;
-	}
-	if (check_fuse_options(&args)) {
-		fprintf(stderr, "statehoused: cannot mount: bad mount option (see above); "
-				"'statehoused --help' lists the options\n");
-		goto out_parent;
-	}
 	ret = 1;
-
-	err = mkdir_p(conf.datadir);
-	if (err) {
-		log_err("cannot create data dir '%s': %s", conf.datadir, strerror(-err));
+	if (prepare_dirs(conf.datadir, opts.mountpoint, datadir))
 		goto out;
-	}
-	if (!realpath(conf.datadir, datadir)) {
-		log_err("cannot resolve data dir '%s': %s", conf.datadir, strerror(errno));
-		goto out;
-	}
-	if (statfs(datadir, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC) {
-		log_err("cannot use data dir '%s': it is on a FUSE filesystem; SQLite's WAL needs "
-			"a local filesystem", datadir);
-		goto out;
-	}
-	if (clean_stale_mount(opts.mountpoint))
-		goto out;
-	{
-		struct stat mst;
-
-		if (stat(opts.mountpoint, &mst) != 0) {
-			log_err("cannot mount on '%s': %s", opts.mountpoint, strerror(errno));
-			goto out;
-		}
-		if (!S_ISDIR(mst.st_mode)) {
-			log_err("cannot mount on '%s': not a directory", opts.mountpoint);
-			goto out;
-		}
-	}
-
 	if (!opts.foreground) {
-		pid_t pid;
+		int child = daemonize(pipefd, &ret);
 
-		if (pipe(pipefd) != 0) {
-			log_err("cannot create a pipe: %s", strerror(errno));
+		if (child < 0)
 			goto out;
-		}
-		pid = fork();
-		if (pid < 0) {
-			log_err("cannot fork: %s", strerror(errno));
-			goto out;
-		}
-		if (pid > 0) {
-			close(pipefd[1]);
-			ret = wait_child(pipefd[0], pid);
-			close(pipefd[0]);
+		if (child > 0)
 			goto out_parent;
-		}
-		close(pipefd[0]);
-		pipefd[0] = -1;
-		setsid();
 	}
-
-	if (lock_datadir(datadir, &lockfd))
+	if (lock_datadir(datadir, &lockfd) || open_engine(datadir, &conf, &eng))
 		goto out;
-	{
-		struct txn_options topt = {
-			.txn_timeout_ms = conf.txn_timeout_ms,
-			.max_open_txns = (unsigned)conf.max_open_txns,
-			.max_value_bytes = (size_t)conf.max_value_bytes,
-			.fsync = conf.fsync,
-			.snapshot_interval = (unsigned)conf.snapshot_interval,
-			.snapshot_keep = (unsigned)conf.snapshot_keep,
-			.owner_uid = (uint32_t)geteuid(),
-			.owner_gid = (uint32_t)getegid(),
-		};
-
-		if (txn_engine_open(datadir, &topt, &eng))
-			goto out;
-	}
-	conf.fault = getenv("STATEHOUSE_FAULT");
-	if (conf.fault) {
-		long after;
-		int code;
-
-		if (parse_fault(conf.fault, &after, &code)) {
-			log_err("cannot parse STATEHOUSE_FAULT '%s' (after=N,code=eio|full)", conf.fault);
-			goto out;
-		}
-		log_warn("fault injection on: store fails with %s after %ld commits",
-			 code == -EIO ? "EIO" : "ENOSPC", after);
-		txn_engine_set_fault(eng, after, code);
-	}
-
 	{
 		struct fs_options fopt = { .entry_timeout_s = (double)conf.cache_timeout_s,
 					   .datadir = datadir,
@@ -569,89 +744,7 @@ int main(int argc, char *argv[])
 		if (fs_new(eng, &fopt, &fs))
 			goto out;
 	}
-	{
-		char *escaped = NULL;
-
-		/* fsname shows the data dir in mount(8) and df; commas must be escaped. */
-		if (fuse_opt_add_opt_escaped(&escaped, datadir) != 0 ||
-		    fuse_opt_add_arg(&args, "-osubtype=statehouse") != 0) {
-			free(escaped);
-			goto out;
-		}
-		char *o = NULL;
-
-		if (asprintf(&o, "-ofsname=%s", escaped) < 0 || fuse_opt_add_arg(&args, o) != 0) {
-			free(escaped);
-			free(o);
-			goto out;
-		}
-		free(escaped);
-		free(o);
-	}
-	ops = fs_ops(&ops_size);
-	se = fuse_session_new(&args, ops, ops_size, fs);
-	if (!se) {
-		log_err("cannot start a FUSE session (see the message above)");
-		goto out;
-	}
-	if (fuse_set_signal_handlers(se) != 0)
-		goto out;
-	if (fuse_session_mount(se, opts.mountpoint) != 0) {
-		log_err("cannot mount on '%s'", opts.mountpoint);
-		goto out_handlers;
-	}
-	if (txn_engine_start(eng) || fs_start(fs, se)) {
-		log_err("cannot start the daemon's threads");
-		goto out_unmount;
-	}
-	log_info("serving '%s' at '%s'", datadir, opts.mountpoint);
-
-	if (pipefd[1] >= 0) {
-		char ok = 0;
-		int devnull = open("/dev/null", O_RDWR);
-
-		if (devnull >= 0) {
-			dup2(devnull, STDIN_FILENO);
-			dup2(devnull, STDOUT_FILENO);
-			dup2(devnull, STDERR_FILENO);
-			if (devnull > STDERR_FILENO)
-				close(devnull);
-		}
-		log_use_syslog("statehoused");
-		if (chdir("/") != 0)
-			log_warn("cannot chdir to '/': %s", strerror(errno));
-		if (write(pipefd[1], &ok, 1) != 1)
-			log_warn("cannot tell the parent that the mount is live");
-		close(pipefd[1]);
-		pipefd[1] = -1;
-	}
-
-	if (opts.singlethread) {
-		ret = fuse_session_loop(se);
-	} else {
-		struct fuse_loop_config *lc = fuse_loop_cfg_create();
-
-		fuse_loop_cfg_set_clone_fd(lc, opts.clone_fd);
-		if (opts.max_idle_threads != UINT_MAX)
-			fuse_loop_cfg_set_idle_threads(lc, opts.max_idle_threads);
-		if (opts.max_threads)
-			fuse_loop_cfg_set_max_threads(lc, opts.max_threads);
-		ret = fuse_session_loop_mt(se, lc);
-		fuse_loop_cfg_destroy(lc);
-	}
-	/* A positive result is the signal that ended the loop: a clean stop, as after an
-	 * unmount (systemctl stop must not mark the unit failed). */
-	ret = ret < 0 ? 1 : 0;
-	log_info("unmounted '%s'; stopping", opts.mountpoint);
-
-	/* Complete every queued commit, then the notifier, before the session goes. */
-	txn_engine_stop(eng);
-	fs_free(fs);
-	fs = NULL;
-out_unmount:
-	fuse_session_unmount(se);
-out_handlers:
-	fuse_remove_signal_handlers(se);
+	ret = mount_and_serve(&args, &opts, datadir, eng, &fs, &pipefd[1], &se);
 out:
 	txn_engine_stop(eng);
 	fs_free(fs);
@@ -671,6 +764,7 @@ out_parent:
 	free(opts.mountpoint);
 	free(conf.datadir);
 	free(conf.log_level);
+	free(conf.store_uri);
 	fuse_opt_free_args(&args);
 	return ret;
 }

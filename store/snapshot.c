@@ -1,5 +1,7 @@
+/* SPDX-License-Identifier: MIT */
 /*
- * snapshot.c - snapshots of the whole state, derived from the log (store layer).
+ * snapshot.c - snapshots of the whole state, derived from the log, as files in DATADIR
+ * whatever the store's backend (store layer).
  *
  * File layout (little endian as on the host; a snapshot is read by the machine that
  * wrote it):
@@ -26,6 +28,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "grow.h"
 #include "log.h"
 
 #define SNAP_MAGIC "SHSNAP01"
@@ -121,16 +124,10 @@ static int list_snaps(const char *dir, int64_t **out, size_t *n)
 		ts = strtoll(de->d_name + 5, &end, 10);
 		if (end != de->d_name + 25)
 			continue;
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 8;
-			int64_t *nv = realloc(v, cap * sizeof(*nv));
-
-			if (!nv) {
-				free(v);
-				closedir(d);
-				return -ENOMEM;
-			}
-			v = nv;
+		if (ARRAY_GROW(v, cnt + 1, cap)) {
+			free(v);
+			closedir(d);
+			return -ENOMEM;
 		}
 		v[cnt++] = ts;
 	}
@@ -166,17 +163,79 @@ static void remove_leftovers(const char *dir)
 	closedir(d);
 }
 
+/* Every entry next() gives; *count gets how many.  Errors end up in w->err. */
+static void write_entries(struct wbuf *w, store_snap_next_fn next, void *arg,
+			  uint64_t *count)
+{
+	struct store_snap_entry e;
+	int rc = 0;
+
+	while (!w->err && (rc = next(arg, &e)) == 1) {
+		uint32_t pl = (uint32_t)e.path_len, vl = (uint32_t)e.value_len;
+		unsigned char del = e.deleted ? 1 : 0;
+
+		wput(w, &pl, 4, 1);
+		wput(w, e.path, e.path_len, 1);
+		wput(w, &e.version, 8, 1);
+		wput(w, &e.commit_ts, 8, 1);
+		wput(w, &e.time_ns, 8, 1);
+		wput(w, &del, 1, 1);
+		wput(w, &vl, 4, 1);
+		if (vl)
+			wput(w, e.value, vl, 1);
+		(*count)++;
+	}
+	if (!w->err && rc < 0)
+		w->err = rc;
+}
+
+/* The CRC and end marker, then the entry count into the header (the CRC covers it by
+ * value); the file is flushed and synced.  Errors end up in w->err. */
+static void write_trailer(struct wbuf *w, int64_t ts, int64_t time_ns, uint64_t count)
+{
+	uLong crc = w->crc;
+	uint32_t c32;
+
+	if (w->err)
+		return;
+	/* The header is in the CRC as well: fold it in by value. */
+	crc = crc32(crc, (const Bytef *)&ts, 8);
+	crc = crc32(crc, (const Bytef *)&time_ns, 8);
+	crc = crc32(crc, (const Bytef *)&count, 8);
+	c32 = (uint32_t)crc;
+	wput(w, &c32, 4, 0);
+	wput(w, SNAP_END, strlen(SNAP_END), 0);
+	wflush(w);
+	if (!w->err && pwrite(w->fd, &count, 8, (off_t)strlen(SNAP_MAGIC) + 16) != 8)
+		w->err = errno ? -errno : -EIO;
+	if (!w->err && fsync(w->fd) != 0)
+		w->err = -errno;
+}
+
+/* Remove all but the newest `keep` snapshots (at least one stays). */
+static void prune_snaps(const char *dir, const char *datadir, unsigned keep)
+{
+	int64_t *old = NULL;
+	size_t nold = 0;
+
+	if (list_snaps(dir, &old, &nold) == 0) {
+		for (size_t i = keep ? keep : 1; i < nold; i++) {
+			char victim[PATH_MAX];
+
+			if (snap_name(victim, sizeof(victim), datadir, old[i]) == 0)
+				unlink(victim);
+		}
+	}
+	free(old);
+}
+
 int store_snapshot_write(const char *datadir, int64_t ts, int64_t time_ns,
 			 store_snap_next_fn next, void *arg, unsigned keep)
 {
 	char dir[PATH_MAX], path[PATH_MAX], tmp[PATH_MAX + 8];
 	struct wbuf *w = calloc(1, sizeof(*w));
-	struct store_snap_entry e;
 	uint64_t count = 0;
-	off_t count_off = (off_t)strlen(SNAP_MAGIC) + 16;
-	int64_t *old = NULL;
-	size_t nold = 0;
-	int rc, err;
+	int err;
 
 	if (!w)
 		return -ENOMEM;
@@ -201,40 +260,8 @@ int store_snapshot_write(const char *datadir, int64_t ts, int64_t time_ns,
 	wput(w, &ts, 8, 0);
 	wput(w, &time_ns, 8, 0);
 	wput(w, &count, 8, 0);
-	while (!w->err && (rc = next(arg, &e)) == 1) {
-		uint32_t pl = (uint32_t)e.path_len, vl = (uint32_t)e.value_len;
-		unsigned char del = e.deleted ? 1 : 0;
-
-		wput(w, &pl, 4, 1);
-		wput(w, e.path, e.path_len, 1);
-		wput(w, &e.version, 8, 1);
-		wput(w, &e.commit_ts, 8, 1);
-		wput(w, &e.time_ns, 8, 1);
-		wput(w, &del, 1, 1);
-		wput(w, &vl, 4, 1);
-		if (vl)
-			wput(w, e.value, vl, 1);
-		count++;
-	}
-	if (!w->err && rc < 0)
-		w->err = rc;
-	if (!w->err) {
-		uLong crc = w->crc;
-
-		/* The header is in the CRC as well: fold it in by value. */
-		crc = crc32(crc, (const Bytef *)&ts, 8);
-		crc = crc32(crc, (const Bytef *)&time_ns, 8);
-		crc = crc32(crc, (const Bytef *)&count, 8);
-		uint32_t c32 = (uint32_t)crc;
-
-		wput(w, &c32, 4, 0);
-		wput(w, SNAP_END, strlen(SNAP_END), 0);
-		wflush(w);
-	}
-	if (!w->err && pwrite(w->fd, &count, 8, count_off) != 8)
-		w->err = errno ? -errno : -EIO;
-	if (!w->err && fsync(w->fd) != 0)
-		w->err = -errno;
+	write_entries(w, next, arg, &count);
+	write_trailer(w, ts, time_ns, count);
 	if (close(w->fd) != 0 && !w->err)
 		w->err = -errno;
 	err = w->err;
@@ -247,16 +274,7 @@ int store_snapshot_write(const char *datadir, int64_t ts, int64_t time_ns,
 		log_err("cannot write snapshot '%s': %s", path, strerror(-err));
 		goto out;
 	}
-	/* Keep the newest `keep`. */
-	if (list_snaps(dir, &old, &nold) == 0) {
-		for (size_t i = keep ? keep : 1; i < nold; i++) {
-			char victim[PATH_MAX];
-
-			if (snap_name(victim, sizeof(victim), datadir, old[i]) == 0)
-				unlink(victim);
-		}
-	}
-	free(old);
+	prune_snaps(dir, datadir, keep);
 out:
 	free(w);
 	return err;

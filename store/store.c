@@ -1,137 +1,131 @@
+/* SPDX-License-Identifier: MIT */
 /*
- * store.c - the durable log on SQLite (store layer; the only user of sqlite3.h).
- *
- * Design notes
- *  1. The log is the truth: events(commit_ts, txn, time_ns, note) and
- *     ops(commit_ts, idx, ns, agent, key, op, version, value).  Nothing is ever updated
- *     in place; the current state is derived by replaying the log.
- *  2. One store_append() is one BEGIN IMMEDIATE ... COMMIT, hence one fsync in WAL mode
- *     with synchronous=FULL: a batch of transactions becomes durable together (group
- *     commit) or not at all.
- *  3. SQLite result codes are turned into errnos by store_errno() and logged there, once.
- *  4. The writer connection belongs to the committer thread; the reader connection is
- *     serialised by reader_lock.
+ * store.c - the store_* functions: choose a backend by URI at open, then pass every call
+ * to its table of operations (store layer).  The fault hook for tests lives here too, so
+ * an injected failure looks the same whatever the backend.
  */
-#include "store.h"
+#include "store_i.h"
 
 #include <errno.h>
-#include <limits.h>
-#include <pthread.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <strings.h>
 
 #include "log.h"
 
-struct store {
-	char *path;
-	sqlite3 *wdb;
-	sqlite3_stmt *ins_event;
-	sqlite3_stmt *ins_op;
-	pthread_mutex_t reader_lock; /* protects rdb and its statements (leaf lock) */
-	sqlite3 *rdb;
-	sqlite3_stmt *chk;
-	sqlite3_stmt *get_at;
-	sqlite3_stmt *get_version;
-	sqlite3_stmt *history;
-	pthread_mutex_t fault_lock; /* protects fault_* (leaf lock) */
-	long fault_after;
-	int fault_code;
-};
+#define STORE_BACKEND_ENTRY(name) &store_##name##_ops,
+static const struct store_ops *const backends[] = { STORE_BACKENDS(STORE_BACKEND_ENTRY) };
+#undef STORE_BACKEND_ENTRY
 
-/* The columns of ops; op 3 (STORE_ATTR) since schema 2. */
-#define OPS_COLUMNS                                                                        \
-	"(commit_ts INTEGER NOT NULL,"                                                     \
-	"  idx INTEGER NOT NULL,"                                                          \
-	"  ns TEXT NOT NULL,"                                                              \
-	"  agent TEXT NOT NULL,"                                                           \
-	"  key TEXT NOT NULL,"                                                             \
-	"  op INTEGER NOT NULL CHECK (op IN (1, 2, 3)),"                                   \
-	"  version INTEGER NOT NULL,"                                                      \
-	"  value BLOB,"                                                                    \
-	"  PRIMARY KEY (commit_ts, idx)) WITHOUT ROWID"
+#define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
 
-static const char schema_sql[] =
-	"CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS events("
-	"  commit_ts INTEGER PRIMARY KEY,"
-	"  txn TEXT NOT NULL,"
-	"  time_ns INTEGER NOT NULL,"
-	"  note BLOB);"
-	"CREATE TABLE IF NOT EXISTS ops" OPS_COLUMNS ";"
-	/* Versions grow with commit_ts, so this orders a key's versions and finds the
-	 * one current at any commit_ts with one seek. */
-	"CREATE INDEX IF NOT EXISTS ops_by_key_ts ON ops(ns, agent, key, commit_ts, version);"
-	/* An agent's events from any commit_ts on, without reading the log before it. */
-	"CREATE INDEX IF NOT EXISTS ops_by_agent_ts ON ops(ns, agent, commit_ts);"
-	/* One row per start of the daemon: restarts and recoveries are visible in the
-	 * store itself, without systemd. */
-	"CREATE TABLE IF NOT EXISTS starts("
-	"  id INTEGER PRIMARY KEY,"
-	"  time_ns INTEGER NOT NULL,"
-	"  clean_prev INTEGER NOT NULL,"
-	"  recovery_ns INTEGER NOT NULL,"
-	"  snapshot_ts INTEGER NOT NULL,"
-	"  events_replayed INTEGER NOT NULL,"
-	"  head_ts INTEGER NOT NULL);"
-	"INSERT OR IGNORE INTO meta(name, value) VALUES ('schema', 2);";
-
-/* Schema 1 -> 2: ops may hold owner records (op 3).  SQLite cannot change a CHECK
- * constraint in place, so the table is copied, in one transaction. */
-static const char migrate_1_2_sql[] =
-	"BEGIN IMMEDIATE;"
-	"CREATE TABLE ops2" OPS_COLUMNS ";"
-	"INSERT INTO ops2 SELECT commit_ts, idx, ns, agent, key, op, version, value FROM ops;"
-	"DROP TABLE ops;"
-	"ALTER TABLE ops2 RENAME TO ops;"
-	"CREATE INDEX ops_by_key_ts ON ops(ns, agent, key, commit_ts, version);"
-	"CREATE INDEX ops_by_agent_ts ON ops(ns, agent, commit_ts);"
-	"UPDATE meta SET value = 2 WHERE name = 'schema';"
-	"COMMIT;";
-
-/* Map a SQLite result code to a negative errno, logging the failure once, here. */
-static int store_errno(sqlite3 *db, int rc, const char *action)
+/* "sqlite: (the default)" and the others, for the message that refuses a URI. */
+static void list_backends(char *buf, size_t cap)
 {
-	int err;
+	size_t used = 0;
 
-	switch (rc & 0xff) {
-	case SQLITE_OK:
-	case SQLITE_DONE:
-	case SQLITE_ROW:
-		return 0;
-	case SQLITE_FULL:
-		err = -ENOSPC;
-		break;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		err = -EAGAIN;
-		break;
-	case SQLITE_NOMEM:
-		err = -ENOMEM;
-		break;
-	case SQLITE_READONLY:
-		err = -EROFS;
-		break;
-	case SQLITE_PERM:
-	case SQLITE_AUTH:
-		err = -EACCES;
-		break;
-	case SQLITE_CANTOPEN:
-	case SQLITE_CORRUPT:
-	case SQLITE_IOERR:
-	case SQLITE_NOTADB:
-	default:
-		err = -EIO;
-		break;
+	buf[0] = '\0';
+	for (size_t i = 0; i < N_BACKENDS && used < cap; i++) {
+		int n = snprintf(buf + used, cap - used, "%s%s:%s", i ? ", " : "",
+				 backends[i]->scheme, i ? "" : " (the default)");
+
+		if (n < 0)
+			break;
+		used += (size_t)n;
 	}
-	log_err("cannot %s: %s (sqlite code %d)", action,
-		db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), db ? sqlite3_extended_errcode(db) : rc);
-	return err;
 }
 
-/* Returns the injected error for this call, or 0. */
+/*
+ * Find the backend of uri and where its location starts.  The scheme is what precedes
+ * the first ':' (all of uri when it has none); "//" after the ':' is part of the
+ * syntax, not of the location.
+ */
+static int pick_backend(const char *uri, const struct store_ops **ops,
+			const char **location)
+{
+	const char *colon;
+	size_t scheme_len;
+	char supported[256];
+
+	if (!uri || !*uri) {
+		*ops = backends[0];
+		*location = "";
+		return 0;
+	}
+	colon = strchr(uri, ':');
+	scheme_len = colon ? (size_t)(colon - uri) : strlen(uri);
+	for (size_t i = 0; i < N_BACKENDS; i++) {
+		const struct store_ops *b = backends[i];
+		const char *loc;
+
+		if (strlen(b->scheme) != scheme_len || strncasecmp(uri, b->scheme, scheme_len))
+			continue;
+		loc = colon ? colon + 1 : "";
+		if (!strncmp(loc, "//", 2))
+			loc += 2;
+		if (*loc && !b->takes_location) {
+			log_err("bad store '%s': %s: takes no location (its files are in the data "
+				"dir)", uri, b->scheme);
+			return -EINVAL;
+		}
+		*ops = b;
+		*location = loc;
+		return 0;
+	}
+	list_backends(supported, sizeof(supported));
+	log_err("unsupported store '%s': this build serves only %s", uri, supported);
+	return -EPROTONOSUPPORT;
+}
+
+int store_uri_check(const char *uri)
+{
+	const struct store_ops *ops;
+	const char *location;
+
+	return pick_backend(uri, &ops, &location);
+}
+
+int store_open(const char *uri, const char *datadir, const struct store_options *opt,
+	       struct store **out)
+{
+	const struct store_ops *ops;
+	const char *location;
+	int err;
+
+	*out = NULL;
+	err = pick_backend(uri, &ops, &location);
+	if (err)
+		return err;
+	err = ops->open(location, datadir, opt, out);
+	if (err) {
+		*out = NULL;
+		return err;
+	}
+	if ((*out)->ops != ops)
+		BUG("store backend '%s' returned a handle of another table", ops->scheme);
+#if STATEHOUSE_FAULT_INJECTION
+	pthread_mutex_init(&(*out)->fault_lock, NULL);
+	(*out)->fault_after = 0;
+	(*out)->fault_code = 0;
+#endif
+	return 0;
+}
+
+void store_close(struct store *st)
+{
+	if (!st)
+		return;
+#if STATEHOUSE_FAULT_INJECTION
+	pthread_mutex_destroy(&st->fault_lock);
+#endif
+	st->ops->close(st);
+}
+
+/* ---- fault injection ---------------------------------------------------------------- */
+
+#if STATEHOUSE_FAULT_INJECTION
+/* The injected error for this call, or 0; an append (counts) brings the fault nearer. */
 static int fault_check(struct store *st, int counts)
 {
 	int code = 0;
@@ -156,186 +150,20 @@ void store_set_fault(struct store *st, long after, int code)
 	st->fault_code = code;
 	pthread_mutex_unlock(&st->fault_lock);
 }
-
-const char *store_sqlite_version(void)
+#else
+static inline int fault_check(struct store *st, int counts)
 {
-	return sqlite3_libversion();
-}
-
-static int open_conn(struct store *st, int readonly, int fsync_full, sqlite3 **out)
-{
-	int flags = SQLITE_OPEN_NOMUTEX |
-		    (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-	char pragmas[256];
-	sqlite3 *db = NULL;
-	int rc;
-
-	rc = sqlite3_open_v2(st->path, &db, flags, NULL);
-	if (rc != SQLITE_OK)
-		goto fail;
-	sqlite3_extended_result_codes(db, 1);
-	sqlite3_busy_timeout(db, 5000);
-	snprintf(pragmas, sizeof(pragmas),
-		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;",
-		 fsync_full ? "FULL" : "NORMAL");
-	if (readonly)
-		snprintf(pragmas, sizeof(pragmas), "PRAGMA query_only=1;");
-	rc = sqlite3_exec(db, pragmas, NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
-		goto fail;
-	*out = db;
-	return 0;
-fail:
-	{
-		char what[PATH_MAX + 32];
-		int err;
-
-		snprintf(what, sizeof(what), "open store '%s'", st->path);
-		err = store_errno(db, rc, what);
-		sqlite3_close(db);
-		return err;
-	}
-}
-
-static int prepare(struct store *st, sqlite3 *db, const char *sql, sqlite3_stmt **out)
-{
-	int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
-
-	if (rc != SQLITE_OK)
-		return store_errno(db, rc, "prepare statement");
+	(void)st;
+	(void)counts;
 	return 0;
 }
+#endif
 
-int store_open(const char *datadir, const struct store_options *opt, struct store **out)
-{
-	struct store *st;
-	int64_t schema = 0;
-	sqlite3_stmt *q = NULL;
-	int rc, err;
-
-	*out = NULL;
-	st = calloc(1, sizeof(*st));
-	if (!st)
-		return -ENOMEM;
-	pthread_mutex_init(&st->reader_lock, NULL);
-	pthread_mutex_init(&st->fault_lock, NULL);
-	if (asprintf(&st->path, "%s/statehouse.db", datadir) < 0) {
-		st->path = NULL;
-		err = -ENOMEM;
-		goto close_store;
-	}
-	err = open_conn(st, 0, opt->fsync, &st->wdb);
-	if (err)
-		goto close_store;
-	rc = sqlite3_exec(st->wdb, schema_sql, NULL, NULL, NULL);
-	if (rc != SQLITE_OK) {
-		err = store_errno(st->wdb, rc, "create schema");
-		goto close_store;
-	}
-	err = prepare(st, st->wdb, "SELECT value FROM meta WHERE name = 'schema'", &q);
-	if (err)
-		goto close_store;
-	if (sqlite3_step(q) == SQLITE_ROW)
-		schema = sqlite3_column_int64(q, 0);
-	sqlite3_finalize(q);
-	/* A damaged log must not be served: check it before anything is derived from it. */
-	err = prepare(st, st->wdb, "PRAGMA quick_check", &q);
-	if (err)
-		goto close_store;
-	rc = sqlite3_step(q);
-	if (rc != SQLITE_ROW || strcmp((const char *)sqlite3_column_text(q, 0), "ok") != 0) {
-		log_err("cannot open store '%s': integrity check failed: %s", st->path,
-			rc == SQLITE_ROW ? (const char *)sqlite3_column_text(q, 0)
-					 : sqlite3_errmsg(st->wdb));
-		sqlite3_finalize(q);
-		err = -EIO;
-		goto close_store;
-	}
-	sqlite3_finalize(q);
-	if (schema == 1) {
-		rc = sqlite3_exec(st->wdb, migrate_1_2_sql, NULL, NULL, NULL);
-		if (rc != SQLITE_OK) {
-			err = store_errno(st->wdb, rc, "upgrade the schema from version 1 to 2");
-			sqlite3_exec(st->wdb, "ROLLBACK", NULL, NULL, NULL);
-			goto close_store;
-		}
-		log_info("store '%s': schema upgraded from version 1 to 2", st->path);
-		schema = 2;
-	}
-	if (schema != STORE_SCHEMA_VERSION) {
-		log_err("cannot open store '%s': schema version %lld, this build reads %d",
-			st->path, (long long)schema, STORE_SCHEMA_VERSION);
-		err = -EIO;
-		goto close_store;
-	}
-	err = prepare(st, st->wdb,
-		      "INSERT INTO events(commit_ts, txn, time_ns, note) VALUES (?1, ?2, ?3, ?4)",
-		      &st->ins_event);
-	if (!err)
-		err = prepare(st, st->wdb,
-			      "INSERT INTO ops(commit_ts, idx, ns, agent, key, op, version, value)"
-			      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-			      &st->ins_op);
-	if (!err)
-		err = open_conn(st, 1, opt->fsync, &st->rdb);
-	if (!err)
-		err = prepare(st, st->rdb, "SELECT coalesce(max(commit_ts), 0) FROM events",
-			      &st->chk);
-	if (!err)
-		err = prepare(st, st->rdb,
-			      "SELECT o.op, o.version, o.commit_ts, e.time_ns, length(o.value),"
-			      " CASE WHEN ?5 THEN o.value END, e.txn"
-			      " FROM ops o JOIN events e ON e.commit_ts = o.commit_ts"
-			      " WHERE o.ns = ?1 AND o.agent = ?2 AND o.key = ?3 AND o.commit_ts <= ?4"
-			      " ORDER BY o.commit_ts DESC LIMIT 1",
-			      &st->get_at);
-	if (!err)
-		err = prepare(st, st->rdb,
-			      "SELECT o.op, o.version, o.commit_ts, e.time_ns, length(o.value),"
-			      " o.value, e.txn"
-			      " FROM ops o JOIN events e ON e.commit_ts = o.commit_ts"
-			      " WHERE o.ns = ?1 AND o.agent = ?2 AND o.key = ?3 AND o.version = ?4",
-			      &st->get_version);
-	if (!err)
-		err = prepare(st, st->rdb,
-			      "SELECT o.op, o.version, o.commit_ts, e.time_ns, length(o.value),"
-			      " NULL, e.txn"
-			      " FROM ops o JOIN events e ON e.commit_ts = o.commit_ts"
-			      " WHERE o.ns = ?1 AND o.agent = ?2 AND o.key = ?3 ORDER BY o.commit_ts",
-			      &st->history);
-	if (err)
-		goto close_store;
-	*out = st;
-	return 0;
-
-close_store:
-	store_close(st);
-	return err;
-}
-
-void store_close(struct store *st)
-{
-	if (!st)
-		return;
-	sqlite3_finalize(st->ins_event);
-	sqlite3_finalize(st->ins_op);
-	sqlite3_finalize(st->chk);
-	sqlite3_finalize(st->get_at);
-	sqlite3_finalize(st->get_version);
-	sqlite3_finalize(st->history);
-	if (st->rdb)
-		sqlite3_close(st->rdb);
-	if (st->wdb)
-		sqlite3_close(st->wdb);
-	pthread_mutex_destroy(&st->reader_lock);
-	pthread_mutex_destroy(&st->fault_lock);
-	free(st->path);
-	free(st);
-}
+/* ---- paths, for every backend ------------------------------------------------------ */
 
 /* Split "ns/agent/key" at its first two slashes. */
-static int split_path(const char *path, size_t len, enum store_op_kind kind, size_t *ns_len,
-		      size_t *agent_off, size_t *agent_len, size_t *key_off)
+int store_split_path(const char *path, size_t len, enum store_op_kind kind, size_t *ns_len,
+		     size_t *agent_off, size_t *agent_len, size_t *key_off)
 {
 	const char *s1 = memchr(path, '/', len);
 	const char *s2;
@@ -362,399 +190,8 @@ static int split_path(const char *path, size_t len, enum store_op_kind kind, siz
 	return 0;
 }
 
-/* The path of a row: "ns/agent/key", or "ns/agent" / "ns" for an attribute row (whose
- * empty parts are not joined).  dst has room for nl + al + kl + 3 bytes. */
-static size_t join_path(char *dst, const char *ns, size_t nl, const char *ag, size_t al,
-			const char *key, size_t kl)
-{
-	size_t n = nl;
-
-	memcpy(dst, ns, nl);
-	if (al) {
-		dst[n++] = '/';
-		memcpy(dst + n, ag, al);
-		n += al;
-	}
-	if (kl) {
-		dst[n++] = '/';
-		memcpy(dst + n, key, kl);
-		n += kl;
-	}
-	dst[n] = '\0';
-	return n;
-}
-
-static int append_one(struct store *st, const struct store_event *ev)
-{
-	sqlite3_stmt *s = st->ins_event;
-	int rc;
-
-	sqlite3_bind_int64(s, 1, ev->commit_ts);
-	sqlite3_bind_text(s, 2, ev->txn, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 3, ev->time_ns);
-	if (ev->note_len)
-		sqlite3_bind_blob(s, 4, ev->note, (int)ev->note_len, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(s, 4);
-	rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	if (rc != SQLITE_DONE)
-		return store_errno(st->wdb, rc, "append event");
-
-	s = st->ins_op;
-	for (size_t i = 0; i < ev->n_ops; i++) {
-		const struct store_op *op = &ev->ops[i];
-		size_t ns_len, agent_off, agent_len, key_off;
-
-		if (split_path(op->path, op->path_len, op->kind, &ns_len, &agent_off, &agent_len,
-			       &key_off))
-			BUG("malformed path '%.*s' reached the store", (int)op->path_len, op->path);
-		sqlite3_bind_int64(s, 1, ev->commit_ts);
-		sqlite3_bind_int64(s, 2, (sqlite3_int64)i);
-		sqlite3_bind_text(s, 3, op->path, (int)ns_len, SQLITE_STATIC);
-		sqlite3_bind_text(s, 4, op->path + agent_off, (int)agent_len, SQLITE_STATIC);
-		sqlite3_bind_text(s, 5, op->path + key_off, (int)(op->path_len - key_off),
-				  SQLITE_STATIC);
-		sqlite3_bind_int(s, 6, op->kind);
-		sqlite3_bind_int64(s, 7, op->version);
-		if (op->kind != STORE_DELETE)
-			sqlite3_bind_blob(s, 8, op->value_len ? op->value : "", (int)op->value_len,
-					  SQLITE_STATIC);
-		else
-			sqlite3_bind_null(s, 8);
-		rc = sqlite3_step(s);
-		sqlite3_reset(s);
-		sqlite3_clear_bindings(s);
-		if (rc != SQLITE_DONE)
-			return store_errno(st->wdb, rc, "append operation");
-	}
-	return 0;
-}
-
-int store_append(struct store *st, const struct store_event *events, size_t n)
-{
-	int rc, err;
-
-	err = fault_check(st, 1);
-	if (err) {
-		log_err("cannot append to store: injected fault (%s)", strerror(-err));
-		return err;
-	}
-	rc = sqlite3_exec(st->wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
-		return store_errno(st->wdb, rc, "begin store transaction");
-	for (size_t i = 0; i < n; i++) {
-		err = append_one(st, &events[i]);
-		if (err)
-			goto rollback;
-	}
-	rc = sqlite3_exec(st->wdb, "COMMIT", NULL, NULL, NULL);
-	if (rc != SQLITE_OK) {
-		err = store_errno(st->wdb, rc, "commit store transaction");
-		goto rollback;
-	}
-	return 0;
-
-rollback:
-	/* SQLite may already have rolled back by itself (e.g. after SQLITE_FULL). */
-	if (!sqlite3_get_autocommit(st->wdb))
-		sqlite3_exec(st->wdb, "ROLLBACK", NULL, NULL, NULL);
-	return err;
-}
-
-int store_replay(struct store *st, int64_t after_ts, store_replay_fn fn, void *arg,
-		 struct store_replay_stats *stats)
-{
-	sqlite3_stmt *q = NULL;
-	char *path = NULL;
-	size_t path_cap = 0;
-	int rc, err = 0;
-
-	memset(stats, 0, sizeof(*stats));
-	err = prepare(st, st->wdb,
-		      "SELECT (SELECT count(*) FROM events WHERE commit_ts > ?1),"
-		      " coalesce((SELECT max(commit_ts) FROM events), 0)",
-		      &q);
-	if (err)
-		return err;
-	sqlite3_bind_int64(q, 1, after_ts);
-	rc = sqlite3_step(q);
-	if (rc != SQLITE_ROW) {
-		err = store_errno(st->wdb, rc, "count events");
-		sqlite3_finalize(q);
-		return err;
-	}
-	stats->events = (uint64_t)sqlite3_column_int64(q, 0);
-	stats->head_ts = sqlite3_column_int64(q, 1);
-	sqlite3_finalize(q);
-
-	err = prepare(st, st->wdb,
-		      "SELECT o.commit_ts, e.time_ns, o.ns, o.agent, o.key, o.op, o.version, o.value"
-		      " FROM ops o JOIN events e ON e.commit_ts = o.commit_ts"
-		      " WHERE o.commit_ts > ?1 ORDER BY o.commit_ts, o.idx",
-		      &q);
-	if (err)
-		return err;
-	sqlite3_bind_int64(q, 1, after_ts);
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		struct store_replay_op op;
-		const char *ns = (const char *)sqlite3_column_text(q, 2);
-		size_t ns_len = (size_t)sqlite3_column_bytes(q, 2);
-		const char *agent = (const char *)sqlite3_column_text(q, 3);
-		size_t agent_len = (size_t)sqlite3_column_bytes(q, 3);
-		const char *key = (const char *)sqlite3_column_text(q, 4);
-		size_t key_len = (size_t)sqlite3_column_bytes(q, 4);
-		size_t need = ns_len + agent_len + key_len + 3;
-
-		if (need > path_cap) {
-			char *np = realloc(path, need * 2);
-
-			if (!np) {
-				err = -ENOMEM;
-				break;
-			}
-			path = np;
-			path_cap = need * 2;
-		}
-		op.path_len = join_path(path, ns, ns_len, agent, agent_len, key, key_len);
-		op.commit_ts = sqlite3_column_int64(q, 0);
-		op.time_ns = sqlite3_column_int64(q, 1);
-		op.path = path;
-		op.kind = (enum store_op_kind)sqlite3_column_int(q, 5);
-		op.version = sqlite3_column_int64(q, 6);
-		op.value = sqlite3_column_blob(q, 7);
-		op.value_len = (size_t)sqlite3_column_bytes(q, 7);
-		stats->ops++;
-		err = fn(arg, &op);
-		if (err)
-			break;
-	}
-	if (!err && rc != SQLITE_DONE)
-		err = store_errno(st->wdb, rc, "replay the log");
-	sqlite3_finalize(q);
-	free(path);
-	if (!err && stats->head_ts > 0) {
-		if (prepare(st, st->wdb, "SELECT time_ns FROM events WHERE commit_ts = ?1", &q) == 0) {
-			sqlite3_bind_int64(q, 1, stats->head_ts);
-			if (sqlite3_step(q) == SQLITE_ROW)
-				stats->head_time_ns = sqlite3_column_int64(q, 0);
-			sqlite3_finalize(q);
-		}
-	}
-	return err;
-}
-
-int store_check(struct store *st, int64_t *head_ts)
-{
-	int rc, err;
-
-	err = fault_check(st, 0);
-	if (err)
-		return -EIO;
-	pthread_mutex_lock(&st->reader_lock);
-	rc = sqlite3_step(st->chk);
-	if (rc == SQLITE_ROW) {
-		*head_ts = sqlite3_column_int64(st->chk, 0);
-		err = 0;
-	} else {
-		err = store_errno(st->rdb, rc, "check the store");
-		err = -EIO;
-	}
-	sqlite3_reset(st->chk);
-	pthread_mutex_unlock(&st->reader_lock);
-	return err;
-}
-
-/* ---- the past ------------------------------------------------------------------------- */
-
-void store_version_release(struct store_version *v)
-{
-	if (!v)
-		return;
-	free(v->path);
-	free(v->txn);
-	free(v->value);
-	memset(v, 0, sizeof(*v));
-}
-
-/* Bind ns, agent and key of "ns/agent/key" to parameters 1..3. */
-static int bind_key(sqlite3_stmt *s, const char *path, size_t len)
-{
-	size_t ns_len, agent_off, agent_len, key_off;
-
-	if (split_path(path, len, STORE_PUT, &ns_len, &agent_off, &agent_len, &key_off))
-		return -EINVAL;
-	sqlite3_bind_text(s, 1, path, (int)ns_len, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 2, path + agent_off, (int)agent_len, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, path + key_off, (int)(len - key_off), SQLITE_TRANSIENT);
-	return 0;
-}
-
-/* Columns: op, version, commit_ts, time_ns, size, value, txn. */
-static int row_version(sqlite3_stmt *q, struct store_version *v, int copy)
-{
-	const void *val = sqlite3_column_blob(q, 5);
-	size_t vlen = (size_t)sqlite3_column_bytes(q, 5);
-	const char *txn = (const char *)sqlite3_column_text(q, 6);
-
-	v->kind = (enum store_op_kind)sqlite3_column_int(q, 0);
-	v->version = sqlite3_column_int64(q, 1);
-	v->commit_ts = sqlite3_column_int64(q, 2);
-	v->time_ns = sqlite3_column_int64(q, 3);
-	v->size = (size_t)sqlite3_column_int64(q, 4);
-	if (!copy) {
-		v->value = (void *)val;
-		v->txn = (char *)txn;
-		return 0;
-	}
-	v->txn = txn ? strdup(txn) : NULL;
-	if (val || sqlite3_column_type(q, 5) == SQLITE_BLOB) {
-		v->value = malloc(vlen + 1);
-		if (v->value) {
-			if (vlen) /* an empty blob comes back as NULL */
-				memcpy(v->value, val, vlen);
-			((char *)v->value)[vlen] = '\0';
-		}
-	}
-	if ((txn && !v->txn) || ((val || sqlite3_column_type(q, 5) == SQLITE_BLOB) && !v->value))
-		return -ENOMEM;
-	return 0;
-}
-
-static int get_one(struct store *st, sqlite3_stmt *q, const char *path, size_t len,
-		   struct store_version *out)
-{
-	int rc, err;
-
-	rc = sqlite3_step(q);
-	if (rc == SQLITE_ROW) {
-		err = row_version(q, out, 1);
-		if (!err) {
-			out->path = strndup(path, len);
-			out->path_len = len;
-			if (!out->path)
-				err = -ENOMEM;
-		}
-		if (err)
-			store_version_release(out);
-	} else if (rc == SQLITE_DONE) {
-		err = -ENOENT;
-	} else {
-		err = store_errno(st->rdb, rc, "read the past");
-	}
-	sqlite3_reset(q);
-	sqlite3_clear_bindings(q);
-	return err;
-}
-
-/* One row of a per-key statement: ns, agent, key, then ?4 = arg4 and ?5 = arg5. */
-static int get_key_row(struct store *st, sqlite3_stmt *q, const char *path, size_t len,
-		       int64_t arg4, int arg5, struct store_version *out)
-{
-	int err;
-
-	memset(out, 0, sizeof(*out));
-	if (fault_check(st, 0))
-		return -EIO;
-	pthread_mutex_lock(&st->reader_lock);
-	err = bind_key(q, path, len);
-	if (!err) {
-		sqlite3_bind_int64(q, 4, arg4);
-		if (sqlite3_bind_parameter_count(q) >= 5)
-			sqlite3_bind_int(q, 5, arg5);
-		err = get_one(st, q, path, len, out);
-	}
-	pthread_mutex_unlock(&st->reader_lock);
-	return err;
-}
-
-int store_get_at(struct store *st, const char *path, size_t len, int64_t ts, int with_value,
-		 struct store_version *out)
-{
-	return get_key_row(st, st->get_at, path, len, ts, with_value ? 1 : 0, out);
-}
-
-int store_get_version(struct store *st, const char *path, size_t len, int64_t version,
-		      struct store_version *out)
-{
-	return get_key_row(st, st->get_version, path, len, version, 0, out);
-}
-
-/* Step q, handing each row to fn with the path built from columns (ns, agent, key) at
- * path_col.. (or no path when path_col < 0). */
-static int walk_rows(struct store *st, sqlite3_stmt *q, int path_col, int version_cols,
-		     store_version_fn fn, void *arg)
-{
-	char *path = NULL;
-	size_t cap = 0;
-	int rc, err = 0;
-
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		struct store_version v = { 0 };
-
-		if (version_cols)
-			row_version(q, &v, 0);
-		if (path_col >= 0) {
-			size_t n = 0;
-
-			for (int c = path_col; c < path_col + 3; c++) {
-				const char *t = (const char *)sqlite3_column_text(q, c);
-				size_t l = (size_t)sqlite3_column_bytes(q, c);
-
-				if (!t)
-					break;
-				if (n + l + 2 > cap) {
-					char *np = realloc(path, (n + l + 2) * 2);
-
-					if (!np) {
-						err = -ENOMEM;
-						break;
-					}
-					path = np;
-					cap = (n + l + 2) * 2;
-				}
-				if (n)
-					path[n++] = '/';
-				memcpy(path + n, t, l);
-				n += l;
-			}
-			if (err)
-				break;
-			if (path)
-				path[n] = '\0';
-			v.path = path;
-			v.path_len = n;
-		}
-		err = fn(arg, &v);
-		if (err)
-			break;
-	}
-	if (!err && rc != SQLITE_DONE && rc != SQLITE_ROW)
-		err = store_errno(st->rdb, rc, "read the past");
-	free(path);
-	return err;
-}
-
-int store_history(struct store *st, const char *path, size_t len, store_version_fn fn,
-		  void *arg)
-{
-	int err;
-
-	if (fault_check(st, 0))
-		return -EIO;
-	pthread_mutex_lock(&st->reader_lock);
-	err = bind_key(st->history, path, len);
-	if (!err)
-		err = walk_rows(st, st->history, -1, 1, fn, arg);
-	sqlite3_reset(st->history);
-	sqlite3_clear_bindings(st->history);
-	pthread_mutex_unlock(&st->reader_lock);
-	return err;
-}
-
 /* Split a prefix "ns[/agent[/dir...]]" into its parts; returns how many (0..3). */
-static int split_prefix(const char *p, size_t len, const char **part, size_t *plen)
+int store_split_prefix(const char *p, size_t len, const char **part, size_t *plen)
 {
 	const char *s1, *s2;
 
@@ -779,338 +216,115 @@ static int split_prefix(const char *p, size_t len, const char **part, size_t *pl
 	return 3;
 }
 
+/* ---- dispatch ----------------------------------------------------------------------- */
+
+int store_append(struct store *st, const struct store_event *events, size_t n)
+{
+	int err = fault_check(st, 1);
+
+	if (err) {
+		log_err("cannot append to store: injected fault (%s)", strerror(-err));
+		return err;
+	}
+	return st->ops->append(st, events, n);
+}
+
+int store_replay(struct store *st, int64_t after_ts, store_replay_fn fn, void *arg,
+		 struct store_replay_stats *stats)
+{
+	return st->ops->replay(st, after_ts, fn, arg, stats);
+}
+
+int store_check(struct store *st, int64_t *head_ts)
+{
+	if (fault_check(st, 0))
+		return -EIO;
+	return st->ops->check(st, head_ts);
+}
+
+int store_get_at(struct store *st, const char *path, size_t len, int64_t ts, int with_value,
+		 struct store_version *out)
+{
+	if (fault_check(st, 0)) {
+		memset(out, 0, sizeof(*out));
+		return -EIO;
+	}
+	return st->ops->get_at(st, path, len, ts, with_value, out);
+}
+
+int store_get_version(struct store *st, const char *path, size_t len, int64_t version,
+		      struct store_version *out)
+{
+	if (fault_check(st, 0)) {
+		memset(out, 0, sizeof(*out));
+		return -EIO;
+	}
+	return st->ops->get_version(st, path, len, version, out);
+}
+
 int store_list_at(struct store *st, const char *prefix, size_t plen, int64_t ts,
 		  store_version_fn fn, void *arg)
 {
-	const char *part[3];
-	size_t lens[3];
-	int n = split_prefix(prefix, plen, part, lens);
-	char sql[1024];
-	sqlite3_stmt *q = NULL;
-	char *lo = NULL, *hi = NULL;
-	int err;
-
 	if (fault_check(st, 0))
 		return -EIO;
-	snprintf(sql, sizeof(sql),
-		 "SELECT o.op, o.version, o.commit_ts, e.time_ns, length(o.value), NULL, NULL,"
-		 " o.ns, o.agent, o.key"
-		 " FROM ops o JOIN events e ON e.commit_ts = o.commit_ts"
-		 " WHERE o.commit_ts <= ?1 AND o.op = 1 %s %s %s"
-		 " AND NOT EXISTS (SELECT 1 FROM ops p WHERE p.ns = o.ns AND p.agent = o.agent"
-		 "   AND p.key = o.key AND p.commit_ts > o.commit_ts AND p.commit_ts <= ?1)"
-		 " ORDER BY o.ns, o.agent, o.key",
-		 n >= 1 ? "AND o.ns = ?2" : "", n >= 2 ? "AND o.agent = ?3" : "",
-		 n >= 3 ? "AND o.key >= ?4 AND o.key < ?5" : "");
-	pthread_mutex_lock(&st->reader_lock);
-	err = prepare(st, st->rdb, sql, &q);
-	if (err)
-		goto unlock;
-	sqlite3_bind_int64(q, 1, ts);
-	if (n >= 1)
-		sqlite3_bind_text(q, 2, part[0], (int)lens[0], SQLITE_STATIC);
-	if (n >= 2)
-		sqlite3_bind_text(q, 3, part[1], (int)lens[1], SQLITE_STATIC);
-	if (n >= 3) {
-		/* Keys below "dir": from "dir/" up to (not including) "dir0" ('0' follows '/'). */
-		lo = malloc(lens[2] + 2);
-		hi = malloc(lens[2] + 2);
-		if (!lo || !hi) {
-			err = -ENOMEM;
-			goto unlock;
-		}
-		memcpy(lo, part[2], lens[2]);
-		memcpy(hi, part[2], lens[2]);
-		lo[lens[2]] = '/';
-		hi[lens[2]] = '0';
-		sqlite3_bind_text(q, 4, lo, (int)lens[2] + 1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 5, hi, (int)lens[2] + 1, SQLITE_STATIC);
-	}
-	err = walk_rows(st, q, 7, 1, fn, arg);
-unlock:
-	sqlite3_finalize(q);
-	pthread_mutex_unlock(&st->reader_lock);
-	free(lo);
-	free(hi);
-	return err;
+	return st->ops->list_at(st, prefix, plen, ts, fn, arg);
+}
+
+int store_history(struct store *st, const char *path, size_t len, store_version_fn fn,
+		  void *arg)
+{
+	if (fault_check(st, 0))
+		return -EIO;
+	return st->ops->history(st, path, len, fn, arg);
 }
 
 int store_names(struct store *st, const char *prefix, size_t plen, store_version_fn fn,
 		void *arg)
 {
-	const char *part[3];
-	size_t lens[3];
-	int n = split_prefix(prefix, plen, part, lens);
-	sqlite3_stmt *q = NULL;
-	const char *sql;
-	int err;
-
-	if (n > 2)
-		return -EINVAL;
 	if (fault_check(st, 0))
 		return -EIO;
-	/* Attribute rows (op 3) name directories, not keys. */
-	sql = n == 0 ? "SELECT DISTINCT ns FROM ops WHERE op < 3 ORDER BY 1"
-	      : n == 1 ? "SELECT DISTINCT agent FROM ops WHERE ns = ?1 AND op < 3 ORDER BY 1"
-		       : "SELECT DISTINCT key FROM ops WHERE ns = ?1 AND agent = ?2 AND op < 3"
-			 " ORDER BY 1";
-	pthread_mutex_lock(&st->reader_lock);
-	err = prepare(st, st->rdb, sql, &q);
-	if (!err) {
-		if (n >= 1)
-			sqlite3_bind_text(q, 1, part[0], (int)lens[0], SQLITE_STATIC);
-		if (n >= 2)
-			sqlite3_bind_text(q, 2, part[1], (int)lens[1], SQLITE_STATIC);
-		err = walk_rows(st, q, 0, 0, fn, arg);
-	}
-	sqlite3_finalize(q);
-	pthread_mutex_unlock(&st->reader_lock);
-	return err;
-}
-
-/* Build events from rows (commit_ts, txn, time_ns, note, ns, agent, key, op, version,
- * value) ordered by commit_ts and idx; ns is NULL for an event without operations. */
-struct ev_acc {
-	struct store_event ev;
-	struct store_op *ops;
-	size_t n, cap;
-	char **paths;
-	char *txn;
-	void *note;
-	int open;
-};
-
-static void ev_acc_reset(struct ev_acc *a)
-{
-	for (size_t i = 0; i < a->n; i++) {
-		free(a->paths[i]);
-		free((void *)a->ops[i].value);
-	}
-	a->n = 0;
-	free(a->txn);
-	free(a->note);
-	a->txn = NULL;
-	a->note = NULL;
-	a->open = 0;
-}
-
-static int ev_acc_flush(struct ev_acc *a, store_event_fn fn, void *arg)
-{
-	int err = 0;
-
-	if (a->open) {
-		a->ev.ops = a->ops;
-		a->ev.n_ops = a->n;
-		a->ev.txn = a->txn;
-		a->ev.note = a->note;
-		err = fn(arg, &a->ev);
-	}
-	ev_acc_reset(a);
-	return err;
+	return st->ops->names(st, prefix, plen, fn, arg);
 }
 
 int store_events(struct store *st, int64_t from_ts, int64_t to_ts, const char *filter,
 		 size_t filter_len, store_event_fn fn, void *arg)
 {
-	const char *part[3];
-	size_t lens[3];
-	int n = filter ? split_prefix(filter, filter_len, part, lens) : 0;
-	struct ev_acc a = { 0 };
-	sqlite3_stmt *q = NULL;
-	int rc, err;
-
-	if (n != 0 && n != 2)
-		return -EINVAL;
 	if (fault_check(st, 0))
 		return -EIO;
-	pthread_mutex_lock(&st->reader_lock);
-	err = prepare(st, st->rdb,
-		      n == 0 ? "SELECT e.commit_ts, e.txn, e.time_ns, e.note,"
-			       " o.ns, o.agent, o.key, o.op, o.version, o.value"
-			       " FROM events e LEFT JOIN ops o ON o.commit_ts = e.commit_ts"
-			       " WHERE e.commit_ts BETWEEN ?1 AND ?2 ORDER BY e.commit_ts, o.idx"
-			     : "SELECT e.commit_ts, e.txn, e.time_ns, e.note,"
-			       " o.ns, o.agent, o.key, o.op, o.version, o.value"
-			       " FROM ops o INDEXED BY ops_by_agent_ts"
-			       " JOIN events e ON e.commit_ts = o.commit_ts"
-			       " WHERE o.ns = ?3 AND o.agent = ?4 AND o.commit_ts BETWEEN ?1 AND ?2"
-			       " ORDER BY o.commit_ts, o.idx",
-		      &q);
-	if (err)
-		goto unlock;
-	sqlite3_bind_int64(q, 1, from_ts);
-	sqlite3_bind_int64(q, 2, to_ts);
-	if (n == 2) {
-		sqlite3_bind_text(q, 3, part[0], (int)lens[0], SQLITE_STATIC);
-		sqlite3_bind_text(q, 4, part[1], (int)lens[1], SQLITE_STATIC);
-	}
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		int64_t ts = sqlite3_column_int64(q, 0);
-
-		if (a.open && a.ev.commit_ts != ts) {
-			err = ev_acc_flush(&a, fn, arg);
-			if (err)
-				break;
-		}
-		if (!a.open) {
-			const char *txn = (const char *)sqlite3_column_text(q, 1);
-			const void *note = sqlite3_column_blob(q, 3);
-			size_t note_len = (size_t)sqlite3_column_bytes(q, 3);
-
-			a.open = 1;
-			a.ev.commit_ts = ts;
-			a.ev.time_ns = sqlite3_column_int64(q, 2);
-			a.txn = strdup(txn ? txn : "");
-			a.note = malloc(note_len + 1);
-			if (!a.txn || !a.note) {
-				err = -ENOMEM;
-				break;
-			}
-			if (note_len)
-				memcpy(a.note, note, note_len);
-			a.ev.note_len = note_len;
-		}
-		if (sqlite3_column_type(q, 4) != SQLITE_NULL) {
-			const char *ns = (const char *)sqlite3_column_text(q, 4);
-			size_t nl = (size_t)sqlite3_column_bytes(q, 4);
-			const char *ag = (const char *)sqlite3_column_text(q, 5);
-			size_t al = (size_t)sqlite3_column_bytes(q, 5);
-			const char *key = (const char *)sqlite3_column_text(q, 6);
-			size_t kl = (size_t)sqlite3_column_bytes(q, 6);
-			const void *val = sqlite3_column_blob(q, 9);
-			size_t vl = (size_t)sqlite3_column_bytes(q, 9);
-			char *path, *vcopy = NULL;
-
-			if (a.n == a.cap) {
-				size_t cap = a.cap ? a.cap * 2 : 8;
-				struct store_op *no = realloc(a.ops, cap * sizeof(*no));
-				char **np = realloc(a.paths, cap * sizeof(*np));
-
-				if (no)
-					a.ops = no;
-				if (np)
-					a.paths = np;
-				if (!no || !np) {
-					err = -ENOMEM;
-					break;
-				}
-				a.cap = cap;
-			}
-			path = malloc(nl + al + kl + 3);
-			if (sqlite3_column_type(q, 9) != SQLITE_NULL)
-				vcopy = malloc(vl + 1);
-			if (!path || (sqlite3_column_type(q, 9) != SQLITE_NULL && !vcopy)) {
-				free(path);
-				free(vcopy);
-				err = -ENOMEM;
-				break;
-			}
-			size_t plen = join_path(path, ns, nl, ag, al, key, kl);
-
-			if (vcopy && vl)
-				memcpy(vcopy, val, vl);
-			a.paths[a.n] = path;
-			a.ops[a.n] = (struct store_op){
-				.path = path,
-				.path_len = plen,
-				.kind = (enum store_op_kind)sqlite3_column_int(q, 7),
-				.version = sqlite3_column_int64(q, 8),
-				.value = vcopy,
-				.value_len = vl,
-			};
-			a.n++;
-		}
-	}
-	if (!err && rc != SQLITE_DONE)
-		err = store_errno(st->rdb, rc, "read the event log");
-	if (!err)
-		err = ev_acc_flush(&a, fn, arg);
-	ev_acc_reset(&a);
-	free(a.ops);
-	free(a.paths);
-unlock:
-	sqlite3_finalize(q);
-	pthread_mutex_unlock(&st->reader_lock);
-	return err;
+	return st->ops->events(st, from_ts, to_ts, filter, filter_len, fn, arg);
 }
-
-/* ---- starts ------------------------------------------------------------------------- */
 
 int store_record_start(struct store *st, const struct store_start *start, int *clean_prev)
 {
-	sqlite3_stmt *q = NULL;
-	int rc, err, running = 0;
-
-	*clean_prev = 1;
-	err = prepare(st, st->wdb, "SELECT value FROM meta WHERE name = 'running'", &q);
-	if (err)
-		return err;
-	if (sqlite3_step(q) == SQLITE_ROW)
-		running = sqlite3_column_int(q, 0);
-	sqlite3_finalize(q);
-	*clean_prev = !running;
-	err = prepare(st, st->wdb,
-		      "INSERT INTO starts(time_ns, clean_prev, recovery_ns, snapshot_ts,"
-		      " events_replayed, head_ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-		      &q);
-	if (err)
-		return err;
-	rc = sqlite3_exec(st->wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_int64(q, 1, start->time_ns);
-		sqlite3_bind_int(q, 2, *clean_prev);
-		sqlite3_bind_int64(q, 3, start->recovery_ns);
-		sqlite3_bind_int64(q, 4, start->snapshot_ts);
-		sqlite3_bind_int64(q, 5, (sqlite3_int64)start->events_replayed);
-		sqlite3_bind_int64(q, 6, start->head_ts);
-		rc = sqlite3_step(q);
-		if (rc == SQLITE_DONE)
-			rc = sqlite3_exec(st->wdb,
-					  "INSERT OR REPLACE INTO meta(name, value) VALUES ('running', 1);"
-					  "COMMIT", NULL, NULL, NULL);
-	}
-	sqlite3_finalize(q);
-	if (rc != SQLITE_OK && rc != SQLITE_DONE) {
-		err = store_errno(st->wdb, rc, "record the start");
-		if (!sqlite3_get_autocommit(st->wdb))
-			sqlite3_exec(st->wdb, "ROLLBACK", NULL, NULL, NULL);
-		return err;
-	}
-	return 0;
+	return st->ops->record_start(st, start, clean_prev);
 }
 
 int store_record_stop(struct store *st)
 {
-	int rc = sqlite3_exec(st->wdb,
-			      "INSERT OR REPLACE INTO meta(name, value) VALUES ('running', 0)",
-			      NULL, NULL, NULL);
-
-	return rc == SQLITE_OK ? 0 : store_errno(st->wdb, rc, "record a clean stop");
+	return st->ops->record_stop(st);
 }
 
 int store_starts(struct store *st, uint64_t *count, uint64_t *unclean)
 {
-	sqlite3_stmt *q = NULL;
-	int err;
+	return st->ops->starts(st, count, unclean);
+}
 
-	*count = *unclean = 0;
-	pthread_mutex_lock(&st->reader_lock);
-	err = prepare(st, st->rdb, "SELECT count(*), total(clean_prev = 0) FROM starts", &q);
-	if (!err && sqlite3_step(q) == SQLITE_ROW) {
-		*count = (uint64_t)sqlite3_column_int64(q, 0);
-		*unclean = (uint64_t)sqlite3_column_int64(q, 1);
-	}
-	sqlite3_finalize(q);
-	pthread_mutex_unlock(&st->reader_lock);
-	return err;
+void store_version_release(struct store_version *v)
+{
+	if (!v)
+		return;
+	free(v->path);
+	free(v->txn);
+	free(v->value);
+	memset(v, 0, sizeof(*v));
 }
 
 void store_file_sizes(struct store *st, uint64_t *db, uint64_t *wal)
 {
-	char path[PATH_MAX + 8];
-	struct stat sb;
+	st->ops->file_sizes(st, db, wal);
+}
 
-	*db = stat(st->path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
-	snprintf(path, sizeof(path), "%s-wal", st->path);
-	*wal = stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+const char *store_sqlite_version(void)
+{
+	return store_sqlite_ops.lib_version();
 }

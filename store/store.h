@@ -1,21 +1,36 @@
+/* SPDX-License-Identifier: MIT */
 /*
- * store.h - the durable log of committed transactions, on SQLite (store layer).
+ * store.h - the durable log of committed transactions (store layer), the manual.
  *
- * The store is the only module that includes sqlite3.h.  It keeps one table of
- * committed transactions (events) and one of their operations (ops); the log is the
- * source of truth and everything else (the in-memory state of txn/) is derived by
- * replaying it.  Functions return 0 or a negative errno; SQLite result codes never leave
- * this module (see store_errno() in store.c for the mapping).
+ * The store keeps every committed transaction (an event) with its operations; the log is
+ * the source of truth and everything else (the in-memory state of txn/) is derived by
+ * replaying it.  A store is a handle on one backend, chosen by URI at store_open():
+ * each backend is one table of operations (struct store_ops, at the end of this file)
+ * in its own file, e.g. store/sqlite.c, the only file of the project that includes
+ * sqlite3.h.  Functions return 0 or a negative errno; a backend's own error codes never
+ * leave it (sqlite.c maps SQLite's in store_errno(), and logs them there, once).
  *
- * Threads: a store holds one writer connection, used only by the thread that calls
- * store_append() (the committer), and one reader connection, serialised by an internal
- * mutex, for store_check().  store_replay() must not run concurrently with appends.
+ * Calling sequence: store_open() -> store_replay() (before any append) ->
+ * store_record_start() -> store_append() / store_check() / the past ... ->
+ * store_record_stop() -> store_close().
+ *
+ * Threads: store_append() and store_record_*() belong to one thread at a time (the
+ * committer); store_check(), the past (store_get_at() ... store_events()) and
+ * store_starts() may be called from any thread, concurrently with appends.
+ * store_replay() must not run concurrently with appends.
  */
 #ifndef STATEHOUSE_STORE_H
 #define STATEHOUSE_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "config.h" /* STATEHOUSE_FAULT_INJECTION */
+
+#if STATEHOUSE_FAULT_INJECTION
+#include <pthread.h>
+#endif
 
 #define STORE_SCHEMA_VERSION 2
 
@@ -26,6 +41,7 @@
 enum store_op_kind { STORE_PUT = 1, STORE_DELETE = 2, STORE_ATTR = 3 };
 
 struct store;
+struct store_ops;
 
 struct store_options {
 	int fsync; /* 1: synchronous=FULL (durable on return); 0: NORMAL */
@@ -55,12 +71,32 @@ struct store_event {
 };
 
 /*
- * Open (creating if needed) DATADIR/statehouse.db in WAL mode.  On failure *out is NULL
- * and the reason has been logged.  Errors: -EIO (damaged or not a database), -ENOSPC,
- * -EACCES, -ENOMEM.
+ * Open (creating if needed) the store that uri names, for the daemon of datadir.
+ *
+ * uri selects the backend by its scheme:
+ *   NULL, "", "sqlite", "sqlite:", "sqlite://"
+ *           SQLite (the default): DATADIR/statehouse.db in WAL mode.  It takes no
+ *           location: anything after "sqlite:" or "sqlite://" is refused (-EINVAL).
+ * Schemes are compared without regard to case.  Snapshots (below) are files in datadir
+ * whatever the backend.
+ *
+ * On success *out is the caller's, to store_close().  On failure *out is NULL and the
+ * reason has been logged.  Errors:
+ *   -EPROTONOSUPPORT  this build has no backend for the URI's scheme (the log line
+ *                     names the URI and the schemes that are supported)
+ *   -EINVAL           the URI is malformed for its backend
+ *   -EIO              the store is damaged, not a store, or of another schema version
+ *   -ENOSPC, -EACCES, -EROFS, -ENOMEM
  */
-int store_open(const char *datadir, const struct store_options *opt, struct store **out);
-/* Close both connections; NULL is a no-op. */
+int store_open(const char *uri, const char *datadir, const struct store_options *opt,
+	       struct store **out);
+/*
+ * What store_open() would say of uri, without opening anything: 0, or -EPROTONOSUPPORT
+ * or -EINVAL, logged as store_open() logs them.  For refusing a bad option before any
+ * file is made.
+ */
+int store_uri_check(const char *uri);
+/* Close the store and free the handle; NULL is a no-op. */
 void store_close(struct store *st);
 
 /*
@@ -98,11 +134,12 @@ struct store_replay_stats {
 int store_replay(struct store *st, int64_t after_ts, store_replay_fn fn, void *arg,
 		 struct store_replay_stats *stats);
 
-/* A real round trip to the database through the reader connection; *head_ts gets the
- * newest commit_ts.  -EIO when the store does not answer. */
+/* A real round trip to the durable log (for SQLite, through its reader connection);
+ * *head_ts gets the newest commit_ts.  -EIO when the store does not answer, whatever
+ * the reason. */
 int store_check(struct store *st, int64_t *head_ts);
 
-/* ---- the past (reader connection) ---------------------------------------------------- */
+/* ---- the past (any thread) ----------------------------------------------------------- */
 
 /* One version of a key as the log holds it.  txn and value are malloc'ed (or NULL) and
  * freed by store_version_release(). */
@@ -216,14 +253,68 @@ void store_file_sizes(struct store *st, uint64_t *db, uint64_t *wal);
 /* How many starts, and how many of them followed an unclean stop. */
 int store_starts(struct store *st, uint64_t *count, uint64_t *unclean);
 
-/* Version string of the SQLite library in use (static). */
+/* Version string of the SQLite library this build links (static storage). */
 const char *store_sqlite_version(void);
 
+#if STATEHOUSE_FAULT_INJECTION
 /*
- * Fault injection for tests (SQLite's SimulateIOError idea): after `after` more calls of
- * store_append(), every append fails with code (-EIO or -ENOSPC) and every
- * store_check() with -EIO, without touching the database.  code 0 turns it off.
+ * Fault injection for tests (SQLite's SimulateIOError idea), only in builds configured
+ * with -Dfault_injection=true: after `after` more calls of store_append(), every append
+ * fails with code (-EIO or -ENOSPC), every store_check() with -EIO and every read of the
+ * past with -EIO, without reaching the backend.  code 0 turns it off.  It sits in the
+ * dispatcher (store.c), so every backend fails the same way.
  */
 void store_set_fault(struct store *st, long after, int code);
+#endif
+
+/* ---- backends ----------------------------------------------------------------------- */
+
+/*
+ * One backend: the operations behind the store_* functions above, each with the same
+ * contract as the function of the same name.  open() gets the location, what follows
+ * "scheme:" or "scheme://" in the URI ("" when none; only a backend with
+ * takes_location gets a non-empty one), and returns a handle whose first member is the
+ * struct store below, with ops pointing at its own table.  Everything else about a
+ * backend stays in its file; store_i.h lists the backends of the build.
+ */
+struct store_ops {
+	const char *scheme; /* "sqlite": what the URI says before ':' */
+	bool takes_location;
+	int (*open)(const char *location, const char *datadir, const struct store_options *opt,
+		    struct store **out);
+	void (*close)(struct store *st);
+	int (*append)(struct store *st, const struct store_event *events, size_t n);
+	int (*replay)(struct store *st, int64_t after_ts, store_replay_fn fn, void *arg,
+		      struct store_replay_stats *stats);
+	int (*check)(struct store *st, int64_t *head_ts);
+	int (*get_at)(struct store *st, const char *path, size_t len, int64_t ts,
+		      int with_value, struct store_version *out);
+	int (*get_version)(struct store *st, const char *path, size_t len, int64_t version,
+			   struct store_version *out);
+	int (*list_at)(struct store *st, const char *prefix, size_t plen, int64_t ts,
+		       store_version_fn fn, void *arg);
+	int (*history)(struct store *st, const char *path, size_t len, store_version_fn fn,
+		       void *arg);
+	int (*names)(struct store *st, const char *prefix, size_t plen, store_version_fn fn,
+		     void *arg);
+	int (*events)(struct store *st, int64_t from_ts, int64_t to_ts, const char *filter,
+		      size_t filter_len, store_event_fn fn, void *arg);
+	int (*record_start)(struct store *st, const struct store_start *start,
+			    int *clean_prev);
+	int (*record_stop)(struct store *st);
+	int (*starts)(struct store *st, uint64_t *count, uint64_t *unclean);
+	void (*file_sizes)(struct store *st, uint64_t *db, uint64_t *wal);
+	const char *(*lib_version)(void); /* the backend's client library */
+};
+
+/* The handle every backend's own struct begins with.  Its fields belong to store.c. */
+struct store {
+	const struct store_ops *ops;
+#if STATEHOUSE_FAULT_INJECTION
+	pthread_mutex_t fault_lock; /* protects fault_* (leaf lock) */
+	long fault_after;
+	int fault_code;
+#endif
+};
 
 #endif

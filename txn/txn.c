@@ -2998,7 +2998,7 @@ int txn_engine_open(const char *datadir, const struct txn_options *opt,
 	int err;
 
 	*out = NULL;
-	err = store_open(datadir, &sopt, &st);
+	err = store_open(opt->store_uri, datadir, &sopt, &st);
 	if (err)
 		return err;
 	eng = calloc(1, sizeof(*eng));
@@ -3127,10 +3127,14 @@ int txn_engine_check(struct txn_engine *eng)
 const char *txn_sqlite_version(void) { return store_sqlite_version(); }
 int txn_schema_version(void) { return STORE_SCHEMA_VERSION; }
 
+int txn_store_uri_check(const char *store_uri) { return store_uri_check(store_uri); }
+
+#if STATEHOUSE_FAULT_INJECTION
 void txn_engine_set_fault(struct txn_engine *eng, long after, int code)
 {
 	store_set_fault(eng->store, after, code);
 }
+#endif
 const struct txn_options *txn_engine_options(struct txn_engine *eng) { return &eng->opt; }
 
 /* ---- the past ------------------------------------------------------------------------- */
@@ -3679,10 +3683,11 @@ static uint64_t count_keys(struct node *n)
 	return k;
 }
 
-int txn_verify(const char *datadir)
+int txn_verify(const char *datadir, const char *store_uri)
 {
 	struct txn_options opt = { .txn_timeout_ms = 1000, .max_open_txns = 1,
-				   .max_value_bytes = SIZE_MAX, .fsync = 1, .inspect_only = true };
+				   .max_value_bytes = SIZE_MAX, .fsync = 1, .inspect_only = true,
+				   .store_uri = store_uri };
 	struct txn_engine *full = NULL, *snap = NULL;
 	struct verify vf = { 0 };
 	int err;

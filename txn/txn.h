@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * txn.h - transactions and the in-memory versioned state (txn layer).
  *
@@ -24,6 +25,7 @@
 #include <stdint.h>
 
 #include "blob.h"
+#include "config.h" /* STATEHOUSE_FAULT_INJECTION */
 
 #define TXN_NAME_MAX 255       /* bytes of one path component / transaction name */
 #define TXN_KEY_MAX 1024       /* bytes of a key below ns/agent */
@@ -42,6 +44,8 @@ struct txn_options {
 	bool full_replay;           /* recover from the whole log, ignoring snapshots */
 	bool inspect_only;          /* --verify: record no start, write no snapshot */
 	uint32_t owner_uid, owner_gid; /* owner of namespaces that have none of their own */
+	const char *store_uri;      /* the store (store_open() in store.h lists the URIs);
+				     * NULL: the default, SQLite in datadir */
 };
 
 /* What a path is in a view. */
@@ -63,17 +67,21 @@ struct txn_dirent {
 /* ---- engine lifecycle ---------------------------------------------------------------- */
 
 /*
- * Open the store in datadir and build the in-memory state by replaying its log.
- * Threads are not started yet.  Errors are logged; -EIO for a damaged store.
+ * Open the store (opt->store_uri) of datadir and build the in-memory state by replaying
+ * its log.  Threads are not started yet.  Errors are logged; -EIO for a damaged store,
+ * -EPROTONOSUPPORT or -EINVAL for a store URI this build cannot serve.
  */
 int txn_engine_open(const char *datadir, const struct txn_options *opt,
 		    struct txn_engine **out);
 /*
- * Rebuild the state twice, from the whole log and from the newest snapshot plus the
- * events after it, and compare key by key.  0 when they agree; -EIO (differences are
- * logged) or another errno.
+ * Rebuild the state of the store store_uri (NULL: the default) of datadir twice, from
+ * the whole log and from the newest snapshot plus the events after it, and compare key
+ * by key.  0 when they agree; -EIO (differences are logged) or another errno.
  */
-int txn_verify(const char *datadir);
+int txn_verify(const char *datadir, const char *store_uri);
+/* 0 when this build can serve the store URI; else -EPROTONOSUPPORT or -EINVAL, logged
+ * with the schemes it serves.  Opens nothing: for refusing an option early. */
+int txn_store_uri_check(const char *store_uri);
 /* Write a snapshot of the published state now (also done every snapshot_interval
  * commits by the reaper thread, and at a clean close). */
 int txn_engine_snapshot(struct txn_engine *eng);
@@ -111,8 +119,11 @@ int txn_engine_check(struct txn_engine *eng);
 /* Versions for .version: the SQLite library and the store's schema. */
 const char *txn_sqlite_version(void);
 int txn_schema_version(void);
-/* Test hook: after `after` more commits every store operation fails with code. */
+#if STATEHOUSE_FAULT_INJECTION
+/* Test hook (builds with -Dfault_injection=true): after `after` more commits every store
+ * operation fails with code; see store_set_fault(). */
 void txn_engine_set_fault(struct txn_engine *eng, long after, int code);
+#endif
 const struct txn_options *txn_engine_options(struct txn_engine *eng);
 
 /* ---- path rules ---------------------------------------------------------------------- */

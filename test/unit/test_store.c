@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_store.c - cmocka unit tests of the durable log (store layer).
  *
@@ -6,6 +7,7 @@
  * is).  The SQLite command-line shell is used, when installed, only to look at or
  * damage the database from outside; the tests themselves never include sqlite3.h.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -33,7 +35,7 @@ static int setup(void **state)
 	if (!f)
 		return -1;
 	f->dir = tu_mkdtemp();
-	if (!f->dir || store_open(f->dir, &opt, &f->st) != 0) {
+	if (!f->dir || store_open(NULL, f->dir, &opt, &f->st) != 0) {
 		tu_rmtree(f->dir);
 		free(f->dir);
 		free(f);
@@ -60,7 +62,7 @@ static void reopen(struct fx *f, int fsync)
 
 	store_close(f->st);
 	f->st = NULL;
-	assert_errno(store_open(f->dir, &opt, &f->st), 0);
+	assert_errno(store_open(NULL, f->dir, &opt, &f->st), 0);
 	assert_non_null(f->st);
 }
 
@@ -424,6 +426,7 @@ static void a_batch_that_fails_part_way_leaves_nothing_of_itself_in_the_log(void
 	rec_free(&r);
 }
 
+#if STATEHOUSE_FAULT_INJECTION
 static void an_injected_enospc_fails_a_whole_batch_and_replay_shows_none_of_it(void **state)
 {
 	struct fx *f = *state;
@@ -456,7 +459,9 @@ static void an_injected_enospc_fails_a_whole_batch_and_replay_shows_none_of_it(v
 	assert_i64_equal(s.head_ts, 3);
 	rec_free(&r);
 }
+#endif
 
+#if STATEHOUSE_FAULT_INJECTION
 static void a_fault_after_n_appends_lets_exactly_n_succeed_then_fails_with_eio(void **state)
 {
 	struct fx *f = *state;
@@ -493,6 +498,7 @@ static void a_fault_after_n_appends_lets_exactly_n_succeed_then_fails_with_eio(v
 	assert_errno(store_check(f->st, &head), 0);
 	assert_i64_equal(head, 3);
 }
+#endif
 
 static void check_sees_every_append_through_the_reader_connection(void **state)
 {
@@ -506,6 +512,7 @@ static void check_sees_every_append_through_the_reader_connection(void **state)
 	assert_i64_equal(head, 3);
 }
 
+#if STATEHOUSE_FAULT_INJECTION
 /* store_check's contract is "-EIO when the store does not answer", whatever the fault. */
 static void check_fails_with_eio_under_an_injected_enospc(void **state)
 {
@@ -517,6 +524,7 @@ static void check_fails_with_eio_under_an_injected_enospc(void **state)
 	store_set_fault(f->st, 0, 0);
 	assert_errno(store_check(f->st, &head), 0);
 }
+#endif
 
 static void reopening_after_close_keeps_every_event(void **state)
 {
@@ -566,7 +574,7 @@ static void opening_a_store_with_another_schema_version_fails_with_eio(void **st
 	assert_int_equal(status, 0);
 	free(out);
 
-	assert_errno(store_open(f->dir, &opt, &st), -EIO);
+	assert_errno(store_open(NULL, f->dir, &opt, &st), -EIO);
 	assert_null(st);
 
 	/* Nothing was rewritten: with the version restored, the log is intact. */
@@ -603,7 +611,7 @@ static void opening_a_file_that_is_not_a_database_fails_with_eio(void **state)
 	assert_int_equal(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
 	close(fd);
 
-	assert_errno(store_open(f->dir, &opt, &st), -EIO);
+	assert_errno(store_open(NULL, f->dir, &opt, &st), -EIO);
 	assert_null(st);
 }
 
@@ -616,10 +624,85 @@ static void opening_a_missing_directory_fails_and_leaves_out_null(void **state)
 	int err;
 
 	assert_true(asprintf(&missing, "%s/no/such/dir", f->dir) > 0);
-	err = store_open(missing, &opt, &st);
+	err = store_open(NULL, missing, &opt, &st);
 	free(missing);
 	assert_true(err < 0);
 	assert_null(st);
+}
+
+/* ---- choosing the store by URI ------------------------------------------------------ */
+
+static bool dir_is_empty(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	bool empty = true;
+
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			empty = false;
+	closedir(d);
+	return empty;
+}
+
+static void a_store_uri_of_another_scheme_is_refused_and_creates_nothing(void **state)
+{
+	static const char *const refused[] = { "etcd://127.0.0.1:2379/v", "etcd:", "sqlit:",
+					       "file:///tmp/x" };
+	struct store_options opt = { .fsync = 0 };
+	char *dir = tu_mkdtemp();
+
+	(void)state;
+	assert_non_null(dir);
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		struct store *st = (struct store *)&opt;
+
+		assert_errno(store_uri_check(refused[i]), -EPROTONOSUPPORT);
+		assert_errno(store_open(refused[i], dir, &opt, &st), -EPROTONOSUPPORT);
+		assert_null(st);
+	}
+	assert_true(dir_is_empty(dir));
+	tu_rmtree(dir);
+	free(dir);
+}
+
+static void a_sqlite_uri_with_a_location_is_refused_with_einval(void **state)
+{
+	struct store_options opt = { .fsync = 0 };
+	struct store *st = (struct store *)&opt;
+	char *dir = tu_mkdtemp();
+
+	(void)state;
+	assert_non_null(dir);
+	assert_errno(store_uri_check("sqlite:/var/lib/elsewhere"), -EINVAL);
+	assert_errno(store_open("sqlite:///x.db", dir, &opt, &st), -EINVAL);
+	assert_null(st);
+	assert_true(dir_is_empty(dir));
+	tu_rmtree(dir);
+	free(dir);
+}
+
+static void every_spelling_of_the_sqlite_uri_opens_the_same_log(void **state)
+{
+	static const char *const same[] = { NULL, "", "sqlite", "sqlite:", "sqlite://",
+					    "SQLite:" };
+	struct fx *f = *state;
+	struct store_options opt = { .fsync = 0 };
+
+	append_three(f->st);
+	store_close(f->st);
+	f->st = NULL;
+	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+		struct store *st = NULL;
+		int64_t head = -1;
+
+		assert_errno(store_uri_check(same[i]), 0);
+		assert_errno(store_open(same[i], f->dir, &opt, &st), 0);
+		assert_errno(store_check(st, &head), 0);
+		assert_i64_equal(head, 3);
+		store_close(st);
+	}
 }
 
 /* ---- owner records (op 3) ------------------------------------------------------------ */
@@ -885,10 +968,16 @@ int main(void)
 		T(a_non_zero_return_from_the_callback_stops_the_replay_and_is_returned),
 		T(a_large_binary_value_round_trips_byte_exact),
 		T(a_batch_that_fails_part_way_leaves_nothing_of_itself_in_the_log),
+#if STATEHOUSE_FAULT_INJECTION
 		T(an_injected_enospc_fails_a_whole_batch_and_replay_shows_none_of_it),
+#endif
+#if STATEHOUSE_FAULT_INJECTION
 		T(a_fault_after_n_appends_lets_exactly_n_succeed_then_fails_with_eio),
+#endif
 		T(check_sees_every_append_through_the_reader_connection),
+#if STATEHOUSE_FAULT_INJECTION
 		T(check_fails_with_eio_under_an_injected_enospc),
+#endif
 		T(reopening_after_close_keeps_every_event),
 		T(opening_a_store_with_another_schema_version_fails_with_eio),
 		T(opening_a_file_that_is_not_a_database_fails_with_eio),
@@ -898,6 +987,9 @@ int main(void)
 		T(events_of_an_agent_include_its_owner_records_and_not_its_namespaces),
 		T(a_schema_1_store_is_upgraded_on_open_and_keeps_its_log),
 		T(close_of_null_is_a_no_op_and_the_sqlite_version_is_3),
+		T(a_store_uri_of_another_scheme_is_refused_and_creates_nothing),
+		T(a_sqlite_uri_with_a_location_is_refused_with_einval),
+		T(every_spelling_of_the_sqlite_uri_opens_the_same_log),
 	};
 #undef T
 	/* Expected failures (injected faults, a damaged file) log at error level. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_txn.c - cmocka unit tests of transactions and the versioned state (txn layer).
  *
@@ -1405,6 +1406,7 @@ static void a_transaction_with_staged_ops_expires_and_none_of_them_commits(void 
 
 /* ==== storage failures ==================================================================== */
 
+#if STATEHOUSE_FAULT_INJECTION
 static void a_failed_autocommit_changes_nothing_and_a_retry_gets_the_next_ts(void **state)
 {
 	struct fx *f = *state;
@@ -1437,7 +1439,9 @@ static void a_failed_autocommit_changes_nothing_and_a_retry_gets_the_next_ts(voi
 	assert_value(f, NULL, "ns/a/k", "v2");
 	assert_i64_equal(txn_engine_head(f->eng), 2);
 }
+#endif
 
+#if STATEHOUSE_FAULT_INJECTION
 static void a_fault_after_one_commit_lets_exactly_that_one_through(void **state)
 {
 	struct fx *f = *state;
@@ -1450,7 +1454,9 @@ static void a_fault_after_one_commit_lets_exactly_that_one_through(void **state)
 	assert_value(f, NULL, "ns/a/k", "1");
 	txn_engine_set_fault(f->eng, 0, 0);
 }
+#endif
 
+#if STATEHOUSE_FAULT_INJECTION
 static void a_transaction_whose_store_write_fails_stays_open_and_can_retry(void **state)
 {
 	struct fx *f = *state;
@@ -1491,9 +1497,11 @@ static void a_transaction_whose_store_write_fails_stays_open_and_can_retry(void 
 	assert_i64_equal(version_of(f, NULL, "ns/a/k"), 2);
 	assert_value(f, NULL, "ns/b/new", "n");
 }
+#endif
 
 /* ==== group commit ========================================================================= */
 
+#if STATEHOUSE_FAULT_INJECTION
 static void requests_queued_together_commit_in_one_store_write(void **state)
 {
 	struct fx *f = *state;
@@ -1519,7 +1527,9 @@ static void requests_queued_together_commit_in_one_store_write(void **state)
 	txn_engine_set_fault(f->eng, 0, 0);
 	assert_listing(f, NULL, "ns/a", "x y z");
 }
+#endif
 
+#if STATEHOUSE_FAULT_INJECTION
 static void a_failed_batch_fails_every_request_in_it_and_changes_nothing(void **state)
 {
 	struct fx *f = *state;
@@ -1571,6 +1581,7 @@ static void a_failed_batch_fails_every_request_in_it_and_changes_nothing(void **
 	assert_i64_equal(ts, 3);
 	assert_i64_equal(version_of(f, NULL, "ns/t/k"), 1);
 }
+#endif
 
 static void two_transactions_in_one_batch_writing_one_key_conflict_in_queue_order(void **state)
 {
@@ -1640,7 +1651,7 @@ static void a_commit_ts_beyond_int32_is_reported_as_success(void **state)
 	/* A log whose head is INT32_MAX, written directly (2^31 commits take a week). */
 	txn_engine_close(f->eng);
 	f->eng = NULL;
-	assert_errno(store_open(f->dir, &sopt, &st), 0);
+	assert_errno(store_open(NULL, f->dir, &sopt, &st), 0);
 	assert_errno(store_append(st, &ev, 1), 0);
 	store_close(st);
 	assert_int_equal(fx_start(f), 0);
@@ -1953,6 +1964,7 @@ static void an_owner_change_of_the_root_or_of_a_key_is_refused_with_einval(void 
 	assert_i64_equal(ts, 2);
 }
 
+#if STATEHOUSE_FAULT_INJECTION
 static void a_failed_owner_change_changes_nothing(void **state)
 {
 	struct fx *f = *state;
@@ -1972,6 +1984,7 @@ static void a_failed_owner_change_changes_nothing(void **state)
 	assert_attr(f, "ns/a", 1000, 100, 0750, false);
 	assert_i64_equal(txn_engine_head(f->eng), 1);
 }
+#endif
 
 static void owner_records_in_one_batch_apply_in_queue_order(void **state)
 {
@@ -2060,7 +2073,7 @@ static void owner_records_survive_a_restart_by_replay_and_by_snapshot(void **sta
 
 	txn_engine_close(f->eng);
 	f->eng = NULL;
-	assert_errno(txn_verify(f->dir), 0);
+	assert_errno(txn_verify(f->dir, NULL), 0);
 	assert_int_equal(fx_start(f), 0);
 }
 
@@ -2091,7 +2104,7 @@ static int verify_with_snapshot(struct fx *f, const char *const *paths,
 	struct forged fg = { paths, values, n, 0 };
 
 	assert_errno(store_snapshot_write(f->dir, 1, 1, forged_next, &fg, 1), 0);
-	return txn_verify(f->dir);
+	return txn_verify(f->dir, NULL);
 }
 
 static void verify_finds_an_owner_record_the_snapshot_and_the_log_disagree_on(void **state)
@@ -2285,11 +2298,21 @@ int main(void)
 		T(an_expired_transaction_is_reaped_and_its_commit_fails_with_etimedout),
 		T(a_transaction_with_staged_ops_expires_and_none_of_them_commits),
 		T(a_deadline_that_passes_while_the_commit_is_queued_expires_the_transaction),
+#if STATEHOUSE_FAULT_INJECTION
 		T(a_failed_autocommit_changes_nothing_and_a_retry_gets_the_next_ts),
+#endif
+#if STATEHOUSE_FAULT_INJECTION
 		T(a_fault_after_one_commit_lets_exactly_that_one_through),
+#endif
+#if STATEHOUSE_FAULT_INJECTION
 		T(a_transaction_whose_store_write_fails_stays_open_and_can_retry),
+#endif
+#if STATEHOUSE_FAULT_INJECTION
 		T(requests_queued_together_commit_in_one_store_write),
+#endif
+#if STATEHOUSE_FAULT_INJECTION
 		T(a_failed_batch_fails_every_request_in_it_and_changes_nothing),
+#endif
 		T(two_transactions_in_one_batch_writing_one_key_conflict_in_queue_order),
 		T(stopping_the_engine_completes_every_queued_commit),
 		T(the_notify_hook_gets_the_changed_keys_and_completes_late_requests),
@@ -2304,7 +2327,9 @@ int main(void)
 		T(an_owner_change_is_a_commit_visible_once_it_completes),
 		T(clearing_an_owner_record_reverts_to_the_inherited_one),
 		T(an_owner_change_of_the_root_or_of_a_key_is_refused_with_einval),
+#if STATEHOUSE_FAULT_INJECTION
 		T(a_failed_owner_change_changes_nothing),
+#endif
 		T(owner_records_in_one_batch_apply_in_queue_order),
 		T(owner_records_survive_a_restart_by_replay_and_by_snapshot),
 		T(verify_finds_an_owner_record_the_snapshot_and_the_log_disagree_on),
