@@ -331,63 +331,31 @@ static int move_attrs(struct txn_engine *eng, struct batch *b, struct ev_build *
 	return err;
 }
 
-int txn_apply_auto(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
-		      int64_t ts, int64_t time_ns, struct ev_build *eb)
+/* A key moves: a delete of from and a put of val at to, both in this commit. */
+static int apply_move(struct txn_engine *eng, struct batch *b, struct ev_build *eb,
+		      const char *from, size_t flen, const char *to, size_t tlen,
+		      struct blob *val, int64_t ts, int64_t time_ns)
 {
-	size_t len = strlen(req->path);
 	int64_t version;
-	int err;
+	int err = apply_op(eng, b, from, flen, NULL, ts, time_ns, &version);
 
-	if (req->kind == TXN_AUTO_PUT) {
-		err = apply_op(eng, b, req->path, len, req->value, ts, time_ns, &version);
-		return err ? err : ev_add(b, eb, req->path, len, req->value, version);
-	}
-	if (req->kind == TXN_AUTO_DELETE) {
-		err = apply_op(eng, b, req->path, len, NULL, ts, time_ns, &version);
-		return err ? err : ev_add(b, eb, req->path, len, NULL, version);
-	}
-	if (req->kind == TXN_AUTO_ATTR)
-		return apply_attr(eng, b, req, eb);
+	if (!err)
+		err = ev_add(b, eb, from, flen, NULL, version);
+	if (!err)
+		err = apply_op(eng, b, to, tlen, val, ts, time_ns, &version);
+	if (!err)
+		err = ev_add(b, eb, to, tlen, val, version);
+	return err;
+}
 
-	/* Rename: a key, or every key below a directory, in one transaction. */
-	size_t dlen = strlen(req->path2);
-	struct node *src = txn_node_find(eng, req->path, len);
-	struct node *dst = txn_node_find(eng, req->path2, dlen);
+/* Every key below directory node src moves below req->path2, with the owner records. */
+static int apply_rename_dir(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
+			    struct node *src, int64_t ts, int64_t time_ns, struct ev_build *eb)
+{
+	size_t len = strlen(req->path), dlen = strlen(req->path2);
 	struct dirents keys = { 0 };
+	int err = collect_head_keys(src, &keys);
 
-	if (!src)
-		return -ENOENT;
-	if (len == dlen && memcmp(req->path, req->path2, len) == 0)
-		return 0;
-	if (req->noreplace && dst && (txn_node_head_live(dst) || dst->head_desc > 0 || dst->explicit_dir))
-		return -EEXIST;
-	if (txn_node_head_live(src)) {
-		struct blob *val = src->versions->value;
-
-		if (txn_path_depth(req->path2, dlen) < 3)
-			return -EINVAL;
-		if (dst && dst->head_desc > 0)
-			return -EISDIR;
-		blob_ref(val);
-		err = apply_op(eng, b, req->path, len, NULL, ts, time_ns, &version);
-		if (!err)
-			err = ev_add(b, eb, req->path, len, NULL, version);
-		if (!err)
-			err = apply_op(eng, b, req->path2, dlen, val, ts, time_ns, &version);
-		if (!err)
-			err = ev_add(b, eb, req->path2, dlen, val, version);
-		blob_unref(val);
-		return err;
-	}
-	if (src->head_desc == 0 && !src->explicit_dir && !src->attr && !txn_node_has_explicit_child(src))
-		return -ENOENT;
-	if (txn_path_is_under(req->path2, dlen, req->path, len))
-		return -EINVAL;
-	if (dst && txn_node_head_live(dst))
-		return -ENOTDIR;
-	if (dst && (dst->head_desc > 0 || txn_node_has_explicit_child(dst)))
-		return -ENOTEMPTY;
-	err = collect_head_keys(src, &keys);
 	for (size_t i = 0; i < keys.n && !err; i++) {
 		const char *kp = keys.d[i].name;
 		size_t kl = strlen(kp), nl;
@@ -404,13 +372,7 @@ int txn_apply_auto(struct txn_engine *eng, struct batch *b, struct txn_commit_re
 			err = -EINVAL;
 		val = blob_ref(kn->versions->value);
 		if (!err)
-			err = apply_op(eng, b, kp, kl, NULL, ts, time_ns, &version);
-		if (!err)
-			err = ev_add(b, eb, kp, kl, NULL, version);
-		if (!err)
-			err = apply_op(eng, b, np, nl, val, ts, time_ns, &version);
-		if (!err)
-			err = ev_add(b, eb, np, nl, val, version);
+			err = apply_move(eng, b, eb, kp, kl, np, nl, val, ts, time_ns);
 		blob_unref(val);
 		free(np);
 	}
@@ -425,6 +387,66 @@ int txn_apply_auto(struct txn_engine *eng, struct batch *b, struct txn_commit_re
 		src->explicit_dir = false;
 	}
 	return err;
+}
+
+/* Rename: a key, or every key below a directory, in one transaction. */
+static int apply_rename(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
+			int64_t ts, int64_t time_ns, struct ev_build *eb)
+{
+	size_t len = strlen(req->path), dlen = strlen(req->path2);
+	struct node *src = txn_node_find(eng, req->path, len);
+	struct node *dst = txn_node_find(eng, req->path2, dlen);
+	int err;
+
+	if (!src)
+		return -ENOENT;
+	if (len == dlen && memcmp(req->path, req->path2, len) == 0)
+		return 0;
+	if (req->noreplace && dst &&
+	    (txn_node_head_live(dst) || dst->head_desc > 0 || dst->explicit_dir))
+		return -EEXIST;
+	if (txn_node_head_live(src)) {
+		struct blob *val = src->versions->value;
+
+		if (txn_path_depth(req->path2, dlen) < 3)
+			return -EINVAL;
+		if (dst && dst->head_desc > 0)
+			return -EISDIR;
+		blob_ref(val);
+		err = apply_move(eng, b, eb, req->path, len, req->path2, dlen, val, ts, time_ns);
+		blob_unref(val);
+		return err;
+	}
+	if (src->head_desc == 0 && !src->explicit_dir && !src->attr &&
+	    !txn_node_has_explicit_child(src))
+		return -ENOENT;
+	if (txn_path_is_under(req->path2, dlen, req->path, len))
+		return -EINVAL;
+	if (dst && txn_node_head_live(dst))
+		return -ENOTDIR;
+	if (dst && (dst->head_desc > 0 || txn_node_has_explicit_child(dst)))
+		return -ENOTEMPTY;
+	return apply_rename_dir(eng, b, req, src, ts, time_ns, eb);
+}
+
+int txn_apply_auto(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
+		   int64_t ts, int64_t time_ns, struct ev_build *eb)
+{
+	size_t len = strlen(req->path);
+	int64_t version;
+	int err;
+
+	if (req->kind == TXN_AUTO_PUT) {
+		err = apply_op(eng, b, req->path, len, req->value, ts, time_ns, &version);
+		return err ? err : ev_add(b, eb, req->path, len, req->value, version);
+	}
+	if (req->kind == TXN_AUTO_DELETE) {
+		err = apply_op(eng, b, req->path, len, NULL, ts, time_ns, &version);
+		return err ? err : ev_add(b, eb, req->path, len, NULL, version);
+	}
+	if (req->kind == TXN_AUTO_ATTR)
+		return apply_attr(eng, b, req, eb);
+	return apply_rename(eng, b, req, ts, time_ns, eb);
 }
 
 /* Drop attribute changes from index mark on (a failed request or batch). */

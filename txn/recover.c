@@ -170,54 +170,65 @@ struct verify {
 	uint64_t keys, diffs;
 };
 
+/* The owner records of n (a namespace or agent, or any node with one) must agree. */
+static int verify_attr(struct node *n, struct verify *vf)
+{
+	size_t len;
+	char *path = txn_node_path(n, &len);
+	struct node *m = path ? txn_node_find(vf->other, path, len) : NULL;
+	struct dattr *x = n->attr, *y = m ? m->attr : NULL;
+
+	if (!path)
+		return -ENOMEM;
+	if ((x == NULL) != (y == NULL) ||
+	    (x && (x->uid != y->uid || x->gid != y->gid || x->mode != y->mode))) {
+		vf->diffs++;
+		log_err("verify: the owner or mode of '%s' differs", path);
+	}
+	free(path);
+	return 0;
+}
+
+/* The newest version of key n must agree. */
+static int verify_key(struct node *n, struct verify *vf)
+{
+	size_t len;
+	char *path = txn_node_path(n, &len);
+	struct node *m = path ? txn_node_find(vf->other, path, len) : NULL;
+	struct version *x = n->versions, *y = m ? m->versions : NULL;
+
+	if (!path)
+		return -ENOMEM;
+	vf->keys++;
+	if (!y || x->version != y->version || x->commit_ts != y->commit_ts ||
+	    (x->value == NULL) != (y->value == NULL) ||
+	    (x->value && (x->value->len != y->value->len ||
+			  memcmp(x->value->data, y->value->data, x->value->len)))) {
+		vf->diffs++;
+		log_err("verify: '%s' differs: full replay has version %" PRId64
+			" at commit %" PRId64 "%s, snapshot + replay has %s", path,
+			x->version, x->commit_ts, x->value ? "" : " (deleted)",
+			y ? "another version or value" : "nothing");
+	}
+	free(path);
+	return 0;
+}
+
 static int verify_walk(struct txn_engine *a, struct node *n, struct verify *vf)
 {
 	struct node *c, *tmp;
+	int err = 0;
 
-	if (n->parent && (n->attr || n->parent == &a->root || n->parent->parent == &a->root)) {
-		size_t len;
-		char *path = txn_node_path(n, &len);
-		struct node *m = path ? txn_node_find(vf->other, path, len) : NULL;
-		struct dattr *x = n->attr, *y = m ? m->attr : NULL;
-
-		if (!path)
-			return -ENOMEM;
-		if ((x == NULL) != (y == NULL) ||
-		    (x && (x->uid != y->uid || x->gid != y->gid || x->mode != y->mode))) {
-			vf->diffs++;
-			log_err("verify: the owner or mode of '%s' differs", path);
-		}
-		free(path);
-	}
-
-	if (n->versions) {
-		size_t len;
-		char *path = txn_node_path(n, &len);
-		struct node *m = path ? txn_node_find(vf->other, path, len) : NULL;
-		struct version *x = n->versions, *y = m ? m->versions : NULL;
-
-		if (!path)
-			return -ENOMEM;
-		vf->keys++;
-		if (!y || x->version != y->version || x->commit_ts != y->commit_ts ||
-		    (x->value == NULL) != (y->value == NULL) ||
-		    (x->value && (x->value->len != y->value->len ||
-				  memcmp(x->value->data, y->value->data, x->value->len)))) {
-			vf->diffs++;
-			log_err("verify: '%s' differs: full replay has version %" PRId64
-				" at commit %" PRId64 "%s, snapshot + replay has %s", path,
-				x->version, x->commit_ts, x->value ? "" : " (deleted)",
-				y ? "another version or value" : "nothing");
-		}
-		free(path);
-	}
+	if (n->parent && (n->attr || n->parent == &a->root || n->parent->parent == &a->root))
+		err = verify_attr(n, vf);
+	if (!err && n->versions)
+		err = verify_key(n, vf);
 	HASH_ITER(hh, n->children, c, tmp) {
-		int err = verify_walk(a, c, vf);
-
 		if (err)
-			return err;
+			break;
+		err = verify_walk(a, c, vf);
 	}
-	return 0;
+	return err;
 }
 
 static uint64_t count_attrs(struct node *n)

@@ -30,6 +30,12 @@ static int staged_set(struct txn *tx, const char *path, size_t len, enum staged_
 		}
 		s->len = len;
 		HASH_ADD_KEYPTR(hh, tx->staged, s->path, s->len, s);
+		if (!HASH_ADDED(hh, s)) {
+			free(s->path);
+			free(s);
+			blob_unref(value);
+			return -ENOMEM;
+		}
 	} else {
 		if (s->kind != ST_DIR)
 			tx->n_ops--;
@@ -157,69 +163,68 @@ int txn_stage_delete(struct txn_engine *eng, struct txn *tx, const char *path, s
 	return err;
 }
 
+/* A stack of nodes still to visit (view_files_below() walks without recursion). */
+struct node_stack {
+	struct node **n;
+	size_t sp, cap;
+};
+
+static int push_children(struct node_stack *st, struct node *n)
+{
+	struct node *c, *tmp;
+
+	HASH_ITER(hh, n->children, c, tmp) {
+		if (ARRAY_GROW(st->n, st->sp + 1, st->cap))
+			return -ENOMEM;
+		st->n[st->sp++] = c;
+	}
+	return 0;
+}
+
+/* Add the snapshot keys at and below the nodes on the stack that are files in tx's view. */
+static int view_files_in_tree(struct txn_engine *eng, struct txn *tx, struct node_stack *st,
+			      struct dirents *ds)
+{
+	struct txn_entry e;
+	int err = 0;
+
+	while (st->sp && !err) {
+		struct node *x = st->n[--st->sp];
+		size_t plen;
+		char *p = txn_node_path(x, &plen);
+
+		if (!p)
+			return -ENOMEM;
+		if (txn_view_resolve(eng, tx, p, plen, &e, NULL) == 0 && e.type == TXN_FILE)
+			err = txn_dirents_add(ds, p, plen, TXN_FILE);
+		free(p);
+		if (!err)
+			err = push_children(st, x);
+	}
+	return err;
+}
+
 /* Collect the paths of every file below dir in tx's view (tree read lock + tx->lock). */
 static int view_files_below(struct txn_engine *eng, struct txn *tx, const char *dir, size_t dlen,
 			    struct dirents *out)
 {
-	struct txn_entry e;
 	struct dirents ds = { 0 };
 	struct node *dn = txn_node_find(eng, dir, dlen);
+	struct staged *s, *tmp;
 	int err = 0;
 
 	/* Candidates: snapshot nodes below dir and staged puts below dir. */
 	if (dn) {
-		struct node **stack = NULL;
-		size_t sp = 0, scap = 0;
-		struct node *c, *tmp;
+		struct node_stack st = { 0 };
 
-		HASH_ITER(hh, dn->children, c, tmp) {
-			if (sp == scap) {
-				scap = scap ? scap * 2 : 64;
-				struct node **ns = realloc(stack, scap * sizeof(*ns));
-
-				if (!ns) {
-					free(stack);
-					return -ENOMEM;
-				}
-				stack = ns;
-			}
-			stack[sp++] = c;
-		}
-		while (sp && !err) {
-			struct node *x = stack[--sp];
-			size_t plen;
-			char *p = txn_node_path(x, &plen);
-
-			if (!p) {
-				err = -ENOMEM;
-				break;
-			}
-			if (txn_view_resolve(eng, tx, p, plen, &e, NULL) == 0 && e.type == TXN_FILE)
-				err = txn_dirents_add(&ds, p, plen, TXN_FILE);
-			free(p);
-			HASH_ITER(hh, x->children, c, tmp) {
-				if (sp == scap) {
-					scap *= 2;
-					struct node **ns = realloc(stack, scap * sizeof(*ns));
-
-					if (!ns) {
-						err = -ENOMEM;
-						break;
-					}
-					stack = ns;
-				}
-				stack[sp++] = c;
-			}
-		}
-		free(stack);
+		err = push_children(&st, dn);
+		if (!err)
+			err = view_files_in_tree(eng, tx, &st, &ds);
+		free(st.n);
 	}
-	{
-		struct staged *s, *tmp;
-
-		HASH_ITER(hh, tx->staged, s, tmp) {
-			if (!err && s->kind == ST_PUT && txn_path_is_under(s->path, s->len, dir, dlen))
-				err = txn_dirents_add(&ds, s->path, s->len, TXN_FILE);
-		}
+	HASH_ITER(hh, tx->staged, s, tmp) {
+		if (!err && s->kind == ST_PUT && txn_path_is_under(s->path, s->len, dir, dlen))
+			err = txn_dirents_add(&ds, s->path, s->len, TXN_FILE);
 	}
 	if (err) {
 		txn_dirents_free(ds.d, ds.n);
@@ -230,13 +235,116 @@ static int view_files_below(struct txn_engine *eng, struct txn *tx, const char *
 	return 0;
 }
 
+/* A file moves: staged delete of src, staged put of its value (consumed) at dst. */
+static int stage_rename_file(struct txn_engine *eng, struct txn *tx, const char *src,
+			     size_t slen, const char *dst, size_t dlen, const struct txn_entry *de,
+			     struct blob *val)
+{
+	int err = 0;
+
+	if (txn_path_depth(dst, dlen) < 3)
+		err = -EINVAL;
+	else if (de && de->type == TXN_DIR)
+		err = -EISDIR;
+	if (!err)
+		err = view_check_ancestors(eng, tx, dst, dlen);
+	if (!err)
+		err = stage_delete_locked(eng, tx, src, slen);
+	if (err) {
+		blob_unref(val);
+		return err;
+	}
+	return stage_put_locked(eng, tx, dst, dlen, val);
+}
+
+/* Every file below src in the view moves below dst. */
+static int stage_move_files(struct txn_engine *eng, struct txn *tx, const char *src,
+			    size_t slen, const char *dst, size_t dlen)
+{
+	struct dirents files = { 0 };
+	int err = view_files_below(eng, tx, src, slen, &files);
+
+	for (size_t i = 0; i < files.n && !err; i++) {
+		const char *fp = files.d[i].name;
+		size_t fl = strlen(fp), nl;
+		char *np = txn_path_join(dst, dlen, fp + slen + 1, fl - slen - 1, &nl);
+		struct blob *fv = NULL;
+		struct txn_entry fe;
+
+		if (!np) {
+			err = -ENOMEM;
+			break;
+		}
+		if (txn_path_depth(np, nl) < 3 || nl - (dlen) > TXN_KEY_MAX + 2 * TXN_NAME_MAX)
+			err = -EINVAL;
+		if (!err)
+			err = txn_view_resolve(eng, tx, fp, fl, &fe, &fv);
+		if (!err)
+			err = stage_delete_locked(eng, tx, fp, fl);
+		if (!err)
+			err = stage_put_locked(eng, tx, np, nl, fv);
+		else
+			blob_unref(fv);
+		free(np);
+	}
+	txn_dirents_free(files.d, files.n);
+	return err;
+}
+
+/* Staged directory markers at and below src move along to dst. */
+static void stage_move_dir_markers(struct txn *tx, const char *src, size_t slen,
+				   const char *dst, size_t dlen)
+{
+	struct staged *s, *tmp;
+
+	HASH_ITER(hh, tx->staged, s, tmp) {
+		if (s->kind == ST_DIR && (txn_path_is_under(s->path, s->len, src, slen) ||
+					  (s->len == slen && !memcmp(s->path, src, slen)))) {
+			size_t nl;
+			char *np = txn_path_join(dst, dlen, s->path + slen + (s->len > slen),
+					     s->len - slen - (s->len > slen), &nl);
+
+			if (np) {
+				staged_set(tx, np, nl, ST_DIR, NULL);
+				free(np);
+			}
+			staged_drop(tx, s);
+		}
+	}
+}
+
+/* A directory moves: every file below it, and the staged directories. */
+static int stage_rename_dir(struct txn_engine *eng, struct txn *tx, const char *src,
+			    size_t slen, const char *dst, size_t dlen, const struct txn_entry *de)
+{
+	struct dirents dfiles;
+	int err;
+
+	if (txn_path_is_under(dst, dlen, src, slen))
+		return -EINVAL;
+	if (de && de->type == TXN_FILE)
+		return -ENOTDIR;
+	if (de) {
+		err = view_files_below(eng, tx, dst, dlen, &dfiles);
+		if (err)
+			return err;
+		txn_dirents_free(dfiles.d, dfiles.n);
+		if (dfiles.n)
+			return -ENOTEMPTY;
+	}
+	err = stage_move_files(eng, tx, src, slen, dst, dlen);
+	if (!err)
+		stage_move_dir_markers(tx, src, slen, dst, dlen);
+	return err;
+}
+
 int txn_stage_rename(struct txn_engine *eng, struct txn *tx, const char *src, size_t slen,
 		     const char *dst, size_t dlen, bool noreplace)
 {
 	struct txn_entry se, de;
 	struct blob *val = NULL;
 	int err = txn_path_check(src, slen);
-	int derr;
+	bool dst_exists;
 
 	if (!err)
 		err = txn_path_check(dst, dlen);
@@ -244,104 +352,18 @@ int txn_stage_rename(struct txn_engine *eng, struct txn *tx, const char *src, si
 		return err;
 	STAGE_BEGIN(eng, tx);
 	err = txn_stage_state_err(tx);
-	if (err)
-		goto out;
-	err = txn_view_resolve(eng, tx, src, slen, &se, &val);
-	if (err)
-		goto out;
-	derr = txn_view_resolve(eng, tx, dst, dlen, &de, NULL);
-	if (slen == dlen && memcmp(src, dst, slen) == 0)
-		goto out; /* rename onto itself */
-	if (derr == 0 && noreplace) {
+	if (!err)
+		err = txn_view_resolve(eng, tx, src, slen, &se, &val);
+	if (err || (slen == dlen && memcmp(src, dst, slen) == 0))
+		goto out; /* an error, or a rename onto itself */
+	dst_exists = txn_view_resolve(eng, tx, dst, dlen, &de, NULL) == 0;
+	if (dst_exists && noreplace) {
 		err = -EEXIST;
-		goto out;
-	}
-	if (se.type == TXN_FILE) {
-		if (txn_path_depth(dst, dlen) < 3) {
-			err = -EINVAL;
-			goto out;
-		}
-		if (derr == 0 && de.type == TXN_DIR) {
-			err = -EISDIR;
-			goto out;
-		}
-		err = view_check_ancestors(eng, tx, dst, dlen);
-		if (!err)
-			err = stage_delete_locked(eng, tx, src, slen);
-		if (!err) {
-			err = stage_put_locked(eng, tx, dst, dlen, val);
-			val = NULL;
-		}
-		goto out;
-	}
-	/* A directory: move every file below it. */
-	if (txn_path_is_under(dst, dlen, src, slen)) {
-		err = -EINVAL;
-		goto out;
-	}
-	if (derr == 0 && de.type == TXN_FILE) {
-		err = -ENOTDIR;
-		goto out;
-	}
-	{
-		struct dirents files, dfiles;
-
-		if (derr == 0) {
-			err = view_files_below(eng, tx, dst, dlen, &dfiles);
-			if (err)
-				goto out;
-			txn_dirents_free(dfiles.d, dfiles.n);
-			if (dfiles.n) {
-				err = -ENOTEMPTY;
-				goto out;
-			}
-		}
-		err = view_files_below(eng, tx, src, slen, &files);
-		if (err)
-			goto out;
-		for (size_t i = 0; i < files.n && !err; i++) {
-			const char *fp = files.d[i].name;
-			size_t fl = strlen(fp), nl;
-			char *np = txn_path_join(dst, dlen, fp + slen + 1, fl - slen - 1, &nl);
-			struct blob *fv = NULL;
-			struct txn_entry fe;
-
-			if (!np) {
-				err = -ENOMEM;
-				break;
-			}
-			if (txn_path_depth(np, nl) < 3 || nl - (dlen) > TXN_KEY_MAX + 2 * TXN_NAME_MAX)
-				err = -EINVAL;
-			if (!err)
-				err = txn_view_resolve(eng, tx, fp, fl, &fe, &fv);
-			if (!err)
-				err = stage_delete_locked(eng, tx, fp, fl);
-			if (!err)
-				err = stage_put_locked(eng, tx, np, nl, fv);
-			else
-				blob_unref(fv);
-			free(np);
-		}
-		txn_dirents_free(files.d, files.n);
-		/* Staged directory markers move along. */
-		if (!err) {
-			struct staged *s, *tmp;
-
-			HASH_ITER(hh, tx->staged, s, tmp) {
-				if (s->kind == ST_DIR && (txn_path_is_under(s->path, s->len, src, slen) ||
-							  (s->len == slen && !memcmp(s->path, src, slen)))) {
-					size_t nl;
-					char *np = txn_path_join(dst, dlen, s->path + slen + (s->len > slen),
-							     s->len - slen - (s->len > slen), &nl);
-
-					if (np) {
-						staged_set(tx, np, nl, ST_DIR, NULL);
-						free(np);
-					}
-					staged_drop(tx, s);
-				}
-			}
-		}
+	} else if (se.type == TXN_FILE) {
+		err = stage_rename_file(eng, tx, src, slen, dst, dlen, dst_exists ? &de : NULL, val);
+		val = NULL;
+	} else {
+		err = stage_rename_dir(eng, tx, src, slen, dst, dlen, dst_exists ? &de : NULL);
 	}
 out:
 	STAGE_END(eng, tx);

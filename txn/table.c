@@ -31,15 +31,21 @@ void txn_staged_free_all(struct txn *tx)
 	tx->n_deletes = 0;
 }
 
+/* Free a note that is out of the table. */
+static void note_free(struct note *nt)
+{
+	blob_unref(nt->content);
+	free(nt->name);
+	free(nt);
+}
+
 static void notes_free_all(struct txn *tx)
 {
 	struct note *nt, *tmp;
 
 	HASH_ITER(hh, tx->notes, nt, tmp) {
 		HASH_DEL(tx->notes, nt);
-		blob_unref(nt->content);
-		free(nt->name);
-		free(nt);
+		note_free(nt);
 	}
 }
 
@@ -141,6 +147,24 @@ int txn_note_set(struct txn *tx, const char *name, struct blob *content)
 	}
 	nt->content = content;
 	HASH_ADD_KEYPTR(hh, tx->notes, nt->name, strlen(nt->name), nt);
+	if (!HASH_ADDED(hh, nt)) {
+		note_free(nt);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Into both indexes of the table, or neither (-ENOMEM).  table_lock held. */
+static int table_add_locked(struct txn_engine *eng, struct txn *tx, size_t len)
+{
+	HASH_ADD_KEYPTR(hh_name, eng->by_name, tx->name, len, tx);
+	if (!HASH_ADDED(hh_name, tx))
+		return -ENOMEM;
+	HASH_ADD(hh_id, eng->by_id, id, sizeof(tx->id), tx);
+	if (!HASH_ADDED(hh_id, tx)) {
+		HASH_DELETE(hh_name, eng->by_name, tx);
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -190,9 +214,10 @@ int txn_begin(struct txn_engine *eng, const char *name, size_t len, uint32_t uid
 	} else {
 		tx->id = ++eng->next_id;
 		tx->begin_ts = eng->published_ts;
+		err = table_add_locked(eng, tx, len);
+	}
+	if (!err) {
 		tx->in_table = true;
-		HASH_ADD_KEYPTR(hh_name, eng->by_name, tx->name, len, tx);
-		HASH_ADD(hh_id, eng->by_id, id, sizeof(tx->id), tx);
 		eng->n_open++;
 		eng->n_begun++;
 		txn_ref(tx); /* the table's reference */
@@ -369,9 +394,7 @@ int txn_note_remove(struct txn *tx, const char *name)
 			err = -ENOENT;
 		} else {
 			HASH_DEL(tx->notes, nt);
-			blob_unref(nt->content);
-			free(nt->name);
-			free(nt);
+			note_free(nt);
 		}
 	}
 	pthread_mutex_unlock(&tx->lock);
@@ -380,8 +403,7 @@ int txn_note_remove(struct txn *tx, const char *name)
 
 int txn_note_rename(struct txn *tx, const char *from, const char *to)
 {
-	struct note *nt = NULL, *old = NULL;
-	char *nn;
+	struct note *nt = NULL, *old = NULL, *moved;
 	int err;
 
 	pthread_mutex_lock(&tx->lock);
@@ -395,22 +417,30 @@ int txn_note_rename(struct txn *tx, const char *from, const char *to)
 	}
 	if (strcmp(from, to) == 0)
 		goto out;
-	nn = strdup(to);
-	if (!nn) {
+	HASH_FIND_STR(tx->notes, to, old);
+	/* The note goes in under its new name before anything leaves, so a failure
+	 * changes nothing (the table is not empty: it cannot fail to be allocated). */
+	moved = calloc(1, sizeof(*moved));
+	if (!moved || !(moved->name = strdup(to))) {
+		free(moved);
 		err = -ENOMEM;
 		goto out;
 	}
-	HASH_FIND_STR(tx->notes, to, old);
+	HASH_ADD_KEYPTR(hh, tx->notes, moved->name, strlen(moved->name), moved);
+	if (!HASH_ADDED(hh, moved)) {
+		free(moved->name);
+		free(moved);
+		err = -ENOMEM;
+		goto out;
+	}
+	moved->content = nt->content;
+	nt->content = NULL;
 	if (old) {
 		HASH_DEL(tx->notes, old);
-		blob_unref(old->content);
-		free(old->name);
-		free(old);
+		note_free(old);
 	}
 	HASH_DEL(tx->notes, nt);
-	free(nt->name);
-	nt->name = nn;
-	HASH_ADD_KEYPTR(hh, tx->notes, nt->name, strlen(nt->name), nt);
+	note_free(nt);
 out:
 	pthread_mutex_unlock(&tx->lock);
 	return err;

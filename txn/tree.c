@@ -320,63 +320,72 @@ bool txn_implicit_dir(const char *path, size_t len)
 	return (depth == 1 || depth == 2) && txn_path_check(path, len) == 0;
 }
 
-static int view_resolve_x(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
-			  struct txn_entry *out, struct blob **value, bool implicit);
-
-/* Resolve path in a view; callers hold the tree lock (read) and, for tx, tx->lock. */
-int txn_view_resolve(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
-			struct txn_entry *out, struct blob **value)
+/* A committed version as a file entry (and its value, when asked for). */
+static int entry_of_version(const struct version *v, struct txn_entry *out, struct blob **value)
 {
-	return view_resolve_x(eng, tx, path, len, out, value, true);
+	out->type = TXN_FILE;
+	out->size = v->value->len;
+	out->version = v->version;
+	out->commit_ts = v->commit_ts;
+	out->time_ns = v->time_ns;
+	if (value)
+		*value = blob_ref(v->value);
+	return 0;
 }
 
-/* implicit: namespaces and agents exist without keys (lookups); listings say false. */
-static int view_resolve_x(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
-			  struct txn_entry *out, struct blob **value, bool implicit)
+static int dir_entry(struct txn_entry *out)
+{
+	out->type = TXN_DIR;
+	return 0;
+}
+
+/* The live tree: what is published. */
+static int resolve_live(struct txn_engine *eng, const char *path, size_t len,
+			struct txn_entry *out, struct blob **value)
 {
 	struct node *n = txn_node_find(eng, path, len);
 	struct version *v;
 
-	memset(out, 0, sizeof(*out));
-	if (!tx) {
-		if (len == 0) {
-			out->type = TXN_DIR;
-			return 0;
-		}
-		if (!n) {
-			if (!txn_implicit_dir(path, len))
-				return -ENOENT;
-			out->type = TXN_DIR;
-			return 0;
-		}
-		v = txn_node_visible(n, eng->published_ts);
-		if (v && v->value) {
-			out->type = TXN_FILE;
-			out->size = v->value->len;
-			out->version = v->version;
-			out->commit_ts = v->commit_ts;
-			out->time_ns = v->time_ns;
-			if (value)
-				*value = blob_ref(v->value);
-			return 0;
-		}
-		if (n->pub_desc > 0 || n->explicit_dir || txn_implicit_dir(path, len)) {
-			out->type = TXN_DIR;
-			return 0;
-		}
-		return -ENOENT;
-	}
+	if (len == 0)
+		return dir_entry(out);
+	if (!n)
+		return txn_implicit_dir(path, len) ? dir_entry(out) : -ENOENT;
+	v = txn_node_visible(n, eng->published_ts);
+	if (v && v->value)
+		return entry_of_version(v, out, value);
+	if (n->pub_desc > 0 || n->explicit_dir || txn_implicit_dir(path, len))
+		return dir_entry(out);
+	return -ENOENT;
+}
 
+/* Is path a directory in tx's view because some key below it exists there? */
+static bool dir_in_tx(struct txn *tx, struct node *n, const char *path, size_t len)
+{
+	char buf[PATH_BUF];
+
+	if (staged_below(tx, path, len))
+		return true;
+	if (!n || !n->children || len >= sizeof(buf))
+		return false;
+	memcpy(buf, path, len);
+	return snapshot_below(tx, n, buf, len, sizeof(buf));
+}
+
+/* A transaction's view: its snapshot at begin_ts overlaid with its staged ops.
+ * implicit: namespaces and agents exist without keys (lookups); listings say false. */
+static int resolve_in_tx(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+			 struct txn_entry *out, struct blob **value, bool implicit)
+{
+	struct node *n = txn_node_find(eng, path, len);
+	struct staged *s;
+	struct version *v;
 	int err = tx_view_state_err(tx);
 
 	if (err)
 		return err;
-	if (len == 0) {
-		out->type = TXN_DIR;
-		return 0;
-	}
-	struct staged *s = txn_staged_find(tx, path, len);
-
+	if (len == 0)
+		return dir_entry(out);
+	s = txn_staged_find(tx, path, len);
 	v = txn_node_visible(n, tx->begin_ts);
 	if (s && s->kind == ST_PUT) {
 		/* Staged, not committed: no version, no commit yet. */
@@ -386,40 +395,29 @@ static int view_resolve_x(struct txn_engine *eng, struct txn *tx, const char *pa
 			*value = blob_ref(s->value);
 		return 0;
 	}
-	if (!s && v && v->value) {
-		out->type = TXN_FILE;
-		out->size = v->value->len;
-		out->version = v->version;
-		out->commit_ts = v->commit_ts;
-		out->time_ns = v->time_ns;
-		if (value)
-			*value = blob_ref(v->value);
-		return 0;
-	}
-	if (s && s->kind == ST_DIR) {
-		out->type = TXN_DIR;
-		return 0;
-	}
-	if (staged_below(tx, path, len)) {
-		out->type = TXN_DIR;
-		return 0;
-	}
-	if (n && n->children) {
-		char buf[PATH_BUF];
-
-		if (len < sizeof(buf)) {
-			memcpy(buf, path, len);
-			if (snapshot_below(tx, n, buf, len, sizeof(buf))) {
-				out->type = TXN_DIR;
-				return 0;
-			}
-		}
-	}
-	if ((implicit || (n && n->attr)) && txn_implicit_dir(path, len)) {
-		out->type = TXN_DIR;
-		return 0;
-	}
+	if (!s && v && v->value)
+		return entry_of_version(v, out, value);
+	if ((s && s->kind == ST_DIR) || dir_in_tx(tx, n, path, len))
+		return dir_entry(out);
+	if ((implicit || (n && n->attr)) && txn_implicit_dir(path, len))
+		return dir_entry(out);
 	return -ENOENT;
+}
+
+static int view_resolve_x(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+			  struct txn_entry *out, struct blob **value, bool implicit)
+{
+	memset(out, 0, sizeof(*out));
+	if (!tx)
+		return resolve_live(eng, path, len, out, value);
+	return resolve_in_tx(eng, tx, path, len, out, value, implicit);
+}
+
+/* Resolve path in a view; callers hold the tree lock (read) and, for tx, tx->lock. */
+int txn_view_resolve(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+		     struct txn_entry *out, struct blob **value)
+{
+	return view_resolve_x(eng, tx, path, len, out, value, true);
 }
 
 int txn_stat(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
