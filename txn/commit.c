@@ -1,18 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * commit.c - one request inside a batch (txn layer): validation of a transaction (first
- * committer wins) or of an autocommit, its versions appended unpublished at the head,
- * its log event built, and the undo of a request that fails.  Called by run_batch()
- * (committer.c) with the tree write lock held.
+ * committer wins) or of an autocommit (put, delete, rename, owner record), its versions
+ * appended unpublished at the head, its log event built, and the undo of a request that
+ * fails.  Called by run_batch() (committer.c) with the tree write lock held.
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
 #include "grow.h"
 #include "log.h"
 #include "txn_i.h"

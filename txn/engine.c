@@ -7,12 +7,10 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
-#include "grow.h"
 #include "log.h"
 #include "txn_i.h"
 

@@ -5,18 +5,14 @@
  * as data; fs/render.c turns them into JSON.
  */
 #include <errno.h>
-#include <inttypes.h>
-#include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
 #include "grow.h"
 #include "log.h"
 #include "txn_i.h"
 
-/* ---- the past ------------------------------------------------------------------------- */
+/* ---- .at and .history -------------------------------------------------------------------- */
 
 static int at_check_ts(struct txn_engine *eng, int64_t ts)
 {

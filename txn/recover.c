@@ -6,17 +6,14 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
-#include "grow.h"
 #include "log.h"
 #include "txn_i.h"
 
-/* ---- engine lifecycle -------------------------------------------------------------------- */
+/* ---- recovery at open -------------------------------------------------------------------- */
 
 static int replay_one(void *arg, const struct store_replay_op *op)
 {

@@ -5,13 +5,10 @@
  * the tree: staged ops reach it only through commit.c.
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
 #include "grow.h"
 #include "log.h"
 #include "txn_i.h"

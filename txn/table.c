@@ -6,12 +6,10 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
-#include "grow.h"
 #include "log.h"
 #include "txn_i.h"
 
@@ -327,6 +325,7 @@ int txn_list_names(struct txn_engine *eng, struct txn_dirent **out, size_t *n)
 	return 0;
 }
 
+/* ---- a transaction's state and deadline ------------------------------------------------ */
 
 bool txn_deadline_passed(struct txn *tx)
 {

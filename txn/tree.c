@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "clock.h"
 #include "grow.h"
 #include "log.h"
 #include "txn_i.h"

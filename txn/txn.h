@@ -309,9 +309,9 @@ int txn_history(struct txn_engine *eng, const char *path, size_t len, struct txn
 /* One version's value (empty for a delete); -ENOENT if there is no such version. */
 int txn_history_value(struct txn_engine *eng, const char *path, size_t len, int64_t version,
 		      struct blob **out, struct txn_version *meta);
-/* One row of a key's history, with the name of the transaction that wrote it
- * ("auto" for an autocommit, "" when the log has none).  txn points into the engine's buffers: valid during the
- * callback only. */
+/* One row of a key's history, with the name of the transaction that wrote it ("auto"
+ * for an autocommit, "" when the log has none).  txn points into the engine's buffers:
+ * valid during the callback only. */
 struct txn_history_row {
 	struct txn_version v;
 	const char *txn;

@@ -35,8 +35,8 @@
  * Locks, in rank order (take a lower rank before a higher one; a leaf lock is never
  * held while another is taken):
  *   1 eng->tree_lock  ->  2 eng->table_lock  ->  3 tx->lock;   leaves: eng->q_lock,
- *   eng->lat_lock.  No lock is held across a store call that writes, nor while a
- *   completion callback or the notify hook runs.
+ *   eng->lat_lock.  No txn lock is held across a call into the store (readers never
+ *   wait for an fsync), nor while a completion callback or the notify hook runs.
  */
 #ifndef STATEHOUSE_TXN_I_H
 #define STATEHOUSE_TXN_I_H
