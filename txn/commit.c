@@ -135,13 +135,6 @@ static int staged_cmp(const void *a, const void *b)
 	return memcmp(x->path, y->path, x->len);
 }
 
-void txn_fail_locked(struct txn *tx, int err, const char *key, size_t klen)
-{
-	tx->err = err;
-	free(tx->err_key);
-	tx->err_key = key ? strndup(key, klen) : NULL;
-}
-
 /* Validate and apply a transaction's staged ops at the head.  Tree write lock held. */
 int txn_apply_tx(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
 		     int64_t ts, int64_t time_ns, struct ev_build *eb)

@@ -353,6 +353,14 @@ int txn_stage_state_err(struct txn *tx)
 }
 
 
+/* Record why tx failed (and at which key), for .status. */
+void txn_fail_locked(struct txn *tx, int err, const char *key, size_t klen)
+{
+	tx->err = err;
+	free(tx->err_key);
+	tx->err_key = key ? strndup(key, klen) : NULL;
+}
+
 /* ---- notes ------------------------------------------------------------------------ */
 
 int txn_note_put(struct txn *tx, const char *name, struct blob *content)

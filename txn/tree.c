@@ -90,7 +90,7 @@ char *txn_path_join(const char *a, size_t alen, const char *b, size_t blen, size
 
 /* ---- the tree ---------------------------------------------------------------------- */
 
-struct node *txn_node_child(struct node *n, const char *name, size_t len)
+static struct node *node_child(struct node *n, const char *name, size_t len)
 {
 	struct node *c = NULL;
 
@@ -107,7 +107,7 @@ struct node *txn_node_find(struct txn_engine *eng, const char *path, size_t len)
 		return n;
 	for (size_t i = 0; i <= len && n; i++) {
 		if (i == len || path[i] == '/') {
-			n = txn_node_child(n, path + start, i - start);
+			n = node_child(n, path + start, i - start);
 			start = i + 1;
 		}
 	}
@@ -121,7 +121,7 @@ struct node *txn_node_find_or_create(struct txn_engine *eng, const char *path, s
 
 	for (size_t i = 0; i <= len; i++) {
 		if (i == len || path[i] == '/') {
-			struct node *c = txn_node_child(n, path + start, i - start);
+			struct node *c = node_child(n, path + start, i - start);
 
 			if (!c) {
 				c = calloc(1, sizeof(*c));
@@ -585,7 +585,7 @@ static void dir_attr_locked(struct txn_engine *eng, const char *path, size_t len
 {
 	const char *slash = memchr(path, '/', len);
 	size_t nslen = slash ? (size_t)(slash - path) : len;
-	struct node *ns = txn_node_child(&eng->root, path, nslen), *ag = NULL;
+	struct node *ns = node_child(&eng->root, path, nslen), *ag = NULL;
 
 	*out = (struct txn_attr){ .uid = eng->opt.owner_uid, .gid = eng->opt.owner_gid,
 				  .mode = 0755 };
@@ -598,7 +598,7 @@ static void dir_attr_locked(struct txn_engine *eng, const char *path, size_t len
 	if (ns) {
 		const char *a = slash + 1, *end = memchr(a, '/', len - nslen - 1);
 
-		ag = txn_node_child(ns, a, end ? (size_t)(end - a) : len - nslen - 1);
+		ag = node_child(ns, a, end ? (size_t)(end - a) : len - nslen - 1);
 	}
 	if (ag && ag->attr) {
 		*out = (struct txn_attr){ .uid = ag->attr->uid, .gid = ag->attr->gid,

@@ -218,7 +218,6 @@ char *txn_path_join(const char *a, size_t alen, const char *b, size_t blen, size
 /* Namespaces and agents (depth 1 and 2) are directories without keys. */
 bool txn_implicit_dir(const char *path, size_t len);
 
-struct node *txn_node_child(struct node *n, const char *name, size_t len);
 struct node *txn_node_find(struct txn_engine *eng, const char *path, size_t len);
 /* NULL on out of memory (nodes made on the way stay, empty, as harmless as unused). */
 struct node *txn_node_find_or_create(struct txn_engine *eng, const char *path, size_t len);

@@ -389,12 +389,102 @@ static void events_render_an_owner_change_as_an_attr_op(void **state)
 	strbuf_release(&buf);
 }
 
+/* ==== index.jsonl ========================================================================= */
+
+/* Line i (from 0) of s, NUL-terminated in a static buffer. */
+static const char *line_of(const char *s, size_t len, int i)
+{
+	static char buf[256];
+	const char *p = s, *end = s + len, *nl;
+
+	for (; i > 0 && p < end; i--) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		assert_non_null(nl);
+		p = nl + 1;
+	}
+	nl = memchr(p, '\n', (size_t)(end - p));
+	assert_non_null(nl);
+	assert_true((size_t)(nl - p) < sizeof(buf));
+	memcpy(buf, p, (size_t)(nl - p));
+	buf[nl - p] = '\0';
+	return buf;
+}
+
+/* "{...,"time":"<27 bytes>",...}" with the time cut out, to compare whole lines. */
+static void assert_line_without_time(const char *line, const char *before, const char *after)
+{
+	size_t bl = strlen(before);
+	const char *rest = line + bl + 27;
+
+	assert_true(strlen(line) == bl + 27 + strlen(after));
+	assert_memory_equal(line, before, bl);
+	assert_string_equal(rest, after);
+}
+
+static void the_history_index_has_one_line_per_version_naming_its_transaction(void **state)
+{
+	struct fx *f = *state;
+	struct txn *tx;
+	struct blob *idx = NULL;
+	struct txn_commit_req *req;
+
+	assert_errno(put(f, "ns/a/k", "v", NULL), 0);
+	tx = begin(f, "t1");
+	assert_errno(txn_stage_put(f->eng, tx, "ns/a/k", 6, blob_new("ww", 2)), 0);
+	assert_errno(commit(f, tx, NULL), 0);
+	req = auto_req(TXN_AUTO_DELETE, "ns/a/k");
+	assert_errno(run_auto(f, req, NULL), 0);
+
+	assert_errno(render_history_index(f->eng, "ns/a/k", 6, &idx), 0);
+	assert_non_null(idx);
+	assert_line_without_time(line_of((const char *)idx->data, idx->len, 0),
+				 "{\"version\":1,\"commit_ts\":1,\"txn\":\"auto\",\"time\":\"",
+				 "\",\"op\":\"put\",\"size\":1}");
+	assert_line_without_time(line_of((const char *)idx->data, idx->len, 1),
+				 "{\"version\":2,\"commit_ts\":2,\"txn\":\"t1\",\"time\":\"",
+				 "\",\"op\":\"put\",\"size\":2}");
+	assert_line_without_time(line_of((const char *)idx->data, idx->len, 2),
+				 "{\"version\":3,\"commit_ts\":3,\"txn\":\"auto\",\"time\":\"",
+				 "\",\"op\":\"delete\",\"size\":0}");
+	assert_int_equal(idx->data[idx->len - 1], '\n');
+	blob_unref(idx);
+
+	assert_errno(render_history_index(f->eng, "ns/a/never", 10, &idx), -ENOENT);
+	assert_null(idx);
+}
+
+static void events_carry_json_as_json_text_as_strings_and_other_bytes_in_base64(void **state)
+{
+	struct fx *f = *state;
+	struct strbuf buf = STRBUF_INIT;
+	int64_t last = -1;
+
+	assert_errno(put(f, "ns/a/j", "{\"x\":1}", NULL), 0);
+	assert_errno(put(f, "ns/a/t", "hi", NULL), 0);
+	assert_errno(put(f, "ns/a/b", "\xff\xfe", NULL), 0);
+	assert_errno(render_events(f->eng, NULL, 0, 1, 3, &buf, &last), 0);
+	assert_i64_equal(last, 3);
+	assert_non_null(strstr(line_of(buf.buf, buf.len, 0),
+			       "\"ops\":[{\"ns\":\"ns\",\"agent\":\"a\",\"key\":\"j\","
+			       "\"op\":\"put\",\"version\":1,\"value\":{\"x\":1}}]}"));
+	assert_non_null(strstr(line_of(buf.buf, buf.len, 1), "\"value\":\"hi\"}]}"));
+	assert_non_null(strstr(line_of(buf.buf, buf.len, 2), "\"value_base64\":\"//4=\"}]}"));
+
+	/* A filter that is no "ns/agent" is refused and the buffer stays as it was. */
+	assert_errno(render_events(f->eng, "ns", 2, 1, 3, &buf, &last), -EINVAL);
+	assert_i64_equal(last, 3);
+	assert_int_equal(buf.buf[buf.len - 1], '\n');
+	strbuf_release(&buf);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(an_empty_commit_gets_a_commit_ts_and_commit_json),
 		T(events_render_an_owner_change_as_an_attr_op),
+		T(the_history_index_has_one_line_per_version_naming_its_transaction),
+		T(events_carry_json_as_json_text_as_strings_and_other_bytes_in_base64),
 	};
 #undef T
 	log_set_level(LOG_LVL_ERR);
