@@ -38,6 +38,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "render.h"
 
 enum ikind {
 	IK_ROOT = 1,
@@ -126,7 +127,7 @@ struct handle {
 	struct txn_dirent *ents;   /* H_DIR */
 	size_t nents;
 	/* H_EVENTS (under lock): the stream rendered so far, up to commit last_ts */
-	struct txn_buf ev;
+	struct strbuf ev;
 	int64_t ev_last_ts;
 	char ev_filter[2 * TXN_NAME_MAX + 2];
 	bool follow;
@@ -652,16 +653,16 @@ static int events_size(struct fs *fs, const struct ev_path *ep, size_t *out)
 	int64_t head = txn_engine_head(fs->eng);
 
 	if (head > e->last_ts) {
-		struct txn_buf buf = { 0 };
+		struct strbuf buf = STRBUF_INIT;
 		int64_t last = 0;
 
-		err = txn_events_render(fs->eng, ep->filter, strlen(ep->filter), e->last_ts + 1,
+		err = render_events(fs->eng, ep->filter, strlen(ep->filter), e->last_ts + 1,
 					head, &buf, &last);
 		if (!err) {
 			e->size += buf.len;
 			e->last_ts = head;
 		}
-		free(buf.data);
+		strbuf_release(&buf);
 	}
 	*out = e->size;
 	pthread_mutex_unlock(&fs->ev_lock);
@@ -832,10 +833,10 @@ static int file_content(struct fs *fs, const struct iref *r, struct blob **out)
 		if (r->kind == IK_TXNOTE) {
 			err = txn_note_get(tx, r->path, out);
 		} else if (!strcmp(r->path, ".status")) {
-			*out = blob_from_str(txn_status_json(fs->eng, tx));
+			*out = blob_from_str(render_status_json(fs->eng, tx));
 			err = *out ? 0 : -ENOMEM;
 		} else if (!strcmp(r->path, ".commit")) {
-			char *s = txn_commit_json(tx);
+			char *s = render_commit_json(tx);
 
 			err = s ? 0 : -ENOENT;
 			*out = blob_from_str(s);
@@ -861,7 +862,7 @@ static int file_content(struct fs *fs, const struct iref *r, struct blob **out)
 		return txn_history_value(fs->eng, r->path, r->len, (int64_t)r->txn_id, out, &v);
 	}
 	case IK_HISTIDX:
-		return txn_history_index(fs->eng, r->path, r->len, out);
+		return render_history_index(fs->eng, r->path, r->len, out);
 	default:
 		return -EINVAL;
 	}
@@ -1573,7 +1574,7 @@ static void handle_free(struct handle *h)
 	free(h->buf);
 	blob_unref(h->content);
 	txn_dirents_free(h->ents, h->nents);
-	free(h->ev.data);
+	strbuf_release(&h->ev);
 	if (h->ph)
 		fuse_pollhandle_destroy(h->ph);
 	pthread_mutex_destroy(&h->lock);
@@ -1655,7 +1656,7 @@ static int events_refresh(struct fs *fs, struct handle *h)
 
 	if (head <= h->ev_last_ts)
 		return 0;
-	err = txn_events_render(fs->eng, h->ev_filter, strlen(h->ev_filter), h->ev_last_ts + 1,
+	err = render_events(fs->eng, h->ev_filter, strlen(h->ev_filter), h->ev_last_ts + 1,
 				head, &h->ev, &last);
 	if (!err)
 		h->ev_last_ts = head;
@@ -1719,7 +1720,7 @@ static char *events_take(struct handle *h, off_t off, size_t size, size_t *n)
 		*n = 0;
 		return NULL;
 	}
-	memcpy(copy, h->ev.data + off, *n);
+	memcpy(copy, h->ev.buf + off, *n);
 	if ((size_t)off + *n > h->ev_pos)
 		h->ev_pos = (size_t)off + *n;
 	return copy;

@@ -13,6 +13,9 @@
  * "ns", "ns/agent", "ns/agent/key/with/slashes".  A view is the live tree (tx == NULL)
  * or one transaction's snapshot overlaid with its staged operations.
  *
+ * The past (.at, .history, the event log) and a transaction's status are offered as
+ * data; turning them into JSON is presentation, done above (fs/render.c).
+ *
  * All functions return 0 or a negative errno.  Locks (rank order, take left before
  * right): engine tree lock -> engine txn-table lock -> txn lock.  No lock is held when
  * a completion callback runs.
@@ -309,39 +312,85 @@ struct txn_version {
  * keys of "ns/agent" (which may contain '/'). */
 int txn_history_names(struct txn_engine *eng, const char *prefix, size_t len,
 		      struct txn_dirent **out, size_t *n);
-/* Every version of key path, oldest first; -ENOENT if the key never existed. */
+/* Every version of key path, oldest first, as an array the caller frees; -ENOENT if the
+ * key never existed. */
 int txn_history(struct txn_engine *eng, const char *path, size_t len, struct txn_version **out,
 		size_t *n);
 /* One version's value (empty for a delete); -ENOENT if there is no such version. */
 int txn_history_value(struct txn_engine *eng, const char *path, size_t len, int64_t version,
 		      struct blob **out, struct txn_version *meta);
-/* index.jsonl of a key: one JSON line per version; -ENOENT if the key never existed. */
-int txn_history_index(struct txn_engine *eng, const char *path, size_t len, struct blob **out);
+/* One row of a key's history, with the name of the transaction that wrote it ("auto"
+ * for an autocommit, "" when the log has none).  txn points into the engine's buffers:
+ * valid during the callback only. */
+struct txn_history_row {
+	struct txn_version v;
+	const char *txn;
+};
+/* Called once per row; a non-zero return stops the walk and is what the walk returns. */
+typedef int (*txn_history_fn)(void *arg, const struct txn_history_row *row);
+/* Every version of key path, oldest first, to fn; -ENOENT if the key never existed (fn
+ * was not called). */
+int txn_history_each(struct txn_engine *eng, const char *path, size_t len,
+		     txn_history_fn fn, void *arg);
 
-/* ---- the event log as JSON Lines ----------------------------------------------------- */
+/* ---- the event log ------------------------------------------------------------------- */
 
-/* A growing byte buffer (the caller frees data). */
-struct txn_buf {
-	char *data;
-	size_t len, cap;
+/* What an operation of a committed transaction did.  TXN_OP_ATTR sets (value holds
+ * {"uid":N,"gid":N,"mode":"0750"}) or clears (empty value) the owner record of the
+ * namespace or agent at path. */
+enum txn_op_kind { TXN_OP_PUT = 1, TXN_OP_DELETE, TXN_OP_ATTR };
+
+struct txn_op {
+	const char *path;      /* "ns/agent/key" ("ns" or "ns/agent" for TXN_OP_ATTR) */
+	size_t path_len;
+	enum txn_op_kind kind;
+	int64_t version;       /* the key's version this op made (0 for TXN_OP_ATTR) */
+	const void *value;     /* NULL for a delete */
+	size_t value_len;
 };
 
-/*
- * Append one JSON line per committed transaction with from_ts <= commit_ts <= to_ts:
- * {"commit_ts","txn","time","note","ops":[{"ns","agent","key","op","version","value"}]};
- * a change of owner or mode is {"ns","agent","op":"attr","value":{"uid","gid","mode"}}
- * (no agent for a namespace, value null when cleared).
- * A value (and the note) is embedded as JSON when the bytes are valid JSON, as a JSON
- * string when they are other UTF-8 text, else as "value_base64" ("note_base64"); deletes
- * carry no value; an empty note is omitted.  With filter "ns/agent" only transactions
- * that touched that agent, with only its ops.  Lines are whole: *last_ts gets the last
- * commit_ts rendered (unchanged when none).
- */
-int txn_events_render(struct txn_engine *eng, const char *filter, size_t filter_len,
-		      int64_t from_ts, int64_t to_ts, struct txn_buf *out, int64_t *last_ts);
+/* One committed transaction; it and everything it points to are valid during the
+ * callback only. */
+struct txn_event {
+	int64_t commit_ts;
+	int64_t time_ns;       /* wall clock of the commit, ns since the epoch */
+	const char *txn;       /* its name; "auto" for an autocommit */
+	const void *note;      /* the bytes of its .commit note; note_len may be 0 */
+	size_t note_len;
+	const struct txn_op *ops;
+	size_t n_ops;
+};
 
-/* JSON documents, malloc'ed, newline-terminated. */
-char *txn_status_json(struct txn_engine *eng, struct txn *tx);
-char *txn_commit_json(struct txn *tx); /* NULL unless committed */
+/* Called once per event; a non-zero return stops the walk and is what it returns. */
+typedef int (*txn_event_fn)(void *arg, const struct txn_event *ev);
+
+/*
+ * Every committed transaction with from_ts <= commit_ts <= to_ts, in commit order, to
+ * fn.  With a filter "ns/agent" (filter_len > 0) only transactions that touched that
+ * agent, with only its ops; -EINVAL for a filter that is not a valid "ns/agent".
+ * Store errors (-EIO, -ENOMEM) may come after some events were delivered.
+ */
+int txn_events(struct txn_engine *eng, const char *filter, size_t filter_len,
+	       int64_t from_ts, int64_t to_ts, txn_event_fn fn, void *arg);
+
+/* ---- what a transaction is, for .status and .commit ---------------------------------- */
+
+struct txn_status {
+	enum txn_state state;
+	bool deadline_passed;  /* TXN_OPEN, but past its deadline: the reaper has not run
+				* yet and a write would find it expired */
+	const char *name;      /* tx's own name: valid while the caller holds tx */
+	size_t ops;            /* staged puts and deletes; the committed ones once committed */
+	int64_t begin_ts;
+	int64_t timeout_ms;
+	int64_t expires_in_ms; /* TXN_OPEN or TXN_COMMITTING: time left, >= 0 */
+	int64_t commit_ts;     /* TXN_COMMITTED: its commit, and the commit's wall clock */
+	int64_t commit_time_ns;
+	int err;               /* the last failure (negative errno), or 0 */
+	char *err_key;         /* the key that failed, or NULL; owned by out */
+};
+/* A consistent copy of tx's state: 0, or -ENOMEM.  Release with txn_status_release(). */
+int txn_status(struct txn *tx, struct txn_status *out);
+void txn_status_release(struct txn_status *st);
 
 #endif

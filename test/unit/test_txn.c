@@ -22,6 +22,7 @@
 
 #include "blob.h"
 #include "log.h"
+#include "render.h"
 #include "store.h"
 #include "txn.h"
 
@@ -408,7 +409,7 @@ static char *listing(struct fx *f, struct txn *tx, const char *path, int *err)
 /* A field of the transaction's status JSON, as text ("" when absent). */
 static char *status_field(struct fx *f, struct txn *tx, const char *key)
 {
-	char *js = txn_status_json(f->eng, tx);
+	char *js = render_status_json(f->eng, tx);
 	json_error_t jerr;
 	json_t *o, *v;
 	char *out;
@@ -1206,42 +1207,6 @@ static void the_notify_hook_gets_the_changed_keys_and_completes_late_requests(vo
 }
 
 /* ==== transactions: commit ================================================================= */
-
-static void an_empty_commit_gets_a_commit_ts_and_commit_json(void **state)
-{
-	struct fx *f = *state;
-	struct txn *tx;
-	int64_t ts = -1;
-	json_error_t jerr;
-	char *js;
-	json_t *o;
-
-	assert_errno(put(f, "ns/a/k", "v", NULL), 0);
-	tx = begin(f, "empty");
-	assert_null(txn_commit_json(tx));
-	assert_errno(commit(f, tx, &ts), 0);
-	assert_i64_equal(ts, 2);
-	assert_i64_equal(txn_engine_head(f->eng), 2);
-	js = txn_commit_json(tx);
-	assert_non_null(js);
-	o = json_loads(js, 0, &jerr);
-	assert_non_null(o);
-	assert_i64_equal(json_integer_value(json_object_get(o, "commit_ts")), 2);
-	assert_string_equal(json_string_value(json_object_get(o, "txn")), "empty");
-	assert_i64_equal(json_integer_value(json_object_get(o, "ops")), 0);
-	assert_true(json_is_string(json_object_get(o, "time")));
-	assert_int_equal(strlen(json_string_value(json_object_get(o, "time"))), 27);
-	json_decref(o);
-	free(js);
-	assert_status(f, tx, "state", "committed");
-	assert_status(f, tx, "commit_ts", "2");
-
-	/* The empty commit is in the log: the head survives a restart. */
-	restart(f);
-	assert_i64_equal(txn_engine_head(f->eng), 2);
-	assert_errno(put(f, "ns/a/k", "w", &ts), 0);
-	assert_i64_equal(ts, 3);
-}
 
 static void a_committed_transaction_is_read_only_and_its_view_is_gone(void **state)
 {
@@ -2126,89 +2091,6 @@ static void verify_finds_an_owner_record_the_snapshot_and_the_log_disagree_on(vo
 	assert_errno(verify_with_snapshot(f, ns_ghost, right, 2), -EIO);
 }
 
-/* A field of a rendered op's "value" object. */
-static json_int_t value_int(json_t *op, const char *field)
-{
-	return json_integer_value(json_object_get(json_object_get(op, "value"), field));
-}
-
-static const char *value_str(json_t *op, const char *field)
-{
-	const char *s = json_string_value(json_object_get(json_object_get(op, "value"), field));
-
-	return s ? s : "(none)";
-}
-
-static void events_render_an_owner_change_as_an_attr_op(void **state)
-{
-	struct fx *f = *state;
-	struct txn_buf buf = { 0 };
-	int64_t last = -1;
-	json_t *lines[4] = { 0 }, *op;
-	json_error_t jerr;
-	size_t n = 0;
-
-	assert_errno(chown_dir(f, "ns", 1000, 100, 01777, NULL), 0);
-	assert_errno(chown_dir(f, "ns/a", 2000, 200, 0700, NULL), 0);
-	assert_errno(clear_dir(f, "ns/a", NULL), 0);
-	assert_errno(put(f, "ns/a/k", "1", NULL), 0);
-	assert_errno(txn_events_render(f->eng, NULL, 0, 1, 4, &buf, &last), 0);
-	assert_i64_equal(last, 4);
-	for (char *p = buf.data, *end = buf.data + buf.len, *nl; p < end; p = nl + 1) {
-		nl = memchr(p, '\n', (size_t)(end - p));
-		assert_non_null(nl);
-		assert_true(n < 4);
-		lines[n] = json_loadb(p, (size_t)(nl - p), 0, &jerr);
-		if (!lines[n])
-			fail_msg("event line %zu is not JSON: %s", n + 1, jerr.text);
-		n++;
-	}
-	free(buf.data);
-	assert_int_equal(n, 4);
-
-	/* A namespace's: no agent, no key, no version. */
-	assert_int_equal(json_integer_value(json_object_get(lines[0], "commit_ts")), 1);
-	assert_int_equal(json_array_size(json_object_get(lines[0], "ops")), 1);
-	op = json_array_get(json_object_get(lines[0], "ops"), 0);
-	assert_int_equal(json_object_size(op), 3);
-	assert_string_equal(json_string_value(json_object_get(op, "ns")), "ns");
-	assert_string_equal(json_string_value(json_object_get(op, "op")), "attr");
-	assert_int_equal(value_int(op, "uid"), 1000);
-	assert_int_equal(value_int(op, "gid"), 100);
-	assert_string_equal(value_str(op, "mode"), "1777");
-	/* An agent's. */
-	op = json_array_get(json_object_get(lines[1], "ops"), 0);
-	assert_int_equal(json_object_size(op), 4);
-	assert_string_equal(json_string_value(json_object_get(op, "ns")), "ns");
-	assert_string_equal(json_string_value(json_object_get(op, "agent")), "a");
-	assert_string_equal(json_string_value(json_object_get(op, "op")), "attr");
-	assert_int_equal(value_int(op, "uid"), 2000);
-	assert_int_equal(value_int(op, "gid"), 200);
-	assert_string_equal(value_str(op, "mode"), "0700");
-	/* Cleared: value null. */
-	op = json_array_get(json_object_get(lines[2], "ops"), 0);
-	assert_string_equal(json_string_value(json_object_get(op, "agent")), "a");
-	assert_string_equal(json_string_value(json_object_get(op, "op")), "attr");
-	assert_true(json_is_null(json_object_get(op, "value")));
-	op = json_array_get(json_object_get(lines[3], "ops"), 0);
-	assert_string_equal(json_string_value(json_object_get(op, "op")), "put");
-	for (size_t i = 0; i < n; i++)
-		json_decref(lines[i]);
-
-	/* The agent's stream has its own records, not its namespace's. */
-	memset(&buf, 0, sizeof(buf));
-	last = -1;
-	assert_errno(txn_events_render(f->eng, "ns/a", 4, 1, 4, &buf, &last), 0);
-	assert_i64_equal(last, 4);
-	assert_non_null(buf.data);
-	n = 0;
-	for (size_t i = 0; i < buf.len; i++)
-		n += buf.data[i] == '\n';
-	assert_int_equal(n, 3);
-	assert_memory_equal(buf.data, "{\"commit_ts\":2,", 15);
-	free(buf.data);
-}
-
 static void the_notify_hook_gets_the_directory_whose_owner_changed(void **state)
 {
 	struct fx *f = *state;
@@ -2289,7 +2171,6 @@ int main(void)
 		T(a_staged_rename_moves_the_value_inside_the_view_only),
 		T(a_staged_directory_rename_moves_every_key_below_it),
 		T(note_files_can_be_written_renamed_and_committed_under_any_name),
-		T(an_empty_commit_gets_a_commit_ts_and_commit_json),
 		T(a_committed_transaction_is_read_only_and_its_view_is_gone),
 		T(the_first_committer_wins_and_the_loser_names_the_key),
 		T(a_delete_of_a_key_written_after_begin_conflicts),
@@ -2333,7 +2214,6 @@ int main(void)
 		T(owner_records_in_one_batch_apply_in_queue_order),
 		T(owner_records_survive_a_restart_by_replay_and_by_snapshot),
 		T(verify_finds_an_owner_record_the_snapshot_and_the_log_disagree_on),
-		T(events_render_an_owner_change_as_an_attr_op),
 		T(the_notify_hook_gets_the_directory_whose_owner_changed),
 		T(an_owned_namespace_or_agent_is_listed_and_not_empty_without_keys),
 		T(begin_records_the_uid_and_gid_of_who_began_it),

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * render.h - the JSON documents the mount serves, built from what txn/ offers as data:
+ * a transaction's .status and .commit, a key's .history index.jsonl and the .events
+ * streams (fs layer; no FUSE here, so it is unit-tested without a mount).
+ */
+#ifndef STATEHOUSE_RENDER_H
+#define STATEHOUSE_RENDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blob.h"
+#include "grow.h"
+#include "txn.h"
+
+/*
+ * {"state","txn","ops","begin_ts","expires_in_ms","timeout_ms","commit_ts","error",
+ * "message","key"} (fields that do not apply are left out), one line, newline-terminated,
+ * malloc'ed; NULL on out of memory.  An open transaction past its deadline reads
+ * "expired" before the reaper has run.
+ */
+char *render_status_json(struct txn_engine *eng, struct txn *tx);
+/* {"commit_ts","txn","ops","time"}, one line as above; NULL unless tx committed (or on
+ * out of memory). */
+char *render_commit_json(struct txn *tx);
+
+/*
+ * Append one JSON line per committed transaction with from_ts <= commit_ts <= to_ts:
+ * {"commit_ts","txn","time","note","ops":[{"ns","agent","key","op","version","value"}]};
+ * a change of owner or mode is {"ns","agent","op":"attr","value":{"uid","gid","mode"}}
+ * (no agent for a namespace, value null when cleared).
+ * A value (and the note) is embedded as JSON when the bytes are valid JSON, as a JSON
+ * string when they are other UTF-8 text, else as "value_base64" ("note_base64"); deletes
+ * carry no value; an empty note is omitted.  With filter "ns/agent" only transactions
+ * that touched that agent, with only its ops.  Lines are whole: on an error out is as it
+ * was; *last_ts gets the last commit_ts rendered (unchanged when none).  Errors are
+ * txn_events()'s and -ENOMEM.
+ */
+int render_events(struct txn_engine *eng, const char *filter, size_t filter_len,
+		  int64_t from_ts, int64_t to_ts, struct strbuf *out, int64_t *last_ts);
+
+/* index.jsonl of a key: one line {"version","commit_ts","txn","time","op","size"} per
+ * version, oldest first, in a new blob *out (blob_unref()); -ENOENT if the key never
+ * existed. */
+int render_history_index(struct txn_engine *eng, const char *path, size_t len,
+			 struct blob **out);
+
+#endif

@@ -1,0 +1,450 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * commit.c - one request inside a batch (txn layer): validation of a transaction (first
+ * committer wins) or of an autocommit (put, delete, rename, owner record), its versions
+ * appended unpublished at the head, its log event built, and the undo of a request that
+ * fails.  Called by run_batch() (committer.c) with the tree write lock held.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grow.h"
+#include "log.h"
+#include "txn_i.h"
+
+/* Take back the newest version of a node (a failed request or batch). */
+static void undo_one(struct applied *ap)
+{
+	struct node *n = ap->node;
+	struct version *v = n->versions;
+	bool was_live, now_live;
+
+	if (v != ap->v)
+		BUG("undo out of order");
+	now_live = v->value != NULL;
+	n->versions = v->older;
+	was_live = txn_node_head_live(n);
+	if (was_live != now_live)
+		txn_node_adjust_desc(n, true, was_live ? 1 : -1);
+	blob_unref(v->value);
+	free(v);
+}
+
+void txn_batch_undo(struct batch *b, size_t mark)
+{
+	while (b->na > mark)
+		undo_one(&b->a[--b->na]);
+}
+
+/*
+ * Append one unpublished version at the head; value NULL deletes.  Checks the shape
+ * rules at the head (a key may not be a prefix of another live key).
+ */
+static int apply_op(struct txn_engine *eng, struct batch *b, const char *path, size_t len,
+		    struct blob *value, int64_t ts, int64_t time_ns, int64_t *version_out)
+{
+	struct node *n;
+	struct version *v;
+	bool was_live;
+
+	if (ARRAY_GROW(b->a, b->na + 1, b->cap_a))
+		return -ENOMEM;
+	if (value) {
+		for (size_t i = 0; i < len; i++) {
+			if (path[i] == '/' && txn_node_head_live(txn_node_find(eng, path, i)))
+				return -ENOTDIR;
+		}
+	}
+	n = value ? txn_node_find_or_create(eng, path, len) : txn_node_find(eng, path, len);
+	if (!n)
+		return value ? -ENOMEM : -ENOENT;
+	if (value && n->head_desc > 0)
+		return -EISDIR;
+	was_live = txn_node_head_live(n);
+	if (!value && !was_live)
+		return -ENOENT;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->commit_ts = ts;
+	v->time_ns = time_ns;
+	v->version = (n->versions ? n->versions->version : 0) + 1;
+	v->value = blob_ref(value);
+	v->older = n->versions;
+	n->versions = v;
+	if (was_live != (value != NULL))
+		txn_node_adjust_desc(n, true, value ? 1 : -1);
+	b->a[b->na].node = n;
+	b->a[b->na].v = v;
+	b->na++;
+	*version_out = v->version;
+	return 0;
+}
+
+static int ev_add_kind(struct batch *b, struct ev_build *eb, const char *path, size_t len,
+		       enum store_op_kind kind, struct blob *value, int64_t version);
+
+static int ev_add(struct batch *b, struct ev_build *eb, const char *path, size_t len,
+		  struct blob *value, int64_t version)
+{
+	return ev_add_kind(b, eb, path, len, value ? STORE_PUT : STORE_DELETE, value, version);
+}
+
+static int ev_add_kind(struct batch *b, struct ev_build *eb, const char *path, size_t len,
+		       enum store_op_kind kind, struct blob *value, int64_t version)
+{
+	char *p;
+
+	if (ARRAY_GROW(eb->ops, eb->n + 1, eb->cap) ||
+	    ARRAY_GROW(b->paths, b->np + 1, b->cap_p))
+		return -ENOMEM;
+	p = strndup(path, len);
+	if (!p)
+		return -ENOMEM;
+	b->paths[b->np++] = p;
+	if (kind == STORE_PUT)
+		b->n_put++;
+	else if (kind == STORE_DELETE)
+		b->n_del++;
+	eb->ops[eb->n] = (struct store_op){
+		.path = p,
+		.path_len = len,
+		.kind = kind,
+		.version = version,
+		.value = value ? value->data : NULL,
+		.value_len = value ? value->len : 0,
+	};
+	eb->n++;
+	return 0;
+}
+
+static int staged_cmp(const void *a, const void *b)
+{
+	const struct staged *x = *(struct staged *const *)a, *y = *(struct staged *const *)b;
+
+	/* Deletes first, so "delete a; put a/b" applies in the right order. */
+	if (x->kind != y->kind)
+		return x->kind == ST_DELETE ? -1 : 1;
+	if (x->len != y->len) {
+		int c = memcmp(x->path, y->path, x->len < y->len ? x->len : y->len);
+
+		return c ? c : (x->len < y->len ? -1 : 1);
+	}
+	return memcmp(x->path, y->path, x->len);
+}
+
+/* Validate and apply a transaction's staged ops at the head.  Tree write lock held. */
+int txn_apply_tx(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
+		     int64_t ts, int64_t time_ns, struct ev_build *eb)
+{
+	struct txn *tx = req->tx;
+	struct staged **ops = NULL, *s, *tmp;
+	size_t n = 0;
+	int err = 0;
+
+	pthread_mutex_lock(&tx->lock);
+	if (tx->state != TXN_COMMITTING)
+		BUG("transaction '%s' queued in state %d", tx->name, tx->state);
+	if (txn_deadline_passed(tx)) {
+		err = -ETIMEDOUT;
+		txn_fail_locked(tx, err, NULL, 0);
+		goto unlock;
+	}
+	ops = malloc((HASH_COUNT(tx->staged) + 1) * sizeof(*ops));
+	if (!ops) {
+		err = -ENOMEM;
+		goto unlock;
+	}
+	HASH_ITER(hh, tx->staged, s, tmp) {
+		if (s->kind != ST_DIR)
+			ops[n++] = s;
+	}
+	qsort(ops, n, sizeof(*ops), staged_cmp);
+	/* First committer wins: any key written since our snapshot is a conflict. */
+	for (size_t i = 0; i < n; i++) {
+		struct node *nd = txn_node_find(eng, ops[i]->path, ops[i]->len);
+
+		if (nd && nd->versions && nd->versions->commit_ts > tx->begin_ts) {
+			err = -ESTALE;
+			txn_fail_locked(tx, err, ops[i]->path, ops[i]->len);
+			goto unlock;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		int64_t version;
+
+		err = apply_op(eng, b, ops[i]->path, ops[i]->len, ops[i]->value, ts, time_ns,
+			       &version);
+		if (!err)
+			err = ev_add(b, eb, ops[i]->path, ops[i]->len, ops[i]->value, version);
+		if (err) {
+			/* A key that vanished under a delete raced with another commit. */
+			if (err == -ENOENT)
+				err = -ESTALE;
+			txn_fail_locked(tx, err, ops[i]->path, ops[i]->len);
+			goto unlock;
+		}
+	}
+unlock:
+	pthread_mutex_unlock(&tx->lock);
+	free(ops);
+	return err;
+}
+
+/* Every head-live key at or below node n, as paths. */
+static int collect_head_keys(struct node *n, struct dirents *out)
+{
+	struct node *c, *tmp;
+	int err = 0;
+
+	if (txn_node_head_live(n)) {
+		size_t len;
+		char *p = txn_node_path(n, &len);
+
+		if (!p)
+			return -ENOMEM;
+		err = txn_dirents_add(out, p, len, TXN_FILE);
+		free(p);
+		if (err)
+			return err;
+	}
+	if (n->head_desc == 0)
+		return 0;
+	HASH_ITER(hh, n->children, c, tmp) {
+		err = collect_head_keys(c, out);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* Record path's owner record as a (NULL: cleared), in the log and, when the batch
+ * publishes, in the tree. */
+static int attr_record(struct txn_engine *eng, struct batch *b, struct ev_build *eb,
+		       const char *path, size_t len, const struct txn_attr *ta)
+{
+	struct blob *val = NULL;
+	struct dattr *a = NULL;
+	struct node *n;
+	int err;
+
+	if (ARRAY_GROW(b->ac, b->nac + 1, b->cap_ac))
+		return -ENOMEM;
+	n = txn_node_find_or_create(eng, path, len);
+	if (!n)
+		return -ENOMEM;
+	if (ta) {
+		a = malloc(sizeof(*a));
+		val = txn_attr_encode(ta);
+		if (!a || !val) {
+			free(a);
+			blob_unref(val);
+			return -ENOMEM;
+		}
+		*a = (struct dattr){ ta->uid, ta->gid, ta->mode & 07777 };
+	} else if (!(val = blob_new("", 0))) {
+		return -ENOMEM;
+	}
+	err = ev_add_kind(b, eb, path, len, STORE_ATTR, val, 0);
+	if (err) {
+		free(a);
+		blob_unref(val);
+		return err;
+	}
+	b->ac[b->nac++] = (struct attr_change){ n, a, val };
+	return 0;
+}
+
+/* Record a change of owner or mode; it takes effect when the batch publishes. */
+static int apply_attr(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
+		      struct ev_build *eb)
+{
+	size_t len = strlen(req->path);
+	int depth = txn_path_depth(req->path, len);
+	int err = txn_path_check(req->path, len);
+
+	if (!err && (depth < 1 || depth > 2))
+		err = -EINVAL;
+	if (err)
+		return err;
+	return attr_record(eng, b, eb, req->path, len, req->attr.own ? &req->attr : NULL);
+}
+
+/*
+ * A renamed namespace or agent takes its owner records along (its own and, for a
+ * namespace, its agents'), so its keys keep their owner and mode under the new name;
+ * a directory renamed to another depth leaves them behind, cleared.
+ */
+static int move_attrs(struct txn_engine *eng, struct batch *b, struct ev_build *eb,
+		      struct node *src, const char *sp, size_t sl, const char *dp, size_t dl)
+{
+	int sdepth = txn_path_depth(sp, sl), same = sdepth == txn_path_depth(dp, dl);
+	struct node *dst = txn_node_find(eng, dp, dl), *c, *tmp;
+	int err = 0;
+
+	if (sdepth > 2)
+		return 0;
+	if (src->attr) {
+		struct txn_attr a = { src->attr->uid, src->attr->gid, src->attr->mode, true };
+
+		err = attr_record(eng, b, eb, sp, sl, NULL);
+		if (!err && same)
+			err = attr_record(eng, b, eb, dp, dl, &a);
+	} else if (dst && dst->attr && same) {
+		err = attr_record(eng, b, eb, dp, dl, NULL);
+	}
+	if (sdepth != 1)
+		return err;
+	HASH_ITER(hh, src->children, c, tmp) {
+		struct txn_attr a;
+		size_t cl, nl;
+		char *cp, *np;
+
+		if (err)
+			break;
+		if (!c->attr)
+			continue;
+		a = (struct txn_attr){ c->attr->uid, c->attr->gid, c->attr->mode, true };
+		cp = txn_path_join(sp, sl, c->name, c->name_len, &cl);
+		np = txn_path_join(dp, dl, c->name, c->name_len, &nl);
+		if (!cp || !np)
+			err = -ENOMEM;
+		if (!err)
+			err = attr_record(eng, b, eb, cp, cl, NULL);
+		if (!err && same)
+			err = attr_record(eng, b, eb, np, nl, &a);
+		free(cp);
+		free(np);
+	}
+	return err;
+}
+
+/* A key moves: a delete of from and a put of val at to, both in this commit. */
+static int apply_move(struct txn_engine *eng, struct batch *b, struct ev_build *eb,
+		      const char *from, size_t flen, const char *to, size_t tlen,
+		      struct blob *val, int64_t ts, int64_t time_ns)
+{
+	int64_t version;
+	int err = apply_op(eng, b, from, flen, NULL, ts, time_ns, &version);
+
+	if (!err)
+		err = ev_add(b, eb, from, flen, NULL, version);
+	if (!err)
+		err = apply_op(eng, b, to, tlen, val, ts, time_ns, &version);
+	if (!err)
+		err = ev_add(b, eb, to, tlen, val, version);
+	return err;
+}
+
+/* Every key below directory node src moves below req->path2, with the owner records. */
+static int apply_rename_dir(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
+			    struct node *src, int64_t ts, int64_t time_ns, struct ev_build *eb)
+{
+	size_t len = strlen(req->path), dlen = strlen(req->path2);
+	struct dirents keys = { 0 };
+	int err = collect_head_keys(src, &keys);
+
+	for (size_t i = 0; i < keys.n && !err; i++) {
+		const char *kp = keys.d[i].name;
+		size_t kl = strlen(kp), nl;
+		char *np = txn_path_join(req->path2, dlen, kp + len + 1, kl - len - 1, &nl);
+		struct node *kn = txn_node_find(eng, kp, kl);
+		struct blob *val;
+
+		if (!np) {
+			err = -ENOMEM;
+			break;
+		}
+		err = txn_path_check(np, nl);
+		if (!err && txn_path_depth(np, nl) < 3)
+			err = -EINVAL;
+		val = blob_ref(kn->versions->value);
+		if (!err)
+			err = apply_move(eng, b, eb, kp, kl, np, nl, val, ts, time_ns);
+		blob_unref(val);
+		free(np);
+	}
+	txn_dirents_free(keys.d, keys.n);
+	if (!err)
+		err = move_attrs(eng, b, eb, src, req->path, len, req->path2, dlen);
+	if (!err && src->explicit_dir) {
+		struct node *d = txn_node_find_or_create(eng, req->path2, dlen);
+
+		if (d)
+			d->explicit_dir = true;
+		src->explicit_dir = false;
+	}
+	return err;
+}
+
+/* Rename: a key, or every key below a directory, in one transaction. */
+static int apply_rename(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
+			int64_t ts, int64_t time_ns, struct ev_build *eb)
+{
+	size_t len = strlen(req->path), dlen = strlen(req->path2);
+	struct node *src = txn_node_find(eng, req->path, len);
+	struct node *dst = txn_node_find(eng, req->path2, dlen);
+	int err;
+
+	if (!src)
+		return -ENOENT;
+	if (len == dlen && memcmp(req->path, req->path2, len) == 0)
+		return 0;
+	if (req->noreplace && dst &&
+	    (txn_node_head_live(dst) || dst->head_desc > 0 || dst->explicit_dir))
+		return -EEXIST;
+	if (txn_node_head_live(src)) {
+		struct blob *val = src->versions->value;
+
+		if (txn_path_depth(req->path2, dlen) < 3)
+			return -EINVAL;
+		if (dst && dst->head_desc > 0)
+			return -EISDIR;
+		blob_ref(val);
+		err = apply_move(eng, b, eb, req->path, len, req->path2, dlen, val, ts, time_ns);
+		blob_unref(val);
+		return err;
+	}
+	if (src->head_desc == 0 && !src->explicit_dir && !src->attr &&
+	    !txn_node_has_explicit_child(src))
+		return -ENOENT;
+	if (txn_path_is_under(req->path2, dlen, req->path, len))
+		return -EINVAL;
+	if (dst && txn_node_head_live(dst))
+		return -ENOTDIR;
+	if (dst && (dst->head_desc > 0 || txn_node_has_explicit_child(dst)))
+		return -ENOTEMPTY;
+	return apply_rename_dir(eng, b, req, src, ts, time_ns, eb);
+}
+
+int txn_apply_auto(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
+		   int64_t ts, int64_t time_ns, struct ev_build *eb)
+{
+	size_t len = strlen(req->path);
+	int64_t version;
+	int err;
+
+	if (req->kind == TXN_AUTO_PUT) {
+		err = apply_op(eng, b, req->path, len, req->value, ts, time_ns, &version);
+		return err ? err : ev_add(b, eb, req->path, len, req->value, version);
+	}
+	if (req->kind == TXN_AUTO_DELETE) {
+		err = apply_op(eng, b, req->path, len, NULL, ts, time_ns, &version);
+		return err ? err : ev_add(b, eb, req->path, len, NULL, version);
+	}
+	if (req->kind == TXN_AUTO_ATTR)
+		return apply_attr(eng, b, req, eb);
+	return apply_rename(eng, b, req, ts, time_ns, eb);
+}
+
+/* Drop attribute changes from index mark on (a failed request or batch). */
+void txn_batch_drop_attrs(struct batch *b, size_t mark)
+{
+	while (b->nac > mark) {
+		b->nac--;
+		free(b->ac[b->nac].attr);
+		blob_unref(b->ac[b->nac].val);
+	}
+}

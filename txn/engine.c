@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine.c - the engine's lifecycle (txn layer): open (with recovery), start and stop of
+ * the committer and reaper threads, close, the head, health check, versions and the
+ * counters for .metrics.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "txn_i.h"
+
+int txn_engine_open(const char *datadir, const struct txn_options *opt,
+		    struct txn_engine **out)
+{
+	struct store_options sopt = { .fsync = opt->fsync };
+	struct txn_engine *eng;
+	struct store_replay_stats stats;
+	pthread_rwlockattr_t attr;
+	int64_t t0 = clock_now_ns(CLOCK_MONOTONIC);
+	struct store *st;
+	int err;
+
+	*out = NULL;
+	err = store_open(opt->store_uri, datadir, &sopt, &st);
+	if (err)
+		return err;
+	eng = calloc(1, sizeof(*eng));
+	if (!eng) {
+		store_close(st);
+		return -ENOMEM;
+	}
+	eng->opt = *opt;
+	eng->store = st;
+	pthread_rwlockattr_init(&attr);
+	/* Readers are many and fast; the committer must not starve behind them. */
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&eng->tree_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	pthread_mutex_init(&eng->table_lock, NULL);
+	pthread_mutex_init(&eng->lat_lock, NULL);
+	pthread_mutex_init(&eng->q_lock, NULL);
+	pthread_cond_init(&eng->q_cond, NULL);
+	pthread_cond_init(&eng->reaper_cond, NULL);
+	eng->q_tail = &eng->q_head;
+
+	eng->datadir = strdup(datadir);
+	if (!eng->datadir) {
+		txn_engine_close(eng);
+		return -ENOMEM;
+	}
+	err = txn_recover(eng, t0, &stats);
+	if (err) {
+		txn_engine_close(eng);
+		return err;
+	}
+	*out = eng;
+	return 0;
+}
+
+int txn_engine_start(struct txn_engine *eng)
+{
+	int rc = pthread_create(&eng->committer, NULL, txn_committer_main, eng);
+
+	if (rc)
+		return -rc;
+	rc = pthread_create(&eng->reaper, NULL, txn_reaper_main, eng);
+	if (rc) {
+		pthread_mutex_lock(&eng->q_lock);
+		eng->stopping = true;
+		pthread_cond_broadcast(&eng->q_cond);
+		pthread_mutex_unlock(&eng->q_lock);
+		pthread_join(eng->committer, NULL);
+		return -rc;
+	}
+	eng->started = true;
+	eng->ran = true;
+	return 0;
+}
+
+void txn_engine_stop(struct txn_engine *eng)
+{
+	if (!eng || !eng->started)
+		return;
+	pthread_mutex_lock(&eng->q_lock);
+	eng->stopping = true;
+	pthread_cond_broadcast(&eng->q_cond);
+	pthread_cond_broadcast(&eng->reaper_cond);
+	pthread_mutex_unlock(&eng->q_lock);
+	pthread_join(eng->committer, NULL);
+	pthread_join(eng->reaper, NULL);
+	eng->started = false;
+}
+
+void txn_engine_close(struct txn_engine *eng)
+{
+	struct txn *tx, *tmp;
+
+	if (!eng)
+		return;
+	if (eng->ran) {
+		txn_engine_stop(eng);
+		/* A clean stop: a snapshot of the final state, then the mark. */
+		if (eng->opt.snapshot_interval && eng->published_ts > eng->snap_ts)
+			txn_engine_snapshot(eng);
+		store_record_stop(eng->store);
+	}
+	HASH_ITER(hh_name, eng->by_name, tx, tmp) {
+		HASH_DELETE(hh_name, eng->by_name, tx);
+		HASH_DELETE(hh_id, eng->by_id, tx);
+		tx->in_table = false;
+		txn_unref(tx);
+	}
+	txn_node_free_tree(&eng->root);
+	store_close(eng->store);
+	free(eng->datadir);
+	pthread_rwlock_destroy(&eng->tree_lock);
+	pthread_mutex_destroy(&eng->table_lock);
+	pthread_mutex_destroy(&eng->lat_lock);
+	pthread_mutex_destroy(&eng->q_lock);
+	pthread_cond_destroy(&eng->q_cond);
+	pthread_cond_destroy(&eng->reaper_cond);
+	free(eng);
+}
+
+int64_t txn_engine_head(struct txn_engine *eng)
+{
+	int64_t ts;
+
+	pthread_rwlock_rdlock(&eng->tree_lock);
+	ts = eng->published_ts;
+	pthread_rwlock_unlock(&eng->tree_lock);
+	return ts;
+}
+
+int txn_engine_check(struct txn_engine *eng)
+{
+	int64_t head = 0;
+	int err = store_check(eng->store, &head);
+
+	if (err)
+		return -EIO;
+	if (head < txn_engine_head(eng)) {
+		log_err("cannot trust the store: its head %" PRId64 " is behind commit %" PRId64,
+			head, txn_engine_head(eng));
+		return -EIO;
+	}
+	return 0;
+}
+
+const char *txn_sqlite_version(void) { return store_sqlite_version(); }
+int txn_schema_version(void) { return STORE_SCHEMA_VERSION; }
+
+int txn_store_uri_check(const char *store_uri) { return store_uri_check(store_uri); }
+
+#if STATEHOUSE_FAULT_INJECTION
+void txn_engine_set_fault(struct txn_engine *eng, long after, int code)
+{
+	store_set_fault(eng->store, after, code);
+}
+#endif
+const struct txn_options *txn_engine_options(struct txn_engine *eng) { return &eng->opt; }
+
+/* ---- metrics ---------------------------------------------------------------------------- */
+
+const double txn_latency_bounds_s[TXN_LAT_BUCKETS] = {
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1e300,
+};
+
+void txn_engine_stats(struct txn_engine *eng, struct txn_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->begun = eng->n_begun;
+	out->committed = eng->n_committed;
+	out->aborted = eng->n_aborted;
+	out->expired = eng->n_expired;
+	out->conflicted = eng->n_conflicted;
+	out->autocommits = eng->n_auto;
+	out->failed = eng->n_failed;
+	out->ops_written = eng->n_written;
+	out->ops_deleted = eng->n_deleted;
+	pthread_mutex_lock(&eng->table_lock);
+	out->open_txns = eng->n_open;
+	pthread_mutex_unlock(&eng->table_lock);
+	out->head_ts = txn_engine_head(eng);
+	out->snapshot_ts = eng->snap_ts;
+	out->last_recovery_ns = eng->last_recovery_ns;
+	out->last_replayed = eng->last_replayed;
+	store_file_sizes(eng->store, &out->db_bytes, &out->wal_bytes);
+	store_starts(eng->store, &out->starts, &out->unclean_starts);
+	pthread_mutex_lock(&eng->lat_lock);
+	memcpy(out->lat_bucket, eng->lat_bucket, sizeof(out->lat_bucket));
+	out->lat_count = eng->lat_count;
+	out->lat_sum_s = eng->lat_sum_s;
+	pthread_mutex_unlock(&eng->lat_lock);
+}

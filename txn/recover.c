@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * recover.c - rebuilding the state from the store (txn layer): the newest snapshot is
+ * loaded and the log after it replayed at open; txn_verify() rebuilds it twice (whole
+ * log, snapshot + log) and compares.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "txn_i.h"
+
+/* ---- recovery at open -------------------------------------------------------------------- */
+
+static int replay_one(void *arg, const struct store_replay_op *op)
+{
+	struct txn_engine *eng = arg;
+	struct node *n = txn_node_find_or_create(eng, op->path, op->path_len);
+	struct version *v;
+	bool was;
+
+	if (!n)
+		return -ENOMEM;
+	if (op->kind == STORE_ATTR) {
+		struct dattr *a;
+		int err = txn_attr_decode(op->value, op->value_len, &a);
+
+		if (err)
+			return err;
+		free(n->attr);
+		n->attr = a;
+		return 0;
+	}
+	if (n->versions && op->version <= n->versions->version) {
+		log_err("cannot replay the log: version %" PRId64 " of '%.*s' at commit %" PRId64
+			" does not follow version %" PRId64, op->version, (int)op->path_len,
+			op->path, op->commit_ts, n->versions->version);
+		return -EIO;
+	}
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	if (op->kind == STORE_PUT) {
+		v->value = blob_new(op->value, op->value_len);
+		if (!v->value) {
+			free(v);
+			return -ENOMEM;
+		}
+	}
+	was = txn_node_head_live(n);
+	v->commit_ts = op->commit_ts;
+	v->version = op->version;
+	v->time_ns = op->time_ns;
+	v->older = n->versions;
+	n->versions = v;
+	if (was != (v->value != NULL)) {
+		txn_node_adjust_desc(n, true, v->value ? 1 : -1);
+		txn_node_adjust_desc(n, false, v->value ? 1 : -1);
+	}
+	txn_node_prune(n, op->commit_ts);
+	return 0;
+}
+
+static int snap_load_one(void *arg, const struct store_snap_entry *e)
+{
+	struct txn_engine *eng = arg;
+	struct node *n = txn_node_find_or_create(eng, e->path, e->path_len);
+	struct version *v;
+
+	if (!n)
+		return -ENOMEM;
+	if (txn_path_depth(e->path, e->path_len) < 3) {
+		if (n->attr)
+			return -EIO; /* twice in one snapshot */
+		return txn_attr_decode(e->value, e->value_len, &n->attr);
+	}
+	if (n->versions)
+		return -EIO; /* a key twice in one snapshot */
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	if (!e->deleted && !(v->value = blob_new(e->value, e->value_len))) {
+		free(v);
+		return -ENOMEM;
+	}
+	v->commit_ts = e->commit_ts;
+	v->version = e->version;
+	v->time_ns = e->time_ns;
+	n->versions = v;
+	if (v->value) {
+		txn_node_adjust_desc(n, true, 1);
+		txn_node_adjust_desc(n, false, 1);
+	}
+	return 0;
+}
+
+/* Open SQLite (its own WAL recovery ran in store_open), load the newest valid snapshot,
+ * replay every event after it; record the start. */
+int txn_recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *stats)
+{
+	int64_t head = 0, snap_ts = 0, t_snap, t_end;
+	uint64_t nkeys = 0;
+	int clean_prev = 1, err;
+
+	err = store_check(eng->store, &head);
+	if (err) {
+		log_err("cannot read the log's head");
+		return err;
+	}
+	if (!eng->opt.full_replay) {
+		err = store_snapshot_load(eng->datadir, head, snap_load_one, eng, &snap_ts, &nkeys);
+		if (err) {
+			/* Applied in part: start over from the first event. */
+			log_warn("cannot load the snapshot (%s); replaying the whole log",
+				 strerror(-err));
+			txn_node_free_tree(&eng->root);
+			memset(&eng->root, 0, sizeof(eng->root));
+			snap_ts = 0;
+			nkeys = 0;
+		}
+	}
+	t_snap = clock_now_ns(CLOCK_MONOTONIC);
+	err = store_replay(eng->store, snap_ts, replay_one, eng, stats);
+	if (err) {
+		log_err("cannot recover the state from the log: %s", strerror(-err));
+		return err;
+	}
+	t_end = clock_now_ns(CLOCK_MONOTONIC);
+	eng->published_ts = eng->head_ts = stats->head_ts;
+	eng->snap_ts = snap_ts;
+	if (snap_ts)
+		log_info("recovery: snapshot at commit %" PRId64 " loaded (%" PRIu64 " keys) in %"
+			 PRId64 " ms; replayed %" PRIu64 " events (%" PRIu64 " ops) in %" PRId64
+			 " ms; ready at commit %" PRId64,
+			 snap_ts, nkeys, (t_snap - t0) / 1000000, stats->events, stats->ops,
+			 (t_end - t_snap) / 1000000, stats->head_ts);
+	else
+		log_info("recovery: no snapshot; replayed %" PRIu64 " events (%" PRIu64
+			 " ops) in %" PRId64 " ms; ready at commit %" PRId64,
+			 stats->events, stats->ops, (t_end - t0) / 1000000, stats->head_ts);
+	if (eng->opt.inspect_only)
+		return 0;
+	err = store_record_start(eng->store,
+				 &(struct store_start){ .time_ns = clock_now_ns(CLOCK_REALTIME),
+							.recovery_ns = t_end - t0,
+							.snapshot_ts = snap_ts,
+							.events_replayed = stats->events,
+							.head_ts = stats->head_ts },
+				 &clean_prev);
+	if (err)
+		return err;
+	if (!clean_prev)
+		log_warn("the previous run did not stop cleanly (crash or kill); recovered from "
+			 "the log");
+	eng->last_recovery_ns = t_end - t0;
+	eng->last_replayed = stats->events;
+	return 0;
+}
+
+/* ---- verify --------------------------------------------------------------------------- */
+
+struct verify {
+	struct txn_engine *other;
+	uint64_t keys, diffs;
+};
+
+/* The owner records of n (a namespace or agent, or any node with one) must agree. */
+static int verify_attr(struct node *n, struct verify *vf)
+{
+	size_t len;
+	char *path = txn_node_path(n, &len);
+	struct node *m = path ? txn_node_find(vf->other, path, len) : NULL;
+	struct dattr *x = n->attr, *y = m ? m->attr : NULL;
+
+	if (!path)
+		return -ENOMEM;
+	if ((x == NULL) != (y == NULL) ||
+	    (x && (x->uid != y->uid || x->gid != y->gid || x->mode != y->mode))) {
+		vf->diffs++;
+		log_err("verify: the owner or mode of '%s' differs", path);
+	}
+	free(path);
+	return 0;
+}
+
+/* The newest version of key n must agree. */
+static int verify_key(struct node *n, struct verify *vf)
+{
+	size_t len;
+	char *path = txn_node_path(n, &len);
+	struct node *m = path ? txn_node_find(vf->other, path, len) : NULL;
+	struct version *x = n->versions, *y = m ? m->versions : NULL;
+
+	if (!path)
+		return -ENOMEM;
+	vf->keys++;
+	if (!y || x->version != y->version || x->commit_ts != y->commit_ts ||
+	    (x->value == NULL) != (y->value == NULL) ||
+	    (x->value && (x->value->len != y->value->len ||
+			  memcmp(x->value->data, y->value->data, x->value->len)))) {
+		vf->diffs++;
+		log_err("verify: '%s' differs: full replay has version %" PRId64
+			" at commit %" PRId64 "%s, snapshot + replay has %s", path,
+			x->version, x->commit_ts, x->value ? "" : " (deleted)",
+			y ? "another version or value" : "nothing");
+	}
+	free(path);
+	return 0;
+}
+
+static int verify_walk(struct txn_engine *a, struct node *n, struct verify *vf)
+{
+	struct node *c, *tmp;
+	int err = 0;
+
+	if (n->parent && (n->attr || n->parent == &a->root || n->parent->parent == &a->root))
+		err = verify_attr(n, vf);
+	if (!err && n->versions)
+		err = verify_key(n, vf);
+	HASH_ITER(hh, n->children, c, tmp) {
+		if (err)
+			break;
+		err = verify_walk(a, c, vf);
+	}
+	return err;
+}
+
+static uint64_t count_attrs(struct node *n)
+{
+	struct node *c, *tmp;
+	uint64_t k = n->attr ? 1 : 0;
+
+	HASH_ITER(hh, n->children, c, tmp)
+		k += count_attrs(c);
+	return k;
+}
+
+static uint64_t count_keys(struct node *n)
+{
+	struct node *c, *tmp;
+	uint64_t k = n->versions ? 1 : 0;
+
+	HASH_ITER(hh, n->children, c, tmp)
+		k += count_keys(c);
+	return k;
+}
+
+int txn_verify(const char *datadir, const char *store_uri)
+{
+	struct txn_options opt = { .txn_timeout_ms = 1000, .max_open_txns = 1,
+				   .max_value_bytes = SIZE_MAX, .fsync = 1, .inspect_only = true,
+				   .store_uri = store_uri };
+	struct txn_engine *full = NULL, *snap = NULL;
+	struct verify vf = { 0 };
+	int err;
+
+	opt.full_replay = true;
+	err = txn_engine_open(datadir, &opt, &full);
+	if (!err) {
+		opt.full_replay = false;
+		err = txn_engine_open(datadir, &opt, &snap);
+	}
+	if (!err && full->published_ts != snap->published_ts) {
+		log_err("verify: the full replay ends at commit %" PRId64 ", snapshot + replay at %"
+			PRId64, full->published_ts, snap->published_ts);
+		err = -EIO;
+	}
+	if (!err) {
+		vf.other = snap;
+		err = verify_walk(full, &full->root, &vf);
+	}
+	if (!err && count_keys(&snap->root) != vf.keys) {
+		log_err("verify: snapshot + replay holds %" PRIu64 " keys, the full replay %" PRIu64,
+			count_keys(&snap->root), vf.keys);
+		err = -EIO;
+	}
+	/* Every record of the full replay was compared; equal counts leave none extra. */
+	if (!err && count_attrs(&snap->root) != count_attrs(&full->root)) {
+		log_err("verify: snapshot + replay holds %" PRIu64 " owner records, the full replay %"
+			PRIu64, count_attrs(&snap->root), count_attrs(&full->root));
+		err = -EIO;
+	}
+	if (!err && vf.diffs)
+		err = -EIO;
+	if (!err)
+		log_info("verify: ok: %" PRIu64 " keys at commit %" PRId64 " agree (snapshot at commit %"
+			 PRId64 " + replay vs the whole log)", vf.keys, full->published_ts,
+			 snap->snap_ts);
+	txn_engine_close(full);
+	txn_engine_close(snap);
+	return err;
+}

@@ -1,0 +1,467 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stage.c - staging inside an open transaction (txn layer): put, delete, rename, mkdir,
+ * rmdir and the timeout, checked against the transaction's view.  Nothing here touches
+ * the tree: staged ops reach it only through commit.c.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grow.h"
+#include "log.h"
+#include "txn_i.h"
+
+static int staged_set(struct txn *tx, const char *path, size_t len, enum staged_kind kind,
+		      struct blob *value)
+{
+	struct staged *s = txn_staged_find(tx, path, len);
+
+	if (!s) {
+		s = calloc(1, sizeof(*s));
+		if (!s || !(s->path = strndup(path, len))) {
+			free(s);
+			blob_unref(value);
+			return -ENOMEM;
+		}
+		s->len = len;
+		HASH_ADD_KEYPTR(hh, tx->staged, s->path, s->len, s);
+		if (!HASH_ADDED(hh, s)) {
+			free(s->path);
+			free(s);
+			blob_unref(value);
+			return -ENOMEM;
+		}
+	} else {
+		if (s->kind != ST_DIR)
+			tx->n_ops--;
+		if (s->kind == ST_DELETE)
+			tx->n_deletes--;
+		blob_unref(s->value);
+	}
+	s->kind = kind;
+	s->value = value;
+	if (kind != ST_DIR)
+		tx->n_ops++;
+	if (kind == ST_DELETE)
+		tx->n_deletes++;
+	return 0;
+}
+
+static void staged_drop(struct txn *tx, struct staged *s)
+{
+	if (s->kind != ST_DIR)
+		tx->n_ops--;
+	if (s->kind == ST_DELETE)
+		tx->n_deletes--;
+	HASH_DEL(tx->staged, s);
+	blob_unref(s->value);
+	free(s->path);
+	free(s);
+}
+
+/* Every ancestor of path must be a directory (or nothing) in the view. */
+static int view_check_ancestors(struct txn_engine *eng, struct txn *tx, const char *path,
+				size_t len)
+{
+	struct txn_entry e;
+
+	for (size_t i = 0; i < len; i++) {
+		if (path[i] != '/')
+			continue;
+		if (txn_view_resolve(eng, tx, path, i, &e, NULL) == 0 && e.type == TXN_FILE)
+			return -ENOTDIR;
+	}
+	return 0;
+}
+
+/* Put without taking locks; tree (read) and tx->lock held. */
+static int stage_put_locked(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+			    struct blob *value)
+{
+	struct txn_entry e;
+	int err = view_check_ancestors(eng, tx, path, len);
+
+	if (!err && txn_view_resolve(eng, tx, path, len, &e, NULL) == 0 && e.type == TXN_DIR)
+		err = -EISDIR;
+	if (err) {
+		blob_unref(value);
+		return err;
+	}
+	/* Over a snapshot key or over nothing, a put either way: the version is assigned
+	 * at commit. */
+	return staged_set(tx, path, len, ST_PUT, value);
+}
+
+static int stage_delete_locked(struct txn_engine *eng, struct txn *tx, const char *path, size_t len)
+{
+	struct txn_entry e;
+	struct staged *s;
+	int err = txn_view_resolve(eng, tx, path, len, &e, NULL);
+
+	if (err)
+		return err;
+	if (e.type != TXN_FILE)
+		return -EISDIR;
+	s = txn_staged_find(tx, path, len);
+	if (s && !txn_node_live_at(txn_node_find(eng, path, len), tx->begin_ts)) {
+		staged_drop(tx, s); /* the key exists only in this transaction */
+		return 0;
+	}
+	return staged_set(tx, path, len, ST_DELETE, NULL);
+}
+
+#define STAGE_BEGIN(eng, tx)                                                      \
+	do {                                                                      \
+		pthread_rwlock_rdlock(&(eng)->tree_lock);                         \
+		pthread_mutex_lock(&(tx)->lock);                                  \
+	} while (0)
+#define STAGE_END(eng, tx)                                                        \
+	do {                                                                      \
+		pthread_mutex_unlock(&(tx)->lock);                                \
+		pthread_rwlock_unlock(&(eng)->tree_lock);                         \
+	} while (0)
+
+int txn_stage_put(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+		  struct blob *value)
+{
+	int err = txn_path_check(path, len);
+
+	if (!err && txn_path_depth(path, len) < 3)
+		err = -EINVAL;
+	if (!err && value->len > eng->opt.max_value_bytes)
+		err = -EFBIG;
+	if (err) {
+		blob_unref(value);
+		return err;
+	}
+	STAGE_BEGIN(eng, tx);
+	err = txn_stage_state_err(tx);
+	if (err)
+		blob_unref(value);
+	else
+		err = stage_put_locked(eng, tx, path, len, value);
+	STAGE_END(eng, tx);
+	return err;
+}
+
+int txn_stage_delete(struct txn_engine *eng, struct txn *tx, const char *path, size_t len)
+{
+	int err = txn_path_check(path, len);
+
+	if (err)
+		return err;
+	STAGE_BEGIN(eng, tx);
+	err = txn_stage_state_err(tx);
+	if (!err)
+		err = stage_delete_locked(eng, tx, path, len);
+	STAGE_END(eng, tx);
+	return err;
+}
+
+/* A stack of nodes still to visit (view_files_below() walks without recursion). */
+struct node_stack {
+	struct node **n;
+	size_t sp, cap;
+};
+
+static int push_children(struct node_stack *st, struct node *n)
+{
+	struct node *c, *tmp;
+
+	HASH_ITER(hh, n->children, c, tmp) {
+		if (ARRAY_GROW(st->n, st->sp + 1, st->cap))
+			return -ENOMEM;
+		st->n[st->sp++] = c;
+	}
+	return 0;
+}
+
+/* Add the snapshot keys at and below the nodes on the stack that are files in tx's view. */
+static int view_files_in_tree(struct txn_engine *eng, struct txn *tx, struct node_stack *st,
+			      struct dirents *ds)
+{
+	struct txn_entry e;
+	int err = 0;
+
+	while (st->sp && !err) {
+		struct node *x = st->n[--st->sp];
+		size_t plen;
+		char *p = txn_node_path(x, &plen);
+
+		if (!p)
+			return -ENOMEM;
+		if (txn_view_resolve(eng, tx, p, plen, &e, NULL) == 0 && e.type == TXN_FILE)
+			err = txn_dirents_add(ds, p, plen, TXN_FILE);
+		free(p);
+		if (!err)
+			err = push_children(st, x);
+	}
+	return err;
+}
+
+/* Collect the paths of every file below dir in tx's view (tree read lock + tx->lock). */
+static int view_files_below(struct txn_engine *eng, struct txn *tx, const char *dir, size_t dlen,
+			    struct dirents *out)
+{
+	struct dirents ds = { 0 };
+	struct node *dn = txn_node_find(eng, dir, dlen);
+	struct staged *s, *tmp;
+	int err = 0;
+
+	/* Candidates: snapshot nodes below dir and staged puts below dir. */
+	if (dn) {
+		struct node_stack st = { 0 };
+
+		err = push_children(&st, dn);
+		if (!err)
+			err = view_files_in_tree(eng, tx, &st, &ds);
+		free(st.n);
+	}
+	HASH_ITER(hh, tx->staged, s, tmp) {
+		if (!err && s->kind == ST_PUT && txn_path_is_under(s->path, s->len, dir, dlen))
+			err = txn_dirents_add(&ds, s->path, s->len, TXN_FILE);
+	}
+	if (err) {
+		txn_dirents_free(ds.d, ds.n);
+		return err;
+	}
+	txn_dirents_finish(&ds);
+	*out = ds;
+	return 0;
+}
+
+/* A file moves: staged delete of src, staged put of its value (consumed) at dst. */
+static int stage_rename_file(struct txn_engine *eng, struct txn *tx, const char *src,
+			     size_t slen, const char *dst, size_t dlen, const struct txn_entry *de,
+			     struct blob *val)
+{
+	int err = 0;
+
+	if (txn_path_depth(dst, dlen) < 3)
+		err = -EINVAL;
+	else if (de && de->type == TXN_DIR)
+		err = -EISDIR;
+	if (!err)
+		err = view_check_ancestors(eng, tx, dst, dlen);
+	if (!err)
+		err = stage_delete_locked(eng, tx, src, slen);
+	if (err) {
+		blob_unref(val);
+		return err;
+	}
+	return stage_put_locked(eng, tx, dst, dlen, val);
+}
+
+/* Every file below src in the view moves below dst. */
+static int stage_move_files(struct txn_engine *eng, struct txn *tx, const char *src,
+			    size_t slen, const char *dst, size_t dlen)
+{
+	struct dirents files = { 0 };
+	int err = view_files_below(eng, tx, src, slen, &files);
+
+	for (size_t i = 0; i < files.n && !err; i++) {
+		const char *fp = files.d[i].name;
+		size_t fl = strlen(fp), nl;
+		char *np = txn_path_join(dst, dlen, fp + slen + 1, fl - slen - 1, &nl);
+		struct blob *fv = NULL;
+		struct txn_entry fe;
+
+		if (!np) {
+			err = -ENOMEM;
+			break;
+		}
+		if (txn_path_depth(np, nl) < 3 || nl - (dlen) > TXN_KEY_MAX + 2 * TXN_NAME_MAX)
+			err = -EINVAL;
+		if (!err)
+			err = txn_view_resolve(eng, tx, fp, fl, &fe, &fv);
+		if (!err)
+			err = stage_delete_locked(eng, tx, fp, fl);
+		if (!err)
+			err = stage_put_locked(eng, tx, np, nl, fv);
+		else
+			blob_unref(fv);
+		free(np);
+	}
+	txn_dirents_free(files.d, files.n);
+	return err;
+}
+
+/* Staged directory markers at and below src move along to dst. */
+static void stage_move_dir_markers(struct txn *tx, const char *src, size_t slen,
+				   const char *dst, size_t dlen)
+{
+	struct staged *s, *tmp;
+
+	HASH_ITER(hh, tx->staged, s, tmp) {
+		if (s->kind == ST_DIR && (txn_path_is_under(s->path, s->len, src, slen) ||
+					  (s->len == slen && !memcmp(s->path, src, slen)))) {
+			size_t nl;
+			char *np = txn_path_join(dst, dlen, s->path + slen + (s->len > slen),
+					     s->len - slen - (s->len > slen), &nl);
+
+			if (np) {
+				staged_set(tx, np, nl, ST_DIR, NULL);
+				free(np);
+			}
+			staged_drop(tx, s);
+		}
+	}
+}
+
+/* A directory moves: every file below it, and the staged directories. */
+static int stage_rename_dir(struct txn_engine *eng, struct txn *tx, const char *src,
+			    size_t slen, const char *dst, size_t dlen, const struct txn_entry *de)
+{
+	struct dirents dfiles;
+	int err;
+
+	if (txn_path_is_under(dst, dlen, src, slen))
+		return -EINVAL;
+	if (de && de->type == TXN_FILE)
+		return -ENOTDIR;
+	if (de) {
+		err = view_files_below(eng, tx, dst, dlen, &dfiles);
+		if (err)
+			return err;
+		txn_dirents_free(dfiles.d, dfiles.n);
+		if (dfiles.n)
+			return -ENOTEMPTY;
+	}
+	err = stage_move_files(eng, tx, src, slen, dst, dlen);
+	if (!err)
+		stage_move_dir_markers(tx, src, slen, dst, dlen);
+	return err;
+}
+
+int txn_stage_rename(struct txn_engine *eng, struct txn *tx, const char *src, size_t slen,
+		     const char *dst, size_t dlen, bool noreplace)
+{
+	struct txn_entry se, de;
+	struct blob *val = NULL;
+	int err = txn_path_check(src, slen);
+	bool dst_exists;
+
+	if (!err)
+		err = txn_path_check(dst, dlen);
+	if (err)
+		return err;
+	STAGE_BEGIN(eng, tx);
+	err = txn_stage_state_err(tx);
+	if (!err)
+		err = txn_view_resolve(eng, tx, src, slen, &se, &val);
+	if (err || (slen == dlen && memcmp(src, dst, slen) == 0))
+		goto out; /* an error, or a rename onto itself */
+	dst_exists = txn_view_resolve(eng, tx, dst, dlen, &de, NULL) == 0;
+	if (dst_exists && noreplace) {
+		err = -EEXIST;
+	} else if (se.type == TXN_FILE) {
+		err = stage_rename_file(eng, tx, src, slen, dst, dlen, dst_exists ? &de : NULL, val);
+		val = NULL;
+	} else {
+		err = stage_rename_dir(eng, tx, src, slen, dst, dlen, dst_exists ? &de : NULL);
+	}
+out:
+	STAGE_END(eng, tx);
+	blob_unref(val);
+	return err;
+}
+
+int txn_stage_mkdir(struct txn_engine *eng, struct txn *tx, const char *path, size_t len)
+{
+	struct txn_entry e;
+	int err = txn_path_check(path, len);
+
+	if (err)
+		return err;
+	STAGE_BEGIN(eng, tx);
+	err = txn_stage_state_err(tx);
+	if (!err && txn_view_resolve(eng, tx, path, len, &e, NULL) == 0)
+		err = -EEXIST;
+	if (!err)
+		err = view_check_ancestors(eng, tx, path, len);
+	if (!err)
+		err = staged_set(tx, path, len, ST_DIR, NULL);
+	STAGE_END(eng, tx);
+	return err;
+}
+
+int txn_stage_rmdir(struct txn_engine *eng, struct txn *tx, const char *path, size_t len)
+{
+	struct txn_entry e;
+	struct dirents files;
+	int err = txn_path_check(path, len);
+
+	if (err)
+		return err;
+	STAGE_BEGIN(eng, tx);
+	err = txn_stage_state_err(tx);
+	if (!err) {
+		err = txn_view_resolve(eng, tx, path, len, &e, NULL);
+		if (err == -ENOENT) {
+			/* It vanished with its last key (rm -r removes keys first). */
+			STAGE_END(eng, tx);
+			return 0;
+		}
+	}
+	if (!err && e.type != TXN_DIR)
+		err = -ENOTDIR;
+	if (!err)
+		err = view_files_below(eng, tx, path, len, &files);
+	if (!err) {
+		size_t nfiles = files.n;
+
+		txn_dirents_free(files.d, files.n);
+		if (nfiles) {
+			err = -ENOTEMPTY;
+		} else {
+			struct staged *s, *tmp;
+
+			HASH_ITER(hh, tx->staged, s, tmp) {
+				if (s->kind == ST_DIR && txn_path_is_under(s->path, s->len, path, len)) {
+					err = -ENOTEMPTY;
+					break;
+				}
+			}
+			if (!err) {
+				s = txn_staged_find(tx, path, len);
+				if (s && s->kind == ST_DIR)
+					staged_drop(tx, s);
+			}
+		}
+	}
+	STAGE_END(eng, tx);
+	return err;
+}
+
+int txn_writable(struct txn *tx)
+{
+	int err;
+
+	pthread_mutex_lock(&tx->lock);
+	err = txn_stage_state_err(tx);
+	pthread_mutex_unlock(&tx->lock);
+	return err;
+}
+
+int txn_set_timeout(struct txn_engine *eng, struct txn *tx, int64_t timeout_ms)
+{
+	int err;
+
+	if (timeout_ms < 1 || timeout_ms > 86400000)
+		return -EINVAL;
+	pthread_mutex_lock(&tx->lock);
+	err = txn_stage_state_err(tx);
+	if (!err && tx->n_ops > 0)
+		err = -EBUSY;
+	if (!err)
+		tx->timeout_ms = timeout_ms;
+	pthread_mutex_unlock(&tx->lock);
+	if (!err) {
+		pthread_mutex_lock(&eng->q_lock);
+		pthread_cond_signal(&eng->reaper_cond);
+		pthread_mutex_unlock(&eng->q_lock);
+	}
+	return err;
+}

@@ -1,0 +1,477 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * table.c - the transaction table (txn layer): begin, find, remove and list, references,
+ * a transaction's state and deadline, and its note files (.commit.pending is one).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "txn_i.h"
+
+/* ---- transactions: table ------------------------------------------------------------ */
+
+void txn_staged_free_all(struct txn *tx)
+{
+	struct staged *s, *tmp;
+
+	HASH_ITER(hh, tx->staged, s, tmp) {
+		HASH_DEL(tx->staged, s);
+		blob_unref(s->value);
+		free(s->path);
+		free(s);
+	}
+	tx->n_ops = 0;
+	tx->n_deletes = 0;
+}
+
+/* Free a note that is out of the table. */
+static void note_free(struct note *nt)
+{
+	blob_unref(nt->content);
+	free(nt->name);
+	free(nt);
+}
+
+static void notes_free_all(struct txn *tx)
+{
+	struct note *nt, *tmp;
+
+	HASH_ITER(hh, tx->notes, nt, tmp) {
+		HASH_DEL(tx->notes, nt);
+		note_free(nt);
+	}
+}
+
+struct txn *txn_ref(struct txn *tx)
+{
+	if (tx)
+		atomic_fetch_add(&tx->refs, 1);
+	return tx;
+}
+
+void txn_unref(struct txn *tx)
+{
+	if (!tx || atomic_fetch_sub(&tx->refs, 1) != 1)
+		return;
+	txn_staged_free_all(tx);
+	notes_free_all(tx);
+	pthread_mutex_destroy(&tx->lock);
+	free(tx->err_key);
+	free(tx->name);
+	free(tx);
+}
+
+uint64_t txn_id(const struct txn *tx) { return tx->id; }
+const char *txn_name(const struct txn *tx) { return tx->name; }
+uint32_t txn_uid(const struct txn *tx) { return tx->uid; }
+uint32_t txn_gid(const struct txn *tx) { return tx->gid; }
+int64_t txn_begin_ts(const struct txn *tx) { return tx->begin_ts; }
+
+enum txn_state txn_get_state(struct txn *tx)
+{
+	enum txn_state s;
+
+	pthread_mutex_lock(&tx->lock);
+	s = tx->state;
+	pthread_mutex_unlock(&tx->lock);
+	return s;
+}
+
+int64_t txn_timeout_ms(struct txn *tx)
+{
+	int64_t t;
+
+	pthread_mutex_lock(&tx->lock);
+	t = tx->timeout_ms;
+	pthread_mutex_unlock(&tx->lock);
+	return t;
+}
+
+int txn_status(struct txn *tx, struct txn_status *out)
+{
+	int err = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->name = tx->name;
+	pthread_mutex_lock(&tx->lock);
+	out->state = tx->state;
+	out->deadline_passed = tx->state == TXN_OPEN && txn_deadline_passed(tx);
+	out->ops = tx->state == TXN_COMMITTED ? tx->committed_ops : tx->n_ops;
+	out->begin_ts = tx->begin_ts;
+	out->timeout_ms = tx->timeout_ms;
+	if (tx->state == TXN_OPEN || tx->state == TXN_COMMITTING) {
+		int64_t left = tx->timeout_ms -
+			       (clock_now_ns(CLOCK_MONOTONIC) - tx->begin_mono_ns) / 1000000;
+
+		out->expires_in_ms = left > 0 ? left : 0;
+	}
+	if (tx->state == TXN_COMMITTED) {
+		out->commit_ts = tx->commit_ts;
+		out->commit_time_ns = tx->commit_time_ns;
+	}
+	out->err = tx->err;
+	if (tx->err && tx->err_key && !(out->err_key = strdup(tx->err_key)))
+		err = -ENOMEM;
+	pthread_mutex_unlock(&tx->lock);
+	return err;
+}
+
+void txn_status_release(struct txn_status *st)
+{
+	free(st->err_key);
+	st->err_key = NULL;
+}
+
+int txn_note_set(struct txn *tx, const char *name, struct blob *content)
+{
+	struct note *nt = NULL;
+
+	HASH_FIND_STR(tx->notes, name, nt);
+	if (nt) {
+		blob_unref(nt->content);
+		nt->content = content;
+		return 0;
+	}
+	nt = calloc(1, sizeof(*nt));
+	if (!nt || !(nt->name = strdup(name))) {
+		free(nt);
+		blob_unref(content);
+		return -ENOMEM;
+	}
+	nt->content = content;
+	HASH_ADD_KEYPTR(hh, tx->notes, nt->name, strlen(nt->name), nt);
+	if (!HASH_ADDED(hh, nt)) {
+		note_free(nt);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Into both indexes of the table, or neither (-ENOMEM).  table_lock held. */
+static int table_add_locked(struct txn_engine *eng, struct txn *tx, size_t len)
+{
+	HASH_ADD_KEYPTR(hh_name, eng->by_name, tx->name, len, tx);
+	if (!HASH_ADDED(hh_name, tx))
+		return -ENOMEM;
+	HASH_ADD(hh_id, eng->by_id, id, sizeof(tx->id), tx);
+	if (!HASH_ADDED(hh_id, tx)) {
+		HASH_DELETE(hh_name, eng->by_name, tx);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int txn_begin(struct txn_engine *eng, const char *name, size_t len, uint32_t uid,
+	      uint32_t gid, struct txn **out)
+{
+	struct txn *tx, *old = NULL;
+	struct blob *empty;
+	int err = txn_check_name(name, len);
+
+	*out = NULL;
+	if (err)
+		return err;
+	if (name[0] == '.')
+		return -EINVAL;
+	tx = calloc(1, sizeof(*tx));
+	if (!tx)
+		return -ENOMEM;
+	tx->name = strndup(name, len);
+	empty = blob_new("", 0);
+	if (!tx->name || !empty) {
+		free(tx->name);
+		free(tx);
+		blob_unref(empty);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&tx->lock, NULL);
+	atomic_init(&tx->refs, 1);
+	tx->uid = uid;
+	tx->gid = gid;
+	tx->state = TXN_OPEN;
+	tx->timeout_ms = eng->opt.txn_timeout_ms;
+	tx->begin_mono_ns = clock_now_ns(CLOCK_MONOTONIC);
+	if (txn_note_set(tx, ".commit.pending", empty)) {
+		txn_unref(tx);
+		return -ENOMEM;
+	}
+
+	/* Tree lock first (rank 1): begin_ts must not move while the snapshot is pinned. */
+	pthread_rwlock_rdlock(&eng->tree_lock);
+	pthread_mutex_lock(&eng->table_lock);
+	HASH_FIND(hh_name, eng->by_name, tx->name, len, old);
+	if (old) {
+		err = -EEXIST;
+	} else if (eng->n_open >= eng->opt.max_open_txns) {
+		err = -EAGAIN;
+	} else {
+		tx->id = ++eng->next_id;
+		tx->begin_ts = eng->published_ts;
+		err = table_add_locked(eng, tx, len);
+	}
+	if (!err) {
+		tx->in_table = true;
+		eng->n_open++;
+		eng->n_begun++;
+		txn_ref(tx); /* the table's reference */
+	}
+	pthread_mutex_unlock(&eng->table_lock);
+	pthread_rwlock_unlock(&eng->tree_lock);
+	if (err) {
+		txn_unref(tx);
+		return err;
+	}
+	pthread_mutex_lock(&eng->q_lock);
+	pthread_cond_signal(&eng->reaper_cond);
+	pthread_mutex_unlock(&eng->q_lock);
+	log_debug("transaction '%s' begun by uid %" PRIu32 " at commit %" PRId64, tx->name, uid,
+		  tx->begin_ts);
+	*out = tx;
+	return 0;
+}
+
+struct txn *txn_find(struct txn_engine *eng, const char *name, size_t len)
+{
+	struct txn *tx = NULL;
+
+	pthread_mutex_lock(&eng->table_lock);
+	HASH_FIND(hh_name, eng->by_name, name, len, tx);
+	txn_ref(tx);
+	pthread_mutex_unlock(&eng->table_lock);
+	return tx;
+}
+
+struct txn *txn_find_id(struct txn_engine *eng, uint64_t id)
+{
+	struct txn *tx = NULL;
+
+	pthread_mutex_lock(&eng->table_lock);
+	HASH_FIND(hh_id, eng->by_id, &id, sizeof(id), tx);
+	txn_ref(tx);
+	pthread_mutex_unlock(&eng->table_lock);
+	return tx;
+}
+
+/* Leave the pinning states; called with table_lock and tx->lock held. */
+void txn_unpin_locked(struct txn_engine *eng, struct txn *tx, enum txn_state to)
+{
+	if (tx->state == TXN_OPEN || tx->state == TXN_COMMITTING)
+		eng->n_open--;
+	tx->state = to;
+	if (to == TXN_COMMITTED)
+		eng->n_committed++;
+	else if (to == TXN_ABORTED)
+		eng->n_aborted++;
+	else if (to == TXN_EXPIRED)
+		eng->n_expired++;
+	else if (to == TXN_CONFLICT)
+		eng->n_conflicted++;
+}
+
+int txn_remove(struct txn_engine *eng, const char *name, size_t len)
+{
+	struct txn *tx = NULL;
+	int err = 0;
+
+	pthread_mutex_lock(&eng->table_lock);
+	HASH_FIND(hh_name, eng->by_name, name, len, tx);
+	if (!tx) {
+		pthread_mutex_unlock(&eng->table_lock);
+		return -ENOENT;
+	}
+	pthread_mutex_lock(&tx->lock);
+	if (tx->state == TXN_COMMITTING) {
+		err = -EBUSY;
+	} else {
+		if (tx->state == TXN_OPEN)
+			txn_unpin_locked(eng, tx, TXN_ABORTED);
+		txn_staged_free_all(tx);
+		HASH_DELETE(hh_name, eng->by_name, tx);
+		HASH_DELETE(hh_id, eng->by_id, tx);
+		tx->in_table = false;
+	}
+	pthread_mutex_unlock(&tx->lock);
+	pthread_mutex_unlock(&eng->table_lock);
+	if (!err)
+		txn_unref(tx);
+	return err;
+}
+
+int txn_list_names(struct txn_engine *eng, struct txn_dirent **out, size_t *n)
+{
+	struct dirents ds = { 0 };
+	struct txn *tx, *tmp;
+	int err = 0;
+
+	pthread_mutex_lock(&eng->table_lock);
+	HASH_ITER(hh_name, eng->by_name, tx, tmp) {
+		err = txn_dirents_add(&ds, tx->name, strlen(tx->name), TXN_DIR);
+		if (err)
+			break;
+	}
+	pthread_mutex_unlock(&eng->table_lock);
+	if (err) {
+		txn_dirents_free(ds.d, ds.n);
+		return err;
+	}
+	txn_dirents_finish(&ds);
+	*out = ds.d;
+	*n = ds.n;
+	return 0;
+}
+
+/* ---- a transaction's state and deadline ------------------------------------------------ */
+
+bool txn_deadline_passed(struct txn *tx)
+{
+	return clock_now_ns(CLOCK_MONOTONIC) - tx->begin_mono_ns > tx->timeout_ms * 1000000;
+}
+
+/* May tx take new staged operations?  Called with tx->lock held. */
+int txn_stage_state_err(struct txn *tx)
+{
+	switch (tx->state) {
+	case TXN_OPEN:
+		return txn_deadline_passed(tx) ? -ETIMEDOUT : 0;
+	case TXN_COMMITTING:
+		return -EBUSY;
+	case TXN_COMMITTED:
+		return -EROFS;
+	case TXN_EXPIRED:
+		return -ETIMEDOUT;
+	case TXN_CONFLICT:
+		return -ESTALE;
+	case TXN_ABORTED:
+	default:
+		return -ENOENT;
+	}
+}
+
+
+/* Record why tx failed (and at which key), for .status. */
+void txn_fail_locked(struct txn *tx, int err, const char *key, size_t klen)
+{
+	tx->err = err;
+	free(tx->err_key);
+	tx->err_key = key ? strndup(key, klen) : NULL;
+}
+
+/* ---- notes ------------------------------------------------------------------------ */
+
+int txn_note_put(struct txn *tx, const char *name, struct blob *content)
+{
+	int err;
+
+	pthread_mutex_lock(&tx->lock);
+	err = txn_stage_state_err(tx);
+	if (!err)
+		err = txn_note_set(tx, name, content);
+	else
+		blob_unref(content);
+	pthread_mutex_unlock(&tx->lock);
+	return err;
+}
+
+int txn_note_get(struct txn *tx, const char *name, struct blob **out)
+{
+	struct note *nt = NULL;
+
+	pthread_mutex_lock(&tx->lock);
+	HASH_FIND_STR(tx->notes, name, nt);
+	*out = nt ? blob_ref(nt->content) : NULL;
+	pthread_mutex_unlock(&tx->lock);
+	return nt ? 0 : -ENOENT;
+}
+
+int txn_note_remove(struct txn *tx, const char *name)
+{
+	struct note *nt = NULL;
+	int err;
+
+	pthread_mutex_lock(&tx->lock);
+	err = txn_stage_state_err(tx);
+	if (!err) {
+		HASH_FIND_STR(tx->notes, name, nt);
+		if (!nt) {
+			err = -ENOENT;
+		} else {
+			HASH_DEL(tx->notes, nt);
+			note_free(nt);
+		}
+	}
+	pthread_mutex_unlock(&tx->lock);
+	return err;
+}
+
+int txn_note_rename(struct txn *tx, const char *from, const char *to)
+{
+	struct note *nt = NULL, *old = NULL, *moved;
+	int err;
+
+	pthread_mutex_lock(&tx->lock);
+	err = txn_stage_state_err(tx);
+	if (err)
+		goto out;
+	HASH_FIND_STR(tx->notes, from, nt);
+	if (!nt) {
+		err = -ENOENT;
+		goto out;
+	}
+	if (strcmp(from, to) == 0)
+		goto out;
+	HASH_FIND_STR(tx->notes, to, old);
+	/* The note goes in under its new name before anything leaves, so a failure
+	 * changes nothing (the table is not empty: it cannot fail to be allocated). */
+	moved = calloc(1, sizeof(*moved));
+	if (!moved || !(moved->name = strdup(to))) {
+		free(moved);
+		err = -ENOMEM;
+		goto out;
+	}
+	HASH_ADD_KEYPTR(hh, tx->notes, moved->name, strlen(moved->name), moved);
+	if (!HASH_ADDED(hh, moved)) {
+		free(moved->name);
+		free(moved);
+		err = -ENOMEM;
+		goto out;
+	}
+	moved->content = nt->content;
+	nt->content = NULL;
+	if (old) {
+		HASH_DEL(tx->notes, old);
+		note_free(old);
+	}
+	HASH_DEL(tx->notes, nt);
+	note_free(nt);
+out:
+	pthread_mutex_unlock(&tx->lock);
+	return err;
+}
+
+int txn_note_list(struct txn *tx, struct txn_dirent **out, size_t *n)
+{
+	struct dirents ds = { 0 };
+	struct note *nt, *tmp;
+	int err = 0;
+
+	pthread_mutex_lock(&tx->lock);
+	HASH_ITER(hh, tx->notes, nt, tmp) {
+		err = txn_dirents_add(&ds, nt->name, strlen(nt->name), TXN_FILE);
+		if (err)
+			break;
+	}
+	pthread_mutex_unlock(&tx->lock);
+	if (err) {
+		txn_dirents_free(ds.d, ds.n);
+		return err;
+	}
+	txn_dirents_finish(&ds);
+	*out = ds.d;
+	*n = ds.n;
+	return 0;
+}

@@ -1,0 +1,278 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * txn_i.h - private declarations shared by the files of the txn layer: the versioned
+ * tree, transactions, the engine, a batch being committed, and the internal functions
+ * one file offers another.  Nothing outside txn/ includes it; txn.h is the manual.
+ *
+ * Where things are: tree.c (the tree, path rules, views, owners, live directories),
+ * table.c (the transaction table, references, state, notes), stage.c (staging),
+ * committer.c (the commit queue and the group-commit loop, with the state machine),
+ * commit.c (validating and applying one request inside a batch), reaper.c (expiry,
+ * snapshots written), recover.c (replay, snapshot load, verify), engine.c (lifecycle,
+ * stats), past.c (.at, .history and the event log, read from the store).
+ *
+ * Invariants of the derived state (the code that keeps each is named)
+ *  1. The store's log is the truth.  The tree here is derived from it: txn_recover()
+ *     (recover.c) loads the newest snapshot and replays the log after it, and a commit
+ *     becomes visible only after store_append() returned success for the batch holding
+ *     it (publish_batch() in committer.c).
+ *  2. Every key that ever existed has a node whose newest version is its current state
+ *     (a delete is a version without a value), so per-key versions continue after a
+ *     delete and after a restart (apply_op() in commit.c, replay_one() in recover.c).
+ *  3. A version with commit_ts > published_ts is invisible to every reader.  The
+ *     committer appends versions under the tree lock before the store write and either
+ *     publishes them (raising published_ts) or undoes them (txn_batch_undo()), so readers
+ *     never block on fsync and never see an uncommitted value.
+ *  4. A version chain keeps, below its head, every version some pinned snapshot (an open
+ *     or committing transaction's begin_ts) can still see; older ones are pruned when a
+ *     batch publishes (txn_node_prune() with pinned_min_locked() in committer.c).
+ *  5. commit_ts values are consecutive: head_ts is advanced only by the committer
+ *     (run_batch()), and rolled back with the undo of a failed batch.
+ *  6. head_desc/pub_desc count the live keys strictly below a node at the head and at
+ *     published_ts (txn_node_adjust_desc()); a directory exists in the live tree while
+ *     pub_desc > 0 (or mkdir made it explicitly).
+ *
+ * Locks, in rank order (take a lower rank before a higher one; a leaf lock is never
+ * held while another is taken):
+ *   1 eng->tree_lock  ->  2 eng->table_lock  ->  3 tx->lock;   leaves: eng->q_lock,
+ *   eng->lat_lock.  No txn lock is held across a call into the store (readers never
+ *   wait for an fsync), nor while a completion callback or the notify hook runs.
+ */
+#ifndef STATEHOUSE_TXN_I_H
+#define STATEHOUSE_TXN_I_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blob.h"
+#include "hash.h"
+#include "store.h"
+#include "txn.h"
+
+#define AUTO_TXN_NAME "auto"
+
+struct version {
+	struct version *older;
+	int64_t commit_ts;
+	int64_t version;
+	int64_t time_ns;
+	struct blob *value; /* NULL: a delete */
+};
+
+struct node {
+	char *name;
+	size_t name_len;
+	struct node *parent;
+	struct node *children; /* uthash head */
+	UT_hash_handle hh;
+	struct version *versions; /* newest first */
+	uint32_t head_desc;
+	uint32_t pub_desc;
+	bool explicit_dir;
+	struct dattr *attr; /* namespace or agent: recorded owner and mode, or NULL */
+};
+
+struct dattr {
+	uint32_t uid, gid, mode;
+};
+
+enum staged_kind { ST_PUT = 1, ST_DELETE, ST_DIR };
+
+struct staged {
+	char *path;
+	size_t len;
+	enum staged_kind kind;
+	struct blob *value;
+	UT_hash_handle hh;
+};
+
+struct note {
+	char *name;
+	struct blob *content;
+	UT_hash_handle hh;
+};
+
+struct txn {
+	char *name;       /* immutable after txn_begin() */
+	uint64_t id;
+	uint32_t uid, gid;
+	int64_t begin_ts;
+	atomic_uint refs;
+	UT_hash_handle hh_name; /* engine table, under table_lock */
+	UT_hash_handle hh_id;
+	bool in_table;
+
+	/* Rank 3.  Protects everything below.  state is written with table_lock held as
+	 * well (txn_unpin_locked()), so either lock is enough to read it. */
+	pthread_mutex_t lock;
+	enum txn_state state;
+	int64_t begin_mono_ns;
+	int64_t timeout_ms;
+	struct staged *staged;
+	size_t n_ops;     /* staged puts and deletes */
+	size_t n_deletes; /* staged deletes */
+	struct note *notes;
+	int err;          /* after a failure */
+	char *err_key;
+	int64_t commit_ts;
+	int64_t commit_time_ns;
+	size_t committed_ops;
+};
+
+struct txn_engine {
+	struct txn_options opt;
+	struct store *store;
+
+	/* Rank 1.  Protects the tree, published_ts and head_ts. */
+	pthread_rwlock_t tree_lock;
+	struct node root;
+	int64_t published_ts;
+	int64_t head_ts; /* last commit_ts handed out; written by the committer only */
+
+	/* Rank 2.  Protects the transaction table and its counters. */
+	pthread_mutex_t table_lock;
+	struct txn *by_name;
+	struct txn *by_id;
+	unsigned n_open;
+	uint64_t next_id;
+
+	/* Leaf lock.  Protects the commit queue and `stopping`. */
+	pthread_mutex_t q_lock;
+	pthread_cond_t q_cond;
+	struct txn_commit_req *q_head;
+	struct txn_commit_req **q_tail;
+	bool stopping;
+	pthread_cond_t reaper_cond; /* with q_lock */
+
+	pthread_t committer;
+	pthread_t reaper;
+	bool started;
+	bool ran; /* started once: close then writes the final snapshot and the clean mark */
+
+	txn_notify_fn notify;
+	void *notify_arg;
+
+	/* Counters for .metrics: atomics, bumped where things happen. */
+	atomic_uint_fast64_t n_begun, n_committed, n_aborted, n_expired, n_conflicted,
+		n_auto, n_failed, n_written, n_deleted;
+	pthread_mutex_t lat_lock; /* leaf: protects lat_* */
+	uint64_t lat_bucket[TXN_LAT_BUCKETS];
+	uint64_t lat_count;
+	double lat_sum_s;
+
+	char *datadir;
+	int64_t last_recovery_ns;
+	uint64_t last_replayed;
+	/* Written by the thread taking a snapshot (the reaper, or close). */
+	int64_t snap_ts;            /* commit of the newest snapshot written or loaded */
+	int64_t snap_retry_ns;      /* after a failed snapshot, not before this */
+};
+
+/* A growing array of directory entries (txn_dirents_add(), txn_dirents_finish()). */
+struct dirents {
+	struct txn_dirent *d;
+	size_t n, cap;
+};
+
+/* ---- a batch being committed (committer.c builds it, commit.c fills it) -------------- */
+
+struct applied {
+	struct node *node;
+	struct version *v;
+};
+
+struct attr_change {
+	struct node *node;
+	struct dattr *attr; /* owned; NULL clears */
+	struct blob *val;   /* the log's form; the batch's store_op points into it */
+};
+
+struct batch {
+	struct applied *a;
+	size_t na, cap_a;
+	struct store_event *ev;
+	size_t nev, cap_ev;
+	char **paths; /* every op's path, owned; handed to the invalidation hook */
+	size_t np, cap_p;
+	struct attr_change *ac; /* attribute changes, applied when the batch publishes */
+	size_t nac, cap_ac;
+	uint64_t n_put, n_del; /* ops of the requests that applied */
+};
+
+/* The ops of the event being built for one request (the array grows with the event). */
+struct ev_build {
+	struct store_op *ops;
+	size_t n, cap;
+};
+
+/* ---- tree.c: paths, the tree, views, owners ------------------------------------------ */
+
+/* Validate every component of a view path, and the key length of a key path. */
+int txn_path_check(const char *path, size_t len);
+bool txn_path_is_under(const char *p, size_t plen, const char *dir, size_t dlen);
+/* "a/b" from a and b, malloc'ed; NULL on out of memory. */
+char *txn_path_join(const char *a, size_t alen, const char *b, size_t blen, size_t *out_len);
+/* Namespaces and agents (depth 1 and 2) are directories without keys. */
+bool txn_implicit_dir(const char *path, size_t len);
+
+struct node *txn_node_find(struct txn_engine *eng, const char *path, size_t len);
+/* NULL on out of memory (nodes made on the way stay, empty, as harmless as unused). */
+struct node *txn_node_find_or_create(struct txn_engine *eng, const char *path, size_t len);
+void txn_node_free_tree(struct node *n);
+struct version *txn_node_visible(const struct node *n, int64_t ts);
+bool txn_node_live_at(const struct node *n, int64_t ts);
+bool txn_node_head_live(const struct node *n);
+void txn_node_adjust_desc(struct node *n, bool head, int delta);
+/* Build "a/b/c" for node n into a malloc'ed string. */
+char *txn_node_path(const struct node *n, size_t *out_len);
+/* Drop versions no snapshot at or after keep_ts can see. */
+void txn_node_prune(struct node *n, int64_t keep_ts);
+bool txn_node_has_explicit_child(struct node *n);
+
+struct staged *txn_staged_find(struct txn *tx, const char *path, size_t len);
+/* Resolve path in a view; callers hold the tree lock (read) and, for tx, tx->lock. */
+int txn_view_resolve(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+		     struct txn_entry *out, struct blob **value);
+
+int txn_dirents_add(struct dirents *ds, const char *name, size_t len, enum txn_type type);
+/* Sort and drop duplicate names. */
+void txn_dirents_finish(struct dirents *ds);
+
+/* The log's form of an owner record, and back (NULL *out: cleared). */
+struct blob *txn_attr_encode(const struct txn_attr *a);
+int txn_attr_decode(const void *data, size_t len, struct dattr **out);
+
+/* ---- table.c: the transaction table and a transaction's state ------------------------- */
+
+bool txn_deadline_passed(struct txn *tx);
+/* May tx take new staged operations?  tx->lock held. */
+int txn_stage_state_err(struct txn *tx);
+/* Leave the pinning states; table_lock and tx->lock held. */
+void txn_unpin_locked(struct txn_engine *eng, struct txn *tx, enum txn_state to);
+void txn_fail_locked(struct txn *tx, int err, const char *key, size_t klen);
+void txn_staged_free_all(struct txn *tx);
+/* Set a note file, consuming content (also on failure). */
+int txn_note_set(struct txn *tx, const char *name, struct blob *content);
+
+/* ---- commit.c: one request applied inside a batch (tree write lock held) -------------- */
+
+int txn_apply_tx(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
+		 int64_t ts, int64_t time_ns, struct ev_build *eb);
+int txn_apply_auto(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
+		   int64_t ts, int64_t time_ns, struct ev_build *eb);
+/* Take back the versions applied from index mark on, newest first. */
+void txn_batch_undo(struct batch *b, size_t mark);
+/* Drop attribute changes from index mark on. */
+void txn_batch_drop_attrs(struct batch *b, size_t mark);
+
+/* ---- threads and recovery ------------------------------------------------------------- */
+
+void *txn_committer_main(void *arg); /* committer.c */
+void *txn_reaper_main(void *arg);    /* reaper.c */
+/* Load the newest snapshot, replay the log after it, record the start (recover.c). */
+int txn_recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *stats);
+
+#endif
