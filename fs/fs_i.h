@@ -5,7 +5,7 @@
  *
  * Every area of the tree (live.c, tx.c, past.c, events.c, ctl.c) has one struct
  * fs_area_ops per inode kind it serves; fs_area() picks it from one array indexed by
- * enum ikind.  An operation left NULL gives the answer ops.c documents next to it.
+ * enum ikind.  An operation left NULL gives the answer written next to it below.
  */
 #ifndef STATEHOUSE_FS_I_H
 #define STATEHOUSE_FS_I_H
@@ -97,7 +97,9 @@ struct handle {
 	struct fs *fs;
 	struct handle *all_prev, *all_next; /* fs->handles, under fs->handles_lock */
 	struct iref ir;
-	pthread_mutex_t lock; /* protects buf, size, dirty (flush may race a write) */
+	/* Protects buf, size, dirty, written, failed and the H_EVENTS stream (flush may
+	 * race a write).  Taken before itable_lock and the engine's locks. */
+	pthread_mutex_t lock;
 	char *buf;
 	size_t size, cap;
 	bool dirty;   /* holds a value not committed/staged yet */
@@ -238,7 +240,7 @@ extern const struct fs_area_ops fs_atdir_ops, fs_at_ops, fs_histdir_ops, fs_hist
 	fs_histkey_ops, fs_histver_ops, fs_histidx_ops;                         /* past.c */
 extern const struct fs_area_ops fs_ev_ops;                                      /* events.c */
 
-/* ops.c: the one array indexed by kind; replies; shared attribute helpers. */
+/* ops.c: the one array indexed by kind, replies; attr.c: what the areas compute alike. */
 const struct fs_area_ops *fs_area(enum ikind kind);
 struct fs *fs_of(fuse_req_t req);
 void reply_err(fuse_req_t req, int err);
@@ -269,7 +271,7 @@ void iunhash(struct fs *fs, enum ikind kind, uint64_t txn_id, enum txn_type type
 int irekey_locked(struct fs *fs, struct inode *in, enum ikind kind, const char *path,
 		  size_t len);
 void irename(struct fs *fs, enum ikind from_kind, enum ikind to_kind, uint64_t txn_id,
-	     const char *src, const char *dst);
+	     const char *src, const char *dst, bool detach_dst);
 void imove(struct fs *fs, enum ikind kind, uint64_t txn_id, const char *src, size_t slen,
 	   const char *dst, size_t dlen);
 void iwriter(struct fs *fs, uint64_t ino, int delta, size_t size);

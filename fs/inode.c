@@ -284,16 +284,18 @@ int irekey_locked(struct fs *fs, struct inode *in, enum ikind kind, const char *
 
 /*
  * A file at the top of transaction txn_id was renamed from src (a from_kind) to dst (a
- * to_kind): a note renamed, or the note renamed onto .commit.  Whatever dst named is
- * detached.
+ * to_kind): a note renamed (detach_dst: whatever dst named is detached even when src
+ * has no inode), or the note renamed onto .commit.
  */
 void irename(struct fs *fs, enum ikind from_kind, enum ikind to_kind, uint64_t txn_id,
-	     const char *src, const char *dst)
+	     const char *src, const char *dst, bool detach_dst)
 {
 	struct inode *in;
 
 	pthread_mutex_lock(&fs->itable_lock);
-	iunhash_locked(fs, ifind_key_locked(fs, to_kind, txn_id, TXN_FILE, dst, strlen(dst)));
+	if (detach_dst)
+		iunhash_locked(fs, ifind_key_locked(fs, to_kind, txn_id, TXN_FILE, dst,
+						    strlen(dst)));
 	in = ifind_key_locked(fs, from_kind, txn_id, TXN_FILE, src, strlen(src));
 	if (in)
 		irekey_locked(fs, in, to_kind, dst, strlen(dst));

@@ -305,7 +305,7 @@ static int commit_rename(struct fs *fs, fuse_req_t req, const struct iref *p, co
 void tx_commit_done(struct fs *fs, const struct waiter *w, int err)
 {
 	if (!err)
-		irename(fs, IK_TXNOTE, IK_TXCTL, w->txn_id, w->src, ".commit");
+		irename(fs, IK_TXNOTE, IK_TXCTL, w->txn_id, w->src, ".commit", false);
 	/* A successful commit completes on the notifier thread, after the batch's
 	 * invalidation: drop the view's attributes there, before the reply, so the
 	 * caller's next stat sees the committed state.  (Attributes only: this takes no
@@ -364,7 +364,7 @@ static bool rename_top(struct fs *fs, fuse_req_t req, const struct iref *p, cons
 	else
 		*err = t ? txn_note_rename(t, name, newname) : -ENOENT;
 	if (!*err)
-		irename(fs, IK_TXNOTE, IK_TXNOTE, p->txn_id, name, newname);
+		irename(fs, IK_TXNOTE, IK_TXNOTE, p->txn_id, name, newname, true);
 	txn_unref(t);
 	return true;
 }
