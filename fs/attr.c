@@ -12,7 +12,7 @@
 
 /* ---- small helpers the areas share --------------------------------------------------- */
 
-struct blob *blob_from_str(char *s)
+struct blob *fs_blob_from_str(char *s)
 {
 	struct blob *b = s ? blob_new(s, strlen(s)) : NULL;
 
@@ -20,7 +20,7 @@ struct blob *blob_from_str(char *s)
 	return b;
 }
 
-char *child_path(const struct iref *parent, const char *name, size_t *len)
+char *fs_child_path(const struct iref *parent, const char *name, size_t *len)
 {
 	size_t nl = strlen(name);
 	size_t n = parent->len + (parent->len ? 1 : 0) + nl;
@@ -36,13 +36,13 @@ char *child_path(const struct iref *parent, const char *name, size_t *len)
 	return p;
 }
 
-int check_name(const char *name)
+int fs_check_name(const char *name)
 {
 	return txn_check_name(name, strlen(name));
 }
 
 /* A commit_ts or version in decimal: digits only, no sign, no leading zero. */
-int parse_u64(const char *s, size_t len, uint64_t *out)
+int fs_parse_u64(const char *s, size_t len, uint64_t *out)
 {
 	uint64_t v = 0;
 
@@ -61,8 +61,8 @@ int parse_u64(const char *s, size_t len, uint64_t *out)
 
 /* ---- attributes and contents --------------------------------------------------------- */
 
-void fill_attr(struct fs *fs, struct stat *st, uint64_t ino, enum txn_type type, size_t size,
-	       int64_t time_ns, mode_t perm)
+void fs_fill_attr(struct fs *fs, struct stat *st, uint64_t ino, enum txn_type type, size_t size,
+		  int64_t time_ns, mode_t perm)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
@@ -93,7 +93,7 @@ void fill_attr(struct fs *fs, struct stat *st, uint64_t ino, enum txn_type type,
  * directories take their agent's.  With default_permissions the kernel checks every
  * access against these.
  */
-void owner_of_agent(struct fs *fs, const char *path, size_t len, mode_t mask, struct stat *st)
+void fs_owner_of_agent(struct fs *fs, const char *path, size_t len, mode_t mask, struct stat *st)
 {
 	mode_t type = st->st_mode & S_IFMT;
 	struct txn_attr a;
@@ -109,7 +109,7 @@ void owner_of_agent(struct fs *fs, const char *path, size_t len, mode_t mask, st
 
 /* stat() of what an inode names: the area's attributes, then its owner and mode (the
  * rest belongs to the daemon's user). */
-int stat_iref(struct fs *fs, const struct iref *r, struct stat *st)
+int fs_stat_iref(struct fs *fs, const struct iref *r, struct stat *st)
 {
 	const struct fs_area_ops *a = fs_area(r->kind);
 	int err = a->stat ? a->stat(fs, r, st) : -ENOENT;
@@ -120,7 +120,7 @@ int stat_iref(struct fs *fs, const struct iref *r, struct stat *st)
 }
 
 /* Content of a generated or note file; -ENOENT when it does not exist (now). */
-int file_content(struct fs *fs, const struct iref *r, struct blob **out)
+int fs_file_content(struct fs *fs, const struct iref *r, struct blob **out)
 {
 	const struct fs_area_ops *a = fs_area(r->kind);
 
@@ -129,28 +129,28 @@ int file_content(struct fs *fs, const struct iref *r, struct blob **out)
 }
 
 /* A generated file's attributes: the size of its content now. */
-int stat_content(struct fs *fs, const struct iref *r, struct stat *st, mode_t perm)
+int fs_stat_content(struct fs *fs, const struct iref *r, struct stat *st, mode_t perm)
 {
 	struct blob *b;
-	int err = file_content(fs, r, &b);
+	int err = fs_file_content(fs, r, &b);
 
 	if (err)
 		return err;
-	fill_attr(fs, st, r->ino, TXN_FILE, b->len, 0, perm);
+	fs_fill_attr(fs, st, r->ino, TXN_FILE, b->len, 0, perm);
 	blob_unref(b);
 	return 0;
 }
 
 /* Current value of a file read by inode, or to start a handle that does not truncate. */
-int current_value(struct fs *fs, const struct iref *r, struct blob **out)
+int fs_current_value(struct fs *fs, const struct iref *r, struct blob **out)
 {
 	const struct fs_area_ops *a = fs_area(r->kind);
 
-	return a->value ? a->value(fs, r, out) : view_value(fs, r, out);
+	return a->value ? a->value(fs, r, out) : fs_view_value(fs, r, out);
 }
 
 /* May this inode be written?  EROFS for read-only areas and committed transactions. */
-int writable(struct fs *fs, const struct iref *r)
+int fs_writable(struct fs *fs, const struct iref *r)
 {
 	const struct fs_area_ops *a = fs_area(r->kind);
 

@@ -36,11 +36,11 @@ static const struct {
 static int root_lookup(struct fs *fs, const struct iref *p, const char *name, struct iref *out)
 {
 	if (name[0] != '.')
-		return view_lookup(fs, p, name, out);
+		return fs_view_lookup(fs, p, name, out);
 	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
 		if (!strcmp(name, reserved[i].name))
-			return iref_set(out, reserved[i].kind, reserved[i].txn_id, reserved[i].type,
-					"", 0);
+			return fs_iref_set(out, reserved[i].kind, reserved[i].txn_id,
+					   reserved[i].type, "", 0);
 	}
 	return -ENOENT;
 }
@@ -50,21 +50,21 @@ static int root_list(struct fs *fs, const struct iref *r, struct handle *h)
 	int err = 0;
 
 	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]) && !err; i++)
-		err = dir_add(h, reserved[i].name, reserved[i].type);
-	return err ? err : view_list(fs, r, h);
+		err = fs_dir_add(h, reserved[i].name, reserved[i].type);
+	return err ? err : fs_view_list(fs, r, h);
 }
 
 static int root_rmdir(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name)
 {
 	if (name[0] == '.')
 		return -EINVAL;
-	return view_rmdir(fs, req, p, name);
+	return fs_view_rmdir(fs, req, p, name);
 }
 
 /* The root and .tx: directories of the daemon's user that everyone may enter. */
-int stat_rw_dir(struct fs *fs, const struct iref *r, struct stat *st)
+int fs_stat_rw_dir(struct fs *fs, const struct iref *r, struct stat *st)
 {
-	fill_attr(fs, st, r->ino, TXN_DIR, 0, 0, 0755);
+	fs_fill_attr(fs, st, r->ino, TXN_DIR, 0, 0, 0755);
 	return 0;
 }
 
@@ -72,13 +72,13 @@ const struct fs_area_ops fs_root_ops = {
 	.cache_lookup = CACHE_ALL,
 	.cache_getattr = CACHE_ALL,
 	.lookup = root_lookup,
-	.stat = stat_rw_dir,
+	.stat = fs_stat_rw_dir,
 	.list = root_list,
-	.create = view_create,
-	.mkdir = view_mkdir,
-	.unlink = view_unlink,
+	.create = fs_view_create,
+	.mkdir = fs_view_mkdir,
+	.unlink = fs_view_unlink,
 	.rmdir = root_rmdir,
-	.rename = view_rename,
+	.rename = fs_view_rename,
 };
 
 /* ---- control files --------------------------------------------------------------------- */
@@ -130,8 +130,8 @@ static char *status_json(struct fs *fs)
 	json_object_set_new(o, "starts", json_integer((json_int_t)st.starts));
 	json_object_set_new(o, "unclean_starts", json_integer((json_int_t)st.unclean_starts));
 	json_object_set_new(o, "started", json_string(started));
-	json_object_set_new(o, "uptime_s",
-			    json_integer((clock_now_ns(CLOCK_REALTIME) - fs->start_ns) / 1000000000));
+	json_object_set_new(o, "uptime_s", json_integer((clock_now_ns(CLOCK_REALTIME) -
+							 fs->start_ns) / 1000000000));
 	json_object_set_new(o, "snapshot_ts", json_integer(st.snapshot_ts));
 	json_object_set_new(rec, "ms", json_integer(st.last_recovery_ns / 1000000));
 	json_object_set_new(rec, "replayed_events", json_integer((json_int_t)st.last_replayed));
@@ -245,25 +245,25 @@ static int health_content(struct fs *fs, const struct iref *r, struct blob **out
 
 static int version_content(struct fs *fs, const struct iref *r, struct blob **out)
 {
-	*out = blob_from_str(version_json());
+	*out = fs_blob_from_str(version_json());
 	return *out ? 0 : -ENOMEM;
 }
 
 static int metrics_content(struct fs *fs, const struct iref *r, struct blob **out)
 {
-	*out = blob_from_str(metrics_text(fs));
+	*out = fs_blob_from_str(metrics_text(fs));
 	return *out ? 0 : -ENOMEM;
 }
 
 static int status_content(struct fs *fs, const struct iref *r, struct blob **out)
 {
-	*out = blob_from_str(status_json(fs));
+	*out = fs_blob_from_str(status_json(fs));
 	return *out ? 0 : -ENOMEM;
 }
 
 static int ctl_stat(struct fs *fs, const struct iref *r, struct stat *st)
 {
-	return stat_content(fs, r, st, 0444);
+	return fs_stat_content(fs, r, st, 0444);
 }
 
 static int health_stat(struct fs *fs, const struct iref *r, struct stat *st)
@@ -272,7 +272,7 @@ static int health_stat(struct fs *fs, const struct iref *r, struct stat *st)
 
 	if (err == -EIO) {
 		/* stat works on a sick store; reading .health reports EIO. */
-		fill_attr(fs, st, r->ino, TXN_FILE, 0, 0, 0444);
+		fs_fill_attr(fs, st, r->ino, TXN_FILE, 0, 0, 0444);
 		return 0;
 	}
 	return err;

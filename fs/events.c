@@ -4,7 +4,7 @@
  * reads that wait for the next commit (parked) and poll (fs layer).
  *
  * A .follow read at the end of the stream does not hold a thread: it is parked on
- * fs->parked and the notifier (events_wake) answers it after a commit, or with EINTR
+ * fs->parked and the notifier (fs_events_wake) answers it after a commit, or with EINTR
  * when the kernel interrupts it.  Every rendering goes through events_render() below,
  * the one place that knows the engine's renderer and its buffer type.
  */
@@ -137,7 +137,7 @@ static int ev_parse_since(const char **p, const char *end, struct ev_path *out, 
 	*p += 6;
 	slash = memchr(*p, '/', (size_t)(end - *p));
 	n = slash ? (size_t)(slash - *p) : (size_t)(end - *p);
-	if (parse_u64(*p, n, &ts))
+	if (fs_parse_u64(*p, n, &ts))
 		return -EINVAL;
 	out->since = ts ? (int64_t)ts : 1;
 	if (!slash) {
@@ -196,7 +196,7 @@ static int ev_lookup(struct fs *fs, const struct iref *p, const char *name, stru
 {
 	struct ev_path ep;
 	size_t len;
-	char *path = child_path(p, name, &len);
+	char *path = fs_child_path(p, name, &len);
 	int err;
 
 	if (!path)
@@ -206,7 +206,7 @@ static int ev_lookup(struct fs *fs, const struct iref *p, const char *name, stru
 		free(path);
 		return err;
 	}
-	iref_take(out, IK_EV, p->txn_id, ep.type, path, len);
+	fs_iref_take(out, IK_EV, p->txn_id, ep.type, path, len);
 	return 0;
 }
 
@@ -219,13 +219,13 @@ static int ev_stat(struct fs *fs, const struct iref *r, struct stat *st)
 	if (err)
 		return err;
 	if (ep.type == TXN_DIR) {
-		fill_attr(fs, st, r->ino, TXN_DIR, 0, 0, 0555);
+		fs_fill_attr(fs, st, r->ino, TXN_DIR, 0, 0, 0555);
 		return 0;
 	}
 	err = events_size(fs, &ep, &size);
 	if (err)
 		return err;
-	fill_attr(fs, st, r->ino, TXN_FILE, size, 0, 0444);
+	fs_fill_attr(fs, st, r->ino, TXN_FILE, size, 0, 0444);
 	return 0;
 }
 
@@ -240,11 +240,11 @@ static void ev_owner(struct fs *fs, const struct iref *r, struct stat *st)
 		st->st_mode = (st->st_mode & S_IFMT) | 0400;
 		return;
 	}
-	owner_of_agent(fs, ep.filter, strlen(ep.filter), 0444, st);
+	fs_owner_of_agent(fs, ep.filter, strlen(ep.filter), 0444, st);
 }
 
 /* Render what was committed since the handle last looked.  h->lock held. */
-int events_refresh(struct fs *fs, struct handle *h)
+int fs_events_refresh(struct fs *fs, struct handle *h)
 {
 	int64_t head = txn_engine_head(fs->eng);
 	int err;
@@ -267,15 +267,15 @@ static int ev_open(struct fs *fs, const struct iref *r, struct fuse_file_info *f
 		err = -EISDIR;
 	if (err)
 		return err;
-	h = handle_new(fs, H_EVENTS, r);
+	h = fs_handle_new(fs, H_EVENTS, r);
 	if (!h)
 		return -ENOMEM;
 	memcpy(h->ev_filter, ep.filter, sizeof(h->ev_filter));
 	h->ev_last_ts = ep.since - 1;
 	h->follow = r->txn_id == 1;
-	err = events_refresh(fs, h); /* the stream as of the head at open */
+	err = fs_events_refresh(fs, h); /* the stream as of the head at open */
 	if (err) {
-		handle_free(h);
+		fs_handle_free(h);
 		return err;
 	}
 	fi->direct_io = 1;
@@ -293,11 +293,11 @@ static int ev_list_streams(struct fs *fs, struct handle *h, const char *ns, size
 	int err;
 
 	if (nslen == 0) {
-		err = dir_add(h, "all.jsonl", TXN_FILE);
+		err = fs_dir_add(h, "all.jsonl", TXN_FILE);
 		if (!err)
 			err = txn_history_names(fs->eng, "", 0, &d, &n);
 		if (!err)
-			err = dir_add_all(h, d, n);
+			err = fs_dir_add_all(h, d, n);
 		return err;
 	}
 	err = txn_history_names(fs->eng, ns, nslen, &d, &n);
@@ -305,7 +305,7 @@ static int ev_list_streams(struct fs *fs, struct handle *h, const char *ns, size
 		char name[TXN_NAME_MAX + 8];
 
 		snprintf(name, sizeof(name), "%s.jsonl", d[i].name);
-		err = dir_add(h, name, TXN_FILE);
+		err = fs_dir_add(h, name, TXN_FILE);
 	}
 	if (!err || n)
 		txn_dirents_free(d, n);
@@ -322,7 +322,7 @@ static int ev_list(struct fs *fs, const struct iref *r, struct handle *h)
 	if (err)
 		return err;
 	if (r->len == 0)
-		err = dir_add(h, "since", TXN_DIR);
+		err = fs_dir_add(h, "since", TXN_DIR);
 	if (err || (r->len == 5 && !memcmp(r->path, "since", 5)))
 		return err; /* every commit_ts is there by name */
 	/* The namespace part of the path, if any. */
@@ -340,7 +340,7 @@ const struct fs_area_ops fs_ev_ops = {
 	.lookup = ev_lookup,
 	.stat = ev_stat,
 	.owner = ev_owner,
-	.value = file_content,
+	.value = fs_file_content,
 	.open = ev_open,
 	.list = ev_list,
 };
@@ -348,12 +348,12 @@ const struct fs_area_ops fs_ev_ops = {
 /* ---- reads, parked reads, poll ------------------------------------------------------- */
 
 /* fstat of an open stream: its size grows with commits (tail -f polls it). */
-int events_fstat(struct fs *fs, struct handle *h, struct stat *st)
+int fs_events_fstat(struct fs *fs, struct handle *h, struct stat *st)
 {
 	int err;
 
 	pthread_mutex_lock(&h->lock);
-	err = events_refresh(fs, h);
+	err = fs_events_refresh(fs, h);
 	st->st_size = (off_t)h->ev.len;
 	pthread_mutex_unlock(&h->lock);
 	return err;
@@ -396,7 +396,7 @@ static char *events_take(struct handle *h, off_t off, size_t size, size_t *n)
 	return copy;
 }
 
-void events_read(fuse_req_t req, struct handle *h, off_t off, size_t size)
+void fs_events_read(fuse_req_t req, struct handle *h, off_t off, size_t size)
 {
 	struct fs *fs = fs_of(req);
 	struct parked *p;
@@ -408,14 +408,14 @@ void events_read(fuse_req_t req, struct handle *h, off_t off, size_t size)
 
 	pthread_mutex_lock(&h->lock);
 	if ((size_t)off + size > h->ev.len)
-		err = events_refresh(fs, h);
+		err = fs_events_refresh(fs, h);
 	if (!err)
 		data = events_take(h, off, size, &n);
 	follow = h->follow;
 	pthread_mutex_unlock(&h->lock);
 	if (err || data || !follow) {
 		if (err)
-			reply_err(req, err);
+			fs_reply_err(req, err);
 		else
 			fuse_reply_buf(req, data, n); /* n == 0: .events ends here for now */
 		free(data);
@@ -425,7 +425,7 @@ void events_read(fuse_req_t req, struct handle *h, off_t off, size_t size)
 	/* .follow at the end: wait for the next commit without holding a thread. */
 	p = calloc(1, sizeof(*p));
 	if (!p) {
-		reply_err(req, -ENOMEM);
+		fs_reply_err(req, -ENOMEM);
 		return;
 	}
 	p->req = req;
@@ -452,12 +452,12 @@ static bool parked_answer(struct fs *fs, struct parked *p)
 	done = p->interrupted;
 	pthread_mutex_unlock(&fs->nq_lock);
 	if (done) {
-		reply_err(p->req, -EINTR); /* never a partial line */
+		fs_reply_err(p->req, -EINTR); /* never a partial line */
 		free(p);
 		return true;
 	}
 	pthread_mutex_lock(&p->h->lock);
-	if (events_refresh(fs, p->h) == 0)
+	if (fs_events_refresh(fs, p->h) == 0)
 		data = events_take(p->h, p->off, p->size, &n);
 	pthread_mutex_unlock(&p->h->lock);
 	if (!data)
@@ -469,7 +469,7 @@ static bool parked_answer(struct fs *fs, struct parked *p)
 }
 
 /* Notifier: answer parked reads that have data or were interrupted, and wake pollers. */
-void events_wake(struct fs *fs)
+void fs_events_wake(struct fs *fs)
 {
 	struct parked *list, *keep = NULL, **tail = &keep;
 	struct handle *h, *next;
@@ -506,14 +506,14 @@ void events_wake(struct fs *fs)
 	pthread_mutex_unlock(&fs->nq_lock);
 }
 
-void events_poll(fuse_req_t req, struct handle *h, struct fuse_pollhandle *ph)
+void fs_events_poll(fuse_req_t req, struct handle *h, struct fuse_pollhandle *ph)
 {
 	struct fs *fs = fs_of(req);
 	bool ready = true;
 
 	if (h && h->kind == H_EVENTS && h->follow) {
 		pthread_mutex_lock(&h->lock);
-		ready = events_refresh(fs, h) != 0 || h->ev.len > h->ev_pos;
+		ready = fs_events_refresh(fs, h) != 0 || h->ev.len > h->ev_pos;
 		pthread_mutex_unlock(&h->lock);
 	}
 	if (ready || !ph) {
@@ -536,7 +536,7 @@ void events_poll(fuse_req_t req, struct handle *h, struct fuse_pollhandle *ph)
 }
 
 /* An events handle is closing: off the pollers' list before it is freed. */
-void events_release(struct fs *fs, struct handle *h)
+void fs_events_release(struct fs *fs, struct handle *h)
 {
 	pthread_mutex_lock(&fs->nq_lock);
 	for (struct handle **pp = &fs->polled; *pp; pp = &(*pp)->poll_next) {
@@ -548,8 +548,8 @@ void events_release(struct fs *fs, struct handle *h)
 	pthread_mutex_unlock(&fs->nq_lock);
 }
 
-/* handle_free(): what an events handle owns. */
-void events_drop(struct handle *h)
+/* fs_handle_free(): what an events handle owns. */
+void fs_events_drop(struct handle *h)
 {
 	free(h->ev.data);
 	if (h->ph)
@@ -557,11 +557,11 @@ void events_drop(struct handle *h)
 }
 
 /* fs_free(), after the notifier stopped: parked reads get EINTR, the size cache goes. */
-void events_free(struct fs *fs)
+void fs_events_free(struct fs *fs)
 {
 	for (struct parked *p = fs->parked, *pn; p; p = pn) {
 		pn = p->next;
-		reply_err(p->req, -EINTR);
+		fs_reply_err(p->req, -EINTR);
 		free(p);
 	}
 	fs->parked = NULL;

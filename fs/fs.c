@@ -49,21 +49,21 @@ int fs_new(struct txn_engine *eng, const struct fs_options *opt, struct fs **out
 int fs_start(struct fs *fs, void *session)
 {
 	fs->se = session;
-	return notifier_start(fs);
+	return fs_notifier_start(fs);
 }
 
 void fs_free(struct fs *fs)
 {
 	if (!fs)
 		return;
-	notifier_stop(fs);
-	events_free(fs);
-	inodes_free_all(fs);
+	fs_notifier_stop(fs);
+	fs_events_free(fs);
+	fs_inodes_free_all(fs);
 	pthread_mutex_destroy(&fs->ev_lock);
 	pthread_mutex_destroy(&fs->itable_lock);
 	pthread_mutex_destroy(&fs->nq_lock);
 	pthread_cond_destroy(&fs->nq_cond);
-	handles_free_all(fs);
+	fs_handles_free_all(fs);
 	pthread_mutex_destroy(&fs->handles_lock);
 	free(fs->datadir);
 	free(fs->mountpoint);

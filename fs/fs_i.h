@@ -45,7 +45,7 @@ enum ikind {
 	IK_COUNT
 };
 
-/* Fixed inode numbers of the names at the root (see iget, reply_tuple). */
+/* Fixed inode numbers of the names at the root (see fs_iget, fs_reply_tuple). */
 #define INO_TXDIR 2
 #define INO_HEALTH 3
 #define INO_VERSION 4
@@ -122,7 +122,7 @@ struct handle {
 
 /*
  * Lock order (take the earlier before the later; never hold one across fuse_reply_* or
- * fuse_lowlevel_notify_*, except where events_wake says so for notify_poll):
+ * fuse_lowlevel_notify_*, except where fs_events_wake says so for notify_poll):
  *   handle->lock  ->  itable_lock, and the engine's locks (txn's tree_lock, ...)
  *   ev_lock       ->  the engine's locks (it is held while rendering)
  *   itable_lock, handles_lock, nq_lock: leaves.
@@ -243,58 +243,58 @@ extern const struct fs_area_ops fs_ev_ops;                                      
 /* ops.c: the one array indexed by kind, replies; attr.c: what the areas compute alike. */
 const struct fs_area_ops *fs_area(enum ikind kind);
 struct fs *fs_of(fuse_req_t req);
-void reply_err(fuse_req_t req, int err);
-void reply_tuple(fuse_req_t req, const struct iref *t);
-void fill_attr(struct fs *fs, struct stat *st, uint64_t ino, enum txn_type type, size_t size,
-	       int64_t time_ns, mode_t perm);
-int stat_iref(struct fs *fs, const struct iref *r, struct stat *st);
-void owner_of_agent(struct fs *fs, const char *path, size_t len, mode_t mask, struct stat *st);
-int stat_content(struct fs *fs, const struct iref *r, struct stat *st, mode_t perm);
-int file_content(struct fs *fs, const struct iref *r, struct blob **out);
-int current_value(struct fs *fs, const struct iref *r, struct blob **out);
-int writable(struct fs *fs, const struct iref *r);
-struct blob *blob_from_str(char *s);
-char *child_path(const struct iref *parent, const char *name, size_t *len);
-int check_name(const char *name);
-int parse_u64(const char *s, size_t len, uint64_t *out);
+void fs_reply_err(fuse_req_t req, int err);
+void fs_reply_tuple(fuse_req_t req, const struct iref *t);
+void fs_fill_attr(struct fs *fs, struct stat *st, uint64_t ino, enum txn_type type, size_t size,
+		  int64_t time_ns, mode_t perm);
+int fs_stat_iref(struct fs *fs, const struct iref *r, struct stat *st);
+void fs_owner_of_agent(struct fs *fs, const char *path, size_t len, mode_t mask, struct stat *st);
+int fs_stat_content(struct fs *fs, const struct iref *r, struct stat *st, mode_t perm);
+int fs_file_content(struct fs *fs, const struct iref *r, struct blob **out);
+int fs_current_value(struct fs *fs, const struct iref *r, struct blob **out);
+int fs_writable(struct fs *fs, const struct iref *r);
+struct blob *fs_blob_from_str(char *s);
+char *fs_child_path(const struct iref *parent, const char *name, size_t *len);
+int fs_check_name(const char *name);
+int fs_parse_u64(const char *s, size_t len, uint64_t *out);
 
 /* inode.c: the inode table (design note 1). */
-int iget(struct fs *fs, fuse_ino_t ino, struct iref *out);
-int iget_tuple(struct fs *fs, enum ikind kind, uint64_t txn_id, enum txn_type type,
-	       const char *path, size_t len, uint64_t *ino);
-void iforget(struct fs *fs, uint64_t ino, uint64_t n);
-struct inode *ifind_key_locked(struct fs *fs, enum ikind kind, uint64_t txn_id,
-			       enum txn_type type, const char *path, size_t len);
-void iunhash_locked(struct fs *fs, struct inode *in);
-void iunhash(struct fs *fs, enum ikind kind, uint64_t txn_id, enum txn_type type,
-	     const char *path, size_t len);
-int irekey_locked(struct fs *fs, struct inode *in, enum ikind kind, const char *path,
-		  size_t len);
-void irename(struct fs *fs, enum ikind from_kind, enum ikind to_kind, uint64_t txn_id,
-	     const char *src, const char *dst, bool detach_dst);
-void imove(struct fs *fs, enum ikind kind, uint64_t txn_id, const char *src, size_t slen,
-	   const char *dst, size_t dlen);
-void iwriter(struct fs *fs, uint64_t ino, int delta, size_t size);
-ssize_t ipending_size(struct fs *fs, uint64_t ino);
-size_t inodes_where(struct fs *fs, bool (*match)(const struct inode *, const void *),
-		    const void *arg, uint64_t **out);
-void inodes_free_all(struct fs *fs);
-void iref_release(struct iref *r);
-int iref_copy(struct iref *dst, const struct iref *src);
-int iref_set(struct iref *out, enum ikind kind, uint64_t txn_id, enum txn_type type,
-	     const char *path, size_t len);
-void iref_take(struct iref *out, enum ikind kind, uint64_t txn_id, enum txn_type type,
-	       char *path, size_t len);
+int fs_iget(struct fs *fs, fuse_ino_t ino, struct iref *out);
+int fs_iget_tuple(struct fs *fs, enum ikind kind, uint64_t txn_id, enum txn_type type,
+		  const char *path, size_t len, uint64_t *ino);
+void fs_iforget(struct fs *fs, uint64_t ino, uint64_t n);
+struct inode *fs_ifind_key_locked(struct fs *fs, enum ikind kind, uint64_t txn_id,
+				  enum txn_type type, const char *path, size_t len);
+void fs_iunhash_locked(struct fs *fs, struct inode *in);
+void fs_iunhash(struct fs *fs, enum ikind kind, uint64_t txn_id, enum txn_type type,
+		const char *path, size_t len);
+int fs_irekey_locked(struct fs *fs, struct inode *in, enum ikind kind, const char *path,
+		     size_t len);
+void fs_irename(struct fs *fs, enum ikind from_kind, enum ikind to_kind, uint64_t txn_id,
+		const char *src, const char *dst, bool detach_dst);
+void fs_imove(struct fs *fs, enum ikind kind, uint64_t txn_id, const char *src, size_t slen,
+	      const char *dst, size_t dlen);
+void fs_iwriter(struct fs *fs, uint64_t ino, int delta, size_t size);
+ssize_t fs_ipending_size(struct fs *fs, uint64_t ino);
+size_t fs_inodes_where(struct fs *fs, bool (*match)(const struct inode *, const void *),
+		       const void *arg, uint64_t **out);
+void fs_inodes_free_all(struct fs *fs);
+void fs_iref_release(struct iref *r);
+int fs_iref_copy(struct iref *dst, const struct iref *src);
+int fs_iref_set(struct iref *out, enum ikind kind, uint64_t txn_id, enum txn_type type,
+		const char *path, size_t len);
+void fs_iref_take(struct iref *out, enum ikind kind, uint64_t txn_id, enum txn_type type,
+		  char *path, size_t len);
 
 /* handle.c: open handles (design note 2). */
-struct handle *handle_new(struct fs *fs, enum hkind kind, const struct iref *r);
-void handle_free(struct handle *h);
-int handle_reserve(struct handle *h, size_t n);
-int handle_resize(struct handle *h, size_t size);
-void commit_handle(struct fs *fs, fuse_req_t req, struct handle *h);
-int dir_add(struct handle *h, const char *name, enum txn_type type);
-int dir_add_all(struct handle *h, struct txn_dirent *d, size_t n);
-void handles_free_all(struct fs *fs);
+struct handle *fs_handle_new(struct fs *fs, enum hkind kind, const struct iref *r);
+void fs_handle_free(struct handle *h);
+int fs_handle_reserve(struct handle *h, size_t n);
+int fs_handle_resize(struct handle *h, size_t size);
+void fs_commit_handle(struct fs *fs, fuse_req_t req, struct handle *h);
+int fs_dir_add(struct handle *h, const char *name, enum txn_type type);
+int fs_dir_add_all(struct handle *h, struct txn_dirent *d, size_t n);
+void fs_handles_free_all(struct fs *fs);
 
 /* live.c: the live tree and its commits, shared with the root and the views. */
 enum wait_kind { W_NONE = 0, W_FLUSH, W_UNLINK, W_RENAME, W_SETATTR, W_COMMIT, W_RMDIR };
@@ -309,47 +309,47 @@ struct waiter {
 	bool is_dir;
 };
 
-struct txn_commit_req *creq_new(struct fs *fs, fuse_req_t req, enum wait_kind kind, bool late);
-void creq_abandon(struct txn_commit_req *c);
-int set_owner_mode(struct fs *fs, fuse_req_t req, const struct iref *r, const struct stat *attr,
-		   int to_set);
-int view_of(struct fs *fs, const struct iref *r, struct txn **tx, enum ikind *child_kind);
-int view_lookup(struct fs *fs, const struct iref *p, const char *name, struct iref *out);
-int view_list(struct fs *fs, const struct iref *r, struct handle *h);
-int view_create(struct fs *fs, const struct iref *p, const char *name, struct iref *out);
-int view_mkdir(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name,
-	       struct iref *out);
-int view_unlink(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name);
-int view_rmdir(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name);
-int view_rename(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name,
-		const struct iref *np, const char *newname, unsigned int flags);
-int view_value(struct fs *fs, const struct iref *r, struct blob **out);
-int view_stat(struct fs *fs, const struct iref *r, struct stat *st);
-void view_owner(struct fs *fs, const struct iref *r, struct stat *st);
-int view_entry(struct fs *fs, const struct iref *r, struct txn_entry *e);
+struct txn_commit_req *fs_creq_new(struct fs *fs, fuse_req_t req, enum wait_kind kind, bool late);
+void fs_creq_abandon(struct txn_commit_req *c);
+int fs_set_owner_mode(struct fs *fs, fuse_req_t req, const struct iref *r, const struct stat *attr,
+		      int to_set);
+int fs_view_of(struct fs *fs, const struct iref *r, struct txn **tx, enum ikind *child_kind);
+int fs_view_lookup(struct fs *fs, const struct iref *p, const char *name, struct iref *out);
+int fs_view_list(struct fs *fs, const struct iref *r, struct handle *h);
+int fs_view_create(struct fs *fs, const struct iref *p, const char *name, struct iref *out);
+int fs_view_mkdir(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name,
+		  struct iref *out);
+int fs_view_unlink(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name);
+int fs_view_rmdir(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name);
+int fs_view_rename(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name,
+		   const struct iref *np, const char *newname, unsigned int flags);
+int fs_view_value(struct fs *fs, const struct iref *r, struct blob **out);
+int fs_view_stat(struct fs *fs, const struct iref *r, struct stat *st);
+void fs_view_owner(struct fs *fs, const struct iref *r, struct stat *st);
+int fs_view_entry(struct fs *fs, const struct iref *r, struct txn_entry *e);
 
 /* tx.c */
-bool is_ctl_name(const char *name);
-void tx_commit_done(struct fs *fs, const struct waiter *w, int err);
+bool fs_is_ctl_name(const char *name);
+void fs_tx_commit_done(struct fs *fs, const struct waiter *w, int err);
 
 /* ctl.c */
-int stat_rw_dir(struct fs *fs, const struct iref *r, struct stat *st);
+int fs_stat_rw_dir(struct fs *fs, const struct iref *r, struct stat *st);
 
 /* events.c: .events and .follow (parked reads, poll). */
-int events_refresh(struct fs *fs, struct handle *h);
-void events_read(fuse_req_t req, struct handle *h, off_t off, size_t size);
-void events_wake(struct fs *fs);
-void events_poll(fuse_req_t req, struct handle *h, struct fuse_pollhandle *ph);
-void events_release(struct fs *fs, struct handle *h);
-int events_fstat(struct fs *fs, struct handle *h, struct stat *st);
-void events_drop(struct handle *h);
-void events_free(struct fs *fs);
+int fs_events_refresh(struct fs *fs, struct handle *h);
+void fs_events_read(fuse_req_t req, struct handle *h, off_t off, size_t size);
+void fs_events_wake(struct fs *fs);
+void fs_events_poll(fuse_req_t req, struct handle *h, struct fuse_pollhandle *ph);
+void fs_events_release(struct fs *fs, struct handle *h);
+int fs_events_fstat(struct fs *fs, struct handle *h, struct stat *st);
+void fs_events_drop(struct handle *h);
+void fs_events_free(struct fs *fs);
 
 /* notify.c: the notifier thread (design note 3). */
-void queue_inval(struct fs *fs, uint64_t ino);
-void queue_changes(struct fs *fs, struct txn_changes *ch);
-void inval_txn(struct fs *fs, uint64_t txn_id, bool now);
-int notifier_start(struct fs *fs);
-void notifier_stop(struct fs *fs);
+void fs_queue_inval(struct fs *fs, uint64_t ino);
+void fs_queue_changes(struct fs *fs, struct txn_changes *ch);
+void fs_inval_txn(struct fs *fs, uint64_t txn_id, bool now);
+int fs_notifier_start(struct fs *fs);
+void fs_notifier_stop(struct fs *fs);
 
 #endif

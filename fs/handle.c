@@ -15,14 +15,14 @@
 #include "fs_i.h"
 #include "grow.h"
 
-struct handle *handle_new(struct fs *fs, enum hkind kind, const struct iref *r)
+struct handle *fs_handle_new(struct fs *fs, enum hkind kind, const struct iref *r)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 
 	if (!h)
 		return NULL;
 	h->kind = kind;
-	if (iref_copy(&h->ir, r)) {
+	if (fs_iref_copy(&h->ir, r)) {
 		free(h);
 		return NULL;
 	}
@@ -37,7 +37,7 @@ struct handle *handle_new(struct fs *fs, enum hkind kind, const struct iref *r)
 	return h;
 }
 
-void handle_free(struct handle *h)
+void fs_handle_free(struct handle *h)
 {
 	if (!h)
 		return;
@@ -49,32 +49,32 @@ void handle_free(struct handle *h)
 	if (h->all_next)
 		h->all_next->all_prev = h->all_prev;
 	pthread_mutex_unlock(&h->fs->handles_lock);
-	iref_release(&h->ir);
+	fs_iref_release(&h->ir);
 	free(h->buf);
 	blob_unref(h->content);
 	txn_dirents_free(h->ents, h->nents);
-	events_drop(h);
+	fs_events_drop(h);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }
 
 /* At fs_free(): the handles whose releases never came. */
-void handles_free_all(struct fs *fs)
+void fs_handles_free_all(struct fs *fs)
 {
 	while (fs->handles)
-		handle_free(fs->handles);
+		fs_handle_free(fs->handles);
 }
 
 /* Room for n bytes in a write handle's buffer.  h->lock held (or h not shared yet). */
-int handle_reserve(struct handle *h, size_t n)
+int fs_handle_reserve(struct handle *h, size_t n)
 {
 	return ARRAY_GROW(h->buf, n, h->cap);
 }
 
 /* The buffer cut or zero-extended to size (ftruncate).  h->lock held. */
-int handle_resize(struct handle *h, size_t size)
+int fs_handle_resize(struct handle *h, size_t size)
 {
-	int err = handle_reserve(h, size + 1);
+	int err = fs_handle_reserve(h, size + 1);
 
 	if (err)
 		return err;
@@ -92,7 +92,7 @@ int handle_resize(struct handle *h, size_t size)
  * value commits then, with nobody waiting.  (A flush cannot commit it: bash opens,
  * dup2()s and closes the first descriptor, which flushes, before it writes.)
  */
-void commit_handle(struct fs *fs, fuse_req_t req, struct handle *h)
+void fs_commit_handle(struct fs *fs, fuse_req_t req, struct handle *h)
 {
 	const struct fs_area_ops *a = fs_area(h->ir.kind);
 	struct blob *val;
@@ -101,12 +101,12 @@ void commit_handle(struct fs *fs, fuse_req_t req, struct handle *h)
 	pthread_mutex_lock(&h->lock);
 	if (h->failed) {
 		pthread_mutex_unlock(&h->lock);
-		reply_err(req, -EFBIG);
+		fs_reply_err(req, -EFBIG);
 		return;
 	}
 	if (!h->dirty || (req && !h->written)) {
 		pthread_mutex_unlock(&h->lock);
-		reply_err(req, 0);
+		fs_reply_err(req, 0);
 		return;
 	}
 	val = blob_new(h->buf ? h->buf : "", h->size);
@@ -115,22 +115,22 @@ void commit_handle(struct fs *fs, fuse_req_t req, struct handle *h)
 	h->dirty = false;
 	pthread_mutex_unlock(&h->lock);
 	if (!val) {
-		reply_err(req, -ENOMEM);
+		fs_reply_err(req, -ENOMEM);
 		return;
 	}
 	if (!a->put) {
 		blob_unref(val);
-		reply_err(req, 0);
+		fs_reply_err(req, 0);
 		return;
 	}
 	err = a->put(fs, req, &h->ir, val, true);
 	if (err != FS_REPLIED)
-		reply_err(req, err);
+		fs_reply_err(req, err);
 }
 
 /* ---- directory listings ---------------------------------------------------------------- */
 
-int dir_add(struct handle *h, const char *name, enum txn_type type)
+int fs_dir_add(struct handle *h, const char *name, enum txn_type type)
 {
 	if (ARRAY_GROW(h->ents, h->nents + 1, h->ents_alloc))
 		return -ENOMEM;
@@ -143,12 +143,12 @@ int dir_add(struct handle *h, const char *name, enum txn_type type)
 }
 
 /* Add every entry of d and free d. */
-int dir_add_all(struct handle *h, struct txn_dirent *d, size_t n)
+int fs_dir_add_all(struct handle *h, struct txn_dirent *d, size_t n)
 {
 	int err = 0;
 
 	for (size_t i = 0; i < n && !err; i++)
-		err = dir_add(h, d[i].name, d[i].type);
+		err = fs_dir_add(h, d[i].name, d[i].type);
 	txn_dirents_free(d, n);
 	return err;
 }

@@ -32,8 +32,8 @@ static char *make_key(enum ikind kind, uint64_t txn_id, enum txn_type type, cons
 	return k;
 }
 
-struct inode *ifind_key_locked(struct fs *fs, enum ikind kind, uint64_t txn_id,
-			       enum txn_type type, const char *path, size_t len)
+struct inode *fs_ifind_key_locked(struct fs *fs, enum ikind kind, uint64_t txn_id,
+				  enum txn_type type, const char *path, size_t len)
 {
 	struct inode *in = NULL;
 	size_t kl;
@@ -91,8 +91,8 @@ static struct inode *inode_new_locked(struct fs *fs, enum ikind kind, uint64_t t
 }
 
 /* Find or create the inode for a tuple and count one more kernel lookup. */
-int iget_tuple(struct fs *fs, enum ikind kind, uint64_t txn_id, enum txn_type type,
-	       const char *path, size_t len, uint64_t *ino)
+int fs_iget_tuple(struct fs *fs, enum ikind kind, uint64_t txn_id, enum txn_type type,
+		  const char *path, size_t len, uint64_t *ino)
 {
 	struct inode *in;
 	size_t kl;
@@ -117,13 +117,13 @@ int iget_tuple(struct fs *fs, enum ikind kind, uint64_t txn_id, enum txn_type ty
 	return 0;
 }
 
-void iref_release(struct iref *r)
+void fs_iref_release(struct iref *r)
 {
 	free(r->path);
 	r->path = NULL;
 }
 
-int iref_copy(struct iref *dst, const struct iref *src)
+int fs_iref_copy(struct iref *dst, const struct iref *src)
 {
 	*dst = *src;
 	dst->path = malloc(src->len + 1);
@@ -134,16 +134,16 @@ int iref_copy(struct iref *dst, const struct iref *src)
 }
 
 /* *out names the tuple with path, which it takes over (malloc'ed). */
-void iref_take(struct iref *out, enum ikind kind, uint64_t txn_id, enum txn_type type,
-	       char *path, size_t len)
+void fs_iref_take(struct iref *out, enum ikind kind, uint64_t txn_id, enum txn_type type,
+		  char *path, size_t len)
 {
 	*out = (struct iref){ .kind = kind, .txn_id = txn_id, .type = type, .path = path,
 			      .len = len };
 }
 
 /* *out names the tuple with a copy of path. */
-int iref_set(struct iref *out, enum ikind kind, uint64_t txn_id, enum txn_type type,
-	     const char *path, size_t len)
+int fs_iref_set(struct iref *out, enum ikind kind, uint64_t txn_id, enum txn_type type,
+		const char *path, size_t len)
 {
 	char *p = malloc(len + 1);
 
@@ -151,7 +151,7 @@ int iref_set(struct iref *out, enum ikind kind, uint64_t txn_id, enum txn_type t
 		return -ENOMEM;
 	memcpy(p, path, len);
 	p[len] = '\0';
-	iref_take(out, kind, txn_id, type, p, len);
+	fs_iref_take(out, kind, txn_id, type, p, len);
 	return 0;
 }
 
@@ -169,7 +169,7 @@ static const struct {
 };
 
 /* What does ino name?  -ENOENT for an inode the kernel should not have. */
-int iget(struct fs *fs, fuse_ino_t ino, struct iref *out)
+int fs_iget(struct fs *fs, fuse_ino_t ino, struct iref *out)
 {
 	struct inode *in = NULL;
 	uint64_t key = ino;
@@ -206,7 +206,7 @@ static void inode_drop_locked(struct fs *fs, struct inode *in)
 	inode_free(in);
 }
 
-void iforget(struct fs *fs, uint64_t ino, uint64_t n)
+void fs_iforget(struct fs *fs, uint64_t ino, uint64_t n)
 {
 	struct inode *in = NULL;
 
@@ -223,7 +223,7 @@ void iforget(struct fs *fs, uint64_t ino, uint64_t n)
 }
 
 /* At fs_free(): the kernel will forget nothing more. */
-void inodes_free_all(struct fs *fs)
+void fs_inodes_free_all(struct fs *fs)
 {
 	struct inode *in, *tmp;
 
@@ -232,7 +232,7 @@ void inodes_free_all(struct fs *fs)
 }
 
 /* The path stops naming this inode (unlink, rmdir, replaced by a rename). */
-void iunhash_locked(struct fs *fs, struct inode *in)
+void fs_iunhash_locked(struct fs *fs, struct inode *in)
 {
 	if (in && in->hashed) {
 		HASH_DELETE(hh_key, fs->by_key, in);
@@ -240,17 +240,17 @@ void iunhash_locked(struct fs *fs, struct inode *in)
 	}
 }
 
-void iunhash(struct fs *fs, enum ikind kind, uint64_t txn_id, enum txn_type type,
-	     const char *path, size_t len)
+void fs_iunhash(struct fs *fs, enum ikind kind, uint64_t txn_id, enum txn_type type,
+		const char *path, size_t len)
 {
 	pthread_mutex_lock(&fs->itable_lock);
-	iunhash_locked(fs, ifind_key_locked(fs, kind, txn_id, type, path, len));
+	fs_iunhash_locked(fs, fs_ifind_key_locked(fs, kind, txn_id, type, path, len));
 	pthread_mutex_unlock(&fs->itable_lock);
 }
 
 /* in now names (kind, path); whatever did before is detached.  On failure in is. */
-int irekey_locked(struct fs *fs, struct inode *in, enum ikind kind, const char *path,
-		  size_t len)
+int fs_irekey_locked(struct fs *fs, struct inode *in, enum ikind kind, const char *path,
+		     size_t len)
 {
 	size_t kl;
 	char *np = malloc(len + 1);
@@ -259,13 +259,13 @@ int irekey_locked(struct fs *fs, struct inode *in, enum ikind kind, const char *
 	if (!np || !k) {
 		free(np);
 		free(k);
-		iunhash_locked(fs, in);
+		fs_iunhash_locked(fs, in);
 		return -ENOMEM;
 	}
 	memcpy(np, path, len);
 	np[len] = '\0';
-	iunhash_locked(fs, ifind_key_locked(fs, kind, in->txn_id, in->type, path, len));
-	iunhash_locked(fs, in);
+	fs_iunhash_locked(fs, fs_ifind_key_locked(fs, kind, in->txn_id, in->type, path, len));
+	fs_iunhash_locked(fs, in);
 	free(in->key);
 	free(in->path);
 	in->key = k;
@@ -287,18 +287,18 @@ int irekey_locked(struct fs *fs, struct inode *in, enum ikind kind, const char *
  * to_kind): a note renamed (detach_dst: whatever dst named is detached even when src
  * has no inode), or the note renamed onto .commit.
  */
-void irename(struct fs *fs, enum ikind from_kind, enum ikind to_kind, uint64_t txn_id,
-	     const char *src, const char *dst, bool detach_dst)
+void fs_irename(struct fs *fs, enum ikind from_kind, enum ikind to_kind, uint64_t txn_id,
+		const char *src, const char *dst, bool detach_dst)
 {
 	struct inode *in;
 
 	pthread_mutex_lock(&fs->itable_lock);
 	if (detach_dst)
-		iunhash_locked(fs, ifind_key_locked(fs, to_kind, txn_id, TXN_FILE, dst,
-						    strlen(dst)));
-	in = ifind_key_locked(fs, from_kind, txn_id, TXN_FILE, src, strlen(src));
+		fs_iunhash_locked(fs, fs_ifind_key_locked(fs, to_kind, txn_id, TXN_FILE, dst,
+							  strlen(dst)));
+	in = fs_ifind_key_locked(fs, from_kind, txn_id, TXN_FILE, src, strlen(src));
 	if (in)
-		irekey_locked(fs, in, to_kind, dst, strlen(dst));
+		fs_irekey_locked(fs, in, to_kind, dst, strlen(dst));
 	pthread_mutex_unlock(&fs->itable_lock);
 }
 
@@ -307,38 +307,38 @@ void irename(struct fs *fs, enum ikind from_kind, enum ikind to_kind, uint64_t t
  * source inodes under the new names, so their tuples follow; whatever dst named before
  * is detached.
  */
-void imove(struct fs *fs, enum ikind kind, uint64_t txn_id, const char *src, size_t slen,
-	   const char *dst, size_t dlen)
+void fs_imove(struct fs *fs, enum ikind kind, uint64_t txn_id, const char *src, size_t slen,
+	      const char *dst, size_t dlen)
 {
 	struct inode *in, *tmp;
 
 	pthread_mutex_lock(&fs->itable_lock);
-	iunhash_locked(fs, ifind_key_locked(fs, kind, txn_id, TXN_FILE, dst, dlen));
-	iunhash_locked(fs, ifind_key_locked(fs, kind, txn_id, TXN_DIR, dst, dlen));
+	fs_iunhash_locked(fs, fs_ifind_key_locked(fs, kind, txn_id, TXN_FILE, dst, dlen));
+	fs_iunhash_locked(fs, fs_ifind_key_locked(fs, kind, txn_id, TXN_DIR, dst, dlen));
 	HASH_ITER(hh_ino, fs->by_ino, in, tmp) {
 		if (!in->hashed || in->kind != kind || in->txn_id != txn_id)
 			continue;
 		if (in->len == slen && memcmp(in->path, src, slen) == 0) {
-			irekey_locked(fs, in, kind, dst, dlen);
+			fs_irekey_locked(fs, in, kind, dst, dlen);
 		} else if (in->len > slen && in->path[slen] == '/' &&
 			   memcmp(in->path, src, slen) == 0) {
 			size_t nl = dlen + (in->len - slen);
 			char *np = malloc(nl + 1);
 
 			if (!np) {
-				iunhash_locked(fs, in);
+				fs_iunhash_locked(fs, in);
 				continue;
 			}
 			memcpy(np, dst, dlen);
 			memcpy(np + dlen, in->path + slen, in->len - slen + 1);
-			irekey_locked(fs, in, kind, np, nl);
+			fs_irekey_locked(fs, in, kind, np, nl);
 			free(np);
 		}
 	}
 	pthread_mutex_unlock(&fs->itable_lock);
 }
 
-void iwriter(struct fs *fs, uint64_t ino, int delta, size_t size)
+void fs_iwriter(struct fs *fs, uint64_t ino, int delta, size_t size)
 {
 	struct inode *in = NULL;
 
@@ -355,7 +355,7 @@ void iwriter(struct fs *fs, uint64_t ino, int delta, size_t size)
 }
 
 /* Size of a pending (not yet committed) write for a live inode, or -1. */
-ssize_t ipending_size(struct fs *fs, uint64_t ino)
+ssize_t fs_ipending_size(struct fs *fs, uint64_t ino)
 {
 	struct inode *in = NULL;
 	ssize_t r = -1;
@@ -373,8 +373,8 @@ ssize_t ipending_size(struct fs *fs, uint64_t ino)
  * (malloc'ed; as many as memory allows), so that the caller can notify the kernel with
  * no lock held.
  */
-size_t inodes_where(struct fs *fs, bool (*match)(const struct inode *, const void *),
-		    const void *arg, uint64_t **out)
+size_t fs_inodes_where(struct fs *fs, bool (*match)(const struct inode *, const void *),
+		       const void *arg, uint64_t **out)
 {
 	struct inode *in, *tmp;
 	size_t n = 0, cap = 0;

@@ -18,7 +18,7 @@
 #include "log.h"
 
 /* View of a tree inode: NULL for live; a referenced txn for transaction areas. */
-int view_of(struct fs *fs, const struct iref *r, struct txn **tx, enum ikind *child_kind)
+int fs_view_of(struct fs *fs, const struct iref *r, struct txn **tx, enum ikind *child_kind)
 {
 	*tx = NULL;
 	switch (r->kind) {
@@ -40,11 +40,11 @@ int view_of(struct fs *fs, const struct iref *r, struct txn **tx, enum ikind *ch
 static int view_child(struct fs *fs, const struct iref *p, const char *name, struct txn **tx,
 		      enum ikind *ck, char **path, size_t *len)
 {
-	int err = view_of(fs, p, tx, ck);
+	int err = fs_view_of(fs, p, tx, ck);
 
 	if (err)
 		return err;
-	*path = child_path(p, name, len);
+	*path = fs_child_path(p, name, len);
 	if (!*path) {
 		txn_unref(*tx);
 		*tx = NULL;
@@ -73,7 +73,7 @@ static void forget_failed_create(struct fs *fs, const char *path)
 		return;
 	}
 	ch->n = 1;
-	queue_changes(fs, ch);
+	fs_queue_changes(fs, ch);
 }
 
 /* A truncate or chmod committed: answer with the inode's attributes now. */
@@ -84,9 +84,9 @@ static void setattr_done(struct fs *fs, const struct waiter *w, const char *path
 	struct stat st;
 
 	if (!err)
-		err = stat_iref(fs, &r, &st);
+		err = fs_stat_iref(fs, &r, &st);
 	if (err)
-		reply_err(w->req, err);
+		fs_reply_err(w->req, err);
 	else
 		fuse_reply_attr(w->req, &st, fs->opt.entry_timeout_s);
 }
@@ -105,29 +105,29 @@ static void waiter_done(struct txn_commit_req *creq, int err)
 			log_warn("cannot commit '%s' on release: %s", creq->path, strerror(-err));
 		break;
 	case W_FLUSH:
-		reply_err(w->req, err);
+		fs_reply_err(w->req, err);
 		break;
 	case W_UNLINK:
 		if (!err)
-			iunhash(fs, IK_LIVE, 0, TXN_FILE, creq->path, strlen(creq->path));
-		reply_err(w->req, err);
+			fs_iunhash(fs, IK_LIVE, 0, TXN_FILE, creq->path, strlen(creq->path));
+		fs_reply_err(w->req, err);
 		break;
 	case W_RMDIR:
 		if (!err)
-			iunhash(fs, IK_LIVE, 0, TXN_DIR, creq->path, strlen(creq->path));
-		reply_err(w->req, err);
+			fs_iunhash(fs, IK_LIVE, 0, TXN_DIR, creq->path, strlen(creq->path));
+		fs_reply_err(w->req, err);
 		break;
 	case W_RENAME:
 		if (!err)
-			imove(fs, IK_LIVE, 0, creq->path, strlen(creq->path), creq->path2,
-			      strlen(creq->path2));
-		reply_err(w->req, err);
+			fs_imove(fs, IK_LIVE, 0, creq->path, strlen(creq->path), creq->path2,
+				 strlen(creq->path2));
+		fs_reply_err(w->req, err);
 		break;
 	case W_SETATTR:
 		setattr_done(fs, w, creq->path, err);
 		break;
 	case W_COMMIT:
-		tx_commit_done(fs, w, err);
+		fs_tx_commit_done(fs, w, err);
 		break;
 	}
 	free(w->src);
@@ -136,7 +136,7 @@ static void waiter_done(struct txn_commit_req *creq, int err)
 	txn_commit_req_free(creq);
 }
 
-struct txn_commit_req *creq_new(struct fs *fs, fuse_req_t req, enum wait_kind kind, bool late)
+struct txn_commit_req *fs_creq_new(struct fs *fs, fuse_req_t req, enum wait_kind kind, bool late)
 {
 	struct txn_commit_req *c = calloc(1, sizeof(*c));
 	struct waiter *w = calloc(1, sizeof(*w));
@@ -155,7 +155,7 @@ struct txn_commit_req *creq_new(struct fs *fs, fuse_req_t req, enum wait_kind ki
 	return c;
 }
 
-void creq_abandon(struct txn_commit_req *c)
+void fs_creq_abandon(struct txn_commit_req *c)
 {
 	if (c)
 		free(c->arg);
@@ -170,12 +170,12 @@ static int live_put(struct fs *fs, fuse_req_t req, const struct iref *r, struct 
 		    bool flush)
 {
 	struct txn_commit_req *c =
-		flush ? creq_new(fs, req, req ? W_FLUSH : W_NONE, true)
-		      : creq_new(fs, req, W_SETATTR, false);
+		flush ? fs_creq_new(fs, req, req ? W_FLUSH : W_NONE, true)
+		      : fs_creq_new(fs, req, W_SETATTR, false);
 
 	if (!c || !(c->path = strdup(r->path))) {
 		blob_unref(val);
-		creq_abandon(c);
+		fs_creq_abandon(c);
 		return -ENOMEM;
 	}
 	if (!flush)
@@ -193,13 +193,13 @@ static int live_put(struct fs *fs, fuse_req_t req, const struct iref *r, struct 
  * succeeds (cp -p, rsync), anything else is EPERM.  The kernel (default_permissions)
  * has already checked that the caller may ask.
  */
-int set_owner_mode(struct fs *fs, fuse_req_t req, const struct iref *r, const struct stat *attr,
-		   int to_set)
+int fs_set_owner_mode(struct fs *fs, fuse_req_t req, const struct iref *r, const struct stat *attr,
+		      int to_set)
 {
 	struct txn_commit_req *c;
 	struct stat cur;
 	struct txn_attr a;
-	int depth, err = stat_iref(fs, r, &cur);
+	int depth, err = fs_stat_iref(fs, r, &cur);
 
 	if (err)
 		return err;
@@ -213,9 +213,9 @@ int set_owner_mode(struct fs *fs, fuse_req_t req, const struct iref *r, const st
 	depth = r->kind == IK_LIVE ? txn_path_depth(r->path, r->len) : 0;
 	if (depth < 1 || depth > 2 || r->type != TXN_DIR)
 		return fs_area(r->kind)->read_only ? -EROFS : -EPERM;
-	c = creq_new(fs, req, W_SETATTR, false);
+	c = fs_creq_new(fs, req, W_SETATTR, false);
 	if (!c || !(c->path = strdup(r->path))) {
-		creq_abandon(c);
+		fs_creq_abandon(c);
 		return -ENOMEM;
 	}
 	((struct waiter *)c->arg)->ino = r->ino;
@@ -228,7 +228,7 @@ int set_owner_mode(struct fs *fs, fuse_req_t req, const struct iref *r, const st
 
 /* ---- a view: the live tree, or a transaction's ----------------------------------------- */
 
-int view_lookup(struct fs *fs, const struct iref *p, const char *name, struct iref *out)
+int fs_view_lookup(struct fs *fs, const struct iref *p, const char *name, struct iref *out)
 {
 	struct txn *tx;
 	struct txn_entry e;
@@ -243,12 +243,12 @@ int view_lookup(struct fs *fs, const struct iref *p, const char *name, struct ir
 	if (err)
 		free(path);
 	else
-		iref_take(out, ck, ck == IK_LIVE ? 0 : txn_id(tx), e.type, path, len);
+		fs_iref_take(out, ck, ck == IK_LIVE ? 0 : txn_id(tx), e.type, path, len);
 	txn_unref(tx);
 	return err;
 }
 
-int view_stat(struct fs *fs, const struct iref *r, struct stat *st)
+int fs_view_stat(struct fs *fs, const struct iref *r, struct stat *st)
 {
 	struct txn *tx = NULL;
 	struct txn_entry e;
@@ -259,10 +259,10 @@ int view_stat(struct fs *fs, const struct iref *r, struct stat *st)
 		return -ENOENT;
 	err = txn_stat(fs->eng, tx, r->path, r->len, &e);
 	txn_unref(tx);
-	pending = r->type == TXN_FILE ? ipending_size(fs, r->ino) : -1;
+	pending = r->type == TXN_FILE ? fs_ipending_size(fs, r->ino) : -1;
 	if (err == -ENOENT && pending >= 0) {
 		/* Created and open for writing, not committed yet. */
-		fill_attr(fs, st, r->ino, TXN_FILE, (size_t)pending, 0, 0);
+		fs_fill_attr(fs, st, r->ino, TXN_FILE, (size_t)pending, 0, 0);
 		return 0;
 	}
 	if (err)
@@ -270,17 +270,17 @@ int view_stat(struct fs *fs, const struct iref *r, struct stat *st)
 	if (e.type != r->type)
 		return -ENOENT; /* the path changed type: this inode is stale */
 	/* Always the committed size: a writer's uncommitted bytes are its own. */
-	fill_attr(fs, st, r->ino, e.type, e.size, e.time_ns, 0);
+	fs_fill_attr(fs, st, r->ino, e.type, e.size, e.time_ns, 0);
 	return 0;
 }
 
 /* Keys and key directories take their agent's owner and mode. */
-void view_owner(struct fs *fs, const struct iref *r, struct stat *st)
+void fs_view_owner(struct fs *fs, const struct iref *r, struct stat *st)
 {
-	owner_of_agent(fs, r->path, r->len, S_ISDIR(st->st_mode) ? 07777 : 0666, st);
+	fs_owner_of_agent(fs, r->path, r->len, S_ISDIR(st->st_mode) ? 07777 : 0666, st);
 }
 
-int view_value(struct fs *fs, const struct iref *r, struct blob **out)
+int fs_view_value(struct fs *fs, const struct iref *r, struct blob **out)
 {
 	struct txn *tx = NULL;
 	int err;
@@ -293,7 +293,7 @@ int view_value(struct fs *fs, const struct iref *r, struct blob **out)
 	return err;
 }
 
-int view_entry(struct fs *fs, const struct iref *r, struct txn_entry *e)
+int fs_view_entry(struct fs *fs, const struct iref *r, struct txn_entry *e)
 {
 	struct txn *tx = NULL;
 	int err = 0;
@@ -308,23 +308,23 @@ int view_entry(struct fs *fs, const struct iref *r, struct txn_entry *e)
 	return err;
 }
 
-int view_list(struct fs *fs, const struct iref *r, struct handle *h)
+int fs_view_list(struct fs *fs, const struct iref *r, struct handle *h)
 {
 	struct txn_dirent *d = NULL;
 	struct txn *tx;
 	enum ikind ck;
 	size_t n = 0;
-	int err = view_of(fs, r, &tx, &ck);
+	int err = fs_view_of(fs, r, &tx, &ck);
 
 	if (!err)
 		err = txn_list(fs->eng, tx, r->path, r->len, &d, &n);
 	if (!err)
-		err = dir_add_all(h, d, n);
+		err = fs_dir_add_all(h, d, n);
 	txn_unref(tx);
 	return err;
 }
 
-int view_create(struct fs *fs, const struct iref *p, const char *name, struct iref *out)
+int fs_view_create(struct fs *fs, const struct iref *p, const char *name, struct iref *out)
 {
 	struct txn *tx;
 	struct blob *b;
@@ -349,12 +349,12 @@ int view_create(struct fs *fs, const struct iref *p, const char *name, struct ir
 		free(path);
 		return err;
 	}
-	iref_take(out, ck, p->txn_id, TXN_FILE, path, len);
+	fs_iref_take(out, ck, p->txn_id, TXN_FILE, path, len);
 	return 0;
 }
 
-int view_mkdir(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name,
-	       struct iref *out)
+int fs_view_mkdir(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name,
+		  struct iref *out)
 {
 	struct txn *tx;
 	enum ikind ck;
@@ -368,7 +368,7 @@ int view_mkdir(struct fs *fs, fuse_req_t req, const struct iref *p, const char *
 	if (err)
 		free(path);
 	else
-		iref_take(out, ck, tx ? txn_id(tx) : 0, TXN_DIR, path, len);
+		fs_iref_take(out, ck, tx ? txn_id(tx) : 0, TXN_DIR, path, len);
 	txn_unref(tx);
 	return err;
 }
@@ -382,7 +382,7 @@ static int live_unlink(struct fs *fs, fuse_req_t req, char *path, size_t len)
 
 	if (!err && e.type != TXN_FILE)
 		err = -EISDIR;
-	if (!err && !(c = creq_new(fs, req, W_UNLINK, false)))
+	if (!err && !(c = fs_creq_new(fs, req, W_UNLINK, false)))
 		err = -ENOMEM;
 	if (err) {
 		free(path);
@@ -394,7 +394,7 @@ static int live_unlink(struct fs *fs, fuse_req_t req, char *path, size_t len)
 	return FS_REPLIED;
 }
 
-int view_unlink(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name)
+int fs_view_unlink(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name)
 {
 	struct txn *tx;
 	enum ikind ck;
@@ -410,7 +410,7 @@ int view_unlink(struct fs *fs, fuse_req_t req, const struct iref *p, const char 
 	if (!err)
 		err = txn_stage_delete(fs->eng, tx, path, len);
 	if (!err)
-		iunhash(fs, IK_TXPATH, txn_id(tx), TXN_FILE, path, len);
+		fs_iunhash(fs, IK_TXPATH, txn_id(tx), TXN_FILE, path, len);
 	txn_unref(tx);
 	free(path);
 	return err;
@@ -429,7 +429,7 @@ static int live_rmdir(struct fs *fs, fuse_req_t req, char **path, size_t len)
 
 	if (err || depth > 2 || txn_dir_attr(fs->eng, *path, len, &a) != 0 || !a.own)
 		return err;
-	c = creq_new(fs, req, W_RMDIR, false);
+	c = fs_creq_new(fs, req, W_RMDIR, false);
 	if (!c)
 		return -ENOMEM;
 	c->path = *path;
@@ -440,7 +440,7 @@ static int live_rmdir(struct fs *fs, fuse_req_t req, char **path, size_t len)
 	return FS_REPLIED;
 }
 
-int view_rmdir(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name)
+int fs_view_rmdir(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name)
 {
 	struct txn *tx;
 	enum ikind ck;
@@ -458,7 +458,7 @@ int view_rmdir(struct fs *fs, fuse_req_t req, const struct iref *p, const char *
 		err = live_rmdir(fs, req, &path, len);
 	}
 	if (!err)
-		iunhash(fs, ck, tx ? txn_id(tx) : 0, TXN_DIR, path, len);
+		fs_iunhash(fs, ck, tx ? txn_id(tx) : 0, TXN_DIR, path, len);
 	txn_unref(tx);
 	free(path);
 	return err;
@@ -477,7 +477,7 @@ static bool same_view(const struct iref *a, const struct iref *b)
 /* rename in the live tree: a commit, answered by the committer; src and dst taken. */
 static int live_rename(struct fs *fs, fuse_req_t req, char *src, char *dst, unsigned int flags)
 {
-	struct txn_commit_req *c = creq_new(fs, req, W_RENAME, false);
+	struct txn_commit_req *c = fs_creq_new(fs, req, W_RENAME, false);
 
 	if (!c) {
 		free(src);
@@ -492,8 +492,8 @@ static int live_rename(struct fs *fs, fuse_req_t req, char *src, char *dst, unsi
 	return FS_REPLIED;
 }
 
-int view_rename(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name,
-		const struct iref *np, const char *newname, unsigned int flags)
+int fs_view_rename(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name,
+		   const struct iref *np, const char *newname, unsigned int flags)
 {
 	struct txn *tx;
 	enum ikind ck;
@@ -505,13 +505,13 @@ int view_rename(struct fs *fs, fuse_req_t req, const struct iref *p, const char 
 		return -EXDEV;
 	if ((p->kind == IK_ROOT && name[0] == '.') || (np->kind == IK_ROOT && newname[0] == '.'))
 		return -EXDEV; /* .tx, .health, ... are areas of their own */
-	err = check_name(newname);
+	err = fs_check_name(newname);
 	if (!err)
-		err = view_of(fs, p, &tx, &ck);
+		err = fs_view_of(fs, p, &tx, &ck);
 	if (err)
 		return err;
-	src = child_path(p, name, &slen);
-	dst = child_path(np, newname, &dlen);
+	src = fs_child_path(p, name, &slen);
+	dst = fs_child_path(np, newname, &dlen);
 	if (!src || !dst) {
 		err = -ENOMEM;
 	} else if (!tx) {
@@ -519,7 +519,7 @@ int view_rename(struct fs *fs, fuse_req_t req, const struct iref *p, const char 
 	} else {
 		err = txn_stage_rename(fs->eng, tx, src, slen, dst, dlen, flags & RENAME_NOREPLACE);
 		if (!err)
-			imove(fs, IK_TXPATH, txn_id(tx), src, slen, dst, dlen);
+			fs_imove(fs, IK_TXPATH, txn_id(tx), src, slen, dst, dlen);
 	}
 	txn_unref(tx);
 	free(src);
@@ -538,7 +538,7 @@ static int live_open(struct fs *fs, const struct iref *r, struct fuse_file_info 
 {
 	fi->fh = 0;
 	fs->key_reads++;
-	if (ipending_size(fs, r->ino) >= 0)
+	if (fs_ipending_size(fs, r->ino) >= 0)
 		fi->direct_io = 1;
 	else
 		fi->keep_cache = 1;
@@ -555,18 +555,18 @@ const struct fs_area_ops fs_live_ops = {
 	.live = true,
 	.cache_lookup = CACHE_ALL,
 	.cache_getattr = CACHE_ALL,
-	.lookup = view_lookup,
-	.stat = view_stat,
-	.owner = view_owner,
-	.value = view_value,
+	.lookup = fs_view_lookup,
+	.stat = fs_view_stat,
+	.owner = fs_view_owner,
+	.value = fs_view_value,
 	.open = live_open,
 	.writable = live_writable,
 	.put = live_put,
-	.list = view_list,
-	.create = view_create,
-	.mkdir = view_mkdir,
-	.unlink = view_unlink,
-	.rmdir = view_rmdir,
-	.rename = view_rename,
-	.entry = view_entry,
+	.list = fs_view_list,
+	.create = fs_view_create,
+	.mkdir = fs_view_mkdir,
+	.unlink = fs_view_unlink,
+	.rmdir = fs_view_rmdir,
+	.rename = fs_view_rename,
+	.entry = fs_view_entry,
 };

@@ -33,7 +33,7 @@ static void nq_push(struct fs *fs, struct nq_item *it)
 }
 
 /* Have the notifier drop the kernel's size and pages of ino (not from a handler). */
-void queue_inval(struct fs *fs, uint64_t ino)
+void fs_queue_inval(struct fs *fs, uint64_t ino)
 {
 	struct nq_item *it = calloc(1, sizeof(*it));
 
@@ -54,7 +54,7 @@ static void complete_late(struct txn_changes *ch)
 	ch->late = NULL;
 }
 
-void queue_changes(struct fs *fs, struct txn_changes *ch)
+void fs_queue_changes(struct fs *fs, struct txn_changes *ch)
 {
 	struct nq_item *it = calloc(1, sizeof(*it));
 
@@ -71,7 +71,7 @@ void queue_changes(struct fs *fs, struct txn_changes *ch)
 /* Called by the committer: hand the batch to the notifier thread. */
 static void on_commit(void *arg, struct txn_changes *ch)
 {
-	queue_changes(arg, ch);
+	fs_queue_changes(arg, ch);
 }
 
 /*
@@ -85,16 +85,16 @@ static bool is_txn_dir(const struct inode *in, const void *arg)
 	       in->txn_id == *(const uint64_t *)arg;
 }
 
-void inval_txn(struct fs *fs, uint64_t txn_id, bool now)
+void fs_inval_txn(struct fs *fs, uint64_t txn_id, bool now)
 {
 	uint64_t *inos;
-	size_t n = inodes_where(fs, is_txn_dir, &txn_id, &inos);
+	size_t n = fs_inodes_where(fs, is_txn_dir, &txn_id, &inos);
 
 	for (size_t i = 0; i < n; i++) {
 		if (now && fs->se)
 			fuse_lowlevel_notify_inval_inode(fs->se, inos[i], 0, 0);
 		else
-			queue_inval(fs, inos[i]);
+			fs_queue_inval(fs, inos[i]);
 	}
 	free(inos);
 }
@@ -118,7 +118,7 @@ static void invalidate_below(struct fs *fs, const char *p, size_t len)
 {
 	struct prefix pf = { p, len };
 	uint64_t *inos;
-	size_t n = inodes_where(fs, is_at_or_below, &pf, &inos);
+	size_t n = fs_inodes_where(fs, is_at_or_below, &pf, &inos);
 
 	for (size_t i = 0; i < n; i++)
 		fuse_lowlevel_notify_inval_inode(fs->se, inos[i], -1, 0);
@@ -132,7 +132,7 @@ static uint64_t live_ino(struct fs *fs, enum txn_type type, const char *p, size_
 	uint64_t ino;
 
 	pthread_mutex_lock(&fs->itable_lock);
-	in = ifind_key_locked(fs, IK_LIVE, 0, type, p, len);
+	in = fs_ifind_key_locked(fs, IK_LIVE, 0, type, p, len);
 	ino = in ? in->ino : 0;
 	pthread_mutex_unlock(&fs->itable_lock);
 	return ino;
@@ -208,7 +208,7 @@ static void *notifier_main(void *arg)
 		if (!it && fs->wake) {
 			fs->wake = false;
 			pthread_mutex_unlock(&fs->nq_lock);
-			events_wake(fs);
+			fs_events_wake(fs);
 			continue;
 		}
 		if (!it) {
@@ -237,7 +237,7 @@ static void *notifier_main(void *arg)
 	return NULL;
 }
 
-int notifier_start(struct fs *fs)
+int fs_notifier_start(struct fs *fs)
 {
 	int rc = pthread_create(&fs->notifier, NULL, notifier_main, fs);
 
@@ -249,7 +249,7 @@ int notifier_start(struct fs *fs)
 }
 
 /* Let the notifier finish what is queued, then end it. */
-void notifier_stop(struct fs *fs)
+void fs_notifier_stop(struct fs *fs)
 {
 	if (!fs->notifier_started)
 		return;

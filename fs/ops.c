@@ -4,7 +4,7 @@
  * operation of the inode's area (fs_area(), one table per kind) and replies.
  *
  * Design note 4.  errnos are negative everywhere below the replies and flip sign
- * exactly once, in reply_err().  An area operation that answers later (a commit)
+ * exactly once, in fs_reply_err().  An area operation that answers later (a commit)
  * returns FS_REPLIED and the entry point replies nothing.
  */
 #include <errno.h>
@@ -43,7 +43,7 @@ struct fs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-void reply_err(fuse_req_t req, int err)
+void fs_reply_err(fuse_req_t req, int err)
 {
 	/* The one place where a negative errno becomes the kernel's positive one. */
 	if (req)
@@ -108,7 +108,7 @@ static uint64_t fixed_ino(const struct iref *t)
 }
 
 /* Reply with an entry for a tuple; counts the lookup. */
-void reply_tuple(fuse_req_t req, const struct iref *t)
+void fs_reply_tuple(fuse_req_t req, const struct iref *t)
 {
 	struct fs *fs = fs_of(req);
 	struct fuse_entry_param e;
@@ -117,20 +117,20 @@ void reply_tuple(fuse_req_t req, const struct iref *t)
 	int err;
 
 	r.ino = fixed_ino(t);
-	if (!r.ino && (err = iget_tuple(fs, t->kind, t->txn_id, t->type, t->path, t->len,
-					&r.ino))) {
-		reply_err(req, err);
+	if (!r.ino && (err = fs_iget_tuple(fs, t->kind, t->txn_id, t->type, t->path, t->len,
+					   &r.ino))) {
+		fs_reply_err(req, err);
 		return;
 	}
-	err = stat_iref(fs, &r, &st);
+	err = fs_stat_iref(fs, &r, &st);
 	if (err) {
-		iforget(fs, r.ino, 1);
-		reply_err(req, err);
+		fs_iforget(fs, r.ino, 1);
+		fs_reply_err(req, err);
 		return;
 	}
 	entry_param(fs, &e, r.ino, &st, t->kind);
 	if (fuse_reply_entry(req, &e) != 0)
-		iforget(fs, r.ino, 1);
+		fs_iforget(fs, r.ino, 1);
 }
 
 /* ---- lookup / forget / getattr ------------------------------------------------------- */
@@ -143,32 +143,32 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int err;
 
 	if (strlen(name) > TXN_NAME_MAX) {
-		reply_err(req, -ENAMETOOLONG);
+		fs_reply_err(req, -ENAMETOOLONG);
 		return;
 	}
-	err = iget(fs, parent, &p);
+	err = fs_iget(fs, parent, &p);
 	if (!err) {
 		a = fs_area(p.kind);
 		err = a->lookup ? a->lookup(fs, &p, name, &t) : -ENOTDIR;
 	}
 	if (err)
-		reply_err(req, err);
+		fs_reply_err(req, err);
 	else
-		reply_tuple(req, &t);
-	iref_release(&t);
-	iref_release(&p);
+		fs_reply_tuple(req, &t);
+	fs_iref_release(&t);
+	fs_iref_release(&p);
 }
 
 static void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	iforget(fs_of(req), ino, nlookup);
+	fs_iforget(fs_of(req), ino, nlookup);
 	fuse_reply_none(req);
 }
 
 static void fs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
 	for (size_t i = 0; i < count; i++)
-		iforget(fs_of(req), forgets[i].ino, forgets[i].nlookup);
+		fs_iforget(fs_of(req), forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
@@ -188,21 +188,21 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
 	struct iref r;
 	struct stat st;
-	int err = iget(fs, ino, &r);
+	int err = fs_iget(fs, ino, &r);
 
 	if (!err)
-		err = stat_iref(fs, &r, &st);
+		err = fs_stat_iref(fs, &r, &st);
 	/* A live key's size stays the committed one even for its writer: the kernel
 	 * shares one inode between the writer and every reader. */
 	if (!err)
 		writer_size(h, &st);
 	if (!err && h && h->kind == H_EVENTS)
-		err = events_fstat(fs, h, &st);
+		err = fs_events_fstat(fs, h, &st);
 	if (err)
-		reply_err(req, err);
+		fs_reply_err(req, err);
 	else
 		fuse_reply_attr(req, &st, attr_timeout(fs, r.kind, &st));
-	iref_release(&r);
+	fs_iref_release(&r);
 }
 
 /* ---- open / read / write / flush / release ------------------------------------------- */
@@ -212,11 +212,11 @@ static int open_content(struct fs *fs, const struct iref *r, struct fuse_file_in
 {
 	struct blob *b;
 	struct handle *h;
-	int err = file_content(fs, r, &b);
+	int err = fs_file_content(fs, r, &b);
 
 	if (err)
 		return err;
-	h = handle_new(fs, H_CONTENT, r);
+	h = fs_handle_new(fs, H_CONTENT, r);
 	if (!h) {
 		blob_unref(b);
 		return -ENOMEM;
@@ -233,23 +233,23 @@ static int open_write(struct fs *fs, const struct iref *r, struct fuse_file_info
 {
 	struct blob *b = NULL;
 	struct handle *h;
-	int err = writable(fs, r);
+	int err = fs_writable(fs, r);
 
 	if (err)
 		return err;
-	h = handle_new(fs, H_WRITE, r);
+	h = fs_handle_new(fs, H_WRITE, r);
 	if (!h)
 		return -ENOMEM;
 	h->append = fi->flags & O_APPEND;
 	if (fi->flags & O_TRUNC) {
 		h->dirty = true;
 	} else {
-		err = current_value(fs, r, &b);
-		if (!err && handle_reserve(h, b->len + 1))
+		err = fs_current_value(fs, r, &b);
+		if (!err && fs_handle_reserve(h, b->len + 1))
 			err = -ENOMEM;
 		if (err) {
 			blob_unref(b);
-			handle_free(h);
+			fs_handle_free(h);
 			return err;
 		}
 		memcpy(h->buf, b->data, b->len);
@@ -260,7 +260,7 @@ static int open_write(struct fs *fs, const struct iref *r, struct fuse_file_info
 	 * live key share (keep_cache): its writes go straight to its buffer (and the
 	 * kernel then skips its security.capability lookup before each write). */
 	fi->direct_io = 1;
-	iwriter(fs, r->ino, 1, h->size);
+	fs_iwriter(fs, r->ino, 1, h->size);
 	fi->fh = (uintptr_t)h;
 	return 0;
 }
@@ -271,7 +271,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	const struct fs_area_ops *a;
 	bool trunc_live;
 	struct iref r;
-	int err = iget(fs, ino, &r);
+	int err = fs_iget(fs, ino, &r);
 
 	if (err)
 		goto out;
@@ -288,11 +288,11 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	trunc_live = a->live && (fi->flags & O_TRUNC);
 	fuse_reply_open(req, fi);
 	if (trunc_live)
-		queue_inval(fs, ino); /* the kernel set the shared size to 0 */
+		fs_queue_inval(fs, ino); /* the kernel set the shared size to 0 */
 out:
 	if (err)
-		reply_err(req, err);
-	iref_release(&r);
+		fs_reply_err(req, err);
+	fs_iref_release(&r);
 }
 
 /* What a read gets from a writer's own buffer: a copy, replied after the lock is
@@ -307,7 +307,7 @@ static void read_write_handle(fuse_req_t req, struct handle *h, size_t size, off
 					      ? h->size - (size_t)off : size) : 0);
 	pthread_mutex_unlock(&h->lock);
 	if (!b) {
-		reply_err(req, -ENOMEM);
+		fs_reply_err(req, -ENOMEM);
 		return;
 	}
 	fuse_reply_buf(req, (const char *)b->data, b->len);
@@ -324,7 +324,7 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	int err;
 
 	if (h && h->kind == H_EVENTS) {
-		events_read(req, h, off, size);
+		fs_events_read(req, h, off, size);
 		return;
 	}
 	if (h && h->kind == H_WRITE) {
@@ -334,12 +334,12 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (h && h->kind == H_CONTENT) {
 		b = blob_ref(h->content);
 	} else {
-		err = iget(fs, ino, &r);
+		err = fs_iget(fs, ino, &r);
 		if (!err)
-			err = current_value(fs, &r, &b);
-		iref_release(&r);
+			err = fs_current_value(fs, &r, &b);
+		fs_iref_release(&r);
 		if (err) {
-			reply_err(req, err);
+			fs_reply_err(req, err);
 			return;
 		}
 	}
@@ -357,7 +357,7 @@ static int handle_write(struct fs *fs, struct handle *h, const char *buf, size_t
 {
 	const struct fs_area_ops *a = fs_area(h->ir.kind);
 	size_t end = (size_t)off + size;
-	int err = handle_reserve(h, end + 1);
+	int err = fs_handle_reserve(h, end + 1);
 
 	if (err)
 		return err;
@@ -371,7 +371,7 @@ static int handle_write(struct fs *fs, struct handle *h, const char *buf, size_t
 	if (a->written)
 		err = a->written(fs, h);
 	if (!err)
-		iwriter(fs, ino, 0, h->size);
+		fs_iwriter(fs, ino, 0, h->size);
 	return err;
 }
 
@@ -384,7 +384,7 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t 
 	int err;
 
 	if (!h || h->kind != H_WRITE) {
-		reply_err(req, -EBADF);
+		fs_reply_err(req, -EBADF);
 		return;
 	}
 	live = fs_area(h->ir.kind)->live;
@@ -398,18 +398,18 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t 
 		pthread_mutex_lock(&h->lock);
 		h->failed = true;
 		pthread_mutex_unlock(&h->lock);
-		reply_err(req, -EFBIG);
+		fs_reply_err(req, -EFBIG);
 		return;
 	}
 	/* An expired or committed transaction refuses the write itself. */
-	err = live ? 0 : writable(fs, &h->ir);
+	err = live ? 0 : fs_writable(fs, &h->ir);
 	if (!err) {
 		pthread_mutex_lock(&h->lock);
 		err = handle_write(fs, h, buf, size, off, ino);
 		pthread_mutex_unlock(&h->lock);
 	}
 	if (err) {
-		reply_err(req, err);
+		fs_reply_err(req, err);
 		return;
 	}
 	/* After the reply the writer may close and the release free h: live decided first. */
@@ -417,7 +417,7 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t 
 	if (live) {
 		/* The kernel grew the shared inode's size to the writer's: make readers ask
 		 * again, or they would read zeros past the committed end. */
-		queue_inval(fs, ino);
+		fs_queue_inval(fs, ino);
 	}
 }
 
@@ -426,10 +426,10 @@ static void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
 	if (!h || h->kind != H_WRITE) {
-		reply_err(req, 0);
+		fs_reply_err(req, 0);
 		return;
 	}
-	commit_handle(fs_of(req), req, h);
+	fs_commit_handle(fs_of(req), req, h);
 }
 
 static void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -443,19 +443,19 @@ static void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	struct fs *fs = fs_of(req);
 
 	if (h && h->kind == H_EVENTS)
-		events_release(fs, h);
+		fs_events_release(fs, h);
 	if (h && h->kind == H_WRITE) {
-		commit_handle(fs, NULL, h);
-		iwriter(fs, ino, -1, 0);
+		fs_commit_handle(fs, NULL, h);
+		fs_iwriter(fs, ino, -1, 0);
 	}
-	handle_free(h);
-	reply_err(req, 0);
+	fs_handle_free(h);
+	fs_reply_err(req, 0);
 }
 
 static void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		       struct fuse_pollhandle *ph)
 {
-	events_poll(req, (struct handle *)(uintptr_t)fi->fh, ph);
+	fs_events_poll(req, (struct handle *)(uintptr_t)fi->fh, ph);
 }
 
 /* ---- create / mkdir / unlink / rmdir / rename ------------------------------------------ */
@@ -467,7 +467,7 @@ static int check_new_name(const struct iref *p, const char *name)
 
 	if (fs_area(p->kind)->read_only)
 		return -EROFS;
-	err = check_name(name);
+	err = fs_check_name(name);
 	if (err)
 		return err;
 	if (p->kind == IK_ROOT && name[0] == '.')
@@ -485,25 +485,25 @@ static int reply_create(fuse_req_t req, const struct iref *r, struct fuse_file_i
 	uint64_t ino;
 	int err;
 
-	h = handle_new(fs, H_WRITE, r);
+	h = fs_handle_new(fs, H_WRITE, r);
 	if (!h)
 		return -ENOMEM;
 	h->dirty = fs_area(r->kind)->live; /* `touch newkey` commits an empty value */
-	err = iget_tuple(fs, r->kind, r->txn_id, TXN_FILE, r->path, r->len, &ino);
+	err = fs_iget_tuple(fs, r->kind, r->txn_id, TXN_FILE, r->path, r->len, &ino);
 	if (err) {
-		handle_free(h);
+		fs_handle_free(h);
 		return err;
 	}
 	h->ir.ino = ino;
-	iwriter(fs, ino, 1, 0);
+	fs_iwriter(fs, ino, 1, 0);
 	fi->direct_io = 1;
 	fi->fh = (uintptr_t)h;
-	fill_attr(fs, &st, ino, TXN_FILE, 0, 0, 0);
+	fs_fill_attr(fs, &st, ino, TXN_FILE, 0, 0, 0);
 	entry_param(fs, &e, ino, &st, r->kind);
 	if (fuse_reply_create(req, &e, fi) != 0) {
-		iwriter(fs, ino, -1, 0);
-		iforget(fs, ino, 1);
-		handle_free(h);
+		fs_iwriter(fs, ino, -1, 0);
+		fs_iforget(fs, ino, 1);
+		fs_handle_free(h);
 	}
 	return 0;
 }
@@ -514,7 +514,7 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 	struct fs *fs = fs_of(req);
 	const struct fs_area_ops *a;
 	struct iref p, r = { 0 };
-	int err = iget(fs, parent, &p);
+	int err = fs_iget(fs, parent, &p);
 
 	if (!err)
 		err = check_new_name(&p, name);
@@ -525,9 +525,9 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 	if (!err)
 		err = reply_create(req, &r, fi);
 	if (err)
-		reply_err(req, err);
-	iref_release(&r);
-	iref_release(&p);
+		fs_reply_err(req, err);
+	fs_iref_release(&r);
+	fs_iref_release(&p);
 }
 
 static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -535,7 +535,7 @@ static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	struct fs *fs = fs_of(req);
 	const struct fs_area_ops *a;
 	struct iref p, r = { 0 };
-	int err = iget(fs, parent, &p);
+	int err = fs_iget(fs, parent, &p);
 
 	if (!err)
 		err = check_new_name(&p, name);
@@ -544,11 +544,11 @@ static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 		err = a->mkdir ? a->mkdir(fs, req, &p, name, &r) : -ENOTDIR;
 	}
 	if (err)
-		reply_err(req, err);
+		fs_reply_err(req, err);
 	else
-		reply_tuple(req, &r);
-	iref_release(&r);
-	iref_release(&p);
+		fs_reply_tuple(req, &r);
+	fs_iref_release(&r);
+	fs_iref_release(&p);
 }
 
 static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -556,15 +556,15 @@ static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fs *fs = fs_of(req);
 	const struct fs_area_ops *a;
 	struct iref p;
-	int err = iget(fs, parent, &p);
+	int err = fs_iget(fs, parent, &p);
 
 	if (!err) {
 		a = fs_area(p.kind);
 		err = a->unlink ? a->unlink(fs, req, &p, name) : -EROFS;
 	}
 	if (err != FS_REPLIED)
-		reply_err(req, err);
-	iref_release(&p);
+		fs_reply_err(req, err);
+	fs_iref_release(&p);
 }
 
 static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -572,7 +572,7 @@ static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fs *fs = fs_of(req);
 	const struct fs_area_ops *a;
 	struct iref p;
-	int err = iget(fs, parent, &p);
+	int err = fs_iget(fs, parent, &p);
 
 	if (!err) {
 		a = fs_area(p.kind);
@@ -582,8 +582,8 @@ static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 			err = a->rmdir ? a->rmdir(fs, req, &p, name) : -ENOTDIR;
 	}
 	if (err != FS_REPLIED)
-		reply_err(req, err);
-	iref_release(&p);
+		fs_reply_err(req, err);
+	fs_iref_release(&p);
 }
 
 static bool is_past_name(const struct iref *p, const char *name)
@@ -600,12 +600,12 @@ static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	int err;
 
 	if (flags & RENAME_EXCHANGE) {
-		reply_err(req, -EINVAL);
+		fs_reply_err(req, -EINVAL);
 		return;
 	}
-	err = iget(fs, parent, &p);
+	err = fs_iget(fs, parent, &p);
 	if (!err)
-		err = iget(fs, newparent, &np);
+		err = fs_iget(fs, newparent, &np);
 	if (!err && strlen(newname) > TXN_NAME_MAX)
 		err = -ENAMETOOLONG;
 	if (!err && (fs_area(p.kind)->read_only || fs_area(np.kind)->read_only))
@@ -617,9 +617,9 @@ static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		err = a->rename ? a->rename(fs, req, &p, name, &np, newname, flags) : -EXDEV;
 	}
 	if (err != FS_REPLIED)
-		reply_err(req, err);
-	iref_release(&p);
-	iref_release(&np);
+		fs_reply_err(req, err);
+	fs_iref_release(&p);
+	fs_iref_release(&np);
 }
 
 /* ---- setattr ------------------------------------------------------------------------- */
@@ -635,7 +635,7 @@ static int truncate_value(fuse_req_t req, const struct iref *r, size_t size)
 
 	if (!a->put)
 		return 0; /* `echo N > .timeout_ms` truncates first: nothing to do */
-	err = current_value(fs, r, &cur);
+	err = fs_current_value(fs, r, &cur);
 	if (err)
 		return err;
 	buf = calloc(1, size + 1);
@@ -662,16 +662,16 @@ static int set_size(fuse_req_t req, const struct iref *r, struct handle *h, off_
 		return -EINVAL;
 	if (size > txn_engine_options(fs->eng)->max_value_bytes)
 		return -EFBIG;
-	err = writable(fs, r);
+	err = fs_writable(fs, r);
 	if (err)
 		return err;
 	if (!h || h->kind != H_WRITE)
 		return truncate_value(req, r, size);
 	pthread_mutex_lock(&h->lock);
-	err = handle_resize(h, size);
+	err = fs_handle_resize(h, size);
 	pthread_mutex_unlock(&h->lock);
 	if (!err)
-		iwriter(fs, r->ino, 0, size);
+		fs_iwriter(fs, r->ino, 0, size);
 	return err;
 }
 
@@ -682,22 +682,22 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
 	struct iref r;
 	struct stat st;
-	int err = iget(fs, ino, &r);
+	int err = fs_iget(fs, ino, &r);
 
 	if (!err && (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
-		err = set_owner_mode(fs, req, &r, attr, to_set);
+		err = fs_set_owner_mode(fs, req, &r, attr, to_set);
 	if (!err && (to_set & FUSE_SET_ATTR_SIZE))
 		err = set_size(req, &r, h, attr->st_size);
 	/* Times are accepted and change nothing: mtime is the time of the commit. */
 	if (!err)
-		err = stat_iref(fs, &r, &st);
+		err = fs_stat_iref(fs, &r, &st);
 	if (!err) {
 		writer_size(h, &st);
 		fuse_reply_attr(req, &st, attr_timeout(fs, r.kind, &st));
 	} else if (err != FS_REPLIED) {
-		reply_err(req, err); /* FS_REPLIED: committing; the reply comes with it */
+		fs_reply_err(req, err); /* FS_REPLIED: committing; the reply comes with it */
 	}
-	iref_release(&r);
+	fs_iref_release(&r);
 }
 
 /* ---- directories --------------------------------------------------------------------- */
@@ -708,27 +708,27 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	const struct fs_area_ops *a;
 	struct handle *h = NULL;
 	struct iref r;
-	int err = iget(fs, ino, &r);
+	int err = fs_iget(fs, ino, &r);
 
-	if (!err && !(h = handle_new(fs, H_DIR, &r)))
+	if (!err && !(h = fs_handle_new(fs, H_DIR, &r)))
 		err = -ENOMEM;
 	if (!err)
-		err = dir_add(h, ".", TXN_DIR);
+		err = fs_dir_add(h, ".", TXN_DIR);
 	if (!err)
-		err = dir_add(h, "..", TXN_DIR);
+		err = fs_dir_add(h, "..", TXN_DIR);
 	if (!err) {
 		a = fs_area(r.kind);
 		err = a->list ? a->list(fs, &r, h) : -ENOTDIR;
 	}
-	iref_release(&r);
+	fs_iref_release(&r);
 	if (err) {
-		handle_free(h);
-		reply_err(req, err);
+		fs_handle_free(h);
+		fs_reply_err(req, err);
 		return;
 	}
 	fi->fh = (uintptr_t)h;
 	if (fuse_reply_open(req, fi) != 0)
-		handle_free(h);
+		fs_handle_free(h);
 }
 
 static void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -739,12 +739,12 @@ static void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off
 	size_t used = 0;
 
 	if (!h || h->kind != H_DIR) {
-		reply_err(req, -EBADF);
+		fs_reply_err(req, -EBADF);
 		return;
 	}
 	buf = malloc(size);
 	if (!buf) {
-		reply_err(req, -ENOMEM);
+		fs_reply_err(req, -ENOMEM);
 		return;
 	}
 	for (size_t i = (size_t)off; i < h->nents; i++) {
@@ -765,8 +765,8 @@ static void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off
 
 static void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	handle_free((struct handle *)(uintptr_t)fi->fh);
-	reply_err(req, 0);
+	fs_handle_free((struct handle *)(uintptr_t)fi->fh);
+	fs_reply_err(req, 0);
 }
 
 /* ---- extended attributes, statfs ------------------------------------------------------- */
@@ -778,13 +778,13 @@ static int key_entry(struct fs *fs, fuse_ino_t ino, struct txn_entry *e)
 {
 	const struct fs_area_ops *a;
 	struct iref r;
-	int err = iget(fs, ino, &r);
+	int err = fs_iget(fs, ino, &r);
 
 	if (err)
 		return err;
 	a = fs_area(r.kind);
 	err = a->entry ? a->entry(fs, &r, e) : -ENODATA;
-	iref_release(&r);
+	fs_iref_release(&r);
 	return err;
 }
 
@@ -793,7 +793,7 @@ static void reply_xattr(fuse_req_t req, const char *val, size_t len, size_t size
 	if (size == 0)
 		fuse_reply_xattr(req, len);
 	else if (size < len)
-		reply_err(req, -ERANGE);
+		fs_reply_err(req, -ERANGE);
 	else
 		fuse_reply_buf(req, val, len);
 }
@@ -813,7 +813,7 @@ static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, siz
 	if (!err && e.version == 0)
 		err = -ENODATA; /* staged, not committed yet */
 	if (err)
-		reply_err(req, err);
+		fs_reply_err(req, err);
 	else
 		reply_xattr(req, val, strlen(val), size);
 }
@@ -827,7 +827,7 @@ static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	if (err == -ENODATA || (!err && e.version == 0))
 		reply_xattr(req, "", 0, size);
 	else if (err)
-		reply_err(req, err);
+		fs_reply_err(req, err);
 	else
 		reply_xattr(req, names, sizeof(names), size);
 }
@@ -835,12 +835,12 @@ static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			   size_t size, int flags)
 {
-	reply_err(req, -ENOTSUP);
+	fs_reply_err(req, -ENOTSUP);
 }
 
 static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	reply_err(req, -ENOTSUP);
+	fs_reply_err(req, -ENOTSUP);
 }
 
 static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)

@@ -72,20 +72,20 @@ static bool names_nonempty(struct fs *fs, const char *prefix, size_t len)
 static int atdir_lookup(struct fs *fs, const struct iref *p, const char *name, struct iref *out)
 {
 	uint64_t num;
-	int err = parse_u64(name, strlen(name), &num);
+	int err = fs_parse_u64(name, strlen(name), &num);
 
 	if (!err && (num < 1 || (int64_t)num > txn_engine_head(fs->eng)))
 		err = -ENOENT;
 	if (err)
 		return err;
-	return iref_set(out, IK_AT, num, TXN_DIR, "", 0);
+	return fs_iref_set(out, IK_AT, num, TXN_DIR, "", 0);
 }
 
 static int at_lookup(struct fs *fs, const struct iref *p, const char *name, struct iref *out)
 {
 	struct txn_entry e;
 	size_t len;
-	char *path = child_path(p, name, &len);
+	char *path = fs_child_path(p, name, &len);
 	int err;
 
 	if (!path)
@@ -95,7 +95,7 @@ static int at_lookup(struct fs *fs, const struct iref *p, const char *name, stru
 		free(path);
 		return err;
 	}
-	iref_take(out, IK_AT, p->txn_id, e.type, path, len);
+	fs_iref_take(out, IK_AT, p->txn_id, e.type, path, len);
 	return 0;
 }
 
@@ -109,7 +109,7 @@ static int hist_key_lookup(struct fs *fs, const struct iref *p, const char *name
 	int err = key ? ekey_decode(name, key, &len) : -ENOMEM;
 
 	if (!err) {
-		kpath = child_path(p, key, &len);
+		kpath = fs_child_path(p, key, &len);
 		err = kpath ? txn_history(fs->eng, kpath, len, &v, &n) : -ENOMEM;
 	}
 	free(key);
@@ -118,7 +118,7 @@ static int hist_key_lookup(struct fs *fs, const struct iref *p, const char *name
 		return err;
 	}
 	free(v);
-	iref_take(out, IK_HISTKEY, 0, TXN_DIR, kpath, len);
+	fs_iref_take(out, IK_HISTKEY, 0, TXN_DIR, kpath, len);
 	return 0;
 }
 
@@ -130,7 +130,7 @@ static int hist_lookup(struct fs *fs, const struct iref *p, const char *name, st
 
 	if (p->kind == IK_HIST && txn_path_depth(p->path, p->len) == 2)
 		return hist_key_lookup(fs, p, name, out);
-	path = child_path(p, name, &len);
+	path = fs_child_path(p, name, &len);
 	if (!path)
 		return -ENOMEM;
 	err = txn_check_name(name, strlen(name));
@@ -140,7 +140,7 @@ static int hist_lookup(struct fs *fs, const struct iref *p, const char *name, st
 		free(path);
 		return err;
 	}
-	iref_take(out, IK_HIST, 0, TXN_DIR, path, len);
+	fs_iref_take(out, IK_HIST, 0, TXN_DIR, path, len);
 	return 0;
 }
 
@@ -154,8 +154,8 @@ static int histkey_lookup(struct fs *fs, const struct iref *p, const char *name,
 	int err;
 
 	if (!strcmp(name, "index.jsonl"))
-		return iref_set(out, IK_HISTIDX, 0, TXN_FILE, p->path, p->len);
-	err = parse_u64(name, dot ? (size_t)(dot - name) : strlen(name), &num);
+		return fs_iref_set(out, IK_HISTIDX, 0, TXN_FILE, p->path, p->len);
+	err = fs_parse_u64(name, dot ? (size_t)(dot - name) : strlen(name), &num);
 	if (err || (dot && strcmp(dot, ".deleted") != 0))
 		return -ENOENT;
 	err = txn_history_value(fs->eng, p->path, p->len, (int64_t)num, &b, &v);
@@ -164,14 +164,14 @@ static int histkey_lookup(struct fs *fs, const struct iref *p, const char *name,
 	blob_unref(b);
 	if (v.deleted != (dot != NULL))
 		return -ENOENT;
-	return iref_set(out, IK_HISTVER, num, TXN_FILE, p->path, p->len);
+	return fs_iref_set(out, IK_HISTVER, num, TXN_FILE, p->path, p->len);
 }
 
 /* ---- attributes ------------------------------------------------------------------------ */
 
 static int stat_past_dir(struct fs *fs, const struct iref *r, struct stat *st)
 {
-	fill_attr(fs, st, r->ino, TXN_DIR, 0, 0, 0555);
+	fs_fill_attr(fs, st, r->ino, TXN_DIR, 0, 0, 0555);
 	return 0;
 }
 
@@ -184,7 +184,7 @@ static int at_stat(struct fs *fs, const struct iref *r, struct stat *st)
 		return err;
 	if (e.type != r->type)
 		return -ENOENT;
-	fill_attr(fs, st, r->ino, e.type, e.size, e.time_ns, e.type == TXN_DIR ? 0555 : 0444);
+	fs_fill_attr(fs, st, r->ino, e.type, e.size, e.time_ns, e.type == TXN_DIR ? 0555 : 0444);
 	return 0;
 }
 
@@ -196,7 +196,7 @@ static int histver_stat(struct fs *fs, const struct iref *r, struct stat *st)
 
 	if (err)
 		return err;
-	fill_attr(fs, st, r->ino, TXN_FILE, b->len, v.time_ns, 0444);
+	fs_fill_attr(fs, st, r->ino, TXN_FILE, b->len, v.time_ns, 0444);
 	blob_unref(b);
 	return 0;
 }
@@ -206,7 +206,7 @@ static int histidx_stat(struct fs *fs, const struct iref *r, struct stat *st)
 	struct txn_version *v;
 	struct blob *b;
 	size_t n;
-	int err = file_content(fs, r, &b);
+	int err = fs_file_content(fs, r, &b);
 
 	if (!err)
 		err = txn_history(fs->eng, r->path, r->len, &v, &n);
@@ -215,7 +215,7 @@ static int histidx_stat(struct fs *fs, const struct iref *r, struct stat *st)
 		return err;
 	}
 	/* It changes when a version is added: its mtime is the newest version's. */
-	fill_attr(fs, st, r->ino, TXN_FILE, b->len, v[n - 1].time_ns, 0444);
+	fs_fill_attr(fs, st, r->ino, TXN_FILE, b->len, v[n - 1].time_ns, 0444);
 	blob_unref(b);
 	free(v);
 	return 0;
@@ -226,7 +226,7 @@ static void past_owner(struct fs *fs, const struct iref *r, struct stat *st)
 {
 	mode_t mask = S_ISDIR(st->st_mode) ? 07777 : 0666;
 
-	owner_of_agent(fs, r->path, r->len, mask & 0555, st);
+	fs_owner_of_agent(fs, r->path, r->len, mask & 0555, st);
 }
 
 /* ---- contents -------------------------------------------------------------------------- */
@@ -272,7 +272,7 @@ static int at_list(struct fs *fs, const struct iref *r, struct handle *h)
 	size_t n = 0;
 	int err = txn_at_list(fs->eng, (int64_t)r->txn_id, r->path, r->len, &d, &n);
 
-	return err ? err : dir_add_all(h, d, n);
+	return err ? err : fs_dir_add_all(h, d, n);
 }
 
 static int hist_list(struct fs *fs, const struct iref *r, struct handle *h)
@@ -284,12 +284,12 @@ static int hist_list(struct fs *fs, const struct iref *r, struct handle *h)
 	if (err)
 		return err;
 	if (r->kind != IK_HIST || txn_path_depth(r->path, r->len) != 2)
-		return dir_add_all(h, d, n);
+		return fs_dir_add_all(h, d, n);
 	/* Keys of an agent, each one component: encoded. */
 	for (size_t i = 0; i < n && !err; i++) {
 		char *e = ekey_encode(d[i].name, strlen(d[i].name));
 
-		err = e ? dir_add(h, e, TXN_DIR) : -ENOMEM;
+		err = e ? fs_dir_add(h, e, TXN_DIR) : -ENOMEM;
 		free(e);
 	}
 	txn_dirents_free(d, n);
@@ -303,13 +303,13 @@ static int histkey_list(struct fs *fs, const struct iref *r, struct handle *h)
 	int err = txn_history(fs->eng, r->path, r->len, &v, &n);
 
 	if (!err)
-		err = dir_add(h, "index.jsonl", TXN_FILE);
+		err = fs_dir_add(h, "index.jsonl", TXN_FILE);
 	for (size_t i = 0; i < n && !err; i++) {
 		char name[40];
 
 		snprintf(name, sizeof(name), "%" PRId64 "%s", v[i].version,
 			 v[i].deleted ? ".deleted" : "");
-		err = dir_add(h, name, TXN_FILE);
+		err = fs_dir_add(h, name, TXN_FILE);
 	}
 	free(v);
 	return err;
@@ -322,7 +322,7 @@ const struct fs_area_ops fs_atdir_ops = {
 	.cache_lookup = CACHE_ALL,
 	.lookup = atdir_lookup,
 	.stat = stat_past_dir,
-	.value = file_content,
+	.value = fs_file_content,
 	.list = atdir_list,
 };
 
@@ -333,7 +333,7 @@ const struct fs_area_ops fs_at_ops = {
 	.stat = at_stat,
 	.owner = past_owner,
 	.content = at_content,
-	.value = file_content,
+	.value = fs_file_content,
 	.open = open_past,
 	.list = at_list,
 };
@@ -342,7 +342,7 @@ const struct fs_area_ops fs_histdir_ops = {
 	.read_only = true,
 	.lookup = hist_lookup,
 	.stat = stat_past_dir,
-	.value = file_content,
+	.value = fs_file_content,
 	.list = hist_list,
 };
 
@@ -351,7 +351,7 @@ const struct fs_area_ops fs_hist_ops = {
 	.lookup = hist_lookup,
 	.stat = stat_past_dir,
 	.owner = past_owner,
-	.value = file_content,
+	.value = fs_file_content,
 	.list = hist_list,
 };
 
@@ -360,7 +360,7 @@ const struct fs_area_ops fs_histkey_ops = {
 	.lookup = histkey_lookup,
 	.stat = stat_past_dir,
 	.owner = past_owner,
-	.value = file_content,
+	.value = fs_file_content,
 	.list = histkey_list,
 };
 
@@ -370,7 +370,7 @@ const struct fs_area_ops fs_histver_ops = {
 	.stat = histver_stat,
 	.owner = past_owner,
 	.content = histver_content,
-	.value = file_content,
+	.value = fs_file_content,
 	.open = open_past,
 };
 
@@ -379,5 +379,5 @@ const struct fs_area_ops fs_histidx_ops = {
 	.stat = histidx_stat,
 	.owner = past_owner,
 	.content = histidx_content,
-	.value = file_content,
+	.value = fs_file_content,
 };

@@ -18,7 +18,7 @@
 #include "fs_i.h"
 
 /* Is name one of the control files of a transaction directory? */
-bool is_ctl_name(const char *name)
+bool fs_is_ctl_name(const char *name)
 {
 	return !strcmp(name, ".status") || !strcmp(name, ".commit") || !strcmp(name, ".timeout_ms");
 }
@@ -32,7 +32,7 @@ static int txdir_lookup(struct fs *fs, const struct iref *p, const char *name, s
 
 	if (!tx)
 		return -ENOENT;
-	err = iref_set(out, IK_TXROOT, txn_id(tx), TXN_DIR, "", 0);
+	err = fs_iref_set(out, IK_TXROOT, txn_id(tx), TXN_DIR, "", 0);
 	txn_unref(tx);
 	return err;
 }
@@ -49,7 +49,7 @@ static int txdir_list(struct fs *fs, const struct iref *r, struct handle *h)
 	size_t n = 0;
 	int err = txn_list_names(fs->eng, &d, &n);
 
-	return err ? err : dir_add_all(h, d, n);
+	return err ? err : fs_dir_add_all(h, d, n);
 }
 
 static int txdir_create(struct fs *fs, const struct iref *p, const char *name, struct iref *out)
@@ -69,7 +69,7 @@ static int txdir_mkdir(struct fs *fs, fuse_req_t req, const struct iref *p, cons
 	err = txn_begin(fs->eng, name, strlen(name), fuse_req_ctx(req)->uid,
 			fuse_req_ctx(req)->gid, &tx);
 	if (!err)
-		err = iref_set(out, IK_TXROOT, txn_id(tx), TXN_DIR, "", 0);
+		err = fs_iref_set(out, IK_TXROOT, txn_id(tx), TXN_DIR, "", 0);
 	txn_unref(tx);
 	return err;
 }
@@ -87,7 +87,7 @@ static int txdir_rmdir(struct fs *fs, fuse_req_t req, const struct iref *p, cons
 	int err = txn_remove(fs->eng, name, strlen(name));
 
 	if (!err)
-		iunhash(fs, IK_TXROOT, id, TXN_DIR, "", 0);
+		fs_iunhash(fs, IK_TXROOT, id, TXN_DIR, "", 0);
 	txn_unref(tx);
 	return err;
 }
@@ -96,7 +96,7 @@ const struct fs_area_ops fs_txdir_ops = {
 	.cache_lookup = CACHE_ALL,
 	.cache_getattr = CACHE_ALL,
 	.lookup = txdir_lookup,
-	.stat = stat_rw_dir,
+	.stat = fs_stat_rw_dir,
 	.owner = txdir_owner,
 	.list = txdir_list,
 	.create = txdir_create,
@@ -148,19 +148,19 @@ static int txroot_lookup(struct fs *fs, const struct iref *p, const char *name,
 
 	if (!tx)
 		return -ENOENT;
-	if (is_ctl_name(name)) {
+	if (fs_is_ctl_name(name)) {
 		if (!strcmp(name, ".commit") && txn_get_state(tx) != TXN_COMMITTED)
 			err = -ENOENT;
 		else
-			err = iref_set(out, IK_TXCTL, p->txn_id, TXN_FILE, name, strlen(name));
+			err = fs_iref_set(out, IK_TXCTL, p->txn_id, TXN_FILE, name, strlen(name));
 	} else if (name[0] == '.') {
 		/* Dot names at the top of a transaction are notes; others namespaces. */
 		err = txn_note_get(tx, name, &b) == 0
-			      ? iref_set(out, IK_TXNOTE, p->txn_id, TXN_FILE, name, strlen(name))
+			      ? fs_iref_set(out, IK_TXNOTE, p->txn_id, TXN_FILE, name, strlen(name))
 			      : -ENOENT;
 		blob_unref(b);
 	} else {
-		err = view_lookup(fs, p, name, out);
+		err = fs_view_lookup(fs, p, name, out);
 	}
 	txn_unref(tx);
 	return err;
@@ -172,7 +172,8 @@ static int txroot_stat(struct fs *fs, const struct iref *r, struct stat *st)
 
 	if (!tx)
 		return -ENOENT;
-	fill_attr(fs, st, r->ino, TXN_DIR, 0, 0, txn_get_state(tx) == TXN_COMMITTED ? 0555 : 0755);
+	fs_fill_attr(fs, st, r->ino, TXN_DIR, 0, 0,
+		     txn_get_state(tx) == TXN_COMMITTED ? 0555 : 0755);
 	txn_unref(tx);
 	return 0;
 }
@@ -187,17 +188,17 @@ static int txroot_list(struct fs *fs, const struct iref *r, struct handle *h)
 	if (!tx)
 		return -ENOENT;
 	if (txn_get_state(tx) == TXN_COMMITTED)
-		err = dir_add(h, ".commit", TXN_FILE);
+		err = fs_dir_add(h, ".commit", TXN_FILE);
 	if (!err)
-		err = dir_add(h, ".status", TXN_FILE);
+		err = fs_dir_add(h, ".status", TXN_FILE);
 	if (!err)
-		err = dir_add(h, ".timeout_ms", TXN_FILE);
+		err = fs_dir_add(h, ".timeout_ms", TXN_FILE);
 	if (!err)
 		err = txn_note_list(tx, &d, &n);
 	if (!err)
-		err = dir_add_all(h, d, n);
+		err = fs_dir_add_all(h, d, n);
 	if (!err && txn_list(fs->eng, tx, "", 0, &d, &n) == 0)
-		err = dir_add_all(h, d, n);
+		err = fs_dir_add_all(h, d, n);
 	txn_unref(tx);
 	return err;
 }
@@ -214,7 +215,7 @@ static int txroot_create(struct fs *fs, const struct iref *p, const char *name,
 		return err;
 	if (name[0] != '.')
 		return -EISDIR; /* a namespace of the view */
-	if (is_ctl_name(name))
+	if (fs_is_ctl_name(name))
 		return -EEXIST;
 	tx = txn_find_id(fs->eng, p->txn_id);
 	if (!tx)
@@ -224,7 +225,7 @@ static int txroot_create(struct fs *fs, const struct iref *p, const char *name,
 	txn_unref(tx);
 	if (err)
 		return err;
-	return iref_set(out, IK_TXNOTE, p->txn_id, TXN_FILE, name, strlen(name));
+	return fs_iref_set(out, IK_TXNOTE, p->txn_id, TXN_FILE, name, strlen(name));
 }
 
 static int txroot_mkdir(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name,
@@ -235,7 +236,7 @@ static int txroot_mkdir(struct fs *fs, fuse_req_t req, const struct iref *p, con
 	if (name[0] == '.')
 		return -EINVAL;
 	err = tx_writable(fs, p);
-	return err ? err : view_mkdir(fs, req, p, name, out);
+	return err ? err : fs_view_mkdir(fs, req, p, name, out);
 }
 
 static int txroot_unlink(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name)
@@ -245,7 +246,7 @@ static int txroot_unlink(struct fs *fs, fuse_req_t req, const struct iref *p, co
 
 	if (!tx)
 		return -ENOENT;
-	if (is_ctl_name(name)) {
+	if (fs_is_ctl_name(name)) {
 		txn_unref(tx);
 		return -EROFS;
 	}
@@ -255,14 +256,14 @@ static int txroot_unlink(struct fs *fs, fuse_req_t req, const struct iref *p, co
 	txn_unref(tx);
 	if (err != -ENOENT)
 		return err;
-	return view_unlink(fs, req, p, name);
+	return fs_view_unlink(fs, req, p, name);
 }
 
 static int txroot_rmdir(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name)
 {
 	if (name[0] == '.')
 		return -ENOTDIR;
-	return view_rmdir(fs, req, p, name);
+	return fs_view_rmdir(fs, req, p, name);
 }
 
 /* rename onto .tx/NAME/.commit: commit with the source note file as the note. */
@@ -284,7 +285,7 @@ static int commit_rename(struct fs *fs, fuse_req_t req, const struct iref *p, co
 		return err ? err : -EINVAL;
 	}
 	blob_unref(b);
-	c = creq_new(fs, req, W_COMMIT, true);
+	c = fs_creq_new(fs, req, W_COMMIT, true);
 	if (!c) {
 		txn_unref(tx);
 		return -ENOMEM;
@@ -295,30 +296,30 @@ static int commit_rename(struct fs *fs, fuse_req_t req, const struct iref *p, co
 	err = w->src ? txn_commit_tx(fs->eng, tx, name, c) : -ENOMEM;
 	if (err) {
 		free(w->src);
-		creq_abandon(c);
+		fs_creq_abandon(c);
 	}
 	txn_unref(tx);
 	return err ? err : FS_REPLIED;
 }
 
 /* The commit of a transaction completed (err 0), or failed. */
-void tx_commit_done(struct fs *fs, const struct waiter *w, int err)
+void fs_tx_commit_done(struct fs *fs, const struct waiter *w, int err)
 {
 	if (!err)
-		irename(fs, IK_TXNOTE, IK_TXCTL, w->txn_id, w->src, ".commit", false);
+		fs_irename(fs, IK_TXNOTE, IK_TXCTL, w->txn_id, w->src, ".commit", false);
 	/* A successful commit completes on the notifier thread, after the batch's
 	 * invalidation: drop the view's attributes there, before the reply, so the
 	 * caller's next stat sees the committed state.  (Attributes only: this takes no
 	 * lock the waiting rename holds.)  A failure comes from the committer: queued. */
-	inval_txn(fs, w->txn_id, err == 0);
-	reply_err(w->req, err);
+	fs_inval_txn(fs, w->txn_id, err == 0);
+	fs_reply_err(w->req, err);
 }
 
 /* A rename onto .commit: the commit itself, unless the source is no note. */
 static int rename_to_commit(struct fs *fs, fuse_req_t req, const struct iref *p,
 			    const char *name, bool src_note)
 {
-	if (!src_note && !is_ctl_name(name)) {
+	if (!src_note && !fs_is_ctl_name(name)) {
 		struct txn *t = txn_find_id(fs->eng, p->txn_id);
 		struct txn_entry e;
 		int err;
@@ -355,7 +356,7 @@ static bool rename_top(struct fs *fs, fuse_req_t req, const struct iref *p, cons
 		txn_unref(t);
 		return false;
 	}
-	if (is_ctl_name(name) || is_ctl_name(newname))
+	if (fs_is_ctl_name(name) || fs_is_ctl_name(newname))
 		*err = -EROFS;
 	else if (!src_note)
 		*err = -ENOENT;
@@ -364,7 +365,7 @@ static bool rename_top(struct fs *fs, fuse_req_t req, const struct iref *p, cons
 	else
 		*err = t ? txn_note_rename(t, name, newname) : -ENOENT;
 	if (!*err)
-		irename(fs, IK_TXNOTE, IK_TXNOTE, p->txn_id, name, newname, true);
+		fs_irename(fs, IK_TXNOTE, IK_TXNOTE, p->txn_id, name, newname, true);
 	txn_unref(t);
 	return true;
 }
@@ -377,7 +378,7 @@ static int txroot_rename(struct fs *fs, fuse_req_t req, const struct iref *p, co
 	if (np->kind == IK_TXROOT && p->txn_id == np->txn_id &&
 	    rename_top(fs, req, p, name, newname, &err))
 		return err;
-	return view_rename(fs, req, p, name, np, newname, flags);
+	return fs_view_rename(fs, req, p, name, np, newname, flags);
 }
 
 const struct fs_area_ops fs_txroot_ops = {
@@ -424,27 +425,27 @@ static int txpath_put(struct fs *fs, fuse_req_t req, const struct iref *r, struc
 const struct fs_area_ops fs_txpath_ops = {
 	.cache_lookup = CACHE_DIRS,
 	.cache_getattr = CACHE_DIRS,
-	.lookup = view_lookup,
-	.stat = view_stat,
-	.owner = view_owner,
-	.value = view_value,
+	.lookup = fs_view_lookup,
+	.stat = fs_view_stat,
+	.owner = fs_view_owner,
+	.value = fs_view_value,
 	.open = txpath_open,
 	.writable = tx_writable,
 	.put = txpath_put,
-	.list = view_list,
-	.create = view_create,
-	.mkdir = view_mkdir,
-	.unlink = view_unlink,
-	.rmdir = view_rmdir,
-	.rename = view_rename,
-	.entry = view_entry,
+	.list = fs_view_list,
+	.create = fs_view_create,
+	.mkdir = fs_view_mkdir,
+	.unlink = fs_view_unlink,
+	.rmdir = fs_view_rmdir,
+	.rename = fs_view_rename,
+	.entry = fs_view_entry,
 };
 
 /* ---- notes and control files ------------------------------------------------------------- */
 
 static int txnote_stat(struct fs *fs, const struct iref *r, struct stat *st)
 {
-	return stat_content(fs, r, st, 0644);
+	return fs_stat_content(fs, r, st, 0644);
 }
 
 static int txnote_content(struct fs *fs, const struct iref *r, struct blob **out)
@@ -479,14 +480,14 @@ const struct fs_area_ops fs_txnote_ops = {
 	.stat = txnote_stat,
 	.owner = tx_owner,
 	.content = txnote_content,
-	.value = file_content,
+	.value = fs_file_content,
 	.writable = tx_writable,
 	.put = txnote_put,
 };
 
 static int txctl_stat(struct fs *fs, const struct iref *r, struct stat *st)
 {
-	return stat_content(fs, r, st, !strcmp(r->path, ".timeout_ms") ? 0644 : 0444);
+	return fs_stat_content(fs, r, st, !strcmp(r->path, ".timeout_ms") ? 0644 : 0444);
 }
 
 /* .status, .commit (once committed) and .timeout_ms, rendered from the transaction. */
@@ -496,14 +497,14 @@ static int txctl_render(struct fs *fs, struct txn *tx, const char *name, struct 
 	char *s;
 
 	if (!strcmp(name, ".status")) {
-		*out = blob_from_str(txn_status_json(fs->eng, tx));
+		*out = fs_blob_from_str(txn_status_json(fs->eng, tx));
 		return *out ? 0 : -ENOMEM;
 	}
 	if (!strcmp(name, ".commit")) {
 		s = txn_commit_json(tx);
 		if (!s)
 			return -ENOENT;
-		*out = blob_from_str(s);
+		*out = fs_blob_from_str(s);
 		return *out ? 0 : -ENOMEM;
 	}
 	snprintf(num, sizeof(num), "%" PRId64 "\n", txn_timeout_ms(tx));
@@ -577,7 +578,7 @@ const struct fs_area_ops fs_txctl_ops = {
 	.stat = txctl_stat,
 	.owner = tx_owner,
 	.content = txctl_content,
-	.value = file_content,
+	.value = fs_file_content,
 	.writable = txctl_writable,
 	.written = txctl_written,
 };
