@@ -36,6 +36,15 @@ int fs_view_of(struct fs *fs, const struct iref *r, struct txn **tx, enum ikind 
 	}
 }
 
+/* The transaction of a file or directory of a view (NULL for the live tree). */
+static int view_txn(struct fs *fs, const struct iref *r, struct txn **tx)
+{
+	*tx = NULL;
+	if (r->kind == IK_TXPATH && !(*tx = txn_find_id(fs->eng, r->txn_id)))
+		return -ENOENT;
+	return 0;
+}
+
 /* The view of p and the path of name in it (malloc'ed); on failure nothing to free. */
 static int view_child(struct fs *fs, const struct iref *p, const char *name, struct txn **tx,
 		      enum ikind *ck, char **path, size_t *len)
@@ -250,13 +259,13 @@ int fs_view_lookup(struct fs *fs, const struct iref *p, const char *name, struct
 
 int fs_view_stat(struct fs *fs, const struct iref *r, struct stat *st)
 {
-	struct txn *tx = NULL;
+	struct txn *tx;
 	struct txn_entry e;
 	ssize_t pending;
-	int err;
+	int err = view_txn(fs, r, &tx);
 
-	if (r->kind == IK_TXPATH && !(tx = txn_find_id(fs->eng, r->txn_id)))
-		return -ENOENT;
+	if (err)
+		return err;
 	err = txn_stat(fs->eng, tx, r->path, r->len, &e);
 	txn_unref(tx);
 	pending = r->type == TXN_FILE ? fs_ipending_size(fs, r->ino) : -1;
@@ -282,12 +291,13 @@ void fs_view_owner(struct fs *fs, const struct iref *r, struct stat *st)
 
 int fs_view_value(struct fs *fs, const struct iref *r, struct blob **out)
 {
-	struct txn *tx = NULL;
+	struct txn *tx;
 	int err;
 
 	*out = NULL;
-	if (r->kind == IK_TXPATH && !(tx = txn_find_id(fs->eng, r->txn_id)))
-		return -ENOENT;
+	err = view_txn(fs, r, &tx);
+	if (err)
+		return err;
 	err = txn_read(fs->eng, tx, r->path, r->len, out, NULL);
 	txn_unref(tx);
 	return err;
@@ -295,11 +305,9 @@ int fs_view_value(struct fs *fs, const struct iref *r, struct blob **out)
 
 int fs_view_entry(struct fs *fs, const struct iref *r, struct txn_entry *e)
 {
-	struct txn *tx = NULL;
-	int err = 0;
+	struct txn *tx;
+	int err = view_txn(fs, r, &tx);
 
-	if (r->kind == IK_TXPATH && !(tx = txn_find_id(fs->eng, r->txn_id)))
-		err = -ENOENT;
 	if (!err)
 		err = txn_stat(fs->eng, tx, r->path, r->len, e);
 	if (!err && e->type != TXN_FILE)

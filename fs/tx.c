@@ -137,6 +137,44 @@ static int tx_writable(struct fs *fs, const struct iref *r)
 	return err == -EBUSY ? -EROFS : err;
 }
 
+/* A flushed or truncated file of the transaction: staged (a key) or kept (a note). */
+static int tx_put(struct fs *fs, fuse_req_t req, const struct iref *r, struct blob *val,
+		  bool flush)
+{
+	struct txn *tx = txn_find_id(fs->eng, r->txn_id);
+	int err;
+
+	if (!tx) {
+		blob_unref(val);
+		return -ENOENT;
+	}
+	if (r->kind == IK_TXPATH)
+		err = txn_stage_put(fs->eng, tx, r->path, r->len, val);
+	else
+		err = txn_note_put(tx, r->path, val);
+	txn_unref(tx);
+	return err;
+}
+
+static int txctl_render(struct fs *fs, struct txn *tx, const char *name, struct blob **out);
+
+/* Content of a note or a control file. */
+static int tx_content(struct fs *fs, const struct iref *r, struct blob **out)
+{
+	struct txn *tx = txn_find_id(fs->eng, r->txn_id);
+	int err;
+
+	*out = NULL;
+	if (!tx)
+		return -ENOENT;
+	if (r->kind == IK_TXNOTE)
+		err = txn_note_get(tx, r->path, out);
+	else
+		err = txctl_render(fs, tx, r->path, out);
+	txn_unref(tx);
+	return err;
+}
+
 /* ---- .tx/NAME ---------------------------------------------------------------------------- */
 
 static int txroot_lookup(struct fs *fs, const struct iref *p, const char *name,
@@ -407,21 +445,6 @@ static int txpath_open(struct fs *fs, const struct iref *r, struct fuse_file_inf
 	return 0;
 }
 
-static int txpath_put(struct fs *fs, fuse_req_t req, const struct iref *r, struct blob *val,
-		      bool flush)
-{
-	struct txn *tx = txn_find_id(fs->eng, r->txn_id);
-	int err;
-
-	if (!tx) {
-		blob_unref(val);
-		return -ENOENT;
-	}
-	err = txn_stage_put(fs->eng, tx, r->path, r->len, val);
-	txn_unref(tx);
-	return err;
-}
-
 const struct fs_area_ops fs_txpath_ops = {
 	.cache_lookup = CACHE_DIRS,
 	.cache_getattr = CACHE_DIRS,
@@ -431,7 +454,7 @@ const struct fs_area_ops fs_txpath_ops = {
 	.value = fs_view_value,
 	.open = txpath_open,
 	.writable = tx_writable,
-	.put = txpath_put,
+	.put = tx_put,
 	.list = fs_view_list,
 	.create = fs_view_create,
 	.mkdir = fs_view_mkdir,
@@ -448,41 +471,13 @@ static int txnote_stat(struct fs *fs, const struct iref *r, struct stat *st)
 	return fs_stat_content(fs, r, st, 0644);
 }
 
-static int txnote_content(struct fs *fs, const struct iref *r, struct blob **out)
-{
-	struct txn *tx = txn_find_id(fs->eng, r->txn_id);
-	int err;
-
-	*out = NULL;
-	if (!tx)
-		return -ENOENT;
-	err = txn_note_get(tx, r->path, out);
-	txn_unref(tx);
-	return err;
-}
-
-static int txnote_put(struct fs *fs, fuse_req_t req, const struct iref *r, struct blob *val,
-		      bool flush)
-{
-	struct txn *tx = txn_find_id(fs->eng, r->txn_id);
-	int err;
-
-	if (!tx) {
-		blob_unref(val);
-		return -ENOENT;
-	}
-	err = txn_note_put(tx, r->path, val);
-	txn_unref(tx);
-	return err;
-}
-
 const struct fs_area_ops fs_txnote_ops = {
 	.stat = txnote_stat,
 	.owner = tx_owner,
-	.content = txnote_content,
+	.content = tx_content,
 	.value = fs_file_content,
 	.writable = tx_writable,
-	.put = txnote_put,
+	.put = tx_put,
 };
 
 static int txctl_stat(struct fs *fs, const struct iref *r, struct stat *st)
@@ -510,19 +505,6 @@ static int txctl_render(struct fs *fs, struct txn *tx, const char *name, struct 
 	snprintf(num, sizeof(num), "%" PRId64 "\n", txn_timeout_ms(tx));
 	*out = blob_new(num, strlen(num));
 	return *out ? 0 : -ENOMEM;
-}
-
-static int txctl_content(struct fs *fs, const struct iref *r, struct blob **out)
-{
-	struct txn *tx = txn_find_id(fs->eng, r->txn_id);
-	int err;
-
-	*out = NULL;
-	if (!tx)
-		return -ENOENT;
-	err = txctl_render(fs, tx, r->path, out);
-	txn_unref(tx);
-	return err;
 }
 
 /* Only .timeout_ms, and only while the transaction is open (EBUSY while committing). */
@@ -577,7 +559,7 @@ static int txctl_written(struct fs *fs, struct handle *h)
 const struct fs_area_ops fs_txctl_ops = {
 	.stat = txctl_stat,
 	.owner = tx_owner,
-	.content = txctl_content,
+	.content = tx_content,
 	.value = fs_file_content,
 	.writable = txctl_writable,
 	.written = txctl_written,
