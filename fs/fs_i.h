@@ -1,0 +1,357 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fs_i.h - what the files of the fs layer share: struct fs, inodes, handles, and the
+ * table of operations through which fs_op_* (ops.c) reaches each area of the tree.
+ *
+ * Every area of the tree (live.c, tx.c, past.c, events.c, ctl.c) has one struct
+ * fs_area_ops per inode kind it serves; fs_area() picks it from one array indexed by
+ * enum ikind.  An operation left NULL gives the answer written next to it below.
+ */
+#ifndef STATEHOUSE_FS_I_H
+#define STATEHOUSE_FS_I_H
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "blob.h"
+#include "fs.h"
+#include "grow.h"
+#include "hash.h"
+#include "render.h"
+#include "txn.h"
+
+enum ikind {
+	IK_ROOT = 1,
+	IK_TXDIR,   /* .tx */
+	IK_HEALTH,  /* .health */
+	IK_VERSION, /* .version */
+	IK_METRICS, /* .metrics */
+	IK_STATUS,  /* .status */
+	IK_LIVE,    /* a path of the live tree */
+	IK_TXROOT,  /* .tx/NAME */
+	IK_TXPATH,  /* a path of a transaction's view */
+	IK_TXNOTE,  /* a note file at the top of .tx/NAME */
+	IK_TXCTL,   /* .status, .commit, .timeout_ms */
+	IK_ATDIR,   /* .at */
+	IK_AT,      /* .at/<ts>/path: txn_id holds ts */
+	IK_HISTDIR, /* .history */
+	IK_HIST,    /* .history/ns or .history/ns/agent */
+	IK_HISTKEY, /* .history/ns/agent/<ekey>: path is the real key path */
+	IK_HISTVER, /* .../<ekey>/<version>[.deleted]: txn_id holds the version */
+	IK_HISTIDX, /* .../<ekey>/index.jsonl */
+	IK_EV,      /* below .events (txn_id 0) or .follow (txn_id 1): path inside */
+	IK_COUNT
+};
+
+/* Fixed inode numbers of the names at the root (see fs_iget, fs_reply_tuple). */
+#define INO_TXDIR 2
+#define INO_HEALTH 3
+#define INO_VERSION 4
+#define INO_ATDIR 5
+#define INO_HISTDIR 6
+#define INO_EVDIR 7
+#define INO_FOLLOWDIR 8
+#define INO_METRICS 9
+#define INO_STATUS 10
+#define INO_FIRST_DYNAMIC 16
+#define UNKNOWN_INO 0xffffffffu
+
+struct handle;
+struct parked;
+struct evsize;
+struct nq_item;
+
+struct inode {
+	uint64_t ino;
+	uint64_t nlookup;
+	enum ikind kind;
+	enum txn_type type;
+	uint64_t txn_id;
+	char *path;
+	size_t len;
+	char *key;
+	size_t keylen;
+	bool hashed;
+	unsigned writers;   /* open write handles */
+	size_t writer_size; /* size of the newest one's buffer (for a key not yet committed) */
+	UT_hash_handle hh_ino;
+	UT_hash_handle hh_key;
+};
+
+/* A copy of what an inode names, taken under the table lock. */
+struct iref {
+	uint64_t ino;
+	enum ikind kind;
+	enum txn_type type;
+	uint64_t txn_id;
+	char *path;
+	size_t len;
+};
+
+enum hkind { H_CONTENT = 1, H_WRITE, H_DIR, H_EVENTS };
+
+struct handle {
+	enum hkind kind;
+	struct fs *fs;
+	struct handle *all_prev, *all_next; /* fs->handles, under fs->handles_lock */
+	struct iref ir;
+	/* Protects buf, size, dirty, written, failed and the H_EVENTS stream (flush may
+	 * race a write).  Taken before itable_lock and the engine's locks. */
+	pthread_mutex_t lock;
+	char *buf;
+	size_t size, cap;
+	bool dirty;   /* holds a value not committed/staged yet */
+	bool written; /* write() or ftruncate() happened: flush commits */
+	bool failed;  /* a write was refused (EFBIG, ...): nothing of it commits */
+	bool append;  /* O_APPEND: every write goes to the end of the buffer */
+	struct blob *content;      /* H_CONTENT */
+	struct txn_dirent *ents;   /* H_DIR */
+	size_t nents, ents_alloc;
+	/* H_EVENTS (under lock): the stream rendered so far, up to commit last_ts */
+	struct strbuf ev;
+	int64_t ev_last_ts;
+	char ev_filter[2 * TXN_NAME_MAX + 2];
+	bool follow;
+	size_t ev_pos;                   /* end of the furthest read, for poll */
+	struct fuse_pollhandle *ph;      /* under fs->nq_lock */
+	struct handle *poll_next;        /* fs->polled list, under fs->nq_lock */
+	bool polled;
+};
+
+/*
+ * Lock order (take the earlier before the later; never hold one across fuse_reply_* or
+ * fuse_lowlevel_notify_*, except where fs_events_wake says so for notify_poll):
+ *   handle->lock  ->  itable_lock, and the engine's locks (txn's tree_lock, ...)
+ *   ev_lock       ->  the engine's locks (it is held while rendering)
+ *   itable_lock, handles_lock, nq_lock: leaves.
+ */
+struct fs {
+	struct txn_engine *eng;
+	struct fuse_session *se;
+	struct fs_options opt;
+	uid_t uid;
+	gid_t gid;
+	int64_t start_ns;
+	char *datadir, *mountpoint; /* owned copies, for .status */
+
+	atomic_uint_fast64_t key_reads; /* opens of live keys for reading */
+
+	/* Sizes of event streams as of ev_sizes[i].last_ts, so stat (which the kernel sends
+	 * without a file handle, fstat included) renders only what is new.  ev_lock is
+	 * held while rendering, so it ranks before the engine's locks (render_events
+	 * takes the tree lock and the store's); no other lock of this layer is held with
+	 * it. */
+	pthread_mutex_t ev_lock;
+	struct evsize *ev_sizes;
+	unsigned n_ev_sizes;
+
+	/* Leaf lock: protects by_ino, by_key, next_ino and inode fields. */
+	pthread_mutex_t itable_lock;
+	struct inode *by_ino;
+	struct inode *by_key;
+	uint64_t next_ino;
+
+	/* Leaf lock: protects the list of open handles, which fs_free() frees when the
+	 * kernel's releases never came (they are asynchronous and lost at unmount). */
+	pthread_mutex_t handles_lock;
+	struct handle *handles;
+
+	/* Leaf lock: protects the notifier queue, parked, polled, wake and every
+	 * handle's ph, poll_next and polled. */
+	pthread_mutex_t nq_lock;
+	pthread_cond_t nq_cond;
+	struct nq_item *nq_head, **nq_tail;
+	bool nq_stopping;
+	pthread_t notifier;
+	bool notifier_started;
+	struct parked *parked;   /* .follow reads waiting for a commit */
+	struct handle *polled;   /* .follow handles with a poll handle */
+	bool wake;               /* something parked needs a look */
+};
+
+/* An area operation that has replied itself, or will when a commit completes. */
+#define FS_REPLIED 1
+
+/* How long the kernel may cache what a lookup or getattr returned. */
+enum fs_cache {
+	CACHE_NONE = 0, /* generated files: they change without commits */
+	CACHE_ALL,      /* entry_timeout_s for names and attributes */
+	CACHE_DIRS,     /* names always; attributes of directories only */
+};
+
+/*
+ * The operations of one kind of inode.  p is a parent directory, r the inode itself;
+ * an iref filled by an operation owns its path (ops.c frees it).  Operations return 0,
+ * a negative errno, or FS_REPLIED.  NULL means the answer given after each line.
+ */
+struct fs_area_ops {
+	bool live;      /* the live tree: a writer's bytes commit at flush and stay off the
+			 * page cache that the inode's readers share */
+	bool read_only; /* the past: every change below it fails with EROFS */
+	enum fs_cache cache_lookup, cache_getattr;
+	/* A child's tuple in *out.  NULL: ENOTDIR. */
+	int (*lookup)(struct fs *fs, const struct iref *p, const char *name, struct iref *out);
+	/* Attributes with the type filled; owner and mode follow.  NULL: ENOENT. */
+	int (*stat)(struct fs *fs, const struct iref *r, struct stat *st);
+	/* Owner, group and mode (st already filled by stat).  NULL: the daemon's. */
+	void (*owner)(struct fs *fs, const struct iref *r, struct stat *st);
+	/* Content of a generated or note file.  NULL: EINVAL. */
+	int (*content)(struct fs *fs, const struct iref *r, struct blob **out);
+	/* A file's value read by inode, or to start a write handle.  NULL: the live tree's
+	 * value at r->path. */
+	int (*value)(struct fs *fs, const struct iref *r, struct blob **out);
+	/* Open for reading, setting fi.  NULL: a handle with a copy of content. */
+	int (*open)(struct fs *fs, const struct iref *r, struct fuse_file_info *fi);
+	/* May r be written?  NULL: EROFS. */
+	int (*writable)(struct fs *fs, const struct iref *r);
+	/* A write landed in h's buffer (h->lock held).  NULL: nothing to do. */
+	int (*written)(struct fs *fs, struct handle *h);
+	/* Store a whole new value, consuming val: at a flush (req NULL at release) or for
+	 * a truncate by path.  NULL: the value goes nowhere, successfully. */
+	int (*put)(struct fs *fs, fuse_req_t req, const struct iref *r, struct blob *val,
+		   bool flush);
+	/* Entries of a directory after "." and "..".  NULL: ENOTDIR. */
+	int (*list)(struct fs *fs, const struct iref *r, struct handle *h);
+	/* A new file below p: its tuple in *out.  NULL: ENOTDIR. */
+	int (*create)(struct fs *fs, const struct iref *p, const char *name, struct iref *out);
+	/* A new directory: its tuple in *out.  NULL: ENOTDIR. */
+	int (*mkdir)(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name,
+		     struct iref *out);
+	/* NULL: EROFS. */
+	int (*unlink)(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name);
+	/* NULL: ENOTDIR. */
+	int (*rmdir)(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name);
+	/* Called on the source parent's area.  NULL: EXDEV. */
+	int (*rename)(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name,
+		      const struct iref *np, const char *newname, unsigned int flags);
+	/* The committed entry of a key, for its extended attributes.  NULL: ENODATA. */
+	int (*entry)(struct fs *fs, const struct iref *r, struct txn_entry *e);
+};
+
+/* Each area's tables (one per kind). */
+extern const struct fs_area_ops fs_root_ops, fs_health_ops, fs_version_ops, fs_metrics_ops,
+	fs_status_ops;                                                          /* ctl.c */
+extern const struct fs_area_ops fs_live_ops;                                    /* live.c */
+extern const struct fs_area_ops fs_txdir_ops, fs_txroot_ops, fs_txpath_ops, fs_txnote_ops,
+	fs_txctl_ops;                                                           /* tx.c */
+extern const struct fs_area_ops fs_atdir_ops, fs_at_ops, fs_histdir_ops, fs_hist_ops,
+	fs_histkey_ops, fs_histver_ops, fs_histidx_ops;                         /* past.c */
+extern const struct fs_area_ops fs_ev_ops;                                      /* events.c */
+
+/* ops.c: the one array indexed by kind, replies; attr.c: what the areas compute alike. */
+const struct fs_area_ops *fs_area(enum ikind kind);
+struct fs *fs_of(fuse_req_t req);
+void fs_reply_err(fuse_req_t req, int err);
+void fs_reply_tuple(fuse_req_t req, const struct iref *t);
+void fs_fill_attr(struct fs *fs, struct stat *st, uint64_t ino, enum txn_type type, size_t size,
+		  int64_t time_ns, mode_t perm);
+int fs_stat_iref(struct fs *fs, const struct iref *r, struct stat *st);
+void fs_owner_of_agent(struct fs *fs, const char *path, size_t len, mode_t mask, struct stat *st);
+int fs_stat_content(struct fs *fs, const struct iref *r, struct stat *st, mode_t perm);
+int fs_file_content(struct fs *fs, const struct iref *r, struct blob **out);
+int fs_current_value(struct fs *fs, const struct iref *r, struct blob **out);
+int fs_writable(struct fs *fs, const struct iref *r);
+struct blob *fs_blob_from_str(char *s);
+char *fs_child_path(const struct iref *parent, const char *name, size_t *len);
+int fs_check_name(const char *name);
+int fs_parse_u64(const char *s, size_t len, uint64_t *out);
+
+/* inode.c: the inode table (design note 1). */
+int fs_iget(struct fs *fs, fuse_ino_t ino, struct iref *out);
+int fs_iget_tuple(struct fs *fs, enum ikind kind, uint64_t txn_id, enum txn_type type,
+		  const char *path, size_t len, uint64_t *ino);
+void fs_iforget(struct fs *fs, uint64_t ino, uint64_t n);
+struct inode *fs_ifind_key_locked(struct fs *fs, enum ikind kind, uint64_t txn_id,
+				  enum txn_type type, const char *path, size_t len);
+void fs_iunhash_locked(struct fs *fs, struct inode *in);
+void fs_iunhash(struct fs *fs, enum ikind kind, uint64_t txn_id, enum txn_type type,
+		const char *path, size_t len);
+int fs_irekey_locked(struct fs *fs, struct inode *in, enum ikind kind, const char *path,
+		     size_t len);
+void fs_irename(struct fs *fs, enum ikind from_kind, enum ikind to_kind, uint64_t txn_id,
+		const char *src, const char *dst, bool detach_dst);
+void fs_imove(struct fs *fs, enum ikind kind, uint64_t txn_id, const char *src, size_t slen,
+	      const char *dst, size_t dlen);
+void fs_iwriter(struct fs *fs, uint64_t ino, int delta, size_t size);
+ssize_t fs_ipending_size(struct fs *fs, uint64_t ino);
+size_t fs_inodes_where(struct fs *fs, bool (*match)(const struct inode *, const void *),
+		       const void *arg, uint64_t **out);
+void fs_inodes_free_all(struct fs *fs);
+void fs_iref_release(struct iref *r);
+int fs_iref_copy(struct iref *dst, const struct iref *src);
+int fs_iref_set(struct iref *out, enum ikind kind, uint64_t txn_id, enum txn_type type,
+		const char *path, size_t len);
+void fs_iref_take(struct iref *out, enum ikind kind, uint64_t txn_id, enum txn_type type,
+		  char *path, size_t len);
+
+/* handle.c: open handles (design note 2). */
+struct handle *fs_handle_new(struct fs *fs, enum hkind kind, const struct iref *r);
+void fs_handle_free(struct handle *h);
+int fs_handle_reserve(struct handle *h, size_t n);
+int fs_handle_resize(struct handle *h, size_t size);
+void fs_commit_handle(struct fs *fs, fuse_req_t req, struct handle *h);
+int fs_dir_add(struct handle *h, const char *name, enum txn_type type);
+int fs_dir_add_all(struct handle *h, struct txn_dirent *d, size_t n);
+void fs_handles_free_all(struct fs *fs);
+
+/* live.c: the live tree and its commits, shared with the root and the views. */
+enum wait_kind { W_NONE = 0, W_FLUSH, W_UNLINK, W_RENAME, W_SETATTR, W_COMMIT, W_RMDIR };
+
+struct waiter {
+	struct fs *fs;
+	fuse_req_t req;
+	enum wait_kind kind;
+	uint64_t ino;        /* W_SETATTR */
+	uint64_t txn_id;     /* W_COMMIT */
+	char *src, *dst;     /* W_RENAME / W_COMMIT: names to move in the inode table */
+	bool is_dir;
+};
+
+struct txn_commit_req *fs_creq_new(struct fs *fs, fuse_req_t req, enum wait_kind kind, bool late);
+void fs_creq_abandon(struct txn_commit_req *c);
+int fs_set_owner_mode(struct fs *fs, fuse_req_t req, const struct iref *r, const struct stat *attr,
+		      int to_set);
+int fs_view_of(struct fs *fs, const struct iref *r, struct txn **tx, enum ikind *child_kind);
+int fs_view_lookup(struct fs *fs, const struct iref *p, const char *name, struct iref *out);
+int fs_view_list(struct fs *fs, const struct iref *r, struct handle *h);
+int fs_view_create(struct fs *fs, const struct iref *p, const char *name, struct iref *out);
+int fs_view_mkdir(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name,
+		  struct iref *out);
+int fs_view_unlink(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name);
+int fs_view_rmdir(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name);
+int fs_view_rename(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name,
+		   const struct iref *np, const char *newname, unsigned int flags);
+int fs_view_value(struct fs *fs, const struct iref *r, struct blob **out);
+int fs_view_stat(struct fs *fs, const struct iref *r, struct stat *st);
+void fs_view_owner(struct fs *fs, const struct iref *r, struct stat *st);
+int fs_view_entry(struct fs *fs, const struct iref *r, struct txn_entry *e);
+
+/* tx.c */
+bool fs_is_ctl_name(const char *name);
+void fs_tx_commit_done(struct fs *fs, const struct waiter *w, int err);
+
+/* ctl.c */
+int fs_stat_rw_dir(struct fs *fs, const struct iref *r, struct stat *st);
+
+/* events.c: .events and .follow (parked reads, poll). */
+int fs_events_refresh(struct fs *fs, struct handle *h);
+void fs_events_read(fuse_req_t req, struct handle *h, off_t off, size_t size);
+void fs_events_wake(struct fs *fs);
+void fs_events_poll(fuse_req_t req, struct handle *h, struct fuse_pollhandle *ph);
+void fs_events_release(struct fs *fs, struct handle *h);
+int fs_events_fstat(struct fs *fs, struct handle *h, struct stat *st);
+void fs_events_drop(struct handle *h);
+void fs_events_free(struct fs *fs);
+
+/* notify.c: the notifier thread (design note 3). */
+void fs_queue_inval(struct fs *fs, uint64_t ino);
+void fs_queue_changes(struct fs *fs, struct txn_changes *ch);
+void fs_inval_txn(struct fs *fs, uint64_t txn_id, bool now);
+int fs_notifier_start(struct fs *fs);
+void fs_notifier_stop(struct fs *fs);
+
+#endif

@@ -1,0 +1,393 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * inode.c - the inode table of the mount: what each number names, how many lookups the
+ * kernel holds, which writers have it open (fs layer).
+ *
+ * Design note 1.  Inodes are (area, transaction, path, type) tuples numbered on first
+ * lookup and freed when the kernel forgets them; numbers are never reused.  The same
+ * path in the live tree and in `.tx/A/` are different inodes, so each can be
+ * invalidated on its own.  A path that changes from file to directory gets a new inode.
+ * The names at the root have fixed numbers below INO_FIRST_DYNAMIC and no entry here.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_i.h"
+#include "grow.h"
+
+static char *make_key(enum ikind kind, uint64_t txn_id, enum txn_type type, const char *path,
+		      size_t len, size_t *keylen)
+{
+	size_t n = 2 + sizeof(txn_id) + len;
+	char *k = malloc(n);
+
+	if (!k)
+		return NULL;
+	k[0] = (char)kind;
+	k[1] = (char)type;
+	memcpy(k + 2, &txn_id, sizeof(txn_id));
+	memcpy(k + 2 + sizeof(txn_id), path, len);
+	*keylen = n;
+	return k;
+}
+
+struct inode *fs_ifind_key_locked(struct fs *fs, enum ikind kind, uint64_t txn_id,
+				  enum txn_type type, const char *path, size_t len)
+{
+	struct inode *in = NULL;
+	size_t kl;
+	char *k = make_key(kind, txn_id, type, path, len, &kl);
+
+	if (!k)
+		return NULL;
+	HASH_FIND(hh_key, fs->by_key, k, kl, in);
+	free(k);
+	return in;
+}
+
+static void inode_free(struct inode *in)
+{
+	free(in->key);
+	free(in->path);
+	free(in);
+}
+
+/* A new inode for a tuple, in both tables; the key k is consumed.  itable_lock held. */
+static struct inode *inode_new_locked(struct fs *fs, enum ikind kind, uint64_t txn_id,
+				      enum txn_type type, const char *path, size_t len,
+				      char *k, size_t kl)
+{
+	struct inode *in = calloc(1, sizeof(*in));
+
+	if (!in || !(in->path = malloc(len + 1))) {
+		free(in);
+		free(k);
+		return NULL;
+	}
+	memcpy(in->path, path, len);
+	in->path[len] = '\0';
+	in->len = len;
+	in->kind = kind;
+	in->type = type;
+	in->txn_id = txn_id;
+	in->key = k;
+	in->keylen = kl;
+	in->ino = fs->next_ino;
+	in->hashed = true;
+	HASH_ADD(hh_ino, fs->by_ino, ino, sizeof(in->ino), in);
+	if (!HASH_ADDED(hh_ino, in)) {
+		inode_free(in);
+		return NULL;
+	}
+	HASH_ADD_KEYPTR(hh_key, fs->by_key, in->key, in->keylen, in);
+	if (!HASH_ADDED(hh_key, in)) {
+		HASH_DELETE(hh_ino, fs->by_ino, in);
+		inode_free(in);
+		return NULL;
+	}
+	fs->next_ino++;
+	return in;
+}
+
+/* Find or create the inode for a tuple and count one more kernel lookup. */
+int fs_iget_tuple(struct fs *fs, enum ikind kind, uint64_t txn_id, enum txn_type type,
+		  const char *path, size_t len, uint64_t *ino)
+{
+	struct inode *in;
+	size_t kl;
+	char *k = make_key(kind, txn_id, type, path, len, &kl);
+
+	if (!k)
+		return -ENOMEM;
+	pthread_mutex_lock(&fs->itable_lock);
+	HASH_FIND(hh_key, fs->by_key, k, kl, in);
+	if (in) {
+		free(k);
+	} else {
+		in = inode_new_locked(fs, kind, txn_id, type, path, len, k, kl);
+		if (!in) {
+			pthread_mutex_unlock(&fs->itable_lock);
+			return -ENOMEM;
+		}
+	}
+	in->nlookup++;
+	*ino = in->ino;
+	pthread_mutex_unlock(&fs->itable_lock);
+	return 0;
+}
+
+void fs_iref_release(struct iref *r)
+{
+	free(r->path);
+	r->path = NULL;
+}
+
+int fs_iref_copy(struct iref *dst, const struct iref *src)
+{
+	*dst = *src;
+	dst->path = malloc(src->len + 1);
+	if (!dst->path)
+		return -ENOMEM;
+	memcpy(dst->path, src->path, src->len + 1);
+	return 0;
+}
+
+/* *out names the tuple with path, which it takes over (malloc'ed). */
+void fs_iref_take(struct iref *out, enum ikind kind, uint64_t txn_id, enum txn_type type,
+		  char *path, size_t len)
+{
+	*out = (struct iref){ .kind = kind, .txn_id = txn_id, .type = type, .path = path,
+			      .len = len };
+}
+
+/* *out names the tuple with a copy of path. */
+int fs_iref_set(struct iref *out, enum ikind kind, uint64_t txn_id, enum txn_type type,
+		const char *path, size_t len)
+{
+	char *p = malloc(len + 1);
+
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, path, len);
+	p[len] = '\0';
+	fs_iref_take(out, kind, txn_id, type, p, len);
+	return 0;
+}
+
+/* The fixed inodes: kind, type and txn_id by number (0 kind: a dynamic one). */
+static const struct {
+	enum ikind kind;
+	enum txn_type type;
+	uint64_t txn_id;
+} fixed[INO_FIRST_DYNAMIC] = {
+	[FUSE_ROOT_ID] = { IK_ROOT, TXN_DIR, 0 },    [INO_TXDIR] = { IK_TXDIR, TXN_DIR, 0 },
+	[INO_HEALTH] = { IK_HEALTH, TXN_FILE, 0 },   [INO_VERSION] = { IK_VERSION, TXN_FILE, 0 },
+	[INO_METRICS] = { IK_METRICS, TXN_FILE, 0 }, [INO_STATUS] = { IK_STATUS, TXN_FILE, 0 },
+	[INO_ATDIR] = { IK_ATDIR, TXN_DIR, 0 },      [INO_HISTDIR] = { IK_HISTDIR, TXN_DIR, 0 },
+	[INO_EVDIR] = { IK_EV, TXN_DIR, 0 },         [INO_FOLLOWDIR] = { IK_EV, TXN_DIR, 1 },
+};
+
+/* What does ino name?  -ENOENT for an inode the kernel should not have. */
+int fs_iget(struct fs *fs, fuse_ino_t ino, struct iref *out)
+{
+	struct inode *in = NULL;
+	uint64_t key = ino;
+
+	memset(out, 0, sizeof(*out));
+	out->ino = ino;
+	if (ino < INO_FIRST_DYNAMIC && fixed[ino].kind) {
+		out->kind = fixed[ino].kind;
+		out->type = fixed[ino].type;
+		out->txn_id = fixed[ino].txn_id;
+		out->path = strdup("");
+		return out->path ? 0 : -ENOMEM;
+	}
+	pthread_mutex_lock(&fs->itable_lock);
+	HASH_FIND(hh_ino, fs->by_ino, &key, sizeof(key), in);
+	if (!in || !in->hashed) {
+		pthread_mutex_unlock(&fs->itable_lock);
+		return -ENOENT;
+	}
+	out->kind = in->kind;
+	out->type = in->type;
+	out->txn_id = in->txn_id;
+	out->len = in->len;
+	out->path = strdup(in->path);
+	pthread_mutex_unlock(&fs->itable_lock);
+	return out->path ? 0 : -ENOMEM;
+}
+
+static void inode_drop_locked(struct fs *fs, struct inode *in)
+{
+	HASH_DELETE(hh_ino, fs->by_ino, in);
+	if (in->hashed)
+		HASH_DELETE(hh_key, fs->by_key, in);
+	inode_free(in);
+}
+
+void fs_iforget(struct fs *fs, uint64_t ino, uint64_t n)
+{
+	struct inode *in = NULL;
+
+	if (ino < INO_FIRST_DYNAMIC)
+		return;
+	pthread_mutex_lock(&fs->itable_lock);
+	HASH_FIND(hh_ino, fs->by_ino, &ino, sizeof(ino), in);
+	if (in) {
+		in->nlookup = in->nlookup > n ? in->nlookup - n : 0;
+		if (in->nlookup == 0)
+			inode_drop_locked(fs, in);
+	}
+	pthread_mutex_unlock(&fs->itable_lock);
+}
+
+/* At fs_free(): the kernel will forget nothing more. */
+void fs_inodes_free_all(struct fs *fs)
+{
+	struct inode *in, *tmp;
+
+	HASH_ITER(hh_ino, fs->by_ino, in, tmp)
+		inode_drop_locked(fs, in);
+}
+
+/* The path stops naming this inode (unlink, rmdir, replaced by a rename). */
+void fs_iunhash_locked(struct fs *fs, struct inode *in)
+{
+	if (in && in->hashed) {
+		HASH_DELETE(hh_key, fs->by_key, in);
+		in->hashed = false;
+	}
+}
+
+void fs_iunhash(struct fs *fs, enum ikind kind, uint64_t txn_id, enum txn_type type,
+		const char *path, size_t len)
+{
+	pthread_mutex_lock(&fs->itable_lock);
+	fs_iunhash_locked(fs, fs_ifind_key_locked(fs, kind, txn_id, type, path, len));
+	pthread_mutex_unlock(&fs->itable_lock);
+}
+
+/* in now names (kind, path); whatever did before is detached.  On failure in is. */
+int fs_irekey_locked(struct fs *fs, struct inode *in, enum ikind kind, const char *path,
+		     size_t len)
+{
+	size_t kl;
+	char *np = malloc(len + 1);
+	char *k = make_key(kind, in->txn_id, in->type, path, len, &kl);
+
+	if (!np || !k) {
+		free(np);
+		free(k);
+		fs_iunhash_locked(fs, in);
+		return -ENOMEM;
+	}
+	memcpy(np, path, len);
+	np[len] = '\0';
+	fs_iunhash_locked(fs, fs_ifind_key_locked(fs, kind, in->txn_id, in->type, path, len));
+	fs_iunhash_locked(fs, in);
+	free(in->key);
+	free(in->path);
+	in->key = k;
+	in->keylen = kl;
+	in->path = np;
+	in->len = len;
+	in->kind = kind;
+	in->hashed = true;
+	HASH_ADD_KEYPTR(hh_key, fs->by_key, in->key, in->keylen, in);
+	if (!HASH_ADDED(hh_key, in)) {
+		in->hashed = false;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * A file at the top of transaction txn_id was renamed from src (a from_kind) to dst (a
+ * to_kind): a note renamed (detach_dst: whatever dst named is detached even when src
+ * has no inode), or the note renamed onto .commit.
+ */
+void fs_irename(struct fs *fs, enum ikind from_kind, enum ikind to_kind, uint64_t txn_id,
+		const char *src, const char *dst, bool detach_dst)
+{
+	struct inode *in;
+
+	pthread_mutex_lock(&fs->itable_lock);
+	if (detach_dst)
+		fs_iunhash_locked(fs, fs_ifind_key_locked(fs, to_kind, txn_id, TXN_FILE, dst,
+							  strlen(dst)));
+	in = fs_ifind_key_locked(fs, from_kind, txn_id, TXN_FILE, src, strlen(src));
+	if (in)
+		fs_irekey_locked(fs, in, to_kind, dst, strlen(dst));
+	pthread_mutex_unlock(&fs->itable_lock);
+}
+
+/*
+ * A successful rename moved src to dst in one view (kind/txn_id): the kernel keeps the
+ * source inodes under the new names, so their tuples follow; whatever dst named before
+ * is detached.
+ */
+void fs_imove(struct fs *fs, enum ikind kind, uint64_t txn_id, const char *src, size_t slen,
+	      const char *dst, size_t dlen)
+{
+	struct inode *in, *tmp;
+
+	pthread_mutex_lock(&fs->itable_lock);
+	fs_iunhash_locked(fs, fs_ifind_key_locked(fs, kind, txn_id, TXN_FILE, dst, dlen));
+	fs_iunhash_locked(fs, fs_ifind_key_locked(fs, kind, txn_id, TXN_DIR, dst, dlen));
+	HASH_ITER(hh_ino, fs->by_ino, in, tmp) {
+		if (!in->hashed || in->kind != kind || in->txn_id != txn_id)
+			continue;
+		if (in->len == slen && memcmp(in->path, src, slen) == 0) {
+			fs_irekey_locked(fs, in, kind, dst, dlen);
+		} else if (in->len > slen && in->path[slen] == '/' &&
+			   memcmp(in->path, src, slen) == 0) {
+			size_t nl = dlen + (in->len - slen);
+			char *np = malloc(nl + 1);
+
+			if (!np) {
+				fs_iunhash_locked(fs, in);
+				continue;
+			}
+			memcpy(np, dst, dlen);
+			memcpy(np + dlen, in->path + slen, in->len - slen + 1);
+			fs_irekey_locked(fs, in, kind, np, nl);
+			free(np);
+		}
+	}
+	pthread_mutex_unlock(&fs->itable_lock);
+}
+
+void fs_iwriter(struct fs *fs, uint64_t ino, int delta, size_t size)
+{
+	struct inode *in = NULL;
+
+	pthread_mutex_lock(&fs->itable_lock);
+	HASH_FIND(hh_ino, fs->by_ino, &ino, sizeof(ino), in);
+	if (in) {
+		if (delta > 0)
+			in->writers++;
+		else if (delta < 0 && in->writers)
+			in->writers--;
+		in->writer_size = size;
+	}
+	pthread_mutex_unlock(&fs->itable_lock);
+}
+
+/* Size of a pending (not yet committed) write for a live inode, or -1. */
+ssize_t fs_ipending_size(struct fs *fs, uint64_t ino)
+{
+	struct inode *in = NULL;
+	ssize_t r = -1;
+
+	pthread_mutex_lock(&fs->itable_lock);
+	HASH_FIND(hh_ino, fs->by_ino, &ino, sizeof(ino), in);
+	if (in && in->writers)
+		r = (ssize_t)in->writer_size;
+	pthread_mutex_unlock(&fs->itable_lock);
+	return r;
+}
+
+/*
+ * The numbers of the inodes in the table for which match(in, arg) holds, in *out
+ * (malloc'ed; as many as memory allows), so that the caller can notify the kernel with
+ * no lock held.
+ */
+size_t fs_inodes_where(struct fs *fs, bool (*match)(const struct inode *, const void *),
+		       const void *arg, uint64_t **out)
+{
+	struct inode *in, *tmp;
+	size_t n = 0, cap = 0;
+
+	*out = NULL;
+	pthread_mutex_lock(&fs->itable_lock);
+	HASH_ITER(hh_ino, fs->by_ino, in, tmp) {
+		if (!match(in, arg))
+			continue;
+		if (ARRAY_GROW(*out, n + 1, cap))
+			break;
+		(*out)[n++] = in->ino;
+	}
+	pthread_mutex_unlock(&fs->itable_lock);
+	return n;
+}

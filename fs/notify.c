@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * notify.c - the notifier thread: it invalidates the kernel's caches after each batch
+ * of commits, then completes the requests that waited for that, and wakes parked
+ * .follow reads and pollers (fs layer).
+ *
+ * Design note 3.  Freshness: a commit that a caller waits for (a flush, or the rename
+ * onto .commit) is completed by the notifier thread only after it has invalidated every
+ * kernel cache entry the commit made stale.  Requests during which the kernel holds a
+ * directory lock (unlink, rename in the live tree, truncate) are completed at once by
+ * the committer, because invalidating an entry takes that lock; the kernel updates its
+ * own dentries for those.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_i.h"
+
+struct nq_item {
+	struct txn_changes *ch; /* a batch of commits, or NULL: */
+	uint64_t inval_ino;     /* an inode whose kernel size a writer changed */
+	struct nq_item *next;
+};
+
+static void nq_push(struct fs *fs, struct nq_item *it)
+{
+	pthread_mutex_lock(&fs->nq_lock);
+	*fs->nq_tail = it;
+	fs->nq_tail = &it->next;
+	pthread_cond_signal(&fs->nq_cond);
+	pthread_mutex_unlock(&fs->nq_lock);
+}
+
+/* Have the notifier drop the kernel's size and pages of ino (not from a handler). */
+void fs_queue_inval(struct fs *fs, uint64_t ino)
+{
+	struct nq_item *it = calloc(1, sizeof(*it));
+
+	if (!it)
+		return;
+	it->inval_ino = ino;
+	nq_push(fs, it);
+}
+
+/* Complete the requests of a batch that wait for its invalidation. */
+static void complete_late(struct txn_changes *ch)
+{
+	for (struct txn_commit_req *r = ch->late, *next; r; r = next) {
+		next = r->next;
+		r->next = NULL;
+		r->done(r, 0);
+	}
+	ch->late = NULL;
+}
+
+void fs_queue_changes(struct fs *fs, struct txn_changes *ch)
+{
+	struct nq_item *it = calloc(1, sizeof(*it));
+
+	if (!it) {
+		/* Cannot queue: complete now rather than leave callers hanging. */
+		complete_late(ch);
+		txn_changes_free(ch);
+		return;
+	}
+	it->ch = ch;
+	nq_push(fs, it);
+}
+
+/* Called by the committer: hand the batch to the notifier thread. */
+static void on_commit(void *arg, struct txn_changes *ch)
+{
+	fs_queue_changes(arg, ch);
+}
+
+/*
+ * A commit ended a transaction's view (or failed it): the directory is read-only (0500)
+ * and its view answers EROFS, ESTALE or ETIMEDOUT from now on, so the attributes the
+ * kernel caches for its directories are stale.  The notifier drops them.
+ */
+static bool is_txn_dir(const struct inode *in, const void *arg)
+{
+	return (in->kind == IK_TXROOT || in->kind == IK_TXPATH) && in->type == TXN_DIR &&
+	       in->txn_id == *(const uint64_t *)arg;
+}
+
+void fs_inval_txn(struct fs *fs, uint64_t txn_id, bool now)
+{
+	uint64_t *inos;
+	size_t n = fs_inodes_where(fs, is_txn_dir, &txn_id, &inos);
+
+	for (size_t i = 0; i < n; i++) {
+		if (now && fs->se)
+			fuse_lowlevel_notify_inval_inode(fs->se, inos[i], 0, 0);
+		else
+			fs_queue_inval(fs, inos[i]);
+	}
+	free(inos);
+}
+
+struct prefix {
+	const char *p;
+	size_t len;
+};
+
+static bool is_at_or_below(const struct inode *in, const void *arg)
+{
+	const struct prefix *pf = arg;
+
+	return in->len >= pf->len && memcmp(in->path, pf->p, pf->len) == 0 &&
+	       (in->len == pf->len || in->path[pf->len] == '/');
+}
+
+/* The owner or mode of a namespace or agent changed: every inode at or below it, in
+ * every view, has stale attributes (keys take their agent's). */
+static void invalidate_below(struct fs *fs, const char *p, size_t len)
+{
+	struct prefix pf = { p, len };
+	uint64_t *inos;
+	size_t n = fs_inodes_where(fs, is_at_or_below, &pf, &inos);
+
+	for (size_t i = 0; i < n; i++)
+		fuse_lowlevel_notify_inval_inode(fs->se, inos[i], -1, 0);
+	free(inos);
+}
+
+/* The inode number of a live path of type type, or 0 when the kernel has none. */
+static uint64_t live_ino(struct fs *fs, enum txn_type type, const char *p, size_t len)
+{
+	struct inode *in;
+	uint64_t ino;
+
+	pthread_mutex_lock(&fs->itable_lock);
+	in = fs_ifind_key_locked(fs, IK_LIVE, 0, type, p, len);
+	ino = in ? in->ino : 0;
+	pthread_mutex_unlock(&fs->itable_lock);
+	return ino;
+}
+
+/* A key changed: its own inode, then each directory that no longer exists (or that
+ * now exists as a key), walking from the key up. */
+static void invalidate_key(struct fs *fs, const char *p, size_t len)
+{
+	struct txn_entry e;
+	bool is_file = txn_stat(fs->eng, NULL, p, len, &e) == 0 && e.type == TXN_FILE;
+	uint64_t file_ino = live_ino(fs, TXN_FILE, p, len);
+	size_t end = len;
+
+	if (file_ino)
+		fuse_lowlevel_notify_inval_inode(fs->se, file_ino, 0, 0);
+	for (;;) {
+		const char *slash = memrchr(p, '/', end);
+		size_t plen = slash ? (size_t)(slash - p) : 0;
+		const char *name = slash ? slash + 1 : p;
+		size_t nlen = end - (size_t)(name - p);
+		uint64_t parent_ino;
+		bool gone;
+
+		if (end == len) {
+			gone = !is_file; /* the key itself was deleted */
+		} else {
+			struct txn_entry de;
+
+			gone = !(txn_stat(fs->eng, NULL, p, end, &de) == 0 && de.type == TXN_DIR);
+		}
+		if (!gone)
+			break;
+		parent_ino = !slash ? FUSE_ROOT_ID : live_ino(fs, TXN_DIR, p, plen);
+		if (parent_ino) {
+			char name_buf[TXN_NAME_MAX + 1];
+
+			memcpy(name_buf, name, nlen);
+			name_buf[nlen] = '\0';
+			fuse_lowlevel_notify_inval_entry(fs->se, parent_ino, name_buf, nlen);
+		}
+		if (!slash)
+			break;
+		end = plen;
+	}
+}
+
+/* Invalidate what a batch of commits made stale in the kernel's caches. */
+static void invalidate(struct fs *fs, struct txn_changes *ch)
+{
+	for (size_t i = 0; i < ch->n; i++) {
+		const char *p = ch->paths[i];
+		size_t len = strlen(p);
+
+		if (txn_path_depth(p, len) <= 2)
+			invalidate_below(fs, p, len);
+		else
+			invalidate_key(fs, p, len);
+	}
+}
+
+static void *notifier_main(void *arg)
+{
+	struct fs *fs = arg;
+
+	for (;;) {
+		struct nq_item *it;
+
+		pthread_mutex_lock(&fs->nq_lock);
+		while (!fs->nq_head && !fs->wake && !fs->nq_stopping)
+			pthread_cond_wait(&fs->nq_cond, &fs->nq_lock);
+		it = fs->nq_head;
+		if (!it && fs->wake) {
+			fs->wake = false;
+			pthread_mutex_unlock(&fs->nq_lock);
+			fs_events_wake(fs);
+			continue;
+		}
+		if (!it) {
+			pthread_mutex_unlock(&fs->nq_lock);
+			break;
+		}
+		fs->nq_head = it->next;
+		if (!fs->nq_head)
+			fs->nq_tail = &fs->nq_head;
+		if (it->ch)
+			fs->wake = true; /* followers may have something new */
+		pthread_mutex_unlock(&fs->nq_lock);
+
+		if (!it->ch) {
+			if (fs->se)
+				fuse_lowlevel_notify_inval_inode(fs->se, it->inval_ino, 0, 0);
+			free(it);
+			continue;
+		}
+		if (fs->se)
+			invalidate(fs, it->ch);
+		complete_late(it->ch);
+		txn_changes_free(it->ch);
+		free(it);
+	}
+	return NULL;
+}
+
+int fs_notifier_start(struct fs *fs)
+{
+	int rc = pthread_create(&fs->notifier, NULL, notifier_main, fs);
+
+	if (rc)
+		return -rc;
+	fs->notifier_started = true;
+	txn_engine_set_notify(fs->eng, on_commit, fs);
+	return 0;
+}
+
+/* Let the notifier finish what is queued, then end it. */
+void fs_notifier_stop(struct fs *fs)
+{
+	if (!fs->notifier_started)
+		return;
+	pthread_mutex_lock(&fs->nq_lock);
+	fs->nq_stopping = true;
+	pthread_cond_signal(&fs->nq_cond);
+	pthread_mutex_unlock(&fs->nq_lock);
+	pthread_join(fs->notifier, NULL);
+}

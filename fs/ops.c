@@ -1,0 +1,908 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ops.c - the FUSE low-level operations (fs layer): each resolves its inode, calls the
+ * operation of the inode's area (fs_area(), one table per kind) and replies.
+ *
+ * Design note 4.  errnos are negative everywhere below the replies and flip sign
+ * exactly once, in fs_reply_err().  An area operation that answers later (a commit)
+ * returns FS_REPLIED and the entry point replies nothing.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include "fs_i.h"
+#include "log.h"
+
+static const struct fs_area_ops *const areas[IK_COUNT] = {
+	[IK_ROOT] = &fs_root_ops,       [IK_TXDIR] = &fs_txdir_ops,
+	[IK_HEALTH] = &fs_health_ops,   [IK_VERSION] = &fs_version_ops,
+	[IK_METRICS] = &fs_metrics_ops, [IK_STATUS] = &fs_status_ops,
+	[IK_LIVE] = &fs_live_ops,       [IK_TXROOT] = &fs_txroot_ops,
+	[IK_TXPATH] = &fs_txpath_ops,   [IK_TXNOTE] = &fs_txnote_ops,
+	[IK_TXCTL] = &fs_txctl_ops,     [IK_ATDIR] = &fs_atdir_ops,
+	[IK_AT] = &fs_at_ops,           [IK_HISTDIR] = &fs_histdir_ops,
+	[IK_HIST] = &fs_hist_ops,       [IK_HISTKEY] = &fs_histkey_ops,
+	[IK_HISTVER] = &fs_histver_ops, [IK_HISTIDX] = &fs_histidx_ops,
+	[IK_EV] = &fs_ev_ops,
+};
+
+const struct fs_area_ops *fs_area(enum ikind kind)
+{
+	if ((unsigned)kind >= IK_COUNT || !areas[kind])
+		BUG("no area for inode kind %d", (int)kind);
+	return areas[kind];
+}
+
+struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+void fs_reply_err(fuse_req_t req, int err)
+{
+	/* The one place where a negative errno becomes the kernel's positive one. */
+	if (req)
+		fuse_reply_err(req, err < 0 ? -err : err);
+}
+
+/* ---- entries and attributes as replied ----------------------------------------------- */
+
+static double cache_timeout(struct fs *fs, enum fs_cache c, const struct stat *st)
+{
+	if (c == CACHE_ALL || (c == CACHE_DIRS && S_ISDIR(st->st_mode)))
+		return fs->opt.entry_timeout_s;
+	return 0;
+}
+
+/* A transaction's directories keep their owner and mode (a chmod invalidates them):
+ * cached, the kernel's permission checks on every path through .tx/NAME cost no
+ * round trip.  Its files change size with every staged write: never cached. */
+static double attr_timeout(struct fs *fs, enum ikind kind, const struct stat *st)
+{
+	return cache_timeout(fs, fs_area(kind)->cache_getattr, st);
+}
+
+/* Generated files change without commits: never cache their attributes.  The state as
+ * of a commit never changes at all. */
+static void entry_param(struct fs *fs, struct fuse_entry_param *e, uint64_t ino,
+			const struct stat *st, enum ikind kind)
+{
+	enum fs_cache c = fs_area(kind)->cache_lookup;
+
+	memset(e, 0, sizeof(*e));
+	e->ino = ino;
+	e->generation = 1;
+	e->attr = *st;
+	e->attr_timeout = cache_timeout(fs, c, st);
+	e->entry_timeout = c == CACHE_NONE ? 0 : fs->opt.entry_timeout_s;
+}
+
+/* The fixed number of a name at the root, or 0. */
+static uint64_t fixed_ino(const struct iref *t)
+{
+	switch (t->kind) {
+	case IK_TXDIR:
+		return INO_TXDIR;
+	case IK_ATDIR:
+		return INO_ATDIR;
+	case IK_HISTDIR:
+		return INO_HISTDIR;
+	case IK_EV:
+		return t->len ? 0 : t->txn_id ? INO_FOLLOWDIR : INO_EVDIR;
+	case IK_HEALTH:
+		return INO_HEALTH;
+	case IK_VERSION:
+		return INO_VERSION;
+	case IK_METRICS:
+		return INO_METRICS;
+	case IK_STATUS:
+		return INO_STATUS;
+	default:
+		return 0;
+	}
+}
+
+/* Reply with an entry for a tuple; counts the lookup. */
+void fs_reply_tuple(fuse_req_t req, const struct iref *t)
+{
+	struct fs *fs = fs_of(req);
+	struct fuse_entry_param e;
+	struct iref r = *t;
+	struct stat st;
+	int err;
+
+	r.ino = fixed_ino(t);
+	if (!r.ino && (err = fs_iget_tuple(fs, t->kind, t->txn_id, t->type, t->path, t->len,
+					   &r.ino))) {
+		fs_reply_err(req, err);
+		return;
+	}
+	err = fs_stat_iref(fs, &r, &st);
+	if (err) {
+		fs_iforget(fs, r.ino, 1);
+		fs_reply_err(req, err);
+		return;
+	}
+	entry_param(fs, &e, r.ino, &st, t->kind);
+	if (fuse_reply_entry(req, &e) != 0)
+		fs_iforget(fs, r.ino, 1);
+}
+
+/* ---- lookup / forget / getattr ------------------------------------------------------- */
+
+static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	const struct fs_area_ops *a;
+	struct iref p, t = { 0 };
+	int err;
+
+	if (strlen(name) > TXN_NAME_MAX) {
+		fs_reply_err(req, -ENAMETOOLONG);
+		return;
+	}
+	err = fs_iget(fs, parent, &p);
+	if (!err) {
+		a = fs_area(p.kind);
+		err = a->lookup ? a->lookup(fs, &p, name, &t) : -ENOTDIR;
+	}
+	if (err)
+		fs_reply_err(req, err);
+	else
+		fs_reply_tuple(req, &t);
+	fs_iref_release(&t);
+	fs_iref_release(&p);
+}
+
+static void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	fs_iforget(fs_of(req), ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void fs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	for (size_t i = 0; i < count; i++)
+		fs_iforget(fs_of(req), forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+/* A transaction's writer sees its own size: the kernel does not share that inode. */
+static void writer_size(struct handle *h, struct stat *st)
+{
+	if (h && h->kind == H_WRITE && !fs_area(h->ir.kind)->live) {
+		pthread_mutex_lock(&h->lock);
+		st->st_size = (off_t)h->size;
+		pthread_mutex_unlock(&h->lock);
+	}
+}
+
+static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+	struct iref r;
+	struct stat st;
+	int err = fs_iget(fs, ino, &r);
+
+	if (!err)
+		err = fs_stat_iref(fs, &r, &st);
+	/* A live key's size stays the committed one even for its writer: the kernel
+	 * shares one inode between the writer and every reader. */
+	if (!err)
+		writer_size(h, &st);
+	if (!err && h && h->kind == H_EVENTS)
+		err = fs_events_fstat(fs, h, &st);
+	if (err)
+		fs_reply_err(req, err);
+	else
+		fuse_reply_attr(req, &st, attr_timeout(fs, r.kind, &st));
+	fs_iref_release(&r);
+}
+
+/* ---- open / read / write / flush / release ------------------------------------------- */
+
+/* A generated file is read from a copy made at open (design note 2). */
+static int open_content(struct fs *fs, const struct iref *r, struct fuse_file_info *fi)
+{
+	struct blob *b;
+	struct handle *h;
+	int err = fs_file_content(fs, r, &b);
+
+	if (err)
+		return err;
+	h = fs_handle_new(fs, H_CONTENT, r);
+	if (!h) {
+		blob_unref(b);
+		return -ENOMEM;
+	}
+	h->content = b;
+	fi->direct_io = 1;
+	fi->noflush = 1;
+	fi->fh = (uintptr_t)h;
+	return 0;
+}
+
+/* A write handle with the current value (or empty, for O_TRUNC). */
+static int open_write(struct fs *fs, const struct iref *r, struct fuse_file_info *fi)
+{
+	struct blob *b = NULL;
+	struct handle *h;
+	int err = fs_writable(fs, r);
+
+	if (err)
+		return err;
+	h = fs_handle_new(fs, H_WRITE, r);
+	if (!h)
+		return -ENOMEM;
+	h->append = fi->flags & O_APPEND;
+	if (fi->flags & O_TRUNC) {
+		h->dirty = true;
+	} else {
+		err = fs_current_value(fs, r, &b);
+		if (!err && fs_handle_reserve(h, b->len + 1))
+			err = -ENOMEM;
+		if (err) {
+			blob_unref(b);
+			fs_handle_free(h);
+			return err;
+		}
+		memcpy(h->buf, b->data, b->len);
+		h->size = b->len;
+		blob_unref(b);
+	}
+	/* A writer must not put uncommitted bytes into the page cache that readers of the
+	 * live key share (keep_cache): its writes go straight to its buffer (and the
+	 * kernel then skips its security.capability lookup before each write). */
+	fi->direct_io = 1;
+	fs_iwriter(fs, r->ino, 1, h->size);
+	fi->fh = (uintptr_t)h;
+	return 0;
+}
+
+static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	const struct fs_area_ops *a;
+	bool trunc_live;
+	struct iref r;
+	int err = fs_iget(fs, ino, &r);
+
+	if (err)
+		goto out;
+	a = fs_area(r.kind);
+	if ((fi->flags & O_ACCMODE) == O_RDONLY) {
+		err = a->open ? a->open(fs, &r, fi) : open_content(fs, &r, fi);
+		if (!err)
+			fuse_reply_open(req, fi);
+		goto out;
+	}
+	err = open_write(fs, &r, fi);
+	if (err)
+		goto out;
+	trunc_live = a->live && (fi->flags & O_TRUNC);
+	fuse_reply_open(req, fi);
+	if (trunc_live)
+		fs_queue_inval(fs, ino); /* the kernel set the shared size to 0 */
+out:
+	if (err)
+		fs_reply_err(req, err);
+	fs_iref_release(&r);
+}
+
+/* What a read gets from a writer's own buffer: a copy, replied after the lock is
+ * released (see events_take). */
+static void read_write_handle(fuse_req_t req, struct handle *h, size_t size, off_t off)
+{
+	struct blob *b;
+
+	pthread_mutex_lock(&h->lock);
+	b = blob_new((size_t)off < h->size ? h->buf + off : "",
+		     (size_t)off < h->size ? (h->size - (size_t)off < size
+					      ? h->size - (size_t)off : size) : 0);
+	pthread_mutex_unlock(&h->lock);
+	if (!b) {
+		fs_reply_err(req, -ENOMEM);
+		return;
+	}
+	fuse_reply_buf(req, (const char *)b->data, b->len);
+	blob_unref(b);
+}
+
+static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct blob *b = NULL;
+	struct iref r;
+	int err;
+
+	if (h && h->kind == H_EVENTS) {
+		fs_events_read(req, h, off, size);
+		return;
+	}
+	if (h && h->kind == H_WRITE) {
+		read_write_handle(req, h, size, off);
+		return;
+	}
+	if (h && h->kind == H_CONTENT) {
+		b = blob_ref(h->content);
+	} else {
+		err = fs_iget(fs, ino, &r);
+		if (!err)
+			err = fs_current_value(fs, &r, &b);
+		fs_iref_release(&r);
+		if (err) {
+			fs_reply_err(req, err);
+			return;
+		}
+	}
+	if ((size_t)off >= b->len)
+		fuse_reply_buf(req, NULL, 0);
+	else
+		fuse_reply_buf(req, (const char *)b->data + off,
+			       b->len - (size_t)off < size ? b->len - (size_t)off : size);
+	blob_unref(b);
+}
+
+/* Copy a write into h's buffer and tell the area.  h->lock held. */
+static int handle_write(struct fs *fs, struct handle *h, const char *buf, size_t size,
+			off_t off, uint64_t ino)
+{
+	const struct fs_area_ops *a = fs_area(h->ir.kind);
+	size_t end = (size_t)off + size;
+	int err = fs_handle_reserve(h, end + 1);
+
+	if (err)
+		return err;
+	if ((size_t)off > h->size)
+		memset(h->buf + h->size, 0, (size_t)off - h->size);
+	memcpy(h->buf + off, buf, size);
+	if (end > h->size)
+		h->size = end;
+	h->dirty = true;
+	h->written = true;
+	if (a->written)
+		err = a->written(fs, h);
+	if (!err)
+		fs_iwriter(fs, ino, 0, h->size);
+	return err;
+}
+
+static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+			struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	bool live;
+	int err;
+
+	if (!h || h->kind != H_WRITE) {
+		fs_reply_err(req, -EBADF);
+		return;
+	}
+	live = fs_area(h->ir.kind)->live;
+	if (h->append) {
+		/* The kernel's idea of the end is the committed size; ours is the buffer's. */
+		pthread_mutex_lock(&h->lock);
+		off = (off_t)h->size;
+		pthread_mutex_unlock(&h->lock);
+	}
+	if ((size_t)off + size > txn_engine_options(fs->eng)->max_value_bytes) {
+		pthread_mutex_lock(&h->lock);
+		h->failed = true;
+		pthread_mutex_unlock(&h->lock);
+		fs_reply_err(req, -EFBIG);
+		return;
+	}
+	/* An expired or committed transaction refuses the write itself. */
+	err = live ? 0 : fs_writable(fs, &h->ir);
+	if (!err) {
+		pthread_mutex_lock(&h->lock);
+		err = handle_write(fs, h, buf, size, off, ino);
+		pthread_mutex_unlock(&h->lock);
+	}
+	if (err) {
+		fs_reply_err(req, err);
+		return;
+	}
+	/* After the reply the writer may close and the release free h: live decided first. */
+	fuse_reply_write(req, size);
+	if (live) {
+		/* The kernel grew the shared inode's size to the writer's: make readers ask
+		 * again, or they would read zeros past the committed end. */
+		fs_queue_inval(fs, ino);
+	}
+}
+
+static void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
+	if (!h || h->kind != H_WRITE) {
+		fs_reply_err(req, 0);
+		return;
+	}
+	fs_commit_handle(fs_of(req), req, h);
+}
+
+static void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	fs_op_flush(req, ino, fi);
+}
+
+static void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct fs *fs = fs_of(req);
+
+	if (h && h->kind == H_EVENTS)
+		fs_events_release(fs, h);
+	if (h && h->kind == H_WRITE) {
+		fs_commit_handle(fs, NULL, h);
+		fs_iwriter(fs, ino, -1, 0);
+	}
+	fs_handle_free(h);
+	fs_reply_err(req, 0);
+}
+
+static void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		       struct fuse_pollhandle *ph)
+{
+	fs_events_poll(req, (struct handle *)(uintptr_t)fi->fh, ph);
+}
+
+/* ---- create / mkdir / unlink / rmdir / rename ------------------------------------------ */
+
+/* The rules for a new name below parent p, in any area. */
+static int check_new_name(const struct iref *p, const char *name)
+{
+	int err;
+
+	if (fs_area(p->kind)->read_only)
+		return -EROFS;
+	err = fs_check_name(name);
+	if (err)
+		return err;
+	if (p->kind == IK_ROOT && name[0] == '.')
+		return -EINVAL; /* reserved at the root */
+	return 0;
+}
+
+/* The reply to a create: the new file's entry and its write handle. */
+static int reply_create(fuse_req_t req, const struct iref *r, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fuse_entry_param e;
+	struct handle *h;
+	struct stat st;
+	uint64_t ino;
+	int err;
+
+	h = fs_handle_new(fs, H_WRITE, r);
+	if (!h)
+		return -ENOMEM;
+	h->dirty = fs_area(r->kind)->live; /* `touch newkey` commits an empty value */
+	err = fs_iget_tuple(fs, r->kind, r->txn_id, TXN_FILE, r->path, r->len, &ino);
+	if (err) {
+		fs_handle_free(h);
+		return err;
+	}
+	h->ir.ino = ino;
+	fs_iwriter(fs, ino, 1, 0);
+	fi->direct_io = 1;
+	fi->fh = (uintptr_t)h;
+	fs_fill_attr(fs, &st, ino, TXN_FILE, 0, 0, 0);
+	entry_param(fs, &e, ino, &st, r->kind);
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		fs_iwriter(fs, ino, -1, 0);
+		fs_iforget(fs, ino, 1);
+		fs_handle_free(h);
+	}
+	return 0;
+}
+
+static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			 struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	const struct fs_area_ops *a;
+	struct iref p, r = { 0 };
+	int err = fs_iget(fs, parent, &p);
+
+	if (!err)
+		err = check_new_name(&p, name);
+	if (!err) {
+		a = fs_area(p.kind);
+		err = a->create ? a->create(fs, &p, name, &r) : -ENOTDIR;
+	}
+	if (!err)
+		err = reply_create(req, &r, fi);
+	if (err)
+		fs_reply_err(req, err);
+	fs_iref_release(&r);
+	fs_iref_release(&p);
+}
+
+static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct fs *fs = fs_of(req);
+	const struct fs_area_ops *a;
+	struct iref p, r = { 0 };
+	int err = fs_iget(fs, parent, &p);
+
+	if (!err)
+		err = check_new_name(&p, name);
+	if (!err) {
+		a = fs_area(p.kind);
+		err = a->mkdir ? a->mkdir(fs, req, &p, name, &r) : -ENOTDIR;
+	}
+	if (err)
+		fs_reply_err(req, err);
+	else
+		fs_reply_tuple(req, &r);
+	fs_iref_release(&r);
+	fs_iref_release(&p);
+}
+
+static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	const struct fs_area_ops *a;
+	struct iref p;
+	int err = fs_iget(fs, parent, &p);
+
+	if (!err) {
+		a = fs_area(p.kind);
+		err = a->unlink ? a->unlink(fs, req, &p, name) : -EROFS;
+	}
+	if (err != FS_REPLIED)
+		fs_reply_err(req, err);
+	fs_iref_release(&p);
+}
+
+static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	const struct fs_area_ops *a;
+	struct iref p;
+	int err = fs_iget(fs, parent, &p);
+
+	if (!err) {
+		a = fs_area(p.kind);
+		if (a->read_only)
+			err = -EROFS;
+		else
+			err = a->rmdir ? a->rmdir(fs, req, &p, name) : -ENOTDIR;
+	}
+	if (err != FS_REPLIED)
+		fs_reply_err(req, err);
+	fs_iref_release(&p);
+}
+
+static bool is_past_name(const struct iref *p, const char *name)
+{
+	return p->kind == IK_ROOT && (!strcmp(name, ".at") || !strcmp(name, ".history"));
+}
+
+static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			 fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	struct fs *fs = fs_of(req);
+	struct iref p = { 0 }, np = { 0 };
+	const struct fs_area_ops *a;
+	int err;
+
+	if (flags & RENAME_EXCHANGE) {
+		fs_reply_err(req, -EINVAL);
+		return;
+	}
+	err = fs_iget(fs, parent, &p);
+	if (!err)
+		err = fs_iget(fs, newparent, &np);
+	if (!err && strlen(newname) > TXN_NAME_MAX)
+		err = -ENAMETOOLONG;
+	if (!err && (fs_area(p.kind)->read_only || fs_area(np.kind)->read_only))
+		err = -EROFS;
+	if (!err && (is_past_name(&p, name) || is_past_name(&np, newname)))
+		err = -EROFS;
+	if (!err) {
+		a = fs_area(p.kind);
+		err = a->rename ? a->rename(fs, req, &p, name, &np, newname, flags) : -EXDEV;
+	}
+	if (err != FS_REPLIED)
+		fs_reply_err(req, err);
+	fs_iref_release(&p);
+	fs_iref_release(&np);
+}
+
+/* ---- setattr ------------------------------------------------------------------------- */
+
+/* truncate by path: the value cut or zero-extended, stored by the area. */
+static int truncate_value(fuse_req_t req, const struct iref *r, size_t size)
+{
+	struct fs *fs = fs_of(req);
+	const struct fs_area_ops *a = fs_area(r->kind);
+	struct blob *cur = NULL, *nv;
+	char *buf;
+	int err;
+
+	if (!a->put)
+		return 0; /* `echo N > .timeout_ms` truncates first: nothing to do */
+	err = fs_current_value(fs, r, &cur);
+	if (err)
+		return err;
+	buf = calloc(1, size + 1);
+	if (!buf) {
+		blob_unref(cur);
+		return -ENOMEM;
+	}
+	memcpy(buf, cur->data, cur->len < size ? cur->len : size);
+	nv = blob_new(buf, size);
+	free(buf);
+	blob_unref(cur);
+	if (!nv)
+		return -ENOMEM;
+	return a->put(fs, req, r, nv, false);
+}
+
+static int set_size(fuse_req_t req, const struct iref *r, struct handle *h, off_t st_size)
+{
+	struct fs *fs = fs_of(req);
+	size_t size = (size_t)st_size;
+	int err;
+
+	if (st_size < 0)
+		return -EINVAL;
+	if (size > txn_engine_options(fs->eng)->max_value_bytes)
+		return -EFBIG;
+	err = fs_writable(fs, r);
+	if (err)
+		return err;
+	if (!h || h->kind != H_WRITE)
+		return truncate_value(req, r, size);
+	pthread_mutex_lock(&h->lock);
+	err = fs_handle_resize(h, size);
+	pthread_mutex_unlock(&h->lock);
+	if (!err)
+		fs_iwriter(fs, r->ino, 0, size);
+	return err;
+}
+
+static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+			  struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+	struct iref r;
+	struct stat st;
+	int err = fs_iget(fs, ino, &r);
+
+	if (!err && (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
+		err = fs_set_owner_mode(fs, req, &r, attr, to_set);
+	if (!err && (to_set & FUSE_SET_ATTR_SIZE))
+		err = set_size(req, &r, h, attr->st_size);
+	/* Times are accepted and change nothing: mtime is the time of the commit. */
+	if (!err)
+		err = fs_stat_iref(fs, &r, &st);
+	if (!err) {
+		writer_size(h, &st);
+		fuse_reply_attr(req, &st, attr_timeout(fs, r.kind, &st));
+	} else if (err != FS_REPLIED) {
+		fs_reply_err(req, err); /* FS_REPLIED: committing; the reply comes with it */
+	}
+	fs_iref_release(&r);
+}
+
+/* ---- directories --------------------------------------------------------------------- */
+
+static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	const struct fs_area_ops *a;
+	struct handle *h = NULL;
+	struct iref r;
+	int err = fs_iget(fs, ino, &r);
+
+	if (!err && !(h = fs_handle_new(fs, H_DIR, &r)))
+		err = -ENOMEM;
+	if (!err)
+		err = fs_dir_add(h, ".", TXN_DIR);
+	if (!err)
+		err = fs_dir_add(h, "..", TXN_DIR);
+	if (!err) {
+		a = fs_area(r.kind);
+		err = a->list ? a->list(fs, &r, h) : -ENOTDIR;
+	}
+	fs_iref_release(&r);
+	if (err) {
+		fs_handle_free(h);
+		fs_reply_err(req, err);
+		return;
+	}
+	fi->fh = (uintptr_t)h;
+	if (fuse_reply_open(req, fi) != 0)
+		fs_handle_free(h);
+}
+
+static void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			  struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	char *buf;
+	size_t used = 0;
+
+	if (!h || h->kind != H_DIR) {
+		fs_reply_err(req, -EBADF);
+		return;
+	}
+	buf = malloc(size);
+	if (!buf) {
+		fs_reply_err(req, -ENOMEM);
+		return;
+	}
+	for (size_t i = (size_t)off; i < h->nents; i++) {
+		struct stat st = { 0 };
+		size_t n;
+
+		st.st_ino = UNKNOWN_INO;
+		st.st_mode = h->ents[i].type == TXN_DIR ? S_IFDIR : S_IFREG;
+		n = fuse_add_direntry(req, buf + used, size - used, h->ents[i].name, &st,
+				      (off_t)(i + 1));
+		if (n > size - used)
+			break;
+		used += n;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	fs_handle_free((struct handle *)(uintptr_t)fi->fh);
+	fs_reply_err(req, 0);
+}
+
+/* ---- extended attributes, statfs ------------------------------------------------------- */
+
+#define XA_VERSION "user.statehouse.version"
+#define XA_COMMIT "user.statehouse.commit_ts"
+
+static int key_entry(struct fs *fs, fuse_ino_t ino, struct txn_entry *e)
+{
+	const struct fs_area_ops *a;
+	struct iref r;
+	int err = fs_iget(fs, ino, &r);
+
+	if (err)
+		return err;
+	a = fs_area(r.kind);
+	err = a->entry ? a->entry(fs, &r, e) : -ENODATA;
+	fs_iref_release(&r);
+	return err;
+}
+
+static void reply_xattr(fuse_req_t req, const char *val, size_t len, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fs_reply_err(req, -ERANGE);
+	else
+		fuse_reply_buf(req, val, len);
+}
+
+static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct txn_entry e;
+	char val[32];
+	int err = key_entry(fs_of(req), ino, &e);
+
+	if (!err && !strcmp(name, XA_VERSION))
+		snprintf(val, sizeof(val), "%" PRId64, e.version);
+	else if (!err && !strcmp(name, XA_COMMIT))
+		snprintf(val, sizeof(val), "%" PRId64, e.commit_ts);
+	else if (!err)
+		err = -ENODATA;
+	if (!err && e.version == 0)
+		err = -ENODATA; /* staged, not committed yet */
+	if (err)
+		fs_reply_err(req, err);
+	else
+		reply_xattr(req, val, strlen(val), size);
+}
+
+static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	static const char names[] = XA_VERSION "\0" XA_COMMIT;
+	struct txn_entry e;
+	int err = key_entry(fs_of(req), ino, &e);
+
+	if (err == -ENODATA || (!err && e.version == 0))
+		reply_xattr(req, "", 0, size);
+	else if (err)
+		fs_reply_err(req, err);
+	else
+		reply_xattr(req, names, sizeof(names), size);
+}
+
+static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			   size_t size, int flags)
+{
+	fs_reply_err(req, -ENOTSUP);
+}
+
+static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	fs_reply_err(req, -ENOTSUP);
+}
+
+static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv = { 0 };
+
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_namemax = TXN_NAME_MAX;
+	fuse_reply_statfs(req, &sv);
+}
+
+static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	/* O_TRUNC arrives with open.  Without it the kernel sends the truncation as a
+	 * setattr without a file handle, which cannot be told from `truncate -s 0 key`
+	 * and would commit an empty value. */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* Keys carry no setuid bits or capabilities: without this the kernel asks for
+	 * security.capability before every write. */
+	if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV)
+		conn->want |= FUSE_CAP_HANDLE_KILLPRIV;
+	/* Small values, many files: write-back caching was measured slower here. */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ & ~(unsigned)FUSE_CAP_SPLICE_WRITE &
+		      ~(unsigned)FUSE_CAP_SPLICE_MOVE;
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = fs_op_init,
+	.lookup = fs_op_lookup,
+	.forget = fs_op_forget,
+	.forget_multi = fs_op_forget_multi,
+	.getattr = fs_op_getattr,
+	.setattr = fs_op_setattr,
+	.mkdir = fs_op_mkdir,
+	.unlink = fs_op_unlink,
+	.rmdir = fs_op_rmdir,
+	.rename = fs_op_rename,
+	.open = fs_op_open,
+	.read = fs_op_read,
+	.write = fs_op_write,
+	.flush = fs_op_flush,
+	.release = fs_op_release,
+	.fsync = fs_op_fsync,
+	.opendir = fs_op_opendir,
+	.readdir = fs_op_readdir,
+	.releasedir = fs_op_releasedir,
+	.statfs = fs_op_statfs,
+	.setxattr = fs_op_setxattr,
+	.getxattr = fs_op_getxattr,
+	.listxattr = fs_op_listxattr,
+	.removexattr = fs_op_removexattr,
+	.create = fs_op_create,
+	.poll = fs_op_poll,
+};
+
+const void *fs_ops(size_t *size)
+{
+	*size = sizeof(ops);
+	return &ops;
+}
