@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
 # -o store=URI: which store holds the log.  This build serves only SQLite in DATADIR
 # ("sqlite:", the default); any other scheme is refused before anything is mounted or
 # made in DATADIR.

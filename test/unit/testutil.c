@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * testutil.c - scratch directories, errno names and strict skips for the unit tests
  * (tests; no dependency on the modules under test).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * testutil.h - helpers shared by the cmocka unit tests of store/ and txn/ (tests).
  *
