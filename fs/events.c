@@ -288,7 +288,7 @@ static int ev_open(struct fs *fs, const struct iref *r, struct fuse_file_info *f
 /* The files of a namespace ("<agent>.jsonl"), or at the top of a stream. */
 static int ev_list_streams(struct fs *fs, struct handle *h, const char *ns, size_t nslen)
 {
-	struct txn_dirent *d = NULL;
+	struct dirent_entry *d = NULL;
 	size_t n = 0;
 	int err;
 
@@ -308,7 +308,7 @@ static int ev_list_streams(struct fs *fs, struct handle *h, const char *ns, size
 		err = fs_dir_add(h, name, TXN_FILE);
 	}
 	if (!err || n)
-		txn_dirents_free(d, n);
+		dirents_free(d, n);
 	return err;
 }
 

@@ -109,8 +109,7 @@ struct handle {
 	bool failed;  /* a write was refused (EFBIG, ...): nothing of it commits */
 	bool append;  /* O_APPEND: every write goes to the end of the buffer */
 	struct blob *content;      /* H_CONTENT */
-	struct txn_dirent *ents;   /* H_DIR */
-	size_t nents, ents_alloc;
+	struct dirents ents;         /* H_DIR */
 	/* H_EVENTS (under lock): the stream rendered so far, up to commit last_ts */
 	struct strbuf ev;
 	int64_t ev_last_ts;
@@ -295,7 +294,7 @@ int fs_handle_reserve(struct handle *h, size_t n);
 int fs_handle_resize(struct handle *h, size_t size);
 void fs_commit_handle(struct fs *fs, fuse_req_t req, struct handle *h);
 int fs_dir_add(struct handle *h, const char *name, enum txn_type type);
-int fs_dir_add_all(struct handle *h, struct txn_dirent *d, size_t n);
+int fs_dir_add_all(struct handle *h, struct dirent_entry *d, size_t n);
 void fs_handles_free_all(struct fs *fs);
 
 /* live.c: the live tree and its commits, shared with the root and the views. */

@@ -52,7 +52,7 @@ void fs_handle_free(struct handle *h)
 	fs_iref_release(&h->ir);
 	free(h->buf);
 	blob_unref(h->content);
-	txn_dirents_free(h->ents, h->nents);
+	dirents_release(&h->ents);
 	fs_events_drop(h);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
@@ -132,23 +132,16 @@ void fs_commit_handle(struct fs *fs, fuse_req_t req, struct handle *h)
 
 int fs_dir_add(struct handle *h, const char *name, enum txn_type type)
 {
-	if (ARRAY_GROW(h->ents, h->nents + 1, h->ents_alloc))
-		return -ENOMEM;
-	h->ents[h->nents].name = strdup(name);
-	if (!h->ents[h->nents].name)
-		return -ENOMEM;
-	h->ents[h->nents].type = type;
-	h->nents++;
-	return 0;
+	return dirents_add(&h->ents, name, strlen(name), type);
 }
 
 /* Add every entry of d and free d. */
-int fs_dir_add_all(struct handle *h, struct txn_dirent *d, size_t n)
+int fs_dir_add_all(struct handle *h, struct dirent_entry *d, size_t n)
 {
 	int err = 0;
 
 	for (size_t i = 0; i < n && !err; i++)
 		err = fs_dir_add(h, d[i].name, d[i].type);
-	txn_dirents_free(d, n);
+	dirents_free(d, n);
 	return err;
 }

@@ -318,7 +318,7 @@ int fs_view_entry(struct fs *fs, const struct iref *r, struct txn_entry *e)
 
 int fs_view_list(struct fs *fs, const struct iref *r, struct handle *h)
 {
-	struct txn_dirent *d = NULL;
+	struct dirent_entry *d = NULL;
 	struct txn *tx;
 	enum ikind ck;
 	size_t n = 0;

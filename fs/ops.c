@@ -747,13 +747,13 @@ static void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off
 		fs_reply_err(req, -ENOMEM);
 		return;
 	}
-	for (size_t i = (size_t)off; i < h->nents; i++) {
+	for (size_t i = (size_t)off; i < h->ents.n; i++) {
 		struct stat st = { 0 };
 		size_t n;
 
 		st.st_ino = UNKNOWN_INO;
-		st.st_mode = h->ents[i].type == TXN_DIR ? S_IFDIR : S_IFREG;
-		n = fuse_add_direntry(req, buf + used, size - used, h->ents[i].name, &st,
+		st.st_mode = h->ents.v[i].type == TXN_DIR ? S_IFDIR : S_IFREG;
+		n = fuse_add_direntry(req, buf + used, size - used, h->ents.v[i].name, &st,
 				      (off_t)(i + 1));
 		if (n > size - used)
 			break;

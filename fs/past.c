@@ -58,12 +58,12 @@ static int ekey_decode(const char *e, char *out, size_t *len)
 
 static bool names_nonempty(struct fs *fs, const char *prefix, size_t len)
 {
-	struct txn_dirent *d;
+	struct dirent_entry *d;
 	size_t n;
 
 	if (txn_history_names(fs->eng, prefix, len, &d, &n))
 		return false;
-	txn_dirents_free(d, n);
+	dirents_free(d, n);
 	return n > 0;
 }
 
@@ -268,7 +268,7 @@ static int atdir_list(struct fs *fs, const struct iref *r, struct handle *h)
 
 static int at_list(struct fs *fs, const struct iref *r, struct handle *h)
 {
-	struct txn_dirent *d = NULL;
+	struct dirent_entry *d = NULL;
 	size_t n = 0;
 	int err = txn_at_list(fs->eng, (int64_t)r->txn_id, r->path, r->len, &d, &n);
 
@@ -277,7 +277,7 @@ static int at_list(struct fs *fs, const struct iref *r, struct handle *h)
 
 static int hist_list(struct fs *fs, const struct iref *r, struct handle *h)
 {
-	struct txn_dirent *d = NULL;
+	struct dirent_entry *d = NULL;
 	size_t n = 0;
 	int err = txn_history_names(fs->eng, r->path, r->len, &d, &n);
 
@@ -292,7 +292,7 @@ static int hist_list(struct fs *fs, const struct iref *r, struct handle *h)
 		err = e ? fs_dir_add(h, e, TXN_DIR) : -ENOMEM;
 		free(e);
 	}
-	txn_dirents_free(d, n);
+	dirents_free(d, n);
 	return err;
 }
 

@@ -45,7 +45,7 @@ static void txdir_owner(struct fs *fs, const struct iref *r, struct stat *st)
 
 static int txdir_list(struct fs *fs, const struct iref *r, struct handle *h)
 {
-	struct txn_dirent *d = NULL;
+	struct dirent_entry *d = NULL;
 	size_t n = 0;
 	int err = txn_list_names(fs->eng, &d, &n);
 
@@ -218,7 +218,7 @@ static int txroot_stat(struct fs *fs, const struct iref *r, struct stat *st)
 
 static int txroot_list(struct fs *fs, const struct iref *r, struct handle *h)
 {
-	struct txn_dirent *d = NULL;
+	struct dirent_entry *d = NULL;
 	struct txn *tx = txn_find_id(fs->eng, r->txn_id);
 	size_t n = 0;
 	int err = 0;

@@ -205,7 +205,7 @@ static int collect_head_keys(struct node *n, struct dirents *out)
 
 		if (!p)
 			return -ENOMEM;
-		err = txn_dirents_add(out, p, len, TXN_FILE);
+		err = dirents_add(out, p, len, TXN_FILE);
 		free(p);
 		if (err)
 			return err;
@@ -343,11 +343,11 @@ static int apply_rename_dir(struct txn_engine *eng, struct batch *b, struct txn_
 			    struct node *src, int64_t ts, int64_t time_ns, struct ev_build *eb)
 {
 	size_t len = strlen(req->path), dlen = strlen(req->path2);
-	struct dirents keys = { 0 };
+	struct dirents keys = DIRENTS_INIT;
 	int err = collect_head_keys(src, &keys);
 
 	for (size_t i = 0; i < keys.n && !err; i++) {
-		const char *kp = keys.d[i].name;
+		const char *kp = keys.v[i].name;
 		size_t kl = strlen(kp), nl;
 		char *np = txn_path_join(req->path2, dlen, kp + len + 1, kl - len - 1, &nl);
 		struct node *kn = txn_node_find(eng, kp, kl);
@@ -366,7 +366,7 @@ static int apply_rename_dir(struct txn_engine *eng, struct batch *b, struct txn_
 		blob_unref(val);
 		free(np);
 	}
-	txn_dirents_free(keys.d, keys.n);
+	dirents_release(&keys);
 	if (!err)
 		err = move_attrs(eng, b, eb, src, req->path, len, req->path2, dlen);
 	if (!err && src->explicit_dir) {

@@ -121,14 +121,14 @@ static int at_list_one(void *arg, const struct store_version *v)
 
 	if (l->last && strlen(l->last) == nlen && memcmp(l->last, rest, nlen) == 0)
 		return 0;
-	err = txn_dirents_add(&l->ds, rest, nlen, slash ? TXN_DIR : TXN_FILE);
+	err = dirents_add(&l->ds, rest, nlen, slash ? TXN_DIR : TXN_FILE);
 	if (!err)
-		l->last = l->ds.d[l->ds.n - 1].name;
+		l->last = l->ds.v[l->ds.n - 1].name;
 	return err;
 }
 
 int txn_at_list(struct txn_engine *eng, int64_t ts, const char *path, size_t len,
-		struct txn_dirent **out, size_t *n)
+		struct dirent_entry **out, size_t *n)
 {
 	struct at_lister l = { .plen = len };
 	struct txn_entry e;
@@ -140,39 +140,25 @@ int txn_at_list(struct txn_engine *eng, int64_t ts, const char *path, size_t len
 		err = -ENOTDIR;
 	if (!err)
 		err = store_list_at(eng->store, path, len, ts, at_list_one, &l);
-	if (err) {
-		txn_dirents_free(l.ds.d, l.ds.n);
-		return err;
-	}
-	txn_dirents_finish(&l.ds);
-	*out = l.ds.d;
-	*n = l.ds.n;
-	return 0;
+	return dirents_take(&l.ds, err, out, n);
 }
 
 static int names_one(void *arg, const struct store_version *v)
 {
-	return txn_dirents_add(arg, v->path, v->path_len, TXN_DIR);
+	return dirents_add(arg, v->path, v->path_len, TXN_DIR);
 }
 
 int txn_history_names(struct txn_engine *eng, const char *prefix, size_t len,
-		      struct txn_dirent **out, size_t *n)
+		      struct dirent_entry **out, size_t *n)
 {
-	struct dirents ds = { 0 };
+	struct dirents ds = DIRENTS_INIT;
 	int err = txn_path_depth(prefix, len) > 2 ? -ENOENT : txn_path_check(prefix, len);
 
 	*out = NULL;
 	*n = 0;
 	if (!err)
 		err = store_names(eng->store, prefix, len, names_one, &ds);
-	if (err) {
-		txn_dirents_free(ds.d, ds.n);
-		return err;
-	}
-	txn_dirents_finish(&ds);
-	*out = ds.d;
-	*n = ds.n;
-	return 0;
+	return dirents_take(&ds, err, out, n);
 }
 
 struct hist_walk {

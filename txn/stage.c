@@ -193,7 +193,7 @@ static int view_files_in_tree(struct txn_engine *eng, struct txn *tx, struct nod
 		if (!p)
 			return -ENOMEM;
 		if (txn_view_resolve(eng, tx, p, plen, &e, NULL) == 0 && e.type == TXN_FILE)
-			err = txn_dirents_add(ds, p, plen, TXN_FILE);
+			err = dirents_add(ds, p, plen, TXN_FILE);
 		free(p);
 		if (!err)
 			err = push_children(st, x);
@@ -205,7 +205,7 @@ static int view_files_in_tree(struct txn_engine *eng, struct txn *tx, struct nod
 static int view_files_below(struct txn_engine *eng, struct txn *tx, const char *dir, size_t dlen,
 			    struct dirents *out)
 {
-	struct dirents ds = { 0 };
+	struct dirents ds = DIRENTS_INIT;
 	struct node *dn = txn_node_find(eng, dir, dlen);
 	struct staged *s, *tmp;
 	int err = 0;
@@ -221,13 +221,13 @@ static int view_files_below(struct txn_engine *eng, struct txn *tx, const char *
 	}
 	HASH_ITER(hh, tx->staged, s, tmp) {
 		if (!err && s->kind == ST_PUT && txn_path_is_under(s->path, s->len, dir, dlen))
-			err = txn_dirents_add(&ds, s->path, s->len, TXN_FILE);
+			err = dirents_add(&ds, s->path, s->len, TXN_FILE);
 	}
 	if (err) {
-		txn_dirents_free(ds.d, ds.n);
+		dirents_release(&ds);
 		return err;
 	}
-	txn_dirents_finish(&ds);
+	dirents_sort_unique(&ds);
 	*out = ds;
 	return 0;
 }
@@ -258,11 +258,11 @@ static int stage_rename_file(struct txn_engine *eng, struct txn *tx, const char 
 static int stage_move_files(struct txn_engine *eng, struct txn *tx, const char *src,
 			    size_t slen, const char *dst, size_t dlen)
 {
-	struct dirents files = { 0 };
+	struct dirents files = DIRENTS_INIT;
 	int err = view_files_below(eng, tx, src, slen, &files);
 
 	for (size_t i = 0; i < files.n && !err; i++) {
-		const char *fp = files.d[i].name;
+		const char *fp = files.v[i].name;
 		size_t fl = strlen(fp), nl;
 		char *np = txn_path_join(dst, dlen, fp + slen + 1, fl - slen - 1, &nl);
 		struct blob *fv = NULL;
@@ -284,7 +284,7 @@ static int stage_move_files(struct txn_engine *eng, struct txn *tx, const char *
 			blob_unref(fv);
 		free(np);
 	}
-	txn_dirents_free(files.d, files.n);
+	dirents_release(&files);
 	return err;
 }
 
@@ -322,11 +322,14 @@ static int stage_rename_dir(struct txn_engine *eng, struct txn *tx, const char *
 	if (de && de->type == TXN_FILE)
 		return -ENOTDIR;
 	if (de) {
+		size_t nfiles;
+
 		err = view_files_below(eng, tx, dst, dlen, &dfiles);
 		if (err)
 			return err;
-		txn_dirents_free(dfiles.d, dfiles.n);
-		if (dfiles.n)
+		nfiles = dfiles.n;
+		dirents_release(&dfiles);
+		if (nfiles)
 			return -ENOTEMPTY;
 	}
 	err = stage_move_files(eng, tx, src, slen, dst, dlen);
@@ -412,7 +415,7 @@ int txn_stage_rmdir(struct txn_engine *eng, struct txn *tx, const char *path, si
 	if (!err) {
 		size_t nfiles = files.n;
 
-		txn_dirents_free(files.d, files.n);
+		dirents_release(&files);
 		if (nfiles) {
 			err = -ENOTEMPTY;
 		} else {

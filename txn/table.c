@@ -302,27 +302,20 @@ int txn_remove(struct txn_engine *eng, const char *name, size_t len)
 	return err;
 }
 
-int txn_list_names(struct txn_engine *eng, struct txn_dirent **out, size_t *n)
+int txn_list_names(struct txn_engine *eng, struct dirent_entry **out, size_t *n)
 {
-	struct dirents ds = { 0 };
+	struct dirents ds = DIRENTS_INIT;
 	struct txn *tx, *tmp;
 	int err = 0;
 
 	pthread_mutex_lock(&eng->table_lock);
 	HASH_ITER(hh_name, eng->by_name, tx, tmp) {
-		err = txn_dirents_add(&ds, tx->name, strlen(tx->name), TXN_DIR);
+		err = dirents_add(&ds, tx->name, strlen(tx->name), TXN_DIR);
 		if (err)
 			break;
 	}
 	pthread_mutex_unlock(&eng->table_lock);
-	if (err) {
-		txn_dirents_free(ds.d, ds.n);
-		return err;
-	}
-	txn_dirents_finish(&ds);
-	*out = ds.d;
-	*n = ds.n;
-	return 0;
+	return dirents_take(&ds, err, out, n);
 }
 
 /* ---- a transaction's state and deadline ------------------------------------------------ */
@@ -453,25 +446,18 @@ out:
 	return err;
 }
 
-int txn_note_list(struct txn *tx, struct txn_dirent **out, size_t *n)
+int txn_note_list(struct txn *tx, struct dirent_entry **out, size_t *n)
 {
-	struct dirents ds = { 0 };
+	struct dirents ds = DIRENTS_INIT;
 	struct note *nt, *tmp;
 	int err = 0;
 
 	pthread_mutex_lock(&tx->lock);
 	HASH_ITER(hh, tx->notes, nt, tmp) {
-		err = txn_dirents_add(&ds, nt->name, strlen(nt->name), TXN_FILE);
+		err = dirents_add(&ds, nt->name, strlen(nt->name), TXN_FILE);
 		if (err)
 			break;
 	}
 	pthread_mutex_unlock(&tx->lock);
-	if (err) {
-		txn_dirents_free(ds.d, ds.n);
-		return err;
-	}
-	txn_dirents_finish(&ds);
-	*out = ds.d;
-	*n = ds.n;
-	return 0;
+	return dirents_take(&ds, err, out, n);
 }

@@ -455,55 +455,10 @@ int txn_read(struct txn_engine *eng, struct txn *tx, const char *path, size_t le
 	return err;
 }
 
-int txn_dirents_add(struct dirents *ds, const char *name, size_t len, enum txn_type type)
-{
-	char *copy;
-
-	if (ARRAY_GROW(ds->d, ds->n + 1, ds->cap))
-		return -ENOMEM;
-	copy = strndup(name, len);
-	if (!copy)
-		return -ENOMEM;
-	ds->d[ds->n].name = copy;
-	ds->d[ds->n].type = type;
-	ds->n++;
-	return 0;
-}
-
-static int dirent_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct txn_dirent *)a)->name, ((const struct txn_dirent *)b)->name);
-}
-
-void txn_dirents_free(struct txn_dirent *d, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(d[i].name);
-	free(d);
-}
-
-/* Sort and drop duplicate names (a staged name may also be in the snapshot). */
-void txn_dirents_finish(struct dirents *ds)
-{
-	size_t w = 0;
-
-	if (ds->n == 0)
-		return;
-	qsort(ds->d, ds->n, sizeof(*ds->d), dirent_cmp);
-	for (size_t i = 1; i < ds->n; i++) {
-		if (strcmp(ds->d[i].name, ds->d[w].name) == 0) {
-			free(ds->d[i].name);
-			continue;
-		}
-		ds->d[++w] = ds->d[i];
-	}
-	ds->n = w + 1;
-}
-
 int txn_list(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
-	     struct txn_dirent **out, size_t *n)
+	     struct dirent_entry **out, size_t *n)
 {
-	struct dirents ds = { 0 };
+	struct dirents ds = DIRENTS_INIT;
 	struct txn_entry e;
 	struct node *dir, *c, *tmp;
 	int err;
@@ -523,9 +478,9 @@ int txn_list(struct txn_engine *eng, struct txn *tx, const char *path, size_t le
 		HASH_ITER(hh, dir->children, c, tmp) {
 			if (!tx) {
 				if (txn_node_live_at(c, eng->published_ts))
-					err = txn_dirents_add(&ds, c->name, c->name_len, TXN_FILE);
+					err = dirents_add(&ds, c->name, c->name_len, TXN_FILE);
 				else if (c->pub_desc > 0 || c->explicit_dir || c->attr)
-					err = txn_dirents_add(&ds, c->name, c->name_len, TXN_DIR);
+					err = dirents_add(&ds, c->name, c->name_len, TXN_DIR);
 			} else {
 				size_t cl;
 				char *cp = txn_path_join(path, len, c->name, c->name_len, &cl);
@@ -534,7 +489,7 @@ int txn_list(struct txn_engine *eng, struct txn *tx, const char *path, size_t le
 				if (!cp) {
 					err = -ENOMEM;
 				} else if (view_resolve_x(eng, tx, cp, cl, &ce, NULL, false) == 0) {
-					err = txn_dirents_add(&ds, c->name, c->name_len, ce.type);
+					err = dirents_add(&ds, c->name, c->name_len, ce.type);
 				}
 				free(cp);
 			}
@@ -555,9 +510,9 @@ int txn_list(struct txn_engine *eng, struct txn *tx, const char *path, size_t le
 			rlen = s->len - (size_t)(rest - s->path);
 			slash = memchr(rest, '/', rlen);
 			if (slash)
-				err = txn_dirents_add(&ds, rest, (size_t)(slash - rest), TXN_DIR);
+				err = dirents_add(&ds, rest, (size_t)(slash - rest), TXN_DIR);
 			else
-				err = txn_dirents_add(&ds, rest, rlen,
+				err = dirents_add(&ds, rest, rlen,
 						  s->kind == ST_PUT ? TXN_FILE : TXN_DIR);
 			if (err)
 				goto unlock;
@@ -567,14 +522,7 @@ unlock:
 	if (tx)
 		pthread_mutex_unlock(&tx->lock);
 	pthread_rwlock_unlock(&eng->tree_lock);
-	if (err) {
-		txn_dirents_free(ds.d, ds.n);
-		return err;
-	}
-	txn_dirents_finish(&ds);
-	*out = ds.d;
-	*n = ds.n;
-	return 0;
+	return dirents_take(&ds, err, out, n);
 }
 
 /* ---- owners and modes ------------------------------------------------------------- */

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "blob.h"
+#include "dirents.h"
 #include "config.h" /* STATEHOUSE_FAULT_INJECTION */
 
 #define TXN_NAME_MAX 255       /* bytes of one path component / transaction name */
@@ -60,11 +61,6 @@ struct txn_entry {
 	int64_t version;    /* per-key version (0 when staged and not yet committed) */
 	int64_t commit_ts;  /* commit that wrote this version */
 	int64_t time_ns;    /* wall-clock time of that commit */
-};
-
-struct txn_dirent {
-	char *name;
-	enum txn_type type;
 };
 
 /* ---- engine lifecycle ---------------------------------------------------------------- */
@@ -146,10 +142,10 @@ int txn_stat(struct txn_engine *eng, struct txn *tx, const char *path, size_t le
 /* The value of a file: *out gets a reference the caller drops with blob_unref(). */
 int txn_read(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
 	     struct blob **out, struct txn_entry *meta);
-/* Entries directly below a directory, sorted by name; free with txn_dirents_free(). */
+/* Entries directly below a directory, sorted by name; free with dirents_free(). */
 int txn_list(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
-	     struct txn_dirent **out, size_t *n);
-void txn_dirents_free(struct txn_dirent *d, size_t n);
+	     struct dirent_entry **out, size_t *n);
+void dirents_free(struct dirent_entry *d, size_t n);
 
 /* ---- owners and modes of namespaces and agents --------------------------------------- */
 
@@ -246,8 +242,8 @@ struct txn *txn_ref(struct txn *tx);
 void txn_unref(struct txn *tx);
 /* Abort (if open) and remove from the table.  -EBUSY while a commit is in flight. */
 int txn_remove(struct txn_engine *eng, const char *name, size_t len);
-/* Names of every transaction in the table, sorted; free with txn_dirents_free(). */
-int txn_list_names(struct txn_engine *eng, struct txn_dirent **out, size_t *n);
+/* Names of every transaction in the table, sorted; free with dirents_free(). */
+int txn_list_names(struct txn_engine *eng, struct dirent_entry **out, size_t *n);
 
 uint64_t txn_id(const struct txn *tx);
 const char *txn_name(const struct txn *tx);
@@ -276,7 +272,7 @@ int txn_note_put(struct txn *tx, const char *name, struct blob *content);
 int txn_note_get(struct txn *tx, const char *name, struct blob **out);
 int txn_note_remove(struct txn *tx, const char *name);
 int txn_note_rename(struct txn *tx, const char *from, const char *to);
-int txn_note_list(struct txn *tx, struct txn_dirent **out, size_t *n);
+int txn_note_list(struct txn *tx, struct dirent_entry **out, size_t *n);
 
 /*
  * Commit tx with the content of note file `note_name` as its note.  Validation errors
@@ -298,7 +294,7 @@ int txn_at_stat(struct txn_engine *eng, int64_t ts, const char *path, size_t len
 int txn_at_read(struct txn_engine *eng, int64_t ts, const char *path, size_t len,
 		struct blob **out, struct txn_entry *meta);
 int txn_at_list(struct txn_engine *eng, int64_t ts, const char *path, size_t len,
-		struct txn_dirent **out, size_t *n);
+		struct dirent_entry **out, size_t *n);
 
 struct txn_version {
 	int64_t version;
@@ -311,7 +307,7 @@ struct txn_version {
 /* Names that ever held keys below prefix: namespaces (""), agents ("ns"), or the whole
  * keys of "ns/agent" (which may contain '/'). */
 int txn_history_names(struct txn_engine *eng, const char *prefix, size_t len,
-		      struct txn_dirent **out, size_t *n);
+		      struct dirent_entry **out, size_t *n);
 /* Every version of key path, oldest first, as an array the caller frees; -ENOENT if the
  * key never existed. */
 int txn_history(struct txn_engine *eng, const char *path, size_t len, struct txn_version **out,

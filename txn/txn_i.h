@@ -171,12 +171,6 @@ struct txn_engine {
 	int64_t snap_retry_ns;      /* after a failed snapshot, not before this */
 };
 
-/* A growing array of directory entries (txn_dirents_add(), txn_dirents_finish()). */
-struct dirents {
-	struct txn_dirent *d;
-	size_t n, cap;
-};
-
 /* ---- a batch being committed (committer.c builds it, commit.c fills it) -------------- */
 
 struct applied {
@@ -236,10 +230,6 @@ struct staged *txn_staged_find(struct txn *tx, const char *path, size_t len);
 /* Resolve path in a view; callers hold the tree lock (read) and, for tx, tx->lock. */
 int txn_view_resolve(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
 		     struct txn_entry *out, struct blob **value);
-
-int txn_dirents_add(struct dirents *ds, const char *name, size_t len, enum txn_type type);
-/* Sort and drop duplicate names. */
-void txn_dirents_finish(struct dirents *ds);
 
 /* The log's form of an owner record, and back (NULL *out: cleared). */
 struct blob *txn_attr_encode(const struct txn_attr *a);

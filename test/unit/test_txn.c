@@ -376,7 +376,7 @@ static int64_t version_of(struct fx *f, struct txn *tx, const char *path)
 /* Directory listing as "name/ name ..." (a slash marks directories). */
 static char *listing(struct fx *f, struct txn *tx, const char *path, int *err)
 {
-	struct txn_dirent *d = NULL;
+	struct dirent_entry *d = NULL;
 	size_t n = 0, len = 0;
 	char *s;
 
@@ -394,7 +394,7 @@ static char *listing(struct fx *f, struct txn *tx, const char *path, int *err)
 		if (d[i].type == TXN_DIR)
 			strcat(s, "/");
 	}
-	txn_dirents_free(d, n);
+	dirents_free(d, n);
 	return s;
 }
 
@@ -740,7 +740,7 @@ static void transactions_are_listed_sorted_and_found_by_name_and_id(void **state
 	struct fx *f = *state;
 	struct txn *t[3];
 	const char *names[] = { "job-42", "alpha", "Zed" };
-	struct txn_dirent *d = NULL;
+	struct dirent_entry *d = NULL;
 	size_t n = 0;
 
 	for (int i = 0; i < 3; i++)
@@ -752,7 +752,7 @@ static void transactions_are_listed_sorted_and_found_by_name_and_id(void **state
 	assert_string_equal(d[1].name, "alpha");
 	assert_string_equal(d[2].name, "job-42");
 	assert_int_equal(d[0].type, TXN_DIR);
-	txn_dirents_free(d, n);
+	dirents_free(d, n);
 
 	struct txn *byname = txn_find(f->eng, "alpha", 5);
 	struct txn *byid = txn_find_id(f->eng, txn_id(t[1]));
@@ -770,7 +770,7 @@ static void removing_a_transaction_aborts_it_and_drops_its_staged_writes(void **
 	struct fx *f = *state;
 	struct txn *tx = begin(f, "t");
 	struct txn_entry e;
-	struct txn_dirent *d = NULL;
+	struct dirent_entry *d = NULL;
 	size_t n = 9;
 
 	assert_errno(stage(f, tx, "ns/a/k", "staged"), 0);
@@ -779,7 +779,7 @@ static void removing_a_transaction_aborts_it_and_drops_its_staged_writes(void **
 	assert_null(txn_find(f->eng, "t", 1));
 	assert_errno(txn_list_names(f->eng, &d, &n), 0);
 	assert_int_equal(n, 0);
-	txn_dirents_free(d, n);
+	dirents_free(d, n);
 	assert_errno(txn_stat(f->eng, tx, "ns/a/k", 6, &e), -ENOENT);
 	assert_errno(stage(f, tx, "ns/a/k", "again"), -ENOENT);
 	assert_errno(txn_writable(tx), -ENOENT);
@@ -1026,7 +1026,7 @@ static void note_files_can_be_written_renamed_and_committed_under_any_name(void 
 {
 	struct fx *f = *state;
 	struct txn *tx = begin(f, "t");
-	struct txn_dirent *d = NULL;
+	struct dirent_entry *d = NULL;
 	struct blob *b = NULL;
 	struct done dn = { 0 };
 	struct txn_commit_req *req;
@@ -1035,7 +1035,7 @@ static void note_files_can_be_written_renamed_and_committed_under_any_name(void 
 	assert_errno(txn_note_list(tx, &d, &n), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(d[0].name, ".commit.pending");
-	txn_dirents_free(d, n);
+	dirents_free(d, n);
 	assert_errno(txn_note_get(tx, ".commit.pending", &b), 0);
 	assert_int_equal(b->len, 0);
 	blob_unref(b);
@@ -1049,7 +1049,7 @@ static void note_files_can_be_written_renamed_and_committed_under_any_name(void 
 	assert_int_equal(n, 2);
 	assert_string_equal(d[0].name, ".commit.pending");
 	assert_string_equal(d[1].name, "because");
-	txn_dirents_free(d, n);
+	dirents_free(d, n);
 	assert_errno(txn_note_remove(tx, ".commit.pending"), 0);
 	assert_errno(txn_note_remove(tx, ".commit.pending"), -ENOENT);
 
