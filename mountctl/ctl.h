@@ -70,6 +70,9 @@ const char *ctl_col(const struct ctl *c, enum ctl_color col);
 /* Flush stdout and report a failed write; returns the exit code to use. */
 int ctl_finish_stdout(int rc);
 
+/* A line read by getline (len bytes) on stdout as it is, ending with a newline. */
+void ctl_echo_line(const char *line, ssize_t len);
+
 /* Progress on stderr, only when it is a terminal; rate-limited. ctl_progress_end clears
  * the line. */
 void ctl_progress(const struct ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -119,6 +122,9 @@ char *ctl_abspath(const char *path);
 
 /* --- arguments (util.c) ---------------------------------------------------------------- */
 
+/* Parse a command with no options of its own and exactly min..max positionals (state.c):
+ * -1 to go on, else the exit status. */
+int ctl_simple_args(struct ctl *c, int argc, char **argv, int min, int max);
 /* Parse a commit_ts (decimal, 1..INT64_MAX); false when malformed. */
 bool ctl_parse_ts(const char *s, int64_t *out);
 /* Parse a count (decimal, 0..INT64_MAX). */
@@ -168,7 +174,7 @@ int ctl_select_mount(struct ctl *c);
 /* Read and parse MNT/.status into *out (new reference).  0 or -errno (-EINVAL: not JSON). */
 int ctl_status_read(const char *mnt, json_t **out);
 
-/* --- the state, over the mount (state.c, events.c) ----------------------------------- */
+/* --- the state, over the mount (state.c, events.c, txn.c) ---------------------------- */
 
 /* A list of owned strings. */
 struct ctl_list {
@@ -180,6 +186,11 @@ void ctl_list_free(struct ctl_list *l);
 /* The sorted keys below root (a live or .at/<ts> agent directory) that begin with
  * prefix.  0 or -errno. */
 int ctl_list_keys(const char *root, const char *prefix, struct ctl_list *out);
+
+/* The keys of agent as of commit ts (> 0), listed below *root = MNT/.at/<ts>/<ns>/<agent>
+ * (caller frees *root, also on failure).  0 or an exit code after printing why not. */
+int ctl_keys_at(const struct ctl *c, const char *agent, int64_t ts, char **root,
+		struct ctl_list *keys);
 
 /* MNT/<rel>, printf-style.  Caller frees. */
 char *ctl_mpath(const struct ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

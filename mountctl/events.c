@@ -72,13 +72,10 @@ static json_t *parse_event(const char *line, const char *what)
 
 static void print_event(const struct ctl *c, const char *line, ssize_t len, json_t *ev)
 {
-	if (c->json) {
-		fputs(line, stdout);
-		if (line[len - 1] != '\n')
-			putchar('\n');
-	} else {
+	if (c->json)
+		ctl_echo_line(line, len);
+	else
 		ctl_print_event_human(c, ev);
-	}
 }
 
 /* The usage checks and the mount of a command on AGENT; 0 or an exit code. */
@@ -99,184 +96,349 @@ static off_t stream_size(FILE *f)
 	return fstat(fileno(f), &st) == 0 ? st.st_size : 0;
 }
 
-int ctl_cmd_replay(struct ctl *c, int argc, char **argv)
+/* How much of a stream of size bytes is read, in percent (the file may grow meanwhile). */
+static int percent_read(off_t read_bytes, off_t size)
+{
+	return (int)(read_bytes * 100 / (size > read_bytes ? size : read_bytes));
+}
+
+/* A reader of an event file, one event a line; line holds the last one read. */
+struct ev_reader {
+	FILE *f;
+	const char *what; /* the file, for messages */
+	char *line;
+	size_t cap;
+	ssize_t len;
+	off_t size, read_bytes; /* for the progress; size 0: unknown */
+	int64_t lines;          /* the events read */
+};
+
+/* The next event (new reference); NULL at the end of the file, or after a line that is
+ * not an event (with *rc set to CTL_EXIT_FAIL). */
+static json_t *ev_next(struct ev_reader *r, int *rc)
+{
+	json_t *ev;
+
+	r->len = getline(&r->line, &r->cap, r->f);
+	if (r->len <= 0)
+		return NULL;
+	ev = parse_event(r->line, r->what);
+	if (!ev) {
+		*rc = CTL_EXIT_FAIL;
+		return NULL;
+	}
+	r->lines++;
+	r->read_bytes += r->len;
+	return ev;
+}
+
+/* The end of reading the events of agent: rc, or the read error when rc is 0. */
+static int ev_end(struct ev_reader *r, int rc, const char *agent, bool follow)
+{
+	if (!rc && ferror(r->f))
+		rc = ctl_fail(errno, "cannot %s the events of agent '%s'",
+			      follow ? "follow" : "read", agent);
+	free(r->line);
+	r->line = NULL;
+	return rc;
+}
+
+/* --- replay ------------------------------------------------------------------------- */
+
+struct replay_opts {
+	int64_t since, until, limit; /* 0: not given */
+};
+
+/* replay's options and arguments, checked, and the mount: -1 to go on, else the exit
+ * status. */
+static int replay_args(struct ctl *c, int argc, char **argv, struct replay_opts *o)
 {
 	enum { OPT_SINCE = 2000, OPT_UNTIL, OPT_LIMIT };
 	static const struct option lo[] = { { "since", required_argument, NULL, OPT_SINCE },
 					    { "until", required_argument, NULL, OPT_UNTIL },
 					    { "limit", required_argument, NULL, OPT_LIMIT },
 					    { 0 } };
-	int64_t since = 0, until = 0, limit = 0, done = 0, lines = 0;
-	const char *agent;
-	char *line = NULL;
-	size_t cap = 0;
-	off_t size, read_bytes = 0;
-	ssize_t len;
-	FILE *f;
 	int opt, stop, rc;
 
 	while ((opt = ctl_getopt(c, argc, argv, "", lo, &stop)) != -1) {
 		if (opt == -2)
 			return stop;
 		if (opt == OPT_LIMIT) {
-			if (!ctl_parse_ts(optarg, &limit))
+			if (!ctl_parse_ts(optarg, &o->limit))
 				return ctl_usage(c, "malformed --limit '%s' (a positive number)",
 						 optarg);
-		} else if (!ctl_parse_ts(optarg, opt == OPT_SINCE ? &since : &until)) {
+		} else if (!ctl_parse_ts(optarg, opt == OPT_SINCE ? &o->since : &o->until)) {
 			return ctl_usage(c, "malformed commit_ts '%s' for --%s (a positive integer)",
 					 optarg, opt == OPT_SINCE ? "since" : "until");
 		}
 	}
-	if (since && until && until < since)
-		return ctl_usage(c, "--until %lld is before --since %lld", (long long)until,
-				 (long long)since);
-	if ((rc = agent_args(c, argc, argv)))
-		return rc;
-	agent = argv[optind];
-	f = ctl_open_events(c, agent, since, false);
-	if (!f)
-		return ctl_fail(errno, "cannot open the events of agent '%s'", agent);
-	size = stream_size(f);
-	while ((len = getline(&line, &cap, f)) > 0) {
-		json_t *ev = parse_event(line, "the agent's event file");
+	if (o->since && o->until && o->until < o->since)
+		return ctl_usage(c, "--until %lld is before --since %lld", (long long)o->until,
+				 (long long)o->since);
+	rc = agent_args(c, argc, argv);
+	return rc ? rc : -1;
+}
 
-		lines++;
-		read_bytes += len;
-		if (!ev) {
-			rc = CTL_EXIT_FAIL;
-			break;
-		}
-		if (until && ctl_json_int(ev, "commit_ts", 0) > until) {
+/* Print the events of f up to o->until and o->limit; counts the lines read in *lines.
+ * 0 or an exit code. */
+static int replay_events(struct ctl *c, FILE *f, const char *agent,
+			 const struct replay_opts *o, int64_t *lines)
+{
+	struct ev_reader r = { .f = f, .what = "the agent's event file", .size = stream_size(f) };
+	int64_t done = 0;
+	json_t *ev;
+	int rc = CTL_EXIT_OK;
+
+	while ((ev = ev_next(&r, &rc))) {
+		if (o->until && ctl_json_int(ev, "commit_ts", 0) > o->until) {
 			json_decref(ev);
 			break;
 		}
-		print_event(c, line, len, ev);
+		print_event(c, r.line, r.len, ev);
 		json_decref(ev);
 		done++;
-		if (size > 0 && !c->stdout_tty)
+		if (r.size > 0 && !c->stdout_tty)
 			ctl_progress(c, "replay: %lld commits, %d%%", (long long)done,
-				     (int)(read_bytes * 100 / (size > read_bytes ? size : read_bytes)));
-		if (limit && done >= limit)
+				     percent_read(r.read_bytes, r.size));
+		if (o->limit && done >= o->limit)
 			break;
 	}
 	ctl_progress_end(c);
-	if (!rc && ferror(f))
-		rc = ctl_fail(errno, "cannot read the events of agent '%s'", agent);
+	*lines = r.lines;
+	return ev_end(&r, rc, agent, false);
+}
+
+int ctl_cmd_replay(struct ctl *c, int argc, char **argv)
+{
+	struct replay_opts o = { 0 };
+	int64_t lines = 0;
+	const char *agent;
+	FILE *f;
+	int rc = replay_args(c, argc, argv, &o);
+
+	if (rc >= 0)
+		return rc;
+	agent = argv[optind];
+	f = ctl_open_events(c, agent, o.since, false);
+	if (!f)
+		return ctl_fail(errno, "cannot open the events of agent '%s'", agent);
+	rc = replay_events(c, f, agent, &o, &lines);
 	fclose(f);
-	free(line);
 	if (!rc && !lines && !ctl_agent_known(c, agent))
 		return ctl_no_agent(c, agent);
 	return ctl_finish_stdout(rc);
 }
 
-int ctl_cmd_tail(struct ctl *c, int argc, char **argv)
+/* --- tail --------------------------------------------------------------------------- */
+
+/* tail's options and arguments, checked, and the mount: -1 to go on, else the exit
+ * status. */
+static int tail_args(struct ctl *c, int argc, char **argv, int64_t *n, bool *follow)
 {
 	static const struct option lo[] = { { "lines", required_argument, NULL, 'n' },
 					    { "follow", no_argument, NULL, 'f' },
 					    { 0 } };
-	int64_t n = 10, last_ts = 0, lines = 0;
-	bool follow = false;
-	const char *agent;
-	char **ring = NULL, *line = NULL;
-	size_t cap = 0, head = 0, kept = 0;
-	off_t size, read_bytes = 0;
-	ssize_t len;
-	FILE *f;
 	int opt, stop, rc;
 
 	while ((opt = ctl_getopt(c, argc, argv, "n:f", lo, &stop)) != -1) {
 		if (opt == -2)
 			return stop;
 		if (opt == 'f')
-			follow = true;
-		else if (!ctl_parse_count(optarg, &n) || n > 1000000)
+			*follow = true;
+		else if (!ctl_parse_count(optarg, n) || *n > 1000000)
 			return ctl_usage(c, "malformed -n '%s' (a number of commits)", optarg);
 	}
-	if ((rc = agent_args(c, argc, argv)))
+	rc = agent_args(c, argc, argv);
+	return rc ? rc : -1;
+}
+
+/* The last n lines seen, oldest first from (head + n - kept) % n; v is NULL when n is 0. */
+struct tail_ring {
+	char **v;
+	size_t n, head, kept;
+};
+
+static void tail_ring_push(struct tail_ring *r, const char *line)
+{
+	if (!r->v)
+		return;
+	free(r->v[r->head]);
+	r->v[r->head] = ctl_xstrdup(line);
+	r->head = (r->head + 1) % r->n;
+	if (r->kept < r->n)
+		r->kept++;
+}
+
+static void tail_ring_print(const struct ctl *c, const struct tail_ring *r)
+{
+	for (size_t i = 0; i < r->kept; i++) {
+		const char *l = r->v[(r->head + r->n - r->kept + i) % r->n];
+		json_t *ev = parse_event(l, "the agent's event file");
+
+		print_event(c, l, (ssize_t)strlen(l), ev);
+		json_decref(ev);
+	}
+}
+
+/* Read the whole event file f into the ring; *last_ts is the last commit read, *lines
+ * the number of lines.  0 or an exit code. */
+static int tail_read(const struct ctl *c, FILE *f, const char *agent, struct tail_ring *ring,
+		     int64_t *last_ts, int64_t *lines)
+{
+	struct ev_reader r = { .f = f, .what = "the agent's event file", .size = stream_size(f) };
+	json_t *ev;
+	int rc = CTL_EXIT_OK;
+
+	while ((ev = ev_next(&r, &rc))) {
+		*last_ts = ctl_json_int(ev, "commit_ts", 0);
+		json_decref(ev);
+		tail_ring_push(ring, r.line);
+		if (r.size > 0)
+			ctl_progress(c, "tail: %lld commits read, %d%%", (long long)r.lines,
+				     percent_read(r.read_bytes, r.size));
+	}
+	ctl_progress_end(c);
+	*lines = r.lines;
+	return ev_end(&r, rc, agent, false);
+}
+
+/* tail -f after the last lines: print each commit after last_ts as it comes, until the
+ * stream ends or stdout fails.  0 or an exit code. */
+static int tail_follow(const struct ctl *c, const char *agent, int64_t last_ts)
+{
+	/* Everything up to last_ts is printed; the .follow file starts right after it. */
+	struct ev_reader r = { .f = ctl_open_events(c, agent, last_ts + 1, true),
+			       .what = "the agent's follow file" };
+	json_t *ev;
+	int rc = CTL_EXIT_OK;
+
+	if (!r.f)
+		return ctl_fail(errno, "cannot follow the events of agent '%s'", agent);
+	while ((ev = ev_next(&r, &rc))) {
+		print_event(c, r.line, r.len, ev);
+		json_decref(ev);
+		if ((rc = ctl_finish_stdout(CTL_EXIT_OK)))
+			break;
+	}
+	rc = ev_end(&r, rc, agent, true);
+	fclose(r.f);
+	return rc;
+}
+
+int ctl_cmd_tail(struct ctl *c, int argc, char **argv)
+{
+	struct tail_ring ring = { 0 };
+	int64_t n = 10, last_ts = 0, lines = 0;
+	bool follow = false;
+	const char *agent;
+	FILE *f;
+	int rc = tail_args(c, argc, argv, &n, &follow);
+
+	if (rc >= 0)
 		return rc;
 	agent = argv[optind];
 	f = ctl_open_events(c, agent, 0, false);
 	if (!f)
 		return ctl_fail(errno, "cannot open the events of agent '%s'", agent);
 	if (n) {
-		ring = ctl_xmalloc((size_t)n * sizeof(*ring));
-		memset(ring, 0, (size_t)n * sizeof(*ring));
+		ring.n = (size_t)n;
+		ring.v = ctl_xmalloc(ring.n * sizeof(*ring.v));
+		memset(ring.v, 0, ring.n * sizeof(*ring.v));
 	}
-	size = stream_size(f);
-	while ((len = getline(&line, &cap, f)) > 0) {
-		json_t *ev = parse_event(line, "the agent's event file");
-
-		if (!ev) {
-			rc = CTL_EXIT_FAIL;
-			break;
-		}
-		last_ts = ctl_json_int(ev, "commit_ts", 0);
-		json_decref(ev);
-		lines++;
-		read_bytes += len;
-		if (ring) {
-			free(ring[head]);
-			ring[head] = ctl_xstrdup(line);
-			head = (head + 1) % (size_t)n;
-			if (kept < (size_t)n)
-				kept++;
-		}
-		if (size > 0)
-			ctl_progress(c, "tail: %lld commits read, %d%%", (long long)lines,
-				     (int)(read_bytes * 100 / (size > read_bytes ? size : read_bytes)));
-	}
-	ctl_progress_end(c);
-	if (!rc && ferror(f))
-		rc = ctl_fail(errno, "cannot read the events of agent '%s'", agent);
+	rc = tail_read(c, f, agent, &ring, &last_ts, &lines);
 	fclose(f);
 	if (!rc && !lines && !ctl_agent_known(c, agent))
 		rc = ctl_no_agent(c, agent);
-	for (size_t i = 0; !rc && i < kept; i++) {
-		const char *l = ring[(head + (size_t)n - kept + i) % (size_t)n];
-		json_t *ev = parse_event(l, "the agent's event file");
-
-		print_event(c, l, (ssize_t)strlen(l), ev);
-		json_decref(ev);
-	}
-	for (size_t i = 0; ring && i < (size_t)n; i++)
-		free(ring[i]);
-	free(ring);
+	if (!rc)
+		tail_ring_print(c, &ring);
+	for (size_t i = 0; ring.v && i < ring.n; i++)
+		free(ring.v[i]);
+	free(ring.v);
 	rc = ctl_finish_stdout(rc);
 	if (rc || !follow)
-		goto out;
-	/* Everything up to last_ts is printed; the .follow file starts right after it. */
-	f = ctl_open_events(c, agent, last_ts + 1, true);
-	if (!f) {
-		rc = ctl_fail(errno, "cannot follow the events of agent '%s'", agent);
-		goto out;
-	}
-	while ((len = getline(&line, &cap, f)) > 0) {
-		json_t *ev = parse_event(line, "the agent's follow file");
-
-		if (!ev) {
-			rc = CTL_EXIT_FAIL;
-			break;
-		}
-		print_event(c, line, len, ev);
-		json_decref(ev);
-		if ((rc = ctl_finish_stdout(CTL_EXIT_OK)))
-			break;
-	}
-	if (!rc && ferror(f))
-		rc = ctl_fail(errno, "cannot follow the events of agent '%s'", agent);
-	fclose(f);
-out:
-	free(line);
-	return rc;
+		return rc;
+	return tail_follow(c, agent, last_ts);
 }
 
 /* --- inspect ------------------------------------------------------------------------ */
 
 #define RECENT 5
 
+/* What inspect gathers from the events up to the head: counts, the first and last
+ * events, and the last RECENT ops (a ring, oldest at (rhead + RECENT - rkept) % RECENT). */
+struct inspect_acc {
+	int64_t commits, ops;
+	json_t *first, *last;
+	json_t *ring[RECENT];
+	size_t rhead, rkept;
+};
+
+/* Add one event at commit ts: each op goes to the ring with the commit's ts, time, txn. */
+static void inspect_add(struct inspect_acc *a, json_t *ev, int64_t ts)
+{
+	json_t *op;
+	size_t i;
+
+	a->commits++;
+	if (!a->first)
+		a->first = json_incref(ev);
+	json_decref(a->last);
+	a->last = json_incref(ev);
+	json_array_foreach(json_object_get(ev, "ops"), i, op) {
+		json_t *r = json_pack("{s:I,s:O,s:O}", "commit_ts", (json_int_t)ts, "time",
+				      json_object_get(ev, "time"), "txn",
+				      json_object_get(ev, "txn"));
+
+		json_object_update(r, op);
+		a->ops++;
+		json_decref(a->ring[a->rhead]);
+		a->ring[a->rhead] = r;
+		a->rhead = (a->rhead + 1) % RECENT;
+		if (a->rkept < RECENT)
+			a->rkept++;
+	}
+}
+
+static void inspect_acc_release(struct inspect_acc *a)
+{
+	for (size_t i = 0; i < RECENT; i++)
+		json_decref(a->ring[i]);
+	json_decref(a->first);
+	json_decref(a->last);
+}
+
+/* Read the events of f (NULL: none) up to head_ts into a.  0 or an exit code. */
+static int inspect_read(const struct ctl *c, FILE *f, const char *agent, int64_t head_ts,
+			struct inspect_acc *a)
+{
+	struct ev_reader r = { .f = f, .what = "the agent's event file" };
+	json_t *ev;
+	int rc = CTL_EXIT_OK;
+
+	while (f && (ev = ev_next(&r, &rc))) {
+		int64_t ts = ctl_json_int(ev, "commit_ts", 0);
+
+		if (ts > head_ts) {
+			json_decref(ev);
+			break;
+		}
+		inspect_add(a, ev, ts);
+		json_decref(ev);
+		ctl_progress(c, "inspect: %lld commits read", (long long)a->commits);
+	}
+	ctl_progress_end(c);
+	return f ? ev_end(&r, rc, agent, false) : rc;
+}
+
+/* The first or last event's commit_ts and time, for --json. */
+static json_t *inspect_when(json_t *ev)
+{
+	return json_pack("{s:O,s:O}", "commit_ts", json_object_get(ev, "commit_ts"), "time",
+			 json_object_get(ev, "time"));
+}
+
 static void inspect_print(const struct ctl *c, const char *agent, int64_t head_ts, size_t keys,
-			  int64_t commits, int64_t ops, json_t *first, json_t *last,
-			  json_t *recent)
+			  const struct inspect_acc *a, json_t *recent)
 {
 	json_t *op;
 	size_t i;
@@ -284,18 +446,12 @@ static void inspect_print(const struct ctl *c, const char *agent, int64_t head_t
 	if (c->json) {
 		json_t *j = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:O}", "namespace", c->ns, "agent",
 				      agent, "commit_ts", (json_int_t)head_ts, "keys",
-				      (json_int_t)keys, "commits", (json_int_t)commits, "ops",
-				      (json_int_t)ops, "recent", recent);
+				      (json_int_t)keys, "commits", (json_int_t)a->commits, "ops",
+				      (json_int_t)a->ops, "recent", recent);
 
-		if (first) {
-			json_object_set_new(j, "first",
-					    json_pack("{s:O,s:O}", "commit_ts",
-						      json_object_get(first, "commit_ts"), "time",
-						      json_object_get(first, "time")));
-			json_object_set_new(j, "last",
-					    json_pack("{s:O,s:O}", "commit_ts",
-						      json_object_get(last, "commit_ts"), "time",
-						      json_object_get(last, "time")));
+		if (a->first) {
+			json_object_set_new(j, "first", inspect_when(a->first));
+			json_object_set_new(j, "last", inspect_when(a->last));
 		}
 		ctl_print_json(j, false);
 		json_decref(j);
@@ -305,14 +461,14 @@ static void inspect_print(const struct ctl *c, const char *agent, int64_t head_t
 	       ctl_col(c, CTL_RESET));
 	printf("%-14s commit_ts %lld (the head)\n", "as of", (long long)head_ts);
 	printf("%-14s %zu\n", "keys", keys);
-	printf("%-14s %lld (%lld ops)\n", "commits", (long long)commits, (long long)ops);
-	if (first) {
+	printf("%-14s %lld (%lld ops)\n", "commits", (long long)a->commits, (long long)a->ops);
+	if (a->first) {
 		printf("%-14s #%lld at %s\n", "first commit",
-		       (long long)ctl_json_int(first, "commit_ts", 0),
-		       ctl_short_time(ctl_json_str(first, "time", "?")));
+		       (long long)ctl_json_int(a->first, "commit_ts", 0),
+		       ctl_short_time(ctl_json_str(a->first, "time", "?")));
 		printf("%-14s #%lld at %s\n", "last commit",
-		       (long long)ctl_json_int(last, "commit_ts", 0),
-		       ctl_short_time(ctl_json_str(last, "time", "?")));
+		       (long long)ctl_json_int(a->last, "commit_ts", 0),
+		       ctl_short_time(ctl_json_str(a->last, "time", "?")));
 		printf("recent ops:\n");
 	}
 	json_array_foreach(recent, i, op) {
@@ -322,97 +478,62 @@ static void inspect_print(const struct ctl *c, const char *agent, int64_t head_t
 	}
 }
 
-int ctl_cmd_inspect(struct ctl *c, int argc, char **argv)
+/* inspect's arguments, the mount and the head: -1 to go on, else the exit status. */
+static int inspect_args(struct ctl *c, int argc, char **argv, int64_t *head_ts)
 {
-	struct ctl_list keys = { 0 };
-	int64_t head_ts, commits = 0, ops = 0;
-	json_t *ring[RECENT] = { 0 }, *first = NULL, *last = NULL, *recent;
-	size_t rhead = 0, rkept = 0, cap = 0;
-	const char *agent;
-	char *line = NULL, *root = NULL;
-	ssize_t len;
-	FILE *f = NULL;
-	int opt, stop, rc, err;
+	int opt, stop, rc;
 
 	while ((opt = ctl_getopt(c, argc, argv, "", NULL, &stop)) != -1)
 		if (opt == -2)
 			return stop;
-	if ((rc = agent_args(c, argc, argv)) || (rc = ctl_head_ts(c, &head_ts)))
+	if ((rc = agent_args(c, argc, argv)) || (rc = ctl_head_ts(c, head_ts)))
+		return rc;
+	return -1;
+}
+
+int ctl_cmd_inspect(struct ctl *c, int argc, char **argv)
+{
+	struct ctl_list keys = { 0 };
+	struct inspect_acc a = { 0 };
+	int64_t head_ts;
+	json_t *recent;
+	const char *agent;
+	char *root = NULL;
+	FILE *f = NULL;
+	int rc = inspect_args(c, argc, argv, &head_ts);
+
+	if (rc >= 0)
 		return rc;
 	agent = argv[optind];
 	/* Keys and events both as of head_ts, so that the numbers describe one state. */
 	if (head_ts > 0) {
-		root = ctl_mpath(c, ".at/%lld/%s/%s", (long long)head_ts, c->ns, agent);
-		err = ctl_list_keys(root, "", &keys);
-		if (err) {
-			rc = ctl_fail(-err, "cannot list '%s'", root);
+		rc = ctl_keys_at(c, agent, head_ts, &root, &keys);
+		if (rc)
 			goto out;
-		}
 		f = ctl_open_events(c, agent, 0, false);
 		if (!f) {
 			rc = ctl_fail(errno, "cannot open the events of agent '%s'", agent);
 			goto out;
 		}
 	}
-	while (f && (len = getline(&line, &cap, f)) > 0) {
-		json_t *ev = parse_event(line, "the agent's event file"), *op;
-		int64_t ts;
-		size_t i;
-
-		if (!ev) {
-			rc = CTL_EXIT_FAIL;
-			break;
-		}
-		ts = ctl_json_int(ev, "commit_ts", 0);
-		if (ts > head_ts) {
-			json_decref(ev);
-			break;
-		}
-		commits++;
-		if (!first)
-			first = json_incref(ev);
-		json_decref(last);
-		last = json_incref(ev);
-		json_array_foreach(json_object_get(ev, "ops"), i, op) {
-			json_t *r = json_pack("{s:I,s:O,s:O}", "commit_ts", (json_int_t)ts, "time",
-					      json_object_get(ev, "time"), "txn",
-					      json_object_get(ev, "txn"));
-
-			json_object_update(r, op);
-			ops++;
-			json_decref(ring[rhead]);
-			ring[rhead] = r;
-			rhead = (rhead + 1) % RECENT;
-			if (rkept < RECENT)
-				rkept++;
-		}
-		json_decref(ev);
-		ctl_progress(c, "inspect: %lld commits read", (long long)commits);
-	}
-	ctl_progress_end(c);
-	if (f && !rc && ferror(f))
-		rc = ctl_fail(errno, "cannot read the events of agent '%s'", agent);
+	rc = inspect_read(c, f, agent, head_ts, &a);
 	if (rc)
 		goto out;
-	if (!commits && !keys.n && !ctl_agent_known(c, agent)) {
+	if (!a.commits && !keys.n && !ctl_agent_known(c, agent)) {
 		rc = ctl_no_agent(c, agent);
 		goto out;
 	}
 	recent = json_array();
-	for (size_t i = 0; i < rkept; i++)
-		json_array_append(recent, ring[(rhead + RECENT - rkept + i) % RECENT]);
-	inspect_print(c, agent, head_ts, keys.n, commits, ops, first, last, recent);
+	for (size_t i = 0; i < a.rkept; i++)
+		json_array_append(recent, a.ring[(a.rhead + RECENT - a.rkept + i) % RECENT]);
+	inspect_print(c, agent, head_ts, keys.n, &a, recent);
 	json_decref(recent);
 	rc = ctl_finish_stdout(CTL_EXIT_OK);
 out:
 	if (f)
 		fclose(f);
-	for (size_t i = 0; i < RECENT; i++)
-		json_decref(ring[i]);
-	json_decref(first);
-	json_decref(last);
+	inspect_acc_release(&a);
 	ctl_list_free(&keys);
 	free(root);
-	free(line);
 	return rc;
 }

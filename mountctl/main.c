@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * main.c - statehousectl: the command table, the global options and the help texts
- * (mountctl/, the command-line layer).  Each command lives in mounts.c, state.c or
- * events.c and parses its own options with ctl_getopt(), so the common ones (-m, --ns,
- * --json, --help) work before and after the command's name.
+ * (mountctl/, the command-line layer).  Each command lives in mounts.c, state.c,
+ * events.c or txn.c and parses its own options with ctl_getopt(), so the common ones (-m,
+ * --ns, --json, --help) work before and after the command's name.
  */
 #include <errno.h>
 #include <stdio.h>

@@ -216,6 +216,15 @@ static void add_opts(struct strbuf *o, const char *arg)
 	ctl_buf_addstr(o, arg);
 }
 
+/* The value of -o (mount and fstab) added to o; 0 or the usage exit code. */
+static int add_opts_arg(const struct ctl *c, struct strbuf *o, const char *arg)
+{
+	if (!*arg)
+		return ctl_usage(c, "option '-o' needs a value");
+	add_opts(o, arg);
+	return 0;
+}
+
 /* The usage check of DATADIR MOUNTPOINT; 0 or an exit code. */
 static int two_paths(const struct ctl *c, int argc)
 {
@@ -256,71 +265,68 @@ static char *daemon_beside_me(void)
 	return NULL;
 }
 
-int ctl_cmd_mount(struct ctl *c, int argc, char **argv)
+/* mount's options (gathered in opts) and DATADIR MOUNTPOINT: -1 to go on, else the exit
+ * status (opts released). */
+static int mount_args(struct ctl *c, int argc, char **argv, struct strbuf *opts)
 {
 	static const struct option lo[] = { { "options", required_argument, NULL, 'o' }, { 0 } };
-	struct strbuf opts = { 0 };
-	struct ctl_mount *m = NULL;
-	const char *env = getenv("STATEHOUSED");
-	char *data, *mnt, *daemon, *args[6];
-	size_t n = 0;
-	int opt, stop, i = 0, err;
+	int opt, stop, rc;
 
 	while ((opt = ctl_getopt(c, argc, argv, "o:", lo, &stop)) != -1) {
 		if (opt == -2) {
-			strbuf_release(&opts);
+			strbuf_release(opts);
 			return stop;
 		}
-		if (!*optarg) {
-			strbuf_release(&opts);
-			return ctl_usage(c, "option '-o' needs a value");
+		if ((rc = add_opts_arg(c, opts, optarg))) {
+			strbuf_release(opts);
+			return rc;
 		}
-		add_opts(&opts, optarg);
 	}
-	if ((err = two_paths(c, argc))) {
-		strbuf_release(&opts);
-		return err;
+	if ((rc = two_paths(c, argc))) {
+		strbuf_release(opts);
+		return rc;
 	}
-	data = ctl_abspath(argv[optind]);
-	mnt = ctl_abspath(argv[optind + 1]);
-	{
-		struct ctl_mount *cur = NULL;
-		struct stat st;
-		json_t *s = NULL;
-		int serr;
+	return -1;
+}
 
-		if (ctl_mounts_read(&m, &n) == 0)
-			cur = find_mount(m, n, mnt);
-		serr = stat(mnt, &st) == 0 ? 0 : errno;
-		err = 0;
-		/* a dead mount is fine: the daemon detaches it before it mounts */
-		if (cur && ctl_status_read(mnt, &s) == 0) {
-			ctl_err("cannot mount on '%s': it is already the statehouse mount of '%s'",
-				mnt, cur->datadir);
-			err = CTL_EXIT_FAIL;
-		} else if (serr && serr != ENOTCONN) {
-			err = ctl_fail(serr, "cannot mount on '%s'", mnt);
-		} else if (!serr && !S_ISDIR(st.st_mode)) {
-			err = ctl_fail(ENOTDIR, "cannot mount on '%s'", mnt);
-		}
-		json_decref(s);
-		ctl_mounts_free(m, n);
+/* Whether mnt can take a mount: a directory (or a dead mount) that is not a live
+ * statehouse mount already.  0 or an exit code after printing why not. */
+static int mount_target_check(const char *mnt)
+{
+	struct ctl_mount *m = NULL, *cur = NULL;
+	struct stat st;
+	json_t *s = NULL;
+	size_t n = 0;
+	int serr, err = 0;
+
+	if (ctl_mounts_read(&m, &n) == 0)
+		cur = find_mount(m, n, mnt);
+	serr = stat(mnt, &st) == 0 ? 0 : errno;
+	/* a dead mount is fine: the daemon detaches it before it mounts */
+	if (cur && ctl_status_read(mnt, &s) == 0) {
+		ctl_err("cannot mount on '%s': it is already the statehouse mount of '%s'", mnt,
+			cur->datadir);
+		err = CTL_EXIT_FAIL;
+	} else if (serr && serr != ENOTCONN) {
+		err = ctl_fail(serr, "cannot mount on '%s'", mnt);
+	} else if (!serr && !S_ISDIR(st.st_mode)) {
+		err = ctl_fail(ENOTDIR, "cannot mount on '%s'", mnt);
 	}
-	if (err) {
-		free(data);
-		free(mnt);
-		strbuf_release(&opts);
-		return CTL_EXIT_FAIL;
-	}
-	daemon = env && *env ? ctl_xstrdup(env) : daemon_beside_me();
-	args[i++] = daemon ? daemon : "statehoused";
-	args[i++] = data;
-	args[i++] = mnt;
-	if (opts.len) {
-		args[i++] = "-o";
-		args[i++] = opts.buf;
-	}
-	args[i] = NULL;
+	json_decref(s);
+	ctl_mounts_free(m, n);
+	return err;
+}
+
+/* Run the daemon on args (args[0] is replaced by the binary run): $STATEHOUSED, the one
+ * beside us, the one in PATH, the one in CTL_SBINDIR.  Returns only when none could run,
+ * after saying why. */
+static void mount_exec(char **args)
+{
+	const char *env = getenv("STATEHOUSED");
+	char *daemon = env && *env ? ctl_xstrdup(env) : daemon_beside_me();
+	int err;
+
+	args[0] = daemon ? daemon : "statehoused";
 	fflush(stdout);
 	/* The daemon forks and returns once the mount answers, with its own exit status and
 	 * messages: nothing is left for us to do after it. */
@@ -339,6 +345,29 @@ int ctl_cmd_mount(struct ctl *c, int argc, char **argv)
 			      "in " CTL_SBINDIR "; set STATEHOUSED to choose one)");
 	}
 	free(daemon);
+}
+
+int ctl_cmd_mount(struct ctl *c, int argc, char **argv)
+{
+	struct strbuf opts = { 0 };
+	char *data, *mnt, *args[6];
+	int i = 1;
+	int rc = mount_args(c, argc, argv, &opts);
+
+	if (rc >= 0)
+		return rc;
+	data = ctl_abspath(argv[optind]);
+	mnt = ctl_abspath(argv[optind + 1]);
+	if (!mount_target_check(mnt)) {
+		args[i++] = data;
+		args[i++] = mnt;
+		if (opts.len) {
+			args[i++] = "-o";
+			args[i++] = opts.buf;
+		}
+		args[i] = NULL;
+		mount_exec(args);
+	}
 	free(data);
 	free(mnt);
 	strbuf_release(&opts);
@@ -427,30 +456,85 @@ static int detach_dead(const char *mnt)
 	return CTL_EXIT_OK;
 }
 
-int ctl_cmd_umount(struct ctl *c, int argc, char **argv)
+/* umount's --timeout and MOUNTPOINT (or -m): -1 to go on, else the exit status. */
+static int umount_args(struct ctl *c, int argc, char **argv, int64_t *timeout_s,
+		       const char **arg)
 {
 	static const struct option lo[] = { { "timeout", required_argument, NULL, 't' }, { 0 } };
-	const char *arg;
-	struct ctl_mount *m;
-	json_t *status = NULL;
-	int64_t timeout_s = 60, open_txns = 0;
-	pid_t pid = 0;
-	char *mnt;
-	size_t n;
-	int opt, stop, err, pidfd = -1, rc = CTL_EXIT_OK;
+	int opt, stop;
 
 	while ((opt = ctl_getopt(c, argc, argv, "", lo, &stop)) != -1) {
 		if (opt == -2)
 			return stop;
-		if (!ctl_parse_count(optarg, &timeout_s) || timeout_s > 86400 * 365)
+		if (!ctl_parse_count(optarg, timeout_s) || *timeout_s > 86400 * 365)
 			return ctl_usage(c, "malformed --timeout '%s' (seconds, 0 for no limit)",
 					 optarg);
 	}
 	if (argc - optind > 1)
 		return ctl_usage(c, "too many arguments");
-	arg = argc - optind == 1 ? argv[optind] : c->mount_opt;
-	if (!arg)
+	*arg = argc - optind == 1 ? argv[optind] : c->mount_opt;
+	if (!*arg)
 		return ctl_usage(c, "missing MOUNTPOINT");
+	return -1;
+}
+
+/* The daemon's pid and open transactions from mnt/.status; when it cannot be read they
+ * stay 0 (after a warning).  -ENOTCONN when the mount is dead, else 0. */
+static int umount_status(const char *mnt, pid_t *pid, int64_t *open_txns)
+{
+	json_t *status = NULL;
+	int err = -mount_answers(mnt);
+
+	if (!err)
+		err = ctl_status_read(mnt, &status);
+	if (err == -ENOTCONN)
+		return err;
+	if (err) {
+		ctl_err("cannot read '%s/.status': %s; unmounting without waiting for the daemon",
+			mnt, ctl_strerror(-err));
+	} else {
+		*pid = (pid_t)ctl_json_int(status, "pid", 0);
+		*open_txns = ctl_json_int(status, "open_transactions", 0);
+	}
+	json_decref(status);
+	return 0;
+}
+
+/* Unmount the live mount mnt, then wait up to timeout_s for its daemon pid (0: unknown)
+ * to exit.  0 or an exit code. */
+static int umount_and_wait(const char *mnt, pid_t pid, int64_t timeout_s)
+{
+	int pidfd = pid > 0 ? pid_open(pid) : -1, rc = CTL_EXIT_OK;
+
+	if (geteuid() == 0) {
+		if (umount2(mnt, 0) != 0)
+			rc = ctl_fail(errno, "cannot unmount '%s'", mnt);
+	} else if (fusermount("-u", NULL, mnt) != 0) {
+		ctl_err("cannot unmount '%s' (fusermount3 -u failed)", mnt);
+		rc = CTL_EXIT_FAIL;
+	}
+	if (!rc && pid > 0 && !wait_exit(pid, pidfd, (long)timeout_s)) {
+		ctl_err("the daemon of '%s' (pid %ld) still runs %lld s after the unmount", mnt,
+			(long)pid, (long long)timeout_s);
+		rc = CTL_EXIT_FAIL;
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+	return rc;
+}
+
+int ctl_cmd_umount(struct ctl *c, int argc, char **argv)
+{
+	const char *arg = NULL;
+	struct ctl_mount *m;
+	int64_t timeout_s = 60, open_txns = 0;
+	pid_t pid = 0;
+	char *mnt;
+	size_t n;
+	int err, rc = umount_args(c, argc, argv, &timeout_s, &arg);
+
+	if (rc >= 0)
+		return rc;
 	err = ctl_mounts_read(&m, &n);
 	if (err)
 		return ctl_fail(-err, "cannot read '/proc/self/mountinfo'");
@@ -458,46 +542,14 @@ int ctl_cmd_umount(struct ctl *c, int argc, char **argv)
 	if (!find_mount(m, n, mnt)) {
 		ctl_err("'%s' is not a statehouse mount", arg);
 		rc = CTL_EXIT_FAIL;
-		goto out;
-	}
-	err = -mount_answers(mnt);
-	if (!err)
-		err = ctl_status_read(mnt, &status);
-	if (err == -ENOTCONN) {
+	} else if (umount_status(mnt, &pid, &open_txns) == -ENOTCONN) {
 		rc = detach_dead(mnt);
-		goto out;
-	}
-	if (err) {
-		ctl_err("cannot read '%s/.status': %s; unmounting without waiting for the daemon",
-			mnt, ctl_strerror(-err));
 	} else {
-		pid = (pid_t)ctl_json_int(status, "pid", 0);
-		open_txns = ctl_json_int(status, "open_transactions", 0);
+		if (open_txns > 0)
+			ctl_err("warning: unmounting '%s' loses %lld open transaction%s", mnt,
+				(long long)open_txns, open_txns == 1 ? "" : "s");
+		rc = umount_and_wait(mnt, pid, timeout_s);
 	}
-	if (open_txns > 0)
-		ctl_err("warning: unmounting '%s' loses %lld open transaction%s", mnt,
-			(long long)open_txns, open_txns == 1 ? "" : "s");
-	if (pid > 0)
-		pidfd = pid_open(pid);
-	if (geteuid() == 0) {
-		if (umount2(mnt, 0) != 0) {
-			rc = ctl_fail(errno, "cannot unmount '%s'", mnt);
-			goto out;
-		}
-	} else if (fusermount("-u", NULL, mnt) != 0) {
-		ctl_err("cannot unmount '%s' (fusermount3 -u failed)", mnt);
-		rc = CTL_EXIT_FAIL;
-		goto out;
-	}
-	if (pid > 0 && !wait_exit(pid, pidfd, (long)timeout_s)) {
-		ctl_err("the daemon of '%s' (pid %ld) still runs %lld s after the unmount", mnt,
-			(long)pid, (long long)timeout_s);
-		rc = CTL_EXIT_FAIL;
-	}
-out:
-	if (pidfd >= 0)
-		close(pidfd);
-	json_decref(status);
 	free(mnt);
 	ctl_mounts_free(m, n);
 	return rc;
@@ -817,12 +869,9 @@ int ctl_cmd_fstab(struct ctl *c, int argc, char **argv)
 			}
 			file = optarg;
 			update = true;
-		} else {
-			if (!*optarg) {
-				strbuf_release(&opts);
-				return ctl_usage(c, "option '-o' needs a value");
-			}
-			add_opts(&opts, optarg);
+		} else if ((rc = add_opts_arg(c, &opts, optarg))) {
+			strbuf_release(&opts);
+			return rc;
 		}
 	}
 	if ((rc = two_paths(c, argc))) {

@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * state.c - statehousectl's state commands over the mount: health, version, get, put,
- * rm, keys, agents, history, dump and txn begin/commit/abort (mountctl/, the
- * command-line layer).  Every one is a few file operations on MNT; statehouse(5) is the
+ * rm, keys, agents, history and dump (mountctl/, the command-line layer).  Every one is a few file operations on MNT; statehouse(5) is the
  * interface they follow.
  */
 #include <dirent.h>
@@ -10,10 +9,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "base64.h"
@@ -116,8 +113,7 @@ static int key_error(const struct ctl *c, int err, const char *verb, const char 
 	return ctl_fail(err, "cannot %s key '%s' of agent '%s'", verb, key, agent);
 }
 
-/* Parse a command with no options of its own and exactly min..max positionals. */
-static int simple_args(struct ctl *c, int argc, char **argv, int min, int max)
+int ctl_simple_args(struct ctl *c, int argc, char **argv, int min, int max)
 {
 	int opt, stop, n;
 
@@ -137,7 +133,7 @@ static int simple_args(struct ctl *c, int argc, char **argv, int min, int max)
 static int agent_key_args(struct ctl *c, int argc, char **argv, int max, const char **agent,
 			  const char **key)
 {
-	int rc = simple_args(c, argc, argv, 2, max);
+	int rc = ctl_simple_args(c, argc, argv, 2, max);
 
 	if (rc >= 0)
 		return rc;
@@ -165,7 +161,7 @@ int ctl_cmd_health(struct ctl *c, int argc, char **argv)
 {
 	struct strbuf b = { 0 };
 	char *path;
-	int rc = simple_args(c, argc, argv, 0, 0), err;
+	int rc = ctl_simple_args(c, argc, argv, 0, 0), err;
 	bool ok;
 
 	if (rc >= 0 || (rc = ctl_select_mount(c)))
@@ -200,7 +196,7 @@ int ctl_cmd_version(struct ctl *c, int argc, char **argv)
 	json_error_t e;
 	json_t *v = NULL;
 	char *path;
-	int rc = simple_args(c, argc, argv, 0, 0), err;
+	int rc = ctl_simple_args(c, argc, argv, 0, 0), err;
 
 	if (rc >= 0 || (rc = ctl_select_mount(c)))
 		return rc;
@@ -522,7 +518,7 @@ int ctl_cmd_agents(struct ctl *c, int argc, char **argv)
 	const char *why;
 	char *dir;
 	DIR *d;
-	int rc = simple_args(c, argc, argv, 0, 0);
+	int rc = ctl_simple_args(c, argc, argv, 0, 0);
 
 	if (rc >= 0)
 		return rc;
@@ -557,41 +553,73 @@ int ctl_cmd_agents(struct ctl *c, int argc, char **argv)
 
 /* --- history ------------------------------------------------------------------------ */
 
-int ctl_cmd_history(struct ctl *c, int argc, char **argv)
+/* The summary of version ver of a key whose history directory is dir.  Caller frees. */
+static char *history_summary(const char *dir, int64_t ver, bool del)
 {
-	const char *agent, *key;
-	char *ekey, *dir, *path, *line = NULL;
+	struct strbuf val = { 0 };
+	char *vp, *summary;
+	int err;
+
+	if (del)
+		return ctl_xstrdup("(deleted)");
+	vp = ctl_xasprintf("%s/%lld", dir, (long long)ver);
+	err = ctl_read_path(vp, &val);
+	if (err) {
+		summary = ctl_xasprintf("(cannot read: %s)", strerror(-err));
+	} else {
+		json_t *jv = ctl_value_json(val.buf, val.len);
+
+		summary = ctl_summary_of(jv, val.len, 50);
+		json_decref(jv);
+	}
+	strbuf_release(&val);
+	free(vp);
+	return summary;
+}
+
+/* One entry of a key's index.jsonl for humans. */
+static void history_print_human(const struct ctl *c, const char *dir, json_t *v)
+{
+	bool del = !strcmp(ctl_json_str(v, "op", ""), "delete");
+	int64_t ver = ctl_json_int(v, "version", 0);
+	char *summary = history_summary(dir, ver, del);
+
+	printf("v%-4lld %s%s%s  #%-6lld %s%-6s%s %6lld B  txn %-12s %s\n", (long long)ver,
+	       ctl_col(c, CTL_DIM), ctl_short_time(ctl_json_str(v, "time", "?")),
+	       ctl_col(c, CTL_RESET), (long long)ctl_json_int(v, "commit_ts", 0),
+	       ctl_col(c, del ? CTL_RED : CTL_GREEN), ctl_json_str(v, "op", "?"),
+	       ctl_col(c, CTL_RESET), (long long)ctl_json_int(v, "size", 0),
+	       ctl_json_str(v, "txn", "?"), summary);
+	free(summary);
+}
+
+/* Why the index of a key could not be opened (errno): no agent, no key, or errno. */
+static int history_open_error(const struct ctl *c, const char *agent, const char *key,
+			      const char *path)
+{
+	if (errno == ENOENT && !ctl_agent_known(c, agent))
+		return ctl_no_agent(c, agent);
+	if (errno == ENOENT) {
+		ctl_err("no key '%s' ever for agent '%s' in namespace '%s'", key, agent, c->ns);
+		return CTL_EXIT_FAIL;
+	}
+	return ctl_fail(errno, "cannot read '%s'", path);
+}
+
+/* Print every entry of the index f (at path, in dir).  0 or an exit code. */
+static int history_print(const struct ctl *c, FILE *f, const char *dir, const char *path)
+{
+	char *line = NULL;
 	size_t cap = 0;
 	ssize_t len;
-	FILE *f;
-	int rc = agent_key_args(c, argc, argv, 2, &agent, &key);
+	int rc = CTL_EXIT_OK;
 
-	if (rc >= 0)
-		return rc;
-	rc = CTL_EXIT_OK;
-	ekey = ctl_encode_key(key);
-	dir = ctl_mpath(c, ".history/%s/%s/%s", c->ns, agent, ekey);
-	path = ctl_xasprintf("%s/index.jsonl", dir);
-	f = fopen(path, "re");
-	if (!f) {
-		if (errno == ENOENT && !ctl_agent_known(c, agent))
-			rc = ctl_no_agent(c, agent);
-		else if (errno == ENOENT) {
-			ctl_err("no key '%s' ever for agent '%s' in namespace '%s'", key, agent, c->ns);
-			rc = CTL_EXIT_FAIL;
-		} else {
-			rc = ctl_fail(errno, "cannot read '%s'", path);
-		}
-		goto out;
-	}
 	while ((len = getline(&line, &cap, f)) > 0) {
 		json_error_t e;
 		json_t *v;
 
 		if (c->json) {
-			fputs(line, stdout);
-			if (line[len - 1] != '\n')
-				putchar('\n');
+			ctl_echo_line(line, len);
 			continue;
 		}
 		v = json_loads(line, 0, &e);
@@ -601,47 +629,36 @@ int ctl_cmd_history(struct ctl *c, int argc, char **argv)
 			rc = CTL_EXIT_FAIL;
 			break;
 		}
-		{
-			bool del = !strcmp(ctl_json_str(v, "op", ""), "delete");
-			int64_t ver = ctl_json_int(v, "version", 0);
-			char *summary = NULL;
-
-			if (del) {
-				summary = ctl_xstrdup("(deleted)");
-			} else {
-				struct strbuf val = { 0 };
-				char *vp = ctl_xasprintf("%s/%lld", dir, (long long)ver);
-				int err = ctl_read_path(vp, &val);
-
-				if (err) {
-					summary = ctl_xasprintf("(cannot read: %s)", strerror(-err));
-				} else {
-					json_t *jv = ctl_value_json(val.buf, val.len);
-
-					summary = ctl_summary_of(jv, val.len, 50);
-					json_decref(jv);
-				}
-				strbuf_release(&val);
-				free(vp);
-			}
-			printf("v%-4lld %s%s%s  #%-6lld %s%-6s%s %6lld B  txn %-12s %s\n",
-			       (long long)ver, ctl_col(c, CTL_DIM),
-			       ctl_short_time(ctl_json_str(v, "time", "?")), ctl_col(c, CTL_RESET),
-			       (long long)ctl_json_int(v, "commit_ts", 0),
-			       ctl_col(c, del ? CTL_RED : CTL_GREEN), ctl_json_str(v, "op", "?"),
-			       ctl_col(c, CTL_RESET), (long long)ctl_json_int(v, "size", 0),
-			       ctl_json_str(v, "txn", "?"), summary);
-			free(summary);
-		}
+		history_print_human(c, dir, v);
 		json_decref(v);
 	}
 	if (!rc && ferror(f))
 		rc = ctl_fail(errno, "cannot read '%s'", path);
-	fclose(f);
 	free(line);
-	if (!rc)
-		rc = ctl_finish_stdout(CTL_EXIT_OK);
-out:
+	return rc;
+}
+
+int ctl_cmd_history(struct ctl *c, int argc, char **argv)
+{
+	const char *agent, *key;
+	char *ekey, *dir, *path;
+	FILE *f;
+	int rc = agent_key_args(c, argc, argv, 2, &agent, &key);
+
+	if (rc >= 0)
+		return rc;
+	ekey = ctl_encode_key(key);
+	dir = ctl_mpath(c, ".history/%s/%s/%s", c->ns, agent, ekey);
+	path = ctl_xasprintf("%s/index.jsonl", dir);
+	f = fopen(path, "re");
+	if (!f) {
+		rc = history_open_error(c, agent, key, path);
+	} else {
+		rc = history_print(c, f, dir, path);
+		fclose(f);
+		if (!rc)
+			rc = ctl_finish_stdout(CTL_EXIT_OK);
+	}
 	free(path);
 	free(dir);
 	free(ekey);
@@ -650,67 +667,66 @@ out:
 
 /* --- dump --------------------------------------------------------------------------- */
 
-int ctl_cmd_dump(struct ctl *c, int argc, char **argv)
+int ctl_keys_at(const struct ctl *c, const char *agent, int64_t ts, char **root,
+		struct ctl_list *keys)
+{
+	int err;
+
+	*root = ctl_mpath(c, ".at/%lld/%s/%s", (long long)ts, c->ns, agent);
+	err = ctl_list_keys(*root, "", keys);
+	return err ? ctl_fail(-err, "cannot list '%s'", *root) : 0;
+}
+
+/* dump's options and arguments, the mount and the head: -1 to go on, else the exit
+ * status. */
+static int dump_args(struct ctl *c, int argc, char **argv, const char **out, int64_t *ts)
 {
 	static const struct option lo[] = { { "output", required_argument, NULL, 'o' }, { 0 } };
-	struct ctl_list keys = { 0 };
-	const char *agent, *out = NULL;
-	json_t *doc = NULL, *kv, *kb;
-	int64_t ts;
-	char *root = NULL;
-	int opt, stop, rc, err;
+	int opt, stop, rc;
 
 	while ((opt = ctl_getopt(c, argc, argv, "o:", lo, &stop)) != -1) {
 		if (opt == -2)
 			return stop;
 		if (!*optarg)
 			return ctl_usage(c, "option '-o' needs a file");
-		out = optarg;
+		*out = optarg;
 	}
 	if (argc - optind != 1)
 		return ctl_usage(c, argc - optind ? "too many arguments" : "missing AGENT");
-	agent = argv[optind];
-	rc = ctl_check_ns_agent(c, agent);
-	if (rc || (rc = ctl_select_mount(c)) || (rc = ctl_head_ts(c, &ts)))
+	rc = ctl_check_ns_agent(c, argv[optind]);
+	if (rc || (rc = ctl_select_mount(c)) || (rc = ctl_head_ts(c, ts)))
 		return rc;
-	/* One commit_ts for every key: .at/<head> never changes, whatever commits meanwhile. */
-	if (ts > 0) {
-		root = ctl_mpath(c, ".at/%lld/%s/%s", (long long)ts, c->ns, agent);
-		err = ctl_list_keys(root, "", &keys);
-		if (err) {
-			rc = ctl_fail(-err, "cannot list '%s'", root);
-			goto out;
-		}
-	}
-	if (!keys.n && !ctl_agent_known(c, agent)) {
-		rc = ctl_no_agent(c, agent);
-		goto out;
-	}
-	kv = json_object();
-	kb = json_object();
-	doc = json_pack("{s:I,s:s,s:s,s:o}", "commit_ts", (json_int_t)ts, "namespace", c->ns,
-			"agent", agent, "keys", kv);
-	for (size_t i = 0; i < keys.n; i++) {
-		struct strbuf val = { 0 };
-		char *p = ctl_xasprintf("%s/%s", root, keys.v[i]);
-		json_t *v;
+	return -1;
+}
 
-		ctl_progress(c, "dump: %zu of %zu keys", i, keys.n);
+/* Read every key below root into doc: "keys" for JSON and UTF-8 values, "keys_base64"
+ * (only when there is one) for the others.  0 or an exit code. */
+static int dump_values(const struct ctl *c, const char *root, const struct ctl_list *keys,
+		       int64_t ts, json_t *doc)
+{
+	json_t *kv = json_object_get(doc, "keys"), *kb = json_object();
+
+	for (size_t i = 0; i < keys->n; i++) {
+		struct strbuf val = { 0 };
+		char *p = ctl_xasprintf("%s/%s", root, keys->v[i]);
+		json_t *v;
+		int err;
+
+		ctl_progress(c, "dump: %zu of %zu keys", i, keys->n);
 		err = ctl_read_path(p, &val);
 		free(p);
 		if (err) {
 			ctl_progress_end(c);
-			rc = ctl_fail(-err, "cannot read key '%s' as of commit_ts %lld", keys.v[i],
-				      (long long)ts);
 			strbuf_release(&val);
 			json_decref(kb);
-			goto out;
+			return ctl_fail(-err, "cannot read key '%s' as of commit_ts %lld",
+					keys->v[i], (long long)ts);
 		}
 		v = ctl_value_json(val.buf, val.len);
 		if (v)
-			json_object_set_new(kv, keys.v[i], v);
+			json_object_set_new(kv, keys->v[i], v);
 		else
-			json_object_set_new(kb, keys.v[i],
+			json_object_set_new(kb, keys->v[i],
 					    base64_json((const unsigned char *)val.buf, val.len));
 		strbuf_release(&val);
 	}
@@ -719,243 +735,59 @@ int ctl_cmd_dump(struct ctl *c, int argc, char **argv)
 		json_object_set_new(doc, "keys_base64", kb);
 	else
 		json_decref(kb);
-	if (out) {
-		size_t flags = JSON_ENCODE_ANY | (c->json ? JSON_COMPACT : JSON_INDENT(2));
-		char *text = json_dumps(doc, flags), *withnl;
+	return 0;
+}
 
-		if (!text) {
-			ctl_err("cannot encode the dump as JSON");
-			rc = CTL_EXIT_FAIL;
-			goto out;
-		}
-		withnl = ctl_xasprintf("%s\n", text);
-		free(text);
-		err = ctl_write_atomic(out, withnl, strlen(withnl), 0666);
-		free(withnl);
-		rc = err ? ctl_fail(-err, "cannot write '%s'", out) : CTL_EXIT_OK;
-	} else {
+/* Write the dump to the file out (atomically), or print it when out is NULL. */
+static int dump_write(const struct ctl *c, json_t *doc, const char *out)
+{
+	size_t flags = JSON_ENCODE_ANY | (c->json ? JSON_COMPACT : JSON_INDENT(2));
+	char *text, *withnl;
+	int err;
+
+	if (!out) {
 		ctl_print_json(doc, !c->json);
-		rc = ctl_finish_stdout(CTL_EXIT_OK);
+		return ctl_finish_stdout(CTL_EXIT_OK);
 	}
+	text = json_dumps(doc, flags);
+	if (!text) {
+		ctl_err("cannot encode the dump as JSON");
+		return CTL_EXIT_FAIL;
+	}
+	withnl = ctl_xasprintf("%s\n", text);
+	free(text);
+	err = ctl_write_atomic(out, withnl, strlen(withnl), 0666);
+	free(withnl);
+	return err ? ctl_fail(-err, "cannot write '%s'", out) : CTL_EXIT_OK;
+}
+
+int ctl_cmd_dump(struct ctl *c, int argc, char **argv)
+{
+	struct ctl_list keys = { 0 };
+	const char *agent, *out = NULL;
+	json_t *doc = NULL;
+	int64_t ts;
+	char *root = NULL;
+	int rc = dump_args(c, argc, argv, &out, &ts);
+
+	if (rc >= 0)
+		return rc;
+	agent = argv[optind];
+	/* One commit_ts for every key: .at/<head> never changes, whatever commits meanwhile. */
+	if (ts > 0 && (rc = ctl_keys_at(c, agent, ts, &root, &keys)))
+		goto out;
+	if (!keys.n && !ctl_agent_known(c, agent)) {
+		rc = ctl_no_agent(c, agent);
+		goto out;
+	}
+	doc = json_pack("{s:I,s:s,s:s,s:o}", "commit_ts", (json_int_t)ts, "namespace", c->ns,
+			"agent", agent, "keys", json_object());
+	rc = dump_values(c, root, &keys, ts, doc);
+	if (!rc)
+		rc = dump_write(c, doc, out);
 out:
 	json_decref(doc);
 	ctl_list_free(&keys);
 	free(root);
-	return rc;
-}
-
-/* --- txn ---------------------------------------------------------------------------- */
-
-int ctl_cmd_txn_begin(struct ctl *c, int argc, char **argv)
-{
-	static const struct option lo[] = { { "timeout-ms", required_argument, NULL, 't' },
-					    { 0 } };
-	const char *why, *timeout = NULL;
-	char *name, *dir;
-	int64_t ms;
-	int opt, stop, rc = CTL_EXIT_OK;
-
-	while ((opt = ctl_getopt(c, argc, argv, "", lo, &stop)) != -1) {
-		if (opt == -2)
-			return stop;
-		if (!ctl_parse_ts(optarg, &ms) || ms > 86400000)
-			return ctl_usage(c, "malformed --timeout-ms '%s' (1..86400000)", optarg);
-		timeout = optarg;
-	}
-	if (argc - optind > 1)
-		return ctl_usage(c, "too many arguments");
-	if (argc - optind == 1) {
-		name = ctl_xstrdup(argv[optind]);
-		why = ctl_check_name(name);
-		if (why) {
-			rc = ctl_usage(c, "invalid transaction name '%s': %s", name, why);
-			free(name);
-			return rc;
-		}
-	} else {
-		char stamp[32];
-		unsigned short rnd = 0;
-		time_t now = time(NULL);
-
-		if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
-			rnd = (unsigned short)clock();
-		strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", gmtime(&now));
-		name = ctl_xasprintf("ctl-%s-%ld-%04x", stamp, (long)getpid(), rnd);
-	}
-	if ((rc = ctl_select_mount(c))) {
-		free(name);
-		return rc;
-	}
-	dir = ctl_mpath(c, ".tx/%s", name);
-	if (mkdir(dir, 0755) != 0) {
-		int err = errno;
-
-		if (err == EEXIST)
-			rc = ctl_fail(err, "cannot begin transaction '%s': the name is taken", name);
-		else if (err == EAGAIN)
-			rc = ctl_fail(err, "cannot begin transaction '%s': too many open transactions",
-				      name);
-		else
-			rc = ctl_fail(err, "cannot begin transaction '%s'", name);
-		goto out;
-	}
-	if (timeout) {
-		char *tp = ctl_xasprintf("%s/.timeout_ms", dir);
-		int fd = open(tp, O_WRONLY | O_TRUNC | O_CLOEXEC), err;
-
-		err = fd < 0 ? -errno : ctl_write_all(fd, timeout, strlen(timeout));
-		if (fd >= 0 && close(fd) != 0 && !err)
-			err = -errno;
-		free(tp);
-		if (err) {
-			rc = ctl_fail(-err, "cannot set the timeout of transaction '%s'", name);
-			rmdir(dir);
-			goto out;
-		}
-	}
-	if (c->json) {
-		json_t *j = json_pack("{s:s,s:s}", "txn", name, "path", dir);
-
-		ctl_print_json(j, false);
-		json_decref(j);
-	} else {
-		printf("%s\t%s\n", name, dir);
-	}
-	rc = ctl_finish_stdout(CTL_EXIT_OK);
-out:
-	free(dir);
-	free(name);
-	return rc;
-}
-
-/* Usage checks of a transaction NAME and the mount; 0 or an exit code. */
-static int check_txn(struct ctl *c, const char *name)
-{
-	const char *why = ctl_check_name(name);
-
-	if (why)
-		return ctl_usage(c, "invalid transaction name '%s': %s", name, why);
-	return ctl_select_mount(c);
-}
-
-static int no_txn(const char *name)
-{
-	ctl_err("no transaction '%s'", name);
-	return CTL_EXIT_FAIL;
-}
-
-int ctl_cmd_txn_commit(struct ctl *c, int argc, char **argv)
-{
-	enum { OPT_NOTE = 2000, OPT_KEEP };
-	static const struct option lo[] = { { "note", required_argument, NULL, OPT_NOTE },
-					    { "keep", no_argument, NULL, OPT_KEEP },
-					    { 0 } };
-	struct strbuf b = { 0 };
-	const char *name, *note = NULL;
-	char *dir, *pending, *commit;
-	json_t *j = NULL;
-	bool keep = false;
-	int opt, stop, rc, err;
-
-	while ((opt = ctl_getopt(c, argc, argv, "", lo, &stop)) != -1) {
-		if (opt == -2)
-			return stop;
-		if (opt == OPT_KEEP)
-			keep = true;
-		else
-			note = optarg;
-	}
-	if (argc - optind != 1)
-		return ctl_usage(c, argc - optind ? "too many arguments" : "missing NAME");
-	name = argv[optind];
-	if ((rc = check_txn(c, name)))
-		return rc;
-	dir = ctl_mpath(c, ".tx/%s", name);
-	pending = ctl_xasprintf("%s/.commit.pending", dir);
-	commit = ctl_xasprintf("%s/.commit", dir);
-	if (access(dir, F_OK) != 0) {
-		rc = errno == ENOENT ? no_txn(name)
-				     : ctl_fail(errno, "cannot commit transaction '%s'", name);
-		goto out;
-	}
-	if (note) {
-		int fd = open(pending, O_WRONLY | O_TRUNC | O_CLOEXEC);
-
-		err = fd < 0 ? -errno : ctl_write_all(fd, note, strlen(note));
-		if (fd >= 0 && close(fd) != 0 && !err)
-			err = -errno;
-		if (err) {
-			rc = ctl_fail(-err, "cannot write the note of transaction '%s'", name);
-			goto out;
-		}
-	}
-	if (rename(pending, commit) != 0) {
-		json_t *s = NULL;
-		char *sp = ctl_xasprintf("%s/.status", dir);
-
-		err = errno;
-		if (ctl_read_path(sp, &b) == 0)
-			s = json_loadb(b.buf, b.len, 0, NULL);
-		free(sp);
-		if (err == ESTALE && ctl_json_str(s, "key", NULL)) {
-			ctl_err("cannot commit transaction '%s': conflict: another transaction "
-				"committed key '%s' since this one began (%s)",
-				name, ctl_json_str(s, "key", ""), strerror(err));
-			rc = CTL_EXIT_FAIL;
-		}
-		else if (err == ENOENT && !strcmp(ctl_json_str(s, "state", ""), "committed")) {
-			ctl_err("cannot commit transaction '%s': it is already committed (commit_ts "
-				"%lld)", name, (long long)ctl_json_int(s, "commit_ts", 0));
-			rc = CTL_EXIT_FAIL;
-		} else
-			rc = ctl_fail(err, "cannot commit transaction '%s'", name);
-		json_decref(s);
-		/* A conflict or an expiry is final: the directory is of no more use. */
-		if (err == ESTALE || err == ETIMEDOUT)
-			rmdir(dir);
-		goto out;
-	}
-	err = ctl_read_path(commit, &b);
-	if (!err) {
-		j = json_loadb(b.buf, b.len, 0, NULL);
-		if (!json_is_object(j))
-			err = -EINVAL;
-	}
-	if (err) {
-		rc = ctl_fail(-err, "committed transaction '%s', but cannot read '%s'", name, commit);
-		goto out;
-	}
-	if (c->json)
-		ctl_print_json(j, false);
-	else
-		printf("%lld\n", (long long)ctl_json_int(j, "commit_ts", 0));
-	rc = ctl_finish_stdout(CTL_EXIT_OK);
-	if (!keep && rmdir(dir) != 0)
-		ctl_err("warning: cannot remove '%s' after the commit: %s", dir, strerror(errno));
-out:
-	json_decref(j);
-	strbuf_release(&b);
-	free(commit);
-	free(pending);
-	free(dir);
-	return rc;
-}
-
-int ctl_cmd_txn_abort(struct ctl *c, int argc, char **argv)
-{
-	const char *name;
-	char *dir;
-	int rc = simple_args(c, argc, argv, 1, 1);
-
-	if (rc >= 0)
-		return rc;
-	name = argv[optind];
-	if ((rc = check_txn(c, name)))
-		return rc;
-	dir = ctl_mpath(c, ".tx/%s", name);
-	if (rmdir(dir) != 0)
-		rc = errno == ENOENT ? no_txn(name)
-				     : ctl_fail(errno, "cannot abort transaction '%s'", name);
-	free(dir);
 	return rc;
 }

@@ -85,6 +85,13 @@ int ctl_finish_stdout(int rc)
 	return rc;
 }
 
+void ctl_echo_line(const char *line, ssize_t len)
+{
+	fputs(line, stdout);
+	if (line[len - 1] != '\n')
+		putchar('\n');
+}
+
 static bool progress_shown;
 
 void ctl_progress(const struct ctl *c, const char *fmt, ...)
