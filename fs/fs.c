@@ -35,7 +35,6 @@ int fs_new(struct txn_engine *eng, const struct fs_options *opt, struct fs **out
 	fs->uid = geteuid();
 	fs->gid = getegid();
 	fs->start_ns = clock_now_ns(CLOCK_REALTIME);
-	fs->next_ino = INO_FIRST_DYNAMIC;
 	pthread_mutex_init(&fs->itable_lock, NULL);
 	pthread_mutex_init(&fs->ev_lock, NULL);
 	pthread_mutex_init(&fs->nq_lock, NULL);

@@ -148,11 +148,10 @@ struct fs {
 	struct evsize *ev_sizes;
 	unsigned n_ev_sizes;
 
-	/* Leaf lock: protects by_ino, by_key, next_ino and inode fields. */
+	/* Leaf lock: protects by_ino, by_key and inode fields. */
 	pthread_mutex_t itable_lock;
 	struct inode *by_ino;
 	struct inode *by_key;
-	uint64_t next_ino;
 
 	/* Leaf lock: protects the list of open handles, which fs_free() frees when the
 	 * kernel's releases never came (they are asynchronous and lost at unmount). */
@@ -275,6 +274,8 @@ void fs_irename(struct fs *fs, enum ikind from_kind, enum ikind to_kind, uint64_
 		const char *src, const char *dst, bool detach_dst);
 void fs_imove(struct fs *fs, enum ikind kind, uint64_t txn_id, const char *src, size_t slen,
 	      const char *dst, size_t dlen);
+void fs_iexchange(struct fs *fs, enum ikind kind, uint64_t txn_id, const char *a,
+		  const char *b);
 void fs_iwriter(struct fs *fs, uint64_t ino, int delta, size_t size);
 ssize_t fs_ipending_size(struct fs *fs, uint64_t ino);
 size_t fs_inodes_where(struct fs *fs, bool (*match)(const struct inode *, const void *),

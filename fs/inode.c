@@ -3,11 +3,22 @@
  * inode.c - the inode table of the mount: what each number names, how many lookups the
  * kernel holds, which writers have it open (fs layer).
  *
- * Design note 1.  Inodes are (area, transaction, path, type) tuples numbered on first
- * lookup and freed when the kernel forgets them; numbers are never reused.  The same
- * path in the live tree and in `.tx/A/` are different inodes, so each can be
- * invalidated on its own.  A path that changes from file to directory gets a new inode.
- * The names at the root have fixed numbers below INO_FIRST_DYNAMIC and no entry here.
+ * Design note 1.  Inodes are (area, transaction, path, type) tuples.  The kernel holds
+ * an inode from its first lookup until it forgets it (nlookup back to 0); the entry is
+ * freed then, but the number does not depend on that lifetime: it is a 64-bit hash of
+ * the tuple (the bytes of make_key()), so the same path has the same st_ino after a
+ * forget and after a restart of the daemon, for find, tar, rsync and git.  A collision
+ * (the number is taken by another inode the kernel still holds: another tuple with the
+ * same hash, the old inode of a path that was deleted or renamed away and created
+ * again, or a number below INO_FIRST_DYNAMIC or UNKNOWN_INO) takes the next number of
+ * the tuple's probe sequence (hash_probe()), so two inodes the kernel holds never
+ * share a number; such a path may get another number after its next forget.  The
+ * numbers depend on enum ikind's values and the byte order: stable across restarts of
+ * one build on one machine.  The same path in the live tree, in `.tx/A/` and in
+ * `.at/T/` are different tuples, so each can be invalidated on its own; a path that
+ * changes from file to directory is a new tuple and gets a new number.  A rename keeps
+ * the inode (and its number) under the new name, as the kernel does.  The names at the
+ * root have fixed numbers below INO_FIRST_DYNAMIC and no entry here.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -46,6 +57,39 @@ struct inode *fs_ifind_key_locked(struct fs *fs, enum ikind kind, uint64_t txn_i
 	return in;
 }
 
+/* The i-th candidate number of a key: FNV-1a over its bytes, then splitmix64's finaliser
+ * of the hash plus i times the golden ratio (i = 0 for nearly every inode). */
+static uint64_t hash_probe(const char *k, size_t kl, uint64_t i)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t j = 0; j < kl; j++) {
+		h ^= (unsigned char)k[j];
+		h *= 0x100000001b3ull;
+	}
+	h += i * 0x9e3779b97f4a7c15ull;
+	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+	h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+	h ^= h >> 31;
+	/* 63 bits: no tool that reads st_ino as signed sees a negative number */
+	return h & INT64_MAX;
+}
+
+/* The first number of k's probe sequence that no inode in the table has.  itable_lock. */
+static uint64_t ino_for_key_locked(struct fs *fs, const char *k, size_t kl)
+{
+	for (uint64_t i = 0;; i++) {
+		uint64_t ino = hash_probe(k, kl, i);
+		struct inode *in = NULL;
+
+		if (ino < INO_FIRST_DYNAMIC || ino == UNKNOWN_INO)
+			continue;
+		HASH_FIND(hh_ino, fs->by_ino, &ino, sizeof(ino), in);
+		if (!in)
+			return ino;
+	}
+}
+
 static void inode_free(struct inode *in)
 {
 	free(in->key);
@@ -73,7 +117,7 @@ static struct inode *inode_new_locked(struct fs *fs, enum ikind kind, uint64_t t
 	in->txn_id = txn_id;
 	in->key = k;
 	in->keylen = kl;
-	in->ino = fs->next_ino;
+	in->ino = ino_for_key_locked(fs, k, kl);
 	in->hashed = true;
 	HASH_ADD(hh_ino, fs->by_ino, ino, sizeof(in->ino), in);
 	if (!HASH_ADDED(hh_ino, in)) {
@@ -86,7 +130,6 @@ static struct inode *inode_new_locked(struct fs *fs, enum ikind kind, uint64_t t
 		inode_free(in);
 		return NULL;
 	}
-	fs->next_ino++;
 	return in;
 }
 
@@ -335,6 +378,28 @@ void fs_imove(struct fs *fs, enum ikind kind, uint64_t txn_id, const char *src, 
 			free(np);
 		}
 	}
+	pthread_mutex_unlock(&fs->itable_lock);
+}
+
+/*
+ * A successful RENAME_EXCHANGE of the keys a and b in one view: the kernel swapped the
+ * two entries, so the inode that named a now names b and the other way round.
+ */
+void fs_iexchange(struct fs *fs, enum ikind kind, uint64_t txn_id, const char *a,
+		  const char *b)
+{
+	size_t alen = strlen(a), blen = strlen(b);
+	struct inode *ia, *ib;
+
+	pthread_mutex_lock(&fs->itable_lock);
+	ia = fs_ifind_key_locked(fs, kind, txn_id, TXN_FILE, a, alen);
+	ib = fs_ifind_key_locked(fs, kind, txn_id, TXN_FILE, b, blen);
+	fs_iunhash_locked(fs, ia);
+	fs_iunhash_locked(fs, ib);
+	if (ia)
+		fs_irekey_locked(fs, ia, kind, b, blen);
+	if (ib)
+		fs_irekey_locked(fs, ib, kind, a, alen);
 	pthread_mutex_unlock(&fs->itable_lock);
 }
 

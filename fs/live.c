@@ -127,7 +127,9 @@ static void waiter_done(struct txn_commit_req *creq, int err)
 		fs_reply_err(w->req, err);
 		break;
 	case W_RENAME:
-		if (!err)
+		if (!err && creq->kind == TXN_AUTO_EXCHANGE)
+			fs_iexchange(fs, IK_LIVE, 0, creq->path, creq->path2);
+		else if (!err)
 			fs_imove(fs, IK_LIVE, 0, creq->path, strlen(creq->path), creq->path2,
 				 strlen(creq->path2));
 		fs_reply_err(w->req, err);
@@ -492,7 +494,7 @@ static int live_rename(struct fs *fs, fuse_req_t req, char *src, char *dst, unsi
 		free(dst);
 		return -ENOMEM;
 	}
-	c->kind = TXN_AUTO_RENAME;
+	c->kind = flags & RENAME_EXCHANGE ? TXN_AUTO_EXCHANGE : TXN_AUTO_RENAME;
 	c->path = src;
 	c->path2 = dst;
 	c->noreplace = flags & RENAME_NOREPLACE;
@@ -524,6 +526,10 @@ int fs_view_rename(struct fs *fs, fuse_req_t req, const struct iref *p, const ch
 		err = -ENOMEM;
 	} else if (!tx) {
 		return live_rename(fs, req, src, dst, flags);
+	} else if (flags & RENAME_EXCHANGE) {
+		err = txn_stage_exchange(fs->eng, tx, src, slen, dst, dlen);
+		if (!err)
+			fs_iexchange(fs, IK_TXPATH, txn_id(tx), src, dst);
 	} else {
 		err = txn_stage_rename(fs->eng, tx, src, slen, dst, dlen, flags & RENAME_NOREPLACE);
 		if (!err)

@@ -351,11 +351,25 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	blob_unref(b);
 }
 
+/* h's buffer changed: tell the area and the inode table.  h->lock held. */
+static int handle_changed(struct fs *fs, struct handle *h, uint64_t ino)
+{
+	const struct fs_area_ops *a = fs_area(h->ir.kind);
+	int err = 0;
+
+	h->dirty = true;
+	h->written = true;
+	if (a->written)
+		err = a->written(fs, h);
+	if (!err)
+		fs_iwriter(fs, ino, 0, h->size);
+	return err;
+}
+
 /* Copy a write into h's buffer and tell the area.  h->lock held. */
 static int handle_write(struct fs *fs, struct handle *h, const char *buf, size_t size,
 			off_t off, uint64_t ino)
 {
-	const struct fs_area_ops *a = fs_area(h->ir.kind);
 	size_t end = (size_t)off + size;
 	int err = fs_handle_reserve(h, end + 1);
 
@@ -366,13 +380,7 @@ static int handle_write(struct fs *fs, struct handle *h, const char *buf, size_t
 	memcpy(h->buf + off, buf, size);
 	if (end > h->size)
 		h->size = end;
-	h->dirty = true;
-	h->written = true;
-	if (a->written)
-		err = a->written(fs, h);
-	if (!err)
-		fs_iwriter(fs, ino, 0, h->size);
-	return err;
+	return handle_changed(fs, h, ino);
 }
 
 static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -419,6 +427,45 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t 
 		 * again, or they would read zeros past the committed end. */
 		fs_queue_inval(fs, ino);
 	}
+}
+
+/*
+ * fallocate mode 0 on a write handle: the buffer grows with zeros to off + len (it never
+ * shrinks), up to max_value_bytes (EFBIG beyond, and the value stays as it was).  The
+ * other modes (keep size, punch a hole, ...) have no meaning for a value: EOPNOTSUPP.
+ */
+static void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			    struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	bool live;
+	int err = 0;
+
+	if (mode != 0)
+		err = -EOPNOTSUPP;
+	else if (!h || h->kind != H_WRITE)
+		err = -EBADF;
+	else if (off < 0 || len <= 0)
+		err = -EINVAL;
+	else if ((uint64_t)off + (uint64_t)len > txn_engine_options(fs->eng)->max_value_bytes)
+		err = -EFBIG;
+	if (err) {
+		fs_reply_err(req, err);
+		return;
+	}
+	live = fs_area(h->ir.kind)->live;
+	err = live ? 0 : fs_writable(fs, &h->ir);
+	pthread_mutex_lock(&h->lock);
+	if (!err && (size_t)(off + len) > h->size) {
+		err = fs_handle_resize(h, (size_t)(off + len));
+		if (!err)
+			err = handle_changed(fs, h, ino);
+	}
+	pthread_mutex_unlock(&h->lock);
+	fs_reply_err(req, err);
+	if (!err && live)
+		fs_queue_inval(fs, ino); /* as after a write: the kernel grew the shared size */
 }
 
 static void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -599,10 +646,6 @@ static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	const struct fs_area_ops *a;
 	int err;
 
-	if (flags & RENAME_EXCHANGE) {
-		fs_reply_err(req, -EINVAL);
-		return;
-	}
 	err = fs_iget(fs, parent, &p);
 	if (!err)
 		err = fs_iget(fs, newparent, &np);
@@ -620,6 +663,55 @@ static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fs_reply_err(req, err);
 	fs_iref_release(&p);
 	fs_iref_release(&np);
+}
+
+/*
+ * symlink, mknod (mkfifo) and link: the tree holds keys and directories only, so these
+ * fail with EPERM, as on file systems without such files, after the checks a local
+ * file system makes first: EEXIST for a name that exists (the kernel answers it for
+ * names it has cached), then EROFS in a read-only area or a committed transaction.
+ */
+static int refuse_new_name(struct fs *fs, fuse_ino_t parent, const char *name)
+{
+	const struct fs_area_ops *a;
+	struct iref p, t = { 0 };
+	int err = fs_iget(fs, parent, &p);
+
+	if (!err) {
+		a = fs_area(p.kind);
+		if (a->lookup && a->lookup(fs, &p, name, &t) == 0)
+			err = -EEXIST;
+		else if (a->read_only)
+			err = -EROFS;
+		else if (a->writable)
+			err = a->writable(fs, &p);
+	}
+	if (!err)
+		err = check_new_name(&p, name);
+	fs_iref_release(&t);
+	fs_iref_release(&p);
+	return err ? err : -EPERM;
+}
+
+static void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	fs_reply_err(req, refuse_new_name(fs_of(req), parent, name));
+}
+
+static void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			dev_t rdev)
+{
+	fs_reply_err(req, refuse_new_name(fs_of(req), parent, name));
+}
+
+static void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	struct fs *fs = fs_of(req);
+	struct iref r;
+	int err = fs_iget(fs, ino, &r);
+
+	fs_iref_release(&r);
+	fs_reply_err(req, err ? err : refuse_new_name(fs, newparent, newname));
 }
 
 /* ---- setattr ------------------------------------------------------------------------- */
@@ -899,6 +991,10 @@ static const struct fuse_lowlevel_ops ops = {
 	.removexattr = fs_op_removexattr,
 	.create = fs_op_create,
 	.poll = fs_op_poll,
+	.fallocate = fs_op_fallocate,
+	.symlink = fs_op_symlink,
+	.mknod = fs_op_mknod,
+	.link = fs_op_link,
 };
 
 const void *fs_ops(size_t *size)

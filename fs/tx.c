@@ -413,6 +413,8 @@ static int txroot_rename(struct fs *fs, fuse_req_t req, const struct iref *p, co
 {
 	int err;
 
+	if ((flags & RENAME_EXCHANGE) && (name[0] == '.' || newname[0] == '.'))
+		return -EINVAL; /* notes and control files are not keys to swap */
 	if (np->kind == IK_TXROOT && p->txn_id == np->txn_id &&
 	    rename_top(fs, req, p, name, newname, &err))
 		return err;

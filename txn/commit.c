@@ -419,6 +419,48 @@ static int apply_rename(struct txn_engine *eng, struct batch *b, struct txn_comm
 	return apply_rename_dir(eng, b, req, src, ts, time_ns, eb);
 }
 
+/* A key's committed value at the head: -ENOENT for nothing, -EINVAL for a directory. */
+static int head_key_value(struct txn_engine *eng, const char *path, size_t len,
+			  struct blob **out)
+{
+	struct node *n = txn_node_find(eng, path, len);
+
+	if (n && txn_node_head_live(n)) {
+		*out = n->versions->value;
+		return 0;
+	}
+	if (n && (n->head_desc > 0 || n->explicit_dir || txn_node_has_explicit_child(n)))
+		return -EINVAL;
+	return -ENOENT;
+}
+
+/* RENAME_EXCHANGE of two keys: each gets the other's value, in this one commit. */
+static int apply_exchange(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
+			  int64_t ts, int64_t time_ns, struct ev_build *eb)
+{
+	size_t alen = strlen(req->path), blen = strlen(req->path2);
+	struct blob *va = NULL, *vb = NULL;
+	int64_t version;
+	int err = head_key_value(eng, req->path, alen, &va);
+
+	if (!err)
+		err = head_key_value(eng, req->path2, blen, &vb);
+	if (err || (alen == blen && memcmp(req->path, req->path2, alen) == 0))
+		return err;
+	blob_ref(va);
+	blob_ref(vb);
+	err = apply_op(eng, b, req->path, alen, vb, ts, time_ns, &version);
+	if (!err)
+		err = ev_add(b, eb, req->path, alen, vb, version);
+	if (!err)
+		err = apply_op(eng, b, req->path2, blen, va, ts, time_ns, &version);
+	if (!err)
+		err = ev_add(b, eb, req->path2, blen, va, version);
+	blob_unref(va);
+	blob_unref(vb);
+	return err;
+}
+
 int txn_apply_auto(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
 		   int64_t ts, int64_t time_ns, struct ev_build *eb)
 {
@@ -436,6 +478,8 @@ int txn_apply_auto(struct txn_engine *eng, struct batch *b, struct txn_commit_re
 	}
 	if (req->kind == TXN_AUTO_ATTR)
 		return apply_attr(eng, b, req, eb);
+	if (req->kind == TXN_AUTO_EXCHANGE)
+		return apply_exchange(eng, b, req, ts, time_ns, eb);
 	return apply_rename(eng, b, req, ts, time_ns, eb);
 }
 

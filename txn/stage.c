@@ -371,6 +371,51 @@ out:
 	return err;
 }
 
+/* A key's value in the view for an exchange: -EINVAL for a directory. */
+static int view_key_value(struct txn_engine *eng, struct txn *tx, const char *path,
+			  size_t len, struct blob **out)
+{
+	struct txn_entry e;
+	int err = txn_view_resolve(eng, tx, path, len, &e, out);
+
+	if (!err && e.type != TXN_FILE) {
+		blob_unref(*out);
+		*out = NULL;
+		err = -EINVAL;
+	}
+	return err;
+}
+
+int txn_stage_exchange(struct txn_engine *eng, struct txn *tx, const char *a, size_t alen,
+		       const char *b, size_t blen)
+{
+	struct blob *va = NULL, *vb = NULL;
+	int err = txn_path_check(a, alen);
+
+	if (!err)
+		err = txn_path_check(b, blen);
+	if (err)
+		return err;
+	STAGE_BEGIN(eng, tx);
+	err = txn_stage_state_err(tx);
+	if (!err)
+		err = view_key_value(eng, tx, a, alen, &va);
+	if (!err)
+		err = view_key_value(eng, tx, b, blen, &vb);
+	if (!err && !(alen == blen && memcmp(a, b, alen) == 0)) {
+		/* both are keys of the view: each put only replaces a value */
+		err = stage_put_locked(eng, tx, a, alen, vb);
+		vb = NULL;
+		if (!err)
+			err = stage_put_locked(eng, tx, b, blen, va);
+		va = NULL;
+	}
+	STAGE_END(eng, tx);
+	blob_unref(va);
+	blob_unref(vb);
+	return err;
+}
+
 int txn_stage_mkdir(struct txn_engine *eng, struct txn *tx, const char *path, size_t len)
 {
 	struct txn_entry e;

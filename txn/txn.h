@@ -176,8 +176,16 @@ int txn_live_rmdir(struct txn_engine *eng, const char *path, size_t len);
 /* ---- commits -------------------------------------------------------------------------- */
 
 /* TXN_AUTO_ATTR sets (attr.own) or clears (!attr.own) the attributes of the namespace
- * or agent directory at path. */
-enum txn_auto_kind { TXN_AUTO_PUT = 1, TXN_AUTO_DELETE, TXN_AUTO_RENAME, TXN_AUTO_ATTR };
+ * or agent directory at path.  TXN_AUTO_EXCHANGE swaps the values of the keys path and
+ * path2 (rename with RENAME_EXCHANGE): a put of each other's value on both, one commit;
+ * -ENOENT when either is missing, -EINVAL when either is a directory. */
+enum txn_auto_kind {
+	TXN_AUTO_PUT = 1,
+	TXN_AUTO_DELETE,
+	TXN_AUTO_RENAME,
+	TXN_AUTO_ATTR,
+	TXN_AUTO_EXCHANGE
+};
 
 /* Paths of keys a commit wrote or deleted, for cache invalidation; a path of one or two
  * components is a namespace or agent whose attributes changed (everything below it). */
@@ -259,6 +267,10 @@ int txn_stage_put(struct txn_engine *eng, struct txn *tx, const char *path, size
 int txn_stage_delete(struct txn_engine *eng, struct txn *tx, const char *path, size_t len);
 int txn_stage_rename(struct txn_engine *eng, struct txn *tx, const char *src, size_t slen,
 		     const char *dst, size_t dlen, bool noreplace);
+/* Stages a put of each other's value on the keys a and b (RENAME_EXCHANGE); -ENOENT
+ * when either is missing in the view, -EINVAL when either is a directory. */
+int txn_stage_exchange(struct txn_engine *eng, struct txn *tx, const char *a, size_t alen,
+		       const char *b, size_t blen);
 int txn_stage_mkdir(struct txn_engine *eng, struct txn *tx, const char *path, size_t len);
 int txn_stage_rmdir(struct txn_engine *eng, struct txn *tx, const char *path, size_t len);
 /* May tx take writes now?  0, or -ETIMEDOUT, -ESTALE, -EROFS (committed), -EBUSY

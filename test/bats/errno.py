@@ -14,10 +14,38 @@ exact errno go through this helper.  Usage: errno.py OP PATH [ARG]
   setxattr PATH NAME  setxattr(2) NAME to the value "1"
   chmod PATH MODE     chmod(2), MODE in octal
   chown PATH UID:GID  chown(2) (-1 leaves one unchanged)
+  symlink PATH TARGET / link PATH SRC / mknod PATH / mkfifo PATH: create PATH so
+  exchange A B        renameat2(A, B, RENAME_EXCHANGE)
+  fallocate PATH N[:MODE]  open O_WRONLY, fallocate(fd, MODE (default 0), 0, N), close
 """
+import ctypes
 import errno
 import os
+import stat
 import sys
+
+AT_FDCWD = -100
+RENAME_EXCHANGE = 2
+LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def check(rc):
+    if rc != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+def exchange(a, b):
+    check(LIBC.renameat2(AT_FDCWD, a.encode(), AT_FDCWD, b.encode(), RENAME_EXCHANGE))
+
+
+def fallocate(path, arg):
+    n, _, mode = arg.partition(":")
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        check(LIBC.fallocate(fd, int(mode or 0), ctypes.c_long(0), ctypes.c_long(int(n))))
+    finally:
+        os.close(fd)
 
 
 def run(op, path, arg=None):
@@ -58,6 +86,18 @@ def run(op, path, arg=None):
         os.setxattr(path, arg, b"1")
     elif op == "chmod":
         os.chmod(path, int(arg, 8))
+    elif op == "symlink":
+        os.symlink(arg, path)
+    elif op == "link":
+        os.link(arg, path)
+    elif op == "mknod":
+        os.mknod(path, 0o644 | stat.S_IFREG)
+    elif op == "mkfifo":
+        os.mkfifo(path)
+    elif op == "exchange":
+        exchange(path, arg)
+    elif op == "fallocate":
+        fallocate(path, arg)
     elif op == "chown":
         uid, gid = arg.split(":")
         os.chown(path, int(uid), int(gid))

@@ -992,6 +992,52 @@ static void a_staged_rename_moves_the_value_inside_the_view_only(void **state)
 	assert_i64_equal(version_of(f, NULL, "ns/a/dst"), 1);
 }
 
+static int exchange(struct fx *f, const char *a, const char *b, int64_t *ts)
+{
+	struct done d = { 0 };
+
+	return run_auto(f, auto_req(TXN_AUTO_EXCHANGE, a, b, NULL, 0, &d), ts);
+}
+
+static void an_exchange_swaps_two_values_in_one_commit(void **state)
+{
+	struct fx *f = *state;
+	int64_t ts = -1, before = -1;
+
+	assert_errno(put(f, "ns/a/x", "one", NULL), 0);
+	assert_errno(put(f, "ns/a/y", "second", &before), 0);
+	assert_errno(exchange(f, "ns/a/x", "ns/a/y", &ts), 0);
+	assert_i64_equal(ts, before + 1);
+	assert_value(f, NULL, "ns/a/x", "second");
+	assert_value(f, NULL, "ns/a/y", "one");
+	assert_i64_equal(version_of(f, NULL, "ns/a/x"), 2);
+	assert_i64_equal(version_of(f, NULL, "ns/a/y"), 2);
+	assert_errno(exchange(f, "ns/a/x", "ns/a/none", NULL), -ENOENT);
+	assert_errno(put(f, "ns/a/d/k", "v", NULL), 0);
+	assert_errno(exchange(f, "ns/a/x", "ns/a/d", NULL), -EINVAL);
+	assert_value(f, NULL, "ns/a/x", "second");
+}
+
+static void a_staged_exchange_swaps_two_values_inside_the_view_only(void **state)
+{
+	struct fx *f = *state;
+	struct txn *tx;
+
+	assert_errno(put(f, "ns/a/x", "one", NULL), 0);
+	assert_errno(put(f, "ns/a/y", "second", NULL), 0);
+	assert_errno(put(f, "ns/a/d/k", "v", NULL), 0);
+	tx = begin(f, "t");
+	assert_errno(txn_stage_exchange(f->eng, tx, "ns/a/x", 6, "ns/a/none", 9), -ENOENT);
+	assert_errno(txn_stage_exchange(f->eng, tx, "ns/a/x", 6, "ns/a/d", 6), -EINVAL);
+	assert_errno(txn_stage_exchange(f->eng, tx, "ns/a/x", 6, "ns/a/y", 6), 0);
+	assert_value(f, tx, "ns/a/x", "second");
+	assert_value(f, tx, "ns/a/y", "one");
+	assert_value(f, NULL, "ns/a/x", "one");
+	assert_errno(commit(f, tx, NULL), 0);
+	assert_value(f, NULL, "ns/a/x", "second");
+	assert_value(f, NULL, "ns/a/y", "one");
+}
+
 static void a_staged_directory_rename_moves_every_key_below_it(void **state)
 {
 	struct fx *f = *state;
@@ -2169,6 +2215,8 @@ int main(void)
 		T(staging_follows_the_key_versus_prefix_rules_of_the_view),
 		T(staging_checks_names_depth_and_max_value_bytes),
 		T(a_staged_rename_moves_the_value_inside_the_view_only),
+		T(an_exchange_swaps_two_values_in_one_commit),
+		T(a_staged_exchange_swaps_two_values_inside_the_view_only),
 		T(a_staged_directory_rename_moves_every_key_below_it),
 		T(note_files_can_be_written_renamed_and_committed_under_any_name),
 		T(a_committed_transaction_is_read_only_and_its_view_is_gone),
