@@ -272,19 +272,20 @@ unlock:
 	return err;
 }
 
-/* Every head-live key at or below node n, as paths. */
-static int collect_head_keys(struct node *n, struct dirents *out)
+/* Every head-live key (dirs false) or explicit directory (dirs true) at or below node
+ * n, as paths, parents first. */
+static int collect_head(struct node *n, bool dirs, struct dirents *out)
 {
 	struct node *c, *tmp;
 	int err = 0;
 
-	if (txn_node_head_live(n)) {
+	if (dirs ? n->dir_head : txn_node_head_live(n)) {
 		size_t len;
 		char *p = txn_node_path(n, &len);
 
 		if (!p)
 			return -ENOMEM;
-		err = dirents_add(out, p, len, TXN_FILE);
+		err = dirents_add(out, p, len, dirs ? TXN_DIR : TXN_FILE);
 		free(p);
 		if (err)
 			return err;
@@ -292,34 +293,7 @@ static int collect_head_keys(struct node *n, struct dirents *out)
 	if (n->head_desc == 0)
 		return 0;
 	HASH_ITER(hh, n->children, c, tmp) {
-		err = collect_head_keys(c, out);
-		if (err)
-			return err;
-	}
-	return 0;
-}
-
-/* Every explicit directory at or below node n at the head, parents first. */
-static int collect_head_dirs(struct node *n, struct dirents *out)
-{
-	struct node *c, *tmp;
-	int err = 0;
-
-	if (n->dir_head) {
-		size_t len;
-		char *p = txn_node_path(n, &len);
-
-		if (!p)
-			return -ENOMEM;
-		err = dirents_add(out, p, len, TXN_DIR);
-		free(p);
-		if (err)
-			return err;
-	}
-	if (n->head_desc == 0)
-		return 0;
-	HASH_ITER(hh, n->children, c, tmp) {
-		err = collect_head_dirs(c, out);
+		err = collect_head(c, dirs, out);
 		if (err)
 			return err;
 	}
@@ -333,7 +307,7 @@ static int move_dirs(struct txn_engine *eng, struct batch *b, struct ev_build *e
 		     int64_t time_ns)
 {
 	struct dirents dirs = DIRENTS_INIT;
-	int err = collect_head_dirs(src, &dirs);
+	int err = collect_head(src, true, &dirs);
 
 	for (size_t i = dirs.n; i-- > 0 && !err;)
 		err = apply_dir(eng, b, eb, dirs.v[i].name, strlen(dirs.v[i].name), false, false,
@@ -476,7 +450,7 @@ static int apply_rename_dir(struct txn_engine *eng, struct batch *b, struct txn_
 {
 	size_t len = strlen(req->path), dlen = strlen(req->path2);
 	struct dirents keys = DIRENTS_INIT;
-	int err = collect_head_keys(src, &keys);
+	int err = collect_head(src, false, &keys);
 
 	for (size_t i = 0; i < keys.n && !err; i++) {
 		const char *kp = keys.v[i].name;
