@@ -298,9 +298,9 @@ static bool staged_below(struct txn *tx, const char *path, size_t len)
 	return false;
 }
 
-/* Is committed explicit directory n (path buf[0..len)) there in tx's view, or removed
- * by a staged rmdir or delete?  Directories are not versioned: a transaction sees the
- * published ones. */
+/* Is n a committed explicit directory (at path) still there in tx's view, not removed
+ * by a staged rmdir?  Directories are not versioned: a transaction sees the published
+ * ones. */
 bool txn_dir_kept_in_tx(struct txn *tx, const struct node *n, const char *path, size_t len)
 {
 	struct staged *s;
@@ -311,7 +311,8 @@ bool txn_dir_kept_in_tx(struct txn *tx, const struct node *n, const char *path, 
 	return !s || s->kind == ST_DIR;
 }
 
-/* Does some key below node n (whose path is buf[0..len)) exist in tx's view? */
+/* Does some key or explicit directory below node n (whose path is buf[0..len)) exist
+ * in tx's view? */
 static bool snapshot_below(struct txn *tx, struct node *n, char *buf, size_t len, size_t cap)
 {
 	struct node *c, *tmp;
