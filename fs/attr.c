@@ -70,7 +70,9 @@ void fs_fill_attr(struct fs *fs, struct stat *st, uint64_t ino, enum txn_type ty
 	st->st_gid = fs->gid;
 	if (type == TXN_DIR) {
 		st->st_mode = S_IFDIR | (perm ? perm : 0755);
-		st->st_nlink = 2;
+		/* 1: "not counted", as on btrfs; find and fts then never take a directory
+		 * for a leaf by its link count, and no stat walks the children. */
+		st->st_nlink = 1;
 		st->st_size = 0;
 	} else {
 		st->st_mode = S_IFREG | (perm ? perm : 0644);
@@ -84,7 +86,7 @@ void fs_fill_attr(struct fs *fs, struct stat *st, uint64_t ino, enum txn_type ty
 	st->st_mtim.tv_sec = time_ns / 1000000000;
 	st->st_mtim.tv_nsec = time_ns % 1000000000;
 	st->st_atim = st->st_mtim;
-	st->st_ctim = st->st_mtim;
+	st->st_ctim = st->st_mtim; /* a directory's: when its entries last changed */
 }
 
 /*

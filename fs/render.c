@@ -216,7 +216,23 @@ static int render_attr_op(json_t *jo, const struct txn_op *op)
 	return 0;
 }
 
-/* A put or delete of "ns/agent/key"; -EIO for a path with fewer components. */
+static const char *key_op_name(enum txn_op_kind k)
+{
+	switch (k) {
+	case TXN_OP_PUT:
+		return "put";
+	case TXN_OP_MKDIR:
+		return "mkdir";
+	case TXN_OP_RMDIR:
+		return "rmdir";
+	default:
+		return "delete";
+	}
+}
+
+/* A put or delete of "ns/agent/key", or a mkdir or rmdir of the directory
+ * "ns/agent/dir" (without version: a directory has none); -EIO for a path with fewer
+ * components. */
 static int render_key_op(json_t *jo, const struct txn_op *op)
 {
 	const char *s1 = memchr(op->path, '/', op->path_len);
@@ -232,7 +248,9 @@ static int render_key_op(json_t *jo, const struct txn_op *op)
 	kl = op->path_len - (size_t)(s2 + 1 - op->path);
 	k = json_stringn(s2 + 1, kl);
 	json_object_set_new(jo, "key", k ? k : json_stringn_nocheck(s2 + 1, kl));
-	json_set_str(jo, "op", op->kind == TXN_OP_PUT ? "put" : "delete");
+	json_set_str(jo, "op", key_op_name(op->kind));
+	if (op->kind == TXN_OP_MKDIR || op->kind == TXN_OP_RMDIR)
+		return 0;
 	json_object_set_new(jo, "version", json_integer(op->version));
 	if (op->kind == TXN_OP_PUT)
 		return set_bytes(jo, "value", op->value ? op->value : "", op->value_len);

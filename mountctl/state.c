@@ -290,7 +290,8 @@ out:
 	return rc;
 }
 
-/* mkdir -p of the directories a key with '/' lives in (they exist only while keys do). */
+/* mkdir -p of the directories a key with '/' lives in (each one made is a commit of its
+ * own, and stays until rmdir). */
 static int make_key_dirs(const char *path, size_t base_len)
 {
 	char *p = ctl_xstrdup(path);

@@ -5,10 +5,14 @@
  *
  * File layout (little endian as on the host; a snapshot is read by the machine that
  * wrote it):
- *   "SHSNAP01" | u64 commit_ts | i64 time_ns | u64 entries |
+ *   "SHSNAP02" | u64 commit_ts | i64 time_ns | u64 entries |
  *   entries: u32 path_len | path | i64 version | i64 commit_ts | i64 time_ns |
- *            u8 deleted | u32 value_len | value |
+ *            u8 flags | u32 value_len | value |
  *   u32 crc32 of everything before it | "SHSNAPEND"
+ * flags: 1 a deleted key, 2 an explicit directory, 4 a directory's time only (time_ns:
+ * when its entries last changed).  Version 01 files (written before
+ * directories were state) have the same layout with flags 0 or 1 and still load; an
+ * older daemon skips a 02 file as not its own and replays the whole log instead.
  * The CRC and the end marker make a truncated or damaged file fail validation as a
  * whole, before anything of it is applied.
  */
@@ -31,7 +35,11 @@
 #include "grow.h"
 #include "log.h"
 
-#define SNAP_MAGIC "SHSNAP01"
+#define SNAP_MAGIC "SHSNAP02"
+#define SNAP_MAGIC_V1 "SHSNAP01"
+#define SNAP_DELETED 1
+#define SNAP_DIR_ENTRY 2
+#define SNAP_DIR_TIME 4
 #define SNAP_END "SHSNAPEND"
 #define SNAP_DIR "snapshots"
 
@@ -172,7 +180,9 @@ static void write_entries(struct wbuf *w, store_snap_next_fn next, void *arg,
 
 	while (!w->err && (rc = next(arg, &e)) == 1) {
 		uint32_t pl = (uint32_t)e.path_len, vl = (uint32_t)e.value_len;
-		unsigned char del = e.deleted ? 1 : 0;
+		unsigned char del = (e.deleted ? SNAP_DELETED : 0) |
+				    (e.dir == STORE_SNAP_DIR ? SNAP_DIR_ENTRY : 0) |
+				    (e.dir == STORE_SNAP_DIR_TIME ? SNAP_DIR_TIME : 0);
 
 		wput(w, &pl, 4, 1);
 		wput(w, e.path, e.path_len, 1);
@@ -301,7 +311,8 @@ static int snap_validate(const unsigned char *m, size_t size, int64_t *ts, int64
 	uint32_t stored;
 	uLong crc;
 
-	if (size < ml + 24 + 4 + el || memcmp(m, SNAP_MAGIC, ml) != 0 ||
+	if (size < ml + 24 + 4 + el ||
+	    (memcmp(m, SNAP_MAGIC, ml) != 0 && memcmp(m, SNAP_MAGIC_V1, ml) != 0) ||
 	    memcmp(m + size - el, SNAP_END, el) != 0)
 		return -EIO;
 	memcpy(ts, m + ml, 8);
@@ -316,8 +327,9 @@ static int snap_validate(const unsigned char *m, size_t size, int64_t *ts, int64
 	return (uint32_t)crc == stored ? 0 : -EIO;
 }
 
+/* Every entry to fn; *n_keys gets how many are not directories. */
 static int snap_apply(const unsigned char *m, size_t size, uint64_t count, store_snap_fn fn,
-		      void *arg)
+		      void *arg, uint64_t *n_keys)
 {
 	struct rbuf r = { m + strlen(SNAP_MAGIC) + 24, m + size - strlen(SNAP_END) - 4 };
 
@@ -334,15 +346,20 @@ static int snap_apply(const unsigned char *m, size_t size, uint64_t count, store
 		r.p += pl;
 		if (rget(&r, &e.version, 8) || rget(&r, &e.commit_ts, 8) ||
 		    rget(&r, &e.time_ns, 8) || rget(&r, &del, 1) || rget(&r, &vl, 4) ||
-		    (size_t)(r.end - r.p) < vl)
+		    (size_t)(r.end - r.p) < vl ||
+		    (del != 0 && del != SNAP_DELETED && del != SNAP_DIR_ENTRY && del != SNAP_DIR_TIME))
 			return -EIO;
-		e.deleted = del;
+		e.deleted = del == SNAP_DELETED;
+		e.dir = del == SNAP_DIR_ENTRY ? STORE_SNAP_DIR
+			: del == SNAP_DIR_TIME ? STORE_SNAP_DIR_TIME : 0;
 		e.value = r.p;
 		e.value_len = vl;
 		r.p += vl;
 		err = fn(arg, &e);
 		if (err)
 			return err;
+		if (!e.dir)
+			(*n_keys)++;
 	}
 	return r.p == r.end ? 0 : -EIO;
 }
@@ -353,6 +370,7 @@ int store_snapshot_load(const char *datadir, int64_t max_ts, store_snap_fn fn, v
 	char dir[PATH_MAX];
 	int64_t *snaps = NULL;
 	size_t nsnaps = 0;
+	uint64_t keys = 0;
 	int err;
 
 	*ts_out = 0;
@@ -407,12 +425,12 @@ int store_snapshot_load(const char *datadir, int64_t max_ts, store_snap_fn fn, v
 			err = 0;
 			continue;
 		}
-		err = snap_apply(m, (size_t)st.st_size, count, fn, arg);
+		err = snap_apply(m, (size_t)st.st_size, count, fn, arg, &keys);
 		munmap(m, (size_t)st.st_size);
 		if (err)
 			break; /* applied partly: the caller must start over from the log */
 		*ts_out = ts;
-		*n_out = count;
+		*n_out = keys;
 		break;
 	}
 	free(snaps);

@@ -50,14 +50,15 @@ static struct sqlite_store *to_sqlite(struct store *st)
 	return (struct sqlite_store *)st;
 }
 
-/* The columns of ops; op 3 (STORE_ATTR) since schema 2. */
+/* The columns of ops; op 3 (STORE_ATTR) since schema 2, ops 4 and 5 (STORE_MKDIR,
+ * STORE_RMDIR) since schema 3. */
 #define OPS_COLUMNS                                                                        \
 	"(commit_ts INTEGER NOT NULL,"                                                     \
 	"  idx INTEGER NOT NULL,"                                                          \
 	"  ns TEXT NOT NULL,"                                                              \
 	"  agent TEXT NOT NULL,"                                                           \
 	"  key TEXT NOT NULL,"                                                             \
-	"  op INTEGER NOT NULL CHECK (op IN (1, 2, 3)),"                                   \
+	"  op INTEGER NOT NULL CHECK (op IN (1, 2, 3, 4, 5)),"                             \
 	"  version INTEGER NOT NULL,"                                                      \
 	"  value BLOB,"                                                                    \
 	"  PRIMARY KEY (commit_ts, idx)) WITHOUT ROWID"
@@ -85,11 +86,12 @@ static const char schema_sql[] =
 	"  snapshot_ts INTEGER NOT NULL,"
 	"  events_replayed INTEGER NOT NULL,"
 	"  head_ts INTEGER NOT NULL);"
-	"INSERT OR IGNORE INTO meta(name, value) VALUES ('schema', 2);";
+	"INSERT OR IGNORE INTO meta(name, value) VALUES ('schema', 3);";
 
-/* Schema 1 -> 2: ops may hold owner records (op 3).  SQLite cannot change a CHECK
- * constraint in place, so the table is copied, in one transaction. */
-static const char migrate_1_2_sql[] =
+/* Schema 1 or 2 -> 3: ops may hold owner records (op 3, schema 2) and directories (ops 4
+ * and 5, schema 3).  SQLite cannot change a CHECK constraint in place, so the table is
+ * copied, in one transaction; the rows stay as they are. */
+static const char migrate_ops_sql[] =
 	"BEGIN IMMEDIATE;"
 	"CREATE TABLE ops2" OPS_COLUMNS ";"
 	"INSERT INTO ops2 SELECT commit_ts, idx, ns, agent, key, op, version, value FROM ops;"
@@ -97,7 +99,7 @@ static const char migrate_1_2_sql[] =
 	"ALTER TABLE ops2 RENAME TO ops;"
 	"CREATE INDEX ops_by_key_ts ON ops(ns, agent, key, commit_ts, version);"
 	"CREATE INDEX ops_by_agent_ts ON ops(ns, agent, commit_ts);"
-	"UPDATE meta SET value = 2 WHERE name = 'schema';"
+	"UPDATE meta SET value = 3 WHERE name = 'schema';"
 	"COMMIT;";
 
 /* Map a SQLite result code to a negative errno, logging the failure once, here. */
@@ -216,15 +218,16 @@ static int check_schema(struct sqlite_store *st)
 		return -EIO;
 	}
 	sqlite3_finalize(q);
-	if (schema == 1) {
-		rc = sqlite3_exec(st->wdb, migrate_1_2_sql, NULL, NULL, NULL);
+	if (schema == 1 || schema == 2) {
+		rc = sqlite3_exec(st->wdb, migrate_ops_sql, NULL, NULL, NULL);
 		if (rc != SQLITE_OK) {
-			err = store_errno(st->wdb, rc, "upgrade the schema from version 1 to 2");
+			err = store_errno(st->wdb, rc, "upgrade the schema to version 3");
 			sqlite3_exec(st->wdb, "ROLLBACK", NULL, NULL, NULL);
 			return err;
 		}
-		log_info("store '%s': schema upgraded from version 1 to 2", st->path);
-		schema = 2;
+		log_info("store '%s': schema upgraded from version %lld to 3", st->path,
+			 (long long)schema);
+		schema = 3;
 	}
 	if (schema != STORE_SCHEMA_VERSION) {
 		log_err("cannot open store '%s': schema version %lld, this build reads %d",
@@ -272,7 +275,8 @@ static int open_reader_and_statements(struct sqlite_store *st, int fsync_full)
 			      "SELECT o.op, o.version, o.commit_ts, e.time_ns, length(o.value),"
 			      " NULL, e.txn"
 			      " FROM ops o JOIN events e ON e.commit_ts = o.commit_ts"
-			      " WHERE o.ns = ?1 AND o.agent = ?2 AND o.key = ?3 ORDER BY o.commit_ts",
+			      " WHERE o.ns = ?1 AND o.agent = ?2 AND o.key = ?3 AND o.op < 3"
+			      " ORDER BY o.commit_ts",
 			      &st->history);
 	return err;
 }
@@ -397,7 +401,7 @@ static int append_one(struct sqlite_store *st, const struct store_event *ev)
 				  SQLITE_STATIC);
 		sqlite3_bind_int(s, 6, op->kind);
 		sqlite3_bind_int64(s, 7, op->version);
-		if (op->kind != STORE_DELETE)
+		if (op->kind == STORE_PUT || op->kind == STORE_ATTR) /* the kinds with a value */
 			sqlite3_bind_blob(s, 8, op->value_len ? op->value : "", (int)op->value_len,
 					  SQLITE_STATIC);
 		else
@@ -692,7 +696,7 @@ static int sqlite_list_at(struct store *base, const char *prefix, size_t plen, i
 		 "SELECT o.op, o.version, o.commit_ts, e.time_ns, length(o.value), NULL, NULL,"
 		 " o.ns, o.agent, o.key"
 		 " FROM ops o JOIN events e ON e.commit_ts = o.commit_ts"
-		 " WHERE o.commit_ts <= ?1 AND o.op = 1 %s %s %s"
+		 " WHERE o.commit_ts <= ?1 AND o.op IN (1, 4) %s %s %s"
 		 " AND NOT EXISTS (SELECT 1 FROM ops p WHERE p.ns = o.ns AND p.agent = o.agent"
 		 "   AND p.key = o.key AND p.commit_ts > o.commit_ts AND p.commit_ts <= ?1)"
 		 " ORDER BY o.ns, o.agent, o.key",
@@ -744,7 +748,7 @@ static int sqlite_names(struct store *base, const char *prefix, size_t plen,
 
 	if (n > 2)
 		return -EINVAL;
-	/* Attribute rows (op 3) name directories, not keys. */
+	/* Attribute and directory rows (ops 3 to 5) name directories, not keys. */
 	sql = n == 0 ? "SELECT DISTINCT ns FROM ops WHERE op < 3 ORDER BY 1"
 	      : n == 1 ? "SELECT DISTINCT agent FROM ops WHERE ns = ?1 AND op < 3 ORDER BY 1"
 		       : "SELECT DISTINCT key FROM ops WHERE ns = ?1 AND agent = ?2 AND op < 3"

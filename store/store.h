@@ -32,13 +32,23 @@
 #include <pthread.h>
 #endif
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 /* STORE_ATTR records the owner, group and mode of a namespace ("ns") or an agent
  * directory ("ns/agent"): its path has one or two components and its value is
  * {"uid":N,"gid":N,"mode":"0750"} (an empty value clears it).  Keys never have fewer
- * than three components, so attribute rows never mix with key rows. */
-enum store_op_kind { STORE_PUT = 1, STORE_DELETE = 2, STORE_ATTR = 3 };
+ * than three components, so attribute rows never mix with key rows.
+ * STORE_MKDIR and STORE_RMDIR (schema 3) make and remove an explicit directory below an
+ * agent ("ns/agent/dir..."), with version 0 and no value; a path is a key or a
+ * directory at any one time, never both, and a key's versions (1, 2, ...) never count
+ * directory rows. */
+enum store_op_kind {
+	STORE_PUT = 1,
+	STORE_DELETE = 2,
+	STORE_ATTR = 3,
+	STORE_MKDIR = 4,
+	STORE_RMDIR = 5,
+};
 
 struct store;
 struct store_ops;
@@ -162,7 +172,8 @@ typedef int (*store_version_fn)(void *arg, const struct store_version *v);
 
 /*
  * The newest operation on key `path` with commit_ts <= ts (with its value when
- * with_value).  -ENOENT when the key had no operation by then.
+ * with_value): a put or delete of a key, or a mkdir or rmdir of a directory there.
+ * -ENOENT when the path had no operation by then.
  */
 int store_get_at(struct store *st, const char *path, size_t len, int64_t ts, int with_value,
 		 struct store_version *out);
@@ -170,12 +181,14 @@ int store_get_at(struct store *st, const char *path, size_t len, int64_t ts, int
 int store_get_version(struct store *st, const char *path, size_t len, int64_t version,
 		      struct store_version *out);
 /*
- * Every key live (last operation a put) as of ts whose path lies below prefix ("" for
- * all, "ns", "ns/agent", "ns/agent/dir"), without values, in path order.
+ * Every key live (last operation a put) and every explicit directory (last operation a
+ * mkdir: v->kind is STORE_MKDIR) as of ts whose path lies below prefix ("" for all,
+ * "ns", "ns/agent", "ns/agent/dir"), without values, in path order.
  */
 int store_list_at(struct store *st, const char *prefix, size_t plen, int64_t ts,
 		  store_version_fn fn, void *arg);
-/* Every version of one key, oldest first, with transaction names, without values. */
+/* Every version of one key (puts and deletes), oldest first, with transaction names,
+ * without values. */
 int store_history(struct store *st, const char *path, size_t len, store_version_fn fn,
 		  void *arg);
 /* Names that ever held keys: namespaces (prefix ""), agents of "ns", or the keys of
@@ -201,8 +214,10 @@ int store_events(struct store *st, int64_t from_ts, int64_t to_ts, const char *f
  * A snapshot is the whole state as of one commit_ts, derived from the log, in a file
  * DATADIR/snapshots/snap-<commit_ts>.bin written atomically (temporary file, fsync,
  * rename, fsync of the directory) and sealed with a CRC-32, so a damaged or half-written
- * one is recognised and skipped.  Deleted keys are kept, so versions continue.
+ * one is recognised and skipped.  Deleted keys are kept, so versions continue.  An
+ * explicit directory below an agent is an entry with dir set (version 0, no value).
  */
+enum { STORE_SNAP_DIR = 1, STORE_SNAP_DIR_TIME = 2 };
 struct store_snap_entry {
 	const char *path;
 	size_t path_len;
@@ -210,6 +225,9 @@ struct store_snap_entry {
 	int64_t commit_ts;
 	int64_t time_ns;
 	int deleted;
+	int dir; /* 0: a key (or an owner record); STORE_SNAP_DIR: an explicit directory,
+		  * STORE_SNAP_DIR_TIME: only a directory's time; both: time_ns is when its
+		  * entries last changed */
 	const void *value;
 	size_t value_len;
 };
@@ -229,7 +247,8 @@ typedef int (*store_snap_fn)(void *arg, const struct store_snap_entry *e);
 /*
  * Load the newest valid snapshot whose commit_ts <= max_ts, calling fn per entry after
  * its checksum has been verified.  Damaged ones are logged and skipped.  *ts_out is 0
- * (and nothing is loaded) when there is none.
+ * (and nothing is loaded) when there is none; *n_out gets the number of its entries
+ * that are not directories (keys and owner records).
  */
 int store_snapshot_load(const char *datadir, int64_t max_ts, store_snap_fn fn, void *arg,
 			int64_t *ts_out, uint64_t *n_out);

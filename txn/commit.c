@@ -60,7 +60,7 @@ static int apply_op(struct txn_engine *eng, struct batch *b, const char *path, s
 	n = value ? txn_node_find_or_create(eng, path, len) : txn_node_find(eng, path, len);
 	if (!n)
 		return value ? -ENOMEM : -ENOENT;
-	if (value && n->head_desc > 0)
+	if (value && (n->head_desc > 0 || n->dir_head))
 		return -EISDIR;
 	was_live = txn_node_head_live(n);
 	if (!value && !was_live)
@@ -120,19 +120,102 @@ static int ev_add_kind(struct batch *b, struct ev_build *eb, const char *path, s
 	return 0;
 }
 
-static int staged_cmp(const void *a, const void *b)
+/* The order a transaction's ops apply in: what is removed before what is made, and a
+ * directory before the keys in it, so "delete a; put a/b", "rmdir d; put d" and
+ * "mkdir d; put d/k" apply (and read in the log) in the right order. */
+static int staged_rank(enum staged_kind k)
 {
-	const struct staged *x = *(struct staged *const *)a, *y = *(struct staged *const *)b;
+	switch (k) {
+	case ST_DELETE:
+		return 0;
+	case ST_RMDIR:
+		return 1;
+	case ST_DIR:
+		return 2;
+	default:
+		return 3;
+	}
+}
 
-	/* Deletes first, so "delete a; put a/b" applies in the right order. */
-	if (x->kind != y->kind)
-		return x->kind == ST_DELETE ? -1 : 1;
+static int path_cmp(const struct staged *x, const struct staged *y)
+{
 	if (x->len != y->len) {
 		int c = memcmp(x->path, y->path, x->len < y->len ? x->len : y->len);
 
 		return c ? c : (x->len < y->len ? -1 : 1);
 	}
 	return memcmp(x->path, y->path, x->len);
+}
+
+static int staged_cmp(const void *a, const void *b)
+{
+	const struct staged *x = *(struct staged *const *)a, *y = *(struct staged *const *)b;
+
+	if (x->kind != y->kind)
+		return staged_rank(x->kind) - staged_rank(y->kind);
+	/* Directories are removed children first and made parents first. */
+	return x->kind == ST_RMDIR ? path_cmp(y, x) : path_cmp(x, y);
+}
+
+/* Is some proper prefix of path a live key at the head? */
+static bool key_above(struct txn_engine *eng, const char *path, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (path[i] == '/' && txn_node_head_live(txn_node_find(eng, path, i)))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Make (make) or remove an explicit directory at the head, with its log op; published
+ * with the batch.  strict: a live mkdir or rmdir, which fails where the directory is
+ * already there (-EEXIST) or gone (-ENOENT); otherwise (a transaction, a rename) that
+ * is no change.  Namespaces and agents are no state: nothing happens there.
+ */
+static int apply_dir(struct txn_engine *eng, struct batch *b, struct ev_build *eb,
+		     const char *path, size_t len, bool make, bool strict, int64_t time_ns)
+{
+	struct node *n = make ? txn_node_find_or_create(eng, path, len)
+			      : txn_node_find(eng, path, len);
+
+	if (txn_path_depth(path, len) < 3)
+		return strict ? -EINVAL : 0;
+	if (make && !n)
+		return -ENOMEM;
+	if (make && (key_above(eng, path, len) || txn_node_head_live(n)))
+		return txn_node_head_live(n) && strict ? -EEXIST : -ENOTDIR;
+	if (!n || n->dir_head == make)
+		return strict ? (make ? -EEXIST : -ENOENT) : 0;
+	if (!make && n->head_desc > 0)
+		return -ENOTEMPTY;
+	if (ARRAY_GROW(b->dc, b->ndc + 1, b->cap_dc))
+		return -ENOMEM;
+	txn_node_set_dir(n, true, make);
+	b->dc[b->ndc++] = (struct dir_change){ n, make, time_ns };
+	return ev_add_kind(b, eb, path, len, make ? STORE_MKDIR : STORE_RMDIR, NULL, 0);
+}
+
+/* Take back directory changes from index mark on (a failed request or batch). */
+void txn_batch_undo_dirs(struct batch *b, size_t mark)
+{
+	while (b->ndc > mark) {
+		b->ndc--;
+		txn_node_set_dir(b->dc[b->ndc].node, true, !b->dc[b->ndc].make);
+	}
+}
+
+/* One staged op of a transaction at the head. */
+static int apply_staged(struct txn_engine *eng, struct batch *b, struct ev_build *eb,
+			const struct staged *s, int64_t ts, int64_t time_ns)
+{
+	int64_t version;
+	int err;
+
+	if (s->kind == ST_DIR || s->kind == ST_RMDIR)
+		return apply_dir(eng, b, eb, s->path, s->len, s->kind == ST_DIR, false, time_ns);
+	err = apply_op(eng, b, s->path, s->len, s->value, ts, time_ns, &version);
+	return err ? err : ev_add(b, eb, s->path, s->len, s->value, version);
 }
 
 /* Validate and apply a transaction's staged ops at the head.  Tree write lock held. */
@@ -157,15 +240,15 @@ int txn_apply_tx(struct txn_engine *eng, struct batch *b, struct txn_commit_req 
 		err = -ENOMEM;
 		goto unlock;
 	}
-	HASH_ITER(hh, tx->staged, s, tmp) {
-		if (s->kind != ST_DIR)
-			ops[n++] = s;
-	}
+	HASH_ITER(hh, tx->staged, s, tmp)
+		ops[n++] = s;
 	qsort(ops, n, sizeof(*ops), staged_cmp);
 	/* First committer wins: any key written since our snapshot is a conflict. */
 	for (size_t i = 0; i < n; i++) {
 		struct node *nd = txn_node_find(eng, ops[i]->path, ops[i]->len);
 
+		if (ops[i]->kind != ST_PUT && ops[i]->kind != ST_DELETE)
+			continue;
 		if (nd && nd->versions && nd->versions->commit_ts > tx->begin_ts) {
 			err = -ESTALE;
 			txn_fail_locked(tx, err, ops[i]->path, ops[i]->len);
@@ -173,15 +256,11 @@ int txn_apply_tx(struct txn_engine *eng, struct batch *b, struct txn_commit_req 
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
-		int64_t version;
-
-		err = apply_op(eng, b, ops[i]->path, ops[i]->len, ops[i]->value, ts, time_ns,
-			       &version);
-		if (!err)
-			err = ev_add(b, eb, ops[i]->path, ops[i]->len, ops[i]->value, version);
+		err = apply_staged(eng, b, eb, ops[i], ts, time_ns);
 		if (err) {
-			/* A key that vanished under a delete raced with another commit. */
-			if (err == -ENOENT)
+			/* A key that vanished under a delete, or a directory that filled
+			 * under an rmdir, raced with another commit. */
+			if (err == -ENOENT || err == -ENOTEMPTY)
 				err = -ESTALE;
 			txn_fail_locked(tx, err, ops[i]->path, ops[i]->len);
 			goto unlock;
@@ -193,19 +272,20 @@ unlock:
 	return err;
 }
 
-/* Every head-live key at or below node n, as paths. */
-static int collect_head_keys(struct node *n, struct dirents *out)
+/* Every head-live key (dirs false) or explicit directory (dirs true) at or below node
+ * n, as paths, parents first. */
+static int collect_head(struct node *n, bool dirs, struct dirents *out)
 {
 	struct node *c, *tmp;
 	int err = 0;
 
-	if (txn_node_head_live(n)) {
+	if (dirs ? n->dir_head : txn_node_head_live(n)) {
 		size_t len;
 		char *p = txn_node_path(n, &len);
 
 		if (!p)
 			return -ENOMEM;
-		err = dirents_add(out, p, len, TXN_FILE);
+		err = dirents_add(out, p, len, dirs ? TXN_DIR : TXN_FILE);
 		free(p);
 		if (err)
 			return err;
@@ -213,11 +293,37 @@ static int collect_head_keys(struct node *n, struct dirents *out)
 	if (n->head_desc == 0)
 		return 0;
 	HASH_ITER(hh, n->children, c, tmp) {
-		err = collect_head_keys(c, out);
+		err = collect_head(c, dirs, out);
 		if (err)
 			return err;
 	}
 	return 0;
+}
+
+/* The explicit directories at and below src (path sp) move below dp: removed
+ * children first, then made parents first. */
+static int move_dirs(struct txn_engine *eng, struct batch *b, struct ev_build *eb,
+		     struct node *src, const char *sp, size_t sl, const char *dp, size_t dl,
+		     int64_t time_ns)
+{
+	struct dirents dirs = DIRENTS_INIT;
+	int err = collect_head(src, true, &dirs);
+
+	for (size_t i = dirs.n; i-- > 0 && !err;)
+		err = apply_dir(eng, b, eb, dirs.v[i].name, strlen(dirs.v[i].name), false, false,
+				time_ns);
+	for (size_t i = 0; i < dirs.n && !err; i++) {
+		const char *p = dirs.v[i].name;
+		size_t pl = strlen(p), nl;
+		char *np = txn_path_join(dp, dl, p + sl + (pl > sl), pl - sl - (pl > sl), &nl);
+
+		err = np ? txn_path_check(np, nl) : -ENOMEM;
+		if (!err)
+			err = apply_dir(eng, b, eb, np, nl, true, false, time_ns);
+		free(np);
+	}
+	dirents_release(&dirs);
+	return err;
 }
 
 /* Record path's owner record as a (NULL: cleared), in the log and, when the batch
@@ -344,7 +450,7 @@ static int apply_rename_dir(struct txn_engine *eng, struct batch *b, struct txn_
 {
 	size_t len = strlen(req->path), dlen = strlen(req->path2);
 	struct dirents keys = DIRENTS_INIT;
-	int err = collect_head_keys(src, &keys);
+	int err = collect_head(src, false, &keys);
 
 	for (size_t i = 0; i < keys.n && !err; i++) {
 		const char *kp = keys.v[i].name;
@@ -368,8 +474,12 @@ static int apply_rename_dir(struct txn_engine *eng, struct batch *b, struct txn_
 	}
 	dirents_release(&keys);
 	if (!err)
+		err = move_dirs(eng, b, eb, src, req->path, len, req->path2, dlen, time_ns);
+	if (!err)
 		err = move_attrs(eng, b, eb, src, req->path, len, req->path2, dlen);
-	if (!err && src->explicit_dir) {
+	if (!err && src->explicit_dir && !src->dir_head && txn_path_depth(req->path, len) <= 2 &&
+	    txn_path_depth(req->path2, dlen) <= 2) {
+		/* A namespace or agent marked in memory only (its mark moves at once). */
 		struct node *d = txn_node_find_or_create(eng, req->path2, dlen);
 
 		if (d)
@@ -393,7 +503,7 @@ static int apply_rename(struct txn_engine *eng, struct batch *b, struct txn_comm
 	if (len == dlen && memcmp(req->path, req->path2, len) == 0)
 		return 0;
 	if (req->noreplace && dst &&
-	    (txn_node_head_live(dst) || dst->head_desc > 0 || dst->explicit_dir))
+	    (txn_node_head_live(dst) || dst->head_desc > 0 || dst->explicit_dir || dst->dir_head))
 		return -EEXIST;
 	if (txn_node_head_live(src)) {
 		struct blob *val = src->versions->value;
@@ -407,7 +517,7 @@ static int apply_rename(struct txn_engine *eng, struct batch *b, struct txn_comm
 		blob_unref(val);
 		return err;
 	}
-	if (src->head_desc == 0 && !src->explicit_dir && !src->attr &&
+	if (src->head_desc == 0 && !src->explicit_dir && !src->dir_head && !src->attr &&
 	    !txn_node_has_explicit_child(src))
 		return -ENOENT;
 	if (txn_path_is_under(req->path2, dlen, req->path, len))
@@ -480,6 +590,9 @@ int txn_apply_auto(struct txn_engine *eng, struct batch *b, struct txn_commit_re
 		return apply_attr(eng, b, req, eb);
 	if (req->kind == TXN_AUTO_EXCHANGE)
 		return apply_exchange(eng, b, req, ts, time_ns, eb);
+	if (req->kind == TXN_AUTO_MKDIR || req->kind == TXN_AUTO_RMDIR)
+		return apply_dir(eng, b, eb, req->path, len, req->kind == TXN_AUTO_MKDIR, true,
+				 time_ns);
 	return apply_rename(eng, b, req, ts, time_ns, eb);
 }
 

@@ -59,6 +59,51 @@ void txn_autocommit(struct txn_engine *eng, struct txn_commit_req *req)
 	enqueue(eng, req);
 }
 
+/* A caller that waits for its autocommit (txn_autocommit_wait()). */
+struct waiter {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	int err;
+};
+
+static void waiter_done(struct txn_commit_req *req, int err)
+{
+	struct waiter *w = req->arg;
+
+	pthread_mutex_lock(&w->lock);
+	w->err = err;
+	w->done = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* Queue an autocommit of kind at path and wait until it is durable (or failed); path is
+ * copied.  No lock may be held: the committer takes the tree lock. */
+int txn_autocommit_wait(struct txn_engine *eng, enum txn_auto_kind kind, const char *path,
+			size_t len)
+{
+	struct waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0 };
+	struct txn_commit_req *req = calloc(1, sizeof(*req));
+
+	if (!req || !(req->path = strndup(path, len))) {
+		free(req);
+		return -ENOMEM;
+	}
+	req->kind = kind;
+	req->done = waiter_done;
+	req->arg = &w;
+	txn_autocommit(eng, req);
+	pthread_mutex_lock(&w.lock);
+	while (!w.done)
+		pthread_cond_wait(&w.cond, &w.lock);
+	pthread_mutex_unlock(&w.lock);
+	txn_commit_req_free(req);
+	pthread_cond_destroy(&w.cond);
+	pthread_mutex_destroy(&w.lock);
+	return w.err;
+}
+
 int txn_commit_tx(struct txn_engine *eng, struct txn *tx, const char *note_name,
 		  struct txn_commit_req *req)
 {
@@ -141,8 +186,14 @@ static void publish_batch(struct txn_engine *eng, struct batch *b, int64_t keep_
 		bool was = ap->v->older && ap->v->older->value;
 		bool now = ap->v->value != NULL;
 
-		if (was != now)
+		if (was != now) {
 			txn_node_adjust_desc(ap->node, false, now ? 1 : -1);
+			txn_node_touch_parent(ap->node, ap->v->time_ns);
+		}
+	}
+	for (size_t i = 0; i < b->ndc; i++) {
+		txn_node_set_dir(b->dc[i].node, false, b->dc[i].make);
+		txn_node_touch_parent(b->dc[i].node, b->dc[i].time_ns);
 	}
 	eng->published_ts = eng->head_ts;
 	for (size_t i = 0; i < b->na; i++)
@@ -169,12 +220,13 @@ static int64_t pinned_min_locked(struct txn_engine *eng, int64_t upto)
 
 /* Where a batch stood before a request, to take the request back when it fails. */
 struct batch_mark {
-	size_t na, np, nac;
+	size_t na, np, nac, ndc;
 	uint64_t n_put, n_del;
 };
 
 static void batch_rewind(struct batch *b, const struct batch_mark *m)
 {
+	txn_batch_undo_dirs(b, m->ndc);
 	txn_batch_undo(b, m->na);
 	txn_batch_drop_attrs(b, m->nac);
 	while (b->np > m->np)
@@ -191,7 +243,7 @@ static void batch_rewind(struct batch *b, const struct batch_mark *m)
 static void batch_apply_one(struct txn_engine *eng, struct batch *b, struct txn_commit_req *r,
 			    int64_t time_ns)
 {
-	struct batch_mark m = { b->na, b->np, b->nac, b->n_put, b->n_del };
+	struct batch_mark m = { b->na, b->np, b->nac, b->ndc, b->n_put, b->n_del };
 	struct ev_build eb = { 0 };
 	int64_t ts = eng->head_ts + 1;
 	int err = ARRAY_GROW(b->ev, b->nev + 1, b->cap_ev);
@@ -286,6 +338,7 @@ static void batch_settle(struct txn_engine *eng, struct batch *b, struct txn_com
 	pthread_rwlock_wrlock(&eng->tree_lock);
 	pthread_mutex_lock(&eng->table_lock);
 	if (serr) {
+		txn_batch_undo_dirs(b, 0);
 		txn_batch_undo(b, 0);
 		eng->head_ts = eng->published_ts;
 		for (size_t i = 0; i < b->np; i++)
@@ -406,6 +459,7 @@ static void run_batch(struct txn_engine *eng, struct txn_commit_req *list)
 	free(b.a);
 	txn_batch_drop_attrs(&b, 0); /* applied ones were handed over; this frees the rest */
 	free(b.ac);
+	free(b.dc);
 	complete(eng, list, &b);
 	free(b.paths);
 }

@@ -62,8 +62,10 @@ int txn_at_stat(struct txn_engine *eng, int64_t ts, const char *path, size_t len
 	if (err == 0) {
 		if (v.kind == STORE_PUT)
 			entry_from_version(out, &v);
+		else if (v.kind == STORE_MKDIR)
+			out->type = TXN_DIR; /* an explicit directory then */
 		store_version_release(&v);
-		if (out->type == TXN_FILE)
+		if (out->type != TXN_NONE)
 			return 0;
 	} else if (err != -ENOENT) {
 		return err;
@@ -121,7 +123,8 @@ static int at_list_one(void *arg, const struct store_version *v)
 
 	if (l->last && strlen(l->last) == nlen && memcmp(l->last, rest, nlen) == 0)
 		return 0;
-	err = dirents_add(&l->ds, rest, nlen, slash ? TXN_DIR : TXN_FILE);
+	err = dirents_add(&l->ds, rest, nlen,
+			  slash || v->kind == STORE_MKDIR ? TXN_DIR : TXN_FILE);
 	if (!err)
 		l->last = l->ds.v[l->ds.n - 1].name;
 	return err;
@@ -278,6 +281,10 @@ static enum txn_op_kind op_kind(enum store_op_kind k)
 		return TXN_OP_DELETE;
 	case STORE_ATTR:
 		return TXN_OP_ATTR;
+	case STORE_MKDIR:
+		return TXN_OP_MKDIR;
+	case STORE_RMDIR:
+		return TXN_OP_RMDIR;
 	}
 	BUG("operation of unknown kind %d in the log", (int)k);
 }

@@ -40,11 +40,13 @@ struct snap_item {
 	char *path;
 	size_t len;
 	struct version v;   /* a copy: value referenced, older unused */
+	int dir;            /* STORE_SNAP_DIR or STORE_SNAP_DIR_TIME: v.time_ns only */
 };
 
 struct snap_vec {
 	struct snap_item *it;
 	size_t n, cap, next;
+	size_t ndirs; /* of the n items, directories */
 };
 
 static void snap_vec_free(struct snap_vec *sv)
@@ -79,9 +81,25 @@ static int snap_collect(struct node *n, int64_t ts, struct snap_vec *sv)
 		}
 		sv->n++;
 	}
+	if (n->explicit_dir || n->entries_ns) {
+		/* A directory: explicit (below an agent), or only the time of its entries. */
+		if (ARRAY_GROW(sv->it, sv->n + 1, sv->cap))
+			return -ENOMEM;
+		memset(&sv->it[sv->n], 0, sizeof(sv->it[sv->n]));
+		sv->it[sv->n].path = txn_node_path(n, &sv->it[sv->n].len);
+		if (!sv->it[sv->n].path)
+			return -ENOMEM;
+		sv->it[sv->n].v.time_ns = n->entries_ns;
+		sv->it[sv->n].dir = n->explicit_dir && txn_path_depth(sv->it[sv->n].path,
+								       sv->it[sv->n].len) > 2
+					    ? STORE_SNAP_DIR : STORE_SNAP_DIR_TIME;
+		sv->n++;
+		sv->ndirs++;
+	}
 	if (v) {
 		if (ARRAY_GROW(sv->it, sv->n + 1, sv->cap))
 			return -ENOMEM;
+		sv->it[sv->n].dir = 0;
 		sv->it[sv->n].path = txn_node_path(n, &sv->it[sv->n].len);
 		if (!sv->it[sv->n].path)
 			return -ENOMEM;
@@ -111,7 +129,8 @@ static int snap_next(void *arg, struct store_snap_entry *e)
 		.version = it->v.version,
 		.commit_ts = it->v.commit_ts,
 		.time_ns = it->v.time_ns,
-		.deleted = it->v.value == NULL,
+		.deleted = !it->dir && it->v.value == NULL,
+		.dir = it->dir,
 		.value = it->v.value ? it->v.value->data : NULL,
 		.value_len = it->v.value ? it->v.value->len : 0,
 	};
@@ -138,7 +157,7 @@ int txn_engine_snapshot(struct txn_engine *eng)
 		eng->snap_ts = ts;
 		log_info("snapshot at commit %" PRId64 " written (%zu keys; %" PRId64
 			 " ms under the read lock, %" PRId64 " ms in all)",
-			 ts, sv.n, (t1 - t0) / 1000000, (clock_now_ns(CLOCK_MONOTONIC) - t0) / 1000000);
+			 ts, sv.n - sv.ndirs, (t1 - t0) / 1000000, (clock_now_ns(CLOCK_MONOTONIC) - t0) / 1000000);
 	}
 	snap_vec_free(&sv);
 	return err;

@@ -34,6 +34,14 @@ static int replay_one(void *arg, const struct store_replay_op *op)
 		n->attr = a;
 		return 0;
 	}
+	if (op->kind == STORE_MKDIR || op->kind == STORE_RMDIR) {
+		bool on = op->kind == STORE_MKDIR;
+
+		txn_node_set_dir(n, true, on);
+		txn_node_set_dir(n, false, on);
+		txn_node_touch_parent(n, op->time_ns);
+		return 0;
+	}
 	if (n->versions && op->version <= n->versions->version) {
 		log_err("cannot replay the log: version %" PRId64 " of '%.*s' at commit %" PRId64
 			" does not follow version %" PRId64, op->version, (int)op->path_len,
@@ -59,6 +67,7 @@ static int replay_one(void *arg, const struct store_replay_op *op)
 	if (was != (v->value != NULL)) {
 		txn_node_adjust_desc(n, true, v->value ? 1 : -1);
 		txn_node_adjust_desc(n, false, v->value ? 1 : -1);
+		txn_node_touch_parent(n, op->time_ns);
 	}
 	txn_node_prune(n, op->commit_ts);
 	return 0;
@@ -67,11 +76,20 @@ static int replay_one(void *arg, const struct store_replay_op *op)
 static int snap_load_one(void *arg, const struct store_snap_entry *e)
 {
 	struct txn_engine *eng = arg;
-	struct node *n = txn_node_find_or_create(eng, e->path, e->path_len);
+	struct node *n = e->path_len ? txn_node_find_or_create(eng, e->path, e->path_len)
+				     : &eng->root;
 	struct version *v;
 
 	if (!n)
 		return -ENOMEM;
+	if (e->dir) {
+		n->entries_ns = e->time_ns;
+		if (e->dir == STORE_SNAP_DIR) {
+			txn_node_set_dir(n, true, true);
+			txn_node_set_dir(n, false, true);
+		}
+		return 0;
+	}
 	if (txn_path_depth(e->path, e->path_len) < 3) {
 		if (n->attr)
 			return -EIO; /* twice in one snapshot */
@@ -164,7 +182,7 @@ int txn_recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *s
 
 struct verify {
 	struct txn_engine *other;
-	uint64_t keys, diffs;
+	uint64_t keys, dirs, diffs;
 };
 
 /* The owner records of n (a namespace or agent, or any node with one) must agree. */
@@ -211,6 +229,25 @@ static int verify_key(struct node *n, struct verify *vf)
 	return 0;
 }
 
+/* Directory n must be explicit or not, with the same time of its entries, in both. */
+static int verify_dir(struct node *n, struct verify *vf)
+{
+	size_t len;
+	char *path = txn_node_path(n, &len);
+	struct node *m = path ? txn_node_find(vf->other, path, len) : NULL;
+
+	if (!path)
+		return -ENOMEM;
+	if (n->explicit_dir != (m && m->explicit_dir) ||
+	    n->entries_ns != (m ? m->entries_ns : 0)) {
+		vf->diffs++;
+		log_err("verify: the directory '%s' differs (explicit or time of its entries)",
+			path);
+	}
+	free(path);
+	return 0;
+}
+
 static int verify_walk(struct txn_engine *a, struct node *n, struct verify *vf)
 {
 	struct node *c, *tmp;
@@ -218,6 +255,10 @@ static int verify_walk(struct txn_engine *a, struct node *n, struct verify *vf)
 
 	if (n->parent && (n->attr || n->parent == &a->root || n->parent->parent == &a->root))
 		err = verify_attr(n, vf);
+	if (!err && (n->explicit_dir || n->entries_ns)) {
+		vf->dirs++;
+		err = verify_dir(n, vf);
+	}
 	if (!err && n->versions)
 		err = verify_key(n, vf);
 	HASH_ITER(hh, n->children, c, tmp) {
@@ -235,6 +276,17 @@ static uint64_t count_attrs(struct node *n)
 
 	HASH_ITER(hh, n->children, c, tmp)
 		k += count_attrs(c);
+	return k;
+}
+
+/* Directories with a state of their own: explicit, or with a time of their entries. */
+static uint64_t count_dirs(struct node *n)
+{
+	struct node *c, *tmp;
+	uint64_t k = n->explicit_dir || n->entries_ns ? 1 : 0;
+
+	HASH_ITER(hh, n->children, c, tmp)
+		k += count_dirs(c);
 	return k;
 }
 
@@ -281,6 +333,11 @@ int txn_verify(const char *datadir, const char *store_uri)
 	if (!err && count_attrs(&snap->root) != count_attrs(&full->root)) {
 		log_err("verify: snapshot + replay holds %" PRIu64 " owner records, the full replay %"
 			PRIu64, count_attrs(&snap->root), count_attrs(&full->root));
+		err = -EIO;
+	}
+	if (!err && count_dirs(&snap->root) != vf.dirs) {
+		log_err("verify: snapshot + replay holds %" PRIu64 " directories, the full replay %"
+			PRIu64, count_dirs(&snap->root), vf.dirs);
 		err = -EIO;
 	}
 	if (!err && vf.diffs)

@@ -13,6 +13,12 @@
 #include "log.h"
 #include "txn_i.h"
 
+/* Staged puts and deletes are the ops a transaction counts; directories are not. */
+static bool is_key_op(enum staged_kind k)
+{
+	return k == ST_PUT || k == ST_DELETE;
+}
+
 static int staged_set(struct txn *tx, const char *path, size_t len, enum staged_kind kind,
 		      struct blob *value)
 {
@@ -34,7 +40,7 @@ static int staged_set(struct txn *tx, const char *path, size_t len, enum staged_
 			return -ENOMEM;
 		}
 	} else {
-		if (s->kind != ST_DIR)
+		if (is_key_op(s->kind))
 			tx->n_ops--;
 		if (s->kind == ST_DELETE)
 			tx->n_deletes--;
@@ -42,7 +48,7 @@ static int staged_set(struct txn *tx, const char *path, size_t len, enum staged_
 	}
 	s->kind = kind;
 	s->value = value;
-	if (kind != ST_DIR)
+	if (is_key_op(kind))
 		tx->n_ops++;
 	if (kind == ST_DELETE)
 		tx->n_deletes++;
@@ -51,7 +57,7 @@ static int staged_set(struct txn *tx, const char *path, size_t len, enum staged_
 
 static void staged_drop(struct txn *tx, struct staged *s)
 {
-	if (s->kind != ST_DIR)
+	if (is_key_op(s->kind))
 		tx->n_ops--;
 	if (s->kind == ST_DELETE)
 		tx->n_deletes--;
@@ -310,6 +316,49 @@ static void stage_move_dir_markers(struct txn *tx, const char *src, size_t slen,
 	}
 }
 
+/* Committed explicit directories at and below src in tx's view move to dst: a staged
+ * rmdir of each and a staged mkdir at its new place. */
+static int stage_move_committed_dirs(struct txn_engine *eng, struct txn *tx, const char *src,
+				     size_t slen, const char *dst, size_t dlen)
+{
+	struct node_stack st = { 0 };
+	struct dirents dirs = DIRENTS_INIT;
+	struct node *sn = txn_node_find(eng, src, slen);
+	int err = 0;
+
+	if (sn && !ARRAY_GROW(st.n, 1, st.cap))
+		st.n[st.sp++] = sn;
+	while (st.sp && !err) {
+		struct node *x = st.n[--st.sp];
+		size_t plen;
+		char *p = txn_node_path(x, &plen);
+
+		if (!p) {
+			err = -ENOMEM;
+			break;
+		}
+		if (txn_dir_kept_in_tx(tx, x, p, plen))
+			err = dirents_add(&dirs, p, plen, TXN_DIR);
+		free(p);
+		if (!err)
+			err = push_children(&st, x);
+	}
+	free(st.n);
+	for (size_t i = 0; i < dirs.n && !err; i++) {
+		const char *p = dirs.v[i].name;
+		size_t pl = strlen(p), nl;
+		char *np = txn_path_join(dst, dlen, p + slen + (pl > slen), pl - slen - (pl > slen),
+					 &nl);
+
+		err = np ? staged_set(tx, p, pl, ST_RMDIR, NULL) : -ENOMEM;
+		if (!err)
+			err = staged_set(tx, np, nl, ST_DIR, NULL);
+		free(np);
+	}
+	dirents_release(&dirs);
+	return err;
+}
+
 /* A directory moves: every file below it, and the staged directories. */
 static int stage_rename_dir(struct txn_engine *eng, struct txn *tx, const char *src,
 			    size_t slen, const char *dst, size_t dlen, const struct txn_entry *de)
@@ -335,6 +384,8 @@ static int stage_rename_dir(struct txn_engine *eng, struct txn *tx, const char *
 	err = stage_move_files(eng, tx, src, slen, dst, dlen);
 	if (!err)
 		stage_move_dir_markers(tx, src, slen, dst, dlen);
+	if (!err)
+		err = stage_move_committed_dirs(eng, tx, src, slen, dst, dlen);
 	return err;
 }
 
@@ -438,7 +489,6 @@ int txn_stage_mkdir(struct txn_engine *eng, struct txn *tx, const char *path, si
 int txn_stage_rmdir(struct txn_engine *eng, struct txn *tx, const char *path, size_t len)
 {
 	struct txn_entry e;
-	struct dirents files;
 	int err = txn_path_check(path, len);
 
 	if (err)
@@ -455,29 +505,16 @@ int txn_stage_rmdir(struct txn_engine *eng, struct txn *tx, const char *path, si
 	}
 	if (!err && e.type != TXN_DIR)
 		err = -ENOTDIR;
-	if (!err)
-		err = view_files_below(eng, tx, path, len, &files);
+	if (!err && txn_view_has_below(eng, tx, path, len))
+		err = -ENOTEMPTY;
 	if (!err) {
-		size_t nfiles = files.n;
+		struct staged *s = txn_staged_find(tx, path, len);
+		struct node *n = txn_node_find(eng, path, len);
 
-		dirents_release(&files);
-		if (nfiles) {
-			err = -ENOTEMPTY;
-		} else {
-			struct staged *s, *tmp;
-
-			HASH_ITER(hh, tx->staged, s, tmp) {
-				if (s->kind == ST_DIR && txn_path_is_under(s->path, s->len, path, len)) {
-					err = -ENOTEMPTY;
-					break;
-				}
-			}
-			if (!err) {
-				s = txn_staged_find(tx, path, len);
-				if (s && s->kind == ST_DIR)
-					staged_drop(tx, s);
-			}
-		}
+		if (s && s->kind == ST_DIR)
+			staged_drop(tx, s);
+		if (n && n->explicit_dir && txn_path_depth(path, len) > 2)
+			err = staged_set(tx, path, len, ST_RMDIR, NULL);
 	}
 	STAGE_END(eng, tx);
 	return err;

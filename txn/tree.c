@@ -200,6 +200,22 @@ void txn_node_adjust_desc(struct node *n, bool head, int delta)
 	}
 }
 
+void txn_node_set_dir(struct node *n, bool head, bool on)
+{
+	bool *flag = head ? &n->dir_head : &n->explicit_dir;
+
+	if (*flag == on)
+		return;
+	*flag = on;
+	txn_node_adjust_desc(n, head, on ? 1 : -1);
+}
+
+void txn_node_touch_parent(struct node *n, int64_t time_ns)
+{
+	if (n->parent && time_ns > n->parent->entries_ns)
+		n->parent->entries_ns = time_ns;
+}
+
 /* Build "a/b/c" for node n into a malloc'ed string. */
 char *txn_node_path(const struct node *n, size_t *out_len)
 {
@@ -275,13 +291,28 @@ static bool staged_below(struct txn *tx, const char *path, size_t len)
 	struct staged *s, *tmp;
 
 	HASH_ITER(hh, tx->staged, s, tmp) {
-		if (s->kind != ST_DELETE && txn_path_is_under(s->path, s->len, path, len))
+		if ((s->kind == ST_PUT || s->kind == ST_DIR) &&
+		    txn_path_is_under(s->path, s->len, path, len))
 			return true;
 	}
 	return false;
 }
 
-/* Does some key below node n (whose path is buf[0..len)) exist in tx's view? */
+/* Is n a committed explicit directory (at path) still there in tx's view, not removed
+ * by a staged rmdir?  Directories are not versioned: a transaction sees the published
+ * ones. */
+bool txn_dir_kept_in_tx(struct txn *tx, const struct node *n, const char *path, size_t len)
+{
+	struct staged *s;
+
+	if (!n->explicit_dir)
+		return false;
+	s = txn_staged_find(tx, path, len);
+	return !s || s->kind == ST_DIR;
+}
+
+/* Does some key or explicit directory below node n (whose path is buf[0..len)) exist
+ * in tx's view? */
 static bool snapshot_below(struct txn *tx, struct node *n, char *buf, size_t len, size_t cap)
 {
 	struct node *c, *tmp;
@@ -300,6 +331,8 @@ static bool snapshot_below(struct txn *tx, struct node *n, char *buf, size_t len
 			if (!s || s->kind != ST_DELETE)
 				return true;
 		}
+		if (txn_dir_kept_in_tx(tx, c, buf, l))
+			return true;
 		if (c->children && snapshot_below(tx, c, buf, l, cap))
 			return true;
 	}
@@ -338,6 +371,14 @@ static int dir_entry(struct txn_entry *out)
 	return 0;
 }
 
+/* A live directory: its mtime is when its entries last changed (invariant 8). */
+static int live_dir_entry(const struct node *n, struct txn_entry *out)
+{
+	out->type = TXN_DIR;
+	out->time_ns = n ? n->entries_ns : 0;
+	return 0;
+}
+
 /* The live tree: what is published. */
 static int resolve_live(struct txn_engine *eng, const char *path, size_t len,
 			struct txn_entry *out, struct blob **value)
@@ -346,14 +387,14 @@ static int resolve_live(struct txn_engine *eng, const char *path, size_t len,
 	struct version *v;
 
 	if (len == 0)
-		return dir_entry(out);
+		return live_dir_entry(&eng->root, out);
 	if (!n)
 		return txn_implicit_dir(path, len) ? dir_entry(out) : -ENOENT;
 	v = txn_node_visible(n, eng->published_ts);
 	if (v && v->value)
 		return entry_of_version(v, out, value);
 	if (n->pub_desc > 0 || n->explicit_dir || txn_implicit_dir(path, len))
-		return dir_entry(out);
+		return live_dir_entry(n, out);
 	return -ENOENT;
 }
 
@@ -368,6 +409,11 @@ static bool dir_in_tx(struct txn *tx, struct node *n, const char *path, size_t l
 		return false;
 	memcpy(buf, path, len);
 	return snapshot_below(tx, n, buf, len, sizeof(buf));
+}
+
+bool txn_view_has_below(struct txn_engine *eng, struct txn *tx, const char *path, size_t len)
+{
+	return dir_in_tx(tx, txn_node_find(eng, path, len), path, len);
 }
 
 /* A transaction's view: its snapshot at begin_ts overlaid with its staged ops.
@@ -396,7 +442,8 @@ static int resolve_in_tx(struct txn_engine *eng, struct txn *tx, const char *pat
 	}
 	if (!s && v && v->value)
 		return entry_of_version(v, out, value);
-	if ((s && s->kind == ST_DIR) || dir_in_tx(tx, n, path, len))
+	if ((s && s->kind == ST_DIR) || (n && txn_dir_kept_in_tx(tx, n, path, len)) ||
+	    dir_in_tx(tx, n, path, len))
 		return dir_entry(out);
 	if ((implicit || (n && n->attr)) && txn_implicit_dir(path, len))
 		return dir_entry(out);
@@ -504,7 +551,8 @@ int txn_list(struct txn_engine *eng, struct txn *tx, const char *path, size_t le
 			const char *rest, *slash;
 			size_t rlen;
 
-			if (s->kind == ST_DELETE || !txn_path_is_under(s->path, s->len, path, len))
+			if (s->kind == ST_DELETE || s->kind == ST_RMDIR ||
+			    !txn_path_is_under(s->path, s->len, path, len))
 				continue;
 			rest = s->path + len + (len ? 1 : 0);
 			rlen = s->len - (size_t)(rest - s->path);
@@ -707,9 +755,26 @@ int txn_attr_decode(const void *data, size_t len, struct dattr **out)
 
 /* ---- live directories ------------------------------------------------------------- */
 
+/* May path become a directory of the live tree?  Tree lock held. */
+static int live_mkdir_check(struct txn_engine *eng, const char *path, size_t len)
+{
+	const char *slash = memrchr(path, '/', len);
+	size_t plen = slash ? (size_t)(slash - path) : 0;
+	struct txn_entry e;
+	int err;
+
+	if (txn_view_resolve(eng, NULL, path, len, &e, NULL) == 0)
+		return -EEXIST;
+	/* The parent must be a directory (the kernel looked it up; it may have vanished,
+	 * and then the new directory brings it back). */
+	err = txn_view_resolve(eng, NULL, path, plen, &e, NULL);
+	if (!err && e.type != TXN_DIR)
+		return -ENOTDIR;
+	return err == -ENOENT ? 0 : err;
+}
+
 int txn_live_mkdir(struct txn_engine *eng, const char *path, size_t len)
 {
-	struct txn_entry e;
 	struct node *n;
 	int err = txn_path_check(path, len);
 
@@ -718,43 +783,20 @@ int txn_live_mkdir(struct txn_engine *eng, const char *path, size_t len)
 	if (txn_path_depth(path, len) < 1)
 		return -EEXIST;
 	pthread_rwlock_wrlock(&eng->tree_lock);
-	err = txn_view_resolve(eng, NULL, path, len, &e, NULL);
-	if (err == 0) {
-		err = -EEXIST;
-		goto unlock;
+	err = live_mkdir_check(eng, path, len);
+	if (!err && txn_path_depth(path, len) <= 2) {
+		/* A namespace or agent exists anyway: marked for listings, in memory. */
+		n = txn_node_find_or_create(eng, path, len);
+		if (!n)
+			err = -ENOMEM;
+		for (struct node *a = n; a && a->parent; a = a->parent)
+			a->explicit_dir = true;
+		pthread_rwlock_unlock(&eng->tree_lock);
+		return err;
 	}
-	/* The parent must be a directory (the kernel looked it up; it may have vanished). */
-	{
-		const char *slash = memrchr(path, '/', len);
-		size_t plen = slash ? (size_t)(slash - path) : 0;
-		struct txn_entry pe;
-
-		err = txn_view_resolve(eng, NULL, path, plen, &pe, NULL);
-		if (!err && pe.type != TXN_DIR)
-			err = -ENOTDIR;
-		if (err == -ENOENT) {
-			/* An implicit parent vanished: recreate the chain explicitly. */
-			err = 0;
-		}
-		if (err)
-			goto unlock;
-	}
-	n = txn_node_find_or_create(eng, path, len);
-	if (!n) {
-		err = -ENOMEM;
-		goto unlock;
-	}
-	if (txn_node_head_live(n)) {
-		/* A key is being committed at this very path. */
-		err = -EEXIST;
-		goto unlock;
-	}
-	for (struct node *a = n; a && a->parent; a = a->parent)
-		a->explicit_dir = true;
-	err = 0;
-unlock:
 	pthread_rwlock_unlock(&eng->tree_lock);
-	return err;
+	/* Below an agent: a commit, checked again by the committer at the head. */
+	return err ? err : txn_autocommit_wait(eng, TXN_AUTO_MKDIR, path, len);
 }
 
 bool txn_node_has_explicit_child(struct node *n)
@@ -771,6 +813,7 @@ bool txn_node_has_explicit_child(struct node *n)
 int txn_live_rmdir(struct txn_engine *eng, const char *path, size_t len)
 {
 	struct node *n;
+	bool commit = false;
 	int err = 0;
 
 	if (len == 0)
@@ -783,8 +826,12 @@ int txn_live_rmdir(struct txn_engine *eng, const char *path, size_t len)
 		err = -ENOTDIR;
 	else if (n->pub_desc > 0 || n->head_desc > 0 || txn_node_has_explicit_child(n))
 		err = -ENOTEMPTY;
+	else if (n->explicit_dir && txn_path_depth(path, len) > 2)
+		commit = true; /* state: removed by a commit */
 	else
 		n->explicit_dir = false; /* an empty implicit directory simply vanishes */
 	pthread_rwlock_unlock(&eng->tree_lock);
+	if (commit)
+		err = txn_autocommit_wait(eng, TXN_AUTO_RMDIR, path, len);
 	return err;
 }

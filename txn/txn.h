@@ -60,7 +60,9 @@ struct txn_entry {
 	size_t size;        /* value length for files */
 	int64_t version;    /* per-key version (0 when staged and not yet committed) */
 	int64_t commit_ts;  /* commit that wrote this version */
-	int64_t time_ns;    /* wall-clock time of that commit */
+	int64_t time_ns;    /* wall-clock time of that commit; of a live directory: of the
+			     * last commit that added or removed one of its entries (0: none
+			     * since the start of the log) */
 };
 
 /* ---- engine lifecycle ---------------------------------------------------------------- */
@@ -167,10 +169,20 @@ struct txn_attr {
  * valid path (-EINVAL otherwise). */
 int txn_dir_attr(struct txn_engine *eng, const char *path, size_t len, struct txn_attr *out);
 
-/* ---- the live tree's directories (memory only, not commits) -------------------------- */
+/* ---- the live tree's directories ------------------------------------------------------ */
 
+/*
+ * mkdir in the live tree.  Below an agent (three components or more) an explicit
+ * directory is state: one commit (TXN_AUTO_MKDIR), durable when this returns, which
+ * blocks the caller until then (a directory is made rarely; the reply needs it).  A
+ * namespace or agent exists implicitly and is marked in memory only.  -EEXIST,
+ * -ENOTDIR, or a commit's error (-EIO, -ENOSPC, ...).
+ */
 int txn_live_mkdir(struct txn_engine *eng, const char *path, size_t len);
-/* -ENOTEMPTY, -ENOTDIR; 0 also for a directory that has already vanished. */
+/* rmdir in the live tree: an explicit directory below an agent is removed by a commit
+ * (TXN_AUTO_RMDIR, waited for as above).  -ENOTEMPTY, -ENOTDIR; 0 also for a directory
+ * that has already vanished.  Owner records of namespaces and agents are the caller's
+ * (TXN_AUTO_ATTR). */
 int txn_live_rmdir(struct txn_engine *eng, const char *path, size_t len);
 
 /* ---- commits -------------------------------------------------------------------------- */
@@ -184,7 +196,9 @@ enum txn_auto_kind {
 	TXN_AUTO_DELETE,
 	TXN_AUTO_RENAME,
 	TXN_AUTO_ATTR,
-	TXN_AUTO_EXCHANGE
+	TXN_AUTO_EXCHANGE,
+	TXN_AUTO_MKDIR, /* an explicit directory below an agent (txn_live_mkdir) */
+	TXN_AUTO_RMDIR,
 };
 
 /* Paths of keys a commit wrote or deleted, for cache invalidation; a path of one or two
@@ -345,8 +359,9 @@ int txn_history_each(struct txn_engine *eng, const char *path, size_t len,
 
 /* What an operation of a committed transaction did.  TXN_OP_ATTR sets (value holds
  * {"uid":N,"gid":N,"mode":"0750"}) or clears (empty value) the owner record of the
- * namespace or agent at path. */
-enum txn_op_kind { TXN_OP_PUT = 1, TXN_OP_DELETE, TXN_OP_ATTR };
+ * namespace or agent at path.  TXN_OP_MKDIR and TXN_OP_RMDIR make and remove an
+ * explicit directory below an agent (version 0, no value). */
+enum txn_op_kind { TXN_OP_PUT = 1, TXN_OP_DELETE, TXN_OP_ATTR, TXN_OP_MKDIR, TXN_OP_RMDIR };
 
 struct txn_op {
 	const char *path;      /* "ns/agent/key" ("ns" or "ns/agent" for TXN_OP_ATTR) */

@@ -28,9 +28,17 @@
  *     batch publishes (txn_node_prune() with pinned_min_locked() in committer.c).
  *  5. commit_ts values are consecutive: head_ts is advanced only by the committer
  *     (run_batch()), and rolled back with the undo of a failed batch.
- *  6. head_desc/pub_desc count the live keys strictly below a node at the head and at
- *     published_ts (txn_node_adjust_desc()); a directory exists in the live tree while
- *     pub_desc > 0 (or mkdir made it explicitly).
+ *  6. head_desc/pub_desc count the live keys and explicit directories strictly below a
+ *     node at the head and at published_ts (txn_node_adjust_desc(), txn_node_set_dir());
+ *     a directory exists in the live tree while pub_desc > 0 or it is explicit itself.
+ *  7. An explicit directory below an agent (mkdir) is state like a key: a STORE_MKDIR
+ *     op in the log and dir_head at the head when applied, explicit_dir once published
+ *     (publish_batch()), gone again with STORE_RMDIR; a node is never a live key and an
+ *     explicit directory at once.  Namespaces and agents made with mkdir are
+ *     explicit_dir in memory only (they exist implicitly anyway).
+ *  8. entries_ns of a directory node is the commit time of the last published commit
+ *     that added or removed an entry of it (a key made or deleted, a directory made or
+ *     removed, either end of a rename); set at publish, replay and snapshot load.
  *
  * Locks, in rank order (take a lower rank before a higher one; a leaf lock is never
  * held while another is taken):
@@ -71,7 +79,9 @@ struct node {
 	struct version *versions; /* newest first */
 	uint32_t head_desc;
 	uint32_t pub_desc;
-	bool explicit_dir;
+	bool explicit_dir; /* a directory made with mkdir, published (invariant 7) */
+	bool dir_head;     /* the same at the head (below an agent only) */
+	int64_t entries_ns; /* when its entries last changed (invariant 8) */
 	struct dattr *attr; /* namespace or agent: recorded owner and mode, or NULL */
 };
 
@@ -79,7 +89,8 @@ struct dattr {
 	uint32_t uid, gid, mode;
 };
 
-enum staged_kind { ST_PUT = 1, ST_DELETE, ST_DIR };
+/* ST_DIR: a directory made; ST_RMDIR: a committed explicit directory removed. */
+enum staged_kind { ST_PUT = 1, ST_DELETE, ST_DIR, ST_RMDIR };
 
 struct staged {
 	char *path;
@@ -184,6 +195,13 @@ struct attr_change {
 	struct blob *val;   /* the log's form; the batch's store_op points into it */
 };
 
+/* An explicit directory made or removed; published with the batch. */
+struct dir_change {
+	struct node *node;
+	bool make;
+	int64_t time_ns;
+};
+
 struct batch {
 	struct applied *a;
 	size_t na, cap_a;
@@ -193,6 +211,8 @@ struct batch {
 	size_t np, cap_p;
 	struct attr_change *ac; /* attribute changes, applied when the batch publishes */
 	size_t nac, cap_ac;
+	struct dir_change *dc; /* directories made or removed, applied at the head */
+	size_t ndc, cap_dc;
 	uint64_t n_put, n_del; /* ops of the requests that applied */
 };
 
@@ -225,8 +245,18 @@ char *txn_node_path(const struct node *n, size_t *out_len);
 /* Drop versions no snapshot at or after keep_ts can see. */
 void txn_node_prune(struct node *n, int64_t keep_ts);
 bool txn_node_has_explicit_child(struct node *n);
+/* Make (on) or remove an explicit directory at the head or published, keeping the
+ * ancestors' head_desc or pub_desc. */
+void txn_node_set_dir(struct node *n, bool head, bool on);
+/* The parent of n had an entry added or removed at time_ns (invariant 8). */
+void txn_node_touch_parent(struct node *n, int64_t time_ns);
 
 struct staged *txn_staged_find(struct txn *tx, const char *path, size_t len);
+/* Is committed explicit directory n (at path) in tx's view, not removed by a staged op?
+ * Directories are not versioned: a transaction sees the published ones. */
+bool txn_dir_kept_in_tx(struct txn *tx, const struct node *n, const char *path, size_t len);
+/* Is anything (a key, a directory) below path in tx's view? */
+bool txn_view_has_below(struct txn_engine *eng, struct txn *tx, const char *path, size_t len);
 /* Resolve path in a view; callers hold the tree lock (read) and, for tx, tx->lock. */
 int txn_view_resolve(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
 		     struct txn_entry *out, struct blob **value);
@@ -257,10 +287,15 @@ int txn_apply_auto(struct txn_engine *eng, struct batch *b, struct txn_commit_re
 void txn_batch_undo(struct batch *b, size_t mark);
 /* Drop attribute changes from index mark on. */
 void txn_batch_drop_attrs(struct batch *b, size_t mark);
+/* Take back directory changes from index mark on, newest first. */
+void txn_batch_undo_dirs(struct batch *b, size_t mark);
 
 /* ---- threads and recovery ------------------------------------------------------------- */
 
 void *txn_committer_main(void *arg); /* committer.c */
+/* Queue an autocommit of kind at path (copied) and wait for its result (committer.c). */
+int txn_autocommit_wait(struct txn_engine *eng, enum txn_auto_kind kind, const char *path,
+			size_t len);
 void *txn_reaper_main(void *arg);    /* reaper.c */
 /* Load the newest snapshot, replay the log after it, record the start (recover.c). */
 int txn_recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *stats);

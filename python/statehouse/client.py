@@ -627,7 +627,13 @@ class Statehouse:
                 yield ReplayEvent(
                     txn_id=event.get("txn", ""),
                     commit_ts=event["commit_ts"],
-                    operations=[self._operation(ns, agent_id, op) for op in event.get("ops", [])],
+                    # Only key operations: owner changes ("attr") and directories made
+                    # or removed ("mkdir", "rmdir") have no key version.
+                    operations=[
+                        self._operation(ns, agent_id, op)
+                        for op in event.get("ops", [])
+                        if op.get("op") in ("put", "delete")
+                    ],
                     namespace=ns,
                     agent_id=agent_id,
                     time=event.get("time"),

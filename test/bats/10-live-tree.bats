@@ -87,7 +87,7 @@ teardown() {
 	[ "$ts1" -eq $((ts0 + 1)) ]
 }
 
-@test "a directory implied by a key vanishes when its last key is deleted" {
+@test "a directory made in a transaction stays when its last key is deleted, until rmdir" {
 	# step/ reaches the live tree only through a commit, never through a live mkdir
 	T="$MNT/.tx/mk"
 	mkdir "$T"
@@ -99,6 +99,9 @@ teardown() {
 	run cat "$A/step/001"
 	assert_output one
 	rm "$A/step/001"
+	run ls "$A"
+	assert_output "$(printf 'other\nstep')"
+	rmdir "$A/step"
 	run ls "$A"
 	assert_output other
 	run sh_errno stat "$A/step"

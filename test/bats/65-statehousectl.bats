@@ -251,14 +251,15 @@ last_commit_ts() {
 # --- history, replay, tail -----------------------------------------------------------------
 
 @test "history lists every version of a key with time, commit_ts, op, size, txn and value; --json passes index.jsonl through" {
+	# commit 1 makes the directory dir/ (a directory is state), the key's versions follow
 	ctl put a 'dir/50%' one
 	ctl rm a 'dir/50%'
 	ctl put a 'dir/50%' '{"n":3}'
 	run -0 ctl history a 'dir/50%'
 	[ "${#lines[@]}" -eq 3 ]
-	assert_line -n 0 -e '^v1 +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z +#1 +put +3 B +txn auto +"one"$'
-	assert_line -n 1 -e '^v2 +.*Z +#2 +delete +0 B +txn auto +\(deleted\)$'
-	assert_line -n 2 -e '^v3 +.*Z +#3 +put +7 B +txn auto +\{"n":3\}$'
+	assert_line -n 0 -e '^v1 +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z +#2 +put +3 B +txn auto +"one"$'
+	assert_line -n 1 -e '^v2 +.*Z +#3 +delete +0 B +txn auto +\(deleted\)$'
+	assert_line -n 2 -e '^v3 +.*Z +#4 +put +7 B +txn auto +\{"n":3\}$'
 	run -0 ctl --json history a 'dir/50%'
 	assert_output "$(cat "$MNT/.history/default/a/dir%2F50%25/index.jsonl")"
 	run -1 --separate-stderr ctl history a never
@@ -361,7 +362,7 @@ last_commit_ts() {
 	printf '\377' | ctl put a bin
 	ctl put b other x
 	head="$(jq .head_commit_ts "$MNT/.status")"
-	[ "$head" -eq 6 ]
+	[ "$head" -eq 7 ] # six keys, and the directory d/ (a directory is state)
 	run -0 ctl --json dump a
 	[ "${#lines[@]}" -eq 1 ]
 	jq -e --argjson h "$head" '. == {"commit_ts":$h,"namespace":"default","agent":"a",

@@ -300,7 +300,9 @@ RFC3339_RE='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z
 	mkdir "$A/k"
 	echo sub >"$A/k/sub"
 	t3="$(sh_xattr commit_ts "$A/k/sub")"
-	[ "$t3" -eq $((t2 + 2)) ]
+	# the probe, the mkdir (a directory is state, one commit), the put
+	[ "$t3" -eq $((t2 + 3)) ]
+	[ -d "$MNT/.at/$((t2 + 2))/ns/a/k" ]
 	# at t1: k is a file
 	[ -f "$MNT/.at/$t1/ns/a/k" ]
 	run cat "$MNT/.at/$t1/ns/a/k"
@@ -340,10 +342,14 @@ RFC3339_RE='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z
 	rm -r "$A/k"
 	echo leaf >"$A/k"
 	t3="$(sh_xattr commit_ts "$A/k")"
-	[ "$t3" -eq $((t1 + 2)) ]
+	# the delete of sub, the rmdir of k (a directory is state, one commit), the put
+	[ "$t3" -eq $((t1 + 3)) ]
 	run cat "$MNT/.at/$t1/ns/a/k/sub"
 	assert_output sub
-	run sh_errno stat "$MNT/.at/$((t1 + 1))/ns/a/k"
+	run ls -A "$MNT/.at/$((t1 + 1))/ns/a/k"
+	assert_success
+	assert_output ""
+	run sh_errno stat "$MNT/.at/$((t1 + 2))/ns/a/k"
 	assert_output ENOENT
 	[ -f "$MNT/.at/$t3/ns/a/k" ]
 	run cat "$MNT/.at/$t3/ns/a/k"

@@ -336,11 +336,12 @@ print(new.decode(), end="")
 	c="$(jq -r .commit_ts "$T/.commit")"
 	[ "$c" -eq 5 ]
 	echo after >"$B/y"
-	ev_check "$c" '(.ops | length) == 4 and (.ops | map(.ns + "/" + .agent + "/" + .key) | sort) == ["default/agent-1/gone","default/agent-1/x","default/agent-2/y","ns2/agent-1/step/z"]'
+	ev_check "$c" '(.ops | length) == 5 and (.ops | map(.ns + "/" + .agent + "/" + .key) | sort) == ["default/agent-1/gone","default/agent-1/x","default/agent-2/y","ns2/agent-1/step","ns2/agent-1/step/z"]'
 	ev_check "$c" "(del(.time) | .ops |= sort_by(.key)) == {commit_ts: $c, txn: \"multi\", note: {why: \"fan-out\"}, ops: [{ns: \"default\", agent: \"agent-1\", key: \"gone\", op: \"delete\", version: 2}, {ns: \"default\", agent: \"agent-1\", key: \"x\", op: \"put\", version: 2, value: {x: 1}}]}" "$EV/default/agent-1.jsonl"
 	ev_check "$c" '.ops == [{ns: "default", agent: "agent-2", key: "y", op: "put", version: 2, value: "y1\n"}] and .note == {why: "fan-out"} and .txn == "multi"' "$EV/default/agent-2.jsonl"
 	# the same agent name in another namespace is another agent
-	ev_check "$c" '.ops == [{ns: "ns2", agent: "agent-1", key: "step/z", op: "put", version: 1, value: "z1\n"}]' "$EV/ns2/agent-1.jsonl"
+	# the staged mkdir of step/ is committed too, before the key in it
+	ev_check "$c" '.ops == [{ns: "ns2", agent: "agent-1", key: "step", op: "mkdir"}, {ns: "ns2", agent: "agent-1", key: "step/z", op: "put", version: 1, value: "z1\n"}]' "$EV/ns2/agent-1.jsonl"
 	# commit_ts, txn, time and note are those of the whole transaction
 	full_time="$(jq -r --argjson t "$c" 'select(.commit_ts == $t) | .time' "$EV/all.jsonl")"
 	for f in default/agent-1 default/agent-2 ns2/agent-1; do

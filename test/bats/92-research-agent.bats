@@ -179,8 +179,9 @@ progress_at_least() {
 	t=${output##* }
 	run ls -A "$MNT/default/research-agent"
 	assert_output ''
-	run jq -c "select(.commit_ts == $t) | [.ops | length, all(.op == \"delete\")]" "$MNT/.events/default/research-agent.jsonl"
-	assert_output '[8,true]'
+	# the keys' deletes, and the removal of their directory step/ (a directory is state)
+	run jq -c "select(.commit_ts == $t) | [(.ops | map(select(.op == \"delete\")) | length), (.ops | map(select(.op != \"delete\") | .op + \" \" + .key))]" "$MNT/.events/default/research-agent.jsonl"
+	assert_output '[8,["rmdir step"]]'
 	[ "$(sh_dump_tree "$MNT/default/research-agent.2")" = "$other_before" ]
 	run "$RA" --mount "$MNT" --replay
 	assert_line --regexp "^$t	[^	]+	delete	step/005	v2	-$"

@@ -267,7 +267,7 @@ static void opening_an_empty_directory_creates_the_database_and_its_schema(void 
 				" PRAGMA journal_mode;", &status);
 	assert_non_null(out);
 	assert_int_equal(status, 0);
-	assert_string_equal(out, "events\nmeta\nops\nstarts\n2\nwal\n");
+	assert_string_equal(out, "events\nmeta\nops\nstarts\n3\nwal\n");
 	free(out);
 }
 
@@ -569,7 +569,7 @@ static void opening_a_store_with_another_schema_version_fails_with_eio(void **st
 	append_three(f->st);
 	store_close(f->st);
 	f->st = NULL;
-	out = sql(f->dir, "UPDATE meta SET value = 3 WHERE name = 'schema';", &status);
+	out = sql(f->dir, "UPDATE meta SET value = 4 WHERE name = 'schema';", &status);
 	assert_non_null(out);
 	assert_int_equal(status, 0);
 	free(out);
@@ -578,7 +578,7 @@ static void opening_a_store_with_another_schema_version_fails_with_eio(void **st
 	assert_null(st);
 
 	/* Nothing was rewritten: with the version restored, the log is intact. */
-	out = sql(f->dir, "UPDATE meta SET value = 2 WHERE name = 'schema';", &status);
+	out = sql(f->dir, "UPDATE meta SET value = 3 WHERE name = 'schema';", &status);
 	assert_non_null(out);
 	assert_int_equal(status, 0);
 	free(out);
@@ -769,6 +769,8 @@ static int events_fn(void *arg, const struct store_event *ev)
 		const char *kind = op->kind == STORE_PUT      ? "put"
 				   : op->kind == STORE_DELETE ? "del"
 				   : op->kind == STORE_ATTR   ? "attr"
+				   : op->kind == STORE_MKDIR  ? "mkdir"
+				   : op->kind == STORE_RMDIR  ? "rmdir"
 							      : "?";
 
 		if (asprintf(&n, "%s %s %.*s=%.*s;", line, kind, (int)op->path_len, op->path,
@@ -931,11 +933,11 @@ static void a_schema_1_store_is_upgraded_on_open_and_keeps_its_log(void **state)
 			  " AND name NOT LIKE 'sqlite_%' ORDER BY name;", &status);
 	assert_non_null(out);
 	assert_int_equal(status, 0);
-	assert_string_equal(out, "2\nops\nops_by_agent_ts\nops_by_key_ts\n");
+	assert_string_equal(out, "3\nops\nops_by_agent_ts\nops_by_key_ts\n");
 	free(out);
 
 	assert_errno(store_append(f->st, &e4, 1), 0);
-	/* A second open finds schema 2 and leaves it alone. */
+	/* A second open finds schema 3 and leaves it alone. */
 	reopen(f, 1);
 	assert_errno(replay(f->st, 0, &r, &s), 0);
 	assert_int_equal(r.n, 6);
@@ -946,6 +948,176 @@ static void a_schema_1_store_is_upgraded_on_open_and_keeps_its_log(void **state)
 	r.n = 6;
 	rec_free(&r);
 	assert_text(names(f->st, "ns"), "agent");
+}
+
+/* ---- directories (ops 4 and 5, schema 3) ---------------------------------------------- */
+
+#define MKDIR(p) { .path = (p), .path_len = sizeof(p) - 1, .kind = STORE_MKDIR }
+#define RMDIR(p) { .path = (p), .path_len = sizeof(p) - 1, .kind = STORE_RMDIR }
+
+static int count_fn(void *arg, const struct store_version *v)
+{
+	(void)v;
+	++*(int *)arg;
+	return 0;
+}
+
+static void directory_rows_replay_and_list_as_of_their_commit_but_are_no_key(void **state)
+{
+	struct fx *f = *state;
+	static const struct store_op e1[] = { MKDIR("ns/a/d"), MKDIR("ns/a/d/e"),
+					      PUT("ns/a/k", "v", 1, 1) };
+	static const struct store_op e2[] = { RMDIR("ns/a/d/e") };
+	struct store_event evs[] = { event(1, e1, 3), event(2, e2, 1) };
+	struct store_version v;
+	struct store_replay_stats s;
+	struct rec r = { 0 };
+	int rows = 0;
+
+	assert_errno(store_append(f->st, evs, 2), 0);
+	assert_errno(replay(f->st, 0, &r, &s), 0);
+	assert_int_equal(r.n, 4);
+	assert_op(&r.ops[0], 1, "ns/a/d", STORE_MKDIR, 0, NULL, 0);
+	assert_op(&r.ops[1], 1, "ns/a/d/e", STORE_MKDIR, 0, NULL, 0);
+	assert_op(&r.ops[3], 2, "ns/a/d/e", STORE_RMDIR, 0, NULL, 0);
+	rec_free(&r);
+	/* .at: a directory is listed while its last op is a mkdir. */
+	assert_text(live_keys(f->st, "ns/a", 1), "ns/a/d ns/a/d/e ns/a/k");
+	assert_text(live_keys(f->st, "ns/a", 2), "ns/a/d ns/a/k");
+	assert_errno(store_get_at(f->st, "ns/a/d/e", 8, 1, 0, &v), 0);
+	assert_int_equal(v.kind, STORE_MKDIR);
+	store_version_release(&v);
+	assert_errno(store_get_at(f->st, "ns/a/d/e", 8, 2, 0, &v), 0);
+	assert_int_equal(v.kind, STORE_RMDIR);
+	store_version_release(&v);
+	/* Neither a key's history nor a name. */
+	assert_errno(store_history(f->st, "ns/a/d", 6, count_fn, &rows), 0);
+	assert_int_equal(rows, 0);
+	assert_text(names(f->st, "ns/a"), "k");
+	assert_text(events(f->st, 2, 2, "ns/a"), "2: rmdir ns/a/d/e=-;\n");
+}
+
+/* The ops table as schema 2 had it: owner records, no directories. */
+static const char schema_2_sql[] =
+	"BEGIN;"
+	" CREATE TABLE ops1(commit_ts INTEGER NOT NULL, idx INTEGER NOT NULL,"
+	"  ns TEXT NOT NULL, agent TEXT NOT NULL, key TEXT NOT NULL,"
+	"  op INTEGER NOT NULL CHECK (op IN (1, 2, 3)), version INTEGER NOT NULL, value BLOB,"
+	"  PRIMARY KEY (commit_ts, idx)) WITHOUT ROWID;"
+	" INSERT INTO ops1 SELECT * FROM ops;"
+	" DROP TABLE ops;"
+	" ALTER TABLE ops1 RENAME TO ops;"
+	" CREATE INDEX ops_by_key_ts ON ops(ns, agent, key, commit_ts, version);"
+	" CREATE INDEX ops_by_agent_ts ON ops(ns, agent, commit_ts);"
+	" UPDATE meta SET value = 2 WHERE name = 'schema';"
+	" COMMIT;";
+
+static void a_schema_2_store_is_upgraded_on_open_and_then_takes_directories(void **state)
+{
+	struct fx *f = *state;
+	static const struct store_op dir[] = { MKDIR("ns/agent/d") };
+	struct store_event e4 = event(4, dir, 1);
+	struct store_replay_stats s;
+	struct rec r = { 0 };
+	int status = -1;
+	char *out;
+
+	if (!have_sqlite_shell())
+		skip_because("the sqlite3 shell is not installed; cannot make a schema 2 store");
+	append_three(f->st);
+	store_close(f->st);
+	f->st = NULL;
+	out = sql(f->dir, schema_2_sql, &status);
+	assert_non_null(out);
+	assert_int_equal(status, 0);
+	free(out);
+	/* It is a schema 2 store: op 4 is refused. */
+	out = sql(f->dir, "INSERT INTO ops VALUES (9, 0, 'ns', 'a', 'd', 4, 0, NULL);", &status);
+	assert_non_null(out);
+	assert_int_not_equal(status, 0);
+	assert_non_null(strstr(out, "CHECK constraint failed"));
+	free(out);
+
+	reopen(f, 1);
+	out = sql(f->dir, "SELECT value FROM meta WHERE name = 'schema';", &status);
+	assert_non_null(out);
+	assert_string_equal(out, "3\n");
+	free(out);
+	assert_errno(store_append(f->st, &e4, 1), 0);
+	reopen(f, 1);
+	assert_errno(replay(f->st, 0, &r, &s), 0);
+	assert_int_equal(r.n, 6);
+	assert_op(&r.ops[5], 4, "ns/agent/d", STORE_MKDIR, 0, NULL, 0);
+	r.n = 5;
+	assert_three(&r, 0);
+	r.n = 6;
+	rec_free(&r);
+}
+
+/* Snapshot entries: a key, an explicit directory, a directory's time. */
+struct snap_fx {
+	struct store_snap_entry e[3];
+	size_t n, next;
+	int dirs[3];
+	int64_t times[3];
+};
+
+static int snap_fx_next(void *arg, struct store_snap_entry *e)
+{
+	struct snap_fx *x = arg;
+
+	if (x->next == x->n)
+		return 0;
+	*e = x->e[x->next++];
+	return 1;
+}
+
+static int snap_fx_load(void *arg, const struct store_snap_entry *e)
+{
+	struct snap_fx *x = arg;
+
+	x->dirs[x->next] = e->dir;
+	x->times[x->next++] = e->time_ns;
+	return 0;
+}
+
+static void a_snapshot_keeps_directories_and_a_version_01_snapshot_still_loads(void **state)
+{
+	struct fx *f = *state;
+	struct snap_fx x = {
+		.e = { { .path = "ns/a/k", .path_len = 6, .version = 1, .commit_ts = 1,
+			 .time_ns = 10, .value = "v", .value_len = 1 },
+		       { .path = "ns/a/d", .path_len = 6, .time_ns = 20, .dir = STORE_SNAP_DIR },
+		       { .path = "ns/a", .path_len = 4, .time_ns = 30,
+			 .dir = STORE_SNAP_DIR_TIME } },
+		.n = 3,
+	};
+	char path[4096];
+	int64_t ts;
+	uint64_t n;
+	FILE *fp;
+
+	assert_errno(store_snapshot_write(f->dir, 1, 1, snap_fx_next, &x, 1), 0);
+	x.next = 0;
+	assert_errno(store_snapshot_load(f->dir, 1, snap_fx_load, &x, &ts, &n), 0);
+	assert_i64_equal(ts, 1);
+	assert_int_equal(n, 1); /* the entries that are not directories */
+	assert_int_equal(x.dirs[0], 0);
+	assert_int_equal(x.dirs[1], STORE_SNAP_DIR);
+	assert_int_equal(x.dirs[2], STORE_SNAP_DIR_TIME);
+	assert_i64_equal(x.times[2], 30);
+
+	/* The same file under the magic of version 01 (outside the checksum) loads: the
+	 * layout did not change, only the flags an entry may have. */
+	snprintf(path, sizeof(path), "%s/snapshots/snap-%020d.bin", f->dir, 1);
+	fp = fopen(path, "r+b");
+	assert_non_null(fp);
+	assert_int_equal(fwrite("SHSNAP01", 1, 8, fp), 8);
+	assert_int_equal(fclose(fp), 0);
+	x.next = 0;
+	assert_errno(store_snapshot_load(f->dir, 1, snap_fx_load, &x, &ts, &n), 0);
+	assert_i64_equal(ts, 1);
+	assert_int_equal(x.dirs[1], STORE_SNAP_DIR);
 }
 
 static void close_of_null_is_a_no_op_and_the_sqlite_version_is_3(void **state)
@@ -986,6 +1158,9 @@ int main(void)
 		T(owner_records_are_neither_names_nor_live_keys),
 		T(events_of_an_agent_include_its_owner_records_and_not_its_namespaces),
 		T(a_schema_1_store_is_upgraded_on_open_and_keeps_its_log),
+		T(directory_rows_replay_and_list_as_of_their_commit_but_are_no_key),
+		T(a_schema_2_store_is_upgraded_on_open_and_then_takes_directories),
+		T(a_snapshot_keeps_directories_and_a_version_01_snapshot_still_loads),
 		T(close_of_null_is_a_no_op_and_the_sqlite_version_is_3),
 		T(a_store_uri_of_another_scheme_is_refused_and_creates_nothing),
 		T(a_sqlite_uri_with_a_location_is_refused_with_einval),

@@ -1695,7 +1695,96 @@ static void live_mkdir_and_rmdir_make_and_remove_empty_directories(void **state)
 	assert_errno(txn_stat(f->eng, NULL, "ns/a/dir", 8, &e), -ENOENT);
 	/* A directory that does not exist (implicit, or gone with its last key): nothing to do. */
 	assert_errno(txn_live_rmdir(f->eng, "ns/a/nothing", 12), 0);
-	assert_i64_equal(txn_engine_head(f->eng), 2); /* directories are not commits */
+	/* A directory below an agent is state: mkdir and rmdir were commits too. */
+	assert_i64_equal(txn_engine_head(f->eng), 4);
+}
+
+static bool is_dir(struct fx *f, struct txn *tx, const char *path)
+{
+	struct txn_entry e;
+
+	return txn_stat(f->eng, tx, path, strlen(path), &e) == 0 && e.type == TXN_DIR;
+}
+
+static int64_t time_of(struct fx *f, const char *path)
+{
+	struct txn_entry e;
+
+	assert_errno(txn_stat(f->eng, NULL, path, strlen(path), &e), 0);
+	return e.time_ns;
+}
+
+static void directories_are_state_replayed_from_the_log_and_kept_in_snapshots(void **state)
+{
+	struct fx *f = *state;
+	struct txn_stats st;
+	int64_t t;
+
+	assert_errno(txn_live_mkdir(f->eng, "ns/a/d", 6), 0);
+	assert_errno(txn_live_mkdir(f->eng, "ns/a/d/e", 8), 0);
+	assert_errno(txn_live_mkdir(f->eng, "ns/a/gone", 9), 0);
+	assert_errno(txn_live_rmdir(f->eng, "ns/a/d", 6), -ENOTEMPTY);
+	assert_errno(txn_live_rmdir(f->eng, "ns/a/gone", 9), 0);
+	assert_errno(put(f, "ns/a/d/k", "v", NULL), 0);
+	assert_errno(put(f, "ns/a/d/k", "w", NULL), 0); /* an overwrite: no entry changed */
+	t = time_of(f, "ns/a/d");
+	assert_true(t > 0);
+	assert_true(t < time_of(f, "ns/a/d/k"));
+
+	/* After a clean restart (the snapshot written at close, and the log). */
+	restart(f);
+	assert_true(is_dir(f, NULL, "ns/a/d/e"));
+	assert_false(is_dir(f, NULL, "ns/a/gone"));
+	assert_listing(f, NULL, "ns/a", "d/");
+	assert_i64_equal(time_of(f, "ns/a/d"), t);
+
+	/* From a snapshot alone. */
+	assert_errno(txn_engine_snapshot(f->eng), 0);
+	restart(f);
+	txn_engine_stats(f->eng, &st);
+	assert_int_equal(st.last_replayed, 0);
+	assert_true(is_dir(f, NULL, "ns/a/d/e"));
+	assert_false(is_dir(f, NULL, "ns/a/gone"));
+	assert_i64_equal(time_of(f, "ns/a/d"), t);
+
+	/* A rename moves the empty directory with the keys, in one commit. */
+	assert_errno(ren(f, "ns/a/d", "ns/a/moved", false, NULL), 0);
+	assert_true(is_dir(f, NULL, "ns/a/moved/e"));
+	assert_false(is_dir(f, NULL, "ns/a/d"));
+	assert_errno(txn_live_rmdir(f->eng, "ns/a/moved/e", 12), 0);
+	restart(f);
+	assert_false(is_dir(f, NULL, "ns/a/moved/e"));
+	assert_value(f, NULL, "ns/a/moved/k", "w");
+	txn_engine_close(f->eng);
+	f->eng = NULL;
+	assert_errno(txn_verify(f->dir, NULL), 0);
+	assert_int_equal(fx_start(f), 0);
+}
+
+static void a_transaction_commits_its_mkdir_rmdir_and_directory_rename(void **state)
+{
+	struct fx *f = *state;
+	struct txn *tx;
+
+	assert_errno(txn_live_mkdir(f->eng, "ns/a/old", 8), 0);
+	assert_errno(txn_live_mkdir(f->eng, "ns/a/src", 8), 0);
+	assert_errno(txn_live_mkdir(f->eng, "ns/a/src/empty", 14), 0);
+	tx = begin(f, "t");
+	assert_true(is_dir(f, tx, "ns/a/src/empty"));
+	assert_errno(txn_stage_mkdir(f->eng, tx, "ns/a/new", 8), 0);
+	assert_errno(txn_stage_rmdir(f->eng, tx, "ns/a/src", 8), -ENOTEMPTY);
+	assert_errno(txn_stage_rmdir(f->eng, tx, "ns/a/old", 8), 0);
+	assert_errno(txn_stage_rename(f->eng, tx, "ns/a/src", 8, "ns/a/dst", 8, false), 0);
+	assert_listing(f, tx, "ns/a", "dst/ new/");
+	assert_listing(f, tx, "ns/a/dst", "empty/");
+	/* Nothing of it outside before the commit. */
+	assert_listing(f, NULL, "ns/a", "old/ src/");
+	assert_errno(commit(f, tx, NULL), 0);
+	assert_listing(f, NULL, "ns/a", "dst/ new/");
+	assert_true(is_dir(f, NULL, "ns/a/dst/empty"));
+	restart(f);
+	assert_listing(f, NULL, "ns/a", "dst/ new/");
+	assert_true(is_dir(f, NULL, "ns/a/dst/empty"));
 }
 
 static void namespaces_and_agents_exist_implicitly_but_are_listed_only_with_keys(void **state)
@@ -2247,6 +2336,8 @@ int main(void)
 		T(the_notify_hook_gets_the_changed_keys_and_completes_late_requests),
 		T(a_commit_ts_beyond_int32_is_reported_as_success),
 		T(live_mkdir_and_rmdir_make_and_remove_empty_directories),
+		T(directories_are_state_replayed_from_the_log_and_kept_in_snapshots),
+		T(a_transaction_commits_its_mkdir_rmdir_and_directory_rename),
 		T(namespaces_and_agents_exist_implicitly_but_are_listed_only_with_keys),
 		T(check_name_rejects_empty_dot_slash_nul_and_long_names),
 		T(versions_and_options_are_reported),
