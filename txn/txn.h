@@ -60,7 +60,7 @@ struct txn_entry {
 	size_t size;        /* value length for files */
 	int64_t version;    /* per-key version (0 when staged and not yet committed) */
 	int64_t commit_ts;  /* commit that wrote this version */
-	int64_t time_ns;    /* wall-clock time of that commit */
+	int64_t time_ns;    /* wall-clock time of that commit (of the staging when staged) */
 };
 
 /* ---- engine lifecycle ---------------------------------------------------------------- */
@@ -195,7 +195,8 @@ struct txn_commit_req {
 	enum txn_auto_kind kind;     /* an autocommit (txn_autocommit) */
 	char *path, *path2;          /* owned; path2 is the rename target */
 	struct blob *value;          /* TXN_AUTO_PUT value, consumed */
-	bool noreplace;              /* rename fails with EEXIST if path2 exists */
+	bool noreplace;              /* rename fails with EEXIST if path2 exists; a put
+				      * fails with EEXIST if its key exists */
 	struct txn_attr attr;        /* TXN_AUTO_ATTR */
 	bool late;                   /* complete only after the caches are invalidated */
 	void (*done)(struct txn_commit_req *req, int err);
