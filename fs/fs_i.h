@@ -128,6 +128,8 @@ struct handle {
 /*
  * Lock order (take the earlier before the later; never hold one across fuse_reply_* or
  * fuse_lowlevel_notify_*, except where fs_events_wake says so for notify_poll):
+ *   pending_lock  ->  handle->lock, itable_lock, the engine's locks
+ *   handles_lock  ->  handle->lock
  *   handle->lock  ->  itable_lock, and the engine's locks (txn's tree_lock, ...)
  *   ev_lock       ->  the engine's locks (it is held while rendering)
  *   itable_lock, handles_lock, nq_lock: leaves.
@@ -166,8 +168,9 @@ struct fs {
 	struct orphan *orphans; /* unlinked live keys still open, under handles_lock */
 
 	/* Protects the live creates not committed yet (handle.c).  Held while a write
-	 * handle's value is queued or staged and while an unlink decides about a pending
-	 * create: taken before itable_lock and the engine's locks. */
+	 * handle's value is queued or staged and while an unlink or rename decides about
+	 * a pending create: taken before a handle's lock, itable_lock and the engine's
+	 * locks. */
 	pthread_mutex_t pending_lock;
 	struct pending *pending;
 

@@ -270,3 +270,16 @@ print(open(b).read())' "$A/a" "$A/b"
 	[ "$(stat -c %Y "$T/ns/agent/n")" -ge "$t0" ]
 	[ "$(stat -c %Z "$T/ns/agent/n")" -ge "$t0" ]
 }
+
+@test "vim edits a key and leaves no swap-file probe behind" {
+	command -v vim >/dev/null || { sh_skip "vim is not installed"; return; }
+	echo hello >"$A/FILE"
+	for i in 1 2 3; do
+		(cd "$A" && HOME="$SH_TMP" vim -u NONE -i NONE -N -es -c 'normal Aworld' -c wq FILE </dev/null)
+	done
+	sh_probe_ts >/dev/null
+	run ls -A "$A"
+	assert_output FILE
+	run cat "$A/FILE"
+	assert_output helloworldworldworld
+}
