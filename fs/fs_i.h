@@ -320,6 +320,7 @@ void fs_pending_forget(struct fs *fs, struct pending *p, const char *path, size_
 void fs_pending_forget_locked(struct fs *fs, struct pending *p);
 bool fs_pending_find_locked(struct fs *fs, const char *path, size_t len, struct pending **out);
 bool fs_pending_time(struct fs *fs, const char *path, size_t len, int64_t *time_ns);
+int fs_pending_list(struct fs *fs, const char *dir, size_t dlen, struct handle *h);
 void fs_orphan_add(struct fs *fs, uint64_t ino, const struct iref *r, struct blob *value);
 bool fs_orphan_get(struct fs *fs, uint64_t ino, struct blob **value, struct iref *r);
 void fs_orphan_drop(struct fs *fs, uint64_t ino);

@@ -321,6 +321,36 @@ bool fs_pending_time(struct fs *fs, const char *path, size_t len, int64_t *time_
 	return found;
 }
 
+static bool listed(const struct handle *h, const char *name)
+{
+	for (size_t i = 0; i < h->ents.n; i++) {
+		if (!strcmp(h->ents.v[i].name, name))
+			return true;
+	}
+	return false;
+}
+
+/* The pending creates directly below the live directory dir join h's listing. */
+int fs_pending_list(struct fs *fs, const char *dir, size_t dlen, struct handle *h)
+{
+	struct pending *p, *tmp;
+	int err = 0;
+
+	pthread_mutex_lock(&fs->pending_lock);
+	HASH_ITER(hh, fs->pending, p, tmp) {
+		const char *name = p->path + dlen + (dlen ? 1 : 0);
+
+		if (p->len <= dlen + 1 || memcmp(p->path, dir, dlen) != 0 ||
+		    (dlen && p->path[dlen] != '/') || strchr(name, '/') || listed(h, name))
+			continue;
+		err = fs_dir_add(h, name, TXN_FILE);
+		if (err)
+			break;
+	}
+	pthread_mutex_unlock(&fs->pending_lock);
+	return err;
+}
+
 /* ---- the commit of a write handle ---------------------------------------------------- */
 
 /*

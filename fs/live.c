@@ -365,6 +365,8 @@ int fs_view_entry(struct fs *fs, const struct iref *r, struct txn_entry *e)
 		err = txn_stat(fs->eng, tx, r->path, r->len, e);
 	if (!err && e->type != TXN_FILE)
 		err = -ENODATA;
+	if (err == -ENOENT && !tx && fs_pending_time(fs, r->path, r->len, &e->time_ns))
+		err = -ENODATA; /* created, no version yet */
 	txn_unref(tx);
 	return err;
 }
@@ -381,6 +383,8 @@ int fs_view_list(struct fs *fs, const struct iref *r, struct handle *h)
 		err = txn_list(fs->eng, tx, r->path, r->len, &d, &n);
 	if (!err)
 		err = fs_dir_add_all(h, d, n);
+	if (!err && !tx)
+		err = fs_pending_list(fs, r->path, r->len, h); /* created, not committed yet */
 	txn_unref(tx);
 	return err;
 }

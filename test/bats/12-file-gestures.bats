@@ -59,6 +59,32 @@ print(os.stat(p).st_size)' "$A/new"
 	assert_output 0
 }
 
+@test "a file made by open(O_CREAT) is listed in its directory at once" {
+	run py '
+d = sys.argv[1]
+fd = os.open(d + "/new", os.O_CREAT | os.O_WRONLY, 0o644)
+print(sorted(os.listdir(d)))
+os.close(fd)' "$A"
+	assert_success
+	assert_output "['new']"
+}
+
+@test "a file made by open(O_CREAT) has no version attribute until it commits, then version 1" {
+	run py '
+p = sys.argv[1]
+fd = os.open(p, os.O_CREAT | os.O_WRONLY, 0o644)
+try:
+    os.getxattr(p, "user.statehouse.version")
+    print("has a version")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+os.write(fd, b"v")
+os.close(fd)
+print(os.getxattr(p, "user.statehouse.version").decode())' "$A/x"
+	assert_success
+	assert_output $'ENODATA\n1'
+}
+
 @test "a new key made and removed at once: unlink after open(O_CREAT) succeeds" {
 	run py '
 p = sys.argv[1]
