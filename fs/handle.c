@@ -14,11 +14,12 @@
  *
  * A live create commits nothing until its handle's first commit (one key written by
  * `echo x > new` is one commit, one version).  Until then the key is *pending*: a
- * registry by path that the live tree's lookup, stat and reads consult when the key
- * is not in the tree, so the file exists for every operation from the moment
- * open(O_CREAT) returns.  Its handle's commit puts the value only if the key is still
- * absent when nothing was written (a later writer's value wins over the empty one).
- * An unlink of a pending key whose commit is not queued yet cancels it: no commit.
+ * registry by path that the live tree's lookup, stat, reads, listings and xattrs
+ * consult when the key is not in the tree, so the file exists for every operation from
+ * the moment open(O_CREAT) returns.  Its handle's commit puts the value only if the
+ * key is still absent when nothing was written (a later writer's value wins over the
+ * empty one).  An unlink of a pending key whose commit is not queued yet cancels it (no
+ * commit); a rename first queues the empty value (live.c).
  *
  * A live key unlinked while its inode is open becomes an *orphan* until the kernel
  * forgets the inode: its readers go on reading the value it had, and fstat answers

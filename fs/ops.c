@@ -525,10 +525,9 @@ static int reply_create(fuse_req_t req, const struct iref *r, struct fuse_file_i
 	struct fuse_entry_param e;
 	struct handle *h;
 	struct stat st;
+	int64_t now_ns = clock_now_ns(CLOCK_REALTIME);
 	uint64_t ino;
 	int err;
-
-	int64_t now_ns = clock_now_ns(CLOCK_REALTIME);
 
 	h = fs_handle_new(fs, H_WRITE, r);
 	if (!h)
@@ -536,9 +535,13 @@ static int reply_create(fuse_req_t req, const struct iref *r, struct fuse_file_i
 	h->pid = fuse_req_ctx(req)->pid;
 	h->dirty = fs_area(r->kind)->live; /* `touch newkey` commits an empty value */
 	err = fs_iget_tuple(fs, r->kind, r->txn_id, TXN_FILE, r->path, r->len, &ino);
-	if (!err && h->dirty)
-		err = fs_pending_new(fs, r->path, r->len, now_ns, &h->pending);
 	if (err) {
+		fs_handle_free(h);
+		return err;
+	}
+	/* A new live key exists from now on, though its first commit comes later. */
+	if (h->dirty && (err = fs_pending_new(fs, r->path, r->len, now_ns, &h->pending))) {
+		fs_iforget(fs, ino, 1);
 		fs_handle_free(h);
 		return err;
 	}
