@@ -172,6 +172,7 @@ struct fs {
 	 * a pending create: taken before a handle's lock, itable_lock and the engine's
 	 * locks. */
 	pthread_mutex_t pending_lock;
+	pthread_cond_t pending_cond; /* a pending create stopped answering */
 	struct pending *pending;
 
 	/* Leaf lock: protects the notifier queue, parked, polled, wake and every
@@ -315,12 +316,13 @@ int fs_pending_new(struct fs *fs, const char *path, size_t len, int64_t time_ns,
 struct pending *fs_pending_ref_locked(struct pending *p);
 void fs_pending_unref(struct fs *fs, struct pending *p);
 bool fs_pending_queued_locked(const struct pending *p);
-void fs_pending_set_queued_locked(struct pending *p);
+void fs_pending_set_queued_locked(struct pending *p, bool released);
 void fs_pending_forget(struct fs *fs, struct pending *p, const char *path, size_t len);
 void fs_pending_forget_locked(struct fs *fs, struct pending *p);
 bool fs_pending_find_locked(struct fs *fs, const char *path, size_t len, struct pending **out);
 bool fs_pending_time(struct fs *fs, const char *path, size_t len, int64_t *time_ns);
 int fs_pending_list(struct fs *fs, const char *dir, size_t dlen, struct handle *h);
+void fs_pending_wait(struct fs *fs, const char *path, size_t len);
 void fs_orphan_add(struct fs *fs, uint64_t ino, const struct iref *r, struct blob *value);
 bool fs_orphan_get(struct fs *fs, uint64_t ino, struct blob **value, struct iref *r);
 void fs_orphan_drop(struct fs *fs, uint64_t ino);

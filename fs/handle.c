@@ -51,6 +51,7 @@ struct pending {
 	unsigned refs;        /* the creating handle's, and the commit's in flight */
 	bool hashed;
 	bool queued;          /* its handle's commit went to the committer */
+	bool released;        /* that commit is a release's, completed by the committer */
 };
 
 struct handle *fs_handle_new(struct fs *fs, enum hkind kind, const struct iref *r)
@@ -261,6 +262,7 @@ void fs_pending_forget_locked(struct fs *fs, struct pending *p)
 	if (p && p->hashed) {
 		HASH_DELETE(hh, fs->pending, p);
 		p->hashed = false;
+		pthread_cond_broadcast(&fs->pending_cond);
 	}
 }
 
@@ -303,9 +305,28 @@ bool fs_pending_queued_locked(const struct pending *p)
 	return p->queued;
 }
 
-void fs_pending_set_queued_locked(struct pending *p)
+/* p's first commit is queued; released: by a release, which nobody waits for. */
+void fs_pending_set_queued_locked(struct pending *p, bool released)
 {
 	p->queued = true;
+	p->released = released;
+}
+
+/*
+ * Wait until path is no pending create whose first commit a release queued: that
+ * commit lands within a group commit and completes on the committer thread, which
+ * never waits for the kernel, and what it gives the key (a version, a commit_ts) is
+ * then there to answer with.  A create still open, or whose commit a flush waits
+ * for (completed after the kernel's caches are invalidated), is not waited for.
+ */
+void fs_pending_wait(struct fs *fs, const char *path, size_t len)
+{
+	struct pending *p;
+
+	pthread_mutex_lock(&fs->pending_lock);
+	while (fs_pending_find_locked(fs, path, len, &p) && p->queued && p->released)
+		pthread_cond_wait(&fs->pending_cond, &fs->pending_lock);
+	pthread_mutex_unlock(&fs->pending_lock);
 }
 
 /* Is path a pending create?  Its creation time in *time_ns. */
@@ -376,9 +397,9 @@ static int put_handle(struct fs *fs, fuse_req_t req, struct handle *h, struct bl
 		blob_unref(val); /* unlinked (or replaced): the data goes with the file */
 		err = 0;
 	} else if (!err) {
-		if (h->pending)
-			fs_pending_set_queued_locked(h->pending);
 		err = a->put(fs, req, by_inode ? &cur : &h->ir, val, h);
+		if (h->pending && err == FS_REPLIED)
+			fs_pending_set_queued_locked(h->pending, req == NULL);
 	} else {
 		blob_unref(val);
 	}

@@ -205,9 +205,9 @@ void fs_creq_abandon(struct txn_commit_req *c)
 }
 
 /*
- * A whole new value for a live key: a write handle's at a flush (req NULL: at release,
- * nobody waits; completed late, after the invalidation) or a truncate by path (h NULL;
- * completed by the committer).  The handle's commit makes its pending create real: the
+ * A whole new value for a live key: a write handle's at a flush (completed late, after
+ * the invalidation; req NULL: at release, nobody waits, completed by the committer) or
+ * a truncate by path (h NULL; completed by the committer).  The handle's commit makes its pending create real: the
  * empty value of a create that nothing was written to goes in only if the key is
  * still absent.  pending_lock is held when h is given (fs_commit_handle).
  */
@@ -215,7 +215,7 @@ static int live_put(struct fs *fs, fuse_req_t req, const struct iref *r, struct 
 		    struct handle *h)
 {
 	struct txn_commit_req *c =
-		h ? fs_creq_new(fs, req, req ? W_FLUSH : W_NONE, true)
+		h ? fs_creq_new(fs, req, req ? W_FLUSH : W_NONE, req != NULL)
 		  : fs_creq_new(fs, req, W_SETATTR, false);
 	struct waiter *w;
 
@@ -361,6 +361,8 @@ int fs_view_entry(struct fs *fs, const struct iref *r, struct txn_entry *e)
 	struct txn *tx;
 	int err = view_txn(fs, r, &tx);
 
+	if (!err && !tx)
+		fs_pending_wait(fs, r->path, r->len); /* `touch k; getfattr k`: its commit */
 	if (!err)
 		err = txn_stat(fs->eng, tx, r->path, r->len, e);
 	if (!err && e->type != TXN_FILE)
@@ -589,7 +591,7 @@ static void make_real_locked(struct fs *fs, const char *path)
 		fs_creq_abandon(c);
 		return;
 	}
-	fs_pending_set_queued_locked(p);
+	fs_pending_set_queued_locked(p, true);
 	((struct waiter *)c->arg)->pending = fs_pending_ref_locked(p);
 	c->kind = TXN_AUTO_PUT;
 	c->noreplace = true;
