@@ -61,6 +61,8 @@ enum ikind {
 #define UNKNOWN_INO 0xffffffffu
 
 struct handle;
+struct pending;
+struct orphan;
 struct parked;
 struct evsize;
 struct nq_item;
@@ -108,6 +110,8 @@ struct handle {
 	bool written; /* write() or ftruncate() happened: flush commits */
 	bool failed;  /* a write was refused (EFBIG, ...): nothing of it commits */
 	bool append;  /* O_APPEND: every write goes to the end of the buffer */
+	pid_t pid;    /* H_WRITE: the process that opened it, which sees its own size */
+	struct pending *pending; /* H_WRITE: the live create it made, until it commits */
 	struct blob *content;      /* H_CONTENT */
 	struct dirents ents;         /* H_DIR */
 	/* H_EVENTS (under lock): the stream rendered so far, up to commit last_ts */
@@ -124,6 +128,8 @@ struct handle {
 /*
  * Lock order (take the earlier before the later; never hold one across fuse_reply_* or
  * fuse_lowlevel_notify_*, except where fs_events_wake says so for notify_poll):
+ *   pending_lock  ->  handle->lock, itable_lock, the engine's locks
+ *   handles_lock  ->  handle->lock
  *   handle->lock  ->  itable_lock, and the engine's locks (txn's tree_lock, ...)
  *   ev_lock       ->  the engine's locks (it is held while rendering)
  *   itable_lock, handles_lock, nq_lock: leaves.
@@ -153,10 +159,20 @@ struct fs {
 	struct inode *by_ino;
 	struct inode *by_key;
 
-	/* Leaf lock: protects the list of open handles, which fs_free() frees when the
-	 * kernel's releases never came (they are asynchronous and lost at unmount). */
+	/* Protects the list of open handles, which fs_free() frees when the kernel's
+	 * releases never came (they are asynchronous and lost at unmount).  Taken before
+	 * a handle's lock (fs_handle_writer), otherwise a leaf. */
 	pthread_mutex_t handles_lock;
 	struct handle *handles;
+	struct orphan *orphans; /* unlinked live keys still open, under handles_lock */
+
+	/* Protects the live creates not committed yet (handle.c).  Held while a write
+	 * handle's value is queued or staged and while an unlink or rename decides about
+	 * a pending create: taken before a handle's lock, itable_lock and the engine's
+	 * locks. */
+	pthread_mutex_t pending_lock;
+	pthread_cond_t pending_cond; /* a pending create stopped answering */
+	struct pending *pending;
 
 	/* Leaf lock: protects the notifier queue, parked, polled, wake and every
 	 * handle's ph, poll_next and polled. */
@@ -208,10 +224,11 @@ struct fs_area_ops {
 	int (*writable)(struct fs *fs, const struct iref *r);
 	/* A write landed in h's buffer (h->lock held).  NULL: nothing to do. */
 	int (*written)(struct fs *fs, struct handle *h);
-	/* Store a whole new value, consuming val: at a flush (req NULL at release) or for
-	 * a truncate by path.  NULL: the value goes nowhere, successfully. */
+	/* Store a whole new value, consuming val: a write handle h's at a flush (req NULL
+	 * at release), or for a truncate by path (h NULL).  NULL: the value goes nowhere,
+	 * successfully. */
 	int (*put)(struct fs *fs, fuse_req_t req, const struct iref *r, struct blob *val,
-		   bool flush);
+		   struct handle *h);
 	/* Entries of a directory after "." and "..".  NULL: ENOTDIR. */
 	int (*list)(struct fs *fs, const struct iref *r, struct handle *h);
 	/* A new file below p: its tuple in *out.  NULL: ENOTDIR. */
@@ -294,6 +311,22 @@ void fs_handle_free(struct handle *h);
 int fs_handle_reserve(struct handle *h, size_t n);
 int fs_handle_resize(struct handle *h, size_t size);
 void fs_commit_handle(struct fs *fs, fuse_req_t req, struct handle *h);
+bool fs_handle_writer(struct fs *fs, uint64_t ino, pid_t pid, size_t *size, struct iref *r);
+int fs_pending_new(struct fs *fs, const char *path, size_t len, int64_t time_ns,
+		   struct pending **out);
+struct pending *fs_pending_ref_locked(struct pending *p);
+void fs_pending_unref(struct fs *fs, struct pending *p);
+bool fs_pending_queued_locked(const struct pending *p);
+void fs_pending_set_queued_locked(struct pending *p, bool released);
+void fs_pending_forget(struct fs *fs, struct pending *p, const char *path, size_t len);
+void fs_pending_forget_locked(struct fs *fs, struct pending *p);
+bool fs_pending_find_locked(struct fs *fs, const char *path, size_t len, struct pending **out);
+bool fs_pending_time(struct fs *fs, const char *path, size_t len, int64_t *time_ns);
+int fs_pending_list(struct fs *fs, const char *dir, size_t dlen, struct handle *h);
+void fs_pending_wait(struct fs *fs, const char *path, size_t len);
+void fs_orphan_add(struct fs *fs, uint64_t ino, const struct iref *r, struct blob *value);
+bool fs_orphan_get(struct fs *fs, uint64_t ino, struct blob **value, struct iref *r);
+void fs_orphan_drop(struct fs *fs, uint64_t ino);
 int fs_dir_add(struct handle *h, const char *name, enum txn_type type);
 int fs_dir_add_all(struct handle *h, struct dirent_entry *d, size_t n);
 void fs_handles_free_all(struct fs *fs);
@@ -309,6 +342,8 @@ struct waiter {
 	uint64_t txn_id;     /* W_COMMIT */
 	char *src, *dst;     /* W_RENAME / W_COMMIT: names to move in the inode table */
 	bool is_dir;
+	struct pending *pending; /* W_FLUSH / W_NONE: the create this commit makes real */
+	struct blob *value;      /* W_UNLINK: the value an open unlinked file keeps */
 };
 
 struct txn_commit_req *fs_creq_new(struct fs *fs, fuse_req_t req, enum wait_kind kind, bool late);

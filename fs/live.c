@@ -100,13 +100,43 @@ static void setattr_done(struct fs *fs, const struct waiter *w, const char *path
 		fuse_reply_attr(w->req, &st, fs->opt.entry_timeout_s);
 }
 
+/*
+ * A live key was unlinked: the path names it no more, and an inode the kernel still
+ * holds (an open descriptor) keeps the value it had until the kernel forgets it.
+ */
+static void unlinked(struct fs *fs, const char *path, struct waiter *w)
+{
+	size_t len = strlen(path);
+	struct inode *in;
+	struct iref r = { .kind = IK_LIVE, .type = TXN_FILE, .path = (char *)path, .len = len };
+
+	fs_pending_forget(fs, NULL, path, len);
+	pthread_mutex_lock(&fs->itable_lock);
+	in = fs_ifind_key_locked(fs, IK_LIVE, 0, TXN_FILE, path, len);
+	r.ino = in ? in->ino : 0;
+	fs_iunhash_locked(fs, in);
+	pthread_mutex_unlock(&fs->itable_lock);
+	if (r.ino && w->value) {
+		fs_orphan_add(fs, r.ino, &r, w->value);
+		w->value = NULL;
+	}
+}
+
 static void waiter_done(struct txn_commit_req *creq, int err)
 {
 	struct waiter *w = creq->arg;
 	struct fs *fs = w->fs;
 
+	/* The empty value of a create that a later write beat: nothing to do. */
+	if (err == -EEXIST && creq->kind == TXN_AUTO_PUT && creq->noreplace)
+		err = 0;
 	if (err && (w->kind == W_NONE || w->kind == W_FLUSH))
 		forget_failed_create(fs, creq->path);
+	if (w->pending) {
+		/* The create is real now (or failed): the tree answers for it. */
+		fs_pending_forget(fs, w->pending, NULL, 0);
+		fs_pending_unref(fs, w->pending);
+	}
 
 	switch (w->kind) {
 	case W_NONE:
@@ -118,7 +148,7 @@ static void waiter_done(struct txn_commit_req *creq, int err)
 		break;
 	case W_UNLINK:
 		if (!err)
-			fs_iunhash(fs, IK_LIVE, 0, TXN_FILE, creq->path, strlen(creq->path));
+			unlinked(fs, creq->path, w);
 		fs_reply_err(w->req, err);
 		break;
 	case W_RMDIR:
@@ -127,6 +157,8 @@ static void waiter_done(struct txn_commit_req *creq, int err)
 		fs_reply_err(w->req, err);
 		break;
 	case W_RENAME:
+		if (!err)
+			fs_pending_forget(fs, NULL, creq->path, strlen(creq->path));
 		if (!err && creq->kind == TXN_AUTO_EXCHANGE)
 			fs_iexchange(fs, IK_LIVE, 0, creq->path, creq->path2);
 		else if (!err)
@@ -141,6 +173,7 @@ static void waiter_done(struct txn_commit_req *creq, int err)
 		fs_tx_commit_done(fs, w, err);
 		break;
 	}
+	blob_unref(w->value);
 	free(w->src);
 	free(w->dst);
 	free(w);
@@ -174,23 +207,34 @@ void fs_creq_abandon(struct txn_commit_req *c)
 }
 
 /*
- * A whole new value for a live key: at a flush (req NULL: at release, nobody waits;
- * completed late, after the invalidation) or a truncate (completed by the committer).
+ * A whole new value for a live key: a write handle's at a flush (completed late, after
+ * the invalidation; req NULL: at release, nobody waits, completed by the committer) or
+ * a truncate by path (h NULL; completed by the committer).  The handle's commit makes its pending create real: the
+ * empty value of a create that nothing was written to goes in only if the key is
+ * still absent.  pending_lock is held when h is given (fs_commit_handle).
  */
 static int live_put(struct fs *fs, fuse_req_t req, const struct iref *r, struct blob *val,
-		    bool flush)
+		    struct handle *h)
 {
 	struct txn_commit_req *c =
-		flush ? fs_creq_new(fs, req, req ? W_FLUSH : W_NONE, true)
-		      : fs_creq_new(fs, req, W_SETATTR, false);
+		h ? fs_creq_new(fs, req, req ? W_FLUSH : W_NONE, req != NULL)
+		  : fs_creq_new(fs, req, W_SETATTR, false);
+	struct waiter *w;
 
 	if (!c || !(c->path = strdup(r->path))) {
 		blob_unref(val);
 		fs_creq_abandon(c);
 		return -ENOMEM;
 	}
-	if (!flush)
-		((struct waiter *)c->arg)->ino = r->ino;
+	w = c->arg;
+	if (!h)
+		w->ino = r->ino;
+	if (h && h->pending) {
+		w->pending = fs_pending_ref_locked(h->pending);
+		pthread_mutex_lock(&h->lock);
+		c->noreplace = !h->written;
+		pthread_mutex_unlock(&h->lock);
+	}
 	c->kind = TXN_AUTO_PUT;
 	c->value = val;
 	txn_autocommit(fs->eng, c);
@@ -251,6 +295,10 @@ int fs_view_lookup(struct fs *fs, const struct iref *p, const char *name, struct
 	if (err)
 		return err;
 	err = txn_stat(fs->eng, tx, path, len, &e);
+	if (err == -ENOENT && !tx && fs_pending_time(fs, path, len, &e.time_ns)) {
+		e.type = TXN_FILE; /* created, not committed yet */
+		err = 0;
+	}
 	if (err)
 		free(path);
 	else
@@ -263,19 +311,19 @@ int fs_view_stat(struct fs *fs, const struct iref *r, struct stat *st)
 {
 	struct txn *tx;
 	struct txn_entry e;
-	ssize_t pending;
+	int64_t created_ns;
 	int err = view_txn(fs, r, &tx);
 
 	if (err)
 		return err;
 	err = txn_stat(fs->eng, tx, r->path, r->len, &e);
-	txn_unref(tx);
-	pending = r->type == TXN_FILE ? fs_ipending_size(fs, r->ino) : -1;
-	if (err == -ENOENT && pending >= 0) {
-		/* Created and open for writing, not committed yet. */
-		fs_fill_attr(fs, st, r->ino, TXN_FILE, (size_t)pending, 0, 0);
+	if (err == -ENOENT && !tx && r->type == TXN_FILE &&
+	    fs_pending_time(fs, r->path, r->len, &created_ns)) {
+		/* Created, not committed yet: empty, its times the creation. */
+		fs_fill_attr(fs, st, r->ino, TXN_FILE, 0, created_ns, 0);
 		return 0;
 	}
+	txn_unref(tx);
 	if (err)
 		return err;
 	if (e.type != r->type)
@@ -294,6 +342,7 @@ void fs_view_owner(struct fs *fs, const struct iref *r, struct stat *st)
 int fs_view_value(struct fs *fs, const struct iref *r, struct blob **out)
 {
 	struct txn *tx;
+	int64_t created_ns;
 	int err;
 
 	*out = NULL;
@@ -301,6 +350,10 @@ int fs_view_value(struct fs *fs, const struct iref *r, struct blob **out)
 	if (err)
 		return err;
 	err = txn_read(fs->eng, tx, r->path, r->len, out, NULL);
+	if (err == -ENOENT && !tx && fs_pending_time(fs, r->path, r->len, &created_ns)) {
+		*out = blob_new("", 0); /* created, not committed yet */
+		err = *out ? 0 : -ENOMEM;
+	}
 	txn_unref(tx);
 	return err;
 }
@@ -310,10 +363,14 @@ int fs_view_entry(struct fs *fs, const struct iref *r, struct txn_entry *e)
 	struct txn *tx;
 	int err = view_txn(fs, r, &tx);
 
+	if (!err && !tx)
+		fs_pending_wait(fs, r->path, r->len); /* `touch k; getfattr k`: its commit */
 	if (!err)
 		err = txn_stat(fs->eng, tx, r->path, r->len, e);
 	if (!err && e->type != TXN_FILE)
 		err = -ENODATA;
+	if (err == -ENOENT && !tx && fs_pending_time(fs, r->path, r->len, &e->time_ns))
+		err = -ENODATA; /* created, no version yet */
 	txn_unref(tx);
 	return err;
 }
@@ -330,6 +387,8 @@ int fs_view_list(struct fs *fs, const struct iref *r, struct handle *h)
 		err = txn_list(fs->eng, tx, r->path, r->len, &d, &n);
 	if (!err)
 		err = fs_dir_add_all(h, d, n);
+	if (!err && !tx)
+		err = fs_pending_list(fs, r->path, r->len, h); /* created, not committed yet */
 	txn_unref(tx);
 	return err;
 }
@@ -383,24 +442,57 @@ int fs_view_mkdir(struct fs *fs, fuse_req_t req, const struct iref *p, const cha
 	return err;
 }
 
+/*
+ * Unlink of a pending create whose commit is not queued: the create is cancelled (its
+ * handle's value goes nowhere) and nothing commits.  pending_lock held.
+ */
+static bool cancel_pending_locked(struct fs *fs, const char *path, size_t len, bool *queued)
+{
+	struct pending *p;
+
+	*queued = false;
+	if (!fs_pending_find_locked(fs, path, len, &p))
+		return false;
+	*queued = fs_pending_queued_locked(p);
+	if (*queued)
+		return false; /* its commit lands first: the delete follows it in the queue */
+	fs_iunhash(fs, IK_LIVE, 0, TXN_FILE, path, len);
+	fs_pending_forget_locked(fs, p);
+	return true;
+}
+
 /* unlink in the live tree: a commit, answered by the committer. */
 static int live_unlink(struct fs *fs, fuse_req_t req, char *path, size_t len)
 {
 	struct txn_commit_req *c;
 	struct txn_entry e;
-	int err = txn_stat(fs->eng, NULL, path, len, &e);
+	bool queued = false;
+	int err;
 
-	if (!err && e.type != TXN_FILE)
+	pthread_mutex_lock(&fs->pending_lock);
+	err = txn_stat(fs->eng, NULL, path, len, &e);
+	if (err == -ENOENT && cancel_pending_locked(fs, path, len, &queued)) {
+		pthread_mutex_unlock(&fs->pending_lock);
+		free(path);
+		return 0;
+	}
+	if (err == -ENOENT && queued)
+		err = 0;
+	else if (!err && e.type != TXN_FILE)
 		err = -EISDIR;
 	if (!err && !(c = fs_creq_new(fs, req, W_UNLINK, false)))
 		err = -ENOMEM;
 	if (err) {
+		pthread_mutex_unlock(&fs->pending_lock);
 		free(path);
 		return err;
 	}
+	/* What an open descriptor of the unlinked file goes on reading. */
+	txn_read(fs->eng, NULL, path, len, &((struct waiter *)c->arg)->value, NULL);
 	c->kind = TXN_AUTO_DELETE;
 	c->path = path;
 	txn_autocommit(fs->eng, c);
+	pthread_mutex_unlock(&fs->pending_lock);
 	return FS_REPLIED;
 }
 
@@ -484,6 +576,30 @@ static bool same_view(const struct iref *a, const struct iref *b)
 	return (la && lb) || (ta && tb && a->txn_id == b->txn_id);
 }
 
+/*
+ * A rename of a pending create whose commit is not queued yet: its empty value commits
+ * first (if the key is still absent), so the rename queued after it finds the key; the
+ * handle's own value follows the inode to the new name.  pending_lock held.
+ */
+static void make_real_locked(struct fs *fs, const char *path)
+{
+	struct txn_commit_req *c;
+	struct pending *p;
+
+	if (!fs_pending_find_locked(fs, path, strlen(path), &p) || fs_pending_queued_locked(p))
+		return;
+	c = fs_creq_new(fs, NULL, W_NONE, false);
+	if (!c || !(c->path = strdup(path)) || !(c->value = blob_new("", 0))) {
+		fs_creq_abandon(c);
+		return;
+	}
+	fs_pending_set_queued_locked(p, true);
+	((struct waiter *)c->arg)->pending = fs_pending_ref_locked(p);
+	c->kind = TXN_AUTO_PUT;
+	c->noreplace = true;
+	txn_autocommit(fs->eng, c);
+}
+
 /* rename in the live tree: a commit, answered by the committer; src and dst taken. */
 static int live_rename(struct fs *fs, fuse_req_t req, char *src, char *dst, unsigned int flags)
 {
@@ -498,7 +614,10 @@ static int live_rename(struct fs *fs, fuse_req_t req, char *src, char *dst, unsi
 	c->path = src;
 	c->path2 = dst;
 	c->noreplace = flags & RENAME_NOREPLACE;
+	pthread_mutex_lock(&fs->pending_lock);
+	make_real_locked(fs, src);
 	txn_autocommit(fs->eng, c);
+	pthread_mutex_unlock(&fs->pending_lock);
 	return FS_REPLIED;
 }
 

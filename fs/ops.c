@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
+#include "clock.h"
 #include "fs_i.h"
 #include "log.h"
 
@@ -162,24 +163,62 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
 	fs_iforget(fs_of(req), ino, nlookup);
+	fs_orphan_drop(fs_of(req), ino);
 	fuse_reply_none(req);
 }
 
 static void fs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
-	for (size_t i = 0; i < count; i++)
+	for (size_t i = 0; i < count; i++) {
 		fs_iforget(fs_of(req), forgets[i].ino, forgets[i].nlookup);
+		fs_orphan_drop(fs_of(req), forgets[i].ino);
+	}
 	fuse_reply_none(req);
 }
 
-/* A transaction's writer sees its own size: the kernel does not share that inode. */
-static void writer_size(struct handle *h, struct stat *st)
+/*
+ * A writer sees its own size: through its handle (fi) or, for fstat and stat, which the
+ * kernel sends without one, when the caller's process holds a write handle on ino.
+ * True when st now shows a size that others must not see (then the kernel must not
+ * cache it).
+ */
+static bool writer_size(fuse_req_t req, uint64_t ino, struct handle *h, struct stat *st)
 {
-	if (h && h->kind == H_WRITE && !fs_area(h->ir.kind)->live) {
+	struct fs *fs = fs_of(req);
+	size_t size;
+
+	if (h && h->kind == H_WRITE) {
 		pthread_mutex_lock(&h->lock);
-		st->st_size = (off_t)h->size;
+		size = h->size;
 		pthread_mutex_unlock(&h->lock);
+	} else if (h || fs_ipending_size(fs, ino) < 0 ||
+		   !fs_handle_writer(fs, ino, fuse_req_ctx(req)->pid, &size, NULL)) {
+		return false;
 	}
+	st->st_size = (off_t)size;
+	st->st_blocks = (blkcnt_t)((size + 511) / 512);
+	return true;
+}
+
+/* fstat of a file unlinked while a descriptor holds it open: nlink 0. */
+static int unlinked_attr(struct fs *fs, uint64_t ino, struct stat *st)
+{
+	struct blob *b;
+	struct iref r;
+	size_t size;
+
+	if (fs_orphan_get(fs, ino, &b, &r)) {
+		size = b->len;
+		blob_unref(b);
+	} else if (!fs_handle_writer(fs, ino, 0, &size, &r)) {
+		return -ENOENT;
+	}
+	fs_fill_attr(fs, st, ino, TXN_FILE, size, clock_now_ns(CLOCK_REALTIME), 0);
+	st->st_nlink = 0;
+	if (r.kind == IK_LIVE || r.kind == IK_TXPATH)
+		fs_view_owner(fs, &r, st);
+	fs_iref_release(&r);
+	return 0;
 }
 
 static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -188,20 +227,21 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
 	struct iref r;
 	struct stat st;
+	bool own = false;
 	int err = fs_iget(fs, ino, &r);
 
 	if (!err)
 		err = fs_stat_iref(fs, &r, &st);
-	/* A live key's size stays the committed one even for its writer: the kernel
-	 * shares one inode between the writer and every reader. */
-	if (!err)
-		writer_size(h, &st);
+	else if (err == -ENOENT && (!h || h->kind == H_WRITE))
+		own = (err = unlinked_attr(fs, ino, &st)) == 0;
+	if (!err && !own)
+		own = writer_size(req, ino, h, &st);
 	if (!err && h && h->kind == H_EVENTS)
 		err = fs_events_fstat(fs, h, &st);
 	if (err)
 		fs_reply_err(req, err);
 	else
-		fuse_reply_attr(req, &st, attr_timeout(fs, r.kind, &st));
+		fuse_reply_attr(req, &st, own ? 0 : attr_timeout(fs, r.kind, &st));
 	fs_iref_release(&r);
 }
 
@@ -285,6 +325,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	err = open_write(fs, &r, fi);
 	if (err)
 		goto out;
+	((struct handle *)(uintptr_t)fi->fh)->pid = fuse_req_ctx(req)->pid;
 	trunc_live = a->live && (fi->flags & O_TRUNC);
 	fuse_reply_open(req, fi);
 	if (trunc_live)
@@ -337,6 +378,8 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		err = fs_iget(fs, ino, &r);
 		if (!err)
 			err = fs_current_value(fs, &r, &b);
+		else if (err == -ENOENT && fs_orphan_get(fs, ino, &b, NULL))
+			err = 0; /* unlinked, still open: the value it had */
 		fs_iref_release(&r);
 		if (err) {
 			fs_reply_err(req, err);
@@ -529,15 +572,23 @@ static int reply_create(fuse_req_t req, const struct iref *r, struct fuse_file_i
 	struct fuse_entry_param e;
 	struct handle *h;
 	struct stat st;
+	int64_t now_ns = clock_now_ns(CLOCK_REALTIME);
 	uint64_t ino;
 	int err;
 
 	h = fs_handle_new(fs, H_WRITE, r);
 	if (!h)
 		return -ENOMEM;
+	h->pid = fuse_req_ctx(req)->pid;
 	h->dirty = fs_area(r->kind)->live; /* `touch newkey` commits an empty value */
 	err = fs_iget_tuple(fs, r->kind, r->txn_id, TXN_FILE, r->path, r->len, &ino);
 	if (err) {
+		fs_handle_free(h);
+		return err;
+	}
+	/* A new live key exists from now on, though its first commit comes later. */
+	if (h->dirty && (err = fs_pending_new(fs, r->path, r->len, now_ns, &h->pending))) {
+		fs_iforget(fs, ino, 1);
 		fs_handle_free(h);
 		return err;
 	}
@@ -545,7 +596,7 @@ static int reply_create(fuse_req_t req, const struct iref *r, struct fuse_file_i
 	fs_iwriter(fs, ino, 1, 0);
 	fi->direct_io = 1;
 	fi->fh = (uintptr_t)h;
-	fs_fill_attr(fs, &st, ino, TXN_FILE, 0, 0, 0);
+	fs_fill_attr(fs, &st, ino, TXN_FILE, 0, now_ns, 0);
 	entry_param(fs, &e, ino, &st, r->kind);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		fs_iwriter(fs, ino, -1, 0);
@@ -784,8 +835,8 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 	if (!err)
 		err = fs_stat_iref(fs, &r, &st);
 	if (!err) {
-		writer_size(h, &st);
-		fuse_reply_attr(req, &st, attr_timeout(fs, r.kind, &st));
+		fuse_reply_attr(req, &st,
+				writer_size(req, ino, h, &st) ? 0 : attr_timeout(fs, r.kind, &st));
 	} else if (err != FS_REPLIED) {
 		fs_reply_err(req, err); /* FS_REPLIED: committing; the reply comes with it */
 	}

@@ -139,7 +139,7 @@ static int tx_writable(struct fs *fs, const struct iref *r)
 
 /* A flushed or truncated file of the transaction: staged (a key) or kept (a note). */
 static int tx_put(struct fs *fs, fuse_req_t req, const struct iref *r, struct blob *val,
-		  bool flush)
+		  struct handle *h)
 {
 	struct txn *tx = txn_find_id(fs->eng, r->txn_id);
 	int err;

@@ -579,6 +579,8 @@ int txn_apply_auto(struct txn_engine *eng, struct batch *b, struct txn_commit_re
 	int err;
 
 	if (req->kind == TXN_AUTO_PUT) {
+		if (req->noreplace && txn_node_head_live(txn_node_find(eng, req->path, len)))
+			return -EEXIST;
 		err = apply_op(eng, b, req->path, len, req->value, ts, time_ns, &version);
 		return err ? err : ev_add(b, eb, req->path, len, req->value, version);
 	}

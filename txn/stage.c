@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "grow.h"
 #include "log.h"
 #include "txn_i.h"
@@ -48,6 +49,7 @@ static int staged_set(struct txn *tx, const char *path, size_t len, enum staged_
 	}
 	s->kind = kind;
 	s->value = value;
+	s->time_ns = clock_now_ns(CLOCK_REALTIME);
 	if (is_key_op(kind))
 		tx->n_ops++;
 	if (kind == ST_DELETE)

@@ -436,6 +436,7 @@ static int resolve_in_tx(struct txn_engine *eng, struct txn *tx, const char *pat
 		/* Staged, not committed: no version, no commit yet. */
 		out->type = TXN_FILE;
 		out->size = s->value->len;
+		out->time_ns = s->time_ns;
 		if (value)
 			*value = blob_ref(s->value);
 		return 0;

@@ -60,9 +60,9 @@ struct txn_entry {
 	size_t size;        /* value length for files */
 	int64_t version;    /* per-key version (0 when staged and not yet committed) */
 	int64_t commit_ts;  /* commit that wrote this version */
-	int64_t time_ns;    /* wall-clock time of that commit; of a live directory: of the
-			     * last commit that added or removed one of its entries (0: none
-			     * since the start of the log) */
+	int64_t time_ns;    /* wall-clock time of that commit (of the staging when staged);
+			     * of a live directory: of the last commit that added or removed
+			     * one of its entries (0: none since the start of the log) */
 };
 
 /* ---- engine lifecycle ---------------------------------------------------------------- */
@@ -217,7 +217,8 @@ struct txn_commit_req {
 	enum txn_auto_kind kind;     /* an autocommit (txn_autocommit) */
 	char *path, *path2;          /* owned; path2 is the rename target */
 	struct blob *value;          /* TXN_AUTO_PUT value, consumed */
-	bool noreplace;              /* rename fails with EEXIST if path2 exists */
+	bool noreplace;              /* rename fails with EEXIST if path2 exists; a put
+				      * fails with EEXIST if its key exists */
 	struct txn_attr attr;        /* TXN_AUTO_ATTR */
 	bool late;                   /* complete only after the caches are invalidated */
 	void (*done)(struct txn_commit_req *req, int err);

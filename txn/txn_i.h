@@ -97,6 +97,7 @@ struct staged {
 	size_t len;
 	enum staged_kind kind;
 	struct blob *value;
+	int64_t time_ns;   /* when it was staged: a staged file's times until the commit */
 	UT_hash_handle hh;
 };
 

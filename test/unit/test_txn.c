@@ -901,6 +901,43 @@ static void a_staged_overwrite_reports_version_0_until_committed(void **state)
 	assert_i64_equal(version_of(f, tx, "ns/a/k"), 0);
 }
 
+static void a_staged_file_has_the_time_it_was_staged(void **state)
+{
+	struct fx *f = *state;
+	struct txn_entry e;
+	struct timespec t0;
+	struct txn *tx;
+
+	clock_gettime(CLOCK_REALTIME, &t0);
+	tx = begin(f, "t");
+	assert_errno(stage(f, tx, "ns/a/fresh", "new"), 0);
+	assert_errno(txn_stat(f->eng, tx, "ns/a/fresh", 10, &e), 0);
+	assert_true(e.time_ns >= (int64_t)t0.tv_sec * 1000000000);
+	assert_i64_equal(e.version, 0);
+}
+
+static void a_put_with_noreplace_writes_an_absent_key_and_leaves_an_existing_one(void **state)
+{
+	struct fx *f = *state;
+	struct done d1 = { 0 }, d2 = { 0 };
+	struct txn_commit_req *req;
+	int64_t ts = 0, ts2 = 0;
+
+	req = auto_req(TXN_AUTO_PUT, "ns/a/k", NULL, "", 0, &d1);
+	req->noreplace = true;
+	assert_errno(run_auto(f, req, &ts), 0);
+	assert_i64_equal(version_of(f, NULL, "ns/a/k"), 1);
+	assert_errno(put(f, "ns/a/k", "v", NULL), 0);
+	req = auto_req(TXN_AUTO_PUT, "ns/a/k", NULL, "", 0, &d2);
+	req->noreplace = true;
+	assert_errno(run_auto(f, req, NULL), -EEXIST);
+	assert_value(f, NULL, "ns/a/k", "v");
+	assert_i64_equal(version_of(f, NULL, "ns/a/k"), 2);
+	/* The refused put consumed no commit_ts. */
+	assert_errno(put(f, "ns/a/k2", "w", &ts2), 0);
+	assert_i64_equal(ts2, ts + 2);
+}
+
 static void a_staged_put_then_delete_of_a_new_key_stages_nothing(void **state)
 {
 	struct fx *f = *state;
@@ -2300,6 +2337,8 @@ int main(void)
 		T(a_namespace_first_written_after_begin_is_not_listed_in_the_transaction),
 		T(staged_writes_are_visible_inside_and_invisible_outside_until_commit),
 		T(a_staged_overwrite_reports_version_0_until_committed),
+		T(a_staged_file_has_the_time_it_was_staged),
+		T(a_put_with_noreplace_writes_an_absent_key_and_leaves_an_existing_one),
 		T(a_staged_put_then_delete_of_a_new_key_stages_nothing),
 		T(staging_follows_the_key_versus_prefix_rules_of_the_view),
 		T(staging_checks_names_depth_and_max_value_bytes),
