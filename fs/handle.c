@@ -384,6 +384,11 @@ static int put_handle(struct fs *fs, fuse_req_t req, struct handle *h, struct bl
 {
 	const struct fs_area_ops *a = fs_area(h->ir.kind);
 	bool by_inode = h->ir.kind == IK_LIVE || h->ir.kind == IK_TXPATH;
+	/* Once put() queued the commit, its completion may answer the flush, and the
+	 * kernel's release may free h before put() returns here: nothing of h is read
+	 * after it.  The pending create outlives h meanwhile, as h's reference to it is
+	 * dropped only under pending_lock, which this holds. */
+	struct pending *pending = h->pending;
 	struct iref cur = { 0 };
 	int err = 0;
 
@@ -398,8 +403,8 @@ static int put_handle(struct fs *fs, fuse_req_t req, struct handle *h, struct bl
 		err = 0;
 	} else if (!err) {
 		err = a->put(fs, req, by_inode ? &cur : &h->ir, val, h);
-		if (h->pending && err == FS_REPLIED)
-			fs_pending_set_queued_locked(h->pending, req == NULL);
+		if (pending && err == FS_REPLIED)
+			fs_pending_set_queued_locked(pending, req == NULL);
 	} else {
 		blob_unref(val);
 	}
