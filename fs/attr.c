@@ -92,7 +92,8 @@ void fs_fill_attr(struct fs *fs, struct stat *st, uint64_t ino, enum txn_type ty
 /*
  * Owner, group and mode from the agent (or namespace) at the top of path, as far as
  * mask lets through.  Namespaces and agents have their own (txn_dir_attr); keys and key
- * directories take their agent's.  With default_permissions the kernel checks every
+ * directories take their agent's, and a key may have a mode of its own (chmod), whose
+ * execute bits pass where mask lets reading through.  With default_permissions the kernel checks every
  * access against these.
  */
 void fs_owner_of_agent(struct fs *fs, const char *path, size_t len, mode_t mask, struct stat *st)
@@ -102,8 +103,11 @@ void fs_owner_of_agent(struct fs *fs, const char *path, size_t len, mode_t mask,
 
 	if (len == 0 || txn_dir_attr(fs->eng, path, len, &a))
 		return;
-	if (txn_path_depth(path, len) > 2)
+	if (txn_path_depth(path, len) > 2) {
 		mask &= 0777; /* no set-id or sticky bits below an agent */
+		if (a.own && type == S_IFREG)
+			mask |= (mask >> 2) & 0111; /* a key's own x bits, where r passes */
+	}
 	st->st_uid = a.uid;
 	st->st_gid = a.gid;
 	st->st_mode = type | (a.mode & mask);

@@ -295,6 +295,13 @@ void fs_iexchange(struct fs *fs, enum ikind kind, uint64_t txn_id, const char *a
 		  const char *b);
 void fs_iwriter(struct fs *fs, uint64_t ino, int delta, size_t size);
 ssize_t fs_ipending_size(struct fs *fs, uint64_t ino);
+/*
+ * A writer sees its own size: through its handle (h) or, for fstat, stat and a chmod,
+ * which the kernel sends without one, when the caller's process holds a write handle
+ * on ino.  True when st now shows a size that others must not see (then the kernel must
+ * not cache it).
+ */
+bool fs_writer_size(fuse_req_t req, uint64_t ino, struct handle *h, struct stat *st);
 size_t fs_inodes_where(struct fs *fs, bool (*match)(const struct inode *, const void *),
 		       const void *arg, uint64_t **out);
 void fs_inodes_free_all(struct fs *fs);
@@ -312,8 +319,10 @@ int fs_handle_reserve(struct handle *h, size_t n);
 int fs_handle_resize(struct handle *h, size_t size);
 void fs_commit_handle(struct fs *fs, fuse_req_t req, struct handle *h);
 bool fs_handle_writer(struct fs *fs, uint64_t ino, pid_t pid, size_t *size, struct iref *r);
-int fs_pending_new(struct fs *fs, const char *path, size_t len, int64_t time_ns,
+int fs_pending_new(struct fs *fs, const char *path, size_t len, int64_t time_ns, mode_t mode,
 		   struct pending **out);
+struct txn_attr fs_pending_attr_locked(const struct pending *p);
+bool fs_pending_mode(struct fs *fs, const char *path, size_t len, mode_t *mode);
 struct pending *fs_pending_ref_locked(struct pending *p);
 void fs_pending_unref(struct fs *fs, struct pending *p);
 bool fs_pending_queued_locked(const struct pending *p);

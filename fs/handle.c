@@ -48,6 +48,9 @@ struct pending {
 	char *path;
 	size_t len;
 	int64_t time_ns;      /* the creation: the new file's times until it commits */
+	uint32_t mode;        /* own (the create's mode differs from the default): the
+			       * key's mode, committed with its first value */
+	bool own;
 	unsigned refs;        /* the creating handle's, and the commit's in flight */
 	bool hashed;
 	bool queued;          /* its handle's commit went to the committer */
@@ -220,10 +223,13 @@ void fs_orphan_drop(struct fs *fs, uint64_t ino)
 
 /* ---- pending creates of the live tree ------------------------------------------------ */
 
-/* A pending create of path, made by a create (one reference, the handle's). */
-int fs_pending_new(struct fs *fs, const char *path, size_t len, int64_t time_ns,
+/* A pending create of path, made by a create (one reference, the handle's), with the
+ * create's mode (after the umask): the key's own mode when it differs from the one its
+ * agent gives a key. */
+int fs_pending_new(struct fs *fs, const char *path, size_t len, int64_t time_ns, mode_t mode,
 		   struct pending **out)
 {
+	struct stat def = { .st_mode = S_IFREG };
 	struct pending *p = calloc(1, sizeof(*p));
 
 	if (!p || !(p->path = malloc(len + 1))) {
@@ -235,6 +241,9 @@ int fs_pending_new(struct fs *fs, const char *path, size_t len, int64_t time_ns,
 	p->len = len;
 	p->time_ns = time_ns;
 	p->refs = 1;
+	fs_owner_of_agent(fs, path, len, 0666, &def);
+	p->mode = (uint32_t)(mode & 0777);
+	p->own = p->mode != (def.st_mode & 0777);
 	pthread_mutex_lock(&fs->pending_lock);
 	HASH_ADD_KEYPTR(hh, fs->pending, p->path, p->len, p);
 	p->hashed = HASH_ADDED(hh, p);
@@ -327,6 +336,26 @@ void fs_pending_wait(struct fs *fs, const char *path, size_t len)
 	while (fs_pending_find_locked(fs, path, len, &p) && p->queued && p->released)
 		pthread_cond_wait(&fs->pending_cond, &fs->pending_lock);
 	pthread_mutex_unlock(&fs->pending_lock);
+}
+
+/* The mode a pending create's first commit gives its key (own false: the default). */
+struct txn_attr fs_pending_attr_locked(const struct pending *p)
+{
+	return (struct txn_attr){ .mode = p->mode, .own = p->own };
+}
+
+/* Is path a pending create with a mode of its own?  The mode in *mode. */
+bool fs_pending_mode(struct fs *fs, const char *path, size_t len, mode_t *mode)
+{
+	struct pending *p;
+	bool found;
+
+	pthread_mutex_lock(&fs->pending_lock);
+	found = fs_pending_find_locked(fs, path, len, &p) && p->own;
+	if (found)
+		*mode = p->mode;
+	pthread_mutex_unlock(&fs->pending_lock);
+	return found;
 }
 
 /* Is path a pending create?  Its creation time in *time_ns. */

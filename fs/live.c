@@ -96,6 +96,8 @@ static void setattr_done(struct fs *fs, const struct waiter *w, const char *path
 		err = fs_stat_iref(fs, &r, &st);
 	if (err)
 		fs_reply_err(w->req, err);
+	else if (!w->is_dir && fs_writer_size(w->req, w->ino, NULL, &st))
+		fuse_reply_attr(w->req, &st, 0); /* a writer's fchmod: its own size */
 	else
 		fuse_reply_attr(w->req, &st, fs->opt.entry_timeout_s);
 }
@@ -231,6 +233,7 @@ static int live_put(struct fs *fs, fuse_req_t req, const struct iref *r, struct 
 		w->ino = r->ino;
 	if (h && h->pending) {
 		w->pending = fs_pending_ref_locked(h->pending);
+		c->attr = fs_pending_attr_locked(h->pending);
 		pthread_mutex_lock(&h->lock);
 		c->noreplace = !h->written;
 		pthread_mutex_unlock(&h->lock);
@@ -241,12 +244,16 @@ static int live_put(struct fs *fs, fuse_req_t req, const struct iref *r, struct 
 	return FS_REPLIED;
 }
 
+static void make_real_locked(struct fs *fs, const char *path);
+
 /*
  * chmod, chown, chgrp.  On a namespace or agent directory of the live tree a change is
- * a commit (FS_REPLIED: queued, the reply comes when it is durable).  Everything else
- * keeps the owner and mode it derives from its agent: asking for what it already has
- * succeeds (cp -p, rsync), anything else is EPERM.  The kernel (default_permissions)
- * has already checked that the caller may ask.
+ * a commit (FS_REPLIED: queued, the reply comes when it is durable); so is a chmod of a
+ * live key (a pending create's empty value commits first, make_real_locked()), whose
+ * owner and group stay its agent's.  Everything else keeps the owner and mode it
+ * derives from its agent: asking for what it already has succeeds (cp -p), anything
+ * else is EPERM.  The kernel (default_permissions) has already checked that the caller
+ * may ask.
  */
 int fs_set_owner_mode(struct fs *fs, fuse_req_t req, const struct iref *r, const struct stat *attr,
 		      int to_set)
@@ -254,6 +261,7 @@ int fs_set_owner_mode(struct fs *fs, fuse_req_t req, const struct iref *r, const
 	struct txn_commit_req *c;
 	struct stat cur;
 	struct txn_attr a;
+	bool key;
 	int depth, err = fs_stat_iref(fs, r, &cur);
 
 	if (err)
@@ -266,7 +274,10 @@ int fs_set_owner_mode(struct fs *fs, fuse_req_t req, const struct iref *r, const
 	if (a.uid == cur.st_uid && a.gid == cur.st_gid && a.mode == (cur.st_mode & 07777))
 		return 0;
 	depth = r->kind == IK_LIVE ? txn_path_depth(r->path, r->len) : 0;
-	if (depth < 1 || depth > 2 || r->type != TXN_DIR)
+	key = depth > 2 && r->type == TXN_FILE;
+	if (key && (a.uid != cur.st_uid || a.gid != cur.st_gid))
+		return -EPERM; /* a key's owner is its agent's */
+	if (!key && (depth < 1 || depth > 2 || r->type != TXN_DIR))
 		return fs_area(r->kind)->read_only ? -EROFS : -EPERM;
 	c = fs_creq_new(fs, req, W_SETATTR, false);
 	if (!c || !(c->path = strdup(r->path))) {
@@ -274,10 +285,14 @@ int fs_set_owner_mode(struct fs *fs, fuse_req_t req, const struct iref *r, const
 		return -ENOMEM;
 	}
 	((struct waiter *)c->arg)->ino = r->ino;
-	((struct waiter *)c->arg)->is_dir = true;
+	((struct waiter *)c->arg)->is_dir = !key;
 	c->kind = TXN_AUTO_ATTR;
 	c->attr = a;
+	pthread_mutex_lock(&fs->pending_lock);
+	if (key)
+		make_real_locked(fs, r->path);
 	txn_autocommit(fs->eng, c);
+	pthread_mutex_unlock(&fs->pending_lock);
 	return FS_REPLIED;
 }
 
@@ -333,10 +348,15 @@ int fs_view_stat(struct fs *fs, const struct iref *r, struct stat *st)
 	return 0;
 }
 
-/* Keys and key directories take their agent's owner and mode. */
+/* Keys and key directories take their agent's owner and mode; a key may have a mode of
+ * its own, as may a live key created with one and not committed yet. */
 void fs_view_owner(struct fs *fs, const struct iref *r, struct stat *st)
 {
+	mode_t m;
+
 	fs_owner_of_agent(fs, r->path, r->len, S_ISDIR(st->st_mode) ? 07777 : 0666, st);
+	if (r->kind == IK_LIVE && S_ISREG(st->st_mode) && fs_pending_mode(fs, r->path, r->len, &m))
+		st->st_mode = S_IFREG | m;
 }
 
 int fs_view_value(struct fs *fs, const struct iref *r, struct blob **out)
@@ -595,6 +615,7 @@ static void make_real_locked(struct fs *fs, const char *path)
 	}
 	fs_pending_set_queued_locked(p, true);
 	((struct waiter *)c->arg)->pending = fs_pending_ref_locked(p);
+	c->attr = fs_pending_attr_locked(p);
 	c->kind = TXN_AUTO_PUT;
 	c->noreplace = true;
 	txn_autocommit(fs->eng, c);

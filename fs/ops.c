@@ -176,13 +176,8 @@ static void fs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_
 	fuse_reply_none(req);
 }
 
-/*
- * A writer sees its own size: through its handle (fi) or, for fstat and stat, which the
- * kernel sends without one, when the caller's process holds a write handle on ino.
- * True when st now shows a size that others must not see (then the kernel must not
- * cache it).
- */
-static bool writer_size(fuse_req_t req, uint64_t ino, struct handle *h, struct stat *st)
+/* fs_i.h */
+bool fs_writer_size(fuse_req_t req, uint64_t ino, struct handle *h, struct stat *st)
 {
 	struct fs *fs = fs_of(req);
 	size_t size;
@@ -235,7 +230,7 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	else if (err == -ENOENT && (!h || h->kind == H_WRITE))
 		own = (err = unlinked_attr(fs, ino, &st)) == 0;
 	if (!err && !own)
-		own = writer_size(req, ino, h, &st);
+		own = fs_writer_size(req, ino, h, &st);
 	if (!err && h && h->kind == H_EVENTS)
 		err = fs_events_fstat(fs, h, &st);
 	if (err)
@@ -566,7 +561,8 @@ static int check_new_name(const struct iref *p, const char *name)
 }
 
 /* The reply to a create: the new file's entry and its write handle. */
-static int reply_create(fuse_req_t req, const struct iref *r, struct fuse_file_info *fi)
+static int reply_create(fuse_req_t req, const struct iref *r, mode_t mode,
+			struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	struct fuse_entry_param e;
@@ -587,7 +583,7 @@ static int reply_create(fuse_req_t req, const struct iref *r, struct fuse_file_i
 		return err;
 	}
 	/* A new live key exists from now on, though its first commit comes later. */
-	if (h->dirty && (err = fs_pending_new(fs, r->path, r->len, now_ns, &h->pending))) {
+	if (h->dirty && (err = fs_pending_new(fs, r->path, r->len, now_ns, mode, &h->pending))) {
 		fs_iforget(fs, ino, 1);
 		fs_handle_free(h);
 		return err;
@@ -597,6 +593,8 @@ static int reply_create(fuse_req_t req, const struct iref *r, struct fuse_file_i
 	fi->direct_io = 1;
 	fi->fh = (uintptr_t)h;
 	fs_fill_attr(fs, &st, ino, TXN_FILE, 0, now_ns, 0);
+	if (fs_area(r->kind)->owner)
+		fs_area(r->kind)->owner(fs, r, &st);
 	entry_param(fs, &e, ino, &st, r->kind);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		fs_iwriter(fs, ino, -1, 0);
@@ -621,7 +619,7 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 		err = a->create ? a->create(fs, &p, name, &r) : -ENOTDIR;
 	}
 	if (!err)
-		err = reply_create(req, &r, fi);
+		err = reply_create(req, &r, mode, fi);
 	if (err)
 		fs_reply_err(req, err);
 	fs_iref_release(&r);
@@ -836,7 +834,7 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 		err = fs_stat_iref(fs, &r, &st);
 	if (!err) {
 		fuse_reply_attr(req, &st,
-				writer_size(req, ino, h, &st) ? 0 : attr_timeout(fs, r.kind, &st));
+				fs_writer_size(req, ino, h, &st) ? 0 : attr_timeout(fs, r.kind, &st));
 	} else if (err != FS_REPLIED) {
 		fs_reply_err(req, err); /* FS_REPLIED: committing; the reply comes with it */
 	}

@@ -202,13 +202,16 @@ static int set_bytes(json_t *o, const char *name, const void *data, size_t len)
 /* A change of owner or mode of "ns" or "ns/agent". */
 static int render_attr_op(json_t *jo, const struct txn_op *op)
 {
-	const char *s1 = memchr(op->path, '/', op->path_len);
+	const char *s1 = memchr(op->path, '/', op->path_len), *end = op->path + op->path_len;
+	const char *s2 = s1 ? memchr(s1 + 1, '/', (size_t)(end - s1 - 1)) : NULL;
 	size_t nl = s1 ? (size_t)(s1 - op->path) : op->path_len;
 
 	json_object_set_new(jo, "ns", json_stringn_nocheck(op->path, nl));
 	if (s1)
 		json_object_set_new(jo, "agent",
-				    json_stringn_nocheck(s1 + 1, op->path_len - nl - 1));
+				    json_stringn_nocheck(s1 + 1, (size_t)((s2 ? s2 : end) - s1 - 1)));
+	if (s2) /* a key's mode */
+		json_object_set_new(jo, "key", json_stringn_nocheck(s2 + 1, (size_t)(end - s2 - 1)));
 	json_set_str(jo, "op", "attr");
 	if (op->value_len)
 		return set_bytes(jo, "value", op->value, op->value_len);

@@ -29,7 +29,8 @@ char *render_commit_json(struct txn *tx);
  * Append one JSON line per committed transaction with from_ts <= commit_ts <= to_ts:
  * {"commit_ts","txn","time","note","ops":[{"ns","agent","key","op","version","value"}]};
  * a change of owner or mode is {"ns","agent","op":"attr","value":{"uid","gid","mode"}}
- * (no agent for a namespace, value null when cleared).
+ * (no agent for a namespace, value null when cleared), of a key's mode
+ * {"ns","agent","key","op":"attr","value":{"mode"}}.
  * A value (and the note) is embedded as JSON when the bytes are valid JSON, as a JSON
  * string when they are other UTF-8 text, else as "value_base64" ("note_base64"); deletes
  * carry no value; an empty note is omitted.  With filter "ns/agent" only transactions

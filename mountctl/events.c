@@ -27,7 +27,8 @@ FILE *ctl_open_events(const struct ctl *c, const char *agent, int64_t since, boo
 }
 
 /* One op: put and delete name a key and its version; attr (an owner or mode change of
- * the agent) has neither, and its value is the new owner and mode. */
+ * the agent, or of a key's mode) has no version, and its value is the new owner and
+ * mode. */
 static void print_op_human(const struct ctl *c, int64_t ts, const char *time, json_t *op)
 {
 	const char *kind = ctl_json_str(op, "op", "?");

@@ -10,7 +10,9 @@
  *            u8 flags | u32 value_len | value |
  *   u32 crc32 of everything before it | "SHSNAPEND"
  * flags: 1 a deleted key, 2 an explicit directory, 4 a directory's time only (time_ns:
- * when its entries last changed).  Version 01 files (written before
+ * when its entries last changed).  An entry of flags 0 and version 0 is an owner record
+ * (of a namespace, an agent, or a key's mode: store.h's STORE_ATTR value); a key's own
+ * entry has a version of 1 or more.  Version 01 files (written before
  * directories were state) have the same layout with flags 0 or 1 and still load; an
  * older daemon skips a 02 file as not its own and replays the whole log instead.
  * The CRC and the end marker make a truncated or damaged file fail validation as a

@@ -261,7 +261,7 @@ static int open_reader_and_statements(struct sqlite_store *st, int fsync_full)
 			      " CASE WHEN ?5 THEN o.value END, e.txn"
 			      " FROM ops o JOIN events e ON e.commit_ts = o.commit_ts"
 			      " WHERE o.ns = ?1 AND o.agent = ?2 AND o.key = ?3 AND o.commit_ts <= ?4"
-			      " ORDER BY o.commit_ts DESC LIMIT 1",
+			      " AND o.op <> 3 ORDER BY o.commit_ts DESC LIMIT 1",
 			      &st->get_at);
 	if (!err)
 		err = prepare(st, st->rdb,
@@ -698,7 +698,8 @@ static int sqlite_list_at(struct store *base, const char *prefix, size_t plen, i
 		 " FROM ops o JOIN events e ON e.commit_ts = o.commit_ts"
 		 " WHERE o.commit_ts <= ?1 AND o.op IN (1, 4) %s %s %s"
 		 " AND NOT EXISTS (SELECT 1 FROM ops p WHERE p.ns = o.ns AND p.agent = o.agent"
-		 "   AND p.key = o.key AND p.commit_ts > o.commit_ts AND p.commit_ts <= ?1)"
+		 "   AND p.key = o.key AND p.commit_ts > o.commit_ts AND p.commit_ts <= ?1"
+		 "   AND p.op <> 3)"
 		 " ORDER BY o.ns, o.agent, o.key",
 		 n >= 1 ? "AND o.ns = ?2" : "", n >= 2 ? "AND o.agent = ?3" : "",
 		 n >= 3 ? "AND o.key >= ?4 AND o.key < ?5" : "");

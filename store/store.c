@@ -161,14 +161,15 @@ static inline int fault_check(struct store *st, int counts)
 
 /* ---- paths, for every backend ------------------------------------------------------ */
 
-/* Split "ns/agent/key" at its first two slashes. */
+/* Split "ns/agent/key" at its first two slashes (an owner record may be "ns" or
+ * "ns/agent"). */
 int store_split_path(const char *path, size_t len, enum store_op_kind kind, size_t *ns_len,
 		     size_t *agent_off, size_t *agent_len, size_t *key_off)
 {
 	const char *s1 = memchr(path, '/', len);
-	const char *s2;
+	const char *s2 = s1 ? memchr(s1 + 1, '/', len - (size_t)(s1 + 1 - path)) : NULL;
 
-	if (kind == STORE_ATTR) {
+	if (kind == STORE_ATTR && !s2) {
 		/* "ns" or "ns/agent": the missing parts are stored as empty strings. */
 		*ns_len = s1 ? (size_t)(s1 - path) : len;
 		*agent_off = s1 ? (size_t)(s1 + 1 - path) : len;
@@ -178,10 +179,7 @@ int store_split_path(const char *path, size_t len, enum store_op_kind kind, size
 			return -EINVAL;
 		return 0;
 	}
-	if (!s1)
-		return -EINVAL;
-	s2 = memchr(s1 + 1, '/', len - (size_t)(s1 + 1 - path));
-	if (!s2 || s2 + 1 == path + len)
+	if (!s1 || !s2 || s2 + 1 == path + len)
 		return -EINVAL;
 	*ns_len = (size_t)(s1 - path);
 	*agent_off = (size_t)(s1 + 1 - path);

@@ -35,9 +35,10 @@
 #define STORE_SCHEMA_VERSION 3
 
 /* STORE_ATTR records the owner, group and mode of a namespace ("ns") or an agent
- * directory ("ns/agent"): its path has one or two components and its value is
- * {"uid":N,"gid":N,"mode":"0750"} (an empty value clears it).  Keys never have fewer
- * than three components, so attribute rows never mix with key rows.
+ * directory ("ns/agent"), with the value {"uid":N,"gid":N,"mode":"0750"}, or the mode
+ * of a key ("ns/agent/key"), with the value {"mode":"0600"}; an empty value clears it.
+ * Its version is 0, so a key's versions (1, 2, ...) never count attribute rows, and a
+ * key's value at a time or a listing never takes an attribute row for a put or delete.
  * STORE_MKDIR and STORE_RMDIR (schema 3) make and remove an explicit directory below an
  * agent ("ns/agent/dir..."), with version 0 and no value; a path is a key or a
  * directory at any one time, never both, and a key's versions (1, 2, ...) never count

@@ -205,6 +205,9 @@ void txn_batch_undo_dirs(struct batch *b, size_t mark)
 	}
 }
 
+static int key_delete(struct txn_engine *eng, struct batch *b, struct ev_build *eb,
+		      const char *path, size_t len, int64_t ts, int64_t time_ns);
+
 /* One staged op of a transaction at the head. */
 static int apply_staged(struct txn_engine *eng, struct batch *b, struct ev_build *eb,
 			const struct staged *s, int64_t ts, int64_t time_ns)
@@ -214,6 +217,8 @@ static int apply_staged(struct txn_engine *eng, struct batch *b, struct ev_build
 
 	if (s->kind == ST_DIR || s->kind == ST_RMDIR)
 		return apply_dir(eng, b, eb, s->path, s->len, s->kind == ST_DIR, false, time_ns);
+	if (!s->value)
+		return key_delete(eng, b, eb, s->path, s->len, ts, time_ns);
 	err = apply_op(eng, b, s->path, s->len, s->value, ts, time_ns, &version);
 	return err ? err : ev_add(b, eb, s->path, s->len, s->value, version);
 }
@@ -343,7 +348,7 @@ static int attr_record(struct txn_engine *eng, struct batch *b, struct ev_build 
 		return -ENOMEM;
 	if (ta) {
 		a = malloc(sizeof(*a));
-		val = txn_attr_encode(ta);
+		val = txn_attr_encode(ta, txn_path_depth(path, len) > 2);
 		if (!a || !val) {
 			free(a);
 			blob_unref(val);
@@ -371,11 +376,56 @@ static int apply_attr(struct txn_engine *eng, struct batch *b, struct txn_commit
 	int depth = txn_path_depth(req->path, len);
 	int err = txn_path_check(req->path, len);
 
-	if (!err && (depth < 1 || depth > 2))
+	if (!err && depth < 1)
 		err = -EINVAL;
+	if (!err && depth > 2 && !txn_node_head_live(txn_node_find(eng, req->path, len)))
+		err = -ENOENT; /* a key's mode: the key must be there */
 	if (err)
 		return err;
 	return attr_record(eng, b, eb, req->path, len, req->attr.own ? &req->attr : NULL);
+}
+
+/* The owner record node n has once the batch publishes: the batch's last change of it,
+ * else the published one. */
+static const struct dattr *attr_at_head(const struct batch *b, const struct node *n)
+{
+	for (size_t i = b->nac; i-- > 0;)
+		if (b->ac[i].node == n)
+			return b->ac[i].attr;
+	return n ? n->attr : NULL;
+}
+
+/* A key's own mode as a request would give it (own false: none). */
+static struct txn_attr key_mode(const struct batch *b, const struct node *n)
+{
+	const struct dattr *a = attr_at_head(b, n);
+
+	return (struct txn_attr){ .mode = a ? a->mode : 0, .own = a != NULL };
+}
+
+/* The key at path gets mode m (m.own) or none: recorded only when that changes. */
+static int key_mode_set(struct txn_engine *eng, struct batch *b, struct ev_build *eb,
+			const char *path, size_t len, struct txn_attr m)
+{
+	struct txn_attr cur = key_mode(b, txn_node_find(eng, path, len));
+
+	if (cur.own == m.own && (!m.own || cur.mode == m.mode))
+		return 0;
+	return attr_record(eng, b, eb, path, len, m.own ? &m : NULL);
+}
+
+/* A key deleted: the op, and its own mode goes with it. */
+static int key_delete(struct txn_engine *eng, struct batch *b, struct ev_build *eb,
+		      const char *path, size_t len, int64_t ts, int64_t time_ns)
+{
+	int64_t version;
+	int err = apply_op(eng, b, path, len, NULL, ts, time_ns, &version);
+
+	if (!err)
+		err = ev_add(b, eb, path, len, NULL, version);
+	if (!err)
+		err = key_mode_set(eng, b, eb, path, len, (struct txn_attr){ 0 });
+	return err;
 }
 
 /*
@@ -389,16 +439,17 @@ static int move_attrs(struct txn_engine *eng, struct batch *b, struct ev_build *
 	int sdepth = txn_path_depth(sp, sl), same = sdepth == txn_path_depth(dp, dl);
 	struct node *dst = txn_node_find(eng, dp, dl), *c, *tmp;
 	int err = 0;
+	const struct dattr *sa = attr_at_head(b, src);
 
 	if (sdepth > 2)
 		return 0;
-	if (src->attr) {
-		struct txn_attr a = { src->attr->uid, src->attr->gid, src->attr->mode, true };
+	if (sa) {
+		struct txn_attr a = { sa->uid, sa->gid, sa->mode, true };
 
 		err = attr_record(eng, b, eb, sp, sl, NULL);
 		if (!err && same)
 			err = attr_record(eng, b, eb, dp, dl, &a);
-	} else if (dst && dst->attr && same) {
+	} else if (dst && attr_at_head(b, dst) && same) {
 		err = attr_record(eng, b, eb, dp, dl, NULL);
 	}
 	if (sdepth != 1)
@@ -408,11 +459,13 @@ static int move_attrs(struct txn_engine *eng, struct batch *b, struct ev_build *
 		size_t cl, nl;
 		char *cp, *np;
 
+		const struct dattr *ca = attr_at_head(b, c);
+
 		if (err)
 			break;
-		if (!c->attr)
+		if (!ca)
 			continue;
-		a = (struct txn_attr){ c->attr->uid, c->attr->gid, c->attr->mode, true };
+		a = (struct txn_attr){ ca->uid, ca->gid, ca->mode, true };
 		cp = txn_path_join(sp, sl, c->name, c->name_len, &cl);
 		np = txn_path_join(dp, dl, c->name, c->name_len, &nl);
 		if (!cp || !np)
@@ -427,20 +480,22 @@ static int move_attrs(struct txn_engine *eng, struct batch *b, struct ev_build *
 	return err;
 }
 
-/* A key moves: a delete of from and a put of val at to, both in this commit. */
+/* A key moves: a delete of from and a put of val at to, both in this commit; its own
+ * mode goes along (and to's is replaced, as a rename replaces a file). */
 static int apply_move(struct txn_engine *eng, struct batch *b, struct ev_build *eb,
 		      const char *from, size_t flen, const char *to, size_t tlen,
 		      struct blob *val, int64_t ts, int64_t time_ns)
 {
+	struct txn_attr m = key_mode(b, txn_node_find(eng, from, flen));
 	int64_t version;
-	int err = apply_op(eng, b, from, flen, NULL, ts, time_ns, &version);
+	int err = key_delete(eng, b, eb, from, flen, ts, time_ns);
 
-	if (!err)
-		err = ev_add(b, eb, from, flen, NULL, version);
 	if (!err)
 		err = apply_op(eng, b, to, tlen, val, ts, time_ns, &version);
 	if (!err)
 		err = ev_add(b, eb, to, tlen, val, version);
+	if (!err)
+		err = key_mode_set(eng, b, eb, to, tlen, m);
 	return err;
 }
 
@@ -544,12 +599,13 @@ static int head_key_value(struct txn_engine *eng, const char *path, size_t len,
 	return -ENOENT;
 }
 
-/* RENAME_EXCHANGE of two keys: each gets the other's value, in this one commit. */
+/* RENAME_EXCHANGE of two keys: each gets the other's value and mode, in this one commit. */
 static int apply_exchange(struct txn_engine *eng, struct batch *b, struct txn_commit_req *req,
 			  int64_t ts, int64_t time_ns, struct ev_build *eb)
 {
 	size_t alen = strlen(req->path), blen = strlen(req->path2);
 	struct blob *va = NULL, *vb = NULL;
+	struct txn_attr ma, mb;
 	int64_t version;
 	int err = head_key_value(eng, req->path, alen, &va);
 
@@ -557,6 +613,8 @@ static int apply_exchange(struct txn_engine *eng, struct batch *b, struct txn_co
 		err = head_key_value(eng, req->path2, blen, &vb);
 	if (err || (alen == blen && memcmp(req->path, req->path2, alen) == 0))
 		return err;
+	ma = key_mode(b, txn_node_find(eng, req->path, alen));
+	mb = key_mode(b, txn_node_find(eng, req->path2, blen));
 	blob_ref(va);
 	blob_ref(vb);
 	err = apply_op(eng, b, req->path, alen, vb, ts, time_ns, &version);
@@ -566,6 +624,10 @@ static int apply_exchange(struct txn_engine *eng, struct batch *b, struct txn_co
 		err = apply_op(eng, b, req->path2, blen, va, ts, time_ns, &version);
 	if (!err)
 		err = ev_add(b, eb, req->path2, blen, va, version);
+	if (!err)
+		err = key_mode_set(eng, b, eb, req->path, alen, mb);
+	if (!err)
+		err = key_mode_set(eng, b, eb, req->path2, blen, ma);
 	blob_unref(va);
 	blob_unref(vb);
 	return err;
@@ -579,15 +641,19 @@ int txn_apply_auto(struct txn_engine *eng, struct batch *b, struct txn_commit_re
 	int err;
 
 	if (req->kind == TXN_AUTO_PUT) {
-		if (req->noreplace && txn_node_head_live(txn_node_find(eng, req->path, len)))
+		bool created = !txn_node_head_live(txn_node_find(eng, req->path, len));
+
+		if (req->noreplace && !created)
 			return -EEXIST;
 		err = apply_op(eng, b, req->path, len, req->value, ts, time_ns, &version);
-		return err ? err : ev_add(b, eb, req->path, len, req->value, version);
+		if (!err)
+			err = ev_add(b, eb, req->path, len, req->value, version);
+		if (!err && created && req->attr.own)
+			err = key_mode_set(eng, b, eb, req->path, len, req->attr);
+		return err;
 	}
-	if (req->kind == TXN_AUTO_DELETE) {
-		err = apply_op(eng, b, req->path, len, NULL, ts, time_ns, &version);
-		return err ? err : ev_add(b, eb, req->path, len, NULL, version);
-	}
+	if (req->kind == TXN_AUTO_DELETE)
+		return key_delete(eng, b, eb, req->path, len, ts, time_ns);
 	if (req->kind == TXN_AUTO_ATTR)
 		return apply_attr(eng, b, req, eb);
 	if (req->kind == TXN_AUTO_EXCHANGE)

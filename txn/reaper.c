@@ -66,14 +66,17 @@ static int snap_collect(struct node *n, int64_t ts, struct snap_vec *sv)
 	int err;
 
 	if (n->attr) {
-		/* A namespace's or agent's owner: an entry of one or two components. */
+		/* A namespace's or agent's owner (an entry of one or two components), or a
+		 * key's mode (version 0, before the key's own entry). */
 		struct txn_attr a = { n->attr->uid, n->attr->gid, n->attr->mode, true };
 
 		if (ARRAY_GROW(sv->it, sv->n + 1, sv->cap))
 			return -ENOMEM;
 		memset(&sv->it[sv->n], 0, sizeof(sv->it[sv->n]));
 		sv->it[sv->n].path = txn_node_path(n, &sv->it[sv->n].len);
-		sv->it[sv->n].v.value = txn_attr_encode(&a);
+		if (sv->it[sv->n].path)
+			sv->it[sv->n].v.value = txn_attr_encode(
+				&a, txn_path_depth(sv->it[sv->n].path, sv->it[sv->n].len) > 2);
 		if (!sv->it[sv->n].path || !sv->it[sv->n].v.value) {
 			free(sv->it[sv->n].path);
 			blob_unref(sv->it[sv->n].v.value);

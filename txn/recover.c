@@ -26,7 +26,8 @@ static int replay_one(void *arg, const struct store_replay_op *op)
 		return -ENOMEM;
 	if (op->kind == STORE_ATTR) {
 		struct dattr *a;
-		int err = txn_attr_decode(op->value, op->value_len, &a);
+		int err = txn_attr_decode(op->value, op->value_len,
+					  txn_path_depth(op->path, op->path_len) > 2, &a);
 
 		if (err)
 			return err;
@@ -90,10 +91,12 @@ static int snap_load_one(void *arg, const struct store_snap_entry *e)
 		}
 		return 0;
 	}
-	if (txn_path_depth(e->path, e->path_len) < 3) {
+	if (txn_path_depth(e->path, e->path_len) < 3 || e->version == 0) {
+		/* An owner record, or a key's mode (version 0, before the key's entry). */
 		if (n->attr)
 			return -EIO; /* twice in one snapshot */
-		return txn_attr_decode(e->value, e->value_len, &n->attr);
+		return txn_attr_decode(e->value, e->value_len,
+				       txn_path_depth(e->path, e->path_len) > 2, &n->attr);
 	}
 	if (n->versions)
 		return -EIO; /* a key twice in one snapshot */

@@ -617,18 +617,24 @@ int txn_dir_attr(struct txn_engine *eng, const char *path, size_t len, struct tx
 		return -EINVAL;
 	pthread_rwlock_rdlock(&eng->tree_lock);
 	dir_attr_locked(eng, path, len, depth, out);
+	if (depth > 2) {
+		struct node *k = txn_node_find(eng, path, len);
+
+		out->own = k && k->attr;
+		if (out->own)
+			out->mode = k->attr->mode; /* a key's own mode; the owner its agent's */
+	}
 	pthread_rwlock_unlock(&eng->tree_lock);
-	if (depth > 2)
-		out->own = false;
 	return 0;
 }
 
-/* The log's form of an attribute change: {"uid":N,"gid":N,"mode":"0750"}. */
-struct blob *txn_attr_encode(const struct txn_attr *a)
+/* The log's form of an attribute change (txn_i.h). */
+struct blob *txn_attr_encode(const struct txn_attr *a, bool key)
 {
 	char buf[96];
-	int n = snprintf(buf, sizeof(buf), "{\"uid\":%" PRIu32 ",\"gid\":%" PRIu32
-			 ",\"mode\":\"%04" PRIo32 "\"}", a->uid, a->gid, a->mode & 07777);
+	int n = key ? snprintf(buf, sizeof(buf), "{\"mode\":\"%04" PRIo32 "\"}", a->mode & 07777)
+		    : snprintf(buf, sizeof(buf), "{\"uid\":%" PRIu32 ",\"gid\":%" PRIu32
+			       ",\"mode\":\"%04" PRIo32 "\"}", a->uid, a->gid, a->mode & 07777);
 
 	return blob_new(buf, (size_t)n);
 }
@@ -710,7 +716,7 @@ static const char *attr_member(const char *p, const char *end, struct attr_rec *
 	return NULL;
 }
 
-static int attr_parse(const char *p, const char *end, struct attr_rec *r)
+static int attr_parse(const char *p, const char *end, bool key, struct attr_rec *r)
 {
 	p = skip_blanks(p, end);
 	if (p >= end || *p++ != '{')
@@ -723,11 +729,11 @@ static int attr_parse(const char *p, const char *end, struct attr_rec *r)
 	} while (p < end && *p == ',' && p++);
 	if (p >= end || *p++ != '}')
 		return -1;
-	return skip_blanks(p, end) == end && r->has_uid && r->has_gid && r->has_mode ? 0 : -1;
+	return skip_blanks(p, end) == end && (key || (r->has_uid && r->has_gid)) && r->has_mode
+		       ? 0 : -1;
 }
 
-/* Parse a value written by txn_attr_encode(); NULL *out for an empty value (cleared). */
-int txn_attr_decode(const void *data, size_t len, struct dattr **out)
+int txn_attr_decode(const void *data, size_t len, bool key, struct dattr **out)
 {
 	struct attr_rec r = { 0 };
 	struct dattr *a;
@@ -737,7 +743,7 @@ int txn_attr_decode(const void *data, size_t len, struct dattr **out)
 	*out = NULL;
 	if (len == 0)
 		return 0;
-	if (attr_parse(data, (const char *)data + len, &r) == 0)
+	if (attr_parse(data, (const char *)data + len, key, &r) == 0)
 		mode = strtoul(r.mode, &end, 8);
 	if (!end || *end || mode > 07777) {
 		log_err("cannot read an owner record: '%.*s'", (int)(len > 200 ? 200 : len),

@@ -157,16 +157,18 @@ void dirents_free(struct dirent_entry *d, size_t n);
  * one inherits: a namespace gets the engine's owner_uid/owner_gid and 0755, an agent
  * its namespace's owner, group and mode (without the write bits of group and others
  * when the namespace is sticky, as /tmp: such an agent is for its owner to set up).
- * A change is a commit (TXN_AUTO_ATTR), so it is durable and in the log.
+ * A key may have a mode of its own (chmod); its owner and group stay its agent's.  The
+ * mode goes with the key: kept by a put, carried by a rename or an exchange, dropped
+ * by a delete.  A change is a commit (TXN_AUTO_ATTR), so it is durable and in the log.
  */
 struct txn_attr {
 	uint32_t uid, gid;
 	uint32_t mode; /* permission bits, 07777 */
-	bool own;      /* recorded for this directory, not inherited */
+	bool own;      /* recorded for this directory (or key), not inherited */
 };
 /* The attributes that govern path (depth >= 1): the namespace's for "ns", the agent's
- * for "ns/agent" and everything below it.  The published state; never fails for a
- * valid path (-EINVAL otherwise). */
+ * for "ns/agent" and everything below it, with a key's own mode (own) when it has one.
+ * The published state; never fails for a valid path (-EINVAL otherwise). */
 int txn_dir_attr(struct txn_engine *eng, const char *path, size_t len, struct txn_attr *out);
 
 /* ---- the live tree's directories ------------------------------------------------------ */
@@ -187,8 +189,11 @@ int txn_live_rmdir(struct txn_engine *eng, const char *path, size_t len);
 
 /* ---- commits -------------------------------------------------------------------------- */
 
-/* TXN_AUTO_ATTR sets (attr.own) or clears (!attr.own) the attributes of the namespace
- * or agent directory at path.  TXN_AUTO_EXCHANGE swaps the values of the keys path and
+/* TXN_AUTO_PUT with attr.own gives the key that mode when the put creates it (a file
+ * created with a mode of its own).
+ * TXN_AUTO_ATTR sets (attr.own) or clears (!attr.own) the attributes of the namespace
+ * or agent directory at path, or the mode of the key at path (-ENOENT when it has
+ * none at the head; its uid and gid are not recorded).  TXN_AUTO_EXCHANGE swaps the values of the keys path and
  * path2 (rename with RENAME_EXCHANGE): a put of each other's value on both, one commit;
  * -ENOENT when either is missing, -EINVAL when either is a directory. */
 enum txn_auto_kind {
@@ -219,7 +224,7 @@ struct txn_commit_req {
 	struct blob *value;          /* TXN_AUTO_PUT value, consumed */
 	bool noreplace;              /* rename fails with EEXIST if path2 exists; a put
 				      * fails with EEXIST if its key exists */
-	struct txn_attr attr;        /* TXN_AUTO_ATTR */
+	struct txn_attr attr;        /* TXN_AUTO_ATTR; TXN_AUTO_PUT: a new key's mode */
 	bool late;                   /* complete only after the caches are invalidated */
 	void (*done)(struct txn_commit_req *req, int err);
 	void *arg;

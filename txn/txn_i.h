@@ -82,7 +82,8 @@ struct node {
 	bool explicit_dir; /* a directory made with mkdir, published (invariant 7) */
 	bool dir_head;     /* the same at the head (below an agent only) */
 	int64_t entries_ns; /* when its entries last changed (invariant 8) */
-	struct dattr *attr; /* namespace or agent: recorded owner and mode, or NULL */
+	struct dattr *attr; /* namespace or agent: recorded owner and mode; a key: its own
+			     * mode (uid and gid unused); NULL: none (published state) */
 };
 
 struct dattr {
@@ -263,8 +264,12 @@ int txn_view_resolve(struct txn_engine *eng, struct txn *tx, const char *path, s
 		     struct txn_entry *out, struct blob **value);
 
 /* The log's form of an owner record, and back (NULL *out: cleared). */
-struct blob *txn_attr_encode(const struct txn_attr *a);
-int txn_attr_decode(const void *data, size_t len, struct dattr **out);
+/* The log's form of an owner record: {"uid":N,"gid":N,"mode":"0750"} for a namespace or
+ * an agent, {"mode":"0600"} for a key (key true). */
+struct blob *txn_attr_encode(const struct txn_attr *a, bool key);
+/* Parse a value written by txn_attr_encode(); NULL *out for an empty value (cleared).
+ * A key's record needs only the mode. */
+int txn_attr_decode(const void *data, size_t len, bool key, struct dattr **out);
 
 /* ---- table.c: the transaction table and a transaction's state ------------------------- */
 

@@ -57,24 +57,26 @@ wait_empty() {
 	diff -r "$REF/copy" "$A/copy"
 }
 
-@test "rsync -a --inplace of a tree gives the same tree, and a second run changes nothing" {
+@test "rsync -a of a tree (temporary file, fchmod, rename) gives the same tree and modes, and a second run changes nothing" {
 	make_tree "$REF/src"
-	rsync -a --inplace "$REF/src/" "$REF/copy/"
-	run rsync -a --inplace "$REF/src/" "$A/copy/"
+	chmod 0755 "$REF/src/a.txt"
+	chmod 0600 "$REF/src/d1/nul"
+	rsync -a "$REF/src/" "$REF/copy/"
+	run rsync -a "$REF/src/" "$A/copy/"
 	assert_success
 	wait_empty "$A/copy"
 	diff -r "$REF/copy" "$A/copy"
+	[ "$(cd "$REF/copy" && find . -type f -printf '%p %m\n' | sort)" = \
+		"$(cd "$A/copy" && find . -type f -printf '%p %m\n' | sort)" ]
 	v=$(sh_xattr version "$A/copy/bin.dat")
-	run rsync -a --inplace --checksum "$REF/src/" "$A/copy/"
+	run rsync -a --checksum "$REF/src/" "$A/copy/"
 	assert_success
 	assert_equal "$(sh_xattr version "$A/copy/bin.dat")" "$v"
 }
 
-# git with fixed dates, so both repositories make the same commit.  The repository is
-# made with git init on tmpfs and copied in: git init in the mount writes .git/config
-# through config.lock and chmods that lock file by name while it is still open, which
-# needs a created file to exist before its first close.  Automatic maintenance is off
-# for the same reason (objects/maintenance.lock is unlinked while still open).
+# git with fixed dates, so both repositories make the same commit.  Automatic maintenance
+# is off: its objects/maintenance.lock is unlinked while still open, which works, but
+# would make the runs differ in timing only.
 git_env() {
 	env GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@example.org GIT_COMMITTER_NAME=t \
 		GIT_COMMITTER_EMAIL=t@example.org GIT_AUTHOR_DATE='2026-01-01T00:00:00Z' \
@@ -85,11 +87,15 @@ git_add_commit() {
 	git_env -C "$1" add -A && git_env -C "$1" commit -q -m first && git -C "$1" rev-parse HEAD
 }
 
-@test "git add and commit in an agent directory make the same commit as on tmpfs" {
+@test "git init, add and commit in an agent directory make the same commit as on tmpfs" {
 	make_tree "$REF/repo"
-	git init -q -b main --template= "$REF/repo" # no hooks: keys are not executable
 	cp -a "$REF/repo" "$A/repo"
 	wait_empty "$A/repo"
+	git init -q -b main "$REF/repo"
+	run git init -q -b main "$A/repo"
+	assert_success
+	run git -C "$A/repo" config core.filemode
+	assert_output true # git's probe: chmod of a file in .git works
 	ref=$(git_add_commit "$REF/repo")
 	run git_add_commit "$A/repo"
 	assert_success
@@ -101,6 +107,9 @@ git_add_commit() {
 	run git -C "$A/repo" status --porcelain
 	assert_output ""
 	diff -r "$REF/repo/.git/objects" "$A/repo/.git/objects"
+	diff -r "$REF/repo/.git/hooks" "$A/repo/.git/hooks"
+	[ "$(cd "$REF/repo/.git/hooks" && find . -type f -printf '%p %m\n' | sort)" = \
+		"$(cd "$A/repo/.git/hooks" && find . -type f -printf '%p %m\n' | sort)" ]
 	sh_remount
 	run git -C "$A/repo" status --porcelain
 	assert_output ""

@@ -309,20 +309,18 @@ recovered() {
 	assert_owner "ns/a $A $G 750"
 }
 
-@test "chmod or chown of a key or key directory to anything but what its agent gives it is EPERM, to the same is accepted" {
+@test "a key's owner chmods it (a commit), chown of a key or chmod of a key directory to anything but what it has is EPERM" {
 	private_a
 	mkdir -p "$MNT/ns/a/d"
 	echo w >"$MNT/ns/a/d/k"
 	t0=$(sh_probe_ts)
-	run sh_errno chmod "$MNT/ns/a/k" 0644
-	assert_output EPERM
 	run sh_errno chown "$MNT/ns/a/k" 0:0
 	assert_output EPERM
 	run sh_errno chmod "$MNT/ns/a/d" 0755
 	assert_output EPERM
-	run sh_errno_as $A $A chmod ns/a/d/k 0400
-	assert_output EPERM
-	sh_as $A $A chmod 0600 ns/a/k
+	run sh_errno_as $B $B chmod ns/a/k 0666
+	assert_output EACCES # no way into the private agent
+	sh_as $A $A chmod 0600 ns/a/k # what it has: nothing committed
 	sh_as $A $A chgrp $A ns/a/d/k
 	# cp -p sets the copy's owner and mode to what it already has.
 	in_mnt cp -p ns/a/k ns/a/copy
@@ -330,6 +328,12 @@ recovered() {
 	[ "$t1" -eq $((t0 + 2)) ] || fail "expected one commit (cp -p) in $t0..$t1"
 	[ "$(cat "$MNT/ns/a/copy")" = secret ]
 	assert_owner "ns/a/k $A $A 600" "ns/a/d $A $A 700" "ns/a/d/k $A $A 600"
+	sh_as $A $A chmod 0400 ns/a/d/k
+	t2=$(sh_probe_ts)
+	[ "$t2" -eq $((t1 + 2)) ] || fail "expected one commit (chmod) in $t1..$t2"
+	[ "$(ops_at $((t1 + 1)))" = '[{"ns":"ns","agent":"a","key":"d/k","op":"attr","value":{"mode":"0400"}}]' ] ||
+		fail "$(ops_at $((t1 + 1)))"
+	assert_owner "ns/a/d/k $A $A 400"
 }
 
 @test "chmod and chown in .at and .history are EROFS, to the mode shown accepted, and of a transaction directory EPERM" {
