@@ -390,7 +390,7 @@ static void clearing_an_owner_record_reverts_to_the_inherited_one(void **state)
 	assert_attr(f, "ns/a", 4242, 4343, 0755, false);
 }
 
-static void an_owner_change_of_the_root_or_of_a_key_is_refused_with_einval(void **state)
+static void an_owner_change_of_the_root_or_of_a_missing_key_is_refused(void **state)
 {
 	struct fx *f = *state;
 	int64_t ts = -1;
@@ -398,17 +398,85 @@ static void an_owner_change_of_the_root_or_of_a_key_is_refused_with_einval(void 
 	assert_errno(put(f, "ns/a/k", "v", NULL), 0);
 	assert_errno(chown_dir(f, "", 1000, 100, 0700, &ts), -EINVAL);
 	assert_i64_equal(ts, 0);
-	assert_errno(chown_dir(f, "ns/a/k", 1000, 100, 0700, &ts), -EINVAL);
-	assert_errno(chown_dir(f, "ns/a/dir/k", 1000, 100, 0700, &ts), -EINVAL);
-	assert_errno(clear_dir(f, "ns/a/k", &ts), -EINVAL);
+	assert_errno(chown_dir(f, "ns/a/missing", 1000, 100, 0700, &ts), -ENOENT);
+	assert_errno(chown_dir(f, "ns/a/k/below", 1000, 100, 0700, &ts), -ENOENT);
+	assert_errno(chown_dir(f, "ns/a", 1000, 100, 0700, NULL), 0);
+	assert_errno(chown_dir(f, "ns/a/dir/k", 1000, 100, 0700, &ts), -ENOENT);
 	assert_errno(chown_dir(f, ".tx", 1000, 100, 0700, &ts), -EINVAL);
 	assert_errno(chown_dir(f, "ns/..", 1000, 100, 0700, &ts), -EINVAL);
-	assert_i64_equal(txn_engine_head(f->eng), 1);
-	assert_attr(f, "ns/a/k", 0, 0, 0755, false);
+	assert_i64_equal(txn_engine_head(f->eng), 2);
+	assert_attr(f, "ns/a/k", 1000, 100, 0700, false);
 	assert_attr(f, "ns", 0, 0, 0755, false);
 	/* The engine goes on: the next commit takes the next commit_ts. */
 	assert_errno(chown_dir(f, "ns", 1000, 100, 0700, &ts), 0);
-	assert_i64_equal(ts, 2);
+	assert_i64_equal(ts, 3);
+}
+
+/* A key's mode: what chmod asked, with its agent's owner (uid and gid are not kept). */
+static void a_key_has_a_mode_of_its_own_that_goes_with_it(void **state)
+{
+	struct fx *f = *state;
+	struct txn_commit_req *req;
+	struct done d = { 0 };
+	struct txn *tx;
+	int64_t ts = -1;
+
+	assert_errno(chown_dir(f, "ns/a", 2000, 200, 0700, NULL), 0);
+	assert_errno(put(f, "ns/a/k", "v", NULL), 0);
+	assert_errno(put(f, "ns/a/other", "o", NULL), 0);
+	assert_errno(chown_dir(f, "ns/a/k", 1, 2, 0640, &ts), 0);
+	assert_attr(f, "ns/a/k", 2000, 200, 0640, true);
+	assert_int_equal(version_of(f, NULL, "ns/a/k"), 1); /* no new version */
+	/* Kept by a put, moved by a rename, swapped by an exchange. */
+	assert_errno(put(f, "ns/a/k", "v2", NULL), 0);
+	assert_attr(f, "ns/a/k", 2000, 200, 0640, true);
+	assert_errno(ren(f, "ns/a/k", "ns/a/moved", false, NULL), 0);
+	assert_attr(f, "ns/a/moved", 2000, 200, 0640, true);
+	assert_errno(put(f, "ns/a/k", "new", NULL), 0);
+	assert_attr(f, "ns/a/k", 2000, 200, 0700, false);
+	req = auto_req(TXN_AUTO_EXCHANGE, "ns/a/moved", "ns/a/other", NULL, 0, &d);
+	assert_errno(run_auto(f, req, NULL), 0);
+	assert_attr(f, "ns/a/other", 2000, 200, 0640, true);
+	assert_attr(f, "ns/a/moved", 2000, 200, 0700, false);
+	assert_value(f, NULL, "ns/a/other", "v2");
+	/* A rename over a key with a mode takes the source's (none). */
+	assert_errno(ren(f, "ns/a/k", "ns/a/other", false, NULL), 0);
+	assert_attr(f, "ns/a/other", 2000, 200, 0700, false);
+	/* Dropped by a delete, in a transaction as directly. */
+	assert_errno(chown_dir(f, "ns/a/moved", 0, 0, 0600, NULL), 0);
+	tx = begin(f, "t");
+	assert_errno(unstage(f, tx, "ns/a/moved"), 0);
+	assert_errno(commit(f, tx, NULL), 0);
+	assert_errno(put(f, "ns/a/moved", "again", NULL), 0);
+	assert_attr(f, "ns/a/moved", 2000, 200, 0700, false);
+	/* A put that creates a key with a mode of its own; one that overwrites keeps it. */
+	memset(&d, 0, sizeof(d));
+	req = auto_req(TXN_AUTO_PUT, "ns/a/created", NULL, "c", 1, &d);
+	req->attr = (struct txn_attr){ .mode = 0750, .own = true };
+	assert_errno(run_auto(f, req, NULL), 0);
+	assert_attr(f, "ns/a/created", 2000, 200, 0750, true);
+	memset(&d, 0, sizeof(d));
+	req = auto_req(TXN_AUTO_PUT, "ns/a/other", NULL, "c", 1, &d);
+	req->attr = (struct txn_attr){ .mode = 0750, .own = true };
+	assert_errno(run_auto(f, req, NULL), 0);
+	assert_attr(f, "ns/a/other", 2000, 200, 0700, false);
+	assert_errno(chown_dir(f, "ns/a/moved", 0, 0, 0604, NULL), 0);
+
+	/* By replay, from a snapshot, and verified. */
+	restart(f);
+	assert_attr(f, "ns/a/created", 2000, 200, 0750, true);
+	assert_attr(f, "ns/a/moved", 2000, 200, 0604, true);
+	assert_attr(f, "ns/a/other", 2000, 200, 0700, false);
+	assert_errno(txn_engine_snapshot(f->eng), 0);
+	restart(f);
+	assert_attr(f, "ns/a/created", 2000, 200, 0750, true);
+	assert_attr(f, "ns/a/moved", 2000, 200, 0604, true);
+	assert_attr(f, "ns/a/k", 2000, 200, 0700, false);
+	assert_value(f, NULL, "ns/a/moved", "again");
+	txn_engine_close(f->eng);
+	f->eng = NULL;
+	assert_errno(txn_verify(f->dir, NULL), 0);
+	assert_errno(fx_start(f), 0);
 }
 
 #if STATEHOUSE_FAULT_INJECTION
@@ -442,7 +510,7 @@ static void owner_records_in_one_batch_apply_in_queue_order(void **state)
 	gate_close(f);
 	r[0] = auto_req(TXN_AUTO_ATTR, "ns", NULL, NULL, 0, &d[0]);
 	r[0]->attr = (struct txn_attr){ .uid = 1, .gid = 1, .mode = 0700, .own = true };
-	r[1] = auto_req(TXN_AUTO_ATTR, "ns/a/k", NULL, NULL, 0, &d[1]); /* refused */
+	r[1] = auto_req(TXN_AUTO_ATTR, "ns/a/k", NULL, NULL, 0, &d[1]); /* refused: no such key yet */
 	r[1]->attr = (struct txn_attr){ .uid = 9, .gid = 9, .mode = 0700, .own = true };
 	r[2] = auto_req(TXN_AUTO_ATTR, "ns", NULL, NULL, 0, &d[2]);
 	r[2]->attr = (struct txn_attr){ .uid = 2, .gid = 2, .mode = 0750, .own = true };
@@ -454,7 +522,7 @@ static void owner_records_in_one_batch_apply_in_queue_order(void **state)
 		wait_done(&d[i]);
 	assert_errno(d[0].err, 0);
 	assert_i64_equal(d[0].commit_ts, 1);
-	assert_errno(d[1].err, -EINVAL);
+	assert_errno(d[1].err, -ENOENT);
 	assert_errno(d[2].err, 0);
 	assert_i64_equal(d[2].commit_ts, 2);
 	assert_errno(d[3].err, 0);
@@ -640,7 +708,8 @@ int main(void)
 		T(an_agent_of_a_sticky_namespace_inherits_no_write_bits_for_group_or_others),
 		T(an_owner_change_is_a_commit_visible_once_it_completes),
 		T(clearing_an_owner_record_reverts_to_the_inherited_one),
-		T(an_owner_change_of_the_root_or_of_a_key_is_refused_with_einval),
+		T(an_owner_change_of_the_root_or_of_a_missing_key_is_refused),
+		T(a_key_has_a_mode_of_its_own_that_goes_with_it),
 #if STATEHOUSE_FAULT_INJECTION
 		T(a_failed_owner_change_changes_nothing),
 #endif
