@@ -48,8 +48,8 @@ struct pending {
 	char *path;
 	size_t len;
 	int64_t time_ns;      /* the creation: the new file's times until it commits */
-	uint32_t mode;        /* own (the create's mode differs from the default): the
-			       * key's mode, committed with its first value */
+	uint32_t mode;        /* own (the create asked for execute bits): the key's mode,
+			       * committed with its first value */
 	bool own;
 	unsigned refs;        /* the creating handle's, and the commit's in flight */
 	bool hashed;
@@ -223,13 +223,15 @@ void fs_orphan_drop(struct fs *fs, uint64_t ino)
 
 /* ---- pending creates of the live tree ------------------------------------------------ */
 
-/* A pending create of path, made by a create (one reference, the handle's), with the
- * create's mode (after the umask): the key's own mode when it differs from the one its
- * agent gives a key. */
+/* A pending create of path, made by a create (one reference, the handle's).  A new key
+ * takes the mode its agent gives keys (the agent's mode governs its keys, whatever the
+ * umask), plus the execute bits the create asks for where that mode lets reading: then
+ * that mode is the key's own. */
 int fs_pending_new(struct fs *fs, const char *path, size_t len, int64_t time_ns, mode_t mode,
 		   struct pending **out)
 {
 	struct stat def = { .st_mode = S_IFREG };
+	uint32_t x;
 	struct pending *p = calloc(1, sizeof(*p));
 
 	if (!p || !(p->path = malloc(len + 1))) {
@@ -242,8 +244,9 @@ int fs_pending_new(struct fs *fs, const char *path, size_t len, int64_t time_ns,
 	p->time_ns = time_ns;
 	p->refs = 1;
 	fs_owner_of_agent(fs, path, len, 0666, &def);
-	p->mode = (uint32_t)(mode & 0777);
-	p->own = p->mode != (def.st_mode & 0777);
+	x = (uint32_t)(mode & (def.st_mode >> 2) & 0111);
+	p->mode = (uint32_t)(def.st_mode & 0777) | x;
+	p->own = x != 0;
 	pthread_mutex_lock(&fs->pending_lock);
 	HASH_ADD_KEYPTR(hh, fs->pending, p->path, p->len, p);
 	p->hashed = HASH_ADDED(hh, p);

@@ -122,25 +122,30 @@ PY
 	[ "$(mode "$A/d")" = 755 ]
 }
 
-@test "a new key takes the mode it is created with after the umask, in the same commit as its first value" {
+@test "a new key takes its agent's mode whatever the umask, plus the execute bits its create asks for, in its first commit" {
 	(umask 077 && echo private >"$A/p")
-	[ "$(mode "$A/p")" = 600 ]
+	[ "$(mode "$A/p")" = 644 ]
 	run jq -c 'select(.ops[0].key == "p") | [.ops[].op]' "$MNT/.events/ns/a.jsonl"
-	assert_output '["put","attr"]'
-	echo plain >"$A/q" # the default mode: no record
-	run jq -c 'select(.ops[0].key == "q") | [.ops[].op]' "$MNT/.events/ns/a.jsonl"
 	assert_output '["put"]'
 	run "$SH_PYTHON" - "$A/x" <<'PY'
 import os, sys
-fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o775)
+os.write(fd, b"#!/bin/sh\necho x\n")
 print(oct(os.stat(sys.argv[1]).st_mode & 0o777)) # created, not committed yet
 os.close(fd)
 PY
 	assert_output 0o755
 	sh_xattr version "$A/x" # waits for the commit of its release
+	run jq -c 'select(.ops[0].key == "x") | [.ops[].op]' "$MNT/.events/ns/a.jsonl"
+	assert_output '["put","attr"]'
+	chmod 0700 "$A"
+	(umask 0 && echo y >"$A/y") # a private agent's keys are private
+	[ "$(mode "$A/y")" = 600 ]
+	install -m 0777 /dev/null "$A/z"
+	[ "$(mode "$A/z")" = 777 ] # install's own chmod
 	sh_remount
-	[ "$(mode "$A/x")" = 755 ]
-	[ "$(mode "$A/p")" = 600 ]
-	(umask 077 && echo over >"$A/q") # an existing key keeps its mode
-	[ "$(mode "$A/q")" = 644 ]
+	[ "$(mode "$A/x")" = 755 ] # its own
+	[ "$(mode "$A/p")" = 600 ] # its agent's, now 0700
+	run "$A/x"
+	assert_output x
 }
