@@ -323,6 +323,7 @@ int fs_pending_new(struct fs *fs, const char *path, size_t len, int64_t time_ns,
 		   struct pending **out);
 struct txn_attr fs_pending_attr_locked(const struct pending *p);
 bool fs_pending_mode(struct fs *fs, const char *path, size_t len, mode_t *mode);
+bool fs_pending_below(struct fs *fs, const char *dir, size_t dlen);
 struct pending *fs_pending_ref_locked(struct pending *p);
 void fs_pending_unref(struct fs *fs, struct pending *p);
 bool fs_pending_queued_locked(const struct pending *p);

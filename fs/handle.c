@@ -385,6 +385,23 @@ static bool listed(const struct handle *h, const char *name)
 }
 
 /* The pending creates directly below the live directory dir join h's listing. */
+/* Is there a pending create below the live directory dir (at any depth)? */
+bool fs_pending_below(struct fs *fs, const char *dir, size_t dlen)
+{
+	struct pending *p, *tmp;
+	bool found = false;
+
+	pthread_mutex_lock(&fs->pending_lock);
+	HASH_ITER(hh, fs->pending, p, tmp) {
+		if (p->len > dlen + 1 && p->path[dlen] == '/' && memcmp(p->path, dir, dlen) == 0) {
+			found = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fs->pending_lock);
+	return found;
+}
+
 int fs_pending_list(struct fs *fs, const char *dir, size_t dlen, struct handle *h)
 {
 	struct pending *p, *tmp;

@@ -540,14 +540,16 @@ int fs_view_unlink(struct fs *fs, fuse_req_t req, const struct iref *p, const ch
 
 /*
  * rmdir in the live tree.  A namespace or agent with an owner and mode of its own
- * loses them with it (a commit): it is implicit again.  *path is taken then.
+ * loses them with it (a commit): it is implicit again.  A directory holding a created
+ * file not committed yet is not empty.  *path is taken then.
  */
 static int live_rmdir(struct fs *fs, fuse_req_t req, char **path, size_t len)
 {
 	struct txn_commit_req *c;
 	struct txn_attr a;
 	int depth = txn_path_depth(*path, len);
-	int err = txn_live_rmdir(fs->eng, *path, len);
+	int err = fs_pending_below(fs, *path, len) ? -ENOTEMPTY
+						   : txn_live_rmdir(fs->eng, *path, len);
 
 	if (err || depth > 2 || txn_dir_attr(fs->eng, *path, len, &a) != 0 || !a.own)
 		return err;

@@ -89,6 +89,19 @@ ctime() { stat -c %.9Z "$1"; }
 	[ -d "$A/p/c" ]
 }
 
+@test "rmdir of a directory whose only entry is a file created and still open gives ENOTEMPTY" {
+	mkdir -p "$A/d/e"
+	exec 7>"$A/d/e/new"
+	run sh_errno rmdir "$A/d/e"
+	assert_output ENOTEMPTY
+	run sh_errno rmdir "$A/d"
+	assert_output ENOTEMPTY
+	echo x >&7
+	exec 7>&-
+	sh_xattr version "$A/d/e/new" # waits for the commit of its release
+	[ "$(cat "$A/d/e/new")" = x ]
+}
+
 @test "mkdir below an agent is one commit; .at shows the directory from that commit on" {
 	t0=$(sh_probe_ts)
 	mkdir "$A/made"
