@@ -8,6 +8,7 @@
  * reports that the store is open and the mount is live (or why it is not), so mount(8)
  * and scripts see the real outcome.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
@@ -48,9 +49,11 @@ struct config {
 	int read_only;
 	int allow_other;
 	int default_permissions;
+	int nonempty;
+	bool mnt_dead; /* the mountpoint is a dead mount, detached just before mounting */
 };
 
-enum { KEY_RO = 1, KEY_RW, KEY_ALLOW_OTHER, KEY_DEFAULT_PERMISSIONS };
+enum { KEY_RO = 1, KEY_RW, KEY_ALLOW_OTHER, KEY_DEFAULT_PERMISSIONS, KEY_NONEMPTY };
 
 #define OPT(t, p) { t, offsetof(struct config, p), 1 }
 static const struct fuse_opt opt_spec[] = {
@@ -71,6 +74,7 @@ static const struct fuse_opt opt_spec[] = {
 	FUSE_OPT_KEY("rw", KEY_RW),
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	FUSE_OPT_KEY("default_permissions", KEY_DEFAULT_PERMISSIONS),
+	FUSE_OPT_KEY("nonempty", KEY_NONEMPTY),
 	FUSE_OPT_END
 };
 
@@ -114,6 +118,9 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_DEFAULT_PERMISSIONS:
 		c->default_permissions = 1;
 		return 1;
+	case KEY_NONEMPTY:
+		c->nonempty = 1;
+		return 0; /* ours: libfuse 3 no longer knows it */
 	case FUSE_OPT_KEY_OPT:
 		return ignored_mount_option(arg) ? 0 : 1;
 	}
@@ -150,6 +157,7 @@ static void usage(FILE *f)
 		"  -o log_level=LEVEL     err, warn, info (default) or debug\n"
 		"  -o store=URI           where the log is kept: sqlite: (the default; SQLite in\n"
 		"                         DATADIR/statehouse.db) is the only store of this build\n"
+		"  -o nonempty            mount over a MOUNTPOINT that holds files (hides them)\n"
 		"  plus the mount options of fuse(8), e.g. allow_other\n");
 }
 
@@ -200,18 +208,27 @@ static int mkdir_p(const char *path)
 	return 0;
 }
 
-/* A mountpoint left by a killed daemon answers ENOTCONN: detach it. */
-static int clean_stale_mount(const char *mnt)
+/* Is mnt a mount left by a killed daemon (it answers ENOTCONN)? */
+static bool is_dead_mount(const char *mnt)
 {
+	struct statfs sfs;
 	struct stat st;
+
+	/* statfs always asks the daemon; stat may be answered from the kernel's cache. */
+	return (statfs(mnt, &sfs) != 0 && errno == ENOTCONN) ||
+	       (stat(mnt, &st) != 0 && errno == ENOTCONN);
+}
+
+/*
+ * Detach the dead mount at mnt.  This happens only just before the new mount: until then
+ * the dead mount keeps answering ENOTCONN, so nothing written while the daemon is down
+ * (a restart window, a long recovery, a start that fails) lands in the directory below.
+ */
+static int detach_dead_mount(const char *mnt)
+{
 	pid_t pid;
 	int status;
 
-	struct statfs sfs;
-
-	/* statfs always asks the daemon; stat may be answered from the kernel's cache. */
-	if ((statfs(mnt, &sfs) == 0 || errno != ENOTCONN) && (stat(mnt, &st) == 0 || errno != ENOTCONN))
-		return 0;
 	log_warn("mountpoint '%s' is a dead FUSE mount (transport endpoint is not connected); "
 		 "detaching it", mnt);
 	if (geteuid() == 0 && umount2(mnt, MNT_DETACH) == 0)
@@ -232,6 +249,44 @@ static int clean_stale_mount(const char *mnt)
 		return 0;
 	log_err("cannot detach the dead mount at '%s'; run: fusermount3 -u -z %s", mnt, mnt);
 	return -EBUSY;
+}
+
+/*
+ * mnt must be a directory, and an empty one unless nonempty: libfuse 3 mounts over files
+ * without a word, hiding them, and they would show again whenever the mount is gone.
+ * 0 or -1, logged.
+ */
+static int check_mountpoint(const char *mnt, bool nonempty)
+{
+	struct dirent *e;
+	struct stat st;
+	bool empty = true;
+	DIR *d;
+
+	if (stat(mnt, &st) != 0) {
+		log_err("cannot mount on '%s': %s", mnt, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		log_err("cannot mount on '%s': not a directory", mnt);
+		return -1;
+	}
+	if (nonempty)
+		return 0;
+	d = opendir(mnt);
+	if (!d) {
+		log_err("cannot mount on '%s': %s", mnt, strerror(errno));
+		return -1;
+	}
+	while (empty && (e = readdir(d)))
+		empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+	closedir(d);
+	if (!empty) {
+		log_err("cannot mount on '%s': it is not empty (the mount would hide its files); "
+			"move them away, or mount over them with -o nonempty", mnt);
+		return -1;
+	}
+	return 0;
 }
 
 static int lock_datadir(const char *datadir, int *fd_out)
@@ -491,14 +546,18 @@ static int read_options(struct fuse_args *args, struct config *conf,
 	return -1;
 }
 
-/* Create DATADIR and resolve it into datadir (PATH_MAX bytes), refuse one on FUSE, detach
- * a dead mount at mnt and check that mnt is a directory.  0 or -1, logged. */
-static int prepare_dirs(const char *datadir_arg, const char *mnt, char *datadir)
+/* Check the mountpoint (a dead mount is checked once detached, just before mounting),
+ * create DATADIR and resolve it into datadir (PATH_MAX bytes), refuse one on FUSE.
+ * 0 or -1, logged. */
+static int prepare_dirs(struct config *conf, const char *mnt, char *datadir)
 {
+	const char *datadir_arg = conf->datadir;
 	struct statfs sfs;
-	struct stat mst;
 	int err;
 
+	conf->mnt_dead = is_dead_mount(mnt);
+	if (!conf->mnt_dead && check_mountpoint(mnt, conf->nonempty))
+		return -1;
 	err = mkdir_p(datadir_arg);
 	if (err) {
 		log_err("cannot create data dir '%s': %s", datadir_arg, strerror(-err));
@@ -511,16 +570,6 @@ static int prepare_dirs(const char *datadir_arg, const char *mnt, char *datadir)
 	if (statfs(datadir, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC) {
 		log_err("cannot use data dir '%s': it is on a FUSE filesystem; SQLite's WAL needs "
 			"a local filesystem", datadir);
-		return -1;
-	}
-	if (clean_stale_mount(mnt))
-		return -1;
-	if (stat(mnt, &mst) != 0) {
-		log_err("cannot mount on '%s': %s", mnt, strerror(errno));
-		return -1;
-	}
-	if (!S_ISDIR(mst.st_mode)) {
-		log_err("cannot mount on '%s': not a directory", mnt);
 		return -1;
 	}
 	return 0;
@@ -645,8 +694,9 @@ static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *opts)
  * the caller's to destroy.  Returns the exit status.
  */
 static int mount_and_serve(struct fuse_args *args, const struct fuse_cmdline_opts *opts,
-			   const char *datadir, struct txn_engine *eng, struct fs **fsp,
-			   int *wfd, struct fuse_session **sep)
+			   const struct config *conf, const char *datadir,
+			   struct txn_engine *eng, struct fs **fsp, int *wfd,
+			   struct fuse_session **sep)
 {
 	size_t ops_size;
 	const void *ops = fs_ops(&ops_size);
@@ -663,6 +713,9 @@ static int mount_and_serve(struct fuse_args *args, const struct fuse_cmdline_opt
 	*sep = se;
 	if (fuse_set_signal_handlers(se) != 0)
 		return 1;
+	if (conf->mnt_dead && (detach_dead_mount(opts->mountpoint) ||
+			       check_mountpoint(opts->mountpoint, conf->nonempty)))
+		goto out_handlers;
 	if (fuse_session_mount(se, opts->mountpoint) != 0) {
 		log_err("cannot mount on '%s'", opts->mountpoint);
 		goto out_handlers;
@@ -723,7 +776,7 @@ int main(int argc, char *argv[])
 	if (ret >= 0)
 		goto out_parent;
 	ret = 1;
-	if (prepare_dirs(conf.datadir, opts.mountpoint, datadir))
+	if (prepare_dirs(&conf, opts.mountpoint, datadir))
 		goto out;
 	if (!opts.foreground) {
 		int child = daemonize(pipefd, &ret);
@@ -744,7 +797,7 @@ int main(int argc, char *argv[])
 		if (fs_new(eng, &fopt, &fs))
 			goto out;
 	}
-	ret = mount_and_serve(&args, &opts, datadir, eng, &fs, &pipefd[1], &se);
+	ret = mount_and_serve(&args, &opts, &conf, datadir, eng, &fs, &pipefd[1], &se);
 out:
 	txn_engine_stop(eng);
 	fs_free(fs);

@@ -81,6 +81,28 @@ start_should_fail() {
 	refute sh_is_mounted "$SH_TMP/file"
 }
 
+@test "a MOUNTPOINT that holds files is refused before DATADIR is made; -o nonempty mounts over them" {
+	mkdir "$MNT/left-behind"
+	echo underneath >"$MNT/left-behind/k"
+	start_should_fail "$DATA" "$MNT" $(sh_mode_args)
+	assert_output "statehoused: error: cannot mount on '$MNT': it is not empty (the mount would hide its files); move them away, or mount over them with -o nonempty"
+	refute sh_is_mounted "$MNT"
+	[ ! -e "$DATA" ] || fail "the refused start made $DATA"
+	# A single dot file is enough to refuse.
+	rm -r "$MNT/left-behind"
+	touch "$MNT/.hidden"
+	start_should_fail "$DATA" "$MNT" $(sh_mode_args)
+	assert_output --partial "it is not empty"
+	sh_mount -o nonempty
+	run cat "$MNT/.health"
+	assert_output ok
+	[ ! -e "$MNT/.hidden" ]
+	sh_umount
+	SH_PID=
+	# The files below were hidden, never touched.
+	[ -f "$MNT/.hidden" ]
+}
+
 @test "without -f the daemon returns only once the mount answers, and runs on in the background" {
 	# Output to a file, not a pipe: a daemon that kept the pipe open would hang `run`.
 	"$STATEHOUSED" "$DATA" "$MNT" $(sh_mode_args) >"$LOG" 2>&1 3>&- </dev/null ||

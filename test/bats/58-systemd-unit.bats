@@ -1,7 +1,9 @@
 #!/usr/bin/env bats
 # SPDX-License-Identifier: MIT
-# contrib/systemd/statehoused@.service: it verifies with systemd-analyze, and the daemon
-# works within the privileges the unit leaves it (no systemd as PID 1 is needed for either).
+# contrib/systemd/statehoused@.service: it verifies with systemd-analyze, the daemon works
+# within the privileges the unit leaves it, and the unit's own commands, run in systemd's
+# order around a killed daemon, keep the dead mount through the restart window (no
+# systemd as PID 1 is needed for any of it).
 
 load helper
 
@@ -46,12 +48,16 @@ unit_copy() {
 	run systemd-escape --path --template=statehoused@.service /srv/state
 	assert_output "statehoused@srv-state.service"
 	for line in 'Type=forking' 'Restart=always' 'RestartSec=1' '#MemoryMax=' \
-		'ExecStartPre=-/usr/bin/fusermount3 -u -z %f' 'ExecStopPost=-/usr/bin/fusermount3 -u -z %f' \
+		'ExecStartPre=-/usr/bin/mkdir -p %f' \
 		'CapabilityBoundingSet=CAP_SYS_ADMIN' 'DeviceAllow=/dev/fuse rw'; do
 		grep -q "^$line" "$UNIT" || fail "the unit lacks '$line'"
 	done
 	# No option that would give the service its own mount namespace (the mount would be
 	# invisible outside it).
+	# Nothing unmounts when the daemon dies: the dead mount answers ENOTCONN until the next
+	# daemon detaches it.
+	run grep -E '^Exec(StopPost|StartPre|Stop)=.*(fusermount|umount)' "$UNIT"
+	assert_failure
 	run grep -E '^(ProtectSystem|ProtectHome|PrivateTmp|PrivateDevices|ReadWritePaths|ReadOnlyPaths|InaccessiblePaths|TemporaryFileSystem|BindPaths|ProtectKernelTunables|ProtectKernelModules|ProtectKernelLogs|ProtectControlGroups|ProtectProc|PrivateMounts|MountFlags|DynamicUser)=' "$UNIT"
 	assert_failure
 }
@@ -73,4 +79,64 @@ unit_copy() {
 	run cat "$MNT/default/a/k"
 	assert_output kept
 	[ "$(sh_mount_count "$MNT")" -eq 1 ]
+}
+
+# unit_run KEY: run the unit's KEY= lines (ExecStartPre, ExecStart, ExecStopPost) in order,
+# as systemd would for this instance ($MNT, data dir $DATA): %f is the mountpoint, the
+# daemon is the one under test, a leading "-" means a failure is ignored.
+unit_run() {
+	local line cmd ignore
+	while IFS= read -r line; do
+		cmd=${line#*=}
+		ignore=0
+		[[ "$cmd" == -* ]] && { ignore=1; cmd=${cmd#-}; }
+		cmd=${cmd//%f/$MNT}
+		cmd=${cmd//'${STATEHOUSE_DATA}'/$DATA}
+		cmd=${cmd//'$STATEHOUSE_OPTS'/$(sh_mode_args)}
+		cmd=${cmd/#\/usr\/local\/sbin\/statehoused /$STATEHOUSED }
+		echo "unit: $1: $cmd" >>"$LOG"
+		eval "$cmd" >>"$LOG" 2>&1 3>&- </dev/null || [ $ignore -eq 1 ] ||
+			{ echo "$1 failed: $cmd" >&2; return 1; }
+	done < <(grep "^$1=" "$UNIT")
+}
+
+@test "in the restart window after a kill the unit leaves the dead mount: reads fail with ENOTCONN, writes fail, nothing lands below" {
+	grep -q '^Type=forking$' "$UNIT"
+	unit_run ExecStartPre
+	unit_run ExecStart
+	SH_PID=$(sh_daemon_pid "$MNT") || fail "the unit's ExecStart left no daemon serving $MNT"
+	mkdir -p "$MNT/default/a"
+	echo kept >"$MNT/default/a/k"
+	# The daemon dies; systemd runs ExecStopPost, then waits RestartSec.
+	kill -9 "$SH_PID"
+	sh_wait_exit "$SH_PID"
+	unit_run ExecStopPost
+	run sh_errno read "$MNT/default/a/k"
+	assert_output ENOTCONN
+	run sh_errno stat "$MNT/default/a"
+	assert_output ENOTCONN
+	run sh_errno mkdir "$MNT/default"
+	assert_output ENOTCONN
+	run sh_errno write "$MNT/default/a/new" lost
+	assert_output ENOTCONN
+	run bash -c 'mkdir -p "$1/default/a" && echo lost >"$1/default/a/new"' _ "$MNT"
+	assert_failure
+	run "$STATEHOUSECTL" -m "$MNT" get a k
+	assert_failure
+	assert_output --partial "Transport endpoint is not connected"
+	# The restart: the unit's ExecStartPre and ExecStart again.
+	unit_run ExecStartPre
+	unit_run ExecStart
+	SH_PID=$(sh_daemon_pid "$MNT") || fail "the restart left no daemon serving $MNT"
+	run cat "$MNT/default/a/k"
+	assert_output kept
+	[ ! -e "$MNT/default/a/new" ]
+	[ "$(sh_mount_count "$MNT")" -eq 1 ]
+	# A clean stop (systemctl stop: SIGTERM) unmounts; the directory below stayed empty.
+	kill -TERM "$SH_PID"
+	sh_wait_exit "$SH_PID"
+	unit_run ExecStopPost
+	[ "$(sh_mount_count "$MNT")" -eq 0 ]
+	run ls -A "$MNT"
+	assert_output ""
 }
