@@ -256,6 +256,11 @@ int store_snapshot_write(const char *datadir, int64_t ts, int64_t time_ns,
 		err = -errno;
 		goto out;
 	}
+	/* The directory's own name is durable only once DATADIR is synced: without this a
+	 * power cut can take every snapshot with it (a crash before any sync too). */
+	err = fsync_dir(datadir);
+	if (err)
+		goto out;
 	err = snap_name(path, sizeof(path), datadir, ts);
 	if (err)
 		goto out;
