@@ -8,13 +8,16 @@
 
 load helper
 
+# The recorder of the daemon's build, or of build/ (a sanitized build made with
+# -Dtests=false has none; the recorder needs no sanitizer).
 RECORDER="$(dirname "$STATEHOUSED")/test/powercut/powercut.so"
+[ -f "$RECORDER" ] || RECORDER="$REPO_ROOT/build/test/powercut/powercut.so"
 REWIND="$REPO_ROOT/test/powercut/rewind"
 
 setup() {
 	load_libs
 	sh_setup_dirs
-	[ -f "$RECORDER" ] || fail "no power-cut recorder at $RECORDER (ninja -C $(dirname "$STATEHOUSED"))"
+	[ -f "$RECORDER" ] || fail "no power-cut recorder at $RECORDER (ninja -C build)"
 }
 
 teardown() {
