@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * ctl.c - the root directory and its control files: the reserved names at the root,
- * `.health`, `.version`, `.metrics` and `.status` (fs layer).
+ * `.health`, `.version`, `.metrics`, `.status` and `.backup` (fs layer).
  *
  * The root is the live tree's top directory plus the reserved dot names: a name that
  * is not reserved goes to the live tree's operations (live.c).
@@ -26,7 +26,8 @@ static const struct {
 	enum txn_type type;
 	uint64_t txn_id;
 } reserved[] = {
-	{ ".at", IK_ATDIR, TXN_DIR, 0 },       { ".health", IK_HEALTH, TXN_FILE, 0 },
+	{ ".at", IK_ATDIR, TXN_DIR, 0 },       { ".backup", IK_BACKUP, TXN_FILE, 0 },
+	{ ".health", IK_HEALTH, TXN_FILE, 0 },
 	{ ".events", IK_EV, TXN_DIR, 0 },      { ".follow", IK_EV, TXN_DIR, 1 },
 	{ ".history", IK_HISTDIR, TXN_DIR, 0 }, { ".metrics", IK_METRICS, TXN_FILE, 0 },
 	{ ".status", IK_STATUS, TXN_FILE, 0 }, { ".tx", IK_TXDIR, TXN_DIR, 0 },
@@ -296,4 +297,25 @@ const struct fs_area_ops fs_metrics_ops = {
 const struct fs_area_ops fs_status_ops = {
 	.stat = ctl_stat,
 	.content = status_content,
+};
+
+/* .backup: each open makes a consistent copy of the whole store, read from that copy. */
+static int backup_content(struct fs *fs, const struct iref *r, struct blob **out)
+{
+	int64_t head;
+
+	return txn_engine_backup(fs->eng, out, &head);
+}
+
+/* Its size is unknown until it is opened (reads are direct): stat makes no copy. Only
+ * the daemon's user may read it: it holds every namespace, whatever their modes. */
+static int backup_stat(struct fs *fs, const struct iref *r, struct stat *st)
+{
+	fs_fill_attr(fs, st, r->ino, TXN_FILE, 0, 0, 0400);
+	return 0;
+}
+
+const struct fs_area_ops fs_backup_ops = {
+	.stat = backup_stat,
+	.content = backup_content,
 };

@@ -31,6 +31,7 @@ enum ikind {
 	IK_VERSION, /* .version */
 	IK_METRICS, /* .metrics */
 	IK_STATUS,  /* .status */
+	IK_BACKUP,  /* .backup */
 	IK_LIVE,    /* a path of the live tree */
 	IK_TXROOT,  /* .tx/NAME */
 	IK_TXPATH,  /* a path of a transaction's view */
@@ -57,6 +58,7 @@ enum ikind {
 #define INO_FOLLOWDIR 8
 #define INO_METRICS 9
 #define INO_STATUS 10
+#define INO_BACKUP 11
 #define INO_FIRST_DYNAMIC 16
 #define UNKNOWN_INO 0xffffffffu
 
@@ -249,7 +251,7 @@ struct fs_area_ops {
 
 /* Each area's tables (one per kind). */
 extern const struct fs_area_ops fs_root_ops, fs_health_ops, fs_version_ops, fs_metrics_ops,
-	fs_status_ops;                                                          /* ctl.c */
+	fs_status_ops, fs_backup_ops;                                           /* ctl.c */
 extern const struct fs_area_ops fs_live_ops;                                    /* live.c */
 extern const struct fs_area_ops fs_txdir_ops, fs_txroot_ops, fs_txpath_ops, fs_txnote_ops,
 	fs_txctl_ops;                                                           /* tx.c */

@@ -29,7 +29,7 @@ static const struct fs_area_ops *const areas[IK_COUNT] = {
 	[IK_AT] = &fs_at_ops,           [IK_HISTDIR] = &fs_histdir_ops,
 	[IK_HIST] = &fs_hist_ops,       [IK_HISTKEY] = &fs_histkey_ops,
 	[IK_HISTVER] = &fs_histver_ops, [IK_HISTIDX] = &fs_histidx_ops,
-	[IK_EV] = &fs_ev_ops,
+	[IK_EV] = &fs_ev_ops,           [IK_BACKUP] = &fs_backup_ops,
 };
 
 const struct fs_area_ops *fs_area(enum ikind kind)
@@ -103,6 +103,8 @@ static uint64_t fixed_ino(const struct iref *t)
 		return INO_METRICS;
 	case IK_STATUS:
 		return INO_STATUS;
+	case IK_BACKUP:
+		return INO_BACKUP;
 	default:
 		return 0;
 	}

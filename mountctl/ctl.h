@@ -244,6 +244,7 @@ int ctl_cmd_history(struct ctl *c, int argc, char **argv);
 int ctl_cmd_replay(struct ctl *c, int argc, char **argv);
 int ctl_cmd_tail(struct ctl *c, int argc, char **argv);
 int ctl_cmd_dump(struct ctl *c, int argc, char **argv);
+int ctl_cmd_backup(struct ctl *c, int argc, char **argv); /* backup.c */
 int ctl_cmd_inspect(struct ctl *c, int argc, char **argv);
 int ctl_cmd_txn_begin(struct ctl *c, int argc, char **argv);
 int ctl_cmd_txn_commit(struct ctl *c, int argc, char **argv);

@@ -44,6 +44,11 @@ static const struct ctl_cmd cmds[] = {
 	  "  --update-fstab   also add the line to /etc/fstab, atomically and under a lock;\n"
 	  "                   refused when the file already has an entry for MOUNTPOINT\n"
 	  "  --fstab FILE     update FILE instead of /etc/fstab (implies --update-fstab)\n" },
+	{ "backup", ctl_cmd_backup, "backup DEST",
+	  "Write a consistent copy of the whole store (every namespace, the whole log) to the\n"
+	  "new file DEST while the mount keeps serving: the daemon's .backup, made with\n"
+	  "SQLite's online backup API as of one commit_ts.  Restore: a new data dir with DEST\n"
+	  "as its statehouse.db.  Only the daemon's user (or root) may read .backup.\n" },
 	{ "health", ctl_cmd_health, "health",
 	  "Print the daemon's health (a real round trip to its store); exit 1 unless ok.\n" },
 	{ "version", ctl_cmd_version, "version",

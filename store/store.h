@@ -243,6 +243,13 @@ typedef int (*store_snap_next_fn)(void *arg, struct store_snap_entry *e);
 int store_snapshot_write(const char *datadir, int64_t ts, int64_t time_ns,
 			 store_snap_next_fn next, void *arg, unsigned keep);
 
+/*
+ * Write a consistent copy of the SQLite store of datadir to dest (a new file), made with
+ * SQLite's online backup API in one read transaction while commits go on, marked as
+ * stopped cleanly; *head_ts gets its newest commit_ts.  dest is removed on failure.
+ */
+int store_backup(const char *datadir, const char *dest, int64_t *head_ts);
+
 typedef int (*store_snap_fn)(void *arg, const struct store_snap_entry *e);
 
 /*

@@ -1,18 +1,46 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * engine.c - the engine's lifecycle (txn layer): open (with recovery), start and stop of
- * the committer and reaper threads, close, the head, health check, versions and the
- * counters for .metrics.
+ * the committer and reaper threads, close, the head, health check, versions, the
+ * counters for .metrics and backups.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "log.h"
 #include "txn_i.h"
+
+/* A daemon killed while it made a backup leaves its copy (backup-PID-N.tmp) behind. */
+static void remove_backup_leftovers(const char *datadir)
+{
+	DIR *d = opendir(datadir);
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		char path[PATH_MAX];
+
+		if (strncmp(e->d_name, "backup-", 7) || n < 11 || strcmp(e->d_name + n - 4, ".tmp"))
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", datadir, e->d_name) < (int)sizeof(path) &&
+		    unlink(path) == 0)
+			log_info("removed '%s', the copy of a backup that did not finish", path);
+	}
+	if (d)
+		closedir(d);
+}
 
 int txn_engine_open(const char *datadir, const struct txn_options *opt,
 		    struct txn_engine **out)
@@ -53,6 +81,7 @@ int txn_engine_open(const char *datadir, const struct txn_options *opt,
 		txn_engine_close(eng);
 		return -ENOMEM;
 	}
+	remove_backup_leftovers(datadir);
 	err = txn_recover(eng, t0, &stats);
 	if (err) {
 		txn_engine_close(eng);
@@ -197,4 +226,51 @@ void txn_engine_stats(struct txn_engine *eng, struct txn_stats *out)
 	out->lat_count = eng->lat_count;
 	out->lat_sum_s = eng->lat_sum_s;
 	pthread_mutex_unlock(&eng->lat_lock);
+}
+
+/* The bytes of the file at path as a blob (NULL on failure). */
+static struct blob *file_blob(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct blob *b = NULL;
+	struct stat st;
+	void *map;
+
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) == 0 && st.st_size == 0) {
+		b = blob_new("", 0);
+	} else if (fstat(fd, &st) == 0) {
+		map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (map != MAP_FAILED) {
+			b = blob_new(map, (size_t)st.st_size);
+			munmap(map, (size_t)st.st_size);
+		}
+	}
+	close(fd);
+	return b;
+}
+
+int txn_engine_backup(struct txn_engine *eng, struct blob **out, int64_t *head_ts)
+{
+	static atomic_uint seq;
+	char tmp[PATH_MAX];
+	int err;
+
+	*out = NULL;
+	/* In DATADIR: the same file system as the store, never on the mount itself. */
+	if (snprintf(tmp, sizeof(tmp), "%s/backup-%ld-%u.tmp", eng->datadir, (long)getpid(),
+		     atomic_fetch_add(&seq, 1)) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	err = store_backup(eng->datadir, tmp, head_ts);
+	if (err)
+		return err;
+	*out = file_blob(tmp);
+	if (!*out)
+		err = -ENOMEM;
+	unlink(tmp);
+	if (!err)
+		log_info("backup: a copy of the store at commit %" PRId64 " (%zu bytes)", *head_ts,
+			 (*out)->len);
+	return err;
 }

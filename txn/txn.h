@@ -117,6 +117,14 @@ void txn_engine_close(struct txn_engine *eng);
 int64_t txn_engine_head(struct txn_engine *eng);
 /* A real check of the store: 0 or -EIO. */
 int txn_engine_check(struct txn_engine *eng);
+
+/*
+ * A consistent copy of the whole store as of one commit_ts, taken while commits go on
+ * (SQLite's online backup API): a SQLite database a daemon can start on (as
+ * DATADIR/statehouse.db) with no unclean-stop warning.  *out gets its bytes, *head_ts
+ * its newest commit_ts.  -ENOSPC when DATADIR has no room for the copy, -EIO otherwise.
+ */
+int txn_engine_backup(struct txn_engine *eng, struct blob **out, int64_t *head_ts);
 /* Versions for .version: the SQLite library and the store's schema. */
 const char *txn_sqlite_version(void);
 int txn_schema_version(void);

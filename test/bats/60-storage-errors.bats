@@ -85,6 +85,27 @@ mount_with_fault() {
 	assert_output after
 }
 
+@test "a backup on a full disk fails with ENOSPC, leaves no copy behind, and works once there is room" {
+	small_datadir 16m
+	sh_mount
+	mkdir -p "$MNT/default/agent-1"
+	for i in 1 2 3 4; do head -c 900000 /dev/urandom >"$MNT/default/agent-1/v$i"; done
+	head -c 64M /dev/zero >"$SMALL/filler" 2>/dev/null || true
+	[ "$(stat -f -c %a "$SMALL")" -eq 0 ] || fail "the tmpfs still has room: $(df "$SMALL")"
+	run sh_errno read "$MNT/.backup"
+	assert_output ENOSPC
+	run "$STATEHOUSECTL" -m "$MNT" backup "$SH_TMP/b.db"
+	assert_failure 1
+	assert_output "statehousectl: cannot back up the store of '$MNT': No space left on device"
+	[ ! -e "$SH_TMP/b.db" ]
+	run ls "$DATA"
+	refute_output --partial backup-
+	rm "$SMALL/filler"
+	run "$STATEHOUSECTL" -m "$MNT" backup "$SH_TMP/b.db"
+	assert_success
+	[ -s "$SH_TMP/b.db" ]
+}
+
 @test "with an injected I/O error a commit fails with EIO, .health with EIO, and reads keep working" {
 	mount_with_fault after=2,code=eio
 	A="$MNT/default/agent-1"

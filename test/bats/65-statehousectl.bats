@@ -519,8 +519,8 @@ last_commit_ts() {
 
 @test "every command prints its help with --help and with 'help CMD' (exit 0)" {
 	local cmd
-	for cmd in mount umount status fstab health version get put rm keys agents history replay \
-		tail dump inspect "txn begin" "txn commit" "txn abort"; do
+	for cmd in mount umount status fstab backup health version get put rm keys agents history \
+		replay tail dump inspect "txn begin" "txn commit" "txn abort"; do
 		# shellcheck disable=SC2086
 		help="$("$STATEHOUSECTL" $cmd --help)"
 		[[ "$help" == "usage: statehousectl $cmd"* ]]

@@ -318,6 +318,7 @@ complete_words() {
 	source "$REPO_ROOT/contrib/bash-completion/statehousectl"
 	PATH="$(dirname "$STATEHOUSECTL"):$PATH"
 	[ "$(complete_words statehousectl ta)" = tail ]
+	[ "$(complete_words statehousectl bac)" = backup ]
 	[ "$(complete_words statehousectl txn '')" = "abort begin commit" ]
 	[ "$(complete_words statehousectl help txn c)" = commit ]
 	[ "$(complete_words statehousectl -m "$MNT" get '')" = "agent-1 agent-2" ]
