@@ -191,6 +191,7 @@ struct fs {
 
 /* An area operation that has replied itself, or will when a commit completes. */
 #define FS_REPLIED 1
+#define FS_MAX_GROUPS 64 /* supplementary groups of a caller that may_read looks at */
 
 /* How long the kernel may cache what a lookup or getattr returned. */
 enum fs_cache {
@@ -247,6 +248,10 @@ struct fs_area_ops {
 		      const struct iref *np, const char *newname, unsigned int flags);
 	/* The committed entry of a key, for its extended attributes.  NULL: ENODATA. */
 	int (*entry)(struct fs *fs, const struct iref *r, struct txn_entry *e);
+	/* May caller c (not root) see r, at lookup, open and opendir?  The kernel has
+	 * checked the owner and mode shown; the past checks those of its time too
+	 * (txn_may_read_at).  NULL: yes. */
+	int (*may_read)(struct fs *fs, const struct iref *r, const struct txn_caller *c);
 };
 
 /* Each area's tables (one per kind). */

@@ -138,6 +138,24 @@ void fs_reply_tuple(fuse_req_t req, const struct iref *t)
 
 /* ---- lookup / forget / getattr ------------------------------------------------------- */
 
+/* The caller of req may see r: 0, or -EACCES from the area's may_read. */
+static int caller_may_read(fuse_req_t req, const struct iref *r)
+{
+	const struct fs_area_ops *a = fs_area(r->kind);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	gid_t groups[FS_MAX_GROUPS];
+	uint32_t g[FS_MAX_GROUPS];
+	struct txn_caller c = { .uid = (uint32_t)ctx->uid, .gid = (uint32_t)ctx->gid, .groups = g };
+	int n;
+
+	if (!a->may_read || ctx->uid == 0)
+		return 0;
+	n = fuse_req_getgroups(req, FS_MAX_GROUPS, groups);
+	for (int i = 0; i < n && i < FS_MAX_GROUPS; i++)
+		g[c.ngroups++] = (uint32_t)groups[i];
+	return a->may_read(fs_of(req), r, &c);
+}
+
 static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
@@ -154,6 +172,8 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		a = fs_area(p.kind);
 		err = a->lookup ? a->lookup(fs, &p, name, &t) : -ENOTDIR;
 	}
+	if (!err)
+		err = caller_may_read(req, &t);
 	if (err)
 		fs_reply_err(req, err);
 	else
@@ -314,7 +334,9 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		goto out;
 	a = fs_area(r.kind);
 	if ((fi->flags & O_ACCMODE) == O_RDONLY) {
-		err = a->open ? a->open(fs, &r, fi) : open_content(fs, &r, fi);
+		err = caller_may_read(req, &r);
+		if (!err)
+			err = a->open ? a->open(fs, &r, fi) : open_content(fs, &r, fi);
 		if (!err)
 			fuse_reply_open(req, fi);
 		goto out;
@@ -853,6 +875,8 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	struct iref r;
 	int err = fs_iget(fs, ino, &r);
 
+	if (!err)
+		err = caller_may_read(req, &r);
 	if (!err && !(h = fs_handle_new(fs, H_DIR, &r)))
 		err = -ENOMEM;
 	if (!err)

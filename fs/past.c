@@ -229,6 +229,43 @@ static void past_owner(struct fs *fs, const struct iref *r, struct stat *st)
 	fs_owner_of_agent(fs, r->path, r->len, mask & 0555, st);
 }
 
+/* ---- who may read it -------------------------------------------------------------------- */
+
+/* The caller may read path (a key, or a directory at or below an agent) as of ts only
+ * if it could then and can now (txn.h). */
+static int past_may_read(struct fs *fs, const char *path, size_t len, bool is_key, int64_t ts,
+			 const struct txn_caller *c)
+{
+	struct txn_owner_hist *h;
+	int err;
+
+	if (txn_path_depth(path, len) < 2)
+		return 0;
+	err = txn_owner_hist_load(fs->eng, path, len, &h);
+	if (!err)
+		err = txn_may_read_at(fs->eng, h, path, len, is_key, ts, c);
+	txn_owner_hist_free(h);
+	return err;
+}
+
+static int at_may_read(struct fs *fs, const struct iref *r, const struct txn_caller *c)
+{
+	return past_may_read(fs, r->path, r->len, r->type == TXN_FILE, (int64_t)r->txn_id, c);
+}
+
+/* A version of a key: as of the commit that wrote it. */
+static int histver_may_read(struct fs *fs, const struct iref *r, const struct txn_caller *c)
+{
+	struct txn_version v;
+	struct blob *b;
+	int err = txn_history_value(fs->eng, r->path, r->len, (int64_t)r->txn_id, &b, &v);
+
+	if (err)
+		return err;
+	blob_unref(b);
+	return past_may_read(fs, r->path, r->len, true, v.commit_ts, c);
+}
+
 /* ---- contents -------------------------------------------------------------------------- */
 
 static int at_content(struct fs *fs, const struct iref *r, struct blob **out)
@@ -336,6 +373,7 @@ const struct fs_area_ops fs_at_ops = {
 	.value = fs_file_content,
 	.open = open_past,
 	.list = at_list,
+	.may_read = at_may_read,
 };
 
 const struct fs_area_ops fs_histdir_ops = {
@@ -372,6 +410,7 @@ const struct fs_area_ops fs_histver_ops = {
 	.content = histver_content,
 	.value = fs_file_content,
 	.open = open_past,
+	.may_read = histver_may_read,
 };
 
 const struct fs_area_ops fs_histidx_ops = {

@@ -76,6 +76,9 @@ static const char schema_sql[] =
 	"CREATE INDEX IF NOT EXISTS ops_by_key_ts ON ops(ns, agent, key, commit_ts, version);"
 	/* An agent's events from any commit_ts on, without reading the log before it. */
 	"CREATE INDEX IF NOT EXISTS ops_by_agent_ts ON ops(ns, agent, commit_ts);"
+	/* The owner records of a namespace, an agent and its keys, without reading its
+	 * other ops (a partial index: older builds leave it alone). */
+	"CREATE INDEX IF NOT EXISTS ops_owner_records ON ops(ns, agent, commit_ts) WHERE op = 3;"
 	/* One row per start of the daemon: restarts and recoveries are visible in the
 	 * store itself, without systemd. */
 	"CREATE TABLE IF NOT EXISTS starts("
@@ -680,6 +683,32 @@ static int sqlite_history(struct store *base, const char *path, size_t len,
 	return err;
 }
 
+static int sqlite_owner_records(struct store *base, const char *ns, size_t nslen,
+				const char *agent, size_t alen, store_version_fn fn, void *arg)
+{
+	struct sqlite_store *st = to_sqlite(base);
+	sqlite3_stmt *q = NULL;
+	int err;
+
+	pthread_mutex_lock(&st->reader_lock);
+	err = prepare(st, st->rdb,
+		      "SELECT o.op, o.version, o.commit_ts, e.time_ns, length(o.value), o.value,"
+		      " NULL, o.ns, o.agent, o.key"
+		      " FROM ops o"
+		      " JOIN events e ON e.commit_ts = o.commit_ts"
+		      " WHERE o.op = 3 AND o.ns = ?1 AND o.agent IN ('', ?2)"
+		      " ORDER BY o.commit_ts, o.idx",
+		      &q);
+	if (!err) {
+		sqlite3_bind_text(q, 1, ns, (int)nslen, SQLITE_STATIC);
+		sqlite3_bind_text(q, 2, agent, (int)alen, SQLITE_STATIC);
+		err = walk_rows(st, q, 7, 1, fn, arg);
+	}
+	sqlite3_finalize(q);
+	pthread_mutex_unlock(&st->reader_lock);
+	return err;
+}
+
 static int sqlite_list_at(struct store *base, const char *prefix, size_t plen, int64_t ts,
 			  store_version_fn fn, void *arg)
 {
@@ -1018,6 +1047,7 @@ const struct store_ops store_sqlite_ops = {
 	.replay = sqlite_replay,
 	.check = sqlite_check,
 	.get_at = sqlite_get_at,
+	.owner_records = sqlite_owner_records,
 	.get_version = sqlite_get_version,
 	.list_at = sqlite_list_at,
 	.history = sqlite_history,

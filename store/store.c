@@ -276,6 +276,14 @@ int store_history(struct store *st, const char *path, size_t len, store_version_
 	return st->ops->history(st, path, len, fn, arg);
 }
 
+int store_owner_records(struct store *st, const char *ns, size_t nslen, const char *agent,
+			size_t alen, store_version_fn fn, void *arg)
+{
+	if (fault_check(st, 0))
+		return -EIO;
+	return st->ops->owner_records(st, ns, nslen, agent, alen, fn, arg);
+}
+
 int store_names(struct store *st, const char *prefix, size_t plen, store_version_fn fn,
 		void *arg)
 {

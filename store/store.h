@@ -192,6 +192,13 @@ int store_list_at(struct store *st, const char *prefix, size_t plen, int64_t ts,
  * without values. */
 int store_history(struct store *st, const char *path, size_t len, store_version_fn fn,
 		  void *arg);
+/*
+ * Every owner record (STORE_ATTR) ever committed for namespace ns, for its agent
+ * `agent` and for that agent's keys, oldest first: fn gets the path ("ns",
+ * "ns/agent" or "ns/agent/key"), commit_ts, time_ns and the value (size 0: cleared).
+ */
+int store_owner_records(struct store *st, const char *ns, size_t nslen, const char *agent,
+			size_t alen, store_version_fn fn, void *arg);
 /* Names that ever held keys: namespaces (prefix ""), agents of "ns", or the keys of
  * "ns/agent" (whole keys, which may contain '/'), sorted; fn gets them in v->path. */
 int store_names(struct store *st, const char *prefix, size_t plen, store_version_fn fn,
@@ -322,6 +329,8 @@ struct store_ops {
 		       store_version_fn fn, void *arg);
 	int (*history)(struct store *st, const char *path, size_t len, store_version_fn fn,
 		       void *arg);
+	int (*owner_records)(struct store *st, const char *ns, size_t nslen, const char *agent,
+			     size_t alen, store_version_fn fn, void *arg);
 	int (*names)(struct store *st, const char *prefix, size_t plen, store_version_fn fn,
 		     void *arg);
 	int (*events)(struct store *st, int64_t from_ts, int64_t to_ts, const char *filter,

@@ -576,6 +576,26 @@ unlock:
 
 /* ---- owners and modes ------------------------------------------------------------- */
 
+void txn_attr_compose(const struct txn_engine *eng, const struct dattr *ns,
+		      const struct dattr *ag, struct txn_attr *ns_out, struct txn_attr *ag_out)
+{
+	*ns_out = (struct txn_attr){ .uid = eng->opt.owner_uid, .gid = eng->opt.owner_gid,
+				     .mode = 0755 };
+	if (ns)
+		*ns_out = (struct txn_attr){ ns->uid, ns->gid, ns->mode, true };
+	if (ag) {
+		*ag_out = (struct txn_attr){ ag->uid, ag->gid, ag->mode, true };
+		return;
+	}
+	/* Inherited from the namespace.  In a sticky one (a shared space like /tmp) an
+	 * agent nobody set up is not writable by group and others. */
+	*ag_out = *ns_out;
+	ag_out->own = false;
+	if (ag_out->mode & S_ISVTX)
+		ag_out->mode &= ~(mode_t)022;
+	ag_out->mode &= 0777;
+}
+
 /* Attributes of "ns" or "ns/agent" as recorded or inherited; tree lock held. */
 static void dir_attr_locked(struct txn_engine *eng, const char *path, size_t len, int depth,
 			    struct txn_attr *out)
@@ -583,30 +603,17 @@ static void dir_attr_locked(struct txn_engine *eng, const char *path, size_t len
 	const char *slash = memchr(path, '/', len);
 	size_t nslen = slash ? (size_t)(slash - path) : len;
 	struct node *ns = node_child(&eng->root, path, nslen), *ag = NULL;
+	struct txn_attr na, aa;
 
-	*out = (struct txn_attr){ .uid = eng->opt.owner_uid, .gid = eng->opt.owner_gid,
-				  .mode = 0755 };
-	if (ns && ns->attr)
-		*out = (struct txn_attr){ .uid = ns->attr->uid, .gid = ns->attr->gid,
-					  .mode = ns->attr->mode, .own = depth == 1 };
-	if (depth == 1)
-		return;
-	out->own = false;
-	if (ns) {
+	if (ns && depth > 1) {
 		const char *a = slash + 1, *end = memchr(a, '/', len - nslen - 1);
 
 		ag = node_child(ns, a, end ? (size_t)(end - a) : len - nslen - 1);
 	}
-	if (ag && ag->attr) {
-		*out = (struct txn_attr){ .uid = ag->attr->uid, .gid = ag->attr->gid,
-					  .mode = ag->attr->mode, .own = depth == 2 };
-		return;
-	}
-	/* Inherited from the namespace.  In a sticky one (a shared space like /tmp) an
-	 * agent nobody set up is not writable by group and others. */
-	if (out->mode & S_ISVTX)
-		out->mode &= ~(mode_t)022;
-	out->mode &= 0777;
+	txn_attr_compose(eng, ns ? ns->attr : NULL, ag ? ag->attr : NULL, &na, &aa);
+	*out = depth == 1 ? na : aa;
+	if (depth > 2)
+		out->own = false;
 }
 
 int txn_dir_attr(struct txn_engine *eng, const char *path, size_t len, struct txn_attr *out)

@@ -179,6 +179,30 @@ struct txn_attr {
  * The published state; never fails for a valid path (-EINVAL otherwise). */
 int txn_dir_attr(struct txn_engine *eng, const char *path, size_t len, struct txn_attr *out);
 
+/* ---- who may read the past ------------------------------------------------------------ */
+
+/*
+ * A value of the past (or an op in a stream) is shown to a caller only if the caller
+ * may read it both under the owners and modes recorded at the commit that wrote it and
+ * under the current owner and mode of that name: search on the namespace, search (and
+ * read, for a directory) on the agent, read on the key.  Root may read everything.
+ */
+struct txn_caller {
+	uint32_t uid, gid;
+	const uint32_t *groups; /* supplementary groups */
+	size_t ngroups;
+};
+/* The owner records of the namespace and agent of path ("ns/agent[/...]") and of that
+ * agent's keys, over all time, read from the log.  Free with txn_owner_hist_free(). */
+struct txn_owner_hist;
+int txn_owner_hist_load(struct txn_engine *eng, const char *path, size_t len,
+			struct txn_owner_hist **out);
+void txn_owner_hist_free(struct txn_owner_hist *h);
+/* May c read path (a key when is_key, else a directory at or below an agent) as it was
+ * at ts?  0, -EACCES, or -EINVAL for a path above an agent. */
+int txn_may_read_at(struct txn_engine *eng, const struct txn_owner_hist *h, const char *path,
+		    size_t len, bool is_key, int64_t ts, const struct txn_caller *c);
+
 /* ---- the live tree's directories ------------------------------------------------------ */
 
 /*

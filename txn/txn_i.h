@@ -264,6 +264,10 @@ int txn_view_resolve(struct txn_engine *eng, struct txn *tx, const char *path, s
 		     struct txn_entry *out, struct blob **value);
 
 /* The log's form of an owner record, and back (NULL *out: cleared). */
+/* The attributes of a namespace and of an agent in it from their records (NULL: none),
+ * with the inheritance txn_dir_attr() describes. */
+void txn_attr_compose(const struct txn_engine *eng, const struct dattr *ns,
+		      const struct dattr *ag, struct txn_attr *ns_out, struct txn_attr *ag_out);
 /* The log's form of an owner record: {"uid":N,"gid":N,"mode":"0750"} for a namespace or
  * an agent, {"mode":"0600"} for a key (key true). */
 struct blob *txn_attr_encode(const struct txn_attr *a, bool key);

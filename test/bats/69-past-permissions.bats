@@ -1,0 +1,88 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
+# The past keeps the permissions of its time: a value is shown to a user only if that
+# user could read it under the owners and modes recorded when it was written and under
+# today's.  A private agent renamed away, or removed, must not leave its secrets in .at
+# and .history for anyone to read (statehouse(5), OWNERS AND MODES).
+
+A=4021 # the owner of the private agent
+B=4022 # a stranger
+
+setup() {
+	load helper
+	sh_default_setup -o allow_other
+	mkdir -p "$MNT/open/c"
+	chmod 0777 "$MNT/open"
+	chown "$A:$A" "$MNT/open/c"
+	chmod 0700 "$MNT/open/c"
+	sh_as $A $A sh -c 'echo secret >open/c/k'
+	T=$(sh_xattr commit_ts "$MNT/open/c/k")
+}
+
+teardown() {
+	sh_default_teardown
+}
+
+# refused PATH...: user B may neither read nor list any of them.
+refused() {
+	local p
+	for p in "$@"; do
+		run sh_errno_as $B $B read "$p"
+		[ "$output" = EACCES ] || [ "$output" = EISDIR ] || fail "$p: B got $output"
+		if [ -d "$MNT/$p" ]; then
+			run sh_as $B $B ls "$p"
+			assert_failure
+		fi
+	done
+}
+
+@test "after a stranger renames a private agent, the past under the old name is still the owner's" {
+	sh_as $B $B mv -T open/c open/x
+	refused ".at/$T/open/c/k" ".at/$T/open/c" ".history/open/c/k/1"
+	# The owner, and root, still read it.
+	run sh_as $A $A cat ".at/$T/open/c/k" ".history/open/c/k/1"
+	assert_output $'secret\nsecret'
+	[ "$(cat "$MNT/.at/$T/open/c/k")" = secret ]
+	# Under the new name the records moved along: closed as well.
+	now=$(sh_probe_ts)
+	refused ".at/$now/open/x/k" "open/x/k"
+}
+
+@test "after the owner removes the keys and the agent, its past stays the owner's" {
+	sh_as $A $A rm open/c/k
+	sh_as $A $A rmdir open/c
+	run ls -ld "$MNT/open/c"
+	assert_output --partial "drwxrwxrwx" # an agent without a record: its namespace's mode
+	refused ".at/$T/open/c/k" ".history/open/c/k/1"
+	run sh_as $A $A cat ".at/$T/open/c/k"
+	assert_output secret
+}
+
+@test "a value written while the agent was public stays readable; one written while private does not, after it opens again" {
+	chmod 0755 "$MNT/open/c"
+	sh_as $A $A sh -c 'echo public >open/c/p'
+	tp=$(sh_xattr commit_ts "$MNT/open/c/p")
+	chmod 0700 "$MNT/open/c"
+	sh_as $A $A sh -c 'echo private >open/c/p'
+	tq=$(sh_xattr commit_ts "$MNT/open/c/p")
+	chmod 0755 "$MNT/open/c"
+	run sh_as $B $B cat ".at/$tp/open/c/p" ".history/open/c/p/1"
+	assert_output $'public\npublic'
+	refused ".at/$tq/open/c/p" ".history/open/c/p/2" ".at/$T/open/c/k"
+	# Today's mode counts too: closed again, nothing of the past is readable.
+	chmod 0700 "$MNT/open/c"
+	refused ".at/$tp/open/c/p" ".history/open/c/p/1"
+}
+
+@test "a key's own mode of its time counts: a key that was 0600 stays closed in .at after it is gone" {
+	chmod 0755 "$MNT/open/c"
+	sh_as $A $A sh -c 'echo mine >open/c/m && chmod 0600 open/c/m'
+	tm=$(sh_probe_ts)
+	sh_as $A $A rm open/c/m
+	sh_as $A $A sh -c 'echo other >open/c/m' # the same name again, 0644
+	run sh_as $B $B cat open/c/m
+	assert_output other
+	refused ".at/$tm/open/c/m"
+	run sh_as $A $A cat ".at/$tm/open/c/m"
+	assert_output mine
+}
