@@ -331,6 +331,11 @@ int fs_pending_new(struct fs *fs, const char *path, size_t len, int64_t time_ns,
 struct txn_attr fs_pending_attr_locked(const struct pending *p);
 bool fs_pending_mode(struct fs *fs, const char *path, size_t len, mode_t *mode);
 bool fs_pending_below(struct fs *fs, const char *dir, size_t dlen);
+/* May c read path (a key, or a directory at or below an agent) as of commit ts?  Only
+ * if it could then and can now (txn_may_read_at): 0 or -EACCES.  Paths above an agent:
+ * 0.  (past.c) */
+int fs_past_may_read(struct fs *fs, const char *path, size_t len, bool is_key, int64_t ts,
+		     const struct txn_caller *c);
 struct pending *fs_pending_ref_locked(struct pending *p);
 void fs_pending_unref(struct fs *fs, struct pending *p);
 bool fs_pending_queued_locked(const struct pending *p);

@@ -231,10 +231,9 @@ static void past_owner(struct fs *fs, const struct iref *r, struct stat *st)
 
 /* ---- who may read it -------------------------------------------------------------------- */
 
-/* The caller may read path (a key, or a directory at or below an agent) as of ts only
- * if it could then and can now (txn.h). */
-static int past_may_read(struct fs *fs, const char *path, size_t len, bool is_key, int64_t ts,
-			 const struct txn_caller *c)
+/* fs_i.h */
+int fs_past_may_read(struct fs *fs, const char *path, size_t len, bool is_key, int64_t ts,
+		     const struct txn_caller *c)
 {
 	struct txn_owner_hist *h;
 	int err;
@@ -248,9 +247,15 @@ static int past_may_read(struct fs *fs, const char *path, size_t len, bool is_ke
 	return err;
 }
 
+/* A directory as of the view's commit; a key as of the commit that wrote its value. */
 static int at_may_read(struct fs *fs, const struct iref *r, const struct txn_caller *c)
 {
-	return past_may_read(fs, r->path, r->len, r->type == TXN_FILE, (int64_t)r->txn_id, c);
+	struct txn_entry e = { .commit_ts = (int64_t)r->txn_id };
+	int err = 0;
+
+	if (r->type == TXN_FILE && txn_path_depth(r->path, r->len) > 2)
+		err = txn_at_stat(fs->eng, (int64_t)r->txn_id, r->path, r->len, &e);
+	return err ? err : fs_past_may_read(fs, r->path, r->len, r->type == TXN_FILE, e.commit_ts, c);
 }
 
 /* A version of a key: as of the commit that wrote it. */
@@ -263,7 +268,7 @@ static int histver_may_read(struct fs *fs, const struct iref *r, const struct tx
 	if (err)
 		return err;
 	blob_unref(b);
-	return past_may_read(fs, r->path, r->len, true, v.commit_ts, c);
+	return fs_past_may_read(fs, r->path, r->len, true, v.commit_ts, c);
 }
 
 /* ---- contents -------------------------------------------------------------------------- */

@@ -447,6 +447,25 @@ static int txpath_open(struct fs *fs, const struct iref *r, struct fuse_file_inf
 	return 0;
 }
 
+/* A transaction's view shows the tree of its begin: what it did not stage itself is the
+ * past, shown as .at shows it (fs_past_may_read). */
+static int txpath_may_read(struct fs *fs, const struct iref *r, const struct txn_caller *c)
+{
+	struct txn *tx = txn_find_id(fs->eng, r->txn_id);
+	struct txn_entry e;
+	int err;
+
+	if (!tx)
+		return -ENOENT;
+	err = txn_stat(fs->eng, tx, r->path, r->len, &e);
+	if (!err && r->type == TXN_DIR)
+		e.commit_ts = txn_begin_ts(tx);
+	txn_unref(tx);
+	if (err || (r->type == TXN_FILE && e.version == 0))
+		return err == -EROFS ? 0 : err; /* staged by the transaction: its own */
+	return fs_past_may_read(fs, r->path, r->len, r->type == TXN_FILE, e.commit_ts, c);
+}
+
 const struct fs_area_ops fs_txpath_ops = {
 	.cache_lookup = CACHE_DIRS,
 	.cache_getattr = CACHE_DIRS,
@@ -464,6 +483,7 @@ const struct fs_area_ops fs_txpath_ops = {
 	.rmdir = fs_view_rmdir,
 	.rename = fs_view_rename,
 	.entry = fs_view_entry,
+	.may_read = txpath_may_read,
 };
 
 /* ---- notes and control files ------------------------------------------------------------- */

@@ -69,20 +69,38 @@ refused() {
 	run sh_as $B $B cat ".at/$tp/open/c/p" ".history/open/c/p/1"
 	assert_output $'public\npublic'
 	refused ".at/$tq/open/c/p" ".history/open/c/p/2" ".at/$T/open/c/k"
+	# What was written while private stays closed in later views of the past too.
+	refused ".at/$(sh_probe_ts)/open/c/p"
 	# Today's mode counts too: closed again, nothing of the past is readable.
 	chmod 0700 "$MNT/open/c"
 	refused ".at/$tp/open/c/p" ".history/open/c/p/1"
 }
 
-@test "a key's own mode of its time counts: a key that was 0600 stays closed in .at after it is gone" {
+@test "a key's own mode of its time counts: a value written while its key was 0600 stays closed in .at after the key is gone" {
 	chmod 0755 "$MNT/open/c"
-	sh_as $A $A sh -c 'echo mine >open/c/m && chmod 0600 open/c/m'
-	tm=$(sh_probe_ts)
+	sh_as $A $A sh -c 'echo first >open/c/m && chmod 0600 open/c/m && echo mine >open/c/m'
+	tm=$(sh_xattr commit_ts "$MNT/open/c/m")
 	sh_as $A $A rm open/c/m
 	sh_as $A $A sh -c 'echo other >open/c/m' # the same name again, 0644
 	run sh_as $B $B cat open/c/m
 	assert_output other
-	refused ".at/$tm/open/c/m"
+	refused ".at/$tm/open/c/m" ".history/open/c/m/2"
 	run sh_as $A $A cat ".at/$tm/open/c/m"
 	assert_output mine
+	run sh_as $B $B cat ".history/open/c/m/1" # written while the key was 0644
+	assert_output first
+}
+
+@test "a transaction begun before a private agent is renamed away does not show its keys under the old name" {
+	sh_as $B $B mkdir .tx/b
+	run sh_errno_as $B $B read .tx/b/open/c/k
+	assert_output EACCES
+	mv -T "$MNT/open/c" "$MNT/open/x"
+	refused .tx/b/open/c/k .tx/b/open/c
+	# What the transaction stages under the old name is its own to read back.
+	sh_as $B $B sh -c 'echo mine >.tx/b/open/c/new'
+	run sh_as $B $B cat .tx/b/open/c/new
+	assert_output mine
+	run sh_as $A $A cat open/x/k
+	assert_output secret
 }
