@@ -390,6 +390,9 @@ int fs_view_entry(struct fs *fs, const struct iref *r, struct txn_entry *e);
 /* tx.c */
 bool fs_is_ctl_name(const char *name);
 void fs_tx_commit_done(struct fs *fs, const struct waiter *w, int err);
+/* 0, or -EDQUOT when a value of value_len bytes at r (a transaction's key or note) is over
+ * its byte limits; for refusing a write() before close() stages it. */
+int fs_tx_room(struct fs *fs, const struct iref *r, size_t value_len);
 
 /* ctl.c */
 int fs_stat_rw_dir(struct fs *fs, const struct iref *r, struct stat *st);

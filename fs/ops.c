@@ -471,8 +471,11 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t 
 		fs_reply_err(req, -EFBIG);
 		return;
 	}
-	/* An expired or committed transaction refuses the write itself. */
+	/* An expired or committed transaction refuses the write itself, and one over its
+	 * byte limits refuses it before the close would stage it. */
 	err = live ? 0 : fs_writable(fs, &h->ir);
+	if (!err && !live)
+		err = fs_tx_room(fs, &h->ir, (size_t)off + size);
 	if (!err) {
 		pthread_mutex_lock(&h->lock);
 		err = handle_write(fs, h, buf, size, off, ino);
