@@ -110,7 +110,8 @@ struct handle {
 	size_t size, cap;
 	bool dirty;   /* holds a value not committed/staged yet */
 	bool written; /* write() or ftruncate() happened: flush commits */
-	bool failed;  /* a write was refused (EFBIG, ...): nothing of it commits */
+	int failed;   /* a write was refused (-EFBIG, -EDQUOT): nothing of it commits, and
+		       * the flush reports it */
 	bool append;  /* O_APPEND: every write goes to the end of the buffer */
 	pid_t pid;    /* H_WRITE: the process that opened it, which sees its own size */
 	struct pending *pending; /* H_WRITE: the live create it made, until it commits */

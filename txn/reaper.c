@@ -26,6 +26,8 @@
 static void reap(struct txn_engine *eng)
 {
 	struct txn *tx, *tmp, *gone = NULL;
+	txn_reap_fn reap_fn;
+	void *reap_arg;
 	int64_t now = clock_now_ns(CLOCK_MONOTONIC), linger_ns = eng->opt.txn_linger_ms * 1000000;
 
 	pthread_mutex_lock(&eng->table_lock);
@@ -46,12 +48,24 @@ static void reap(struct txn_engine *eng)
 		tx->lnext = gone; /* off every list now: the link is free */
 		gone = tx;
 	}
+	reap_fn = eng->reap_fn;
+	reap_arg = eng->reap_arg;
 	pthread_mutex_unlock(&eng->table_lock);
 	while ((tx = gone)) {
 		gone = tx->lnext;
 		log_debug("finished transaction '%s' reaped", tx->name);
+		if (reap_fn)
+			reap_fn(reap_arg, tx->name);
 		txn_unref(tx); /* the table's reference */
 	}
+}
+
+void txn_engine_set_reap_hook(struct txn_engine *eng, txn_reap_fn fn, void *arg)
+{
+	pthread_mutex_lock(&eng->table_lock);
+	eng->reap_fn = fn;
+	eng->reap_arg = arg;
+	pthread_mutex_unlock(&eng->table_lock);
 }
 
 /* ---- snapshots -------------------------------------------------------------------------- */

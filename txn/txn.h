@@ -303,6 +303,12 @@ typedef void (*txn_notify_fn)(void *arg, struct txn_changes *ch);
 /* Set before the first commit is queued (it is read by the committer without a lock). */
 void txn_engine_set_notify(struct txn_engine *eng, txn_notify_fn fn, void *arg);
 
+/* Called by the reaper, without locks, with the name of each finished transaction it
+ * removed from the table (after txn_linger_ms), e.g. to drop .tx/NAME from caches.  May
+ * be set while the engine runs. */
+typedef void (*txn_reap_fn)(void *arg, const char *name);
+void txn_engine_set_reap_hook(struct txn_engine *eng, txn_reap_fn fn, void *arg);
+
 /* ---- transactions ---------------------------------------------------------------------- */
 
 enum txn_state {

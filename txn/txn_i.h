@@ -176,6 +176,8 @@ struct txn_engine {
 	struct txn *finished;   /* the others still in the table, oldest finish first */
 	unsigned n_finished;
 	struct txn_user *users; /* by uid */
+	txn_reap_fn reap_fn;    /* txn_engine_set_reap_hook() */
+	void *reap_arg;
 
 	/* Leaf lock.  Protects the commit queue and `stopping`. */
 	pthread_mutex_t q_lock;
