@@ -68,6 +68,7 @@ struct orphan;
 struct parked;
 struct evsize;
 struct nq_item;
+struct ev_mark;
 
 struct inode {
 	uint64_t ino;
@@ -117,9 +118,15 @@ struct handle {
 	struct pending *pending; /* H_WRITE: the live create it made, until it commits */
 	struct blob *content;      /* H_CONTENT */
 	struct dirents ents;         /* H_DIR */
-	/* H_EVENTS (under lock): the stream rendered so far, up to commit last_ts */
+	/* H_EVENTS (under lock): a window of the stream, rendered on demand (events.c):
+	 * ev holds its bytes from offset ev_off on, the lines of the commits up to
+	 * ev_last_ts; ev_marks are places to start again from when a read goes back. */
 	struct strbuf ev;
+	size_t ev_off;
 	int64_t ev_last_ts;
+	int64_t ev_since;
+	struct ev_mark *ev_marks;
+	size_t ev_nmarks, ev_capmarks;
 	char ev_filter[2 * TXN_NAME_MAX + 2];
 	bool follow;
 	size_t ev_pos;                   /* end of the furthest read, for poll */
@@ -148,8 +155,9 @@ struct fs {
 
 	atomic_uint_fast64_t key_reads; /* opens of live keys for reading */
 
-	/* Sizes of event streams as of ev_sizes[i].last_ts, so stat (which the kernel sends
-	 * without a file handle, fstat included) renders only what is new.  ev_lock is
+	/* Sizes of event streams as of ev_sizes[i].last_ts, known once a reader read that
+	 * stream to its end, so stat (which the kernel sends without a file handle, fstat
+	 * included) renders only what is new since, and never a whole stream.  ev_lock is
 	 * held while rendering, so it ranks before the engine's locks (render_events
 	 * takes the tree lock and the store's); no other lock of this layer is held with
 	 * it. */
@@ -399,7 +407,6 @@ int fs_tx_room(struct fs *fs, const struct iref *r, size_t value_len);
 int fs_stat_rw_dir(struct fs *fs, const struct iref *r, struct stat *st);
 
 /* events.c: .events and .follow (parked reads, poll). */
-int fs_events_refresh(struct fs *fs, struct handle *h);
 void fs_events_read(fuse_req_t req, struct handle *h, off_t off, size_t size);
 void fs_events_wake(struct fs *fs);
 void fs_events_poll(fuse_req_t req, struct handle *h, struct fuse_pollhandle *ph);
