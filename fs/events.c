@@ -63,6 +63,7 @@ struct evsize {
 
 #define EV_SIZES_MAX 4096
 #define EV_PAGE (64 * 1024)        /* bytes rendered ahead of a read, at most (+ a line) */
+#define EV_FIRST_PAGE (16 * 1024)  /* the same for a handle's first read */
 #define EV_MARK_GAP (1024 * 1024)  /* stream bytes between two marks, at first */
 #define EV_MARKS_MAX 512           /* then every other mark goes and the gap doubles */
 
@@ -353,9 +354,10 @@ static void ev_rewind(struct handle *h, size_t off)
 
 /*
  * Make the window hold the bytes off..off+size of the stream, or as many as there are up
- * to the head, rendering a page at a time from where it ends.  What lies before off is
- * dropped first, so a window holds one read and at most a page (and a line) more.
- * h->lock held.
+ * to the head, rendering a page at a time from where it ends (a read gets all it asks
+ * for, as from a disk file, short only at the end).  What lies before off is dropped
+ * first, so a window holds one read and at most a page and a line more.  The first
+ * page of a handle is small, for a quick first byte.  h->lock held.
  */
 static int ev_fill(struct fs *fs, struct handle *h, size_t off, size_t size)
 {
@@ -374,8 +376,8 @@ static int ev_fill(struct fs *fs, struct handle *h, size_t off, size_t size)
 			strbuf_setlen(&h->ev, h->ev.len - drop);
 			h->ev_off += drop;
 		}
-		err = events_render(fs, h->ev_filter, h->ev_last_ts + 1, head, EV_PAGE, &h->ev,
-				    &last, &full);
+		err = events_render(fs, h->ev_filter, h->ev_last_ts + 1, head,
+				    h->ev_off ? EV_PAGE : EV_FIRST_PAGE, &h->ev, &last, &full);
 		if (err)
 			return err;
 		h->ev_last_ts = full ? last : head;
