@@ -329,9 +329,10 @@ static void ev_mark_add(struct handle *h, size_t off, int64_t ts)
 		return;
 	}
 	if (h->ev_nmarks == EV_MARKS_MAX) {
-		for (size_t i = 1; i < EV_MARKS_MAX / 2; i++)
+		/* Keep every second mark: the first one kept is about twice the old gap in,
+		 * and tells the new gap. */
+		for (size_t i = 0; i < EV_MARKS_MAX / 2; i++)
 			h->ev_marks[i] = h->ev_marks[2 * i + 1];
-		h->ev_marks[0] = h->ev_marks[1]; /* the first mark is at the gap */
 		h->ev_nmarks = EV_MARKS_MAX / 2;
 		return;
 	}

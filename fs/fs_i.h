@@ -140,7 +140,7 @@ struct handle {
  * fuse_lowlevel_notify_*, except where fs_events_wake says so for notify_poll):
  *   pending_lock  ->  handle->lock, itable_lock, the engine's locks
  *   handles_lock  ->  handle->lock
- *   handle->lock  ->  itable_lock, and the engine's locks (txn's tree_lock, ...)
+ *   handle->lock  ->  itable_lock, ev_lock, and the engine's locks (txn's tree_lock, ...)
  *   ev_lock       ->  the engine's locks (it is held while rendering)
  *   itable_lock, handles_lock, nq_lock: leaves.
  */
