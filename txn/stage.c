@@ -279,12 +279,43 @@ static int stage_rename_file(struct txn_engine *eng, struct txn *tx, const char 
 	return stage_put_locked(eng, tx, dst, dlen, val);
 }
 
-/* Every file below src in the view moves below dst. */
+/* Would staging need more bytes fit the limits (txn_charge_locked() without charging)?
+ * tx->lock held.  For refusing a directory rename whole rather than halfway. */
+static int charge_fits(struct txn *tx, size_t need)
+{
+	struct txn_engine *eng = tx->eng;
+	size_t max_user = tx->exempt ? 0 : eng->opt.max_user_txn_bytes;
+
+	if (eng->opt.max_txn_bytes && tx->staged_bytes + need > eng->opt.max_txn_bytes) {
+		eng->n_refused[TXN_REFUSED_TXN_BYTES]++;
+		return -EDQUOT;
+	}
+	if (max_user && atomic_load(&tx->user->bytes) + need > max_user) {
+		eng->n_refused[TXN_REFUSED_USER_BYTES]++;
+		return -EDQUOT;
+	}
+	return 0;
+}
+
+/* Every file below src in the view moves below dst: all of them, or (EDQUOT, ENOMEM
+ * aside) none when the byte limits cannot take them all. */
 static int stage_move_files(struct txn_engine *eng, struct txn *tx, const char *src,
 			    size_t slen, const char *dst, size_t dlen)
 {
 	struct dirents files = DIRENTS_INIT;
 	int err = view_files_below(eng, tx, src, slen, &files);
+	size_t need = 0;
+
+	/* At most: a delete at each old path, a put of its value at each new one. */
+	for (size_t i = 0; i < files.n && !err; i++) {
+		size_t fl = strlen(files.v[i].name);
+		struct txn_entry fe;
+
+		if (txn_view_resolve(eng, tx, files.v[i].name, fl, &fe, NULL) == 0)
+			need += 2 * fl + dlen + fe.size;
+	}
+	if (!err && need)
+		err = charge_fits(tx, need);
 
 	for (size_t i = 0; i < files.n && !err; i++) {
 		const char *fp = files.v[i].name;

@@ -162,6 +162,34 @@ static void staging_past_max_txn_bytes_fails_with_edquot_and_changes_nothing(voi
 	assert_absent(f, NULL, "ns/a/k1");
 }
 
+static void a_directory_rename_past_max_txn_bytes_moves_nothing(void **state)
+{
+	struct fx *f = *state;
+	struct txn_options o = default_opt;
+	struct txn *tx;
+	char v[41];
+
+	memset(v, 'x', 40);
+	v[40] = '\0';
+	o.max_txn_bytes = 400;
+	with_options(f, &o);
+	assert_errno(put(f, "ns/a/d/k1", v, NULL), 0);
+	assert_errno(put(f, "ns/a/d/k2", v, NULL), 0);
+	assert_errno(put(f, "ns/a/d/k3", v, NULL), 0);
+	tx = begin(f, "t");
+	assert_errno(stage_n(f, tx, "ns/a/big", 200), 0);
+	assert_errno(txn_stage_rename(f->eng, tx, "ns/a/d", 6, "ns/a/e", 6, false), -EDQUOT);
+	assert_value(f, tx, "ns/a/d/k1", v);
+	assert_value(f, tx, "ns/a/d/k3", v);
+	assert_absent(f, tx, "ns/a/e/k1");
+	assert_absent(f, tx, "ns/a/e/k2");
+	/* With room, the same rename moves them all. */
+	assert_errno(txn_stage_delete(f->eng, tx, "ns/a/big", 8), 0);
+	assert_errno(txn_stage_rename(f->eng, tx, "ns/a/d", 6, "ns/a/e", 6, false), 0);
+	assert_value(f, tx, "ns/a/e/k2", v);
+	assert_absent(f, tx, "ns/a/d/k2");
+}
+
 static void a_users_transactions_share_max_user_txn_bytes(void **state)
 {
 	struct fx *f = *state;
@@ -259,6 +287,7 @@ int main(void)
 		T(max_open_txns_refusals_are_counted_as_open_txns),
 		T(a_timeout_over_max_txn_timeout_ms_fails_with_einval),
 		T(staging_past_max_txn_bytes_fails_with_edquot_and_changes_nothing),
+		T(a_directory_rename_past_max_txn_bytes_moves_nothing),
 		T(a_users_transactions_share_max_user_txn_bytes),
 		T(finished_transactions_leave_the_table_after_txn_linger_ms),
 	};
