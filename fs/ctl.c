@@ -169,11 +169,27 @@ static void metrics_counters(FILE *f, const struct txn_stats *s, uint64_t key_re
 	  "%" PRIu64, s->starts);
 	M("counter", "unclean_starts_total", "Starts after a run that did not stop cleanly.",
 	  "%" PRIu64, s->unclean_starts);
+	M("counter", "transactions_reaped_total",
+	  "Finished transactions removed from .tx after txn_linger_ms.", "%" PRIu64, s->reaped);
+}
+
+/* Refusals by a limit, one series per reason (every reason shown, 0 included). */
+static void metrics_refusals(FILE *f, const struct txn_stats *s)
+{
+	fprintf(f, "# HELP statehouse_txn_refused_total Requests refused by a limit: "
+		   "open_txns (max_open_txns), user_txns (max_txns_per_user), txn_bytes "
+		   "(max_txn_bytes), user_bytes (max_user_txn_bytes), timeout "
+		   "(max_txn_timeout_ms).\n# TYPE statehouse_txn_refused_total counter\n");
+	for (int i = 0; i < TXN_REFUSED_N; i++)
+		fprintf(f, "statehouse_txn_refused_total{reason=\"%s\"} %" PRIu64 "\n",
+			txn_refusal_names[i], s->refused[i]);
 }
 
 static void metrics_gauges(FILE *f, const struct txn_stats *s, long rss)
 {
 	M("gauge", "open_transactions", "Transactions open now.", "%u", s->open_txns);
+	M("gauge", "finished_transactions",
+	  "Committed, expired or failed transactions still in .tx.", "%u", s->finished_txns);
 	M("gauge", "head_commit_ts", "The newest commit_ts.", "%" PRId64, s->head_ts);
 	M("gauge", "database_bytes", "Size of the SQLite database file.", "%" PRIu64, s->db_bytes);
 	M("gauge", "wal_bytes", "Size of the SQLite write-ahead log.", "%" PRIu64, s->wal_bytes);
@@ -227,6 +243,7 @@ static char *metrics_text(struct fs *fs)
 	txn_engine_stats(fs->eng, &s);
 	metrics_counters(f, &s, (uint64_t)fs->key_reads);
 	metrics_gauges(f, &s, rss);
+	metrics_refusals(f, &s);
 	metrics_latency(f, &s);
 	if (fclose(f) != 0) {
 		free(buf);

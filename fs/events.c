@@ -17,11 +17,31 @@
 
 #include "fs_i.h"
 
-/* What a path below .events or .follow names. */
+/*
+ * What a path below .events or .follow names:
+ *   ""  "since/<ts>"                      the top of a stream set (EV_TOP)
+ *   "since"                               every commit_ts, by name (EV_SINCE)
+ *   ".ns"                                 every namespace, none shadowed (EV_NSES)
+ *   "<ns>"  ".ns/<ns>"                    a namespace: its agents' files (EV_NS)
+ *   "all.jsonl"  "<ns>/<agent>.jsonl"  ".ns/<ns>/<agent>.jsonl"     a stream (EV_FILE)
+ * each also below "since/<ts>/".  A namespace named "since" (at the top only) or
+ * "all.jsonl" is shadowed by those names: ".ns/<ns>" reaches every namespace.
+ */
+enum ev_kind { EV_TOP = 1, EV_SINCE, EV_NSES, EV_NS, EV_FILE };
+
 struct ev_path {
+	enum ev_kind kind;
 	enum txn_type type;
 	int64_t since;                        /* first commit_ts of the stream */
 	char filter[2 * TXN_NAME_MAX + 2];    /* "ns/agent", or "" for all.jsonl */
+	const char *ns;                       /* EV_NS: the namespace, in the parsed path */
+	size_t nslen;
+};
+
+/* A place in a stream: the bytes from off on are the lines of the commits after ts. */
+struct ev_mark {
+	size_t off;
+	int64_t ts;
 };
 
 /* A .follow read waiting for the next commit (under fs->nq_lock). */
@@ -42,14 +62,21 @@ struct evsize {
 };
 
 #define EV_SIZES_MAX 4096
+#define EV_PAGE (64 * 1024)        /* bytes rendered ahead of a read, at most (+ a line) */
+#define EV_FIRST_PAGE (16 * 1024)  /* the same for a handle's first read */
+#define EV_MARK_GAP (1024 * 1024)  /* stream bytes between two marks, at first */
+#define EV_MARKS_MAX 512           /* then every other mark goes and the gap doubles */
 
-/* Append the commits from_ts..to_ts that filter selects to out. */
+/*
+ * The one place that renders commits of a stream (handles' windows and sizes alike):
+ * from_ts..to_ts that filter selects, appended to out, stopping after max_bytes (0: no
+ * limit).  *last_ts and *full as render_events_page() sets them.
+ */
 static int events_render(struct fs *fs, const char *filter, int64_t from_ts, int64_t to_ts,
-			 struct strbuf *out)
+			 size_t max_bytes, struct strbuf *out, int64_t *last_ts, bool *full)
 {
-	int64_t last = 0;
-
-	return render_events(fs->eng, filter, strlen(filter), from_ts, to_ts, out, &last);
+	return render_events_page(fs->eng, filter, strlen(filter), from_ts, to_ts,
+				  max_bytes ? max_bytes : SIZE_MAX / 2, out, last_ts, full);
 }
 
 static void ev_sizes_clear(struct fs *fs)
@@ -64,60 +91,81 @@ static void ev_sizes_clear(struct fs *fs)
 	fs->n_ev_sizes = 0;
 }
 
-/* The cached size of the stream key.  ev_lock held. */
-static int ev_size_entry(struct fs *fs, const char *key, int64_t since, struct evsize **out)
+static void ev_size_key(char *key, size_t n, int64_t since, const char *filter)
 {
+	snprintf(key, n, "%" PRId64 "|%s", since, filter);
+}
+
+/* A reader reached the end of a stream: size bytes as of commit last_ts. */
+static void ev_size_learn(struct fs *fs, int64_t since, const char *filter, int64_t last_ts,
+			  size_t size)
+{
+	char key[2 * TXN_NAME_MAX + 2 + 32];
 	struct evsize *e = NULL;
 
+	ev_size_key(key, sizeof(key), since, filter);
+	pthread_mutex_lock(&fs->ev_lock);
 	HASH_FIND_STR(fs->ev_sizes, key, e);
 	if (!e) {
 		if (fs->n_ev_sizes >= EV_SIZES_MAX)
 			ev_sizes_clear(fs);
 		e = calloc(1, sizeof(*e));
-		if (!e || !(e->key = strdup(key))) {
+		if (e && !(e->key = strdup(key))) {
 			free(e);
-			return -ENOMEM;
+			e = NULL;
 		}
-		e->last_ts = since - 1;
-		HASH_ADD_KEYPTR(hh, fs->ev_sizes, e->key, strlen(e->key), e);
-		if (!HASH_ADDED(hh, e)) {
-			free(e->key);
-			free(e);
-			return -ENOMEM;
+		if (e) {
+			HASH_ADD_KEYPTR(hh, fs->ev_sizes, e->key, strlen(e->key), e);
+			if (!HASH_ADDED(hh, e)) {
+				free(e->key);
+				free(e);
+				e = NULL;
+			} else {
+				fs->n_ev_sizes++;
+				e->last_ts = -1;
+			}
 		}
-		fs->n_ev_sizes++;
 	}
-	*out = e;
-	return 0;
+	if (e && e->last_ts < last_ts) {
+		e->last_ts = last_ts;
+		e->size = size;
+	}
+	pthread_mutex_unlock(&fs->ev_lock);
 }
 
-/* The size of an event stream now: what it had, plus what was committed since. */
+/*
+ * The size of an event stream for stat: 0 until a reader has read it to its end (like a
+ * file of /proc: rendering a whole stream to learn its size is what a stat must not
+ * do), then what it had, plus what was committed since, counted a page at a time.
+ */
 static int events_size(struct fs *fs, const struct ev_path *ep, size_t *out)
 {
 	char key[sizeof(ep->filter) + 32];
 	struct evsize *e = NULL;
-	int err;
+	int err = 0;
 
-	snprintf(key, sizeof(key), "%" PRId64 "|%s", ep->since, ep->filter);
+	*out = 0;
+	ev_size_key(key, sizeof(key), ep->since, ep->filter);
 	pthread_mutex_lock(&fs->ev_lock);
-	err = ev_size_entry(fs, key, ep->since, &e);
-	if (err) {
-		pthread_mutex_unlock(&fs->ev_lock);
-		return err;
-	}
-	int64_t head = txn_engine_head(fs->eng);
+	HASH_FIND_STR(fs->ev_sizes, key, e);
+	if (e) {
+		int64_t head = txn_engine_head(fs->eng);
+		bool full = true;
 
-	if (head > e->last_ts) {
-		struct strbuf buf = STRBUF_INIT;
+		while (!err && full && e->last_ts < head) {
+			struct strbuf buf = STRBUF_INIT;
+			int64_t last = e->last_ts;
 
-		err = events_render(fs, ep->filter, e->last_ts + 1, head, &buf);
-		if (!err) {
-			e->size += buf.len;
-			e->last_ts = head;
+			err = events_render(fs, ep->filter, e->last_ts + 1, head, EV_PAGE, &buf,
+					    &last, &full);
+			if (!err) {
+				e->size += buf.len;
+				e->last_ts = full ? last : head;
+			}
+			strbuf_release(&buf);
 		}
-		strbuf_release(&buf);
+		*out = e->size;
 	}
-	*out = e->size;
 	pthread_mutex_unlock(&fs->ev_lock);
 	return err;
 }
@@ -131,6 +179,7 @@ static int ev_parse_since(const char **p, const char *end, struct ev_path *out, 
 
 	*done = false;
 	if (end - *p == 5) {
+		out->kind = EV_SINCE;
 		*done = true;
 		return 0;
 	}
@@ -148,18 +197,43 @@ static int ev_parse_since(const char **p, const char *end, struct ev_path *out, 
 	return 0;
 }
 
-/*
- * "" | "all.jsonl" | "<ns>" | "<ns>/<agent>.jsonl", each also below "since/<ts>/";
- * "since" itself.  Namespaces and agents are implicit, as in the live tree.
- */
+/* "<ns>" or "<ns>/<agent>.jsonl" from p to end (after "since/<ts>/" and ".ns/"). */
+static int ev_parse_ns(const char *p, const char *end, struct ev_path *out)
+{
+	size_t n = (size_t)(end - p);
+	const char *slash = memchr(p, '/', n);
+
+	if (!slash) {
+		if (txn_check_name(p, n))
+			return -ENOENT; /* a namespace */
+		out->kind = EV_NS;
+		out->ns = p;
+		out->nslen = n;
+		return 0;
+	}
+	if (memchr(slash + 1, '/', (size_t)(end - slash - 1)) || end - slash - 1 <= 6 ||
+	    memcmp(end - 6, ".jsonl", 6) != 0)
+		return -ENOENT;
+	n = (size_t)(end - 6 - p);
+	if (txn_check_name(p, (size_t)(slash - p)) ||
+	    txn_check_name(slash + 1, (size_t)(end - 6 - slash - 1)))
+		return -ENOENT;
+	memcpy(out->filter, p, n);
+	out->filter[n] = '\0';
+	out->kind = EV_FILE;
+	out->type = TXN_FILE;
+	return 0;
+}
+
 static int ev_parse(const char *path, size_t len, struct ev_path *out)
 {
-	const char *p = path, *end = path + len, *slash;
+	const char *p = path, *end = path + len;
 	size_t n;
 
 	memset(out, 0, sizeof(*out));
 	out->since = 1;
 	out->type = TXN_DIR;
+	out->kind = EV_TOP;
 	if (len >= 5 && !memcmp(p, "since", 5) && (len == 5 || p[5] == '/')) {
 		bool done;
 		int err = ev_parse_since(&p, end, out, &done);
@@ -171,23 +245,18 @@ static int ev_parse(const char *path, size_t len, struct ev_path *out)
 		return 0;
 	n = (size_t)(end - p);
 	if (n == 9 && !memcmp(p, "all.jsonl", 9)) {
+		out->kind = EV_FILE;
 		out->type = TXN_FILE;
 		return 0;
 	}
-	slash = memchr(p, '/', n);
-	if (!slash)
-		return txn_check_name(p, n) ? -ENOENT : 0; /* a namespace */
-	if (memchr(slash + 1, '/', (size_t)(end - slash - 1)) || end - slash - 1 <= 6 ||
-	    memcmp(end - 6, ".jsonl", 6) != 0)
-		return -ENOENT;
-	n = (size_t)(end - 6 - p);
-	if (txn_check_name(p, (size_t)(slash - p)) ||
-	    txn_check_name(slash + 1, (size_t)(end - 6 - slash - 1)))
-		return -ENOENT;
-	memcpy(out->filter, p, n);
-	out->filter[n] = '\0';
-	out->type = TXN_FILE;
-	return 0;
+	if (n >= 3 && !memcmp(p, ".ns", 3) && (n == 3 || p[3] == '/')) {
+		if (n <= 4) {
+			out->kind = EV_NSES;
+			return n == 3 ? 0 : -ENOENT;
+		}
+		p += 4;
+	}
+	return ev_parse_ns(p, end, out);
 }
 
 /* ---- the area's operations ---------------------------------------------------------- */
@@ -243,18 +312,81 @@ static void ev_owner(struct fs *fs, const struct iref *r, struct stat *st)
 	fs_owner_of_agent(fs, ep.filter, strlen(ep.filter), 0444, st);
 }
 
-/* Render what was committed since the handle last looked.  h->lock held. */
-int fs_events_refresh(struct fs *fs, struct handle *h)
-{
-	int64_t head = txn_engine_head(fs->eng);
-	int err;
+/* ---- a handle's window on its stream ------------------------------------------------ */
 
-	if (head <= h->ev_last_ts)
-		return 0;
-	err = events_render(fs, h->ev_filter, h->ev_last_ts + 1, head, &h->ev);
-	if (!err)
-		h->ev_last_ts = head;
-	return err;
+/* Remember that the stream continues after commit ts at byte off (at most EV_MARKS_MAX
+ * marks: when full, every other one goes and marks are made half as often). */
+static void ev_mark_add(struct handle *h, size_t off, int64_t ts)
+{
+	size_t gap = EV_MARK_GAP;
+
+	if (h->ev_nmarks) {
+		/* The gap now in use: twice as wide for each halving so far. */
+		gap = h->ev_marks[0].off;
+		if (off < h->ev_marks[h->ev_nmarks - 1].off + gap)
+			return;
+	} else if (off < gap) {
+		return;
+	}
+	if (h->ev_nmarks == EV_MARKS_MAX) {
+		/* Keep every second mark: the first one kept is about twice the old gap in,
+		 * and tells the new gap. */
+		for (size_t i = 0; i < EV_MARKS_MAX / 2; i++)
+			h->ev_marks[i] = h->ev_marks[2 * i + 1];
+		h->ev_nmarks = EV_MARKS_MAX / 2;
+		return;
+	}
+	if (ARRAY_GROW(h->ev_marks, h->ev_nmarks + 1, h->ev_capmarks))
+		return; /* a mark is a shortcut only */
+	h->ev_marks[h->ev_nmarks++] = (struct ev_mark){ off, ts };
+}
+
+/* A read before the window: start again from the last mark at or before off. */
+static void ev_rewind(struct handle *h, size_t off)
+{
+	struct ev_mark m = { 0, h->ev_since - 1 };
+
+	for (size_t i = 0; i < h->ev_nmarks && h->ev_marks[i].off <= off; i++)
+		m = h->ev_marks[i];
+	strbuf_setlen(&h->ev, 0);
+	h->ev_off = m.off;
+	h->ev_last_ts = m.ts;
+}
+
+/*
+ * Make the window hold the bytes off..off+size of the stream, or as many as there are up
+ * to the head, rendering a page at a time from where it ends (a read gets all it asks
+ * for, as from a disk file, short only at the end).  What lies before off is dropped
+ * first, so a window holds one read and at most a page and a line more.  The first
+ * page of a handle is small, for a quick first byte.  h->lock held.
+ */
+static int ev_fill(struct fs *fs, struct handle *h, size_t off, size_t size)
+{
+	if (off < h->ev_off)
+		ev_rewind(h, off);
+	while (h->ev_off + h->ev.len < off + size) {
+		int64_t head = txn_engine_head(fs->eng), last = h->ev_last_ts;
+		size_t drop = off - h->ev_off < h->ev.len ? off - h->ev_off : h->ev.len;
+		bool full;
+		int err;
+
+		if (h->ev_last_ts >= head)
+			return 0; /* the end, for now */
+		if (drop) {
+			memmove(h->ev.buf, h->ev.buf + drop, h->ev.len - drop);
+			strbuf_setlen(&h->ev, h->ev.len - drop);
+			h->ev_off += drop;
+		}
+		err = events_render(fs, h->ev_filter, h->ev_last_ts + 1, head,
+				    h->ev_off ? EV_PAGE : EV_FIRST_PAGE, &h->ev, &last, &full);
+		if (err)
+			return err;
+		h->ev_last_ts = full ? last : head;
+		ev_mark_add(h, h->ev_off + h->ev.len, h->ev_last_ts);
+		if (!full) /* the whole stream as of head: stat may tell its size now */
+			ev_size_learn(fs, h->ev_since, h->ev_filter, head, h->ev_off + h->ev.len);
+	}
+	return 0;
 }
 
 static int ev_open(struct fs *fs, const struct iref *r, struct fuse_file_info *fi)
@@ -270,14 +402,11 @@ static int ev_open(struct fs *fs, const struct iref *r, struct fuse_file_info *f
 	h = fs_handle_new(fs, H_EVENTS, r);
 	if (!h)
 		return -ENOMEM;
+	/* Nothing is rendered yet: the first read renders its first page. */
 	memcpy(h->ev_filter, ep.filter, sizeof(h->ev_filter));
+	h->ev_since = ep.since;
 	h->ev_last_ts = ep.since - 1;
 	h->follow = r->txn_id == 1;
-	err = fs_events_refresh(fs, h); /* the stream as of the head at open */
-	if (err) {
-		fs_handle_free(h);
-		return err;
-	}
 	fi->direct_io = 1;
 	fi->noflush = 1;
 	fi->nonseekable = 0;
@@ -285,22 +414,32 @@ static int ev_open(struct fs *fs, const struct iref *r, struct fuse_file_info *f
 	return 0;
 }
 
-/* The files of a namespace ("<agent>.jsonl"), or at the top of a stream. */
-static int ev_list_streams(struct fs *fs, struct handle *h, const char *ns, size_t nslen)
+/* Every namespace that ever held keys; at the top of a stream set (top), not those its
+ * own names shadow ("all.jsonl", and "since" at the very top), which .ns/ reaches. */
+static int ev_list_namespaces(struct fs *fs, struct handle *h, bool top, bool very_top)
 {
 	struct dirent_entry *d = NULL;
 	size_t n = 0;
-	int err;
+	int err = txn_history_names(fs->eng, "", 0, &d, &n);
 
-	if (nslen == 0) {
-		err = fs_dir_add(h, "all.jsonl", TXN_FILE);
-		if (!err)
-			err = txn_history_names(fs->eng, "", 0, &d, &n);
-		if (!err)
-			err = fs_dir_add_all(h, d, n);
-		return err;
+	for (size_t i = 0; i < n && !err; i++) {
+		if (top && (!strcmp(d[i].name, "all.jsonl") ||
+			    (very_top && !strcmp(d[i].name, "since"))))
+			continue;
+		err = fs_dir_add(h, d[i].name, TXN_DIR);
 	}
-	err = txn_history_names(fs->eng, ns, nslen, &d, &n);
+	if (!err || n)
+		dirents_free(d, n);
+	return err;
+}
+
+/* The files of a namespace: "<agent>.jsonl". */
+static int ev_list_agents(struct fs *fs, struct handle *h, const char *ns, size_t nslen)
+{
+	struct dirent_entry *d = NULL;
+	size_t n = 0;
+	int err = txn_history_names(fs->eng, ns, nslen, &d, &n);
+
 	for (size_t i = 0; i < n && !err; i++) {
 		char name[TXN_NAME_MAX + 8];
 
@@ -315,24 +454,27 @@ static int ev_list_streams(struct fs *fs, struct handle *h, const char *ns, size
 static int ev_list(struct fs *fs, const struct iref *r, struct handle *h)
 {
 	struct ev_path ep;
-	const char *ns = r->path;
-	size_t nslen = r->len;
 	int err = ev_parse(r->path, r->len, &ep);
 
 	if (err)
 		return err;
-	if (r->len == 0)
-		err = fs_dir_add(h, "since", TXN_DIR);
-	if (err || (r->len == 5 && !memcmp(r->path, "since", 5)))
-		return err; /* every commit_ts is there by name */
-	/* The namespace part of the path, if any. */
-	if (nslen >= 6 && !memcmp(ns, "since/", 6)) {
-		const char *sl = memchr(ns + 6, '/', nslen - 6);
-
-		ns = sl ? sl + 1 : ns + nslen;
-		nslen = sl ? r->len - (size_t)(ns - r->path) : 0;
+	switch (ep.kind) {
+	case EV_TOP:
+		if (r->len == 0)
+			err = fs_dir_add(h, "since", TXN_DIR);
+		if (!err)
+			err = fs_dir_add(h, ".ns", TXN_DIR);
+		if (!err)
+			err = fs_dir_add(h, "all.jsonl", TXN_FILE);
+		return err ? err : ev_list_namespaces(fs, h, true, r->len == 0);
+	case EV_NSES:
+		return ev_list_namespaces(fs, h, false, false);
+	case EV_NS:
+		return ev_list_agents(fs, h, ep.ns, ep.nslen);
+	case EV_SINCE: /* every commit_ts is there by name */
+	default:
+		return 0;
 	}
-	return ev_list_streams(fs, h, ns, nslen);
 }
 
 const struct fs_area_ops fs_ev_ops = {
@@ -347,16 +489,16 @@ const struct fs_area_ops fs_ev_ops = {
 
 /* ---- reads, parked reads, poll ------------------------------------------------------- */
 
-/* fstat of an open stream: its size grows with commits (tail -f polls it). */
+/* fstat of an open stream: at least what the handle has seen of it (stat by path, which
+ * the kernel sends for fstat too, tells the size once a reader reached the end). */
 int fs_events_fstat(struct fs *fs, struct handle *h, struct stat *st)
 {
-	int err;
-
+	(void)fs;
 	pthread_mutex_lock(&h->lock);
-	err = fs_events_refresh(fs, h);
-	st->st_size = (off_t)h->ev.len;
+	if ((off_t)(h->ev_off + h->ev.len) > st->st_size)
+		st->st_size = (off_t)(h->ev_off + h->ev.len);
 	pthread_mutex_unlock(&h->lock);
-	return err;
+	return 0;
 }
 
 static void park_interrupt(fuse_req_t req, void *data)
@@ -379,18 +521,20 @@ static void park_interrupt(fuse_req_t req, void *data)
  */
 static char *events_take(struct handle *h, off_t off, size_t size, size_t *n)
 {
+	size_t o = (size_t)off;
 	char *copy;
 
 	*n = 0;
-	if ((size_t)off >= h->ev.len)
+	if (o < h->ev_off || o >= h->ev_off + h->ev.len)
 		return NULL;
-	*n = h->ev.len - (size_t)off < size ? h->ev.len - (size_t)off : size;
+	o -= h->ev_off;
+	*n = h->ev.len - o < size ? h->ev.len - o : size;
 	copy = malloc(*n);
 	if (!copy) {
 		*n = 0;
 		return NULL;
 	}
-	memcpy(copy, h->ev.buf + off, *n);
+	memcpy(copy, h->ev.buf + o, *n);
 	if ((size_t)off + *n > h->ev_pos)
 		h->ev_pos = (size_t)off + *n;
 	return copy;
@@ -407,8 +551,7 @@ void fs_events_read(fuse_req_t req, struct handle *h, off_t off, size_t size)
 	bool follow;
 
 	pthread_mutex_lock(&h->lock);
-	if ((size_t)off + size > h->ev.len)
-		err = fs_events_refresh(fs, h);
+	err = ev_fill(fs, h, (size_t)off, size);
 	if (!err)
 		data = events_take(h, off, size, &n);
 	follow = h->follow;
@@ -457,7 +600,7 @@ static bool parked_answer(struct fs *fs, struct parked *p)
 		return true;
 	}
 	pthread_mutex_lock(&p->h->lock);
-	if (fs_events_refresh(fs, p->h) == 0)
+	if (ev_fill(fs, p->h, (size_t)p->off, p->size) == 0)
 		data = events_take(p->h, p->off, p->size, &n);
 	pthread_mutex_unlock(&p->h->lock);
 	if (!data)
@@ -513,7 +656,7 @@ void fs_events_poll(fuse_req_t req, struct handle *h, struct fuse_pollhandle *ph
 
 	if (h && h->kind == H_EVENTS && h->follow) {
 		pthread_mutex_lock(&h->lock);
-		ready = fs_events_refresh(fs, h) != 0 || h->ev.len > h->ev_pos;
+		ready = ev_fill(fs, h, h->ev_pos, 1) != 0 || h->ev_off + h->ev.len > h->ev_pos;
 		pthread_mutex_unlock(&h->lock);
 	}
 	if (ready || !ph) {
@@ -552,6 +695,7 @@ void fs_events_release(struct fs *fs, struct handle *h)
 void fs_events_drop(struct handle *h)
 {
 	strbuf_release(&h->ev);
+	free(h->ev_marks);
 	if (h->ph)
 		fuse_pollhandle_destroy(h->ph);
 }

@@ -68,6 +68,7 @@ struct orphan;
 struct parked;
 struct evsize;
 struct nq_item;
+struct ev_mark;
 
 struct inode {
 	uint64_t ino;
@@ -110,15 +111,22 @@ struct handle {
 	size_t size, cap;
 	bool dirty;   /* holds a value not committed/staged yet */
 	bool written; /* write() or ftruncate() happened: flush commits */
-	bool failed;  /* a write was refused (EFBIG, ...): nothing of it commits */
+	int failed;   /* a write was refused (-EFBIG, -EDQUOT): nothing of it commits, and
+		       * the flush reports it */
 	bool append;  /* O_APPEND: every write goes to the end of the buffer */
 	pid_t pid;    /* H_WRITE: the process that opened it, which sees its own size */
 	struct pending *pending; /* H_WRITE: the live create it made, until it commits */
 	struct blob *content;      /* H_CONTENT */
 	struct dirents ents;         /* H_DIR */
-	/* H_EVENTS (under lock): the stream rendered so far, up to commit last_ts */
+	/* H_EVENTS (under lock): a window of the stream, rendered on demand (events.c):
+	 * ev holds its bytes from offset ev_off on, the lines of the commits up to
+	 * ev_last_ts; ev_marks are places to start again from when a read goes back. */
 	struct strbuf ev;
+	size_t ev_off;
 	int64_t ev_last_ts;
+	int64_t ev_since;
+	struct ev_mark *ev_marks;
+	size_t ev_nmarks, ev_capmarks;
 	char ev_filter[2 * TXN_NAME_MAX + 2];
 	bool follow;
 	size_t ev_pos;                   /* end of the furthest read, for poll */
@@ -132,7 +140,7 @@ struct handle {
  * fuse_lowlevel_notify_*, except where fs_events_wake says so for notify_poll):
  *   pending_lock  ->  handle->lock, itable_lock, the engine's locks
  *   handles_lock  ->  handle->lock
- *   handle->lock  ->  itable_lock, and the engine's locks (txn's tree_lock, ...)
+ *   handle->lock  ->  itable_lock, ev_lock, and the engine's locks (txn's tree_lock, ...)
  *   ev_lock       ->  the engine's locks (it is held while rendering)
  *   itable_lock, handles_lock, nq_lock: leaves.
  */
@@ -147,8 +155,9 @@ struct fs {
 
 	atomic_uint_fast64_t key_reads; /* opens of live keys for reading */
 
-	/* Sizes of event streams as of ev_sizes[i].last_ts, so stat (which the kernel sends
-	 * without a file handle, fstat included) renders only what is new.  ev_lock is
+	/* Sizes of event streams as of ev_sizes[i].last_ts, known once a reader read that
+	 * stream to its end, so stat (which the kernel sends without a file handle, fstat
+	 * included) renders only what is new since, and never a whole stream.  ev_lock is
 	 * held while rendering, so it ranks before the engine's locks (render_events
 	 * takes the tree lock and the store's); no other lock of this layer is held with
 	 * it. */
@@ -390,12 +399,14 @@ int fs_view_entry(struct fs *fs, const struct iref *r, struct txn_entry *e);
 /* tx.c */
 bool fs_is_ctl_name(const char *name);
 void fs_tx_commit_done(struct fs *fs, const struct waiter *w, int err);
+/* 0, or -EDQUOT when a value of value_len bytes at r (a transaction's key or note) is over
+ * its byte limits; for refusing a write() before close() stages it. */
+int fs_tx_room(struct fs *fs, const struct iref *r, size_t value_len);
 
 /* ctl.c */
 int fs_stat_rw_dir(struct fs *fs, const struct iref *r, struct stat *st);
 
 /* events.c: .events and .follow (parked reads, poll). */
-int fs_events_refresh(struct fs *fs, struct handle *h);
 void fs_events_read(fuse_req_t req, struct handle *h, off_t off, size_t size);
 void fs_events_wake(struct fs *fs);
 void fs_events_poll(fuse_req_t req, struct handle *h, struct fuse_pollhandle *ph);

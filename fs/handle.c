@@ -477,7 +477,7 @@ void fs_commit_handle(struct fs *fs, fuse_req_t req, struct handle *h)
 	pthread_mutex_lock(&h->lock);
 	if (h->failed) {
 		pthread_mutex_unlock(&h->lock);
-		fs_reply_err(req, -EFBIG);
+		fs_reply_err(req, h->failed);
 		return;
 	}
 	if (!h->dirty || (req && !h->written)) {

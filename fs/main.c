@@ -38,6 +38,11 @@ struct config {
 	long txn_timeout_ms;
 	long max_open_txns;
 	long max_value_bytes;
+	long max_txns_per_user;   /* -1: max_open_txns / 4 */
+	long max_txn_timeout_ms;
+	long long max_txn_bytes;
+	long long max_user_txn_bytes; /* -1: 4 * max_txn_bytes */
+	long txn_linger_ms;
 	long cache_timeout_s;
 	long snapshot_interval;
 	long snapshot_keep;
@@ -60,6 +65,11 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("txn_timeout_ms=%ld", txn_timeout_ms),
 	OPT("max_open_txns=%ld", max_open_txns),
 	OPT("max_value_bytes=%ld", max_value_bytes),
+	OPT("max_txns_per_user=%ld", max_txns_per_user),
+	OPT("max_txn_timeout_ms=%ld", max_txn_timeout_ms),
+	OPT("max_txn_bytes=%lld", max_txn_bytes),
+	OPT("max_user_txn_bytes=%lld", max_user_txn_bytes),
+	OPT("txn_linger_ms=%ld", txn_linger_ms),
 	OPT("fsync=%d", fsync),
 	OPT("cache_timeout_s=%ld", cache_timeout_s),
 	OPT("snapshot_interval=%ld", snapshot_interval),
@@ -148,6 +158,15 @@ static void usage(FILE *f)
 		"  -o txn_timeout_ms=N    default transaction timeout (30000)\n"
 		"  -o max_open_txns=N     open transactions at once (1024)\n"
 		"  -o max_value_bytes=N   largest value (1048576)\n"
+		"  -o max_txns_per_user=N transactions of one user in .tx, finished ones included\n"
+		"                         (max_open_txns / 4; 0: no limit; root and the daemon's\n"
+		"                         user have none): EDQUOT past it\n"
+		"  -o max_txn_timeout_ms=N largest timeout .timeout_ms may set (3600000)\n"
+		"  -o max_txn_bytes=N     bytes one transaction may stage (67108864): EDQUOT\n"
+		"  -o max_user_txn_bytes=N bytes one user's transactions may stage together\n"
+		"                         (4 * max_txn_bytes; 0: no limit): EDQUOT\n"
+		"  -o txn_linger_ms=N     a committed, expired or failed transaction stays in .tx\n"
+		"                         this long, then goes (600000)\n"
 		"  -o fsync=0|1           1: every commit is durable when it returns (default);\n"
 		"                         0: faster, the last commits may be lost on power loss\n"
 		"  -o cache_timeout_s=N   how long the kernel may cache names and attributes of the\n"
@@ -469,8 +488,23 @@ static int wait_child(int rfd, pid_t pid)
 	return 1;
 }
 
-static bool options_in_range(const struct config *c)
+static bool options_in_range(struct config *c)
 {
+	if (c->max_txns_per_user == -1)
+		c->max_txns_per_user = c->max_open_txns / 4 > 0 ? c->max_open_txns / 4 : 1;
+	if (c->max_user_txn_bytes == -1)
+		c->max_user_txn_bytes = c->max_txn_bytes <= (1LL << 40) ? 4 * c->max_txn_bytes : 0;
+	if (c->max_txns_per_user < 0 || c->max_txn_timeout_ms < 1 ||
+	    c->max_txn_timeout_ms > 86400000 || c->txn_timeout_ms > c->max_txn_timeout_ms ||
+	    c->max_txn_bytes < 1 || c->max_txn_bytes > (1LL << 40) || c->max_user_txn_bytes < 0 ||
+	    c->max_user_txn_bytes > (1LL << 42) || c->txn_linger_ms < 1 ||
+	    c->txn_linger_ms > 86400000) {
+		fprintf(stderr, "statehoused: option out of range: max_txns_per_user >= 0, "
+				"max_txn_timeout_ms 1..86400000 and at least txn_timeout_ms, "
+				"max_txn_bytes 1..1099511627776, max_user_txn_bytes 0..4398046511104, "
+				"txn_linger_ms 1..86400000\n");
+		return false;
+	}
 	if (c->txn_timeout_ms < 1 || c->txn_timeout_ms > 86400000 || c->max_open_txns < 1 ||
 	    c->max_value_bytes < 1 || c->max_value_bytes > (1L << 30) ||
 	    c->cache_timeout_s < 0 || c->cache_timeout_s > 86400 ||
@@ -613,6 +647,12 @@ static int open_engine(const char *datadir, const struct config *conf,
 		.txn_timeout_ms = conf->txn_timeout_ms,
 		.max_open_txns = (unsigned)conf->max_open_txns,
 		.max_value_bytes = (size_t)conf->max_value_bytes,
+		.max_txns_per_user = (unsigned)conf->max_txns_per_user,
+		.max_txn_timeout_ms = conf->max_txn_timeout_ms,
+		.max_txn_bytes = (size_t)conf->max_txn_bytes,
+		.max_user_txn_bytes = (size_t)conf->max_user_txn_bytes,
+		.txn_linger_ms = conf->txn_linger_ms,
+		.exempt_uid = (uint32_t)geteuid(),
 		.fsync = conf->fsync,
 		.snapshot_interval = (unsigned)conf->snapshot_interval,
 		.snapshot_keep = (unsigned)conf->snapshot_keep,
@@ -746,6 +786,9 @@ int main(int argc, char *argv[])
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct config conf = { .txn_timeout_ms = 30000, .max_open_txns = 1024,
 			       .max_value_bytes = 1048576, .cache_timeout_s = 60,
+			       .max_txns_per_user = -1, .max_txn_timeout_ms = 3600000,
+			       .max_txn_bytes = 64LL << 20, .max_user_txn_bytes = -1,
+			       .txn_linger_ms = 600000,
 			       .snapshot_interval = 1000, .snapshot_keep = 3, .fsync = 1 };
 	struct fuse_cmdline_opts opts = { 0 };
 	struct txn_engine *eng = NULL;

@@ -20,6 +20,7 @@
 struct nq_item {
 	struct txn_changes *ch; /* a batch of commits, or NULL: */
 	uint64_t inval_ino;     /* an inode whose kernel size a writer changed */
+	char *inval_txn;        /* or a transaction reaped: the name .tx/NAME to drop */
 	struct nq_item *next;
 };
 
@@ -40,6 +41,19 @@ void fs_queue_inval(struct fs *fs, uint64_t ino)
 	if (!it)
 		return;
 	it->inval_ino = ino;
+	nq_push(fs, it);
+}
+
+/* Called by the engine's reaper: .tx/NAME went away without an rmdir the kernel saw. */
+static void on_reap(void *arg, const char *name)
+{
+	struct fs *fs = arg;
+	struct nq_item *it = calloc(1, sizeof(*it));
+
+	if (!it || !(it->inval_txn = strdup(name))) {
+		free(it);
+		return;
+	}
 	nq_push(fs, it);
 }
 
@@ -222,6 +236,14 @@ static void *notifier_main(void *arg)
 			fs->wake = true; /* followers may have something new */
 		pthread_mutex_unlock(&fs->nq_lock);
 
+		if (it->inval_txn) {
+			if (fs->se)
+				fuse_lowlevel_notify_inval_entry(fs->se, INO_TXDIR, it->inval_txn,
+								 strlen(it->inval_txn));
+			free(it->inval_txn);
+			free(it);
+			continue;
+		}
 		if (!it->ch) {
 			if (fs->se)
 				fuse_lowlevel_notify_inval_inode(fs->se, it->inval_ino, 0, 0);
@@ -245,6 +267,7 @@ int fs_notifier_start(struct fs *fs)
 		return -rc;
 	fs->notifier_started = true;
 	txn_engine_set_notify(fs->eng, on_commit, fs);
+	txn_engine_set_reap_hook(fs->eng, on_reap, fs);
 	return 0;
 }
 
@@ -253,6 +276,7 @@ void fs_notifier_stop(struct fs *fs)
 {
 	if (!fs->notifier_started)
 		return;
+	txn_engine_set_reap_hook(fs->eng, NULL, NULL);
 	pthread_mutex_lock(&fs->nq_lock);
 	fs->nq_stopping = true;
 	pthread_cond_signal(&fs->nq_cond);

@@ -466,13 +466,19 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t 
 	}
 	if ((size_t)off + size > txn_engine_options(fs->eng)->max_value_bytes) {
 		pthread_mutex_lock(&h->lock);
-		h->failed = true;
+		h->failed = -EFBIG;
 		pthread_mutex_unlock(&h->lock);
 		fs_reply_err(req, -EFBIG);
 		return;
 	}
-	/* An expired or committed transaction refuses the write itself. */
+	/* An expired or committed transaction refuses the write itself, and one over its
+	 * byte limits refuses it before the close would stage it. */
 	err = live ? 0 : fs_writable(fs, &h->ir);
+	if (!err && !live && (err = fs_tx_room(fs, &h->ir, (size_t)off + size)) == -EDQUOT) {
+		pthread_mutex_lock(&h->lock);
+		h->failed = -EDQUOT; /* as for EFBIG: nothing of this value is staged */
+		pthread_mutex_unlock(&h->lock);
+	}
 	if (!err) {
 		pthread_mutex_lock(&h->lock);
 		err = handle_write(fs, h, buf, size, off, ino);

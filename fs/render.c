@@ -284,6 +284,8 @@ static int render_ops(json_t *ops, const struct txn_event *ev)
 struct render {
 	struct strbuf *out;
 	int64_t last_ts;
+	size_t stop_at; /* stop once out is this long (0: never) */
+	bool full;      /* it did */
 };
 
 static int render_event(void *arg, const struct txn_event *ev)
@@ -322,7 +324,29 @@ static int render_event(void *arg, const struct txn_event *ev)
 	free(line);
 	if (!err)
 		r->last_ts = ev->commit_ts;
+	if (!err && r->stop_at && r->out->len >= r->stop_at) {
+		r->full = true;
+		return 1; /* stops the walk; not an error */
+	}
 	return err;
+}
+
+int render_events_page(struct txn_engine *eng, const char *filter, size_t filter_len,
+		       int64_t from_ts, int64_t to_ts, size_t max_bytes, struct strbuf *out,
+		       int64_t *last_ts, bool *full)
+{
+	struct render r = { .out = out, .last_ts = *last_ts, .stop_at = out->len + max_bytes };
+	size_t mark = out->len;
+	int err = txn_events(eng, filter, filter_len, from_ts, to_ts, render_event, &r);
+
+	*full = false;
+	if (err < 0) {
+		strbuf_setlen(out, mark); /* whole lines only */
+		return err;
+	}
+	*last_ts = r.last_ts;
+	*full = r.full;
+	return 0;
 }
 
 int render_events(struct txn_engine *eng, const char *filter, size_t filter_len,

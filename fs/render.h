@@ -7,6 +7,7 @@
 #ifndef STATEHOUSE_RENDER_H
 #define STATEHOUSE_RENDER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +41,13 @@ char *render_commit_json(struct txn *tx);
  */
 int render_events(struct txn_engine *eng, const char *filter, size_t filter_len,
 		  int64_t from_ts, int64_t to_ts, struct strbuf *out, int64_t *last_ts);
+
+/* render_events(), stopping after the first line that brings out to max_bytes more than
+ * it held (a page of a stream): *full then tells that commits up to to_ts may be left,
+ * after *last_ts; otherwise every commit up to to_ts was rendered. */
+int render_events_page(struct txn_engine *eng, const char *filter, size_t filter_len,
+		       int64_t from_ts, int64_t to_ts, size_t max_bytes, struct strbuf *out,
+		       int64_t *last_ts, bool *full);
 
 /* index.jsonl of a key: one line {"version","commit_ts","txn","time","op","size"} per
  * version, oldest first, in a new blob *out (blob_unref()); -ENOENT if the key never

@@ -137,6 +137,23 @@ static int tx_writable(struct fs *fs, const struct iref *r)
 	return err == -EBUSY ? -EROFS : err;
 }
 
+/* Would a value of value_len bytes at r (a key or a note of a transaction) fit its byte
+ * limits?  0 or -EDQUOT; 0 for other files (.timeout_ms). */
+int fs_tx_room(struct fs *fs, const struct iref *r, size_t value_len)
+{
+	struct txn *tx;
+	int err;
+
+	if (r->kind != IK_TXPATH && r->kind != IK_TXNOTE)
+		return 0;
+	tx = txn_find_id(fs->eng, r->txn_id);
+	if (!tx)
+		return -ENOENT;
+	err = txn_stage_room(fs->eng, tx, r->path, r->len, value_len, r->kind == IK_TXNOTE);
+	txn_unref(tx);
+	return err;
+}
+
 /* A flushed or truncated file of the transaction: staged (a key) or kept (a note). */
 static int tx_put(struct fs *fs, fuse_req_t req, const struct iref *r, struct blob *val,
 		  struct handle *h)

@@ -15,9 +15,10 @@
 FILE *ctl_open_events(const struct ctl *c, const char *agent, int64_t since, bool follow)
 {
 	const char *top = follow ? ".follow" : ".events";
-	char *path = since > 0 ? ctl_mpath(c, "%s/since/%lld/%s/%s.jsonl", top, (long long)since,
-					   c->ns, agent)
-			       : ctl_mpath(c, "%s/%s/%s.jsonl", top, c->ns, agent);
+	/* .ns/<ns>: every namespace, also one named "since" or "all.jsonl" */
+	char *path = since > 0 ? ctl_mpath(c, "%s/since/%lld/.ns/%s/%s.jsonl", top,
+					   (long long)since, c->ns, agent)
+			       : ctl_mpath(c, "%s/.ns/%s/%s.jsonl", top, c->ns, agent);
 	FILE *f = fopen(path, "re");
 	int err = errno;
 

@@ -32,7 +32,7 @@ char *ctl_mpath(const struct ctl *c, const char *fmt, ...)
 
 bool ctl_agent_known(const struct ctl *c, const char *agent)
 {
-	char *dir = ctl_mpath(c, ".events/%s", c->ns), *want = ctl_xasprintf("%s.jsonl", agent);
+	char *dir = ctl_mpath(c, ".events/.ns/%s", c->ns), *want = ctl_xasprintf("%s.jsonl", agent);
 	DIR *d = opendir(dir);
 	struct dirent *e;
 	bool found = false;

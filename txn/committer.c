@@ -130,6 +130,7 @@ int txn_commit_tx(struct txn_engine *eng, struct txn *tx, const char *note_name,
 	}
 	if (!err) {
 		HASH_DEL(tx->notes, nt);
+		txn_charge_locked(tx, -(long long)nt->charge, true);
 		req->note = nt->content;
 		free(nt->name);
 		free(nt);
@@ -306,7 +307,7 @@ static void settle_tx(struct txn_engine *eng, struct txn_commit_req *r, int64_t 
 	if (r->commit_ts < 0 && r->note && r->path) {
 		/* The note file comes back under its name: a failed commit changes
 		 * nothing, and the VFS retries an ESTALE rename once by path. */
-		txn_note_set(tx, r->path, r->note);
+		txn_note_set(tx, r->path, r->note, true);
 		r->note = NULL;
 	}
 	if (r->commit_ts > 0) {

@@ -127,6 +127,7 @@ void txn_engine_stop(struct txn_engine *eng)
 
 void txn_engine_close(struct txn_engine *eng)
 {
+	struct txn_user *u, *utmp;
 	struct txn *tx, *tmp;
 
 	if (!eng)
@@ -143,6 +144,11 @@ void txn_engine_close(struct txn_engine *eng)
 		HASH_DELETE(hh_id, eng->by_id, tx);
 		tx->in_table = false;
 		txn_unref(tx);
+	}
+	/* A transaction still held elsewhere keeps its user entry. */
+	HASH_ITER(hh, eng->users, u, utmp) {
+		HASH_DEL(eng->users, u);
+		txn_user_unref(u);
 	}
 	txn_node_free_tree(&eng->root);
 	store_close(eng->store);
@@ -212,8 +218,12 @@ void txn_engine_stats(struct txn_engine *eng, struct txn_stats *out)
 	out->failed = eng->n_failed;
 	out->ops_written = eng->n_written;
 	out->ops_deleted = eng->n_deleted;
+	out->reaped = eng->n_reaped;
+	for (int i = 0; i < TXN_REFUSED_N; i++)
+		out->refused[i] = eng->n_refused[i];
 	pthread_mutex_lock(&eng->table_lock);
 	out->open_txns = eng->n_open;
+	out->finished_txns = eng->n_finished;
 	pthread_mutex_unlock(&eng->table_lock);
 	out->head_ts = txn_engine_head(eng);
 	out->snapshot_ts = eng->snap_ts;

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <utlist.h>
+
 #include "clock.h"
 #include "grow.h"
 #include "log.h"
@@ -17,12 +19,19 @@
 
 /* ---- the reaper ------------------------------------------------------------------------ */
 
-static void reap_expired(struct txn_engine *eng)
+/* Open transactions past their deadline expire; finished ones older than txn_linger_ms
+ * leave the table (their .status and .commit with them).  Only the open ones are
+ * walked: the finished ones are in the order they finished, so the reaper stops at the
+ * first that may stay. */
+static void reap(struct txn_engine *eng)
 {
-	struct txn *tx, *tmp;
+	struct txn *tx, *tmp, *gone = NULL;
+	txn_reap_fn reap_fn;
+	void *reap_arg;
+	int64_t now = clock_now_ns(CLOCK_MONOTONIC), linger_ns = eng->opt.txn_linger_ms * 1000000;
 
 	pthread_mutex_lock(&eng->table_lock);
-	HASH_ITER(hh_name, eng->by_name, tx, tmp) {
+	DL_FOREACH_SAFE2(eng->open_txns, tx, tmp, lnext) {
 		pthread_mutex_lock(&tx->lock);
 		if (tx->state == TXN_OPEN && txn_deadline_passed(tx)) {
 			txn_unpin_locked(eng, tx, TXN_EXPIRED);
@@ -31,6 +40,31 @@ static void reap_expired(struct txn_engine *eng)
 		}
 		pthread_mutex_unlock(&tx->lock);
 	}
+	while (linger_ns && (tx = eng->finished) && now - tx->finished_mono_ns >= linger_ns) {
+		pthread_mutex_lock(&tx->lock);
+		txn_table_del_locked(eng, tx);
+		pthread_mutex_unlock(&tx->lock);
+		eng->n_reaped++;
+		tx->lnext = gone; /* off every list now: the link is free */
+		gone = tx;
+	}
+	reap_fn = eng->reap_fn;
+	reap_arg = eng->reap_arg;
+	pthread_mutex_unlock(&eng->table_lock);
+	while ((tx = gone)) {
+		gone = tx->lnext;
+		log_debug("finished transaction '%s' reaped", tx->name);
+		if (reap_fn)
+			reap_fn(reap_arg, tx->name);
+		txn_unref(tx); /* the table's reference */
+	}
+}
+
+void txn_engine_set_reap_hook(struct txn_engine *eng, txn_reap_fn fn, void *arg)
+{
+	pthread_mutex_lock(&eng->table_lock);
+	eng->reap_fn = fn;
+	eng->reap_arg = arg;
 	pthread_mutex_unlock(&eng->table_lock);
 }
 
@@ -192,7 +226,7 @@ void *txn_reaper_main(void *arg)
 		}
 		pthread_cond_timedwait(&eng->reaper_cond, &eng->q_lock, &ts);
 		pthread_mutex_unlock(&eng->q_lock);
-		reap_expired(eng);
+		reap(eng);
 		maybe_snapshot(eng);
 		pthread_mutex_lock(&eng->q_lock);
 	}

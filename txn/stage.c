@@ -20,16 +20,30 @@ static bool is_key_op(enum staged_kind k)
 	return k == ST_PUT || k == ST_DELETE;
 }
 
+/* What staging value at a path of len bytes charges (max_txn_bytes). */
+static size_t staged_charge(size_t len, const struct blob *value)
+{
+	return len + (value ? value->len : 0);
+}
+
 static int staged_set(struct txn *tx, const char *path, size_t len, enum staged_kind kind,
 		      struct blob *value)
 {
 	struct staged *s = txn_staged_find(tx, path, len);
+	size_t charge = staged_charge(len, value);
+	int err = txn_charge_locked(tx, (long long)charge - (long long)(s ? s->charge : 0),
+				    false);
 
+	if (err) {
+		blob_unref(value);
+		return err;
+	}
 	if (!s) {
 		s = calloc(1, sizeof(*s));
 		if (!s || !(s->path = strndup(path, len))) {
 			free(s);
 			blob_unref(value);
+			txn_charge_locked(tx, -(long long)charge, true);
 			return -ENOMEM;
 		}
 		s->len = len;
@@ -38,6 +52,7 @@ static int staged_set(struct txn *tx, const char *path, size_t len, enum staged_
 			free(s->path);
 			free(s);
 			blob_unref(value);
+			txn_charge_locked(tx, -(long long)charge, true);
 			return -ENOMEM;
 		}
 	} else {
@@ -47,6 +62,7 @@ static int staged_set(struct txn *tx, const char *path, size_t len, enum staged_
 			tx->n_deletes--;
 		blob_unref(s->value);
 	}
+	s->charge = charge;
 	s->kind = kind;
 	s->value = value;
 	s->time_ns = clock_now_ns(CLOCK_REALTIME);
@@ -64,6 +80,7 @@ static void staged_drop(struct txn *tx, struct staged *s)
 	if (s->kind == ST_DELETE)
 		tx->n_deletes--;
 	HASH_DEL(tx->staged, s);
+	txn_charge_locked(tx, -(long long)s->charge, true);
 	blob_unref(s->value);
 	free(s->path);
 	free(s);
@@ -262,12 +279,43 @@ static int stage_rename_file(struct txn_engine *eng, struct txn *tx, const char 
 	return stage_put_locked(eng, tx, dst, dlen, val);
 }
 
-/* Every file below src in the view moves below dst. */
+/* Would staging need more bytes fit the limits (txn_charge_locked() without charging)?
+ * tx->lock held.  For refusing a directory rename whole rather than halfway. */
+static int charge_fits(struct txn *tx, size_t need)
+{
+	struct txn_engine *eng = tx->eng;
+	size_t max_user = tx->exempt ? 0 : eng->opt.max_user_txn_bytes;
+
+	if (eng->opt.max_txn_bytes && tx->staged_bytes + need > eng->opt.max_txn_bytes) {
+		eng->n_refused[TXN_REFUSED_TXN_BYTES]++;
+		return -EDQUOT;
+	}
+	if (max_user && atomic_load(&tx->user->bytes) + need > max_user) {
+		eng->n_refused[TXN_REFUSED_USER_BYTES]++;
+		return -EDQUOT;
+	}
+	return 0;
+}
+
+/* Every file below src in the view moves below dst: all of them, or (EDQUOT, ENOMEM
+ * aside) none when the byte limits cannot take them all. */
 static int stage_move_files(struct txn_engine *eng, struct txn *tx, const char *src,
 			    size_t slen, const char *dst, size_t dlen)
 {
 	struct dirents files = DIRENTS_INIT;
 	int err = view_files_below(eng, tx, src, slen, &files);
+	size_t need = 0;
+
+	/* At most: a delete at each old path, a put of its value at each new one. */
+	for (size_t i = 0; i < files.n && !err; i++) {
+		size_t fl = strlen(files.v[i].name);
+		struct txn_entry fe;
+
+		if (txn_view_resolve(eng, tx, files.v[i].name, fl, &fe, NULL) == 0)
+			need += 2 * fl + dlen + fe.size;
+	}
+	if (!err && need)
+		err = charge_fits(tx, need);
 
 	for (size_t i = 0; i < files.n && !err; i++) {
 		const char *fp = files.v[i].name;
@@ -522,6 +570,38 @@ int txn_stage_rmdir(struct txn_engine *eng, struct txn *tx, const char *path, si
 	return err;
 }
 
+int txn_stage_room(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+		   size_t value_len, bool note)
+{
+	size_t max_user = tx->exempt ? 0 : eng->opt.max_user_txn_bytes, now = 0, need;
+	size_t user_bytes = atomic_load(&tx->user->bytes);
+	int err = 0;
+
+	pthread_mutex_lock(&tx->lock);
+	if (note) {
+		struct note *nt = NULL;
+
+		HASH_FIND(hh, tx->notes, path, len, nt);
+		now = nt ? nt->charge : 0;
+	} else {
+		struct staged *s = txn_staged_find(tx, path, len);
+
+		now = s ? s->charge : 0;
+	}
+	need = len + value_len;
+	if (need > now) {
+		if (eng->opt.max_txn_bytes && tx->staged_bytes - now + need > eng->opt.max_txn_bytes) {
+			eng->n_refused[TXN_REFUSED_TXN_BYTES]++;
+			err = -EDQUOT;
+		} else if (max_user && user_bytes - now + need > max_user) {
+			eng->n_refused[TXN_REFUSED_USER_BYTES]++;
+			err = -EDQUOT;
+		}
+	}
+	pthread_mutex_unlock(&tx->lock);
+	return err;
+}
+
 int txn_writable(struct txn *tx)
 {
 	int err;
@@ -534,10 +614,15 @@ int txn_writable(struct txn *tx)
 
 int txn_set_timeout(struct txn_engine *eng, struct txn *tx, int64_t timeout_ms)
 {
+	int64_t max = eng->opt.max_txn_timeout_ms ? eng->opt.max_txn_timeout_ms : 86400000;
 	int err;
 
-	if (timeout_ms < 1 || timeout_ms > 86400000)
+	if (timeout_ms < 1)
 		return -EINVAL;
+	if (timeout_ms > max) {
+		eng->n_refused[TXN_REFUSED_TIMEOUT]++;
+		return -EINVAL;
+	}
 	pthread_mutex_lock(&tx->lock);
 	err = txn_stage_state_err(tx);
 	if (!err && tx->n_ops > 0)

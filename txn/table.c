@@ -9,9 +9,56 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <utlist.h>
+
 #include "clock.h"
 #include "log.h"
 #include "txn_i.h"
+
+const char *const txn_refusal_names[TXN_REFUSED_N] = {
+	[TXN_REFUSED_OPEN_TXNS] = "open_txns",
+	[TXN_REFUSED_USER_TXNS] = "user_txns",
+	[TXN_REFUSED_TXN_BYTES] = "txn_bytes",
+	[TXN_REFUSED_USER_BYTES] = "user_bytes",
+	[TXN_REFUSED_TIMEOUT] = "timeout",
+};
+
+/* ---- limits: staged bytes --------------------------------------------------------------- */
+
+void txn_user_unref(struct txn_user *u)
+{
+	if (u && atomic_fetch_sub(&u->refs, 1) == 1)
+		free(u);
+}
+
+int txn_charge_locked(struct txn *tx, long long delta, bool force)
+{
+	struct txn_engine *eng;
+	size_t max_user;
+
+	if (delta <= 0) {
+		/* Also after the engine closed: only tx and its user are touched. */
+		if (delta < 0)
+			atomic_fetch_sub(&tx->user->bytes, (size_t)-delta);
+		tx->staged_bytes -= (size_t)-delta;
+		return 0;
+	}
+	eng = tx->eng;
+	max_user = tx->exempt ? 0 : eng->opt.max_user_txn_bytes;
+	if (!force && eng->opt.max_txn_bytes &&
+	    tx->staged_bytes + (size_t)delta > eng->opt.max_txn_bytes) {
+		eng->n_refused[TXN_REFUSED_TXN_BYTES]++;
+		return -EDQUOT;
+	}
+	if (atomic_fetch_add(&tx->user->bytes, (size_t)delta) + (size_t)delta > max_user &&
+	    max_user && !force) {
+		atomic_fetch_sub(&tx->user->bytes, (size_t)delta);
+		eng->n_refused[TXN_REFUSED_USER_BYTES]++;
+		return -EDQUOT;
+	}
+	tx->staged_bytes += (size_t)delta;
+	return 0;
+}
 
 /* ---- transactions: table ------------------------------------------------------------ */
 
@@ -21,6 +68,7 @@ void txn_staged_free_all(struct txn *tx)
 
 	HASH_ITER(hh, tx->staged, s, tmp) {
 		HASH_DEL(tx->staged, s);
+		txn_charge_locked(tx, -(long long)s->charge, true);
 		blob_unref(s->value);
 		free(s->path);
 		free(s);
@@ -29,9 +77,10 @@ void txn_staged_free_all(struct txn *tx)
 	tx->n_deletes = 0;
 }
 
-/* Free a note that is out of the table. */
-static void note_free(struct note *nt)
+/* Free a note that is out of tx's notes, giving back its charge. */
+static void note_free(struct txn *tx, struct note *nt)
 {
+	txn_charge_locked(tx, -(long long)nt->charge, true);
 	blob_unref(nt->content);
 	free(nt->name);
 	free(nt);
@@ -43,7 +92,7 @@ static void notes_free_all(struct txn *tx)
 
 	HASH_ITER(hh, tx->notes, nt, tmp) {
 		HASH_DEL(tx->notes, nt);
-		note_free(nt);
+		note_free(tx, nt);
 	}
 }
 
@@ -61,6 +110,7 @@ void txn_unref(struct txn *tx)
 	txn_staged_free_all(tx);
 	notes_free_all(tx);
 	pthread_mutex_destroy(&tx->lock);
+	txn_user_unref(tx->user);
 	free(tx->err_key);
 	free(tx->name);
 	free(tx);
@@ -127,28 +177,62 @@ void txn_status_release(struct txn_status *st)
 	st->err_key = NULL;
 }
 
-int txn_note_set(struct txn *tx, const char *name, struct blob *content)
+int txn_note_set(struct txn *tx, const char *name, struct blob *content, bool force)
 {
 	struct note *nt = NULL;
+	size_t charge = strlen(name) + content->len;
+	int err;
 
 	HASH_FIND_STR(tx->notes, name, nt);
+	err = txn_charge_locked(tx, (long long)charge - (long long)(nt ? nt->charge : 0), force);
+	if (err) {
+		blob_unref(content);
+		return err;
+	}
 	if (nt) {
 		blob_unref(nt->content);
 		nt->content = content;
+		nt->charge = charge;
 		return 0;
 	}
 	nt = calloc(1, sizeof(*nt));
 	if (!nt || !(nt->name = strdup(name))) {
 		free(nt);
 		blob_unref(content);
+		txn_charge_locked(tx, -(long long)charge, true);
 		return -ENOMEM;
 	}
 	nt->content = content;
+	nt->charge = charge;
 	HASH_ADD_KEYPTR(hh, tx->notes, nt->name, strlen(nt->name), nt);
 	if (!HASH_ADDED(hh, nt)) {
-		note_free(nt);
+		note_free(tx, nt);
 		return -ENOMEM;
 	}
+	return 0;
+}
+
+/* The usage entry of uid, made on first use.  table_lock held. */
+static int user_get_locked(struct txn_engine *eng, uint32_t uid, struct txn_user **out)
+{
+	struct txn_user *u = NULL;
+
+	HASH_FIND(hh, eng->users, &uid, sizeof(uid), u);
+	if (!u) {
+		u = calloc(1, sizeof(*u));
+		if (!u)
+			return -ENOMEM;
+		u->uid = uid;
+		atomic_init(&u->refs, 1); /* the engine's */
+		atomic_init(&u->bytes, 0);
+		HASH_ADD(hh, eng->users, uid, sizeof(u->uid), u);
+		if (!HASH_ADDED(hh, u)) {
+			free(u);
+			return -ENOMEM;
+		}
+	}
+	atomic_fetch_add(&u->refs, 1); /* the transaction's */
+	*out = u;
 	return 0;
 }
 
@@ -191,37 +275,50 @@ int txn_begin(struct txn_engine *eng, const char *name, size_t len, uint32_t uid
 	}
 	pthread_mutex_init(&tx->lock, NULL);
 	atomic_init(&tx->refs, 1);
+	tx->eng = eng;
+	tx->exempt = uid == 0 || uid == eng->opt.exempt_uid;
 	tx->uid = uid;
 	tx->gid = gid;
 	tx->state = TXN_OPEN;
 	tx->timeout_ms = eng->opt.txn_timeout_ms;
 	tx->begin_mono_ns = clock_now_ns(CLOCK_MONOTONIC);
-	if (txn_note_set(tx, ".commit.pending", empty)) {
-		txn_unref(tx);
-		return -ENOMEM;
-	}
 
 	/* Tree lock first (rank 1): begin_ts must not move while the snapshot is pinned. */
 	pthread_rwlock_rdlock(&eng->tree_lock);
 	pthread_mutex_lock(&eng->table_lock);
+	err = user_get_locked(eng, uid, &tx->user);
 	HASH_FIND(hh_name, eng->by_name, tx->name, len, old);
-	if (old) {
+	if (err) {
+		/* out of memory */
+	} else if (old) {
 		err = -EEXIST;
 	} else if (eng->n_open >= eng->opt.max_open_txns) {
+		eng->n_refused[TXN_REFUSED_OPEN_TXNS]++;
 		err = -EAGAIN;
+	} else if (!tx->exempt && eng->opt.max_txns_per_user &&
+		   tx->user->n_txns >= eng->opt.max_txns_per_user) {
+		eng->n_refused[TXN_REFUSED_USER_TXNS]++;
+		err = -EDQUOT;
 	} else {
+		err = txn_note_set(tx, ".commit.pending", empty, false); /* consumes empty */
+		empty = NULL;
+	}
+	if (!err) {
 		tx->id = ++eng->next_id;
 		tx->begin_ts = eng->published_ts;
 		err = table_add_locked(eng, tx, len);
 	}
 	if (!err) {
 		tx->in_table = true;
+		DL_APPEND2(eng->open_txns, tx, lprev, lnext);
+		tx->user->n_txns++;
 		eng->n_open++;
 		eng->n_begun++;
 		txn_ref(tx); /* the table's reference */
 	}
 	pthread_mutex_unlock(&eng->table_lock);
 	pthread_rwlock_unlock(&eng->tree_lock);
+	blob_unref(empty);
 	if (err) {
 		txn_unref(tx);
 		return err;
@@ -260,8 +357,16 @@ struct txn *txn_find_id(struct txn_engine *eng, uint64_t id)
 /* Leave the pinning states; called with table_lock and tx->lock held. */
 void txn_unpin_locked(struct txn_engine *eng, struct txn *tx, enum txn_state to)
 {
-	if (tx->state == TXN_OPEN || tx->state == TXN_COMMITTING)
+	if (tx->state == TXN_OPEN || tx->state == TXN_COMMITTING) {
 		eng->n_open--;
+		if (tx->in_table) {
+			/* Finished: readable until reaped, on the list the reaper pops. */
+			DL_DELETE2(eng->open_txns, tx, lprev, lnext);
+			DL_APPEND2(eng->finished, tx, lprev, lnext);
+			tx->finished_mono_ns = clock_now_ns(CLOCK_MONOTONIC);
+			eng->n_finished++;
+		}
+	}
 	tx->state = to;
 	if (to == TXN_COMMITTED)
 		eng->n_committed++;
@@ -291,15 +396,27 @@ int txn_remove(struct txn_engine *eng, const char *name, size_t len)
 		if (tx->state == TXN_OPEN)
 			txn_unpin_locked(eng, tx, TXN_ABORTED);
 		txn_staged_free_all(tx);
-		HASH_DELETE(hh_name, eng->by_name, tx);
-		HASH_DELETE(hh_id, eng->by_id, tx);
-		tx->in_table = false;
+		txn_table_del_locked(eng, tx);
 	}
 	pthread_mutex_unlock(&tx->lock);
 	pthread_mutex_unlock(&eng->table_lock);
 	if (!err)
 		txn_unref(tx);
 	return err;
+}
+
+void txn_table_del_locked(struct txn_engine *eng, struct txn *tx)
+{
+	HASH_DELETE(hh_name, eng->by_name, tx);
+	HASH_DELETE(hh_id, eng->by_id, tx);
+	if (tx->finished_mono_ns) {
+		DL_DELETE2(eng->finished, tx, lprev, lnext);
+		eng->n_finished--;
+	} else {
+		DL_DELETE2(eng->open_txns, tx, lprev, lnext);
+	}
+	tx->user->n_txns--;
+	tx->in_table = false;
 }
 
 int txn_list_names(struct txn_engine *eng, struct dirent_entry **out, size_t *n)
@@ -363,7 +480,7 @@ int txn_note_put(struct txn *tx, const char *name, struct blob *content)
 	pthread_mutex_lock(&tx->lock);
 	err = txn_stage_state_err(tx);
 	if (!err)
-		err = txn_note_set(tx, name, content);
+		err = txn_note_set(tx, name, content, false);
 	else
 		blob_unref(content);
 	pthread_mutex_unlock(&tx->lock);
@@ -394,7 +511,7 @@ int txn_note_remove(struct txn *tx, const char *name)
 			err = -ENOENT;
 		} else {
 			HASH_DEL(tx->notes, nt);
-			note_free(nt);
+			note_free(tx, nt);
 		}
 	}
 	pthread_mutex_unlock(&tx->lock);
@@ -435,12 +552,14 @@ int txn_note_rename(struct txn *tx, const char *from, const char *to)
 	}
 	moved->content = nt->content;
 	nt->content = NULL;
+	moved->charge = nt->charge;
+	nt->charge = 0;
 	if (old) {
 		HASH_DEL(tx->notes, old);
-		note_free(old);
+		note_free(tx, old);
 	}
 	HASH_DEL(tx->notes, nt);
-	note_free(nt);
+	note_free(tx, nt);
 out:
 	pthread_mutex_unlock(&tx->lock);
 	return err;

@@ -41,6 +41,14 @@ struct txn_options {
 	int64_t txn_timeout_ms;   /* default timeout of a transaction */
 	unsigned max_open_txns;   /* transactions open at once */
 	size_t max_value_bytes;   /* largest value */
+	/* Limits on one user (uid 0 and exempt_uid have none); 0: no limit. */
+	unsigned max_txns_per_user;  /* transactions in the table, open or finished */
+	size_t max_user_txn_bytes;   /* bytes staged by all its transactions */
+	size_t max_txn_bytes;        /* bytes staged by one transaction (everyone); 0: none */
+	int64_t max_txn_timeout_ms;  /* largest timeout a transaction may ask; 0: 86400000 */
+	int64_t txn_linger_ms;       /* a finished transaction leaves the table after
+				      * this; 0: only at txn_remove() */
+	uint32_t exempt_uid;         /* the daemon's user, exempt as root is */
 	int fsync;                /* 1: every commit is durable on return; 0: may lose the
 				   * last commits on power loss (SQLite synchronous=NORMAL) */
 	unsigned snapshot_interval; /* commits between snapshots; 0: never write one */
@@ -87,6 +95,17 @@ int txn_store_uri_check(const char *store_uri);
  * commits by the reaper thread, and at a clean close). */
 int txn_engine_snapshot(struct txn_engine *eng);
 
+/* Why a request was refused by a limit (txn_refused_total{reason=...} in .metrics). */
+enum txn_refusal {
+	TXN_REFUSED_OPEN_TXNS = 0, /* max_open_txns: EAGAIN */
+	TXN_REFUSED_USER_TXNS,     /* max_txns_per_user: EDQUOT */
+	TXN_REFUSED_TXN_BYTES,     /* max_txn_bytes: EDQUOT */
+	TXN_REFUSED_USER_BYTES,    /* max_user_txn_bytes: EDQUOT */
+	TXN_REFUSED_TIMEOUT,       /* a timeout over max_txn_timeout_ms: EINVAL */
+	TXN_REFUSED_N
+};
+extern const char *const txn_refusal_names[TXN_REFUSED_N];
+
 /* Counters and gauges for .metrics (a consistent-enough copy; counters only grow). */
 #define TXN_LAT_BUCKETS 12
 extern const double txn_latency_bounds_s[TXN_LAT_BUCKETS]; /* last is +Inf */
@@ -96,6 +115,9 @@ struct txn_stats {
 	uint64_t ops_written, ops_deleted;
 	uint64_t starts, unclean_starts;
 	unsigned open_txns;
+	unsigned finished_txns;   /* committed, expired, failed: still readable */
+	uint64_t reaped;          /* finished ones removed after txn_linger_ms */
+	uint64_t refused[TXN_REFUSED_N];
 	int64_t head_ts, snapshot_ts;
 	uint64_t db_bytes, wal_bytes;
 	int64_t last_recovery_ns;
@@ -281,6 +303,12 @@ typedef void (*txn_notify_fn)(void *arg, struct txn_changes *ch);
 /* Set before the first commit is queued (it is read by the committer without a lock). */
 void txn_engine_set_notify(struct txn_engine *eng, txn_notify_fn fn, void *arg);
 
+/* Called by the reaper, without locks, with the name of each finished transaction it
+ * removed from the table (after txn_linger_ms), e.g. to drop .tx/NAME from caches.  May
+ * be set while the engine runs. */
+typedef void (*txn_reap_fn)(void *arg, const char *name);
+void txn_engine_set_reap_hook(struct txn_engine *eng, txn_reap_fn fn, void *arg);
+
 /* ---- transactions ---------------------------------------------------------------------- */
 
 enum txn_state {
@@ -292,7 +320,8 @@ enum txn_state {
 	TXN_CONFLICT,
 };
 
-/* Begin a transaction: -EEXIST (name taken), -EAGAIN (too many open), -EINVAL (name). */
+/* Begin a transaction: -EEXIST (name taken), -EAGAIN (too many open), -EDQUOT (uid has
+ * max_txns_per_user in the table, finished ones included), -EINVAL (name). */
 int txn_begin(struct txn_engine *eng, const char *name, size_t len, uint32_t uid,
 	      uint32_t gid, struct txn **out);
 /* Find by name or id; returns a reference (txn_unref()) or NULL. */
@@ -313,7 +342,9 @@ enum txn_state txn_get_state(struct txn *tx);
 int64_t txn_begin_ts(const struct txn *tx);
 int64_t txn_timeout_ms(struct txn *tx);
 
-/* Staging; each checks the state: -ETIMEDOUT, -ESTALE, -EROFS (committed), -ENOENT. */
+/* Staging; each checks the state: -ETIMEDOUT, -ESTALE, -EROFS (committed), -ENOENT;
+ * -EDQUOT past max_txn_bytes or max_user_txn_bytes (staged bytes: the paths and values
+ * of staged ops, renamed keys included, and the names and contents of note files). */
 int txn_stage_put(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
 		  struct blob *value);
 int txn_stage_delete(struct txn_engine *eng, struct txn *tx, const char *path, size_t len);
@@ -325,10 +356,15 @@ int txn_stage_exchange(struct txn_engine *eng, struct txn *tx, const char *a, si
 		       const char *b, size_t blen);
 int txn_stage_mkdir(struct txn_engine *eng, struct txn *tx, const char *path, size_t len);
 int txn_stage_rmdir(struct txn_engine *eng, struct txn *tx, const char *path, size_t len);
+/* Would staging a value of value_len bytes at path (a note file's name when note) fit
+ * the byte limits, in place of what is staged there now?  0 or -EDQUOT (counted as a
+ * refusal).  For refusing a write() before its close() stages it. */
+int txn_stage_room(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+		   size_t value_len, bool note);
 /* May tx take writes now?  0, or -ETIMEDOUT, -ESTALE, -EROFS (committed), -EBUSY
  * (commit in flight), -ENOENT (aborted). */
 int txn_writable(struct txn *tx);
-/* -EBUSY once an operation is staged; -EINVAL out of range. */
+/* -EBUSY once an operation is staged; -EINVAL out of range (1..max_txn_timeout_ms). */
 int txn_set_timeout(struct txn_engine *eng, struct txn *tx, int64_t timeout_ms);
 
 /* Note files at the top of the transaction directory (.commit.pending is one). */

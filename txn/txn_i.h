@@ -98,6 +98,7 @@ struct staged {
 	size_t len;
 	enum staged_kind kind;
 	struct blob *value;
+	size_t charge;     /* bytes charged for it (txn_charge_locked()): path and value */
 	int64_t time_ns;   /* when it was staged: a staged file's times until the commit */
 	UT_hash_handle hh;
 };
@@ -105,6 +106,18 @@ struct staged {
 struct note {
 	char *name;
 	struct blob *content;
+	size_t charge;     /* bytes charged for it: name and content */
+	UT_hash_handle hh;
+};
+
+/* What one user's transactions hold (limits: max_txns_per_user, max_user_txn_bytes).
+ * Entries live as long as the engine (there are as many as users who ever began one)
+ * and each transaction holding one, which may outlive the engine: refs counts both. */
+struct txn_user {
+	uint32_t uid;
+	atomic_uint refs;
+	unsigned n_txns;        /* in the table, open or finished; under table_lock */
+	atomic_size_t bytes;    /* staged bytes of its transactions (txn_charge_locked()) */
 	UT_hash_handle hh;
 };
 
@@ -114,9 +127,16 @@ struct txn {
 	uint32_t uid, gid;
 	int64_t begin_ts;
 	atomic_uint refs;
+	struct txn_engine *eng;  /* immutable after txn_begin() */
+	struct txn_user *user;   /* who began it; immutable after txn_begin() */
+	bool exempt;             /* root or the daemon's user: no per-user limits */
 	UT_hash_handle hh_name; /* engine table, under table_lock */
 	UT_hash_handle hh_id;
 	bool in_table;
+	/* Under table_lock: on eng->open_txns while OPEN or COMMITTING, then on
+	 * eng->finished (oldest first) until reaped or removed. */
+	struct txn *lprev, *lnext;
+	int64_t finished_mono_ns;
 
 	/* Rank 3.  Protects everything below.  state is written with table_lock held as
 	 * well (txn_unpin_locked()), so either lock is enough to read it. */
@@ -127,6 +147,7 @@ struct txn {
 	struct staged *staged;
 	size_t n_ops;     /* staged puts and deletes */
 	size_t n_deletes; /* staged deletes */
+	size_t staged_bytes; /* charged for staged ops and notes (max_txn_bytes) */
 	struct note *notes;
 	int err;          /* after a failure */
 	char *err_key;
@@ -151,6 +172,12 @@ struct txn_engine {
 	struct txn *by_id;
 	unsigned n_open;
 	uint64_t next_id;
+	struct txn *open_txns;  /* OPEN and COMMITTING ones (utlist, lprev/lnext) */
+	struct txn *finished;   /* the others still in the table, oldest finish first */
+	unsigned n_finished;
+	struct txn_user *users; /* by uid */
+	txn_reap_fn reap_fn;    /* txn_engine_set_reap_hook() */
+	void *reap_arg;
 
 	/* Leaf lock.  Protects the commit queue and `stopping`. */
 	pthread_mutex_t q_lock;
@@ -170,7 +197,8 @@ struct txn_engine {
 
 	/* Counters for .metrics: atomics, bumped where things happen. */
 	atomic_uint_fast64_t n_begun, n_committed, n_aborted, n_expired, n_conflicted,
-		n_auto, n_failed, n_written, n_deleted;
+		n_auto, n_failed, n_written, n_deleted, n_reaped;
+	atomic_uint_fast64_t n_refused[TXN_REFUSED_N]; /* by enum txn_refusal */
 	pthread_mutex_t lat_lock; /* leaf: protects lat_* */
 	uint64_t lat_bucket[TXN_LAT_BUCKETS];
 	uint64_t lat_count;
@@ -278,14 +306,23 @@ int txn_attr_decode(const void *data, size_t len, bool key, struct dattr **out);
 /* ---- table.c: the transaction table and a transaction's state ------------------------- */
 
 bool txn_deadline_passed(struct txn *tx);
+/* Charge delta bytes (negative: give back) to tx and its user.  Unless force, -EDQUOT
+ * past max_txn_bytes or max_user_txn_bytes, and nothing is charged.  tx->lock held (or
+ * tx not shared yet). */
+int txn_charge_locked(struct txn *tx, long long delta, bool force);
+void txn_user_unref(struct txn_user *u);
+/* Out of the table (both indexes and its list), and its user's count; table_lock and
+ * tx->lock held.  The caller drops the table's reference. */
+void txn_table_del_locked(struct txn_engine *eng, struct txn *tx);
 /* May tx take new staged operations?  tx->lock held. */
 int txn_stage_state_err(struct txn *tx);
 /* Leave the pinning states; table_lock and tx->lock held. */
 void txn_unpin_locked(struct txn_engine *eng, struct txn *tx, enum txn_state to);
 void txn_fail_locked(struct txn *tx, int err, const char *key, size_t klen);
 void txn_staged_free_all(struct txn *tx);
-/* Set a note file, consuming content (also on failure). */
-int txn_note_set(struct txn *tx, const char *name, struct blob *content);
+/* Set a note file, consuming content (also on failure); -EDQUOT past a byte limit
+ * unless force (txn_charge_locked()). */
+int txn_note_set(struct txn *tx, const char *name, struct blob *content, bool force);
 
 /* ---- commit.c: one request applied inside a batch (tree write lock held) -------------- */
 

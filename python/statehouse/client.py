@@ -510,10 +510,13 @@ class Statehouse:
         ns = namespace or self._namespace
         _check_name("namespace", ns)
         _check_name("agent_id", agent_id)
+        # .events/.ns/<ns> reaches every namespace, also one named "since" or "all.jsonl"
         if start_ts is None or start_ts <= 0:
-            path = self._path(".events", ns, agent_id + ".jsonl")
+            path = self._path(".events", ".ns", ns, agent_id + ".jsonl")
         else:
-            path = self._path(".events", "since", str(int(start_ts)), ns, agent_id + ".jsonl")
+            path = self._path(
+                ".events", "since", str(int(start_ts)), ".ns", ns, agent_id + ".jsonl"
+            )
         # Opened here, not in the generator, so a dead mount raises at the call.
         try:
             stream = open(path, "rb")

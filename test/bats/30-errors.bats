@@ -293,19 +293,19 @@ teardown() {
 	assert_output OK
 }
 
-@test ".timeout_ms rejects anything but a decimal from 1 to 86400000 with EINVAL" {
+@test ".timeout_ms rejects anything but a decimal from 1 to max_txn_timeout_ms (3600000) with EINVAL" {
 	T="$MNT/.tx/t"
 	mkdir "$T"
-	for bad in abc 0 -5 86400001 1.5 12x; do
+	for bad in abc 0 -5 3600001 86400001 1.5 12x; do
 		run sh_errno write "$T/.timeout_ms" "$bad"
 		[ "$output" = EINVAL ] || { echo "value '$bad' gave $output" >&2; false; }
 	done
 	run cat "$T/.timeout_ms"
 	assert_output 30000
-	run sh_errno write "$T/.timeout_ms" 86400000
+	run sh_errno write "$T/.timeout_ms" 3600000
 	assert_output OK
 	run cat "$T/.timeout_ms"
-	assert_output 86400000
+	assert_output 3600000
 }
 
 # --- ENAMETOOLONG ---

@@ -137,19 +137,21 @@ o.write("poll: %s\n" % ("readable" if ev and ev[0][1] & select.POLLIN else "time
 o.write(os.read(fd, 65536).decode())
 '
 
-# An open .events file: its fstat size grows with each commit, and a read from the old end
-# returns exactly the new line. Argv: EVENTS_FILE KEY_TO_WRITE.
+# An open .events file: 0 bytes before anyone read that stream to its end (its size is not
+# rendered for a stat), then the size read; it grows with each commit, and a read from the
+# old end returns exactly the new line. Argv: EVENTS_FILE KEY_TO_WRITE.
 PY_GROW='
 import os, sys
 fd = os.open(sys.argv[1], os.O_RDONLY)
-s0 = os.fstat(fd).st_size
+print("size before a read", os.fstat(fd).st_size)
 data = b""
 while True:
     b = os.read(fd, 65536)
     if not b:
         break
     data += b
-print("read at open", len(data) == s0, data.count(b"\n"))
+s0 = os.fstat(fd).st_size
+print("read to the end", len(data) == s0, data.count(b"\n"))
 with open(sys.argv[2], "w") as f:
     f.write("grown\n")
 s1 = os.fstat(fd).st_size
@@ -366,11 +368,11 @@ print(new.decode(), end="")
 	cmp /dev/null "$EV/nowhere/nobody.jsonl"
 }
 
-@test "ls .events lists all.jsonl, since and the namespaces that ever held keys; ls .events/ns lists their agents" {
+@test "ls .events lists all.jsonl, since, .ns and the namespaces that ever held keys; ls .events/ns lists their agents" {
 	run ls -A "$EV"
-	assert_output "$(printf 'all.jsonl\nsince')"
+	assert_output "$(printf '.ns\nall.jsonl\nsince')"
 	run ls -A "$FO"
-	assert_output "$(printf 'all.jsonl\nsince')"
+	assert_output "$(printf '.ns\nall.jsonl\nsince')"
 	[ -f "$EV/all.jsonl" ]
 	cmp /dev/null "$EV/all.jsonl"
 	# a namespace made with mkdir but never holding a key is not listed
@@ -381,9 +383,9 @@ print(new.decode(), end="")
 	echo x >"$MNT/ns2/b/x"
 	rm "$MNT/ns2/b/x"
 	run ls -A "$EV"
-	assert_output "$(printf 'all.jsonl\ndefault\nns2\nsince')"
+	assert_output "$(printf '.ns\nall.jsonl\ndefault\nns2\nsince')"
 	run ls -A "$FO"
-	assert_output "$(printf 'all.jsonl\ndefault\nns2\nsince')"
+	assert_output "$(printf '.ns\nall.jsonl\ndefault\nns2\nsince')"
 	run ls -A "$EV/default"
 	assert_output "$(printf 'agent-1.jsonl\nagent-2.jsonl')"
 	run ls -A "$FO/default"
@@ -394,7 +396,7 @@ print(new.decode(), end="")
 	run ls -A "$EV/empty"
 	assert_output ''
 	run ls -A "$EV/since/2"
-	assert_output "$(printf 'all.jsonl\ndefault\nns2')"
+	assert_output "$(printf '.ns\nall.jsonl\ndefault\nns2')"
 	run ls -A "$EV/since/2/default"
 	assert_output "$(printf 'agent-1.jsonl\nagent-2.jsonl')"
 	# each file is read-only and ends with a newline (a closed stream's stat size is not
@@ -544,16 +546,20 @@ make_history() {
 	echo two >"$B/k"
 	run "$SH_PYTHON" -c "$PY_GROW" "$EV/all.jsonl" "$A/new"
 	assert_success
-	assert_equal "${lines[0]}" "read at open True 2"
-	assert_equal "${lines[1]}" "grew True new bytes True new lines 1"
-	assert_equal "${lines[2]}" "$(tail -n 1 "$EV/all.jsonl")"
-	jq -e '.commit_ts == 3 and .ops[0].key == "new"' <<<"${lines[2]}"
+	assert_equal "${lines[0]}" "size before a read 0"
+	assert_equal "${lines[1]}" "read to the end True 2"
+	assert_equal "${lines[2]}" "grew True new bytes True new lines 1"
+	assert_equal "${lines[3]}" "$(tail -n 1 "$EV/all.jsonl")"
+	jq -e '.commit_ts == 3 and .ops[0].key == "new"' <<<"${lines[3]}"
+	# a stat by name now tells the current size, without rendering the stream again
+	[ "$(stat -c %s "$EV/all.jsonl")" = "$(cat "$EV/all.jsonl" | wc -c)" ]
 	# the same for a per-agent file: a commit to another agent does not grow it
 	run "$SH_PYTHON" -c "$PY_GROW" "$EV/default/agent-1.jsonl" "$A/newer"
 	assert_success
-	assert_equal "${lines[0]}" "read at open True 2"
-	assert_equal "${lines[1]}" "grew True new bytes True new lines 1"
-	jq -e '.commit_ts == 4 and .ops[0].key == "newer"' <<<"${lines[2]}"
+	assert_equal "${lines[0]}" "size before a read 0"
+	assert_equal "${lines[1]}" "read to the end True 2"
+	assert_equal "${lines[2]}" "grew True new bytes True new lines 1"
+	jq -e '.commit_ts == 4 and .ops[0].key == "newer"' <<<"${lines[3]}"
 	# a read at the end of .events returns end-of-file at once (cat ends)
 	run cat "$EV/default/agent-2.jsonl"
 	assert_success
