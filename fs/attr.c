@@ -113,6 +113,18 @@ void fs_owner_of_agent(struct fs *fs, const char *path, size_t len, mode_t mask,
 	st->st_mode = type | (a.mode & mask);
 }
 
+void fs_caller_of(fuse_req_t req, struct fs_caller *out)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	gid_t groups[FS_MAX_GROUPS];
+	int n = fuse_req_getgroups(req, FS_MAX_GROUPS, groups);
+
+	out->c = (struct txn_caller){ .uid = (uint32_t)ctx->uid, .gid = (uint32_t)ctx->gid,
+				      .groups = out->groups };
+	for (int i = 0; i < n && i < FS_MAX_GROUPS; i++)
+		out->groups[out->c.ngroups++] = (uint32_t)groups[i];
+}
+
 /* stat() of what an inode names: the area's attributes, then its owner and mode (the
  * rest belongs to the daemon's user). */
 int fs_stat_iref(struct fs *fs, const struct iref *r, struct stat *st)

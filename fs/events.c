@@ -73,10 +73,46 @@ struct evsize {
  * limit).  *last_ts and *full as render_events_page() sets them.
  */
 static int events_render(struct fs *fs, const char *filter, int64_t from_ts, int64_t to_ts,
-			 size_t max_bytes, struct strbuf *out, int64_t *last_ts, bool *full)
+			 size_t max_bytes, const struct render_filter *rf, struct strbuf *out,
+			 int64_t *last_ts, bool *full)
 {
 	return render_events_page(fs->eng, filter, strlen(filter), from_ts, to_ts,
-				  max_bytes ? max_bytes : SIZE_MAX / 2, out, last_ts, full);
+				  max_bytes ? max_bytes : SIZE_MAX / 2, rf, out, last_ts, full);
+}
+
+/*
+ * Who sees which ops of an agent's stream.  An agent (or its namespace, or a key of
+ * it) that ever had an owner record shows a reader other than root only the ops it
+ * could read then and can now, as the past does (txn_may_read_at): a put or delete as
+ * a key, anything else as the agent's directory.  Other streams show every op.
+ */
+static bool ev_visible(void *arg, const struct txn_op *op, int64_t commit_ts)
+{
+	struct handle *h = arg;
+	bool key = op->kind == TXN_OP_PUT || op->kind == TXN_OP_DELETE;
+	const char *path = key ? op->path : h->ev_filter;
+	size_t len = key ? op->path_len : strlen(h->ev_filter);
+
+	return txn_may_read_at(h->fs->eng, h->ev_hist, path, len, key, commit_ts,
+			       &h->ev_caller.c) == 0;
+}
+
+/* The owner records of filter's agent, if it ever had one that a reader other than
+ * root must be checked against; NULL *out otherwise. */
+static int ev_hist_for(struct fs *fs, fuse_req_t req, const char *filter,
+		       struct txn_owner_hist **out)
+{
+	int err;
+
+	*out = NULL;
+	if (!filter[0] || fuse_req_ctx(req)->uid == 0)
+		return 0;
+	err = txn_owner_hist_load(fs->eng, filter, strlen(filter), out);
+	if (!err && txn_owner_hist_empty(*out)) {
+		txn_owner_hist_free(*out);
+		*out = NULL;
+	}
+	return err;
 }
 
 static void ev_sizes_clear(struct fs *fs)
@@ -156,8 +192,8 @@ static int events_size(struct fs *fs, const struct ev_path *ep, size_t *out)
 			struct strbuf buf = STRBUF_INIT;
 			int64_t last = e->last_ts;
 
-			err = events_render(fs, ep->filter, e->last_ts + 1, head, EV_PAGE, &buf,
-					    &last, &full);
+			err = events_render(fs, ep->filter, e->last_ts + 1, head, EV_PAGE, NULL,
+					    &buf, &last, &full);
 			if (!err) {
 				e->size += buf.len;
 				e->last_ts = full ? last : head;
@@ -377,19 +413,23 @@ static int ev_fill(struct fs *fs, struct handle *h, size_t off, size_t size)
 			strbuf_setlen(&h->ev, h->ev.len - drop);
 			h->ev_off += drop;
 		}
+		struct render_filter rf = { ev_visible, h };
+
 		err = events_render(fs, h->ev_filter, h->ev_last_ts + 1, head,
-				    h->ev_off ? EV_PAGE : EV_FIRST_PAGE, &h->ev, &last, &full);
+				    h->ev_off ? EV_PAGE : EV_FIRST_PAGE, h->ev_hist ? &rf : NULL,
+				    &h->ev, &last, &full);
 		if (err)
 			return err;
 		h->ev_last_ts = full ? last : head;
 		ev_mark_add(h, h->ev_off + h->ev.len, h->ev_last_ts);
-		if (!full) /* the whole stream as of head: stat may tell its size now */
+		if (!full && !h->ev_hist) /* the whole stream as of head: stat may tell it */
 			ev_size_learn(fs, h->ev_since, h->ev_filter, head, h->ev_off + h->ev.len);
 	}
 	return 0;
 }
 
-static int ev_open(struct fs *fs, const struct iref *r, struct fuse_file_info *fi)
+static int ev_open(struct fs *fs, fuse_req_t req, const struct iref *r,
+                   struct fuse_file_info *fi)
 {
 	struct ev_path ep;
 	struct handle *h;
@@ -402,6 +442,13 @@ static int ev_open(struct fs *fs, const struct iref *r, struct fuse_file_info *f
 	h = fs_handle_new(fs, H_EVENTS, r);
 	if (!h)
 		return -ENOMEM;
+	err = ev_hist_for(fs, req, ep.filter, &h->ev_hist);
+	if (err) {
+		fs_handle_free(h);
+		return err;
+	}
+	if (h->ev_hist)
+		fs_caller_of(req, &h->ev_caller);
 	/* Nothing is rendered yet: the first read renders its first page. */
 	memcpy(h->ev_filter, ep.filter, sizeof(h->ev_filter));
 	h->ev_since = ep.since;
@@ -495,8 +542,8 @@ int fs_events_fstat(struct fs *fs, struct handle *h, struct stat *st)
 {
 	(void)fs;
 	pthread_mutex_lock(&h->lock);
-	if ((off_t)(h->ev_off + h->ev.len) > st->st_size)
-		st->st_size = (off_t)(h->ev_off + h->ev.len);
+	if (h->ev_hist || (off_t)(h->ev_off + h->ev.len) > st->st_size)
+		st->st_size = (off_t)(h->ev_off + h->ev.len); /* a filtered stream: its own */
 	pthread_mutex_unlock(&h->lock);
 	return 0;
 }
@@ -692,8 +739,30 @@ void fs_events_release(struct fs *fs, struct handle *h)
 }
 
 /* fs_handle_free(): what an events handle owns. */
+/* stat of a stream by a caller other than root: its size only to one who may read all
+ * of it (nothing to one the mode shown keeps out, or whose reads would be filtered). */
+void fs_events_stat_for(struct fs *fs, fuse_req_t req, const struct iref *r, struct stat *st)
+{
+	struct txn_owner_hist *hist = NULL;
+	struct ev_path ep;
+	struct fs_caller c;
+	bool shown;
+
+	if (fuse_req_ctx(req)->uid == 0 || !S_ISREG(st->st_mode) || ev_parse(r->path, r->len, &ep))
+		return;
+	fs_caller_of(req, &c);
+	shown = txn_caller_may(&c.c, st->st_uid, st->st_gid, st->st_mode, 4) &&
+		ev_hist_for(fs, req, ep.filter, &hist) == 0 && !hist;
+	txn_owner_hist_free(hist);
+	if (!shown) {
+		st->st_size = 0;
+		st->st_blocks = 0;
+	}
+}
+
 void fs_events_drop(struct handle *h)
 {
+	txn_owner_hist_free(h->ev_hist);
 	strbuf_release(&h->ev);
 	free(h->ev_marks);
 	if (h->ph)

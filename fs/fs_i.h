@@ -99,6 +99,14 @@ struct iref {
 
 enum hkind { H_CONTENT = 1, H_WRITE, H_DIR, H_EVENTS };
 
+#define FS_MAX_GROUPS 64 /* supplementary groups of a caller that may_read looks at */
+
+/* Who made a request: uid, gid and supplementary groups (c.groups points into groups). */
+struct fs_caller {
+	struct txn_caller c;
+	uint32_t groups[FS_MAX_GROUPS];
+};
+
 struct handle {
 	enum hkind kind;
 	struct fs *fs;
@@ -128,6 +136,11 @@ struct handle {
 	struct ev_mark *ev_marks;
 	size_t ev_nmarks, ev_capmarks;
 	char ev_filter[2 * TXN_NAME_MAX + 2];
+	/* A reader other than root of an agent that ever had an owner record: its ops are
+	 * shown as the past is (txn_may_read_at), per op; then the stream is its own and
+	 * its size is not shared.  NULL: every op. */
+	struct txn_owner_hist *ev_hist;
+	struct fs_caller ev_caller;
 	bool follow;
 	size_t ev_pos;                   /* end of the furthest read, for poll */
 	struct fuse_pollhandle *ph;      /* under fs->nq_lock */
@@ -200,7 +213,6 @@ struct fs {
 
 /* An area operation that has replied itself, or will when a commit completes. */
 #define FS_REPLIED 1
-#define FS_MAX_GROUPS 64 /* supplementary groups of a caller that may_read looks at */
 
 /* How long the kernel may cache what a lookup or getattr returned. */
 enum fs_cache {
@@ -231,7 +243,7 @@ struct fs_area_ops {
 	 * value at r->path. */
 	int (*value)(struct fs *fs, const struct iref *r, struct blob **out);
 	/* Open for reading, setting fi.  NULL: a handle with a copy of content. */
-	int (*open)(struct fs *fs, const struct iref *r, struct fuse_file_info *fi);
+	int (*open)(struct fs *fs, fuse_req_t req, const struct iref *r, struct fuse_file_info *fi);
 	/* May r be written?  NULL: EROFS. */
 	int (*writable)(struct fs *fs, const struct iref *r);
 	/* A write landed in h's buffer (h->lock held).  NULL: nothing to do. */
@@ -281,6 +293,8 @@ void fs_reply_tuple(fuse_req_t req, const struct iref *t);
 void fs_fill_attr(struct fs *fs, struct stat *st, uint64_t ino, enum txn_type type, size_t size,
 		  int64_t time_ns, mode_t perm);
 int fs_stat_iref(struct fs *fs, const struct iref *r, struct stat *st);
+/* The caller of req, with its supplementary groups (as many as FS_MAX_GROUPS). */
+void fs_caller_of(fuse_req_t req, struct fs_caller *out);
 void fs_owner_of_agent(struct fs *fs, const char *path, size_t len, mode_t mask, struct stat *st);
 int fs_stat_content(struct fs *fs, const struct iref *r, struct stat *st, mode_t perm);
 int fs_file_content(struct fs *fs, const struct iref *r, struct blob **out);
@@ -412,6 +426,7 @@ void fs_events_wake(struct fs *fs);
 void fs_events_poll(fuse_req_t req, struct handle *h, struct fuse_pollhandle *ph);
 void fs_events_release(struct fs *fs, struct handle *h);
 int fs_events_fstat(struct fs *fs, struct handle *h, struct stat *st);
+void fs_events_stat_for(struct fs *fs, fuse_req_t req, const struct iref *r, struct stat *st);
 void fs_events_drop(struct handle *h);
 void fs_events_free(struct fs *fs);
 

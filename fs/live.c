@@ -690,7 +690,8 @@ int fs_view_rename(struct fs *fs, fuse_req_t req, const struct iref *p, const ch
  * them.  While a writer has the key open, the kernel's size and pages of the shared
  * inode follow the writer's uncommitted bytes: then read past them, from the daemon.
  */
-static int live_open(struct fs *fs, const struct iref *r, struct fuse_file_info *fi)
+static int live_open(struct fs *fs, fuse_req_t req, const struct iref *r,
+                     struct fuse_file_info *fi)
 {
 	fi->fh = 0;
 	fs->key_reads++;

@@ -142,18 +142,12 @@ void fs_reply_tuple(fuse_req_t req, const struct iref *t)
 static int caller_may_read(fuse_req_t req, const struct iref *r)
 {
 	const struct fs_area_ops *a = fs_area(r->kind);
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	gid_t groups[FS_MAX_GROUPS];
-	uint32_t g[FS_MAX_GROUPS];
-	struct txn_caller c = { .uid = (uint32_t)ctx->uid, .gid = (uint32_t)ctx->gid, .groups = g };
-	int n;
+	struct fs_caller c;
 
-	if (!a->may_read || ctx->uid == 0)
+	if (!a->may_read || fuse_req_ctx(req)->uid == 0)
 		return 0;
-	n = fuse_req_getgroups(req, FS_MAX_GROUPS, groups);
-	for (int i = 0; i < n && i < FS_MAX_GROUPS; i++)
-		g[c.ngroups++] = (uint32_t)groups[i];
-	return a->may_read(fs_of(req), r, &c);
+	fs_caller_of(req, &c);
+	return a->may_read(fs_of(req), r, &c.c);
 }
 
 static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -255,6 +249,8 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 		own = fs_writer_size(req, ino, h, &st);
 	if (!err && h && h->kind == H_EVENTS)
 		err = fs_events_fstat(fs, h, &st);
+	else if (!err && r.kind == IK_EV)
+		fs_events_stat_for(fs, req, &r, &st);
 	if (err)
 		fs_reply_err(req, err);
 	else
@@ -336,7 +332,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if ((fi->flags & O_ACCMODE) == O_RDONLY) {
 		err = caller_may_read(req, &r);
 		if (!err)
-			err = a->open ? a->open(fs, &r, fi) : open_content(fs, &r, fi);
+			err = a->open ? a->open(fs, req, &r, fi) : open_content(fs, &r, fi);
 		if (!err)
 			fuse_reply_open(req, fi);
 		goto out;

@@ -293,7 +293,8 @@ static int histidx_content(struct fs *fs, const struct iref *r, struct blob **ou
 }
 
 /* The past never changes: read by inode, once, then from the cache. */
-static int open_past(struct fs *fs, const struct iref *r, struct fuse_file_info *fi)
+static int open_past(struct fs *fs, fuse_req_t req, const struct iref *r,
+                     struct fuse_file_info *fi)
 {
 	fi->fh = 0;
 	fi->keep_cache = 1;

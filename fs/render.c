@@ -260,14 +260,16 @@ static int render_key_op(json_t *jo, const struct txn_op *op)
 	return 0;
 }
 
-static int render_ops(json_t *ops, const struct txn_event *ev)
+static int render_ops(json_t *ops, const struct txn_event *ev, const struct render_filter *rf)
 {
 	for (size_t i = 0; i < ev->n_ops; i++) {
 		const struct txn_op *op = &ev->ops[i];
-		json_t *jo = json_object();
+		json_t *jo;
 		int err;
 
-		if (!jo)
+		if (rf && !rf->visible(rf->arg, op, ev->commit_ts))
+			continue;
+		if (!(jo = json_object()))
 			return -ENOMEM;
 		err = op->kind == TXN_OP_ATTR ? render_attr_op(jo, op) : render_key_op(jo, op);
 		if (err == -EIO) {
@@ -283,6 +285,7 @@ static int render_ops(json_t *ops, const struct txn_event *ev)
 
 struct render {
 	struct strbuf *out;
+	const struct render_filter *rf; /* NULL: every op */
 	int64_t last_ts;
 	size_t stop_at; /* stop once out is this long (0: never) */
 	bool full;      /* it did */
@@ -308,7 +311,14 @@ static int render_event(void *arg, const struct txn_event *ev)
 	if (ev->note_len)
 		err = set_bytes(o, "note", ev->note, ev->note_len);
 	if (!err)
-		err = render_ops(ops, ev);
+		err = render_ops(ops, ev, r->rf);
+	if (!err && ev->n_ops && !json_array_size(ops)) {
+		/* Nothing of it is this reader's: no line, but the stream moves on. */
+		json_decref(ops);
+		json_decref(o);
+		r->last_ts = ev->commit_ts;
+		return 0;
+	}
 	json_object_set_new(o, "ops", ops);
 	if (err) {
 		json_decref(o);
@@ -332,10 +342,12 @@ static int render_event(void *arg, const struct txn_event *ev)
 }
 
 int render_events_page(struct txn_engine *eng, const char *filter, size_t filter_len,
-		       int64_t from_ts, int64_t to_ts, size_t max_bytes, struct strbuf *out,
-		       int64_t *last_ts, bool *full)
+		       int64_t from_ts, int64_t to_ts, size_t max_bytes,
+		       const struct render_filter *rf, struct strbuf *out, int64_t *last_ts,
+		       bool *full)
 {
-	struct render r = { .out = out, .last_ts = *last_ts, .stop_at = out->len + max_bytes };
+	struct render r = { .out = out, .last_ts = *last_ts, .stop_at = out->len + max_bytes,
+			    .rf = rf };
 	size_t mark = out->len;
 	int err = txn_events(eng, filter, filter_len, from_ts, to_ts, render_event, &r);
 

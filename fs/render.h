@@ -45,9 +45,16 @@ int render_events(struct txn_engine *eng, const char *filter, size_t filter_len,
 /* render_events(), stopping after the first line that brings out to max_bytes more than
  * it held (a page of a stream): *full then tells that commits up to to_ts may be left,
  * after *last_ts; otherwise every commit up to to_ts was rendered. */
+/* Which ops a reader is shown (NULL: all): an event none of whose ops is shown is left
+ * out whole. */
+struct render_filter {
+	bool (*visible)(void *arg, const struct txn_op *op, int64_t commit_ts);
+	void *arg;
+};
 int render_events_page(struct txn_engine *eng, const char *filter, size_t filter_len,
-		       int64_t from_ts, int64_t to_ts, size_t max_bytes, struct strbuf *out,
-		       int64_t *last_ts, bool *full);
+		       int64_t from_ts, int64_t to_ts, size_t max_bytes,
+		       const struct render_filter *rf, struct strbuf *out, int64_t *last_ts,
+		       bool *full);
 
 /* index.jsonl of a key: one line {"version","commit_ts","txn","time","op","size"} per
  * version, oldest first, in a new blob *out (blob_unref()); -ENOENT if the key never

@@ -457,7 +457,8 @@ const struct fs_area_ops fs_txroot_ops = {
 
 /* A transaction's file is read by inode from the view, never cached: it changes with
  * every staged write. */
-static int txpath_open(struct fs *fs, const struct iref *r, struct fuse_file_info *fi)
+static int txpath_open(struct fs *fs, fuse_req_t req, const struct iref *r,
+                       struct fuse_file_info *fi)
 {
 	fi->fh = 0;
 	fi->noflush = 1;

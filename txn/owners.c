@@ -128,23 +128,33 @@ static const struct dattr *rec_at(const struct txn_owner_hist *h, int level, con
 	return a;
 }
 
-/* May c have the access bits want (4 read, 1 search) on a file of attributes a? */
-static bool may(const struct txn_caller *c, const struct txn_attr *a, unsigned want)
+bool txn_caller_may(const struct txn_caller *c, uint32_t uid, uint32_t gid, uint32_t mode,
+		    unsigned want)
 {
 	unsigned bits;
 
 	if (c->uid == 0)
 		return true;
-	if (c->uid == a->uid) {
-		bits = (a->mode >> 6) & 7;
+	if (c->uid == uid) {
+		bits = (mode >> 6) & 7;
 	} else {
-		bool member = c->gid == a->gid;
+		bool member = c->gid == gid;
 
 		for (size_t i = 0; i < c->ngroups && !member; i++)
-			member = c->groups[i] == a->gid;
-		bits = member ? (a->mode >> 3) & 7 : a->mode & 7;
+			member = c->groups[i] == gid;
+		bits = member ? (mode >> 3) & 7 : mode & 7;
 	}
 	return (bits & want) == want;
+}
+
+bool txn_owner_hist_empty(const struct txn_owner_hist *h)
+{
+	return !h || h->n == 0;
+}
+
+static bool may(const struct txn_caller *c, const struct txn_attr *a, unsigned want)
+{
+	return txn_caller_may(c, a->uid, a->gid, a->mode, want);
 }
 
 /* The check at one moment: search on the namespace, then read and search on the

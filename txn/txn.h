@@ -220,6 +220,12 @@ struct txn_owner_hist;
 int txn_owner_hist_load(struct txn_engine *eng, const char *path, size_t len,
 			struct txn_owner_hist **out);
 void txn_owner_hist_free(struct txn_owner_hist *h);
+/* Has nothing in it ever had an owner record (NULL too)? */
+bool txn_owner_hist_empty(const struct txn_owner_hist *h);
+/* May c have the access bits want (4 read, 2 write, 1 search) on a file of that owner,
+ * group and mode, as the kernel's check decides? */
+bool txn_caller_may(const struct txn_caller *c, uint32_t uid, uint32_t gid, uint32_t mode,
+		    unsigned want);
 /* May c read path (a key when is_key, else a directory at or below an agent) as it was
  * at ts?  0, -EACCES, or -EINVAL for a path above an agent. */
 int txn_may_read_at(struct txn_engine *eng, const struct txn_owner_hist *h, const char *path,

@@ -104,3 +104,26 @@ refused() {
 	run sh_as $A $A cat open/x/k
 	assert_output secret
 }
+
+@test "an agent's event stream shows another user only the ops it could read then and can now, and no size" {
+	sh_as $B $B mv -T open/c open/x
+	run sh_as $B $B cat .events/open/c.jsonl
+	assert_success
+	refute_output --partial secret
+	assert_output --partial '"op":"attr"' # the rename cleared the record: B may read that
+	run sh_as $B $B timeout 2 cat .follow/open/c.jsonl
+	refute_output --partial secret
+	run sh_as $B $B stat -c %s .events/open/c.jsonl
+	assert_output 0
+	# statehousectl reads the same views.
+	run sh_as $B $B "$STATEHOUSECTL" -m . --ns open replay c
+	refute_output --partial secret
+	run sh_as $B $B "$STATEHOUSECTL" -m . --ns open history c k
+	refute_output --partial secret
+	# Root, and the owner, read all of it.
+	grep -q secret "$MNT/.events/open/c.jsonl"
+	run sh_as $A $A cat .events/open/c.jsonl
+	assert_output --partial secret
+	run sh_errno_as $B $B read .events/open/x.jsonl
+	assert_output EACCES
+}
