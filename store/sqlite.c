@@ -20,6 +20,7 @@
 #include "store_i.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -27,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "grow.h"
 #include "log.h"
@@ -140,8 +142,13 @@ static int store_errno(sqlite3 *db, int rc, const char *action)
 		err = -EIO;
 		break;
 	}
-	log_err("cannot %s: %s (sqlite code %d)", action,
-		db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), db ? sqlite3_extended_errcode(db) : rc);
+	/* The connection's message only if it is about rc: a later call (a finalize, a
+	 * rollback) may have reset it, and "not an error" would be all it said. */
+	if (db && (sqlite3_extended_errcode(db) & 0xff) == (rc & 0xff))
+		log_err("cannot %s: %s (sqlite code %d)", action, sqlite3_errmsg(db),
+			sqlite3_extended_errcode(db));
+	else
+		log_err("cannot %s: %s (sqlite code %d)", action, sqlite3_errstr(rc), rc);
 	return err;
 }
 
@@ -163,6 +170,9 @@ static int open_conn(struct sqlite_store *st, int readonly, int fsync_full, sqli
 		goto fail;
 	sqlite3_extended_result_codes(db, 1);
 	sqlite3_busy_timeout(db, 5000);
+	/* A store that was only looked at, or refused, keeps its files as they were found:
+	 * the write-ahead log is folded in only after a clean stop (sqlite_record_stop). */
+	sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	snprintf(pragmas, sizeof(pragmas),
 		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;",
 		 fsync_full ? "FULL" : "NORMAL");
@@ -196,7 +206,7 @@ static int prepare(struct sqlite_store *st, sqlite3 *db, const char *sql,
 }
 
 /* Read the schema version, refuse a damaged database, upgrade an older schema. */
-static int check_schema(struct sqlite_store *st)
+static int check_schema(struct sqlite_store *st, bool full_check)
 {
 	int64_t schema = 0;
 	sqlite3_stmt *q = NULL;
@@ -208,7 +218,12 @@ static int check_schema(struct sqlite_store *st)
 	if (sqlite3_step(q) == SQLITE_ROW)
 		schema = sqlite3_column_int64(q, 0);
 	sqlite3_finalize(q);
-	/* A damaged log must not be served: check it before anything is derived from it. */
+	/* A damaged log must not be served: check it before anything is derived from it.
+	 * This reads the whole file; the caller leaves it out when nothing but a crash can
+	 * have happened to the file since it was last checked (a crash damages only the
+	 * write-ahead log's tail, whose frames SQLite checks by their checksums). */
+	if (!full_check)
+		goto upgrade;
 	err = prepare(st, st->wdb, "PRAGMA quick_check", &q);
 	if (err)
 		return err;
@@ -221,6 +236,7 @@ static int check_schema(struct sqlite_store *st)
 		return -EIO;
 	}
 	sqlite3_finalize(q);
+upgrade:
 	if (schema == 1 || schema == 2) {
 		rc = sqlite3_exec(st->wdb, migrate_ops_sql, NULL, NULL, NULL);
 		if (rc != SQLITE_OK) {
@@ -322,6 +338,15 @@ static int sqlite_open(const char *location, const char *datadir,
 		err = -ENOMEM;
 		goto close_store;
 	}
+	if (opt->must_exist) {
+		struct stat sb;
+
+		/* Before SQLite sees the file: it would create it, or write a schema into it. */
+		if (stat(st->path, &sb) != 0 || sb.st_size == 0) {
+			err = -ENODATA;
+			goto close_store;
+		}
+	}
 	err = open_conn(st, 0, opt->fsync, &st->wdb);
 	if (err)
 		goto close_store;
@@ -330,7 +355,7 @@ static int sqlite_open(const char *location, const char *datadir,
 		err = store_errno(st->wdb, rc, "create schema");
 		goto close_store;
 	}
-	err = check_schema(st);
+	err = check_schema(st, !opt->skip_full_check);
 	if (!err)
 		err = open_reader_and_statements(st, opt->fsync);
 	if (err)
@@ -989,14 +1014,13 @@ static int sqlite_record_start(struct store *base, const struct store_start *sta
 					  "INSERT OR REPLACE INTO meta(name, value) VALUES ('running', 1);"
 					  "COMMIT", NULL, NULL, NULL);
 	}
+	/* The error first: the finalize and the rollback reset the connection's message. */
+	err = rc != SQLITE_OK && rc != SQLITE_DONE ? store_errno(st->wdb, rc, "record the start")
+						   : 0;
 	sqlite3_finalize(q);
-	if (rc != SQLITE_OK && rc != SQLITE_DONE) {
-		err = store_errno(st->wdb, rc, "record the start");
-		if (!sqlite3_get_autocommit(st->wdb))
-			sqlite3_exec(st->wdb, "ROLLBACK", NULL, NULL, NULL);
-		return err;
-	}
-	return 0;
+	if (err && !sqlite3_get_autocommit(st->wdb))
+		sqlite3_exec(st->wdb, "ROLLBACK", NULL, NULL, NULL);
+	return err;
 }
 
 static int sqlite_record_stop(struct store *base)
@@ -1006,7 +1030,11 @@ static int sqlite_record_stop(struct store *base)
 			      "INSERT OR REPLACE INTO meta(name, value) VALUES ('running', 0)",
 			      NULL, NULL, NULL);
 
-	return rc == SQLITE_OK ? 0 : store_errno(st->wdb, rc, "record a clean stop");
+	if (rc != SQLITE_OK)
+		return store_errno(st->wdb, rc, "record a clean stop");
+	/* Stopped cleanly: the close may fold the write-ahead log in and remove it. */
+	sqlite3_db_config(st->wdb, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
+	return 0;
 }
 
 static int sqlite_starts(struct store *base, uint64_t *count, uint64_t *unclean)
@@ -1038,6 +1066,70 @@ static void sqlite_file_sizes(struct store *base, uint64_t *db, uint64_t *wal)
 	*wal = stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
 }
 
+/* The state of DATADIR/statehouse.db and its write-ahead log, opening neither as SQLite. */
+static int sqlite_file_state(const char *datadir, struct store_log_file *out)
+{
+	char path[PATH_MAX];
+	unsigned char hdr[32];
+	struct stat sb;
+	int fd;
+
+	memset(out, 0, sizeof(*out));
+	if (snprintf(path, sizeof(path), "%s/statehouse.db", datadir) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	if (stat(path, &sb) == 0) {
+		out->exists = sb.st_size > 0;
+		out->bytes = (uint64_t)sb.st_size;
+		out->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+		out->dev = (uint64_t)sb.st_dev;
+		out->ino = (uint64_t)sb.st_ino;
+	} else if (errno != ENOENT) {
+		return -errno;
+	}
+	strcat(path, "-wal");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	/* The WAL header (sqlite.org/fileformat.html): salt-1 and salt-2 at bytes 16..23
+	 * change whenever the log restarts from its beginning. */
+	if (fstat(fd, &sb) == 0 && pread(fd, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr)) {
+		out->wal_bytes = (uint64_t)sb.st_size;
+		for (int i = 16; i < 24; i++)
+			out->wal_id = out->wal_id << 8 | hdr[i];
+		/* As the marks file keeps it: 63 bits, never 0 for a header. */
+		out->wal_id = (out->wal_id & INT64_MAX) | 1;
+	}
+	close(fd);
+	return 0;
+}
+
+static int sync_one(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (fdatasync(fd) != 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+/* Any descriptor of a file syncs what every writer of it wrote before (Linux). */
+static int sqlite_sync_files(const char *datadir)
+{
+	char path[PATH_MAX];
+	int err;
+
+	if (snprintf(path, sizeof(path), "%s/statehouse.db-wal", datadir) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	err = sync_one(path);
+	path[strlen(path) - 4] = '\0';
+	if (!err)
+		err = sync_one(path);
+	return err;
+}
+
 const struct store_ops store_sqlite_ops = {
 	.scheme = "sqlite",
 	.takes_location = false,
@@ -1057,5 +1149,7 @@ const struct store_ops store_sqlite_ops = {
 	.record_stop = sqlite_record_stop,
 	.starts = sqlite_starts,
 	.file_sizes = sqlite_file_sizes,
+	.file_state = sqlite_file_state,
+	.sync_files = sqlite_sync_files,
 	.lib_version = sqlite_lib_version,
 };

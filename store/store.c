@@ -112,6 +112,26 @@ int store_open(const char *uri, const char *datadir, const struct store_options 
 	return 0;
 }
 
+int store_log_file_state(const char *uri, const char *datadir, struct store_log_file *out)
+{
+	const struct store_ops *ops;
+	const char *location;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	err = pick_backend(uri, &ops, &location);
+	return err ? err : ops->file_state(datadir, out);
+}
+
+int store_log_sync(const char *uri, const char *datadir)
+{
+	const struct store_ops *ops;
+	const char *location;
+	int err = pick_backend(uri, &ops, &location);
+
+	return err ? err : ops->sync_files(datadir);
+}
+
 void store_close(struct store *st)
 {
 	if (!st)

@@ -6,12 +6,120 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
 #include "log.h"
 #include "txn_i.h"
+
+/* ---- what the log must hold ----------------------------------------------------------- */
+
+/*
+ * A log found at start must hold every commit that something outside it proves was
+ * acknowledged: the newest valid snapshot (a snapshot is written only from commits
+ * already in the log, after syncing it), and the marks (the head at the last clean stop,
+ * at the last start and at the last snapshot, and the size the write-ahead log had
+ * then).  A log that holds less lost acknowledged commits (it was emptied, removed,
+ * replaced by an older copy, or its write-ahead log was cut): the start is refused,
+ * changing no file, and the operator chooses (a backup, or --recover-from-snapshot).
+ */
+
+/* The newest commit something outside the log proves was acknowledged. */
+static int64_t must_hold(const struct txn_engine *eng)
+{
+	int64_t need = eng->found_snap_ts;
+
+	if (eng->marks.clean_stop_head > need)
+		need = eng->marks.clean_stop_head;
+	if (eng->marks.log_head > need)
+		need = eng->marks.log_head;
+	return need;
+}
+
+static void refuse(const struct txn_engine *eng, const char *log_state)
+{
+	int64_t need = must_hold(eng);
+
+	log_err("cannot start: %s, but acknowledged commits reach commit %" PRId64
+		" (newest snapshot: commit %" PRId64 ", last clean stop: commit %" PRId64
+		", last start or snapshot: commit %" PRId64 "): commits are missing from the log",
+		log_state, need, eng->found_snap_ts, eng->marks.clean_stop_head,
+		eng->marks.log_head);
+	log_err("nothing was changed in '%s'; stop here and restore the data dir from a backup, "
+		"or accept the loss with 'statehoused --recover-from-snapshot %s' (statehoused(8))",
+		eng->datadir, eng->datadir);
+}
+
+static bool same_file(const struct store_log_file *a, const struct store_log_file *b)
+{
+	return a->exists == b->exists && a->bytes == b->bytes && a->mtime_ns == b->mtime_ns &&
+	       a->dev == b->dev && a->ino == b->ino;
+}
+
+int txn_recover_open_store(struct txn_engine *eng)
+{
+	struct store_options sopt = { .fsync = eng->opt.fsync };
+	struct store_log_file found;
+	char what[256];
+	int err;
+
+	err = store_snapshot_newest(eng->datadir, &eng->found_snap_ts);
+	if (!err)
+		err = store_log_file_state(eng->opt.store_uri, eng->datadir, &found);
+	if (err) {
+		log_err("cannot look at the data dir '%s': %s", eng->datadir, strerror(-err));
+		return err;
+	}
+	err = store_marks_read(eng->datadir, &eng->marks);
+	if (err && err != -ENOENT)
+		log_warn("the marks are unreadable; checking the log against the snapshots only");
+	eng->have_marks = !err;
+	/* Within one generation the write-ahead log only grows: shorter than at the last
+	 * mark of a run that did not stop cleanly, it was cut. */
+	if (eng->have_marks && !eng->marks.stopped && eng->marks.log.wal_id &&
+	    found.wal_id == eng->marks.log.wal_id && found.wal_bytes < eng->marks.log.wal_bytes) {
+		snprintf(what, sizeof(what),
+			 "the write-ahead log is %" PRIu64 " bytes, shorter than the %" PRIu64
+			 " it had at commit %" PRId64 ": it was cut", found.wal_bytes,
+			 eng->marks.log.wal_bytes, eng->marks.log_head);
+		refuse(eng, what);
+		return -ENODATA;
+	}
+	sopt.must_exist = must_hold(eng) > 0;
+	/* The full check reads the whole file, which grows with the store: it runs when
+	 * something other than this daemon may have written the file (no marks, or it
+	 * changed after a clean stop), never after a crash (a crash damages only the
+	 * write-ahead log's tail, which SQLite checks frame by frame), and for --verify. */
+	sopt.skip_full_check = !eng->opt.inspect_only && eng->have_marks &&
+			       (!eng->marks.stopped || same_file(&found, &eng->marks.log));
+	err = store_open(eng->opt.store_uri, eng->datadir, &sopt, &eng->store);
+	if (err == -ENODATA) {
+		snprintf(what, sizeof(what), "the log is %s",
+			 found.bytes == 0 && found.ino ? "empty" : "missing");
+		refuse(eng, what);
+	}
+	return err;
+}
+
+void txn_recover_mark(struct txn_engine *eng, int64_t head, bool clean_stop)
+{
+	struct store_marks m = eng->marks;
+
+	if (eng->opt.inspect_only)
+		return;
+	/* What the marks promise must be durable in the log first (fsync=0). */
+	if (store_log_sync(eng->opt.store_uri, eng->datadir) ||
+	    store_log_file_state(eng->opt.store_uri, eng->datadir, &m.log))
+		return;
+	m.log_head = head;
+	m.stopped = clean_stop;
+	if (clean_stop)
+		m.clean_stop_head = head;
+	if (store_marks_write(eng->datadir, &m) == 0)
+		eng->marks = m;
+}
 
 /* ---- recovery at open -------------------------------------------------------------------- */
 
@@ -131,6 +239,13 @@ int txn_recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *s
 		log_err("cannot read the log's head");
 		return err;
 	}
+	if (head < must_hold(eng)) {
+		char what[96];
+
+		snprintf(what, sizeof(what), "the log ends at commit %" PRId64, head);
+		refuse(eng, what);
+		return -ENODATA;
+	}
 	if (!eng->opt.full_replay) {
 		err = store_snapshot_load(eng->datadir, head, snap_load_one, eng, &snap_ts, &nkeys);
 		if (err) {
@@ -164,20 +279,47 @@ int txn_recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *s
 			 stats->events, stats->ops, (t_end - t0) / 1000000, stats->head_ts);
 	if (eng->opt.inspect_only)
 		return 0;
-	err = store_record_start(eng->store,
-				 &(struct store_start){ .time_ns = clock_now_ns(CLOCK_REALTIME),
-							.recovery_ns = t_end - t0,
-							.snapshot_ts = snap_ts,
-							.events_replayed = stats->events,
-							.head_ts = stats->head_ts },
-				 &clean_prev);
+	eng->last_recovery_ns = t_end - t0;
+	eng->last_replayed = stats->events;
+	eng->pending_start = (struct store_start){ .time_ns = clock_now_ns(CLOCK_REALTIME),
+						   .recovery_ns = t_end - t0,
+						   .snapshot_ts = snap_ts,
+						   .events_replayed = stats->events,
+						   .head_ts = stats->head_ts };
+	err = store_record_start(eng->store, &eng->pending_start, &clean_prev);
+	if (err == -ENOSPC) {
+		/* Reads need no room: serve them, and record the start before the first
+		 * commit that finds room (txn_recover_record_pending). */
+		log_warn("cannot record the start: no space left on the device holding '%s'; "
+			 "serving reads, commits fail with ENOSPC until there is room",
+			 eng->datadir);
+		eng->start_pending = true;
+		return 0;
+	}
 	if (err)
 		return err;
 	if (!clean_prev)
 		log_warn("the previous run did not stop cleanly (crash or kill); recovered from "
 			 "the log");
-	eng->last_recovery_ns = t_end - t0;
-	eng->last_replayed = stats->events;
+	txn_recover_mark(eng, stats->head_ts, false);
+	return 0;
+}
+
+int txn_recover_record_pending(struct txn_engine *eng)
+{
+	int clean_prev = 1, err;
+
+	if (!eng->start_pending)
+		return 0;
+	err = store_record_start(eng->store, &eng->pending_start, &clean_prev);
+	if (err)
+		return err;
+	eng->start_pending = false;
+	log_info("the start is recorded: the disk has room again");
+	if (!clean_prev)
+		log_warn("the previous run did not stop cleanly (crash or kill); recovered from "
+			 "the log");
+	txn_recover_mark(eng, eng->pending_start.head_ts, false);
 	return 0;
 }
 

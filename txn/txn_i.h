@@ -210,6 +210,16 @@ struct txn_engine {
 	/* Written by the thread taking a snapshot (the reaper, or close). */
 	int64_t snap_ts;            /* commit of the newest snapshot written or loaded */
 	int64_t snap_retry_ns;      /* after a failed snapshot, not before this */
+
+	/* What the log must hold at least (recover.c); written at open, then by the
+	 * thread that takes a snapshot or closes. */
+	struct store_marks marks;
+	bool have_marks;
+	int64_t found_snap_ts; /* the newest valid snapshot at open */
+	/* A start not yet recorded (the disk was full at open): the committer records it
+	 * before its next append.  Committer only, after open. */
+	bool start_pending;
+	struct store_start pending_start;
 };
 
 /* ---- a batch being committed (committer.c builds it, commit.c fills it) -------------- */
@@ -346,5 +356,13 @@ int txn_autocommit_wait(struct txn_engine *eng, enum txn_auto_kind kind, const c
 void *txn_reaper_main(void *arg);    /* reaper.c */
 /* Load the newest snapshot, replay the log after it, record the start (recover.c). */
 int txn_recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *stats);
+/* Open eng->store after checking, from outside the log, what it must hold (recover.c):
+ * -ENODATA (logged with what was found and what to do) when acknowledged commits are
+ * missing from it; nothing is changed then. */
+int txn_recover_open_store(struct txn_engine *eng);
+/* Record a pending start (the committer, before an append): 0 once it is recorded. */
+int txn_recover_record_pending(struct txn_engine *eng);
+/* Write the marks after a snapshot at ts, or at a clean stop (store closed). */
+void txn_recover_mark(struct txn_engine *eng, int64_t head, bool clean_stop);
 
 #endif
