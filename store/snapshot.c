@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -372,9 +373,10 @@ static int snap_apply(const unsigned char *m, size_t size, uint64_t count, store
 }
 
 /* Map snapshot ts and check it completely; on success *m and *size are the caller's to
- * munmap() and the header is in *count.  Problems are logged: -EIO (damaged), -errno. */
-static int snap_map(const char *datadir, int64_t want_ts, unsigned char **m, size_t *size,
-		    uint64_t *count)
+ * munmap() and the header is in *count.  Problems are logged unless quiet: -EIO
+ * (damaged), -errno. */
+static int snap_map(const char *datadir, int64_t want_ts, bool quiet, unsigned char **m,
+		    size_t *size, uint64_t *count)
 {
 	char path[PATH_MAX];
 	struct stat st;
@@ -387,7 +389,9 @@ static int snap_map(const char *datadir, int64_t want_ts, unsigned char **m, siz
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) != 0 || st.st_size == 0) {
 		err = fd < 0 ? -errno : -EIO;
-		log_warn("skipping snapshot '%s': %s", path, fd < 0 ? strerror(errno) : "empty");
+		if (!quiet)
+			log_warn("skipping snapshot '%s': %s", path,
+				 fd < 0 ? strerror(errno) : "empty");
 		if (fd >= 0)
 			close(fd);
 		return err;
@@ -396,7 +400,8 @@ static int snap_map(const char *datadir, int64_t want_ts, unsigned char **m, siz
 	close(fd);
 	if (*m == MAP_FAILED) {
 		err = -errno;
-		log_warn("skipping snapshot '%s': %s", path, strerror(errno));
+		if (!quiet)
+			log_warn("skipping snapshot '%s': %s", path, strerror(errno));
 		return err;
 	}
 	*size = (size_t)st.st_size;
@@ -404,7 +409,8 @@ static int snap_map(const char *datadir, int64_t want_ts, unsigned char **m, siz
 	if (!err && ts != want_ts)
 		err = -EIO;
 	if (err) {
-		log_warn("skipping damaged snapshot '%s' (checksum or length)", path);
+		if (!quiet)
+			log_warn("skipping damaged snapshot '%s' (checksum or length)", path);
 		munmap(*m, *size);
 	}
 	return err;
@@ -434,7 +440,7 @@ int store_snapshot_load(const char *datadir, int64_t max_ts, store_snap_fn fn, v
 		 * damaged; either way it is no state of this log, and stays as it is. */
 		if (snaps[i] > max_ts)
 			continue;
-		if (snap_map(datadir, snaps[i], &m, &size, &count))
+		if (snap_map(datadir, snaps[i], false, &m, &size, &count))
 			continue;
 		err = snap_apply(m, size, count, fn, arg, &keys);
 		munmap(m, size);
@@ -465,7 +471,7 @@ int store_snapshot_newest(const char *datadir, int64_t *ts_out)
 		size_t size;
 		uint64_t count;
 
-		if (snap_map(datadir, snaps[i], &m, &size, &count))
+		if (snap_map(datadir, snaps[i], true, &m, &size, &count))
 			continue;
 		munmap(m, size);
 		*ts_out = snaps[i];

@@ -36,6 +36,7 @@
 struct sqlite_store {
 	struct store base; /* first: the handle store.c hands out */
 	char *path;
+	bool had_wal; /* the write-ahead log existed at open */
 	sqlite3 *wdb;
 	sqlite3_stmt *ins_event;
 	sqlite3_stmt *ins_op;
@@ -91,6 +92,15 @@ static const char schema_sql[] =
 	"  snapshot_ts INTEGER NOT NULL,"
 	"  events_replayed INTEGER NOT NULL,"
 	"  head_ts INTEGER NOT NULL);"
+	/* One row per log rebuilt from a snapshot (statehoused --recover-from-snapshot):
+	 * commits after new_head up to acknowledged were lost.  Older builds ignore it. */
+	"CREATE TABLE IF NOT EXISTS recoveries("
+	"  id INTEGER PRIMARY KEY,"
+	"  time_ns INTEGER NOT NULL,"
+	"  log_head INTEGER NOT NULL,"
+	"  snapshot_ts INTEGER NOT NULL,"
+	"  acknowledged INTEGER NOT NULL,"
+	"  new_head INTEGER NOT NULL);"
 	"INSERT OR IGNORE INTO meta(name, value) VALUES ('schema', 3);";
 
 /* Schema 1 or 2 -> 3: ops may hold owner records (op 3, schema 2) and directories (ops 4
@@ -300,6 +310,21 @@ static int open_reader_and_statements(struct sqlite_store *st, int fsync_full)
 	return err;
 }
 
+/* A store only looked at leaves no trace: SQLite made an empty write-ahead log and its
+ * index at open, and keeps them at a close without checkpoint. */
+static void drop_empty_wal(const char *db)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+
+	if (snprintf(path, sizeof(path), "%s-wal", db) >= (int)sizeof(path) ||
+	    stat(path, &sb) != 0 || sb.st_size != 0)
+		return;
+	unlink(path);
+	memcpy(path + strlen(path) - 3, "shm", 3);
+	unlink(path);
+}
+
 static void sqlite_close(struct store *base)
 {
 	struct sqlite_store *st = to_sqlite(base);
@@ -315,6 +340,8 @@ static void sqlite_close(struct store *base)
 	if (st->wdb)
 		sqlite3_close(st->wdb);
 	pthread_mutex_destroy(&st->reader_lock);
+	if (st->path && !st->had_wal)
+		drop_empty_wal(st->path);
 	free(st->path);
 	free(st);
 }
@@ -338,11 +365,15 @@ static int sqlite_open(const char *location, const char *datadir,
 		err = -ENOMEM;
 		goto close_store;
 	}
-	if (opt->must_exist) {
+	{
+		char wal[PATH_MAX + 8];
 		struct stat sb;
 
+		snprintf(wal, sizeof(wal), "%s-wal", st->path);
+		st->had_wal = stat(wal, &sb) == 0;
 		/* Before SQLite sees the file: it would create it, or write a schema into it. */
-		if (stat(st->path, &sb) != 0 || sb.st_size == 0) {
+		if (opt->must_exist && (stat(st->path, &sb) != 0 || sb.st_size == 0)) {
+			st->had_wal = true; /* nothing of SQLite's to tidy */
 			err = -ENODATA;
 			goto close_store;
 		}
@@ -1037,6 +1068,29 @@ static int sqlite_record_stop(struct store *base)
 	return 0;
 }
 
+static int sqlite_record_recovery(struct store *base, const struct store_recovery *r)
+{
+	struct sqlite_store *st = to_sqlite(base);
+	sqlite3_stmt *q = NULL;
+	int rc, err;
+
+	err = prepare(st, st->wdb,
+		      "INSERT INTO recoveries(time_ns, log_head, snapshot_ts, acknowledged, new_head)"
+		      " VALUES (?1, ?2, ?3, ?4, ?5)",
+		      &q);
+	if (err)
+		return err;
+	sqlite3_bind_int64(q, 1, r->time_ns);
+	sqlite3_bind_int64(q, 2, r->log_head);
+	sqlite3_bind_int64(q, 3, r->snapshot_ts);
+	sqlite3_bind_int64(q, 4, r->acknowledged);
+	sqlite3_bind_int64(q, 5, r->new_head);
+	rc = sqlite3_step(q);
+	err = rc == SQLITE_DONE ? 0 : store_errno(st->wdb, rc, "record the recovery");
+	sqlite3_finalize(q);
+	return err;
+}
+
 static int sqlite_starts(struct store *base, uint64_t *count, uint64_t *unclean)
 {
 	struct sqlite_store *st = to_sqlite(base);
@@ -1147,6 +1201,7 @@ const struct store_ops store_sqlite_ops = {
 	.events = sqlite_events,
 	.record_start = sqlite_record_start,
 	.record_stop = sqlite_record_stop,
+	.record_recovery = sqlite_record_recovery,
 	.starts = sqlite_starts,
 	.file_sizes = sqlite_file_sizes,
 	.file_state = sqlite_file_state,

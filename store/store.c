@@ -330,6 +330,11 @@ int store_record_stop(struct store *st)
 	return st->ops->record_stop(st);
 }
 
+int store_record_recovery(struct store *st, const struct store_recovery *r)
+{
+	return st->ops->record_recovery(st, r);
+}
+
 int store_starts(struct store *st, uint64_t *count, uint64_t *unclean)
 {
 	return st->ops->starts(st, count, unclean);

@@ -281,7 +281,7 @@ typedef int (*store_snap_fn)(void *arg, const struct store_snap_entry *e);
 int store_snapshot_load(const char *datadir, int64_t max_ts, store_snap_fn fn, void *arg,
 			int64_t *ts_out, uint64_t *n_out);
 /* The commit_ts of the newest snapshot that validates (checksum and length), 0 when there
- * is none; nothing is applied or changed.  Damaged ones are logged and skipped. */
+ * is none; nothing is applied, changed or logged (damaged ones are skipped). */
 int store_snapshot_newest(const char *datadir, int64_t *ts_out);
 
 /* ---- starts ------------------------------------------------------------------------- */
@@ -301,6 +301,16 @@ int store_record_start(struct store *st, const struct store_start *start, int *c
 /* Mark a clean stop; store_close() then tidies the files (SQLite: folds the write-ahead
  * log into the database and removes it). */
 int store_record_stop(struct store *st);
+/* A log rebuilt from a snapshot after it lost acknowledged commits (statehoused
+ * --recover-from-snapshot): one row of the recoveries table, kept for good. */
+struct store_recovery {
+	int64_t time_ns;
+	int64_t log_head;      /* where the log ended when found */
+	int64_t snapshot_ts;   /* the snapshot it was rebuilt from (0: none was used) */
+	int64_t acknowledged;  /* the newest commit known acknowledged: after new_head, lost */
+	int64_t new_head;      /* where the rebuilt log ends */
+};
+int store_record_recovery(struct store *st, const struct store_recovery *r);
 /* Bytes of the database file and of its write-ahead log (0 when absent). */
 void store_file_sizes(struct store *st, uint64_t *db, uint64_t *wal);
 /* How many starts, and how many of them followed an unclean stop. */
@@ -398,6 +408,7 @@ struct store_ops {
 	int (*record_start)(struct store *st, const struct store_start *start,
 			    int *clean_prev);
 	int (*record_stop)(struct store *st);
+	int (*record_recovery)(struct store *st, const struct store_recovery *r);
 	int (*starts)(struct store *st, uint64_t *count, uint64_t *unclean);
 	void (*file_sizes)(struct store *st, uint64_t *db, uint64_t *wal);
 	/* Without a handle: store_log_file_state() and store_log_sync(). */

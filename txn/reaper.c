@@ -197,10 +197,10 @@ int txn_engine_snapshot(struct txn_engine *eng)
 					   eng->opt.snapshot_keep);
 	if (!err) {
 		eng->snap_ts = ts;
-		txn_recover_mark(eng, ts, false);
 		log_info("snapshot at commit %" PRId64 " written (%zu keys; %" PRId64
 			 " ms under the read lock, %" PRId64 " ms in all)",
 			 ts, sv.n - sv.ndirs, (t1 - t0) / 1000000, (clock_now_ns(CLOCK_MONOTONIC) - t0) / 1000000);
+		txn_recover_mark(eng, ts, false);
 	}
 	snap_vec_free(&sv);
 	return err;

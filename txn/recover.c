@@ -27,7 +27,7 @@
  */
 
 /* The newest commit something outside the log proves was acknowledged. */
-static int64_t must_hold(const struct txn_engine *eng)
+int64_t txn_recover_must_hold(const struct txn_engine *eng)
 {
 	int64_t need = eng->found_snap_ts;
 
@@ -40,7 +40,7 @@ static int64_t must_hold(const struct txn_engine *eng)
 
 static void refuse(const struct txn_engine *eng, const char *log_state)
 {
-	int64_t need = must_hold(eng);
+	int64_t need = txn_recover_must_hold(eng);
 
 	log_err("cannot start: %s, but acknowledged commits reach commit %" PRId64
 		" (newest snapshot: commit %" PRId64 ", last clean stop: commit %" PRId64
@@ -78,7 +78,7 @@ int txn_recover_open_store(struct txn_engine *eng)
 	eng->have_marks = !err;
 	/* Within one generation the write-ahead log only grows: shorter than at the last
 	 * mark of a run that did not stop cleanly, it was cut. */
-	if (eng->have_marks && !eng->marks.stopped && eng->marks.log.wal_id &&
+	if (!eng->opt.salvage && eng->have_marks && !eng->marks.stopped && eng->marks.log.wal_id &&
 	    found.wal_id == eng->marks.log.wal_id && found.wal_bytes < eng->marks.log.wal_bytes) {
 		snprintf(what, sizeof(what),
 			 "the write-ahead log is %" PRIu64 " bytes, shorter than the %" PRIu64
@@ -87,7 +87,7 @@ int txn_recover_open_store(struct txn_engine *eng)
 		refuse(eng, what);
 		return -ENODATA;
 	}
-	sopt.must_exist = must_hold(eng) > 0;
+	sopt.must_exist = !eng->opt.salvage && txn_recover_must_hold(eng) > 0;
 	/* The full check reads the whole file, which grows with the store: it runs when
 	 * something other than this daemon may have written the file (no marks, or it
 	 * changed after a clean stop), never after a crash (a crash damages only the
@@ -182,7 +182,7 @@ static int replay_one(void *arg, const struct store_replay_op *op)
 	return 0;
 }
 
-static int snap_load_one(void *arg, const struct store_snap_entry *e)
+int txn_recover_snap_load_one(void *arg, const struct store_snap_entry *e)
 {
 	struct txn_engine *eng = arg;
 	struct node *n = e->path_len ? txn_node_find_or_create(eng, e->path, e->path_len)
@@ -239,7 +239,7 @@ int txn_recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *s
 		log_err("cannot read the log's head");
 		return err;
 	}
-	if (head < must_hold(eng)) {
+	if (!eng->opt.salvage && head < txn_recover_must_hold(eng)) {
 		char what[96];
 
 		snprintf(what, sizeof(what), "the log ends at commit %" PRId64, head);
@@ -247,7 +247,7 @@ int txn_recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *s
 		return -ENODATA;
 	}
 	if (!eng->opt.full_replay) {
-		err = store_snapshot_load(eng->datadir, head, snap_load_one, eng, &snap_ts, &nkeys);
+		err = store_snapshot_load(eng->datadir, head, txn_recover_snap_load_one, eng, &snap_ts, &nkeys);
 		if (err) {
 			/* Applied in part: start over from the first event. */
 			log_warn("cannot load the snapshot (%s); replaying the whole log",

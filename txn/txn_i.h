@@ -360,6 +360,10 @@ int txn_recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *s
  * -ENODATA (logged with what was found and what to do) when acknowledged commits are
  * missing from it; nothing is changed then. */
 int txn_recover_open_store(struct txn_engine *eng);
+/* The newest commit that something outside the log proves was acknowledged. */
+int64_t txn_recover_must_hold(const struct txn_engine *eng);
+/* Load one snapshot entry into eng's tree (a store_snap_fn). */
+int txn_recover_snap_load_one(void *arg, const struct store_snap_entry *e);
 /* Record a pending start (the committer, before an append): 0 once it is recorded. */
 int txn_recover_record_pending(struct txn_engine *eng);
 /* Write the marks after a snapshot at ts, or at a clean stop (store closed). */
