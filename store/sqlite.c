@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -30,6 +31,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "grow.h"
 #include "log.h"
 
@@ -218,6 +220,7 @@ static int prepare(struct sqlite_store *st, sqlite3 *db, const char *sql,
 /* Read the schema version, refuse a damaged database, upgrade an older schema. */
 static int check_schema(struct sqlite_store *st, bool full_check)
 {
+	int64_t t0;
 	int64_t schema = 0;
 	sqlite3_stmt *q = NULL;
 	int rc, err;
@@ -234,6 +237,7 @@ static int check_schema(struct sqlite_store *st, bool full_check)
 	 * write-ahead log's tail, whose frames SQLite checks by their checksums). */
 	if (!full_check)
 		goto upgrade;
+	t0 = clock_now_ns(CLOCK_MONOTONIC);
 	err = prepare(st, st->wdb, "PRAGMA quick_check", &q);
 	if (err)
 		return err;
@@ -246,6 +250,8 @@ static int check_schema(struct sqlite_store *st, bool full_check)
 		return -EIO;
 	}
 	sqlite3_finalize(q);
+	log_info("checked the whole log '%s' in %" PRId64 " ms", st->path,
+		 (clock_now_ns(CLOCK_MONOTONIC) - t0) / 1000000);
 upgrade:
 	if (schema == 1 || schema == 2) {
 		rc = sqlite3_exec(st->wdb, migrate_ops_sql, NULL, NULL, NULL);
@@ -1178,9 +1184,12 @@ static int sqlite_sync_files(const char *datadir)
 	if (snprintf(path, sizeof(path), "%s/statehouse.db-wal", datadir) >= (int)sizeof(path))
 		return -ENAMETOOLONG;
 	err = sync_one(path);
-	path[strlen(path) - 4] = '\0';
-	if (!err)
+	if (!err) {
+		path[strlen(path) - 4] = '\0';
 		err = sync_one(path);
+	}
+	if (err)
+		log_err("cannot sync the log '%s': %s", path, strerror(-err));
 	return err;
 }
 

@@ -734,3 +734,27 @@ recoveries() {
 	assert_success
 	diff <(echo "$before") <(fingerprint)
 }
+
+@test "the whole log is checked only when something else may have written it, never after a crash" {
+	checks() { grep -c "statehoused: checked the whole log '$DATA/statehouse.db' in [0-9]* ms" "$LOG"; }
+	# The first start finds no marks: checked.
+	sh_mount
+	writes 1 2
+	[ "$(checks)" -eq 1 ] || fail "log: $(cat "$LOG")"
+	sh_umount
+	# As the clean stop left it: not checked.
+	sh_mount
+	[ "$(checks)" -eq 1 ] || fail "log: $(cat "$LOG")"
+	writes 3 3
+	# After a crash: not checked.
+	sh_kill9
+	sh_mount
+	[ "$(checks)" -eq 1 ] || fail "log: $(cat "$LOG")"
+	sh_umount
+	# Changed after the clean stop (here only its time): checked.
+	touch "$DATA/statehouse.db"
+	sh_mount
+	[ "$(checks)" -eq 2 ] || fail "log: $(cat "$LOG")"
+	run cat "$A/k3"
+	assert_output "value 3"
+}
