@@ -8,8 +8,9 @@
  * table.c (the transaction table, references, state, notes), stage.c (staging),
  * committer.c (the commit queue and the group-commit loop, with the state machine),
  * commit.c (validating and applying one request inside a batch), reaper.c (expiry,
- * snapshots written), recover.c (replay, snapshot load, verify), engine.c (lifecycle,
- * stats), past.c (.at, .history and the event log, read from the store).
+ * snapshots written), recover.c (the checks of the log at open, replay, snapshot load,
+ * verify), salvage.c (--recover-from-snapshot), engine.c (lifecycle, stats), past.c
+ * (.at, .history and the event log, read from the store).
  *
  * Invariants of the derived state (the code that keeps each is named)
  *  1. The store's log is the truth.  The tree here is derived from it: txn_recover()
@@ -39,6 +40,10 @@
  *  8. entries_ns of a directory node is the commit time of the last published commit
  *     that added or removed an entry of it (a key made or deleted, a directory made or
  *     removed, either end of a rename); set at publish, replay and snapshot load.
+ *  9. Nothing outside the log is ever ahead of it: a snapshot or a mark is written only
+ *     after the log holding its commits was synced (txn_engine_snapshot(),
+ *     txn_recover_mark()), so a log found behind the newest snapshot or mark lost
+ *     acknowledged commits, and is refused (txn_recover_open_store(), txn_recover()).
  *
  * Locks, in rank order (take a lower rank before a higher one; a leaf lock is never
  * held while another is taken):
