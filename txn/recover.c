@@ -82,7 +82,7 @@ int txn_recover_open_store(struct txn_engine *eng)
 	    found.wal_id == eng->marks.log.wal_id && found.wal_bytes < eng->marks.log.wal_bytes) {
 		snprintf(what, sizeof(what),
 			 "the write-ahead log is %" PRIu64 " bytes, shorter than the %" PRIu64
-			 " it had at commit %" PRId64 ": it was cut", found.wal_bytes,
+			 " it had at commit %" PRId64, found.wal_bytes,
 			 eng->marks.log.wal_bytes, eng->marks.log_head);
 		refuse(eng, what);
 		return -ENODATA;
