@@ -9,8 +9,8 @@
  * at S, the snapshot holds the newest version of every key, with the commit that wrote
  * it: each commit_ts in (H, S] becomes one event holding the versions it wrote that
  * survive at S (what a later commit overwrote is gone, so some of these events are
- * empty), and the owner records and explicit directories that differ go into the event
- * at S.  Replaying the result gives the snapshot's state with the same versions and
+ * empty), and the owner records, key modes and explicit directories that differ go
+ * into the event at S.  Replaying the result gives the snapshot's state with the same versions and
  * commit_ts; commits after S are lost and get new numbers from S + 1 on.
  */
 #include <errno.h>
@@ -70,6 +70,8 @@ static int add_op(struct salvage *sv, struct node *n, enum store_op_kind kind, i
 	return 0;
 }
 
+/* A key's record has only a mode (its uid and gid are unused, and compared as well:
+ * both sides decode them the same way). */
 static bool same_attr(const struct dattr *a, const struct dattr *b)
 {
 	return (!a && !b) || (a && b && a->uid == b->uid && a->gid == b->gid && a->mode == b->mode);
@@ -98,10 +100,11 @@ static int salvage_node(struct salvage *sv, struct node *n)
 			m && m->versions ? "another version there" : "nothing");
 		sv->disagree++;
 	}
-	if (!err && depth > 0 && depth < 3 && !same_attr(n->attr, m ? m->attr : NULL)) {
+	/* Owner records of namespaces and agents, and the modes of keys. */
+	if (!err && depth > 0 && !same_attr(n->attr, m ? m->attr : NULL)) {
 		struct txn_attr a = { n->attr ? n->attr->uid : 0, n->attr ? n->attr->gid : 0,
 				      n->attr ? n->attr->mode : 0, true };
-		struct blob *b = n->attr ? txn_attr_encode(&a) : NULL;
+		struct blob *b = n->attr ? txn_attr_encode(&a, depth > 2) : NULL;
 
 		if (n->attr && !b)
 			err = -ENOMEM;
@@ -127,7 +130,7 @@ static int salvage_gone(struct salvage *sv, struct node *m)
 		return -ENOMEM;
 	if (depth > 2 && m->explicit_dir && !(n && n->explicit_dir))
 		err = add_op(sv, m, STORE_RMDIR, sv->snap_ts, 0, 0, NULL);
-	if (!err && depth > 0 && depth < 3 && m->attr && !(n && n->attr))
+	if (!err && depth > 0 && m->attr && !(n && n->attr))
 		err = add_op(sv, m, STORE_ATTR, sv->snap_ts, 0, 0, NULL);
 	free(path);
 	return err;

@@ -620,26 +620,32 @@ recoveries() {
 	echo again >"$A/k1"
 	mkdir "$A/dir"
 	wait_snap 6
+	chmod 640 "$A/k3"
+	echo four >"$A/k4"
+	echo five >"$A/dir/k5"
+	wait_snap 9
 	state=$(sh_dump_tree "$MNT")
-	writes 7 8
+	writes 10 11
 	sh_kill9
 	rm "$DATA/statehouse.db" "$DATA/statehouse.db-wal" "$DATA/statehouse.db-shm"
 	refused_start
-	assert_output --partial "cannot start: the log is missing, but acknowledged commits reach commit 6"
+	assert_output --partial "cannot start: the log is missing, but acknowledged commits reach commit 9"
 
 	recover
 	assert_success
-	assert_output --partial "statehoused: recovered: the log ended at commit 0; commits 1..6 were rebuilt from the snapshot at commit 6"
-	assert_output --partial "statehoused: warning: commits after 6, if there were any, are lost; new commits start at 7"
+	assert_output --partial "statehoused: recovered: the log ended at commit 0; commits 1..9 were rebuilt from the snapshot at commit 9"
+	assert_output --partial "statehoused: warning: commits after 9, if there were any, are lost; new commits start at 10"
 	run recoveries
-	assert_output "0|6|6|6"
+	assert_output "0|9|9|9"
 
 	sh_mount -o snapshot_interval=3
 	diff <(echo "$state") <(sh_dump_tree "$MNT")
 	[ "$(sh_xattr version "$A/k1")" -eq 2 ]
 	[ "$(sh_xattr commit_ts "$A/k1")" -eq 5 ]
-	echo new >"$A/k9"
-	[ "$(sh_xattr commit_ts "$A/k9")" -eq 7 ]
+	[ "$(stat -c %a "$A/k3")" = 640 ]
+	[ -d "$A/dir" ]
+	echo new >"$A/k10"
+	[ "$(sh_xattr commit_ts "$A/k10")" -eq 10 ]
 	echo third >"$A/k1"
 	[ "$(sh_xattr version "$A/k1")" -eq 3 ]
 	sh_umount
@@ -647,7 +653,7 @@ recoveries() {
 	before=$(fingerprint)
 	recover
 	assert_success
-	assert_output --partial "nothing to recover: the log ends at commit 8 and holds every acknowledged commit"
+	assert_output --partial "nothing to recover: the log ends at commit 11 and holds every acknowledged commit"
 	diff <(echo "$before") <(fingerprint)
 	verify
 	assert_success
