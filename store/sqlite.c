@@ -20,7 +20,6 @@
 #include "store_i.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -29,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "clock.h"
 #include "grow.h"
@@ -94,16 +92,19 @@ static const char schema_sql[] =
 	"  snapshot_ts INTEGER NOT NULL,"
 	"  events_replayed INTEGER NOT NULL,"
 	"  head_ts INTEGER NOT NULL);"
-	/* One row per log rebuilt from a snapshot (statehoused --recover-from-snapshot):
-	 * commits after new_head up to acknowledged were lost.  Older builds ignore it. */
+	"INSERT OR IGNORE INTO meta(name, value) VALUES ('schema', 3);";
+
+/* One row per log rebuilt from a snapshot (statehoused --recover-from-snapshot): commits
+ * after new_head up to acknowledged were lost.  Made by the first such rebuild, so an
+ * open of any other log writes nothing; older builds ignore it. */
+static const char recoveries_sql[] =
 	"CREATE TABLE IF NOT EXISTS recoveries("
 	"  id INTEGER PRIMARY KEY,"
 	"  time_ns INTEGER NOT NULL,"
 	"  log_head INTEGER NOT NULL,"
 	"  snapshot_ts INTEGER NOT NULL,"
 	"  acknowledged INTEGER NOT NULL,"
-	"  new_head INTEGER NOT NULL);"
-	"INSERT OR IGNORE INTO meta(name, value) VALUES ('schema', 3);";
+	"  new_head INTEGER NOT NULL);";
 
 /* Schema 1 or 2 -> 3: ops may hold owner records (op 3, schema 2) and directories (ops 4
  * and 5, schema 3).  SQLite cannot change a CHECK constraint in place, so the table is
@@ -316,21 +317,6 @@ static int open_reader_and_statements(struct sqlite_store *st, int fsync_full)
 	return err;
 }
 
-/* A store only looked at leaves no trace: SQLite made an empty write-ahead log and its
- * index at open, and keeps them at a close without checkpoint. */
-static void drop_empty_wal(const char *db)
-{
-	char path[PATH_MAX];
-	struct stat sb;
-
-	if (snprintf(path, sizeof(path), "%s-wal", db) >= (int)sizeof(path) ||
-	    stat(path, &sb) != 0 || sb.st_size != 0)
-		return;
-	unlink(path);
-	memcpy(path + strlen(path) - 3, "shm", 3);
-	unlink(path);
-}
-
 static void sqlite_close(struct store *base)
 {
 	struct sqlite_store *st = to_sqlite(base);
@@ -347,7 +333,7 @@ static void sqlite_close(struct store *base)
 		sqlite3_close(st->wdb);
 	pthread_mutex_destroy(&st->reader_lock);
 	if (st->path && !st->had_wal)
-		drop_empty_wal(st->path);
+		store_sqlite_drop_empty_wal(st->path);
 	free(st->path);
 	free(st);
 }
@@ -387,6 +373,22 @@ static int sqlite_open(const char *location, const char *datadir,
 	err = open_conn(st, 0, opt->fsync, &st->wdb);
 	if (err)
 		goto close_store;
+	if (opt->must_exist) {
+		sqlite3_stmt *q = NULL;
+
+		/* A file without our tables (its write-ahead log lost before any checkpoint)
+		 * is an empty log too: writing a schema into it would change it. */
+		err = prepare(st, st->wdb,
+			      "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'", &q);
+		if (err)
+			goto close_store;
+		rc = sqlite3_step(q);
+		sqlite3_finalize(q);
+		if (rc != SQLITE_ROW) {
+			err = rc == SQLITE_DONE ? -ENODATA : store_errno(st->wdb, rc, "read the schema");
+			goto close_store;
+		}
+	}
 	rc = sqlite3_exec(st->wdb, schema_sql, NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		err = store_errno(st->wdb, rc, "create schema");
@@ -1080,6 +1082,9 @@ static int sqlite_record_recovery(struct store *base, const struct store_recover
 	sqlite3_stmt *q = NULL;
 	int rc, err;
 
+	rc = sqlite3_exec(st->wdb, recoveries_sql, NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return store_errno(st->wdb, rc, "create the recoveries table");
 	err = prepare(st, st->wdb,
 		      "INSERT INTO recoveries(time_ns, log_head, snapshot_ts, acknowledged, new_head)"
 		      " VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -1126,73 +1131,6 @@ static void sqlite_file_sizes(struct store *base, uint64_t *db, uint64_t *wal)
 	*wal = stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
 }
 
-/* The state of DATADIR/statehouse.db and its write-ahead log, opening neither as SQLite. */
-static int sqlite_file_state(const char *datadir, struct store_log_file *out)
-{
-	char path[PATH_MAX];
-	unsigned char hdr[32];
-	struct stat sb;
-	int fd;
-
-	memset(out, 0, sizeof(*out));
-	if (snprintf(path, sizeof(path), "%s/statehouse.db", datadir) >= (int)sizeof(path))
-		return -ENAMETOOLONG;
-	if (stat(path, &sb) == 0) {
-		out->exists = sb.st_size > 0;
-		out->bytes = (uint64_t)sb.st_size;
-		out->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
-		out->dev = (uint64_t)sb.st_dev;
-		out->ino = (uint64_t)sb.st_ino;
-	} else if (errno != ENOENT) {
-		return -errno;
-	}
-	strcat(path, "-wal");
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
-	/* The WAL header (sqlite.org/fileformat.html): salt-1 and salt-2 at bytes 16..23
-	 * change whenever the log restarts from its beginning. */
-	if (fstat(fd, &sb) == 0 && pread(fd, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr)) {
-		out->wal_bytes = (uint64_t)sb.st_size;
-		for (int i = 16; i < 24; i++)
-			out->wal_id = out->wal_id << 8 | hdr[i];
-		/* As the marks file keeps it: 63 bits, never 0 for a header. */
-		out->wal_id = (out->wal_id & INT64_MAX) | 1;
-	}
-	close(fd);
-	return 0;
-}
-
-static int sync_one(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
-
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (fdatasync(fd) != 0)
-		err = -errno;
-	close(fd);
-	return err;
-}
-
-/* Any descriptor of a file syncs what every writer of it wrote before (Linux). */
-static int sqlite_sync_files(const char *datadir)
-{
-	char path[PATH_MAX];
-	int err;
-
-	if (snprintf(path, sizeof(path), "%s/statehouse.db-wal", datadir) >= (int)sizeof(path))
-		return -ENAMETOOLONG;
-	err = sync_one(path);
-	if (!err) {
-		path[strlen(path) - 4] = '\0';
-		err = sync_one(path);
-	}
-	if (err)
-		log_err("cannot sync the log '%s': %s", path, strerror(-err));
-	return err;
-}
-
 const struct store_ops store_sqlite_ops = {
 	.scheme = "sqlite",
 	.takes_location = false,
@@ -1213,7 +1151,7 @@ const struct store_ops store_sqlite_ops = {
 	.record_recovery = sqlite_record_recovery,
 	.starts = sqlite_starts,
 	.file_sizes = sqlite_file_sizes,
-	.file_state = sqlite_file_state,
-	.sync_files = sqlite_sync_files,
+	.file_state = store_sqlite_file_state,
+	.sync_files = store_sqlite_sync_files,
 	.lib_version = sqlite_lib_version,
 };

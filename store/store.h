@@ -343,7 +343,7 @@ int store_log_sync(const char *uri, const char *datadir);
 /*
  * The marks (store/marks.c): a small file DATADIR/statehouse.marks, written atomically
  * (temporary file, fsync, rename, fsync of the directory) at every clean stop, start and
- * snapshot.  It lives beside the log, not in it, so it survives the loss of the log:
+ * snapshot, and once a second while commits come.  It lives beside the log, not in it, so it survives the loss of the log:
  * what it records is what a log found at the next start must hold at least.
  */
 struct store_marks {

@@ -63,6 +63,7 @@ int txn_engine_open(const char *datadir, const struct txn_options *opt,
 	pthread_rwlockattr_destroy(&attr);
 	pthread_mutex_init(&eng->table_lock, NULL);
 	pthread_mutex_init(&eng->lat_lock, NULL);
+	pthread_mutex_init(&eng->marks_lock, NULL);
 	pthread_mutex_init(&eng->q_lock, NULL);
 	pthread_cond_init(&eng->q_cond, NULL);
 	pthread_cond_init(&eng->reaper_cond, NULL);
@@ -156,6 +157,7 @@ void txn_engine_close(struct txn_engine *eng)
 	pthread_rwlock_destroy(&eng->tree_lock);
 	pthread_mutex_destroy(&eng->table_lock);
 	pthread_mutex_destroy(&eng->lat_lock);
+	pthread_mutex_destroy(&eng->marks_lock);
 	pthread_mutex_destroy(&eng->q_lock);
 	pthread_cond_destroy(&eng->q_cond);
 	pthread_cond_destroy(&eng->reaper_cond);

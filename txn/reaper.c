@@ -234,6 +234,7 @@ void *txn_reaper_main(void *arg)
 		pthread_mutex_unlock(&eng->q_lock);
 		reap(eng);
 		maybe_snapshot(eng);
+		txn_recover_mark_often(eng);
 		pthread_mutex_lock(&eng->q_lock);
 	}
 	pthread_mutex_unlock(&eng->q_lock);

@@ -20,8 +20,8 @@
  * A log found at start must hold every commit that something outside it proves was
  * acknowledged: the newest valid snapshot (a snapshot is written only from commits
  * already in the log, after syncing it), and the marks (the head at the last clean stop,
- * at the last start and at the last snapshot, and the size the write-ahead log had
- * then).  A log that holds less lost acknowledged commits (it was emptied, removed,
+ * the head marked while running: at the start, at each snapshot and once a second while
+ * commits come, and the size the write-ahead log had then).  A log that holds less lost acknowledged commits (it was emptied, removed,
  * replaced by an older copy, or its write-ahead log was cut): the start is refused,
  * changing no file, and the operator chooses (a backup, or --recover-from-snapshot).
  */
@@ -44,7 +44,7 @@ static void refuse(const struct txn_engine *eng, const char *log_state)
 
 	log_err("cannot start: %s, but acknowledged commits reach commit %" PRId64
 		" (newest snapshot: commit %" PRId64 ", last clean stop: commit %" PRId64
-		", last start or snapshot: commit %" PRId64 "): commits are missing from the log",
+		", marked while running: commit %" PRId64 "): commits are missing from the log",
 		log_state, need, eng->found_snap_ts, eng->marks.clean_stop_head,
 		eng->marks.log_head);
 	log_err("nothing was changed in '%s'; stop here and restore the data dir from a backup, "
@@ -96,8 +96,7 @@ int txn_recover_open_store(struct txn_engine *eng)
 			       (!eng->marks.stopped || same_file(&found, &eng->marks.log));
 	err = store_open(eng->opt.store_uri, eng->datadir, &sopt, &eng->store);
 	if (err == -ENODATA) {
-		snprintf(what, sizeof(what), "the log is %s",
-			 found.bytes == 0 && found.ino ? "empty" : "missing");
+		snprintf(what, sizeof(what), "the log is %s", found.ino ? "empty" : "missing");
 		refuse(eng, what);
 	}
 	return err;
@@ -105,20 +104,44 @@ int txn_recover_open_store(struct txn_engine *eng)
 
 void txn_recover_mark(struct txn_engine *eng, int64_t head, bool clean_stop)
 {
-	struct store_marks m = eng->marks;
+	struct store_marks m;
 
 	if (eng->opt.inspect_only)
 		return;
-	/* What the marks promise must be durable in the log first (fsync=0). */
-	if (store_log_sync(eng->opt.store_uri, eng->datadir) ||
+	pthread_mutex_lock(&eng->marks_lock);
+	m = eng->marks;
+	eng->marked_ns = clock_now_ns(CLOCK_MONOTONIC);
+	/* What the marks promise must be durable in the log first (fsync=0); a later
+	 * head than one already marked only (two threads may mark). */
+	if (head < m.log_head || store_log_sync(eng->opt.store_uri, eng->datadir) ||
 	    store_log_file_state(eng->opt.store_uri, eng->datadir, &m.log))
-		return;
+		goto unlock;
 	m.log_head = head;
 	m.stopped = clean_stop;
 	if (clean_stop)
 		m.clean_stop_head = head;
 	if (store_marks_write(eng->datadir, &m) == 0)
 		eng->marks = m;
+unlock:
+	pthread_mutex_unlock(&eng->marks_lock);
+}
+
+/* Marks written once a second narrow what a cut write-ahead log can lose unseen to the
+ * commits of the last second (4 syncs a second at most, only while commits come). */
+#define MARK_INTERVAL_NS 1000000000LL
+
+void txn_recover_mark_often(struct txn_engine *eng)
+{
+	int64_t head = txn_engine_head(eng), last, marked;
+
+	if (eng->start_pending)
+		return; /* the committer marks once the start is recorded */
+	pthread_mutex_lock(&eng->marks_lock);
+	marked = eng->marks.log_head;
+	last = eng->marked_ns;
+	pthread_mutex_unlock(&eng->marks_lock);
+	if (head > marked && clock_now_ns(CLOCK_MONOTONIC) - last >= MARK_INTERVAL_NS)
+		txn_recover_mark(eng, head, false);
 }
 
 /* ---- recovery at open -------------------------------------------------------------------- */

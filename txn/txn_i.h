@@ -48,7 +48,7 @@
  * Locks, in rank order (take a lower rank before a higher one; a leaf lock is never
  * held while another is taken):
  *   1 eng->tree_lock  ->  2 eng->table_lock  ->  3 tx->lock;   leaves: eng->q_lock,
- *   eng->lat_lock.  No txn lock is held across a call into the store (readers never
+ *   eng->lat_lock, eng->marks_lock.  No txn lock is held across a call into the store (readers never
  *   wait for an fsync), nor while a completion callback or the notify hook runs.
  */
 #ifndef STATEHOUSE_TXN_I_H
@@ -216,14 +216,17 @@ struct txn_engine {
 	int64_t snap_ts;            /* commit of the newest snapshot written or loaded */
 	int64_t snap_retry_ns;      /* after a failed snapshot, not before this */
 
-	/* What the log must hold at least (recover.c); written at open, then by the
-	 * thread that takes a snapshot or closes. */
+	/* Leaf lock.  Protects marks and marked_ns (recover.c): written at open, by the
+	 * reaper (snapshots, and once a second while the head moves), by the committer
+	 * (a start recorded late) and at close. */
+	pthread_mutex_t marks_lock;
 	struct store_marks marks;
+	int64_t marked_ns; /* CLOCK_MONOTONIC of the last marks written */
 	bool have_marks;
 	int64_t found_snap_ts; /* the newest valid snapshot at open */
 	/* A start not yet recorded (the disk was full at open): the committer records it
 	 * before its next append.  Committer only, after open. */
-	bool start_pending;
+	atomic_bool start_pending;
 	struct store_start pending_start;
 };
 
@@ -373,5 +376,7 @@ int txn_recover_snap_load_one(void *arg, const struct store_snap_entry *e);
 int txn_recover_record_pending(struct txn_engine *eng);
 /* Write the marks after a snapshot at ts, or at a clean stop (store closed). */
 void txn_recover_mark(struct txn_engine *eng, int64_t head, bool clean_stop);
+/* The reaper, every round: mark the published head once a second while it moves. */
+void txn_recover_mark_often(struct txn_engine *eng);
 
 #endif

@@ -596,7 +596,7 @@ recoveries() {
 	rm -f "$DATA/statehouse.db-wal" "$DATA/statehouse.db-shm"
 	before=$(fingerprint)
 	refused_start
-	assert_output --partial "statehoused: error: cannot start: the log is empty, but acknowledged commits reach commit 4 (newest snapshot: commit 4, last clean stop: commit 4, last start or snapshot: commit 4): commits are missing from the log"
+	assert_output --partial "statehoused: error: cannot start: the log is empty, but acknowledged commits reach commit 4 (newest snapshot: commit 4, last clean stop: commit 4, marked while running: commit 4): commits are missing from the log"
 	assert_output --partial "nothing was changed in '$DATA'; stop here and restore the data dir from a backup, or accept the loss with 'statehoused --recover-from-snapshot $DATA'"
 	diff <(echo "$before") <(fingerprint)
 
@@ -671,7 +671,7 @@ recoveries() {
 	cp "$SH_TMP/old.db" "$DATA/statehouse.db"
 	before=$(fingerprint)
 	refused_start
-	assert_output --partial "cannot start: the log ends at commit 3, but acknowledged commits reach commit 6 (newest snapshot: commit 0, last clean stop: commit 6, last start or snapshot: commit 6)"
+	assert_output --partial "cannot start: the log ends at commit 3, but acknowledged commits reach commit 6 (newest snapshot: commit 0, last clean stop: commit 6, marked while running: commit 6)"
 	diff <(echo "$before") <(fingerprint)
 
 	recover
@@ -704,7 +704,7 @@ recoveries() {
 	rm -f "$DATA/statehouse.db-wal" "$DATA/statehouse.db-shm" "$DATA/statehouse.marks"
 	before=$(fingerprint)
 	refused_start
-	assert_output --partial "cannot start: the log ends at commit 3, but acknowledged commits reach commit 6 (newest snapshot: commit 6, last clean stop: commit 0, last start or snapshot: commit 0)"
+	assert_output --partial "cannot start: the log ends at commit 3, but acknowledged commits reach commit 6 (newest snapshot: commit 6, last clean stop: commit 0, marked while running: commit 0)"
 	diff <(echo "$before") <(fingerprint)
 	run ls -A "$SNAPS"
 	assert_output "$(printf 'snap-%020d.bin' 6)"
@@ -727,6 +727,20 @@ recoveries() {
 	before=$(fingerprint)
 	refused_start
 	assert_output --partial "cannot start: the write-ahead log is $((wal - 4096)) bytes, shorter than the $wal it had at commit 3, but acknowledged commits reach commit 3"
+	diff <(echo "$before") <(fingerprint)
+}
+
+@test "a write-ahead log removed after a crash refuses to start, with no snapshot at all" {
+	sh_mount -o snapshot_interval=0
+	writes 1 5
+	# Once a second while commits come, the marks take the head.
+	sh_wait_until 20 grep -qx 'log_head 5' "$DATA/statehouse.marks" || fail "marks: $(cat "$DATA/statehouse.marks")"
+	sh_kill9
+	rm "$DATA/statehouse.db-wal" "$DATA/statehouse.db-shm"
+	before=$(fingerprint)
+	refused_start
+	# Nothing was ever folded into the database: it holds not even the tables.
+	assert_output --partial "cannot start: the log is empty, but acknowledged commits reach commit 5 (newest snapshot: commit 0, last clean stop: commit 0, marked while running: commit 5)"
 	diff <(echo "$before") <(fingerprint)
 }
 

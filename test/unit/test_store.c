@@ -267,7 +267,7 @@ static void opening_an_empty_directory_creates_the_database_and_its_schema(void 
 				" PRAGMA journal_mode;", &status);
 	assert_non_null(out);
 	assert_int_equal(status, 0);
-	assert_string_equal(out, "events\nmeta\nops\nrecoveries\nstarts\n3\nwal\n");
+	assert_string_equal(out, "events\nmeta\nops\nstarts\n3\nwal\n");
 	free(out);
 }
 
