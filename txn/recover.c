@@ -47,7 +47,7 @@ static void refuse(const struct txn_engine *eng, const char *log_state)
 		", marked while running: commit %" PRId64 "): commits are missing from the log",
 		log_state, need, eng->found_snap_ts, eng->marks.clean_stop_head,
 		eng->marks.log_head);
-	log_err("nothing was changed in '%s'; stop here and restore the data dir from a backup, "
+	log_err("nothing was changed in '%s'; stop here and restore a backup into a new data dir, "
 		"or accept the loss with 'statehoused --recover-from-snapshot %s' (statehoused(8))",
 		eng->datadir, eng->datadir);
 }

@@ -597,7 +597,7 @@ recoveries() {
 	before=$(fingerprint)
 	refused_start
 	assert_output --partial "statehoused: error: cannot start: the log is empty, but acknowledged commits reach commit 4 (newest snapshot: commit 4, last clean stop: commit 4, marked while running: commit 4): commits are missing from the log"
-	assert_output --partial "nothing was changed in '$DATA'; stop here and restore the data dir from a backup, or accept the loss with 'statehoused --recover-from-snapshot $DATA'"
+	assert_output --partial "nothing was changed in '$DATA'; stop here and restore a backup into a new data dir, or accept the loss with 'statehoused --recover-from-snapshot $DATA'"
 	diff <(echo "$before") <(fingerprint)
 
 	rm "$DATA/statehouse.db"
