@@ -337,7 +337,8 @@ struct store_log_file {
 int store_log_file_state(const char *uri, const char *datadir, struct store_log_file *out);
 /* Make every write to the log's files so far durable (fdatasync), whatever the fsync
  * option: a snapshot must never be durable while the commits it holds are not.  Missing
- * files are no error. */
+ * files are no error.  Writes made during the call may or may not be covered: take a
+ * store_log_file_state() meant to be durable before it. */
 int store_log_sync(const char *uri, const char *datadir);
 
 /*

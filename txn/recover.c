@@ -111,10 +111,14 @@ void txn_recover_mark(struct txn_engine *eng, int64_t head, bool clean_stop)
 	pthread_mutex_lock(&eng->marks_lock);
 	m = eng->marks;
 	eng->marked_ns = clock_now_ns(CLOCK_MONOTONIC);
-	/* What the marks promise must be durable in the log first (fsync=0); a later
-	 * head than one already marked only (two threads may mark). */
-	if (head < m.log_head || store_log_sync(eng->opt.store_uri, eng->datadir) ||
-	    store_log_file_state(eng->opt.store_uri, eng->datadir, &m.log))
+	/* What the marks promise must be durable in the log first (fsync=0): the head was
+	 * read before, the files' state is taken now, then the sync covers both (the
+	 * committer may append meanwhile: a size taken after the sync could count frames
+	 * a power cut takes).  A later head than one already marked only (two threads
+	 * may mark). */
+	if (head < m.log_head ||
+	    store_log_file_state(eng->opt.store_uri, eng->datadir, &m.log) ||
+	    store_log_sync(eng->opt.store_uri, eng->datadir))
 		goto unlock;
 	m.log_head = head;
 	m.stopped = clean_stop;

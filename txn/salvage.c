@@ -226,10 +226,10 @@ static void salvage_release(struct salvage *sv)
 static int salvage_mark(const char *datadir, const char *uri, int64_t head)
 {
 	struct store_marks m = { .clean_stop_head = head, .stopped = true, .log_head = head };
-	int err = store_log_sync(uri, datadir);
+	int err = store_log_file_state(uri, datadir, &m.log);
 
 	if (!err)
-		err = store_log_file_state(uri, datadir, &m.log);
+		err = store_log_sync(uri, datadir);
 	if (!err)
 		err = store_marks_write(datadir, &m);
 	return err;

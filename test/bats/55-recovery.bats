@@ -747,9 +747,9 @@ recoveries() {
 
 @test "--verify changes no file of the data dir after a crash" {
 	sh_mount -o snapshot_interval=2
-	writes 1 4
-	wait_snap 4
-	writes 5 5
+	writes 1 2
+	wait_snap 2
+	writes 3 3
 	sh_kill9
 	[ -s "$DATA/statehouse.db-wal" ] || fail "no write-ahead log after the kill"
 	before=$(fingerprint)
