@@ -344,8 +344,9 @@ int store_log_sync(const char *uri, const char *datadir);
 /*
  * The marks (store/marks.c): a small file DATADIR/statehouse.marks, written atomically
  * (temporary file, fsync, rename, fsync of the directory) at every clean stop, start and
- * snapshot, and once a second while commits come.  It lives beside the log, not in it, so it survives the loss of the log:
- * what it records is what a log found at the next start must hold at least.
+ * snapshot, and once a second while commits come.  It lives beside the log, not in it,
+ * so it survives the loss of the log: what it records is what a log found at the next
+ * start must hold at least.
  */
 struct store_marks {
 	int64_t clean_stop_head; /* the head at the newest clean stop (0: none yet) */

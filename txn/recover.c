@@ -21,9 +21,10 @@
  * acknowledged: the newest valid snapshot (a snapshot is written only from commits
  * already in the log, after syncing it), and the marks (the head at the last clean stop,
  * the head marked while running: at the start, at each snapshot and once a second while
- * commits come, and the size the write-ahead log had then).  A log that holds less lost acknowledged commits (it was emptied, removed,
- * replaced by an older copy, or its write-ahead log was cut): the start is refused,
- * changing no file, and the operator chooses (a backup, or --recover-from-snapshot).
+ * commits come, and the size the write-ahead log had then).  A log that holds less lost
+ * acknowledged commits (it was emptied, removed, replaced by an older copy, or its
+ * write-ahead log was cut): the start is refused, changing no file, and the operator
+ * chooses (a backup, or --recover-from-snapshot).
  */
 
 /* The newest commit something outside the log proves was acknowledged. */
@@ -274,7 +275,8 @@ int txn_recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *s
 		return -ENODATA;
 	}
 	if (!eng->opt.full_replay) {
-		err = store_snapshot_load(eng->datadir, head, txn_recover_snap_load_one, eng, &snap_ts, &nkeys);
+		err = store_snapshot_load(eng->datadir, head, txn_recover_snap_load_one, eng,
+					  &snap_ts, &nkeys);
 		if (err) {
 			/* Applied in part: start over from the first event. */
 			log_warn("cannot load the snapshot (%s); replaying the whole log",

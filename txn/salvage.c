@@ -10,8 +10,8 @@
  * it: each commit_ts in (H, S] becomes one event holding the versions it wrote that
  * survive at S (what a later commit overwrote is gone, so some of these events are
  * empty), and the owner records, key modes and explicit directories that differ go
- * into the event at S.  Replaying the result gives the snapshot's state with the same versions and
- * commit_ts; commits after S are lost and get new numbers from S + 1 on.
+ * into the event at S.  Replaying the result gives the snapshot's state with the same
+ * versions and commit_ts; commits after S are lost and get new numbers from S + 1 on.
  */
 #include <errno.h>
 #include <inttypes.h>

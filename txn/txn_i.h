@@ -48,8 +48,10 @@
  * Locks, in rank order (take a lower rank before a higher one; a leaf lock is never
  * held while another is taken):
  *   1 eng->tree_lock  ->  2 eng->table_lock  ->  3 tx->lock;   leaves: eng->q_lock,
- *   eng->lat_lock, eng->marks_lock.  No txn lock is held across a call into the store (readers never
- *   wait for an fsync), nor while a completion callback or the notify hook runs.
+ *   eng->lat_lock, eng->marks_lock.  No txn lock is held across a call into the store
+ *   (readers never wait for an fsync; marks_lock is the one exception, a leaf held by
+ *   the thread writing the marks), nor while a completion callback or the notify hook
+ *   runs.
  */
 #ifndef STATEHOUSE_TXN_I_H
 #define STATEHOUSE_TXN_I_H
