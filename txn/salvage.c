@@ -118,7 +118,8 @@ static int salvage_node(struct salvage *sv, struct node *n)
 	return err;
 }
 
-/* Explicit directories and owner records of the log that the snapshot no longer has. */
+/* Explicit directories and owner records of the log that the snapshot no longer has
+ * (and keys it never had: then the two disagree). */
 static int salvage_gone(struct salvage *sv, struct node *m)
 {
 	size_t len;
@@ -128,6 +129,11 @@ static int salvage_gone(struct salvage *sv, struct node *m)
 
 	if (!path)
 		return -ENOMEM;
+	if (m->versions && !(n && n->versions)) {
+		/* A snapshot keeps deleted keys too: this log is of another history. */
+		log_err("cannot recover: the log has '%s', the snapshot has nothing there", path);
+		sv->disagree++;
+	}
 	if (depth > 2 && m->explicit_dir && !(n && n->explicit_dir))
 		err = add_op(sv, m, STORE_RMDIR, sv->snap_ts, 0, 0, NULL);
 	if (!err && depth > 0 && m->attr && !(n && n->attr))

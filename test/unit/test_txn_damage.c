@@ -95,6 +95,45 @@ static void recovery_from_a_snapshot_keeps_versions_and_commit_ts_and_numbers_on
 	assert_int_equal(fx_start(f), 0);
 }
 
+/* Run a shell command that must succeed. */
+static void sh(const char *cmd)
+{
+	int status = -1;
+	char *out = tu_run(cmd, &status);
+
+	free(out);
+	assert_int_equal(status, 0);
+}
+
+static void recovery_refuses_a_log_of_another_history_than_the_snapshot(void **state)
+{
+	struct fx *f = *state;
+	char *other = tu_mkdtemp(), cmd[8400];
+	struct txn_engine *eng = NULL;
+
+	assert_non_null(other);
+	/* History B: z at commit 1, stopped cleanly; its log goes to the other dir. */
+	assert_errno(put(f, "ns/a/z", "b", NULL), 0);
+	txn_engine_close(f->eng);
+	f->eng = NULL;
+	snprintf(cmd, sizeof(cmd), "cp '%s/statehouse.db' '%s/' && rm '%s'/statehouse.*",
+		 f->dir, other, f->dir);
+	sh(cmd);
+	/* History A: x and y at commits 1 and 2, and a snapshot at 2, which goes there too. */
+	assert_int_equal(fx_start(f), 0);
+	assert_errno(put(f, "ns/a/x", "1", NULL), 0);
+	assert_errno(put(f, "ns/a/y", "2", NULL), 0);
+	assert_errno(txn_engine_snapshot(f->eng), 0);
+	snprintf(cmd, sizeof(cmd), "cp -r '%s/snapshots' '%s/'", f->dir, other);
+	sh(cmd);
+	assert_errno(txn_engine_open(other, &f->opt, &eng), -ENODATA);
+	/* Commit 1 is z in the log and x in the snapshot: nothing is rebuilt. */
+	assert_errno(txn_recover_from_snapshot(other, NULL), -EIO);
+	assert_errno(txn_engine_open(other, &f->opt, &eng), -ENODATA);
+	tu_rmtree(other);
+	free(other);
+}
+
 static void recovery_changes_nothing_when_no_commit_is_missing(void **state)
 {
 	struct fx *f = *state;
@@ -114,6 +153,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(an_engine_refuses_a_missing_log_after_a_clean_stop_and_creates_nothing),
 		T(recovery_from_a_snapshot_keeps_versions_and_commit_ts_and_numbers_on),
+		T(recovery_refuses_a_log_of_another_history_than_the_snapshot),
 		T(recovery_changes_nothing_when_no_commit_is_missing),
 	};
 #undef T
