@@ -149,9 +149,14 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: statehoused DATADIR MOUNTPOINT [-o opt,...] [-f] [-s] [-d]\n"
 		"       statehoused --verify DATADIR\n"
+		"       statehoused --recover-from-snapshot DATADIR\n"
 		"\n"
 		"  --verify               rebuild the state from the whole log and from the newest\n"
 		"                         snapshot + the events after it; exit 1 if they differ\n"
+		"                         (changes nothing in DATADIR)\n"
+		"  --recover-from-snapshot  complete a log that lost acknowledged commits (which a\n"
+		"                         start refuses) from the newest snapshot; the commits\n"
+		"                         after that snapshot are lost, and that is recorded\n"
 		"  -f                     stay in the foreground\n"
 		"  -s                     single-threaded request loop\n"
 		"  -d                     debug output (implies -f)\n"
@@ -814,6 +819,24 @@ int main(int argc, char *argv[])
 			return 2;
 		}
 		return txn_verify(argv[2], NULL) == 0 ? 0 : 1;
+	}
+	if (argc >= 2 && !strcmp(argv[1], "--recover-from-snapshot")) {
+		struct stat sb;
+
+		if (argc != 3) {
+			fprintf(stderr, "usage: statehoused --recover-from-snapshot DATADIR\n");
+			return 2;
+		}
+		if (stat(argv[2], &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+			log_err("cannot recover '%s': not a directory", argv[2]);
+			return 1;
+		}
+		/* Never beside a running daemon. */
+		if (lock_datadir(argv[2], &lockfd))
+			return 1;
+		ret = txn_recover_from_snapshot(argv[2], NULL) == 0 ? 0 : 1;
+		close(lockfd);
+		return ret;
 	}
 	ret = read_options(&args, &conf, &opts);
 	if (ret >= 0)

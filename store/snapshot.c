@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -371,6 +372,50 @@ static int snap_apply(const unsigned char *m, size_t size, uint64_t count, store
 	return r.p == r.end ? 0 : -EIO;
 }
 
+/* Map snapshot ts and check it completely; on success *m and *size are the caller's to
+ * munmap() and the header is in *count.  Problems are logged unless quiet: -EIO
+ * (damaged), -errno. */
+static int snap_map(const char *datadir, int64_t want_ts, bool quiet, unsigned char **m,
+		    size_t *size, uint64_t *count)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	int64_t ts, time_ns;
+	int fd, err;
+
+	err = snap_name(path, sizeof(path), datadir, want_ts);
+	if (err)
+		return err;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) != 0 || st.st_size == 0) {
+		err = fd < 0 ? -errno : -EIO;
+		if (!quiet)
+			log_warn("skipping snapshot '%s': %s", path,
+				 fd < 0 ? strerror(errno) : "empty");
+		if (fd >= 0)
+			close(fd);
+		return err;
+	}
+	*m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (*m == MAP_FAILED) {
+		err = -errno;
+		if (!quiet)
+			log_warn("skipping snapshot '%s': %s", path, strerror(errno));
+		return err;
+	}
+	*size = (size_t)st.st_size;
+	err = snap_validate(*m, *size, &ts, &time_ns, count);
+	if (!err && ts != want_ts)
+		err = -EIO;
+	if (err) {
+		if (!quiet)
+			log_warn("skipping damaged snapshot '%s' (checksum or length)", path);
+		munmap(*m, *size);
+	}
+	return err;
+}
+
 int store_snapshot_load(const char *datadir, int64_t max_ts, store_snap_fn fn, void *arg,
 			int64_t *ts_out, uint64_t *n_out)
 {
@@ -387,59 +432,51 @@ int store_snapshot_load(const char *datadir, int64_t max_ts, store_snap_fn fn, v
 	if (err)
 		return err;
 	for (size_t i = 0; i < nsnaps; i++) {
-		char path[PATH_MAX];
-		struct stat st;
 		unsigned char *m;
-		int64_t ts, time_ns;
+		size_t size;
 		uint64_t count;
-		int fd;
 
-		if (snap_name(path, sizeof(path), datadir, snaps[i]))
+		/* Newer than the log: the caller has refused such a log unless this one is
+		 * damaged; either way it is no state of this log, and stays as it is. */
+		if (snaps[i] > max_ts)
 			continue;
-		if (snaps[i] > max_ts) {
-			/* The log lost its tail (fsync=0 and a power cut, or a restored file):
-			 * this snapshot describes another history.  Set it aside for good, or it
-			 * would be loaded once the head passes it again. */
-			char aside[PATH_MAX + 8];
-
-			snprintf(aside, sizeof(aside), "%s.stale", path);
-			log_warn("setting aside snapshot '%s': it is at commit %" PRId64
-				 " but the log ends at %" PRId64, path, snaps[i], max_ts);
-			if (rename(path, aside) != 0)
-				log_warn("cannot rename '%s': %s", path, strerror(errno));
+		if (snap_map(datadir, snaps[i], false, &m, &size, &count))
 			continue;
-		}
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0 || fstat(fd, &st) != 0 || st.st_size == 0) {
-			log_warn("skipping snapshot '%s': %s", path,
-				 fd < 0 ? strerror(errno) : "empty");
-			if (fd >= 0)
-				close(fd);
-			continue;
-		}
-		m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-		close(fd);
-		if (m == MAP_FAILED) {
-			log_warn("skipping snapshot '%s': %s", path, strerror(errno));
-			continue;
-		}
-		err = snap_validate(m, (size_t)st.st_size, &ts, &time_ns, &count);
-		if (!err && ts != snaps[i])
-			err = -EIO;
-		if (err) {
-			log_warn("skipping damaged snapshot '%s' (checksum or length)", path);
-			munmap(m, (size_t)st.st_size);
-			err = 0;
-			continue;
-		}
-		err = snap_apply(m, (size_t)st.st_size, count, fn, arg, &keys);
-		munmap(m, (size_t)st.st_size);
+		err = snap_apply(m, size, count, fn, arg, &keys);
+		munmap(m, size);
 		if (err)
 			break; /* applied partly: the caller must start over from the log */
-		*ts_out = ts;
+		*ts_out = snaps[i];
 		*n_out = keys;
 		break;
 	}
 	free(snaps);
 	return err;
+}
+
+int store_snapshot_newest(const char *datadir, int64_t *ts_out)
+{
+	char dir[PATH_MAX];
+	int64_t *snaps = NULL;
+	size_t nsnaps = 0;
+	int err;
+
+	*ts_out = 0;
+	snprintf(dir, sizeof(dir), "%s/" SNAP_DIR, datadir);
+	err = list_snaps(dir, &snaps, &nsnaps);
+	if (err)
+		return err;
+	for (size_t i = 0; i < nsnaps; i++) {
+		unsigned char *m;
+		size_t size;
+		uint64_t count;
+
+		if (snap_map(datadir, snaps[i], true, &m, &size, &count))
+			continue;
+		munmap(m, size);
+		*ts_out = snaps[i];
+		break;
+	}
+	free(snaps);
+	return 0;
 }

@@ -20,6 +20,7 @@
 #include "store_i.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -28,12 +29,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "clock.h"
 #include "grow.h"
 #include "log.h"
 
 struct sqlite_store {
 	struct store base; /* first: the handle store.c hands out */
 	char *path;
+	bool had_wal; /* the write-ahead log existed at open */
 	sqlite3 *wdb;
 	sqlite3_stmt *ins_event;
 	sqlite3_stmt *ins_op;
@@ -91,6 +94,18 @@ static const char schema_sql[] =
 	"  head_ts INTEGER NOT NULL);"
 	"INSERT OR IGNORE INTO meta(name, value) VALUES ('schema', 3);";
 
+/* One row per log rebuilt from a snapshot (statehoused --recover-from-snapshot): commits
+ * after new_head up to acknowledged were lost.  Made by the first such rebuild, so an
+ * open of any other log writes nothing; older builds ignore it. */
+static const char recoveries_sql[] =
+	"CREATE TABLE IF NOT EXISTS recoveries("
+	"  id INTEGER PRIMARY KEY,"
+	"  time_ns INTEGER NOT NULL,"
+	"  log_head INTEGER NOT NULL,"
+	"  snapshot_ts INTEGER NOT NULL,"
+	"  acknowledged INTEGER NOT NULL,"
+	"  new_head INTEGER NOT NULL);";
+
 /* Schema 1 or 2 -> 3: ops may hold owner records (op 3, schema 2) and directories (ops 4
  * and 5, schema 3).  SQLite cannot change a CHECK constraint in place, so the table is
  * copied, in one transaction; the rows stay as they are. */
@@ -140,8 +155,13 @@ static int store_errno(sqlite3 *db, int rc, const char *action)
 		err = -EIO;
 		break;
 	}
-	log_err("cannot %s: %s (sqlite code %d)", action,
-		db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), db ? sqlite3_extended_errcode(db) : rc);
+	/* The connection's message only if it is about rc: a later call (a finalize, a
+	 * rollback) may have reset it, and "not an error" would be all it said. */
+	if (db && (sqlite3_extended_errcode(db) & 0xff) == (rc & 0xff))
+		log_err("cannot %s: %s (sqlite code %d)", action, sqlite3_errmsg(db),
+			sqlite3_extended_errcode(db));
+	else
+		log_err("cannot %s: %s (sqlite code %d)", action, sqlite3_errstr(rc), rc);
 	return err;
 }
 
@@ -163,6 +183,9 @@ static int open_conn(struct sqlite_store *st, int readonly, int fsync_full, sqli
 		goto fail;
 	sqlite3_extended_result_codes(db, 1);
 	sqlite3_busy_timeout(db, 5000);
+	/* A store that was only looked at, or refused, keeps its files as they were found:
+	 * the write-ahead log is folded in only after a clean stop (sqlite_record_stop). */
+	sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	snprintf(pragmas, sizeof(pragmas),
 		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;",
 		 fsync_full ? "FULL" : "NORMAL");
@@ -196,8 +219,9 @@ static int prepare(struct sqlite_store *st, sqlite3 *db, const char *sql,
 }
 
 /* Read the schema version, refuse a damaged database, upgrade an older schema. */
-static int check_schema(struct sqlite_store *st)
+static int check_schema(struct sqlite_store *st, bool full_check)
 {
+	int64_t t0;
 	int64_t schema = 0;
 	sqlite3_stmt *q = NULL;
 	int rc, err;
@@ -208,7 +232,13 @@ static int check_schema(struct sqlite_store *st)
 	if (sqlite3_step(q) == SQLITE_ROW)
 		schema = sqlite3_column_int64(q, 0);
 	sqlite3_finalize(q);
-	/* A damaged log must not be served: check it before anything is derived from it. */
+	/* A damaged log must not be served: check it before anything is derived from it.
+	 * This reads the whole file; the caller leaves it out when nothing but a crash can
+	 * have happened to the file since it was last checked (a crash damages only the
+	 * write-ahead log's tail, whose frames SQLite checks by their checksums). */
+	if (!full_check)
+		goto upgrade;
+	t0 = clock_now_ns(CLOCK_MONOTONIC);
 	err = prepare(st, st->wdb, "PRAGMA quick_check", &q);
 	if (err)
 		return err;
@@ -221,6 +251,9 @@ static int check_schema(struct sqlite_store *st)
 		return -EIO;
 	}
 	sqlite3_finalize(q);
+	log_info("checked the whole log '%s' in %" PRId64 " ms", st->path,
+		 (clock_now_ns(CLOCK_MONOTONIC) - t0) / 1000000);
+upgrade:
 	if (schema == 1 || schema == 2) {
 		rc = sqlite3_exec(st->wdb, migrate_ops_sql, NULL, NULL, NULL);
 		if (rc != SQLITE_OK) {
@@ -299,6 +332,8 @@ static void sqlite_close(struct store *base)
 	if (st->wdb)
 		sqlite3_close(st->wdb);
 	pthread_mutex_destroy(&st->reader_lock);
+	if (st->path && !st->had_wal)
+		store_sqlite_drop_empty_wal(st->path);
 	free(st->path);
 	free(st);
 }
@@ -322,15 +357,44 @@ static int sqlite_open(const char *location, const char *datadir,
 		err = -ENOMEM;
 		goto close_store;
 	}
+	{
+		char wal[PATH_MAX + 8];
+		struct stat sb;
+
+		snprintf(wal, sizeof(wal), "%s-wal", st->path);
+		st->had_wal = stat(wal, &sb) == 0;
+		/* Before SQLite sees the file: it would create it, or write a schema into it. */
+		if (opt->must_exist && (stat(st->path, &sb) != 0 || sb.st_size == 0)) {
+			st->had_wal = true; /* nothing of SQLite's to tidy */
+			err = -ENODATA;
+			goto close_store;
+		}
+	}
 	err = open_conn(st, 0, opt->fsync, &st->wdb);
 	if (err)
 		goto close_store;
+	if (opt->must_exist) {
+		sqlite3_stmt *q = NULL;
+
+		/* A file without our tables (its write-ahead log lost before any checkpoint)
+		 * is an empty log too: writing a schema into it would change it. */
+		err = prepare(st, st->wdb,
+			      "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'", &q);
+		if (err)
+			goto close_store;
+		rc = sqlite3_step(q);
+		sqlite3_finalize(q);
+		if (rc != SQLITE_ROW) {
+			err = rc == SQLITE_DONE ? -ENODATA : store_errno(st->wdb, rc, "read the schema");
+			goto close_store;
+		}
+	}
 	rc = sqlite3_exec(st->wdb, schema_sql, NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		err = store_errno(st->wdb, rc, "create schema");
 		goto close_store;
 	}
-	err = check_schema(st);
+	err = check_schema(st, !opt->skip_full_check);
 	if (!err)
 		err = open_reader_and_statements(st, opt->fsync);
 	if (err)
@@ -989,14 +1053,13 @@ static int sqlite_record_start(struct store *base, const struct store_start *sta
 					  "INSERT OR REPLACE INTO meta(name, value) VALUES ('running', 1);"
 					  "COMMIT", NULL, NULL, NULL);
 	}
+	/* The error first: the finalize and the rollback reset the connection's message. */
+	err = rc != SQLITE_OK && rc != SQLITE_DONE ? store_errno(st->wdb, rc, "record the start")
+						   : 0;
 	sqlite3_finalize(q);
-	if (rc != SQLITE_OK && rc != SQLITE_DONE) {
-		err = store_errno(st->wdb, rc, "record the start");
-		if (!sqlite3_get_autocommit(st->wdb))
-			sqlite3_exec(st->wdb, "ROLLBACK", NULL, NULL, NULL);
-		return err;
-	}
-	return 0;
+	if (err && !sqlite3_get_autocommit(st->wdb))
+		sqlite3_exec(st->wdb, "ROLLBACK", NULL, NULL, NULL);
+	return err;
 }
 
 static int sqlite_record_stop(struct store *base)
@@ -1006,7 +1069,37 @@ static int sqlite_record_stop(struct store *base)
 			      "INSERT OR REPLACE INTO meta(name, value) VALUES ('running', 0)",
 			      NULL, NULL, NULL);
 
-	return rc == SQLITE_OK ? 0 : store_errno(st->wdb, rc, "record a clean stop");
+	if (rc != SQLITE_OK)
+		return store_errno(st->wdb, rc, "record a clean stop");
+	/* Stopped cleanly: the close may fold the write-ahead log in and remove it. */
+	sqlite3_db_config(st->wdb, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
+	return 0;
+}
+
+static int sqlite_record_recovery(struct store *base, const struct store_recovery *r)
+{
+	struct sqlite_store *st = to_sqlite(base);
+	sqlite3_stmt *q = NULL;
+	int rc, err;
+
+	rc = sqlite3_exec(st->wdb, recoveries_sql, NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return store_errno(st->wdb, rc, "create the recoveries table");
+	err = prepare(st, st->wdb,
+		      "INSERT INTO recoveries(time_ns, log_head, snapshot_ts, acknowledged, new_head)"
+		      " VALUES (?1, ?2, ?3, ?4, ?5)",
+		      &q);
+	if (err)
+		return err;
+	sqlite3_bind_int64(q, 1, r->time_ns);
+	sqlite3_bind_int64(q, 2, r->log_head);
+	sqlite3_bind_int64(q, 3, r->snapshot_ts);
+	sqlite3_bind_int64(q, 4, r->acknowledged);
+	sqlite3_bind_int64(q, 5, r->new_head);
+	rc = sqlite3_step(q);
+	err = rc == SQLITE_DONE ? 0 : store_errno(st->wdb, rc, "record the recovery");
+	sqlite3_finalize(q);
+	return err;
 }
 
 static int sqlite_starts(struct store *base, uint64_t *count, uint64_t *unclean)
@@ -1055,7 +1148,10 @@ const struct store_ops store_sqlite_ops = {
 	.events = sqlite_events,
 	.record_start = sqlite_record_start,
 	.record_stop = sqlite_record_stop,
+	.record_recovery = sqlite_record_recovery,
 	.starts = sqlite_starts,
 	.file_sizes = sqlite_file_sizes,
+	.file_state = store_sqlite_file_state,
+	.sync_files = store_sqlite_sync_files,
 	.lib_version = sqlite_lib_version,
 };

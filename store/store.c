@@ -112,6 +112,26 @@ int store_open(const char *uri, const char *datadir, const struct store_options 
 	return 0;
 }
 
+int store_log_file_state(const char *uri, const char *datadir, struct store_log_file *out)
+{
+	const struct store_ops *ops;
+	const char *location;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	err = pick_backend(uri, &ops, &location);
+	return err ? err : ops->file_state(datadir, out);
+}
+
+int store_log_sync(const char *uri, const char *datadir)
+{
+	const struct store_ops *ops;
+	const char *location;
+	int err = pick_backend(uri, &ops, &location);
+
+	return err ? err : ops->sync_files(datadir);
+}
+
 void store_close(struct store *st)
 {
 	if (!st)
@@ -308,6 +328,11 @@ int store_record_start(struct store *st, const struct store_start *start, int *c
 int store_record_stop(struct store *st)
 {
 	return st->ops->record_stop(st);
+}
+
+int store_record_recovery(struct store *st, const struct store_recovery *r)
+{
+	return st->ops->record_recovery(st, r);
 }
 
 int store_starts(struct store *st, uint64_t *count, uint64_t *unclean)

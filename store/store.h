@@ -56,6 +56,13 @@ struct store_ops;
 
 struct store_options {
 	int fsync; /* 1: synchronous=FULL (durable on return); 0: NORMAL */
+	/* Refuse (-ENODATA, nothing created or written) a log that is missing or empty:
+	 * the caller knows that one existed (a snapshot or a clean stop says so). */
+	bool must_exist;
+	/* Leave out the backend's full integrity check at open (for SQLite PRAGMA
+	 * quick_check, which reads the whole file): the caller knows that nothing but a
+	 * crash has happened to the log since it was last checked or cleanly closed. */
+	bool skip_full_check;
 };
 
 /*
@@ -92,12 +99,17 @@ struct store_event {
  * whatever the backend.
  *
  * On success *out is the caller's, to store_close().  On failure *out is NULL and the
- * reason has been logged.  Errors:
+ * reason has been logged (but for -ENODATA, which the caller explains).  Errors:
  *   -EPROTONOSUPPORT  this build has no backend for the URI's scheme (the log line
  *                     names the URI and the schemes that are supported)
  *   -EINVAL           the URI is malformed for its backend
  *   -EIO              the store is damaged, not a store, or of another schema version
+ *   -ENODATA          opt->must_exist and the log is missing or empty (nothing touched)
  *   -ENOSPC, -EACCES, -EROFS, -ENOMEM
+ *
+ * The files stay as they are at store_close() (for SQLite: the write-ahead log is not
+ * folded into the database) unless store_record_stop() succeeded before it: a store that
+ * was only looked at, or refused, is left exactly as it was found.
  */
 int store_open(const char *uri, const char *datadir, const struct store_options *opt,
 	       struct store **out);
@@ -261,12 +273,16 @@ typedef int (*store_snap_fn)(void *arg, const struct store_snap_entry *e);
 
 /*
  * Load the newest valid snapshot whose commit_ts <= max_ts, calling fn per entry after
- * its checksum has been verified.  Damaged ones are logged and skipped.  *ts_out is 0
+ * its checksum has been verified.  Damaged ones are logged and skipped, newer ones
+ * skipped; no file is renamed or removed.  *ts_out is 0
  * (and nothing is loaded) when there is none; *n_out gets the number of its entries
  * that are not directories (keys and owner records).
  */
 int store_snapshot_load(const char *datadir, int64_t max_ts, store_snap_fn fn, void *arg,
 			int64_t *ts_out, uint64_t *n_out);
+/* The commit_ts of the newest snapshot that validates (checksum and length), 0 when there
+ * is none; nothing is applied, changed or logged (damaged ones are skipped). */
+int store_snapshot_newest(const char *datadir, int64_t *ts_out);
 
 /* ---- starts ------------------------------------------------------------------------- */
 
@@ -279,13 +295,69 @@ struct store_start {
 };
 
 /* Record a start and mark the store running; *clean_prev says whether the previous run
- * ended with store_record_stop(). */
+ * ended with store_record_stop().  -ENOSPC on a full disk: nothing is recorded, and the
+ * store still serves reads (the caller may retry later). */
 int store_record_start(struct store *st, const struct store_start *start, int *clean_prev);
+/* Mark a clean stop; store_close() then tidies the files (SQLite: folds the write-ahead
+ * log into the database and removes it). */
 int store_record_stop(struct store *st);
+/* A log rebuilt from a snapshot after it lost acknowledged commits (statehoused
+ * --recover-from-snapshot): one row of the recoveries table, kept for good. */
+struct store_recovery {
+	int64_t time_ns;
+	int64_t log_head;      /* where the log ended when found */
+	int64_t snapshot_ts;   /* the snapshot it was rebuilt from (0: none was used) */
+	int64_t acknowledged;  /* the newest commit known acknowledged: after new_head, lost */
+	int64_t new_head;      /* where the rebuilt log ends */
+};
+int store_record_recovery(struct store *st, const struct store_recovery *r);
 /* Bytes of the database file and of its write-ahead log (0 when absent). */
 void store_file_sizes(struct store *st, uint64_t *db, uint64_t *wal);
 /* How many starts, and how many of them followed an unclean stop. */
 int store_starts(struct store *st, uint64_t *count, uint64_t *unclean);
+
+/* ---- the log's files, without opening the store --------------------------------------- */
+
+/*
+ * What a backend's files look like on disk, read without opening them as a store (no
+ * file is created or changed): whether the log exists and holds anything, and what
+ * identifies its state, so a later look can tell whether anything else touched it.
+ */
+struct store_log_file {
+	bool exists;        /* the log's file exists and is not empty */
+	uint64_t bytes;     /* of the main file */
+	int64_t mtime_ns;
+	uint64_t dev, ino;
+	/* SQLite: the write-ahead log.  wal_id names one generation of it (its salts; a
+	 * checkpoint that restarts the log changes it), 0 when there is no log or no
+	 * complete header.  Within one generation the file only grows. */
+	uint64_t wal_id;
+	uint64_t wal_bytes;
+};
+int store_log_file_state(const char *uri, const char *datadir, struct store_log_file *out);
+/* Make every write to the log's files so far durable (fdatasync), whatever the fsync
+ * option: a snapshot must never be durable while the commits it holds are not.  Missing
+ * files are no error.  Writes made during the call may or may not be covered: take a
+ * store_log_file_state() meant to be durable before it. */
+int store_log_sync(const char *uri, const char *datadir);
+
+/*
+ * The marks (store/marks.c): a small file DATADIR/statehouse.marks, written atomically
+ * (temporary file, fsync, rename, fsync of the directory) at every clean stop, start and
+ * snapshot, and once a second while commits come.  It lives beside the log, not in it,
+ * so it survives the loss of the log: what it records is what a log found at the next
+ * start must hold at least.
+ */
+struct store_marks {
+	int64_t clean_stop_head; /* the head at the newest clean stop (0: none yet) */
+	bool stopped;            /* written at a clean stop: log is the log's state then */
+	int64_t log_head;        /* the head when log was taken */
+	struct store_log_file log; /* at the clean stop, or at the newest snapshot */
+};
+/* 0, -ENOENT (no marks yet: *m is all zero), -EIO (unreadable: logged), -ENOMEM. */
+int store_marks_read(const char *datadir, struct store_marks *m);
+/* 0 or a negative errno (-ENOSPC ...), logged; the previous marks stay on failure. */
+int store_marks_write(const char *datadir, const struct store_marks *m);
 
 /* Version string of the SQLite library this build links (static storage). */
 const char *store_sqlite_version(void);
@@ -338,8 +410,12 @@ struct store_ops {
 	int (*record_start)(struct store *st, const struct store_start *start,
 			    int *clean_prev);
 	int (*record_stop)(struct store *st);
+	int (*record_recovery)(struct store *st, const struct store_recovery *r);
 	int (*starts)(struct store *st, uint64_t *count, uint64_t *unclean);
 	void (*file_sizes)(struct store *st, uint64_t *db, uint64_t *wal);
+	/* Without a handle: store_log_file_state() and store_log_sync(). */
+	int (*file_state)(const char *datadir, struct store_log_file *out);
+	int (*sync_files)(const char *datadir);
 	const char *(*lib_version)(void); /* the backend's client library */
 };
 

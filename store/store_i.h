@@ -20,6 +20,13 @@ int store_split_path(const char *path, size_t len, enum store_op_kind kind, size
 /* Split a prefix "ns[/agent[/dir...]]" into its parts; returns how many (0..3). */
 int store_split_prefix(const char *p, size_t len, const char **part, size_t *plen);
 
+/* The SQLite backend's files, without a connection (sqlite_files.c): the table's
+ * file_state and sync_files, and the removal at close of an empty write-ahead log and
+ * its index that an open made (db is the database's path). */
+int store_sqlite_file_state(const char *datadir, struct store_log_file *out);
+int store_sqlite_sync_files(const char *datadir);
+void store_sqlite_drop_empty_wal(const char *db);
+
 /*
  * The backends of this build, the default first.  A new backend is one file defining
  * `const struct store_ops store_<name>_ops` (see struct store_ops in store.h), one

@@ -286,7 +286,9 @@ static int batch_store(struct txn_engine *eng, struct batch *b)
 
 	if (!b->nev)
 		return 0;
-	serr = store_append(eng->store, b->ev, b->nev);
+	serr = txn_recover_record_pending(eng);
+	if (!serr)
+		serr = store_append(eng->store, b->ev, b->nev);
 	if (serr)
 		log_debug("commit batch of %zu failed: %s", b->nev, strerror(-serr));
 	else

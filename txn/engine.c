@@ -45,25 +45,17 @@ static void remove_backup_leftovers(const char *datadir)
 int txn_engine_open(const char *datadir, const struct txn_options *opt,
 		    struct txn_engine **out)
 {
-	struct store_options sopt = { .fsync = opt->fsync };
 	struct txn_engine *eng;
 	struct store_replay_stats stats;
 	pthread_rwlockattr_t attr;
 	int64_t t0 = clock_now_ns(CLOCK_MONOTONIC);
-	struct store *st;
 	int err;
 
 	*out = NULL;
-	err = store_open(opt->store_uri, datadir, &sopt, &st);
-	if (err)
-		return err;
 	eng = calloc(1, sizeof(*eng));
-	if (!eng) {
-		store_close(st);
+	if (!eng)
 		return -ENOMEM;
-	}
 	eng->opt = *opt;
-	eng->store = st;
 	pthread_rwlockattr_init(&attr);
 	/* Readers are many and fast; the committer must not starve behind them. */
 	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
@@ -71,6 +63,7 @@ int txn_engine_open(const char *datadir, const struct txn_options *opt,
 	pthread_rwlockattr_destroy(&attr);
 	pthread_mutex_init(&eng->table_lock, NULL);
 	pthread_mutex_init(&eng->lat_lock, NULL);
+	pthread_mutex_init(&eng->marks_lock, NULL);
 	pthread_mutex_init(&eng->q_lock, NULL);
 	pthread_cond_init(&eng->q_cond, NULL);
 	pthread_cond_init(&eng->reaper_cond, NULL);
@@ -81,12 +74,17 @@ int txn_engine_open(const char *datadir, const struct txn_options *opt,
 		txn_engine_close(eng);
 		return -ENOMEM;
 	}
-	remove_backup_leftovers(datadir);
-	err = txn_recover(eng, t0, &stats);
+	err = txn_recover_open_store(eng);
+	if (!err)
+		err = txn_recover(eng, t0, &stats);
 	if (err) {
 		txn_engine_close(eng);
 		return err;
 	}
+	/* Only a start that will serve tidies: --verify and a refused start change no
+	 * file. */
+	if (!opt->inspect_only)
+		remove_backup_leftovers(datadir);
 	*out = eng;
 	return 0;
 }
@@ -129,6 +127,7 @@ void txn_engine_close(struct txn_engine *eng)
 {
 	struct txn_user *u, *utmp;
 	struct txn *tx, *tmp;
+	bool clean = false;
 
 	if (!eng)
 		return;
@@ -137,7 +136,7 @@ void txn_engine_close(struct txn_engine *eng)
 		/* A clean stop: a snapshot of the final state, then the mark. */
 		if (eng->opt.snapshot_interval && eng->published_ts > eng->snap_ts)
 			txn_engine_snapshot(eng);
-		store_record_stop(eng->store);
+		clean = !eng->start_pending && store_record_stop(eng->store) == 0;
 	}
 	HASH_ITER(hh_name, eng->by_name, tx, tmp) {
 		HASH_DELETE(hh_name, eng->by_name, tx);
@@ -152,10 +151,13 @@ void txn_engine_close(struct txn_engine *eng)
 	}
 	txn_node_free_tree(&eng->root);
 	store_close(eng->store);
+	if (clean)
+		txn_recover_mark(eng, eng->published_ts, true);
 	free(eng->datadir);
 	pthread_rwlock_destroy(&eng->tree_lock);
 	pthread_mutex_destroy(&eng->table_lock);
 	pthread_mutex_destroy(&eng->lat_lock);
+	pthread_mutex_destroy(&eng->marks_lock);
 	pthread_mutex_destroy(&eng->q_lock);
 	pthread_cond_destroy(&eng->q_cond);
 	pthread_cond_destroy(&eng->reaper_cond);

@@ -187,6 +187,11 @@ int txn_engine_snapshot(struct txn_engine *eng)
 	err = snap_collect(&eng->root, ts, &sv);
 	pthread_rwlock_unlock(&eng->tree_lock);
 	t1 = clock_now_ns(CLOCK_MONOTONIC);
+	/* The log first: with fsync=0 its last commits may not be durable yet, and a
+	 * snapshot must never be ahead of the log after a power cut (that is refused at
+	 * start as lost commits). */
+	if (!err)
+		err = store_log_sync(eng->opt.store_uri, eng->datadir);
 	if (!err)
 		err = store_snapshot_write(eng->datadir, ts, clock_now_ns(CLOCK_REALTIME), snap_next, &sv,
 					   eng->opt.snapshot_keep);
@@ -195,6 +200,7 @@ int txn_engine_snapshot(struct txn_engine *eng)
 		log_info("snapshot at commit %" PRId64 " written (%zu keys; %" PRId64
 			 " ms under the read lock, %" PRId64 " ms in all)",
 			 ts, sv.n - sv.ndirs, (t1 - t0) / 1000000, (clock_now_ns(CLOCK_MONOTONIC) - t0) / 1000000);
+		txn_recover_mark(eng, ts, false);
 	}
 	snap_vec_free(&sv);
 	return err;
@@ -228,6 +234,7 @@ void *txn_reaper_main(void *arg)
 		pthread_mutex_unlock(&eng->q_lock);
 		reap(eng);
 		maybe_snapshot(eng);
+		txn_recover_mark_often(eng);
 		pthread_mutex_lock(&eng->q_lock);
 	}
 	pthread_mutex_unlock(&eng->q_lock);

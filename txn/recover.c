@@ -6,12 +6,148 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
 #include "log.h"
 #include "txn_i.h"
+
+/* ---- what the log must hold ----------------------------------------------------------- */
+
+/*
+ * A log found at start must hold every commit that something outside it proves was
+ * acknowledged: the newest valid snapshot (a snapshot is written only from commits
+ * already in the log, after syncing it), and the marks (the head at the last clean stop,
+ * the head marked while running: at the start, at each snapshot and once a second while
+ * commits come, and the size the write-ahead log had then).  A log that holds less lost
+ * acknowledged commits (it was emptied, removed, replaced by an older copy, or its
+ * write-ahead log was cut): the start is refused, changing no file, and the operator
+ * chooses (a backup, or --recover-from-snapshot).
+ */
+
+/* The newest commit something outside the log proves was acknowledged. */
+int64_t txn_recover_must_hold(const struct txn_engine *eng)
+{
+	int64_t need = eng->found_snap_ts;
+
+	if (eng->marks.clean_stop_head > need)
+		need = eng->marks.clean_stop_head;
+	if (eng->marks.log_head > need)
+		need = eng->marks.log_head;
+	return need;
+}
+
+static void refuse(const struct txn_engine *eng, const char *log_state)
+{
+	int64_t need = txn_recover_must_hold(eng);
+
+	log_err("cannot start: %s, but acknowledged commits reach commit %" PRId64
+		" (newest snapshot: commit %" PRId64 ", last clean stop: commit %" PRId64
+		", marked while running: commit %" PRId64 "): commits are missing from the log",
+		log_state, need, eng->found_snap_ts, eng->marks.clean_stop_head,
+		eng->marks.log_head);
+	log_err("nothing was changed in '%s'; stop here and restore a backup into a new data dir, "
+		"or accept the loss with 'statehoused --recover-from-snapshot %s' (statehoused(8))",
+		eng->datadir, eng->datadir);
+}
+
+static bool same_file(const struct store_log_file *a, const struct store_log_file *b)
+{
+	return a->exists == b->exists && a->bytes == b->bytes && a->mtime_ns == b->mtime_ns &&
+	       a->dev == b->dev && a->ino == b->ino;
+}
+
+int txn_recover_open_store(struct txn_engine *eng)
+{
+	struct store_options sopt = { .fsync = eng->opt.fsync };
+	struct store_log_file found;
+	char what[256];
+	int err;
+
+	err = store_snapshot_newest(eng->datadir, &eng->found_snap_ts);
+	if (!err)
+		err = store_log_file_state(eng->opt.store_uri, eng->datadir, &found);
+	if (err) {
+		log_err("cannot look at the data dir '%s': %s", eng->datadir, strerror(-err));
+		return err;
+	}
+	err = store_marks_read(eng->datadir, &eng->marks);
+	if (err && err != -ENOENT)
+		log_warn("the marks are unreadable; checking the log against the snapshots only");
+	eng->have_marks = !err;
+	/* Within one generation the write-ahead log only grows: shorter than at the last
+	 * mark of a run that did not stop cleanly, it was cut. */
+	if (!eng->opt.salvage && eng->have_marks && !eng->marks.stopped && eng->marks.log.wal_id &&
+	    found.wal_id == eng->marks.log.wal_id && found.wal_bytes < eng->marks.log.wal_bytes) {
+		snprintf(what, sizeof(what),
+			 "the write-ahead log is %" PRIu64 " bytes, shorter than the %" PRIu64
+			 " it had at commit %" PRId64, found.wal_bytes,
+			 eng->marks.log.wal_bytes, eng->marks.log_head);
+		refuse(eng, what);
+		return -ENODATA;
+	}
+	sopt.must_exist = !eng->opt.salvage && txn_recover_must_hold(eng) > 0;
+	/* The full check reads the whole file, which grows with the store: it runs when
+	 * something other than this daemon may have written the file (no marks, or it
+	 * changed after a clean stop), never after a crash (a crash damages only the
+	 * write-ahead log's tail, which SQLite checks frame by frame), and for --verify. */
+	sopt.skip_full_check = !eng->opt.inspect_only && eng->have_marks &&
+			       (!eng->marks.stopped || same_file(&found, &eng->marks.log));
+	err = store_open(eng->opt.store_uri, eng->datadir, &sopt, &eng->store);
+	if (err == -ENODATA) {
+		snprintf(what, sizeof(what), "the log is %s", found.ino ? "empty" : "missing");
+		refuse(eng, what);
+	}
+	return err;
+}
+
+void txn_recover_mark(struct txn_engine *eng, int64_t head, bool clean_stop)
+{
+	struct store_marks m;
+
+	if (eng->opt.inspect_only)
+		return;
+	pthread_mutex_lock(&eng->marks_lock);
+	m = eng->marks;
+	eng->marked_ns = clock_now_ns(CLOCK_MONOTONIC);
+	/* What the marks promise must be durable in the log first (fsync=0): the head was
+	 * read before, the files' state is taken now, then the sync covers both (the
+	 * committer may append meanwhile: a size taken after the sync could count frames
+	 * a power cut takes).  A later head than one already marked only (two threads
+	 * may mark). */
+	if (head < m.log_head ||
+	    store_log_file_state(eng->opt.store_uri, eng->datadir, &m.log) ||
+	    store_log_sync(eng->opt.store_uri, eng->datadir))
+		goto unlock;
+	m.log_head = head;
+	m.stopped = clean_stop;
+	if (clean_stop)
+		m.clean_stop_head = head;
+	if (store_marks_write(eng->datadir, &m) == 0)
+		eng->marks = m;
+unlock:
+	pthread_mutex_unlock(&eng->marks_lock);
+}
+
+/* Marks written once a second narrow what a cut write-ahead log can lose unseen to the
+ * commits of the last second (4 syncs a second at most, only while commits come). */
+#define MARK_INTERVAL_NS 1000000000LL
+
+void txn_recover_mark_often(struct txn_engine *eng)
+{
+	int64_t head = txn_engine_head(eng), last, marked;
+
+	if (eng->start_pending)
+		return; /* the committer marks once the start is recorded */
+	pthread_mutex_lock(&eng->marks_lock);
+	marked = eng->marks.log_head;
+	last = eng->marked_ns;
+	pthread_mutex_unlock(&eng->marks_lock);
+	if (head > marked && clock_now_ns(CLOCK_MONOTONIC) - last >= MARK_INTERVAL_NS)
+		txn_recover_mark(eng, head, false);
+}
 
 /* ---- recovery at open -------------------------------------------------------------------- */
 
@@ -74,7 +210,7 @@ static int replay_one(void *arg, const struct store_replay_op *op)
 	return 0;
 }
 
-static int snap_load_one(void *arg, const struct store_snap_entry *e)
+int txn_recover_snap_load_one(void *arg, const struct store_snap_entry *e)
 {
 	struct txn_engine *eng = arg;
 	struct node *n = e->path_len ? txn_node_find_or_create(eng, e->path, e->path_len)
@@ -131,8 +267,16 @@ int txn_recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *s
 		log_err("cannot read the log's head");
 		return err;
 	}
+	if (!eng->opt.salvage && head < txn_recover_must_hold(eng)) {
+		char what[96];
+
+		snprintf(what, sizeof(what), "the log ends at commit %" PRId64, head);
+		refuse(eng, what);
+		return -ENODATA;
+	}
 	if (!eng->opt.full_replay) {
-		err = store_snapshot_load(eng->datadir, head, snap_load_one, eng, &snap_ts, &nkeys);
+		err = store_snapshot_load(eng->datadir, head, txn_recover_snap_load_one, eng,
+					  &snap_ts, &nkeys);
 		if (err) {
 			/* Applied in part: start over from the first event. */
 			log_warn("cannot load the snapshot (%s); replaying the whole log",
@@ -164,20 +308,47 @@ int txn_recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *s
 			 stats->events, stats->ops, (t_end - t0) / 1000000, stats->head_ts);
 	if (eng->opt.inspect_only)
 		return 0;
-	err = store_record_start(eng->store,
-				 &(struct store_start){ .time_ns = clock_now_ns(CLOCK_REALTIME),
-							.recovery_ns = t_end - t0,
-							.snapshot_ts = snap_ts,
-							.events_replayed = stats->events,
-							.head_ts = stats->head_ts },
-				 &clean_prev);
+	eng->last_recovery_ns = t_end - t0;
+	eng->last_replayed = stats->events;
+	eng->pending_start = (struct store_start){ .time_ns = clock_now_ns(CLOCK_REALTIME),
+						   .recovery_ns = t_end - t0,
+						   .snapshot_ts = snap_ts,
+						   .events_replayed = stats->events,
+						   .head_ts = stats->head_ts };
+	err = store_record_start(eng->store, &eng->pending_start, &clean_prev);
+	if (err == -ENOSPC) {
+		/* Reads need no room: serve them, and record the start before the first
+		 * commit that finds room (txn_recover_record_pending). */
+		log_warn("cannot record the start: no space left on the device holding '%s'; "
+			 "serving reads, commits fail with ENOSPC until there is room",
+			 eng->datadir);
+		eng->start_pending = true;
+		return 0;
+	}
 	if (err)
 		return err;
 	if (!clean_prev)
 		log_warn("the previous run did not stop cleanly (crash or kill); recovered from "
 			 "the log");
-	eng->last_recovery_ns = t_end - t0;
-	eng->last_replayed = stats->events;
+	txn_recover_mark(eng, stats->head_ts, false);
+	return 0;
+}
+
+int txn_recover_record_pending(struct txn_engine *eng)
+{
+	int clean_prev = 1, err;
+
+	if (!eng->start_pending)
+		return 0;
+	err = store_record_start(eng->store, &eng->pending_start, &clean_prev);
+	if (err)
+		return err;
+	eng->start_pending = false;
+	log_info("the start is recorded: the disk has room again");
+	if (!clean_prev)
+		log_warn("the previous run did not stop cleanly (crash or kill); recovered from "
+			 "the log");
+	txn_recover_mark(eng, eng->pending_start.head_ts, false);
 	return 0;
 }
 

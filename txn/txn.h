@@ -55,6 +55,8 @@ struct txn_options {
 	unsigned snapshot_keep;     /* snapshots kept (newest first) */
 	bool full_replay;           /* recover from the whole log, ignoring snapshots */
 	bool inspect_only;          /* --verify: record no start, write no snapshot */
+	bool salvage;               /* --recover-from-snapshot: open a log that lacks
+				     * acknowledged commits instead of refusing it */
 	uint32_t owner_uid, owner_gid; /* owner of namespaces that have none of their own */
 	const char *store_uri;      /* the store (store_open() in store.h lists the URIs);
 				     * NULL: the default, SQLite in datadir */
@@ -88,6 +90,14 @@ int txn_engine_open(const char *datadir, const struct txn_options *opt,
  * by key.  0 when they agree; -EIO (differences are logged) or another errno.
  */
 int txn_verify(const char *datadir, const char *store_uri);
+/*
+ * statehoused --recover-from-snapshot: complete a log that lacks acknowledged commits
+ * from the newest snapshot (salvage.c says how), record the loss of every commit after
+ * it in the store and in the marks, and leave a log that starts.  0 (also when nothing
+ * was missing: then nothing changed), or an errno, logged.  The caller holds the data
+ * dir's lock.
+ */
+int txn_recover_from_snapshot(const char *datadir, const char *store_uri);
 /* 0 when this build can serve the store URI; else -EPROTONOSUPPORT or -EINVAL, logged
  * with the schemes it serves.  Opens nothing: for refusing an option early. */
 int txn_store_uri_check(const char *store_uri);

@@ -8,8 +8,9 @@
  * table.c (the transaction table, references, state, notes), stage.c (staging),
  * committer.c (the commit queue and the group-commit loop, with the state machine),
  * commit.c (validating and applying one request inside a batch), reaper.c (expiry,
- * snapshots written), recover.c (replay, snapshot load, verify), engine.c (lifecycle,
- * stats), past.c (.at, .history and the event log, read from the store).
+ * snapshots written), recover.c (the checks of the log at open, replay, snapshot load,
+ * verify), salvage.c (--recover-from-snapshot), engine.c (lifecycle, stats), past.c
+ * (.at, .history and the event log, read from the store).
  *
  * Invariants of the derived state (the code that keeps each is named)
  *  1. The store's log is the truth.  The tree here is derived from it: txn_recover()
@@ -39,12 +40,18 @@
  *  8. entries_ns of a directory node is the commit time of the last published commit
  *     that added or removed an entry of it (a key made or deleted, a directory made or
  *     removed, either end of a rename); set at publish, replay and snapshot load.
+ *  9. Nothing outside the log is ever ahead of it: a snapshot or a mark is written only
+ *     after the log holding its commits was synced (txn_engine_snapshot(),
+ *     txn_recover_mark()), so a log found behind the newest snapshot or mark lost
+ *     acknowledged commits, and is refused (txn_recover_open_store(), txn_recover()).
  *
  * Locks, in rank order (take a lower rank before a higher one; a leaf lock is never
  * held while another is taken):
  *   1 eng->tree_lock  ->  2 eng->table_lock  ->  3 tx->lock;   leaves: eng->q_lock,
- *   eng->lat_lock.  No txn lock is held across a call into the store (readers never
- *   wait for an fsync), nor while a completion callback or the notify hook runs.
+ *   eng->lat_lock, eng->marks_lock.  No txn lock is held across a call into the store
+ *   (readers never wait for an fsync; marks_lock is the one exception, a leaf held by
+ *   the thread writing the marks), nor while a completion callback or the notify hook
+ *   runs.
  */
 #ifndef STATEHOUSE_TXN_I_H
 #define STATEHOUSE_TXN_I_H
@@ -210,6 +217,19 @@ struct txn_engine {
 	/* Written by the thread taking a snapshot (the reaper, or close). */
 	int64_t snap_ts;            /* commit of the newest snapshot written or loaded */
 	int64_t snap_retry_ns;      /* after a failed snapshot, not before this */
+
+	/* Leaf lock.  Protects marks and marked_ns (recover.c): written at open, by the
+	 * reaper (snapshots, and once a second while the head moves), by the committer
+	 * (a start recorded late) and at close. */
+	pthread_mutex_t marks_lock;
+	struct store_marks marks;
+	int64_t marked_ns; /* CLOCK_MONOTONIC of the last marks written */
+	bool have_marks;
+	int64_t found_snap_ts; /* the newest valid snapshot at open */
+	/* A start not yet recorded (the disk was full at open): the committer records it
+	 * before its next append.  Committer only, after open. */
+	atomic_bool start_pending;
+	struct store_start pending_start;
 };
 
 /* ---- a batch being committed (committer.c builds it, commit.c fills it) -------------- */
@@ -346,5 +366,19 @@ int txn_autocommit_wait(struct txn_engine *eng, enum txn_auto_kind kind, const c
 void *txn_reaper_main(void *arg);    /* reaper.c */
 /* Load the newest snapshot, replay the log after it, record the start (recover.c). */
 int txn_recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *stats);
+/* Open eng->store after checking, from outside the log, what it must hold (recover.c):
+ * -ENODATA (logged with what was found and what to do) when acknowledged commits are
+ * missing from it; nothing is changed then. */
+int txn_recover_open_store(struct txn_engine *eng);
+/* The newest commit that something outside the log proves was acknowledged. */
+int64_t txn_recover_must_hold(const struct txn_engine *eng);
+/* Load one snapshot entry into eng's tree (a store_snap_fn). */
+int txn_recover_snap_load_one(void *arg, const struct store_snap_entry *e);
+/* Record a pending start (the committer, before an append): 0 once it is recorded. */
+int txn_recover_record_pending(struct txn_engine *eng);
+/* Write the marks after a snapshot at ts, or at a clean stop (store closed). */
+void txn_recover_mark(struct txn_engine *eng, int64_t head, bool clean_stop);
+/* The reaper, every round: mark the published head once a second while it moves. */
+void txn_recover_mark_often(struct txn_engine *eng);
 
 #endif

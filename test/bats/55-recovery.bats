@@ -562,32 +562,222 @@ starts() {
 	assert_output "$(printf 'snap-%020d.bin\nsnap-%020d.bin' 6 9)"
 }
 
-@test "a snapshot ahead of the log is skipped and never used later for a different history" {
+# fingerprint: every file of DATA with its size and checksum, one per line; SQLite's
+# shared-memory index (-shm) and the daemon's lock file are scratch, not state.
+fingerprint() {
+	(cd "$DATA" && find . -type f ! -name '*-shm' ! -name statehoused.lock -print0 |
+		sort -z | xargs -0 -r sha256sum)
+}
+
+# refused_start: start the daemon on DATA; it must exit 1 without mounting ($output: its log).
+refused_start() {
+	run timeout 30 "$STATEHOUSED" "$DATA" "$MNT" -f $(sh_mode_args) 3>&-
+	[ "$status" -eq 1 ] || fail "daemon status $status: $output"
+	# A killed daemon's dead mount may stay (it answers ENOTCONN); a live one answers.
+	if stat "$MNT/.health" >/dev/null 2>&1; then fail "a log that lost commits was mounted"; fi
+}
+
+# recover: statehoused --recover-from-snapshot DATA; sets $status and $output.
+recover() {
+	run "$STATEHOUSED" --recover-from-snapshot "$DATA"
+}
+
+# recoveries: the recoveries table as "log_head snapshot_ts acknowledged new_head" lines.
+recoveries() {
+	sqlite3 -readonly "$DATA/statehouse.db" \
+		'SELECT log_head, snapshot_ts, acknowledged, new_head FROM recoveries ORDER BY id'
+}
+
+@test "an empty or missing log with snapshots present refuses to start, says what it found and changes no file" {
+	sh_mount -o snapshot_interval=2
+	writes 1 4
+	sh_umount
+	[ -f "$(snap 4)" ] || fail "no snapshot at the clean stop: $(snaps)"
+	: >"$DATA/statehouse.db"
+	rm -f "$DATA/statehouse.db-wal" "$DATA/statehouse.db-shm"
+	before=$(fingerprint)
+	refused_start
+	assert_output --partial "statehoused: error: cannot start: the log is empty, but acknowledged commits reach commit 4 (newest snapshot: commit 4, last clean stop: commit 4, marked while running: commit 4): commits are missing from the log"
+	assert_output --partial "nothing was changed in '$DATA'; stop here and restore a backup into a new data dir, or accept the loss with 'statehoused --recover-from-snapshot $DATA'"
+	diff <(echo "$before") <(fingerprint)
+
+	rm "$DATA/statehouse.db"
+	before=$(fingerprint)
+	refused_start
+	assert_output --partial "cannot start: the log is missing, but acknowledged commits reach commit 4"
+	diff <(echo "$before") <(fingerprint)
+	[ ! -e "$DATA/statehouse.db" ] || fail "the refused start created a log"
+	# --verify refuses it as well, and changes nothing either.
+	verify
+	assert_failure 1
+	diff <(echo "$before") <(fingerprint)
+}
+
+@test "--recover-from-snapshot rebuilds a missing log from the newest snapshot and records that later commits are lost" {
+	sh_mount -o snapshot_interval=3
+	writes 1 3
+	wait_snap 3
+	rm "$A/k2"
+	echo again >"$A/k1"
+	mkdir "$A/dir"
+	wait_snap 6
+	chmod 640 "$A/k3"
+	echo four >"$A/k4"
+	echo five >"$A/dir/k5"
+	wait_snap 9
+	state=$(sh_dump_tree "$MNT")
+	writes 10 11
+	sh_kill9
+	rm "$DATA/statehouse.db" "$DATA/statehouse.db-wal" "$DATA/statehouse.db-shm"
+	refused_start
+	assert_output --partial "cannot start: the log is missing, but acknowledged commits reach commit 9"
+
+	recover
+	assert_success
+	assert_output --partial "statehoused: recovered: the log ended at commit 0; commits 1..9 were rebuilt from the snapshot at commit 9"
+	assert_output --partial "statehoused: warning: commits after 9, if there were any, are lost; new commits start at 10"
+	run recoveries
+	assert_output "0|9|9|9"
+
+	sh_mount -o snapshot_interval=3
+	diff <(echo "$state") <(sh_dump_tree "$MNT")
+	[ "$(sh_xattr version "$A/k1")" -eq 2 ]
+	[ "$(sh_xattr commit_ts "$A/k1")" -eq 5 ]
+	[ "$(stat -c %a "$A/k3")" = 640 ]
+	[ -d "$A/dir" ]
+	echo new >"$A/k10"
+	[ "$(sh_xattr commit_ts "$A/k10")" -eq 10 ]
+	echo third >"$A/k1"
+	[ "$(sh_xattr version "$A/k1")" -eq 3 ]
+	sh_umount
+	# A second run finds nothing missing and changes nothing.
+	before=$(fingerprint)
+	recover
+	assert_success
+	assert_output --partial "nothing to recover: the log ends at commit 11 and holds every acknowledged commit"
+	diff <(echo "$before") <(fingerprint)
+	verify
+	assert_success
+}
+
+@test "a log replaced by an older copy refuses to start below the last clean stop, and recovery accepts the loss" {
 	sh_mount -o snapshot_interval=0
 	writes 1 3
 	sh_umount
-	# The log loses its tail (fsync=0 and a power cut can do it; here: an older copy)...
+	cp "$DATA/statehouse.db" "$SH_TMP/old.db"
+	sh_mount -o snapshot_interval=0
+	writes 4 6
+	sh_umount
+	[ "$(snaps)" = "" ] || fail "snapshots: $(snaps)"
+	cp "$SH_TMP/old.db" "$DATA/statehouse.db"
+	before=$(fingerprint)
+	refused_start
+	assert_output --partial "cannot start: the log ends at commit 3, but acknowledged commits reach commit 6 (newest snapshot: commit 0, last clean stop: commit 6, marked while running: commit 6)"
+	diff <(echo "$before") <(fingerprint)
+
+	recover
+	assert_success
+	assert_output --partial "statehoused: recovered: the log ends at commit 3 and no snapshot is newer"
+	assert_output --partial "statehoused: warning: commits 4..6 (and any after them) are lost; new commits start at 4"
+	run recoveries
+	assert_output "3|0|6|3"
+	sh_mount -o snapshot_interval=0
+	run sh_errno stat "$A/k4"
+	assert_output ENOENT
+	echo other >"$A/x4"
+	[ "$(sh_xattr commit_ts "$A/x4")" -eq 4 ]
+	sh_umount
+	verify
+	assert_success
+}
+
+@test "a snapshot ahead of the log refuses the start and stays as it is" {
+	sh_mount -o snapshot_interval=0
+	writes 1 3
+	sh_umount
+	# The log loses its tail (here: an older copy) while a newer snapshot survives.
 	cp "$DATA/statehouse.db" "$SH_TMP/old.db"
 	sh_mount
 	writes 4 6
 	sh_umount
 	[ "$(snaps)" = "6" ] || fail "snapshots: $(snaps)"
 	cp "$SH_TMP/old.db" "$DATA/statehouse.db"
-	rm -f "$DATA/statehouse.db-wal" "$DATA/statehouse.db-shm"
-	# ...while the snapshot at 6 survives: it is ahead of the log, so it is not loaded.
-	sh_mount -o snapshot_interval=0
-	grep -qE 'statehoused: warning: setting aside snapshot .*snap-0+6\.bin.: it is at commit 6 but the log ends at 3' "$LOG" ||
-		fail "no warning about the snapshot ahead of the log: $(cat "$LOG")"
-	assert_recovery "no snapshot; replayed 3 events \(3 ops\) in $MS; ready at commit 3"
-	# The log goes on with other commits up to and past 6.
-	mkdir -p "$A"
-	for i in 4 5 6 7; do echo "other $i" >"$A/x$i"; done
-	before=$(sh_dump_tree "$MNT")
+	rm -f "$DATA/statehouse.db-wal" "$DATA/statehouse.db-shm" "$DATA/statehouse.marks"
+	before=$(fingerprint)
+	refused_start
+	assert_output --partial "cannot start: the log ends at commit 3, but acknowledged commits reach commit 6 (newest snapshot: commit 6, last clean stop: commit 0, marked while running: commit 0)"
+	diff <(echo "$before") <(fingerprint)
+	run ls -A "$SNAPS"
+	assert_output "$(printf 'snap-%020d.bin' 6)"
+	verify
+	assert_failure 1
+	diff <(echo "$before") <(fingerprint)
+}
+
+@test "a write-ahead log cut after a crash refuses to start" {
+	sh_mount -o snapshot_interval=3
+	writes 1 3
+	wait_snap 3
+	# The marks follow the snapshot file.
+	sh_wait_until 20 grep -qx 'log_head 3' "$DATA/statehouse.marks" || fail "marks: $(cat "$DATA/statehouse.marks")"
+	wal=$(sed -n 's/^wal_bytes //p' "$DATA/statehouse.marks")
+	[ "$wal" -gt 4096 ] || fail "marks: $(cat "$DATA/statehouse.marks")"
+	writes 4 5
 	sh_kill9
-	# The next start serves the log's state, not the stale snapshot's.
+	truncate -s $((wal - 4096)) "$DATA/statehouse.db-wal"
+	before=$(fingerprint)
+	refused_start
+	assert_output --partial "cannot start: the write-ahead log is $((wal - 4096)) bytes, shorter than the $wal it had at commit 3, but acknowledged commits reach commit 3"
+	diff <(echo "$before") <(fingerprint)
+}
+
+@test "a write-ahead log removed after a crash refuses to start, with no snapshot at all" {
 	sh_mount -o snapshot_interval=0
-	diff <(echo "$before") <(sh_dump_tree "$MNT")
-	sh_umount
+	writes 1 5
+	# Once a second while commits come, the marks take the head.
+	sh_wait_until 20 grep -qx 'log_head 5' "$DATA/statehouse.marks" || fail "marks: $(cat "$DATA/statehouse.marks")"
+	sh_kill9
+	rm "$DATA/statehouse.db-wal" "$DATA/statehouse.db-shm"
+	before=$(fingerprint)
+	refused_start
+	# Nothing was ever folded into the database: it holds not even the tables.
+	assert_output --partial "cannot start: the log is empty, but acknowledged commits reach commit 5 (newest snapshot: commit 0, last clean stop: commit 0, marked while running: commit 5)"
+	diff <(echo "$before") <(fingerprint)
+}
+
+@test "--verify changes no file of the data dir after a crash" {
+	sh_mount -o snapshot_interval=2
+	writes 1 2
+	wait_snap 2
+	writes 3 3
+	sh_kill9
+	[ -s "$DATA/statehouse.db-wal" ] || fail "no write-ahead log after the kill"
+	before=$(fingerprint)
 	verify
 	assert_success
+	diff <(echo "$before") <(fingerprint)
+}
+
+@test "the whole log is checked only when something else may have written it, never after a crash" {
+	checks() { grep -c "statehoused: checked the whole log '$DATA/statehouse.db' in [0-9]* ms" "$LOG"; }
+	# The first start finds no marks: checked.
+	sh_mount
+	writes 1 2
+	[ "$(checks)" -eq 1 ] || fail "log: $(cat "$LOG")"
+	sh_umount
+	# As the clean stop left it: not checked.
+	sh_mount
+	[ "$(checks)" -eq 1 ] || fail "log: $(cat "$LOG")"
+	writes 3 3
+	# After a crash: not checked.
+	sh_kill9
+	sh_mount
+	[ "$(checks)" -eq 1 ] || fail "log: $(cat "$LOG")"
+	sh_umount
+	# Changed after the clean stop (here only its time): checked.
+	touch "$DATA/statehouse.db"
+	sh_mount
+	[ "$(checks)" -eq 2 ] || fail "log: $(cat "$LOG")"
+	run cat "$A/k3"
+	assert_output "value 3"
 }

@@ -104,6 +104,6 @@ EOF
 		--daemon-arg=-o --daemon-arg=fsync=0
 	echo "$output"
 	assert_failure
-	assert_line --regexp "^crash harness: FAILED .*(acknowledged commit [0-9]+ .* is lost|the log ends at commit [0-9]+, but commits up to [0-9]+ were verified|the daemon exited with [0-9]+ before the mount was live)"
+	assert_line --regexp "^crash harness: FAILED .*(acknowledged commit [0-9]+ .* is lost|transaction .* rename\(\) returned, but it is not in the log|the log ends at commit [0-9]+, but commits up to [0-9]+ were verified|the daemon exited with [0-9]+ before the mount was live)"
 	sh_umount_below "$SH_TMP/work" || true
 }

@@ -166,3 +166,56 @@ mount_with_fault() {
 	assert_output ENOENT
 	[ "$(sh_xattr version "$A/k1")" -eq 1 ]
 }
+
+# fill_disk: fill the tmpfs of DATA until not one block is left.
+fill_disk() {
+	head -c 64M /dev/zero >"$SMALL/filler" 2>/dev/null || true
+	[ "$(stat -f -c %a "$SMALL")" -eq 0 ] || fail "the tmpfs still has room: $(df "$SMALL")"
+}
+
+@test "after a crash on a full disk the daemon starts again, serves reads, refuses commits with ENOSPC and records the start once there is room" {
+	small_datadir 16m
+	sh_mount -o snapshot_interval=0
+	A="$MNT/default/agent-1"
+	mkdir -p "$A"
+	echo before >"$A/k"
+	before=$(sh_dump_tree "$MNT")
+	fill_disk
+	run sh_errno writen "$A/big" 900000
+	assert_output ENOSPC
+	sh_kill9
+
+	# The start on the full disk: reads are served, commits refused, the condition logged.
+	sh_mount -o snapshot_interval=0
+	grep -qE "statehoused: warning: cannot record the start: no space left on the device holding '$DATA'; serving reads, commits fail with ENOSPC until there is room" "$LOG" ||
+		fail "no warning about the full disk: $(cat "$LOG")"
+	if grep -F 'not an error' "$LOG"; then fail "a message says 'not an error'"; fi
+	diff <(echo "$before") <(sh_dump_tree "$MNT")
+	run sh_errno writen "$A/big" 900000
+	assert_output ENOSPC
+	run sh_errno write "$A/k" after
+	assert_output ENOSPC
+	sh_kill9
+
+	# Again, and read-only as well.
+	sh_mount -o snapshot_interval=0,ro
+	run cat "$A/k"
+	assert_output before
+	sh_kill9
+	sh_mount -o snapshot_interval=0
+	run cat "$A/k"
+	assert_output before
+
+	# Room again: the start is recorded before the first commit, which then succeeds.
+	rm "$SMALL/filler"
+	echo after >"$A/k"
+	run cat "$A/k"
+	assert_output after
+	[ "$(sh_xattr version "$A/k")" -eq 2 ]
+	grep -qF 'statehoused: the start is recorded: the disk has room again' "$LOG" ||
+		fail "no line about the recorded start: $(cat "$LOG")"
+	sh_umount
+	sh_mount -o snapshot_interval=0
+	run cat "$A/k"
+	assert_output after
+}
