@@ -127,3 +127,12 @@ refused() {
 	run sh_errno_as $B $B read .events/open/x.jsonl
 	assert_output EACCES
 }
+
+@test "after root renames the namespace, the past under the old names stays the owner's" {
+	mv -T "$MNT/open" "$MNT/moved"
+	refused ".at/$T/open/c/k" ".history/open/c/k/1"
+	run sh_as $B $B cat .events/open/c.jsonl
+	refute_output --partial secret
+	run sh_as $A $A cat ".at/$T/open/c/k"
+	assert_output secret
+}
