@@ -29,6 +29,7 @@
 #include "config.h"
 #include "fs.h"
 #include "log.h"
+#include "version.h"
 
 #define FUSE_SUPER_MAGIC 0x65735546
 
@@ -541,8 +542,8 @@ static int read_options(struct fuse_args *args, struct config *conf,
 		return 0;
 	}
 	if (conf->show_version) {
-		printf("statehoused %s (libfuse %s, sqlite %s)\n", STATEHOUSE_VERSION,
-		       fuse_pkgversion(), txn_sqlite_version());
+		printf("statehoused %s (git %s, libfuse %s, sqlite %s)\n", STATEHOUSE_VERSION,
+		       STATEHOUSE_GIT_SHA, fuse_pkgversion(), txn_sqlite_version());
 		return 0;
 	}
 	if (fuse_parse_cmdline(args, opts) != 0)
