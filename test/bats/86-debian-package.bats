@@ -178,6 +178,20 @@ print(sh.get_state(agent_id="agent-1", key="k").value)' "$MNT"
 	umount "$MNT"
 	sh_wait_exit "$pid"
 
+	# Type fuse.statehouse: mount.fuse3 runs `statehouse` from its PATH, which is the
+	# package's /usr/sbin/statehouse unless a meson install put one in /usr/local/sbin.
+	echo "$DATA $MNT fuse.statehouse defaults,nofail 0 0" >"$SH_TMP/fstab"
+	run mount -T "$SH_TMP/fstab" "$MNT"
+	assert_success
+	pid=$(sh_daemon_pid "$MNT") || fail "no statehoused serves $MNT"
+	if [ ! -e /usr/local/sbin/statehouse ]; then
+		[ "$(readlink "/proc/$pid/exe")" = /usr/sbin/statehoused ]
+	fi
+	run cat "$MNT/default/agent-1/k"
+	assert_output 42
+	umount "$MNT"
+	sh_wait_exit "$pid"
+
 	# README_REMOVE: every file of both packages goes (the byte-compiled module too).
 	run env DEBIAN_FRONTEND=noninteractive apt-get remove -y statehouse python3-statehouse
 	assert_success
