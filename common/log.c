@@ -5,14 +5,22 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
+#include <unistd.h>
 
 static enum log_level threshold = LOG_LVL_INFO;
-static int use_syslog;
+static enum { SINK_STDERR, SINK_SYSLOG, SINK_FILE } sink;
+/* The log file (or -1) and its path.  Set once before any thread starts; a reopen only
+ * dup2()s a new file onto the same descriptor number, which is atomic for writers. */
+static int file_fd = -1;
+static char file_path[PATH_MAX];
 
 void log_set_level(enum log_level level)
 {
@@ -35,7 +43,68 @@ int log_parse_level(const char *name, enum log_level *out)
 void log_use_syslog(const char *ident)
 {
 	openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
-	use_syslog = 1;
+	sink = SINK_SYSLOG;
+}
+
+static int open_log_path(void)
+{
+	return open(file_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+}
+
+int log_open_file(const char *path)
+{
+	size_t n = strlen(path);
+
+	if (n >= sizeof(file_path))
+		return -ENAMETOOLONG;
+	if (file_fd >= 0)
+		BUG("log file opened twice");
+	memcpy(file_path, path, n + 1);
+	file_fd = open_log_path();
+	return file_fd < 0 ? -errno : 0;
+}
+
+void log_use_file(void)
+{
+	if (file_fd < 0)
+		BUG("no log file to use");
+	sink = SINK_FILE;
+}
+
+void log_reopen(void)
+{
+	int saved = errno, fd;
+
+	if (file_fd < 0)
+		return;
+	fd = open_log_path();
+	if (fd >= 0) {
+		dup2(fd, file_fd);
+		close(fd);
+	}
+	errno = saved;
+}
+
+/* One line of the log file, written at once (O_APPEND keeps lines of threads whole). */
+static void file_line(const char *tag, const char *msg)
+{
+	char line[2200], stamp[32];
+	struct timespec ts;
+	struct tm tm;
+	int n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	n = snprintf(line, sizeof(line), "%s.%03ldZ statehoused[%ld]: %s%s\n", stamp,
+		     ts.tv_nsec / 1000000, (long)getpid(), tag, msg);
+	if (n >= (int)sizeof(line)) {
+		n = (int)sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	if (n > 0 && write(file_fd, line, (size_t)n) < 0) {
+		/* nowhere left to say so */
+	}
 }
 
 void log_vmsg(enum log_level level, const char *fmt, va_list ap)
@@ -47,9 +116,11 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 	if (level > threshold)
 		return;
 	vsnprintf(buf, sizeof(buf), fmt, ap);
-	if (use_syslog)
+	if (file_fd >= 0)
+		file_line(tag[level], buf);
+	if (sink == SINK_SYSLOG)
 		syslog(prio[level], "%s", buf);
-	else
+	else if (sink == SINK_STDERR)
 		fprintf(stderr, "statehoused: %s%s\n", tag[level], buf);
 }
 

@@ -2,8 +2,8 @@
 /*
  * log.h - the one logging sink of statehouse (common layer, no dependencies).
  *
- * Messages go to stderr while the daemon runs in the foreground and to syslog once it
- * has daemonised.  Style (git's guidelines): lower case, no final period, the failing
+ * Messages go to stderr until the daemon picks its sink (syslog or a file) once the mount
+ * is live.  Style (git's guidelines): lower case, no final period, the failing
  * action first, the object quoted.
  */
 #ifndef STATEHOUSE_LOG_H
@@ -20,6 +20,16 @@ void log_set_level(enum log_level level);
 int log_parse_level(const char *name, enum log_level *out);
 /* From now on write to syslog with this identity instead of stderr. */
 void log_use_syslog(const char *ident);
+/*
+ * Open the log file at path (absolute; created 0640, appended to): from now on every
+ * message goes there too, one line each with a UTC timestamp and the pid.  0 or -errno.
+ * log_use_file() then makes it the only sink; log_reopen() opens the path again (after
+ * logrotate moved the file) and is async-signal-safe, for a SIGHUP handler: the file
+ * descriptor in use is replaced at once, so no message is lost or split.
+ */
+int log_open_file(const char *path);
+void log_use_file(void);
+void log_reopen(void);
 
 void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -17,6 +17,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "version.h"
 #include "fs_i.h"
 
 /* The reserved names at the root, in listing order. */
@@ -101,6 +102,7 @@ static char *version_json(void)
 	json_t *o = json_object();
 
 	json_object_set_new(o, "version", json_string(STATEHOUSE_VERSION));
+	json_object_set_new(o, "git_sha", json_string(STATEHOUSE_GIT_SHA));
 	json_object_set_new(o, "schema", json_integer(txn_schema_version()));
 	json_object_set_new(o, "sqlite", json_string(txn_sqlite_version()));
 	json_object_set_new(o, "libfuse", json_string(fuse_pkgversion()));

@@ -29,6 +29,7 @@
 #include "config.h"
 #include "fs.h"
 #include "log.h"
+#include "version.h"
 
 #define FUSE_SUPER_MAGIC 0x65735546
 
@@ -48,6 +49,7 @@ struct config {
 	long snapshot_keep;
 	int fsync;
 	char *log_level;
+	char *log_dest; /* -o log=: syslog, stderr or an absolute path; NULL: the default */
 	char *store_uri;
 	int show_help;
 	int show_version;
@@ -56,6 +58,7 @@ struct config {
 	int default_permissions;
 	int nonempty;
 	bool mnt_dead; /* the mountpoint is a dead mount, detached just before mounting */
+	enum { LOG_TO_STDERR, LOG_TO_SYSLOG, LOG_TO_FILE } log_to; /* once the mount is live */
 };
 
 enum { KEY_RO = 1, KEY_RW, KEY_ALLOW_OTHER, KEY_DEFAULT_PERMISSIONS, KEY_NONEMPTY };
@@ -75,6 +78,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("snapshot_interval=%ld", snapshot_interval),
 	OPT("snapshot_keep=%ld", snapshot_keep),
 	OPT("log_level=%s", log_level),
+	OPT("log=%s", log_dest),
 	OPT("store=%s", store_uri),
 	OPT("-h", show_help),
 	OPT("--help", show_help),
@@ -179,6 +183,9 @@ static void usage(FILE *f)
 		"  -o snapshot_interval=N commits between snapshots (1000; 0: never)\n"
 		"  -o snapshot_keep=N     snapshots kept (3)\n"
 		"  -o log_level=LEVEL     err, warn, info (default) or debug\n"
+		"  -o log=syslog|stderr|FILE  where messages go once the mount is live (default:\n"
+		"                         stderr with -f, else syslog when /dev/log exists, else\n"
+		"                         DATADIR/statehoused.log); SIGHUP reopens FILE\n"
 		"  -o store=URI           where the log is kept: sqlite: (the default; SQLite in\n"
 		"                         DATADIR/statehouse.db) is the only store of this build\n"
 		"  -o nonempty            mount over a MOUNTPOINT that holds files (hides them)\n"
@@ -541,8 +548,8 @@ static int read_options(struct fuse_args *args, struct config *conf,
 		return 0;
 	}
 	if (conf->show_version) {
-		printf("statehoused %s (libfuse %s, sqlite %s)\n", STATEHOUSE_VERSION,
-		       fuse_pkgversion(), txn_sqlite_version());
+		printf("statehoused %s (git %s, libfuse %s, sqlite %s)\n", STATEHOUSE_VERSION,
+		       STATEHOUSE_GIT_SHA, fuse_pkgversion(), txn_sqlite_version());
 		return 0;
 	}
 	if (fuse_parse_cmdline(args, opts) != 0)
@@ -564,6 +571,12 @@ static int read_options(struct fuse_args *args, struct config *conf,
 	}
 	if (!options_in_range(conf))
 		return 2;
+	if (conf->log_dest && strcmp(conf->log_dest, "syslog") && strcmp(conf->log_dest, "stderr") &&
+	    conf->log_dest[0] != '/') {
+		fprintf(stderr, "statehoused: log must be syslog, stderr or an absolute file path, "
+				"not '%s'\n", conf->log_dest);
+		return 2;
+	}
 	/* Before anything is made in DATADIR: the store's own message names what it serves. */
 	if (conf->store_uri && txn_store_uri_check(conf->store_uri))
 		return 2;
@@ -612,6 +625,40 @@ static int prepare_dirs(struct config *conf, const char *mnt, char *datadir)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * Choose where messages go once the mount is live (-o log=).  A log file is opened now,
+ * so a path that cannot be written fails the start and the file has the start's
+ * messages too.  0 or -1, logged.
+ */
+static int open_log(struct config *c, const char *datadir, bool foreground)
+{
+	const char *dest = c->log_dest;
+	char path[PATH_MAX + 32];
+	int err;
+
+	if (!dest)
+		dest = foreground ? "stderr" : access("/dev/log", F_OK) == 0 ? "syslog" : NULL;
+	c->log_to = !dest ? LOG_TO_FILE : !strcmp(dest, "stderr") ? LOG_TO_STDERR
+		  : !strcmp(dest, "syslog") ? LOG_TO_SYSLOG : LOG_TO_FILE;
+	if (c->log_to != LOG_TO_FILE)
+		return 0;
+	if (!dest) {
+		snprintf(path, sizeof(path), "%s/statehoused.log", datadir);
+		dest = path;
+	}
+	err = log_open_file(dest);
+	if (err)
+		log_err("cannot open log file '%s': %s", dest, strerror(-err));
+	return err ? -1 : 0;
+}
+
+/* SIGHUP: logrotate moved the log file; open its path again and go on serving. */
+static void on_sighup(int sig)
+{
+	(void)sig;
+	log_reopen();
 }
 
 /*
@@ -688,8 +735,9 @@ static int add_fsname(struct fuse_args *args, const char *datadir)
 	return err;
 }
 
-/* The mount is live: let go of the terminal, log to syslog, tell the parent. */
-static void report_live(int *wfd)
+/* The mount is live: let go of the terminal (stderr too unless the log goes there), tell
+ * the parent. */
+static void report_live(int *wfd, bool keep_stderr)
 {
 	char ok = 0;
 	int devnull = open("/dev/null", O_RDWR);
@@ -697,11 +745,11 @@ static void report_live(int *wfd)
 	if (devnull >= 0) {
 		dup2(devnull, STDIN_FILENO);
 		dup2(devnull, STDOUT_FILENO);
-		dup2(devnull, STDERR_FILENO);
+		if (!keep_stderr)
+			dup2(devnull, STDERR_FILENO);
 		if (devnull > STDERR_FILENO)
 			close(devnull);
 	}
-	log_use_syslog("statehoused");
 	if (chdir("/") != 0)
 		log_warn("cannot chdir to '/': %s", strerror(errno));
 	if (write(*wfd, &ok, 1) != 1)
@@ -758,6 +806,13 @@ static int mount_and_serve(struct fuse_args *args, const struct fuse_cmdline_opt
 	*sep = se;
 	if (fuse_set_signal_handlers(se) != 0)
 		return 1;
+	/* libfuse's SIGHUP would stop the daemon; ours reopens the log file instead. */
+	{
+		struct sigaction sa = { .sa_handler = on_sighup, .sa_flags = SA_RESTART };
+
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGHUP, &sa, NULL);
+	}
 	if (conf->mnt_dead && (detach_dead_mount(opts->mountpoint) ||
 			       check_mountpoint(opts->mountpoint, conf->nonempty)))
 		goto out_handlers;
@@ -771,7 +826,11 @@ static int mount_and_serve(struct fuse_args *args, const struct fuse_cmdline_opt
 	}
 	log_info("serving '%s' at '%s'", datadir, opts->mountpoint);
 	if (*wfd >= 0)
-		report_live(wfd);
+		report_live(wfd, conf->log_to == LOG_TO_STDERR);
+	if (conf->log_to == LOG_TO_SYSLOG)
+		log_use_syslog("statehoused");
+	else if (conf->log_to == LOG_TO_FILE)
+		log_use_file();
 
 	ret = serve(se, opts);
 	log_info("unmounted '%s'; stopping", opts->mountpoint);
@@ -852,7 +911,8 @@ int main(int argc, char *argv[])
 		if (child > 0)
 			goto out_parent;
 	}
-	if (lock_datadir(datadir, &lockfd) || open_engine(datadir, &conf, &eng))
+	if (lock_datadir(datadir, &lockfd) || open_log(&conf, datadir, opts.foreground) ||
+	    open_engine(datadir, &conf, &eng))
 		goto out;
 	{
 		struct fs_options fopt = { .entry_timeout_s = (double)conf.cache_timeout_s,
@@ -883,6 +943,7 @@ out_parent:
 	free(opts.mountpoint);
 	free(conf.datadir);
 	free(conf.log_level);
+	free(conf.log_dest);
 	free(conf.store_uri);
 	fuse_opt_free_args(&args);
 	return ret;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "version.h"
 #include "ctl.h"
 
 #define COMMON_HELP                                                                   \
@@ -259,7 +260,7 @@ int main(int argc, char **argv)
 		if (opt == -2)
 			return stop;
 		if (opt == 'V') {
-			printf("statehousectl %s\n", STATEHOUSE_VERSION);
+			printf("statehousectl %s (git %s)\n", STATEHOUSE_VERSION, STATEHOUSE_GIT_SHA);
 			return ctl_finish_stdout(CTL_EXIT_OK);
 		}
 	}

@@ -15,6 +15,7 @@
 
 #include "base64.h"
 #include "config.h"
+#include "version.h"
 #include "ctl.h"
 
 char *ctl_mpath(const struct ctl *c, const char *fmt, ...)
@@ -212,13 +213,16 @@ int ctl_cmd_version(struct ctl *c, int argc, char **argv)
 		goto out;
 	}
 	if (c->json) {
-		json_t *j = json_pack("{s:s,s:O}", "statehousectl", STATEHOUSE_VERSION, "daemon", v);
+		json_t *j = json_pack("{s:s,s:s,s:O}", "statehousectl", STATEHOUSE_VERSION,
+				      "git_sha", STATEHOUSE_GIT_SHA, "daemon", v);
 
 		ctl_print_json(j, false);
 		json_decref(j);
 	} else {
-		printf("statehousectl %s\nstatehoused %s (schema %lld, sqlite %s, libfuse %s)\n",
-		       STATEHOUSE_VERSION, ctl_json_str(v, "version", "?"),
+		printf("statehousectl %s (git %s)\n"
+		       "statehoused %s (git %s, schema %lld, sqlite %s, libfuse %s)\n",
+		       STATEHOUSE_VERSION, STATEHOUSE_GIT_SHA, ctl_json_str(v, "version", "?"),
+		       ctl_json_str(v, "git_sha", "?"),
 		       (long long)ctl_json_int(v, "schema", 0), ctl_json_str(v, "sqlite", "?"),
 		       ctl_json_str(v, "libfuse", "?"));
 	}

@@ -126,8 +126,19 @@ start_should_fail() {
 	assert_output OK
 }
 
-@test ".version is JSON with the version, schema, SQLite and libfuse versions" {
+@test ".version is JSON with the version, the build's git revision, schema, SQLite and libfuse versions" {
 	sh_mount
+	run jq -e 'type == "object" and has("version") and has("schema") and has("sqlite") and has("libfuse")' "$MNT/.version"
+	assert_success
+	# git_sha: the commit the daemon was built from, one of this checkout's (the build may
+	# predate the newest commit).
+	sha=$(jq -r .git_sha "$MNT/.version")
+	[[ "$sha" =~ ^[0-9a-f]{12}$ ]] || fail "git_sha is '$sha'"
+	git -C "$REPO_ROOT" cat-file -e "$sha^{commit}" || fail "git_sha $sha is no commit of $REPO_ROOT"
+	run "$STATEHOUSED" --version
+	assert_output --regexp "^statehoused [0-9.]+ \\(git $sha, libfuse 3\\.[0-9.]+, sqlite 3\\.[0-9.]+\\)$"
+	run "$STATEHOUSECTL" --version
+	assert_output --regexp "^statehousectl [0-9.]+ \\(git $sha\\)$"
 	run jq -e 'type == "object" and has("version") and has("schema") and has("sqlite") and has("libfuse")' "$MNT/.version"
 	assert_success
 	project=$(grep -m 1 -oE "version *: *'[^']+'" "$REPO_ROOT/meson.build" | cut -d "'" -f 2)

@@ -238,14 +238,14 @@ last_commit_ts() {
 	assert_output ok
 	run -0 ctl health --json
 	jq -e --arg m "$MNT" '. == {"mountpoint":$m,"health":"ok"}' <<<"$output"
-	v="$(jq -r .version "$MNT/.version")"
+	v="$(jq -r .version "$MNT/.version")" sha="$(jq -r .git_sha "$MNT/.version")"
 	run -0 ctl version
-	assert_line -n 0 "statehousectl $v"
-	assert_line -n 1 "$(jq -r '"statehoused \(.version) (schema \(.schema), sqlite \(.sqlite), libfuse \(.libfuse))"' "$MNT/.version")"
+	assert_line -n 0 "statehousectl $v (git $sha)"
+	assert_line -n 1 "$(jq -r '"statehoused \(.version) (git \(.git_sha), schema \(.schema), sqlite \(.sqlite), libfuse \(.libfuse))"' "$MNT/.version")"
 	run -0 ctl --json version
-	jq -e --arg v "$v" --argjson d "$(cat "$MNT/.version")" '. == {"statehousectl":$v,"daemon":$d}' <<<"$output"
+	jq -e --arg v "$v" --arg sha "$sha" --argjson d "$(cat "$MNT/.version")" '. == {"statehousectl":$v,"git_sha":$sha,"daemon":$d}' <<<"$output"
 	run -0 "$STATEHOUSECTL" --version
-	assert_output "statehousectl $v"
+	assert_output "statehousectl $v (git $sha)"
 }
 
 # --- history, replay, tail -----------------------------------------------------------------

@@ -88,7 +88,7 @@ installed() {
 	version=$(meson introspect --projectinfo "$B" | jq -r .version)
 	run "$D/usr/sbin/statehoused" --version
 	assert_success
-	assert_output --regexp "^statehoused $version \\(libfuse 3\\.[0-9.]+, sqlite 3\\.[0-9.]+\\)$"
+	assert_output --regexp "^statehoused $version \\(git ([0-9a-f]{12}|unknown), libfuse 3\\.[0-9.]+, sqlite 3\\.[0-9.]+\\)$"
 	run "$D/usr/bin/statehousectl" help
 	assert_success
 	for l in statehouse mount.statehouse; do

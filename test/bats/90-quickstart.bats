@@ -89,6 +89,27 @@ quickstart() {
 	refute sh_is_mounted "$MNT"
 }
 
+@test "quickstart builds statehousectl and the man pages and says how to put statehousectl on PATH" {
+	rm -f "$REPO_ROOT/build/mountctl/statehousectl" "$REPO_ROOT"/build/doc/statehouse{.5,d.8,ctl.1}
+	quickstart
+	# The PATH line as printed, run in a shell of its own: statehousectl then answers.
+	line=$(grep -E '^  export PATH=' "$OUT" | sed 's/^  //; s/[[:space:]]*#.*$//') ||
+		fail "no export PATH line in: $(cat "$OUT")"
+	[ "$line" = "export PATH=\"$REPO_ROOT/build/mountctl:\$PATH\"" ] || fail "PATH line: $line"
+	run env -i HOME="$HOME" PATH=/usr/bin:/bin bash -c "$line; command -v statehousectl; statehousectl status $MNT"
+	assert_success
+	assert_line --index 0 "$REPO_ROOT/build/mountctl/statehousectl"
+	assert_output --partial "$MNT"
+	grep -qF "statehousectl status $MNT" "$OUT"
+	# The man pages it names render (troff's layout warnings are 85-install's business).
+	grep -qF "man -l $REPO_ROOT/build/doc/statehousectl.1" "$OUT"
+	for page in statehousectl.1 statehoused.8 statehouse.5; do
+		run bash -c 'MANWIDTH=80 man -l "$1" 2>/dev/null' - "$REPO_ROOT/build/doc/$page"
+		assert_success
+		assert_line --index 0 --regexp "^${page%.*}\\(${page##*.}\\) "
+	done
+}
+
 @test "quickstart run again keeps a live mount, and mounts the same data again after an unmount" {
 	quickstart
 	mkdir -p "$MNT/default/agent-1"
