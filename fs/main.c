@@ -598,6 +598,18 @@ static int read_options(struct fuse_args *args, struct config *conf,
 	return -1;
 }
 
+/* The store holds every value in the clear: a data dir that other users may enter lets
+ * them copy it and read what the mount's modes hide. */
+static void warn_if_open(const char *datadir)
+{
+	struct stat st;
+
+	if (stat(datadir, &st) == 0 && (st.st_mode & (S_IRGRP | S_IXGRP | S_IROTH | S_IXOTH)))
+		log_warn("data dir '%s' is open to other users (mode %04o): they can copy the "
+			 "store and read every value whatever the mount's modes; 'chmod 700 %s'",
+			 datadir, (unsigned)(st.st_mode & 07777), datadir);
+}
+
 /* Check the mountpoint (a dead mount is checked once detached, just before mounting),
  * create DATADIR and resolve it into datadir (PATH_MAX bytes), refuse one on FUSE.
  * 0 or -1, logged. */
@@ -619,6 +631,7 @@ static int prepare_dirs(struct config *conf, const char *mnt, char *datadir)
 		log_err("cannot resolve data dir '%s': %s", datadir_arg, strerror(errno));
 		return -1;
 	}
+	warn_if_open(datadir);
 	if (statfs(datadir, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC) {
 		log_err("cannot use data dir '%s': it is on a FUSE filesystem; SQLite's WAL needs "
 			"a local filesystem", datadir);
@@ -863,6 +876,9 @@ int main(int argc, char *argv[])
 	int lockfd = -1, ret = 1;
 	const char *base = strrchr(argv[0], '/');
 
+	/* Every file the daemon makes (data dir, store, WAL, snapshots, lock) is its
+	 * user's alone: SQLite would create the database 0644. */
+	umask(077);
 	fuse_set_log_func(fuse_log_sink);
 	base = base ? base + 1 : argv[0];
 	if (!strncmp(base, "mount.", 6)) {

@@ -1012,12 +1012,20 @@ static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	fs_reply_err(req, -ENOTSUP);
 }
 
+/* The data dir's file system holds every commit: its size and free space are the mount's,
+ * so df and tools that check for room before writing see the truth. */
 static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
+	struct fs *fs = fs_of(req);
 	struct statvfs sv = { 0 };
 
-	sv.f_bsize = 4096;
-	sv.f_frsize = 4096;
+	if (statvfs(fs->datadir, &sv) != 0) {
+		int err = -errno;
+
+		log_warn("cannot statvfs data dir '%s': %s", fs->datadir, strerror(-err));
+		fs_reply_err(req, err);
+		return;
+	}
 	sv.f_namemax = TXN_NAME_MAX;
 	fuse_reply_statfs(req, &sv);
 }

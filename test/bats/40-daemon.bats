@@ -248,3 +248,49 @@ start_should_fail() {
 	echo back >"$A/gone"
 	[ "$(sh_xattr version "$A/gone")" -eq 3 ]
 }
+
+@test "the data dir and every file of the store are readable by their owner only" {
+	umask 022
+	sh_mount -o snapshot_interval=2
+	local A="$MNT/default/agent-1"
+	mkdir -p "$A"
+	for i in 1 2 3 4 5; do echo "secret $i" >"$A/k$i"; done
+	sh_umount
+	[ -n "$(ls -A "$DATA/snapshots")" ] || fail "no snapshot in $DATA/snapshots"
+	run stat -c '%a %n' "$DATA"
+	assert_output "700 $DATA"
+	# Everything the daemon made: the database, its WAL and shared memory, the lock,
+	# the snapshots and their directory.
+	run find "$DATA" -mindepth 1 \( -type d ! -perm 0700 -o -type f ! -perm 0600 \) -printf '%m %p\n'
+	assert_output ""
+	[ "$(find "$DATA" -type f | wc -l)" -ge 3 ]
+}
+
+@test "a data dir that other users may read is served, with a warning at start naming it" {
+	mkdir -m 755 "$DATA"
+	sh_mount
+	run cat "$MNT/.health"
+	assert_output ok
+	grep -F "data dir '$DATA' is open to other users (mode 0755)" "$LOG"
+	sh_umount
+	chmod 700 "$DATA"
+	: >"$LOG"
+	sh_mount
+	run grep -c 'open to other users' "$LOG"
+	assert_output 0
+}
+
+@test "df shows the size and free space of the data dir's file system" {
+	sh_mount
+	read -r size avail < <(df -k --output=size,avail "$DATA" | tail -n 1)
+	[ "$size" -gt 0 ] && [ "$avail" -gt 0 ]
+	run df -k --output=size "$MNT"
+	assert_success
+	assert_line --index 1 --regexp "^ *$size\$"
+	# Free space is the data dir's too, give or take what others write meanwhile.
+	read -r mavail < <(df -k --output=avail "$MNT" | tail -n 1)
+	[ "$mavail" -gt 0 ]
+	[ "$mavail" -le "$size" ]
+	run stat -f -c '%l' "$MNT"
+	assert_output 255
+}

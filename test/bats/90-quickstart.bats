@@ -30,6 +30,9 @@ quickstart() {
 	quickstart
 	sh_is_mounted "$MNT" || fail "nothing is mounted at $MNT: $(cat "$OUT")"
 	[ -d "$DATA" ]
+	# The store holds every value in the clear: its data dir is the user's alone.
+	run stat -c %a "$DATA"
+	assert_output 700
 	grep -qF "fusermount3 -u $MNT" "$OUT" || fail "no unmount command in: $(cat "$OUT")"
 	grep -qF 'mv "$T/.commit.pending" "$T/.commit"' "$OUT"
 
