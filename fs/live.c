@@ -413,6 +413,15 @@ int fs_view_list(struct fs *fs, const struct iref *r, struct handle *h)
 	return err;
 }
 
+/* Bytes of the key of "ns/agent/key". */
+static size_t key_len(const char *path, size_t len)
+{
+	const char *s1 = memchr(path, '/', len);
+	const char *s2 = memchr(s1 + 1, '/', len - (size_t)(s1 + 1 - path));
+
+	return len - (size_t)(s2 + 1 - path);
+}
+
 int fs_view_create(struct fs *fs, const struct iref *p, const char *name, struct iref *out)
 {
 	struct txn *tx;
@@ -426,8 +435,8 @@ int fs_view_create(struct fs *fs, const struct iref *p, const char *name, struct
 		return err;
 	if (txn_path_depth(path, len) < 3)
 		err = -EINVAL; /* a key lives below <ns>/<agent>/ */
-	else if (len - p->len > TXN_KEY_MAX)
-		err = -ENAMETOOLONG;
+	else if (key_len(path, len) > TXN_KEY_MAX)
+		err = -ENAMETOOLONG; /* at open, where the shell sees it, not at close */
 	if (!err && tx) {
 		/* Staged at once so the new name shows in the view. */
 		b = blob_new("", 0);

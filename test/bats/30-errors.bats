@@ -336,6 +336,25 @@ teardown() {
 	assert_output ENOENT
 }
 
+@test "a key over 1024 bytes is refused at open, so a shell's redirection fails too" {
+	d="$A/$(sh_longname 200 a)/$(sh_longname 200 b)/$(sh_longname 200 c)/$(sh_longname 200 d)"
+	mkdir -p "$d"
+	before=$(sh_probe_ts)
+	# bash ignores the errors of close(): only an open that fails makes it exit non-zero.
+	run bash -c 'echo v >"$1"' _ "$d/$(sh_longname 221 f)"
+	assert_failure
+	assert_output --partial 'File name too long'
+	run touch "$d/$(sh_longname 221 f)"
+	assert_failure
+	assert_output --partial 'File name too long'
+	run sh_errno create "$d/$(sh_longname 221 f)"
+	assert_output ENAMETOOLONG
+	run sh_errno stat "$d/$(sh_longname 221 f)"
+	assert_output ENOENT
+	# Nothing committed in between: the next probe is the very next commit.
+	[ "$(sh_probe_ts)" -eq $((before + 1)) ]
+}
+
 # --- EISDIR / ENOTDIR ---
 
 @test "writing a key that is a prefix of another key fails with EISDIR" {
