@@ -40,13 +40,37 @@ static const char *errno_name(int err)
 	}
 }
 
-static void json_set_str(json_t *o, const char *k, const char *v)
+/* o[k] = v, text of the daemon's own (a state, an errno name, a time): always UTF-8. */
+static int json_set_str(json_t *o, const char *k, const char *v)
 {
-	json_t *s = json_string(v);
+	return json_object_set_new(o, k, json_string(v)) ? -ENOMEM : 0;
+}
 
-	if (!s) /* not UTF-8: keep the bytes readable rather than drop the field */
-		s = json_string_nocheck(v);
-	json_object_set_new(o, k, s);
+/*
+ * A name (ns, agent, key, transaction) is bytes: o[k] as a string when they are UTF-8,
+ * else o[k_base64] with their base64, so every name reads back exactly.  jansson cannot
+ * write a string that is not UTF-8 (json_dumps fails), so the bytes never go in as one.
+ */
+static int set_name(json_t *o, const char *k, const char *v, size_t len)
+{
+	json_t *s = json_stringn(v, len); /* NULL unless valid UTF-8 */
+	char key[32];
+	char *b64;
+
+	if (s)
+		return json_object_set_new(o, k, s) ? -ENOMEM : 0;
+	snprintf(key, sizeof(key), "%s_base64", k);
+	b64 = base64_encode(v, len);
+	if (!b64)
+		return -ENOMEM;
+	s = json_string(b64);
+	free(b64);
+	return !s || json_object_set_new(o, key, s) ? -ENOMEM : 0;
+}
+
+static int set_name_str(json_t *o, const char *k, const char *v)
+{
+	return set_name(o, k, v, strlen(v));
 }
 
 /* The document as one newline-terminated line; consumes o. */
@@ -90,7 +114,7 @@ char *render_status_json(struct txn_engine *eng, struct txn *tx)
 	}
 	/* Past its deadline, before the reaper ran: report what a write would find. */
 	json_set_str(o, "state", st.deadline_passed ? "expired" : state_name(st.state));
-	json_set_str(o, "txn", st.name);
+	set_name_str(o, "txn", st.name);
 	json_object_set_new(o, "ops", json_integer((json_int_t)st.ops));
 	json_object_set_new(o, "begin_ts", json_integer(st.begin_ts));
 	if (st.state == TXN_OPEN || st.state == TXN_COMMITTING)
@@ -102,7 +126,7 @@ char *render_status_json(struct txn_engine *eng, struct txn *tx)
 		json_set_str(o, "error", errno_name(st.err));
 		json_set_str(o, "message", strerror(-st.err));
 		if (st.err_key)
-			json_set_str(o, "key", st.err_key);
+			set_name_str(o, "key", st.err_key);
 	}
 	txn_status_release(&st);
 	return json_dump_line(o);
@@ -123,7 +147,7 @@ char *render_commit_json(struct txn *tx)
 	if (!o)
 		return NULL;
 	json_object_set_new(o, "commit_ts", json_integer(st.commit_ts));
-	json_set_str(o, "txn", st.name);
+	set_name_str(o, "txn", st.name);
 	json_object_set_new(o, "ops", json_integer((json_int_t)st.ops));
 	rfc3339(st.commit_time_ns, when, sizeof(when));
 	json_set_str(o, "time", when);
@@ -145,11 +169,11 @@ static int history_line(void *arg, const struct txn_history_row *row)
 	rfc3339(row->v.time_ns, when, sizeof(when));
 	json_object_set_new(o, "version", json_integer(row->v.version));
 	json_object_set_new(o, "commit_ts", json_integer(row->v.commit_ts));
-	json_set_str(o, "txn", row->txn);
+	err = set_name_str(o, "txn", row->txn);
 	json_set_str(o, "time", when);
 	json_set_str(o, "op", row->v.deleted ? "delete" : "put");
 	json_object_set_new(o, "size", json_integer((json_int_t)row->v.size));
-	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	s = err ? NULL : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	if (!s)
 		return -ENOMEM;
@@ -199,19 +223,20 @@ static int set_bytes(json_t *o, const char *name, const void *data, size_t len)
 	return !v || json_object_set_new(o, key, v) ? -ENOMEM : 0;
 }
 
-/* A change of owner or mode of "ns" or "ns/agent". */
+/* A change of owner or mode of "ns" or "ns/agent", or of the mode of a key. */
 static int render_attr_op(json_t *jo, const struct txn_op *op)
 {
 	const char *s1 = memchr(op->path, '/', op->path_len), *end = op->path + op->path_len;
 	const char *s2 = s1 ? memchr(s1 + 1, '/', (size_t)(end - s1 - 1)) : NULL;
 	size_t nl = s1 ? (size_t)(s1 - op->path) : op->path_len;
+	int err = set_name(jo, "ns", op->path, nl);
 
-	json_object_set_new(jo, "ns", json_stringn_nocheck(op->path, nl));
-	if (s1)
-		json_object_set_new(jo, "agent",
-				    json_stringn_nocheck(s1 + 1, (size_t)((s2 ? s2 : end) - s1 - 1)));
-	if (s2) /* a key's mode */
-		json_object_set_new(jo, "key", json_stringn_nocheck(s2 + 1, (size_t)(end - s2 - 1)));
+	if (!err && s1)
+		err = set_name(jo, "agent", s1 + 1, (size_t)((s2 ? s2 : end) - s1 - 1));
+	if (!err && s2) /* a key's mode */
+		err = set_name(jo, "key", s2 + 1, (size_t)(end - s2 - 1));
+	if (err)
+		return err;
 	json_set_str(jo, "op", "attr");
 	if (op->value_len)
 		return set_bytes(jo, "value", op->value, op->value_len);
@@ -241,16 +266,17 @@ static int render_key_op(json_t *jo, const struct txn_op *op)
 	const char *s1 = memchr(op->path, '/', op->path_len);
 	const char *s2 = s1 ? memchr(s1 + 1, '/', op->path_len - (size_t)(s1 + 1 - op->path))
 			    : NULL;
-	size_t kl;
-	json_t *k;
+	int err;
 
 	if (!s2)
 		return -EIO;
-	json_object_set_new(jo, "ns", json_stringn_nocheck(op->path, (size_t)(s1 - op->path)));
-	json_object_set_new(jo, "agent", json_stringn_nocheck(s1 + 1, (size_t)(s2 - s1 - 1)));
-	kl = op->path_len - (size_t)(s2 + 1 - op->path);
-	k = json_stringn(s2 + 1, kl);
-	json_object_set_new(jo, "key", k ? k : json_stringn_nocheck(s2 + 1, kl));
+	err = set_name(jo, "ns", op->path, (size_t)(s1 - op->path));
+	if (!err)
+		err = set_name(jo, "agent", s1 + 1, (size_t)(s2 - s1 - 1));
+	if (!err)
+		err = set_name(jo, "key", s2 + 1, op->path_len - (size_t)(s2 + 1 - op->path));
+	if (err)
+		return err;
 	json_set_str(jo, "op", key_op_name(op->kind));
 	if (op->kind == TXN_OP_MKDIR || op->kind == TXN_OP_RMDIR)
 		return 0;
@@ -306,9 +332,9 @@ static int render_event(void *arg, const struct txn_event *ev)
 	}
 	rfc3339(ev->time_ns, when, sizeof(when));
 	json_object_set_new(o, "commit_ts", json_integer(ev->commit_ts));
-	json_set_str(o, "txn", ev->txn);
+	err = set_name_str(o, "txn", ev->txn);
 	json_set_str(o, "time", when);
-	if (ev->note_len)
+	if (!err && ev->note_len)
 		err = set_bytes(o, "note", ev->note, ev->note_len);
 	if (!err)
 		err = render_ops(ops, ev, r->rf);

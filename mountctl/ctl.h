@@ -151,6 +151,21 @@ char *ctl_value_summary(json_t *op, int width);
 int64_t ctl_json_int(json_t *obj, const char *key, int64_t dflt);
 /* String member or dflt. */
 const char *ctl_json_str(json_t *obj, const char *key, const char *dflt);
+/*
+ * Names (namespace, agent, key, transaction) are bytes; JSON strings are UTF-8.  The
+ * daemon writes a name that is not UTF-8 as "<field>_base64" instead of "<field>"
+ * (statehouse(5)), and statehousectl writes its own JSON the same way.
+ */
+/* The bytes of obj[key], or of obj[key_base64] decoded; NULL when neither is there (or
+ * is no name).  Caller frees. */
+char *ctl_json_name(json_t *obj, const char *key);
+/* obj[key] = name when it is UTF-8, else obj[key_base64] = its base64. */
+void ctl_json_set_name(json_t *obj, const char *key, const char *name);
+/* A name as an element of a JSON array: the string, or {"base64": ...} when it is not
+ * UTF-8.  New reference. */
+json_t *ctl_name_json(const char *name);
+/* The base64 of n bytes as a JSON string.  New reference. */
+json_t *ctl_base64_json(const void *p, size_t n);
 /* Print one JSON document and a newline on stdout (compact unless indent). */
 void ctl_print_json(json_t *j, bool indent);
 /* An RFC 3339 time shortened to milliseconds for humans (static storage). */

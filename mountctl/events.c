@@ -35,14 +35,17 @@ static void print_op_human(const struct ctl *c, int64_t ts, const char *time, js
 	const char *kind = ctl_json_str(op, "op", "?");
 	bool del = !strcmp(kind, "delete");
 	char *summary = ctl_value_summary(op, 50), version[32] = "-";
+	char *agent = ctl_json_name(op, "agent"), *key = ctl_json_name(op, "key");
 
 	if (json_is_integer(json_object_get(op, "version")))
 		snprintf(version, sizeof(version), "v%lld",
 			 (long long)ctl_json_int(op, "version", 0));
 	printf("%s%s%s  #%-6lld %s  %s%-6s%s %s  %s  %s\n", ctl_col(c, CTL_DIM),
-	       ctl_short_time(time), ctl_col(c, CTL_RESET), (long long)ts,
-	       ctl_json_str(op, "agent", "-"), ctl_col(c, del ? CTL_RED : CTL_GREEN), kind,
-	       ctl_col(c, CTL_RESET), ctl_json_str(op, "key", "-"), version, summary);
+	       ctl_short_time(time), ctl_col(c, CTL_RESET), (long long)ts, agent ? agent : "-",
+	       ctl_col(c, del ? CTL_RED : CTL_GREEN), kind, ctl_col(c, CTL_RESET),
+	       key ? key : "-", version, summary);
+	free(agent);
+	free(key);
 	free(summary);
 }
 
@@ -387,10 +390,13 @@ static void inspect_add(struct inspect_acc *a, json_t *ev, int64_t ts)
 	json_decref(a->last);
 	a->last = json_incref(ev);
 	json_array_foreach(json_object_get(ev, "ops"), i, op) {
-		json_t *r = json_pack("{s:I,s:O,s:O}", "commit_ts", (json_int_t)ts, "time",
-				      json_object_get(ev, "time"), "txn",
-				      json_object_get(ev, "txn"));
+		json_t *r = json_pack("{s:I,s:O}", "commit_ts", (json_int_t)ts, "time",
+				      json_object_get(ev, "time"));
+		char *txn = ctl_json_name(ev, "txn");
 
+		if (txn)
+			ctl_json_set_name(r, "txn", txn);
+		free(txn);
 		json_object_update(r, op);
 		a->ops++;
 		json_decref(a->ring[a->rhead]);
@@ -446,10 +452,15 @@ static void inspect_print(const struct ctl *c, const char *agent, int64_t head_t
 	size_t i;
 
 	if (c->json) {
-		json_t *j = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:O}", "namespace", c->ns, "agent",
-				      agent, "commit_ts", (json_int_t)head_ts, "keys",
-				      (json_int_t)keys, "commits", (json_int_t)a->commits, "ops",
-				      (json_int_t)a->ops, "recent", recent);
+		json_t *j = json_object(), *counts;
+
+		ctl_json_set_name(j, "namespace", c->ns);
+		ctl_json_set_name(j, "agent", agent);
+		counts = json_pack("{s:I,s:I,s:I,s:I,s:O}", "commit_ts", (json_int_t)head_ts,
+				   "keys", (json_int_t)keys, "commits", (json_int_t)a->commits,
+				   "ops", (json_int_t)a->ops, "recent", recent);
+		json_object_update(j, counts);
+		json_decref(counts);
 
 		if (a->first) {
 			json_object_set_new(j, "first", inspect_when(a->first));

@@ -13,7 +13,6 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "base64.h"
 #include "config.h"
 #include "version.h"
 #include "ctl.h"
@@ -144,18 +143,6 @@ static int agent_key_args(struct ctl *c, int argc, char **argv, int max, const c
 	return rc ? rc : -1;
 }
 
-static json_t *base64_json(const unsigned char *p, size_t n)
-{
-	char *b64 = base64_encode(p, n);
-	json_t *j;
-
-	if (!b64)
-		ctl_out_of_memory();
-	j = json_string(b64);
-	free(b64);
-	return j;
-}
-
 /* --- health, version ---------------------------------------------------------------- */
 
 int ctl_cmd_health(struct ctl *c, int argc, char **argv)
@@ -270,17 +257,21 @@ int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 	}
 	if (c->json) {
 		json_t *v = ctl_value_json(b.buf, b.len);
-		json_t *j = json_pack("{s:s,s:s,s:s,s:I,s:I}", "namespace", c->ns, "agent", agent,
-				      "key", key, "version",
-				      (json_int_t)xattr_int(fd, "user.statehouse.version"),
-				      "commit_ts",
-				      (json_int_t)xattr_int(fd, "user.statehouse.commit_ts"));
+		json_t *j = json_object();
+
+		ctl_json_set_name(j, "namespace", c->ns);
+		ctl_json_set_name(j, "agent", agent);
+		ctl_json_set_name(j, "key", key);
+		json_object_set_new(j, "version",
+				    json_integer(xattr_int(fd, "user.statehouse.version")));
+		json_object_set_new(j, "commit_ts",
+				    json_integer(xattr_int(fd, "user.statehouse.commit_ts")));
 
 		if (v)
 			json_object_set_new(j, "value", v);
 		else
 			json_object_set_new(j, "value_base64",
-					    base64_json((const unsigned char *)b.buf, b.len));
+					    ctl_base64_json(b.buf, b.len));
 		ctl_print_json(j, false);
 		json_decref(j);
 	} else {
@@ -473,7 +464,7 @@ static void print_list(const struct ctl *c, struct ctl_list *l)
 		json_t *a = json_array();
 
 		for (size_t i = 0; i < l->n; i++)
-			json_array_append_new(a, json_string(l->v[i]));
+			json_array_append_new(a, ctl_name_json(l->v[i]));
 		ctl_print_json(a, false);
 		json_decref(a);
 		return;
@@ -587,14 +578,15 @@ static void history_print_human(const struct ctl *c, const char *dir, json_t *v)
 {
 	bool del = !strcmp(ctl_json_str(v, "op", ""), "delete");
 	int64_t ver = ctl_json_int(v, "version", 0);
-	char *summary = history_summary(dir, ver, del);
+	char *summary = history_summary(dir, ver, del), *txn = ctl_json_name(v, "txn");
 
 	printf("v%-4lld %s%s%s  #%-6lld %s%-6s%s %6lld B  txn %-12s %s\n", (long long)ver,
 	       ctl_col(c, CTL_DIM), ctl_short_time(ctl_json_str(v, "time", "?")),
 	       ctl_col(c, CTL_RESET), (long long)ctl_json_int(v, "commit_ts", 0),
 	       ctl_col(c, del ? CTL_RED : CTL_GREEN), ctl_json_str(v, "op", "?"),
-	       ctl_col(c, CTL_RESET), (long long)ctl_json_int(v, "size", 0),
-	       ctl_json_str(v, "txn", "?"), summary);
+	       ctl_col(c, CTL_RESET), (long long)ctl_json_int(v, "size", 0), txn ? txn : "?",
+	       summary);
+	free(txn);
 	free(summary);
 }
 
@@ -705,16 +697,18 @@ static int dump_args(struct ctl *c, int argc, char **argv, const char **out, int
 }
 
 /* Read every key below root into doc: "keys" for JSON and UTF-8 values, "keys_base64"
- * (only when there is one) for the others.  0 or an exit code. */
+ * (only when there is one) for the others; a key whose name is not UTF-8 (no JSON member
+ * name) goes to "other_keys" as {"key_base64", "value" or "value_base64"}.  0 or an exit
+ * code. */
 static int dump_values(const struct ctl *c, const char *root, const struct ctl_list *keys,
 		       int64_t ts, json_t *doc)
 {
-	json_t *kv = json_object_get(doc, "keys"), *kb = json_object();
+	json_t *kv = json_object_get(doc, "keys"), *kb = json_object(), *other = json_array();
 
 	for (size_t i = 0; i < keys->n; i++) {
 		struct strbuf val = { 0 };
 		char *p = ctl_xasprintf("%s/%s", root, keys->v[i]);
-		json_t *v;
+		json_t *v, *name;
 		int err;
 
 		ctl_progress(c, "dump: %zu of %zu keys", i, keys->n);
@@ -724,15 +718,25 @@ static int dump_values(const struct ctl *c, const char *root, const struct ctl_l
 			ctl_progress_end(c);
 			strbuf_release(&val);
 			json_decref(kb);
+			json_decref(other);
 			return ctl_fail(-err, "cannot read key '%s' as of commit_ts %lld",
 					keys->v[i], (long long)ts);
 		}
 		v = ctl_value_json(val.buf, val.len);
-		if (v)
+		name = json_string(keys->v[i]); /* NULL unless UTF-8 */
+		json_decref(name);
+		if (!name) {
+			json_t *o = json_object();
+
+			ctl_json_set_name(o, "key", keys->v[i]);
+			json_object_set_new(o, v ? "value" : "value_base64",
+					    v ? v : ctl_base64_json(val.buf, val.len));
+			json_array_append_new(other, o);
+		} else if (v) {
 			json_object_set_new(kv, keys->v[i], v);
-		else
-			json_object_set_new(kb, keys->v[i],
-					    base64_json((const unsigned char *)val.buf, val.len));
+		} else {
+			json_object_set_new(kb, keys->v[i], ctl_base64_json(val.buf, val.len));
+		}
 		strbuf_release(&val);
 	}
 	ctl_progress_end(c);
@@ -740,6 +744,10 @@ static int dump_values(const struct ctl *c, const char *root, const struct ctl_l
 		json_object_set_new(doc, "keys_base64", kb);
 	else
 		json_decref(kb);
+	if (json_array_size(other))
+		json_object_set_new(doc, "other_keys", other);
+	else
+		json_decref(other);
 	return 0;
 }
 
@@ -785,8 +793,10 @@ int ctl_cmd_dump(struct ctl *c, int argc, char **argv)
 		rc = ctl_no_agent(c, agent);
 		goto out;
 	}
-	doc = json_pack("{s:I,s:s,s:s,s:o}", "commit_ts", (json_int_t)ts, "namespace", c->ns,
-			"agent", agent, "keys", json_object());
+	doc = json_pack("{s:I}", "commit_ts", (json_int_t)ts);
+	ctl_json_set_name(doc, "namespace", c->ns);
+	ctl_json_set_name(doc, "agent", agent);
+	json_object_set_new(doc, "keys", json_object());
 	rc = dump_values(c, root, &keys, ts, doc);
 	if (!rc)
 		rc = dump_write(c, doc, out);

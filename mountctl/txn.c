@@ -113,7 +113,10 @@ int ctl_cmd_txn_begin(struct ctl *c, int argc, char **argv)
 	rc = txn_create(dir, name, timeout);
 	if (!rc) {
 		if (c->json) {
-			json_t *j = json_pack("{s:s,s:s}", "txn", name, "path", dir);
+			json_t *j = json_object();
+
+			ctl_json_set_name(j, "txn", name);
+			ctl_json_set_name(j, "path", dir);
 
 			ctl_print_json(j, false);
 			json_decref(j);
@@ -173,17 +176,18 @@ static int txn_commit_error(const char *dir, const char *name, int err)
 {
 	struct strbuf b = { 0 };
 	json_t *s = NULL;
-	char *sp = ctl_xasprintf("%s/.status", dir);
+	char *sp = ctl_xasprintf("%s/.status", dir), *key;
 	int rc;
 
 	if (ctl_read_path(sp, &b) == 0)
 		s = json_loadb(b.buf, b.len, 0, NULL);
 	free(sp);
 	strbuf_release(&b);
-	if (err == ESTALE && ctl_json_str(s, "key", NULL)) {
+	key = ctl_json_name(s, "key");
+	if (err == ESTALE && key) {
 		ctl_err("cannot commit transaction '%s': conflict: another transaction "
 			"committed key '%s' since this one began (%s)",
-			name, ctl_json_str(s, "key", ""), strerror(err));
+			name, key, strerror(err));
 		rc = CTL_EXIT_FAIL;
 	} else if (err == ENOENT && !strcmp(ctl_json_str(s, "state", ""), "committed")) {
 		ctl_err("cannot commit transaction '%s': it is already committed (commit_ts "
@@ -192,6 +196,7 @@ static int txn_commit_error(const char *dir, const char *name, int err)
 	} else {
 		rc = ctl_fail(err, "cannot commit transaction '%s'", name);
 	}
+	free(key);
 	json_decref(s);
 	/* A conflict or an expiry is final: the directory is of no more use. */
 	if (err == ESTALE || err == ETIMEDOUT)

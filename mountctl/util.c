@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base64.h"
 #include "ctl.h"
 
 void ctl_err(const char *fmt, ...)
@@ -526,6 +527,69 @@ const char *ctl_json_str(json_t *obj, const char *key, const char *dflt)
 	json_t *v = json_object_get(obj, key);
 
 	return json_is_string(v) ? json_string_value(v) : dflt;
+}
+
+/* The base64 of n bytes as a JSON string (new reference). */
+json_t *ctl_base64_json(const void *p, size_t n)
+{
+	char *b64 = base64_encode(p, n);
+	json_t *j;
+
+	if (!b64)
+		ctl_out_of_memory();
+	j = json_string(b64);
+	free(b64);
+	if (!j)
+		ctl_out_of_memory();
+	return j;
+}
+
+char *ctl_json_name(json_t *obj, const char *key)
+{
+	json_t *v = json_object_get(obj, key);
+	unsigned char *out;
+	const char *b64;
+	char *bkey;
+	size_t n;
+	int err;
+
+	if (json_is_string(v))
+		return ctl_xstrdup(json_string_value(v));
+	bkey = ctl_xasprintf("%s_base64", key);
+	b64 = ctl_json_str(obj, bkey, NULL);
+	free(bkey);
+	if (!b64)
+		return NULL;
+	err = base64_decode(b64, strlen(b64), &out, &n);
+	if (err == -ENOMEM)
+		ctl_out_of_memory();
+	/* A name holds no NUL: one that decodes to one is no name. */
+	if (!err && memchr(out, '\0', n)) {
+		free(out);
+		return NULL;
+	}
+	return err ? NULL : (char *)out;
+}
+
+void ctl_json_set_name(json_t *obj, const char *key, const char *name)
+{
+	json_t *v = json_string(name);
+	char *bkey;
+
+	if (v) {
+		json_object_set_new(obj, key, v);
+		return;
+	}
+	bkey = ctl_xasprintf("%s_base64", key);
+	json_object_set_new(obj, bkey, ctl_base64_json(name, strlen(name)));
+	free(bkey);
+}
+
+json_t *ctl_name_json(const char *name)
+{
+	json_t *v = json_string(name);
+
+	return v ? v : json_pack("{s:o}", "base64", ctl_base64_json(name, strlen(name)));
 }
 
 void ctl_print_json(json_t *j, bool indent)

@@ -60,6 +60,19 @@ def encode_value(value: Dict[str, Any]) -> bytes:
     return (text + "\n").encode("utf-8")
 
 
+def json_name(obj: Dict[str, Any], field: str) -> Optional[str]:
+    """A name (namespace, agent, key, transaction) from the daemon's JSON: obj[field], or
+    obj[field + "_base64"] when the name's bytes are not UTF-8 (statehouse(5)), decoded
+    as os.fsdecode does. Such a str names the same bytes again in any path (os.fsencode);
+    None when the object has neither."""
+    if field in obj:
+        return obj[field]
+    raw = obj.get(field + "_base64")
+    if raw is None:
+        return None
+    return os.fsdecode(base64.b64decode(raw, validate=True))
+
+
 def _reject_constant(name: str) -> Any:
     # Python's json reads NaN and Infinity, which are not JSON: such bytes are text.
     raise ValueError(f"not JSON: {name}")
@@ -286,7 +299,7 @@ class Transaction:
         if e.errno in _DEAD:
             return self._client._error(e, what, None)
         if e.errno == E.ESTALE:
-            key = self._status().get("key")
+            key = json_name(self._status(), "key")
             return TransactionError(
                 f"cannot {what}: conflict: key '{key}' was committed by another transaction "
                 f"after transaction '{txn}' began",
@@ -628,7 +641,7 @@ class Statehouse:
                 if end_ts is not None and event["commit_ts"] > end_ts:
                     return
                 yield ReplayEvent(
-                    txn_id=event.get("txn", ""),
+                    txn_id=json_name(event, "txn") or "",
                     commit_ts=event["commit_ts"],
                     # Only key operations: owner changes ("attr") and directories made
                     # or removed ("mkdir", "rmdir") have no key version.
@@ -643,19 +656,20 @@ class Statehouse:
                 )
 
     def _operation(self, ns: str, agent_id: str, op: Dict[str, Any]) -> Operation:
+        key = json_name(op, "key")
         if op.get("op") == "delete":
-            return Operation(op["key"], None, op["version"], deleted=True)
+            return Operation(key, None, op["version"], deleted=True)
         if "value_base64" in op:
-            return Operation(op["key"], base64.b64decode(op["value_base64"]), op["version"])
+            return Operation(key, base64.b64decode(op["value_base64"]), op["version"])
         value = op.get("value")
         if isinstance(value, str):
             # .events shows bytes it does not take for JSON as a JSON string: text, but
             # also JSON it cannot hold (an integer beyond 64 bits). The version's own bytes
             # decide, by the rule get_state uses.
             try:
-                value = decode_value(self._history_value(ns, agent_id, op["key"], op["version"]))
+                value = decode_value(self._history_value(ns, agent_id, key, op["version"]))
             except StatehouseError as e:
                 # A key without a .history name (see _history) keeps the daemon's text.
                 if e.errno != E.ENAMETOOLONG:
                     raise
-        return Operation(op["key"], value, op["version"])
+        return Operation(key, value, op["version"])

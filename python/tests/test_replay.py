@@ -3,6 +3,7 @@
 exact values, and replay_pretty's lines."""
 
 import json
+import os
 import re
 import types
 
@@ -103,6 +104,31 @@ def test_replayed_values_other_programs_wrote_decode_as_get_state_does(sh, mnt):
     for key, value in replayed.items():
         assert sh.get_state("shell", key).value == value
     assert [e.txn_id for e in sh.replay("shell")] == ["auto"] * 4
+
+
+def test_names_that_are_not_utf8_replay_as_the_same_bytes(sh, mnt):
+    # Names are bytes: the daemon writes one that is not UTF-8 as "key_base64" (and
+    # "txn_base64", ...); the module gives it back as os.fsdecode does, a str that names
+    # the same bytes again.
+    ns, agent, key = os.fsdecode(b"n\xfes"), os.fsdecode(b"a\xfdg"), os.fsdecode(b"k\xfc/x")
+    tx = sh.begin_transaction(namespace=ns)
+    tx.write(agent, key, {"v": 1})
+    ts = tx.commit()
+    # A transaction named by bytes that are not UTF-8, as any program may name one.
+    tname = b"t\xff"
+    tdir = os.path.join(os.fsencode(mnt), b".tx", tname)
+    os.mkdir(tdir)
+    with open(os.path.join(tdir, b"n\xfes/a\xfdg/k\xfc/x"), "wb") as f:
+        f.write(b"\xff")
+    os.rename(os.path.join(tdir, b".commit.pending"), os.path.join(tdir, b".commit"))
+    first, second = sh.replay(agent, namespace=ns)
+    assert first.commit_ts == ts
+    assert first.operations == [Operation(key, {"v": 1}, 1)]
+    assert os.fsencode(second.txn_id) == tname
+    assert second.operations == [Operation(key, b"\xff", 2)]
+    assert os.fsencode(second.operations[0].key) == b"k\xfc/x"
+    assert sh.get_state(agent, second.operations[0].key, namespace=ns).value == b"\xff"
+    assert [op.key for e in sh.replay(agent, namespace=ns) for op in e.operations] == [key, key]
 
 
 def test_to_dict_gives_the_event_as_plain_json_data(sh):

@@ -402,6 +402,47 @@ last_commit_ts() {
 	assert_equal "$stderr" "statehousectl: cannot write '$SH_TMP/nodir/x.json': No such file or directory"
 }
 
+@test "names that are not UTF-8 read back as the same bytes: replay, history, inspect, get, keys, dump and a conflict" {
+	N=$'n\xfes' G=$'a\xfdg' K=$'k\xfc'
+	ctl --ns "$N" put "$G" "$K/x" v1
+	ctl --ns "$N" txn begin $'t\xff'
+	echo v2 >"$MNT/.tx/"$'t\xff'"/$N/$G/$K/x"
+	ctl --ns "$N" txn commit $'t\xff'
+	# the daemon wrote ns_base64, agent_base64, key_base64, txn_base64; the bytes come back
+	run -0 ctl --ns "$N" replay "$G"
+	[ "${#lines[@]}" -eq 3 ]
+	assert_line -n 1 -e "^.*Z +#2 +$G +put +$K/x +v1 +\"v1\"\$"
+	assert_line -n 2 -e "^.*Z +#3 +$G +put +$K/x +v2 +\"v2.n\"\$"
+	run -0 ctl --ns "$N" history "$G" "$K/x"
+	assert_line -n 1 -e "^v2 +.*Z +#3 +put +3 B +txn t"
+	[[ "${lines[1]}" = *"txn "$'t\xff'" "* ]]
+	run -0 ctl --ns "$N" inspect "$G"
+	assert_line -n 0 "agent          $N/$G"
+	assert_line -n 9 -e "^  .*#3 +$G +put +$K/x +v2 +\"v2.n\"\$"
+	# statehousectl's own JSON follows the daemon's rule
+	run -0 ctl --json --ns "$N" inspect "$G"
+	jq -e '.namespace_base64 == "bv5z" and .agent_base64 == "Yf1n" and
+		(.recent | map([.key_base64, .txn, .txn_base64])) ==
+		[["a/w=", "auto", null], ["a/wveA==", "auto", null], ["a/wveA==", null, "dP8="]]' <<<"$output"
+	run -0 ctl --json --ns "$N" get "$G" "$K/x"
+	assert_output '{"namespace_base64":"bv5z","agent_base64":"Yf1n","key_base64":"a/wveA==","version":2,"commit_ts":3,"value":"v2\n"}'
+	ctl --ns "$N" put "$G" plain p
+	run -0 ctl --json --ns "$N" keys "$G"
+	assert_output '[{"base64":"a/wveA=="},"plain"]'
+	run -0 ctl --json --ns "$N" agents
+	assert_output '[{"base64":"Yf1n"}]'
+	run -0 ctl --json --ns "$N" dump "$G"
+	assert_output '{"commit_ts":4,"namespace_base64":"bv5z","agent_base64":"Yf1n","keys":{"plain":"p"},"other_keys":[{"key_base64":"a/wveA==","value":"v2\n"}]}'
+	# a conflict names the key in the transaction's .status as key_base64
+	ctl txn begin c1
+	ctl txn begin c2
+	echo 1 >"$MNT/.tx/c1/$N/$G/$K/x"
+	echo 2 >"$MNT/.tx/c2/$N/$G/$K/x"
+	ctl txn commit c1
+	run -1 --separate-stderr ctl txn commit c2
+	assert_equal "$stderr" "statehousectl: cannot commit transaction 'c2': conflict: another transaction committed key '$N/$G/$K/x' since this one began (Stale file handle)"
+}
+
 @test "inspect shows the key count, commits, ops, first and last commit and the last five ops, as of the head" {
 	ctl put a k1 v1
 	ctl put a k2 v2

@@ -243,6 +243,40 @@ print(new.decode(), end="")
 	done
 }
 
+@test "names that are not UTF-8 appear as ns_base64, agent_base64, key_base64 and txn_base64 in every stream" {
+	# One empty commit under a name that is not UTF-8 once made every stream fail.
+	T="$MNT/.tx/"$'\xff'
+	mkdir "$T"
+	sh_commit "$T"
+	run jq -c 'del(.time)' "$T/.commit"
+	assert_output '{"commit_ts":1,"txn_base64":"/w==","ops":0}'
+	run jq -c '[.state, .txn_base64, has("txn")]' "$T/.status"
+	assert_output '["committed","/w==",false]'
+	N=$'n\xfes' G=$'a\xfdg' K=$'k\xfc'
+	mkdir -p "$MNT/$N/$G/$K"
+	echo v >"$MNT/$N/$G/$K/x"
+	echo w >"$A/plain"
+	run jq -c 'del(.time)' "$EV/all.jsonl"
+	assert_line --index 0 '{"commit_ts":1,"txn_base64":"/w==","ops":[]}'
+	assert_line --index 2 '{"commit_ts":3,"txn":"auto","ops":[{"ns_base64":"bv5z","agent_base64":"Yf1n","key_base64":"a/wveA==","op":"put","version":1,"value":"v\n"}]}'
+	assert_line --index 3 --partial '"ops":[{"ns":"default","agent":"agent-1","key":"plain",'
+	# The names decode to the very bytes of the paths.
+	[ "$(jq -r 'select(.commit_ts == 3) | .ops[0].key_base64' "$EV/all.jsonl" | base64 -d)" = "$K/x" ]
+	[ "$(jq -r 'select(.commit_ts == 3) | .ops[0].ns_base64' "$EV/all.jsonl" | base64 -d)" = "$N" ]
+	# commit 2 made the directory $K (mkdir -p), commit 3 the key
+	cmp <(sed -n 2,3p "$EV/all.jsonl") "$EV/$N/$G.jsonl"
+	cmp <(sed -n '2,$p' "$EV/all.jsonl") "$EV/since/2/all.jsonl"
+	cmp "$EV/$N/$G.jsonl" "$EV/since/1/$N/$G.jsonl"
+	run timeout 2 head -n 2 "$FO/$N/$G.jsonl"
+	assert_success
+	assert_output "$(cat "$EV/$N/$G.jsonl")"
+	run timeout 2 head -n 4 "$FO/all.jsonl"
+	assert_success
+	assert_output "$(cat "$EV/all.jsonl")"
+	run jq -c '[.version, .txn, .op]' "$MNT/.history/$N/$G/$K%2Fx/index.jsonl"
+	assert_output '[1,"auto","put"]'
+}
+
 @test "a delete appears as op delete with the delete's version and no value at all" {
 	echo '{"a":1}' >"$A/k"
 	echo two >"$A/k"

@@ -477,6 +477,105 @@ static void events_carry_json_as_json_text_as_strings_and_other_bytes_in_base64(
 	strbuf_release(&buf);
 }
 
+/* ==== names that are not UTF-8 ============================================================= */
+
+/* The name o[name] as rendered: the string, or "base64:<o[name_base64]>" ("(none)"). */
+static const char *name_of(json_t *o, const char *name)
+{
+	static char out[4][64];
+	static int next;
+	char *buf = out[next++ % 4];
+	char b64key[32];
+	json_t *v = json_object_get(o, name), *b;
+
+	snprintf(b64key, sizeof(b64key), "%s_base64", name);
+	b = json_object_get(o, b64key);
+	if (json_is_string(v) && !b)
+		snprintf(buf, 64, "%s", json_string_value(v));
+	else if (json_is_string(b) && !v)
+		snprintf(buf, 64, "base64:%s", json_string_value(b));
+	else
+		snprintf(buf, 64, "(none)");
+	return buf;
+}
+
+static json_t *parse_line(const char *line)
+{
+	json_error_t jerr;
+	json_t *o = json_loads(line, 0, &jerr);
+
+	if (!o)
+		fail_msg("not JSON: %s (%s)", line, jerr.text);
+	return o;
+}
+
+static void names_that_are_not_utf8_render_as_base64_and_read_back_exactly(void **state)
+{
+	struct fx *f = *state;
+	struct strbuf buf = STRBUF_INIT;
+	struct blob *idx = NULL;
+	struct txn *tx;
+	int64_t last = -1;
+	json_t *o, *op;
+	char *js;
+
+	/* A transaction, a namespace, an agent and a key, each one byte away from UTF-8. */
+	tx = begin(f, "t\xff");
+	assert_errno(txn_stage_put(f->eng, tx, "n\xfes/a\xfdg/k\xfc/x", 12, blob_new("v", 1)),
+		     0);
+	assert_errno(commit(f, tx, NULL), 0);
+	assert_errno(chown_dir(f, "n\xfes/a\xfdg", 1000, 100, 0750, NULL), 0);
+	assert_errno(put(f, "ns/a/plain", "w", NULL), 0);
+
+	assert_errno(render_events(f->eng, NULL, 0, 1, 3, &buf, &last), 0);
+	assert_i64_equal(last, 3);
+	o = parse_line(line_of(buf.buf, buf.len, 0));
+	assert_string_equal(name_of(o, "txn"), "base64:dP8=");
+	op = json_array_get(json_object_get(o, "ops"), 0);
+	assert_string_equal(name_of(op, "ns"), "base64:bv5z");
+	assert_string_equal(name_of(op, "agent"), "base64:Yf1n");
+	assert_string_equal(name_of(op, "key"), "base64:a/wveA==");
+	assert_string_equal(json_string_value(json_object_get(op, "value")), "v");
+	json_decref(o);
+	/* An owner change names its agent the same way. */
+	o = parse_line(line_of(buf.buf, buf.len, 1));
+	op = json_array_get(json_object_get(o, "ops"), 0);
+	assert_string_equal(name_of(op, "ns"), "base64:bv5z");
+	assert_string_equal(name_of(op, "agent"), "base64:Yf1n");
+	json_decref(o);
+	/* UTF-8 names stay plain strings. */
+	o = parse_line(line_of(buf.buf, buf.len, 2));
+	assert_string_equal(name_of(o, "txn"), "auto");
+	op = json_array_get(json_object_get(o, "ops"), 0);
+	assert_string_equal(name_of(op, "key"), "plain");
+	json_decref(o);
+	strbuf_release(&buf);
+
+	/* The agent's own stream, its key's history, the transaction's .status and .commit. */
+	last = -1;
+	assert_errno(render_events(f->eng, "n\xfes/a\xfdg", 7, 1, 3, &buf, &last), 0);
+	assert_i64_equal(last, 2);
+	strbuf_release(&buf);
+	assert_errno(render_history_index(f->eng, "n\xfes/a\xfdg/k\xfc/x", 12, &idx), 0);
+	o = parse_line(line_of((const char *)idx->data, idx->len, 0));
+	assert_string_equal(name_of(o, "txn"), "base64:dP8=");
+	json_decref(o);
+	blob_unref(idx);
+	js = render_commit_json(tx);
+	assert_non_null(js);
+	o = parse_line(js);
+	assert_string_equal(name_of(o, "txn"), "base64:dP8=");
+	json_decref(o);
+	free(js);
+	assert_status(f, tx, "state", "committed");
+	js = render_status_json(f->eng, tx);
+	assert_non_null(js);
+	o = parse_line(js);
+	assert_string_equal(name_of(o, "txn"), "base64:dP8=");
+	json_decref(o);
+	free(js);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -485,6 +584,7 @@ int main(void)
 		T(events_render_an_owner_change_as_an_attr_op),
 		T(the_history_index_has_one_line_per_version_naming_its_transaction),
 		T(events_carry_json_as_json_text_as_strings_and_other_bytes_in_base64),
+		T(names_that_are_not_utf8_render_as_base64_and_read_back_exactly),
 	};
 #undef T
 	log_set_level(LOG_LVL_ERR);
