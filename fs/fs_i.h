@@ -44,6 +44,7 @@ enum ikind {
 	IK_HISTKEY, /* .history/ns/agent/<ekey>: path is the real key path */
 	IK_HISTVER, /* .../<ekey>/<version>[.deleted]: txn_id holds the version */
 	IK_HISTIDX, /* .../<ekey>/index.jsonl */
+	IK_HISTSEG, /* .history/ns/agent/<segment>%+[/...]: path is ns/agent/seg[/seg...] */
 	IK_EV,      /* below .events (txn_id 0) or .follow (txn_id 1): path inside */
 	IK_COUNT
 };
@@ -282,7 +283,7 @@ extern const struct fs_area_ops fs_live_ops;                                    
 extern const struct fs_area_ops fs_txdir_ops, fs_txroot_ops, fs_txpath_ops, fs_txnote_ops,
 	fs_txctl_ops;                                                           /* tx.c */
 extern const struct fs_area_ops fs_atdir_ops, fs_at_ops, fs_histdir_ops, fs_hist_ops,
-	fs_histkey_ops, fs_histver_ops, fs_histidx_ops;                         /* past.c */
+	fs_histseg_ops, fs_histkey_ops, fs_histver_ops, fs_histidx_ops;         /* past.c */
 extern const struct fs_area_ops fs_ev_ops;                                      /* events.c */
 
 /* ops.c: the one array indexed by kind, replies; attr.c: what the areas compute alike. */

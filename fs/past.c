@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * past.c - the read-only past: `.at/<commit_ts>/` (the tree as of a commit) and
- * `.history/<ns>/<agent>/<key>/` (every version of a key) (fs layer).
+ * `.history/<ns>/<agent>/<ekey>/` (every version of a key, by its encoded name, ekey.h)
+ * (fs layer).
  *
  * Nothing here changes: every change below .at and .history fails with EROFS (the
  * tables say read_only), and what a commit made is cached by the kernel for good.
@@ -12,49 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ekey.h"
 #include "fs_i.h"
-
-/* `.history` names a key by one component: '%' is written %25 and '/' %2F. */
-static char *ekey_encode(const char *key, size_t len)
-{
-	char *out = malloc(len * 3 + 1), *w = out;
-
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < len; i++) {
-		if (key[i] == '%' || key[i] == '/') {
-			*w++ = '%';
-			*w++ = '2';
-			*w++ = key[i] == '%' ? '5' : 'F';
-		} else {
-			*w++ = key[i];
-		}
-	}
-	*w = '\0';
-	return out;
-}
-
-static int ekey_decode(const char *e, char *out, size_t *len)
-{
-	size_t n = 0;
-
-	for (const char *p = e; *p; p++) {
-		if (*p != '%') {
-			out[n++] = *p;
-			continue;
-		}
-		if (p[1] == '2' && p[2] == '5')
-			out[n++] = '%';
-		else if (p[1] == '2' && p[2] == 'F') /* one spelling per key: not %2f */
-			out[n++] = '/';
-		else
-			return -EINVAL;
-		p += 2;
-	}
-	out[n] = '\0';
-	*len = n;
-	return 0;
-}
 
 static bool names_nonempty(struct fs *fs, const char *prefix, size_t len)
 {
@@ -99,37 +59,156 @@ static int at_lookup(struct fs *fs, const struct iref *p, const char *name, stru
 	return 0;
 }
 
-/* Below an agent of .history: a key, named by its encoded path. */
+/* ---- .history/<ns>/<agent>/: keys by encoded name, in segments when long (ekey.h) ---- */
+
+/* The length of the agent directory's path at the start of r->path (r at or below an
+ * agent of .history), and the segments r stands for below it ("" for the agent). */
+static size_t agent_len(const struct iref *r, const char **segs, size_t *slen)
+{
+	const char *s1 = memchr(r->path, '/', r->len);
+	const char *s2 = s1 ? memchr(s1 + 1, '/', r->len - (size_t)(s1 + 1 - r->path)) : NULL;
+	size_t al = s2 ? (size_t)(s2 - r->path) : r->len;
+
+	*segs = s2 ? s2 + 1 : "";
+	*slen = s2 ? r->len - al - 1 : 0;
+	return al;
+}
+
+/* The next segment (len bytes at name) of a key below the segments of a directory;
+ * seg: a segment directory (more follow), else the key's last.  Non-zero stops. */
+typedef int (*hist_child_fn)(void *arg, const char *name, size_t len, bool seg);
+
+/* Call fn with the next segment of every key of r's agent whose segments go on below
+ * r's (once per key: a segment directory comes once for each key below it). */
+static int hist_children(struct fs *fs, const struct iref *r, hist_child_fn fn, void *arg)
+{
+	struct dirent_entry *d = NULL;
+	const char *segs;
+	size_t n = 0, slen, al = agent_len(r, &segs, &slen);
+	int err = txn_history_names(fs->eng, r->path, al, &d, &n);
+
+	for (size_t i = 0; i < n && !err; i++) {
+		size_t elen, plen;
+		char *e = ekey_encode(d[i].name, strlen(d[i].name), &elen);
+		char *path = e ? ekey_segments(e, elen, &plen) : NULL;
+		const char *rest = path, *slash;
+
+		if (!path)
+			err = -ENOMEM;
+		else if (slen) /* below r's segments? */
+			rest = plen > slen && !memcmp(path, segs, slen) && path[slen] == '/'
+				       ? path + slen + 1
+				       : NULL;
+		if (rest) {
+			slash = strchr(rest, '/');
+			err = fn(arg, rest, slash ? (size_t)(slash - rest) : strlen(rest), slash);
+		}
+		free(path);
+		free(e);
+	}
+	dirents_free(d, n);
+	return err;
+}
+
+struct seg_find {
+	const char *name;
+	size_t len;
+};
+
+static int seg_found(void *arg, const char *name, size_t len, bool seg)
+{
+	struct seg_find *f = arg;
+
+	return seg && len == f->len && !memcmp(name, f->name, len);
+}
+
+/* A segment directory (name without its mark, nl bytes): it exists while the encoded
+ * name of a key goes on through it. */
+static int hist_seg_lookup(struct fs *fs, const struct iref *p, const char *name, size_t nl,
+			   struct iref *out)
+{
+	struct seg_find f = { name, nl };
+	char *dec = malloc(nl + 1), *path;
+	size_t dl;
+	int err = dec ? ekey_decode(name, nl, dec, &dl) : -ENOMEM;
+
+	free(dec);
+	if (!err)
+		err = hist_children(fs, p, seg_found, &f);
+	if (err <= 0)
+		return err ? err : -ENOENT;
+	if (asprintf(&path, "%.*s/%.*s", (int)p->len, p->path, (int)nl, name) < 0)
+		return -ENOMEM;
+	fs_iref_take(out, IK_HISTSEG, 0, TXN_DIR, path, p->len + 1 + nl);
+	return 0;
+}
+
+/* A key, by the last segment of its encoded name, in the one spelling of ekey.h. */
 static int hist_key_lookup(struct fs *fs, const struct iref *p, const char *name,
 			   struct iref *out)
 {
-	char *key = malloc(strlen(name) + 1), *kpath = NULL;
+	struct strbuf enc = STRBUF_INIT, want = STRBUF_INIT;
+	const char *segs;
+	size_t slen, al = agent_len(p, &segs, &slen), klen = 0, plen;
+	char *kpath = NULL, *canon = NULL;
 	struct txn_version *v;
-	size_t len, n;
-	int err = key ? ekey_decode(name, key, &len) : -ENOMEM;
+	int err = 0;
 
+	/* The encoded name: the segments above without their separators, then name; and
+	 * the segment path that leads to it. */
+	for (size_t i = 0; i < slen && !err; i++)
+		if (segs[i] != '/')
+			err = strbuf_addch(&enc, segs[i]);
+	if (!err)
+		err = strbuf_addstr(&enc, name);
+	if (!err && slen)
+		err = strbuf_add(&want, segs, slen);
+	if (!err && slen)
+		err = strbuf_addch(&want, '/');
+	if (!err)
+		err = strbuf_addstr(&want, name);
 	if (!err) {
-		kpath = fs_child_path(p, key, &len);
-		err = kpath ? txn_history(fs->eng, kpath, len, &v, &n) : -ENOMEM;
+		kpath = malloc(al + 1 + enc.len + 1);
+		err = kpath ? 0 : -ENOMEM;
 	}
-	free(key);
+	if (!err) {
+		memcpy(kpath, p->path, al);
+		kpath[al] = '/';
+		err = ekey_decode(enc.buf, enc.len, kpath + al + 1, &klen);
+	}
+	if (!err) {
+		canon = ekey_segments(enc.buf, enc.len, &plen);
+		if (!canon)
+			err = -ENOMEM;
+		else if (plen != want.len || memcmp(canon, want.buf, plen))
+			err = -ENOENT; /* not where this key's segments lead */
+	}
+	klen += al + 1;
+	if (!err)
+		err = txn_history(fs->eng, kpath, klen, &v, &plen);
+	free(canon);
+	strbuf_release(&enc);
+	strbuf_release(&want);
 	if (err) {
 		free(kpath);
 		return err;
 	}
 	free(v);
-	fs_iref_take(out, IK_HISTKEY, 0, TXN_DIR, kpath, len);
+	fs_iref_take(out, IK_HISTKEY, 0, TXN_DIR, kpath, klen);
 	return 0;
 }
 
 static int hist_lookup(struct fs *fs, const struct iref *p, const char *name, struct iref *out)
 {
-	size_t len;
+	size_t len, nl = strlen(name), ml = strlen(EKEY_SEG_MARK);
 	char *path;
 	int err;
 
-	if (p->kind == IK_HIST && txn_path_depth(p->path, p->len) == 2)
+	if (p->kind == IK_HISTSEG || txn_path_depth(p->path, p->len) == 2) {
+		if (nl > ml && !strcmp(name + nl - ml, EKEY_SEG_MARK))
+			return hist_seg_lookup(fs, p, name, nl - ml, out);
 		return hist_key_lookup(fs, p, name, out);
+	}
 	path = fs_child_path(p, name, &len);
 	if (!path)
 		return -ENOMEM;
@@ -318,25 +397,39 @@ static int at_list(struct fs *fs, const struct iref *r, struct handle *h)
 	return err ? err : fs_dir_add_all(h, d, n);
 }
 
+/* One entry of a listing below an agent: a key's last segment, or a segment directory
+ * with its mark (once, however many keys go on through it: dirents drop duplicates). */
+static int seg_add(void *arg, const char *name, size_t len, bool seg)
+{
+	struct dirents *ds = arg;
+	size_t ml = strlen(EKEY_SEG_MARK);
+	char *s;
+	int err;
+
+	if (!seg)
+		return dirents_add(ds, name, len, TXN_DIR);
+	s = malloc(len + ml + 1);
+	if (!s)
+		return -ENOMEM;
+	memcpy(s, name, len);
+	memcpy(s + len, EKEY_SEG_MARK, ml + 1);
+	err = dirents_add(ds, s, len + ml, TXN_DIR);
+	free(s);
+	return err;
+}
+
 static int hist_list(struct fs *fs, const struct iref *r, struct handle *h)
 {
+	struct dirents ds = DIRENTS_INIT;
 	struct dirent_entry *d = NULL;
 	size_t n = 0;
-	int err = txn_history_names(fs->eng, r->path, r->len, &d, &n);
+	int err;
 
-	if (err)
-		return err;
-	if (r->kind != IK_HIST || txn_path_depth(r->path, r->len) != 2)
-		return fs_dir_add_all(h, d, n);
-	/* Keys of an agent, each one component: encoded. */
-	for (size_t i = 0; i < n && !err; i++) {
-		char *e = ekey_encode(d[i].name, strlen(d[i].name));
-
-		err = e ? fs_dir_add(h, e, TXN_DIR) : -ENOMEM;
-		free(e);
-	}
-	dirents_free(d, n);
-	return err;
+	if (r->kind == IK_HISTSEG || txn_path_depth(r->path, r->len) == 2)
+		err = dirents_take(&ds, hist_children(fs, r, seg_add, &ds), &d, &n);
+	else
+		err = txn_history_names(fs->eng, r->path, r->len, &d, &n);
+	return err ? err : fs_dir_add_all(h, d, n);
 }
 
 static int histkey_list(struct fs *fs, const struct iref *r, struct handle *h)
@@ -391,6 +484,15 @@ const struct fs_area_ops fs_histdir_ops = {
 };
 
 const struct fs_area_ops fs_hist_ops = {
+	.read_only = true,
+	.lookup = hist_lookup,
+	.stat = stat_past_dir,
+	.owner = past_owner,
+	.value = fs_file_content,
+	.list = hist_list,
+};
+
+const struct fs_area_ops fs_histseg_ops = {
 	.read_only = true,
 	.lookup = hist_lookup,
 	.stat = stat_past_dir,

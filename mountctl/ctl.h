@@ -26,6 +26,8 @@ enum { CTL_EXIT_OK = 0, CTL_EXIT_FAIL = 1, CTL_EXIT_USAGE = 2 };
 /* Limits of the file interface (statehouse(5)); checked before any request is made. */
 #define CTL_NAME_MAX 255
 #define CTL_KEY_MAX 1024
+/* Bytes of an encoded key in a .history segment directory, before its "%+". */
+#define CTL_SEGMENT_MAX 253
 
 struct ctl_cmd;
 
@@ -133,7 +135,8 @@ bool ctl_parse_count(const char *s, int64_t *out);
 const char *ctl_check_name(const char *name);
 /* Check a key (below ns/agent); NULL when fine, else why not. */
 const char *ctl_check_key(const char *key);
-/* The history spelling of a key: % as %25, / as %2F.  Caller frees. */
+/* The history path of a key: % as %25, / as %2F, through segment directories when that
+ * is over 255 bytes (statehouse(5)).  Caller frees. */
 char *ctl_encode_key(const char *key);
 
 /* --- JSON (util.c) --------------------------------------------------------------------- */

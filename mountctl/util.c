@@ -443,17 +443,36 @@ const char *ctl_check_key(const char *key)
 
 char *ctl_encode_key(const char *key)
 {
-	struct strbuf b = { 0 };
+	struct strbuf e = { 0 }, b = { 0 };
+	size_t at = 0;
 
-	ctl_buf_add(&b, "", 0);
+	ctl_buf_add(&e, "", 0);
 	for (; *key; key++) {
 		if (*key == '%')
-			ctl_buf_addstr(&b, "%25");
+			ctl_buf_addstr(&e, "%25");
 		else if (*key == '/')
-			ctl_buf_addstr(&b, "%2F");
+			ctl_buf_addstr(&e, "%2F");
 		else
-			ctl_buf_add(&b, key, 1);
+			ctl_buf_add(&e, key, 1);
 	}
+	/* Over a path component: segment directories (statehouse(5), .history). */
+	ctl_buf_add(&b, "", 0);
+	while (e.len - at > CTL_NAME_MAX) {
+		const char *r = e.buf + at;
+		size_t cut = CTL_SEGMENT_MAX;
+
+		for (int i = 0; i < 3 && ((unsigned char)r[cut] & 0xc0) == 0x80; i++)
+			cut--;
+		if (r[cut - 1] == '%')
+			cut -= 1;
+		else if (r[cut - 2] == '%')
+			cut -= 2;
+		ctl_buf_add(&b, r, cut);
+		ctl_buf_addstr(&b, "%+/");
+		at += cut;
+	}
+	ctl_buf_add(&b, e.buf + at, e.len - at);
+	strbuf_release(&e);
 	return b.buf;
 }
 

@@ -29,12 +29,33 @@ _DEAD = (E.ENOTCONN, E.ECONNABORTED)
 # get_state reads a key's version before and after its value and tries again when a commit
 # came in between; only a key rewritten without pause for this many reads gives up.
 _READ_TRIES = 100
+# A path component, and the encoded bytes of a .history segment directory (encode_key).
+_NAME_MAX = 255
+_SEGMENT_MAX = 253
 _BEGIN_TRIES = 8
 
 
 def encode_key(key: str) -> str:
-    """The key's name below .history/<ns>/<agent>/: "%" as "%25", "/" as "%2F"."""
-    return key.replace("%", "%25").replace("/", "%2F")
+    """The key's path below .history/<ns>/<agent>/ (statehouse(5)): "%" as "%25" and "/"
+    as "%2F" in one name; a name over 255 bytes goes on through segment directories,
+    each the next at most 253 bytes and "%+", cut neither inside an escape nor before a
+    UTF-8 continuation byte (at most 3 bytes given back for that)."""
+    rest = os.fsencode(key).replace(b"%", b"%25").replace(b"/", b"%2F")
+    segments = []
+    while len(rest) > _NAME_MAX:
+        cut = _SEGMENT_MAX
+        for _ in range(3):
+            if rest[cut] & 0xC0 != 0x80:
+                break
+            cut -= 1
+        if rest[cut - 1] == ord("%"):
+            cut -= 1
+        elif rest[cut - 2] == ord("%"):
+            cut -= 2
+        segments.append(rest[:cut] + b"%+")
+        rest = rest[cut:]
+    segments.append(rest)
+    return os.fsdecode(b"/".join(segments))
 
 
 def decode_value(raw: bytes) -> Any:
@@ -448,7 +469,7 @@ class Statehouse:
             except OSError as e:
                 if e.errno not in _MISSING:
                     raise self._error(e, "read key", f"{ns}/{agent_id}/{key}") from None
-            history = self._history(ns, agent_id, key, unreachable_ok=True)
+            history = self._history(ns, agent_id, key)
             if not history:
                 return StateResult(None, 0, 0, False, key)
             last = history[-1]
@@ -581,18 +602,12 @@ class Statehouse:
             cls = NotFoundError
         return cls(f"cannot {what}: {e.strerror}", e.errno)
 
-    def _history(
-        self, ns: str, agent_id: str, key: str, unreachable_ok: bool = False
-    ) -> List[Dict[str, Any]]:
+    def _history(self, ns: str, agent_id: str, key: str) -> List[Dict[str, Any]]:
         path = self._path(".history", ns, agent_id, encode_key(key), "index.jsonl")
         try:
             raw = _read_file(path)
         except OSError as e:
             if e.errno in _MISSING:
-                return []
-            # A key over 255 bytes with "/" in it has an encoded name over the kernel's
-            # NAME_MAX: its history cannot be named at all.
-            if e.errno == E.ENAMETOOLONG and unreachable_ok:
                 return []
             raise self._error(e, "read the history of key", f"{ns}/{agent_id}/{key}") from None
         return [json.loads(line) for line in raw.splitlines() if line.strip()]
@@ -666,10 +681,5 @@ class Statehouse:
             # .events shows bytes it does not take for JSON as a JSON string: text, but
             # also JSON it cannot hold (an integer beyond 64 bits). The version's own bytes
             # decide, by the rule get_state uses.
-            try:
-                value = decode_value(self._history_value(ns, agent_id, key, op["version"]))
-            except StatehouseError as e:
-                # A key without a .history name (see _history) keeps the daemon's text.
-                if e.errno != E.ENAMETOOLONG:
-                    raise
+            value = decode_value(self._history_value(ns, agent_id, key, op["version"]))
         return Operation(key, value, op["version"])

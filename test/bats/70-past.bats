@@ -625,6 +625,65 @@ except OSError:
 	assert_output a
 }
 
+@test "a key of 1024 bytes holding / has its whole history below segment directories" {
+	L=sh_longname
+	key="$($L 200 a)/$($L 100 %)/$($L 240 x)/$($L 240 y)/$($L 240 z)"
+	[ "${#key}" -eq 1024 ]
+	mkdir -p "$A/${key%/*}"
+	echo v1 >"$A/$key"
+	echo v2 >"$A/$key"
+	rm "$A/$key"
+	# Its encoded name is 1232 bytes: segments of at most 253 bytes and "%+", none cut
+	# inside an escape, then the last 223 bytes.
+	s1="$($L 200 a)%2F$(for i in $(seq 16); do printf %%25; done)"
+	s2="$(for i in $(seq 84); do printf %%25; done)"
+	s3="%2F$($L 240 x)%2F$($L 7 y)"
+	s4="$($L 233 y)%2F$($L 17 z)"
+	last="$($L 223 z)"
+	[ "${#s1}" -eq 251 ] && [ "${#s2}" -eq 252 ] && [ "${#s3}" -eq 253 ] && [ "${#s4}" -eq 253 ]
+	H="$MNT/.history/ns/a"
+	run ls "$H"
+	assert_output "$s1%+"
+	run ls "$H/$s1%+/$s2%+/$s3%+"
+	assert_output "$s4%+"
+	K="$H/$s1%+/$s2%+/$s3%+/$s4%+/$last"
+	run ls "$K"
+	assert_output "$(printf '1\n2\n3.deleted\nindex.jsonl')"
+	run cat "$K/1"
+	assert_output v1
+	run cat "$K/2"
+	assert_output v2
+	run jq -c '[.version, .op]' "$K/index.jsonl"
+	assert_output "$(printf '[1,"put"]\n[2,"put"]\n[3,"delete"]')"
+	# statehousectl and the Python module find it by the same rule.
+	run "$STATEHOUSECTL" -m "$MNT" --ns ns history a "$key"
+	assert_success
+	[ "${#lines[@]}" -eq 3 ]
+	run "$SH_PYTHON" -c 'import sys; sys.path.insert(0, sys.argv[1]); from statehouse.client import encode_key; print(encode_key(sys.argv[2]))' "$REPO_ROOT/python" "$key"
+	assert_output "$s1%+/$s2%+/$s3%+/$s4%+/$last"
+	# One spelling only: the same bytes cut elsewhere name nothing.
+	run sh_errno stat "$H/$s1%+/$s2%+/$s3%+/$s4%+/$last"
+	assert_output OK
+	run sh_errno stat "$H/${s1:0:100}%+/${s1:100}%+/$s2%+/$s3%+/$s4%+/$last"
+	assert_output ENOENT
+	run sh_errno stat "$H/$s1%+/$s2%+/${s3%y}%+/y${s4%z}%+/z$last"
+	assert_output ENOENT
+	run sh_errno stat "$H/$s1%+/$s2%+/$s3%+/$s4%+/${last%z}"
+	assert_output ENOENT
+	# A second key through the same first segment: the segment is listed once, the
+	# keys apart below it.
+	mkdir -p "$A/$($L 200 a)/$($L 100 %)"
+	echo other >"$A/$($L 200 a)/$($L 100 %)/short"
+	run ls "$H"
+	assert_output "$s1%+"
+	run ls "$H/$s1%+"
+	assert_output "$s2%+"
+	run ls "$H/$s1%+/$s2%+"
+	assert_output "$(printf '%s\n' %2Fshort "$s3%+")"
+	run cat "$H/$s1%+/$s2%+/%2Fshort/1"
+	assert_output other
+}
+
 @test "a malformed encoded key under .history gives EINVAL" {
 	echo v >"$A/k"
 	mkdir -p "$A/d"
