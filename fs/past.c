@@ -308,6 +308,16 @@ static void past_owner(struct fs *fs, const struct iref *r, struct stat *st)
 	fs_owner_of_agent(fs, r->path, r->len, mask & 0555, st);
 }
 
+/* A segment directory's path goes on past the key limit: the agent's owner, by the
+ * agent's own path. */
+static void histseg_owner(struct fs *fs, const struct iref *r, struct stat *st)
+{
+	const char *segs;
+	size_t slen;
+
+	fs_owner_of_agent(fs, r->path, agent_len(r, &segs, &slen), 0555, st);
+}
+
 /* ---- who may read it -------------------------------------------------------------------- */
 
 /* fs_i.h */
@@ -496,7 +506,7 @@ const struct fs_area_ops fs_histseg_ops = {
 	.read_only = true,
 	.lookup = hist_lookup,
 	.stat = stat_past_dir,
-	.owner = past_owner,
+	.owner = histseg_owner,
 	.value = fs_file_content,
 	.list = hist_list,
 };

@@ -682,6 +682,11 @@ except OSError:
 	assert_output "$(printf '%s\n' %2Fshort "$s3%+")"
 	run cat "$H/$s1%+/$s2%+/%2Fshort/1"
 	assert_output other
+	# Every segment directory shows the agent's owner and mode, without write bits.
+	chown 1000:1000 "$A"
+	chmod 750 "$A"
+	run stat -c '%u:%g %a' "$H/$s1%+" "$H/$s1%+/$s2%+/$s3%+/$s4%+" "$K"
+	assert_output "$(printf '1000:1000 550\n%.0s' 1 2 3)"
 }
 
 @test "a malformed encoded key under .history gives EINVAL" {
