@@ -3,6 +3,10 @@
  * render.h - the JSON documents the mount serves, built from what txn/ offers as data:
  * a transaction's .status and .commit, a key's .history index.jsonl and the .events
  * streams (fs layer; no FUSE here, so it is unit-tested without a mount).
+ *
+ * Names are bytes: wherever a namespace, agent, key or transaction name goes into a
+ * document, one that is not UTF-8 goes in as "<field>_base64" (ns_base64, agent_base64,
+ * key_base64, txn_base64) instead of "<field>", its bytes in padded base64.
  */
 #ifndef STATEHOUSE_RENDER_H
 #define STATEHOUSE_RENDER_H
