@@ -4,6 +4,9 @@
  * It drives a statehouse mount through plain syscalls (mkdir, open/write/close, rename,
  * rmdir), and runs the baselines it is compared with: raw SQLite and plain files on ext4.
  * P worker processes (fork) run for a fixed time or count; one result line is printed.
+ * This file: the options, the shared slots, the file helpers, the commit, read and
+ * baseline modes, the timed loop, the parent's fork/wait/report and main(). The stream
+ * modes (replay, follow-lat) are in loadgen_stream.c; loadgen.h declares what they share.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -29,66 +31,27 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_PROCS 256
-#define PATH_LEN 4096
-#define HIST_BUCKETS 512 /* log2(ns) * 8: ~9% resolution, covers 1 ns .. 2^64 ns */
-#define ERR_LEN (PATH_LEN + 300)
+#include "loadgen.h"
+
 #define KEYS_PER_TXN 3
 
-/* Options; filled once in main() before fork, read-only afterwards. */
-static struct {
-	const char *mode;
-	int procs;
-	double secs;
-	long count; /* > 0: ops per process instead of a duration */
-	double warmup_secs;
-	const char *mnt;
-	const char *db;
-	const char *dir;
-	long keys;
-	int value_bytes;
-	int batch;
-	const char *writer; /* fresh, follow-lat: txn | direct */
-	const char *at_t;   /* at-read: head | own | rand */
-	long since_back;    /* replay: > 0 reads .events/since/<head-N+1>/ instead of the log */
-	const char *follow_file; /* follow-lat: agent | all */
-	const char *wait;   /* follow-lat: read | poll */
-} opt = {
+struct options opt = {
 	.procs = 1, .secs = 5, .keys = 10000, .value_bytes = 100, .batch = 250, .writer = "txn",
 	.at_t = "own", .follow_file = "agent", .wait = "read",
 };
 
-/* One per worker process, in a MAP_SHARED page: the parent sums them after wait(). */
-struct slot {
-	uint64_t ops;
-	uint64_t errors;
-	uint64_t conflicts; /* ESTALE on commit (should be 0: writers use disjoint keys) */
-	uint64_t violations; /* fresh: read older than the last finished commit */
-	uint64_t garbled; /* fresh: value that is not a number */
-	double t_begin; /* when counting started */
-	double t_end; /* when the last counted op finished */
-	uint64_t hist[HIST_BUCKETS];
-	char first_error[ERR_LEN];
-};
+struct shared *shared;
+struct slot *my_slot;
+int my_index;
 
-static struct shared {
-	double start_at; /* CLOCK_MONOTONIC seconds at which workers begin (warm-up first) */
-	_Atomic uint64_t committed; /* fresh: last sequence whose commit has returned */
-	_Atomic int stop; /* fresh: writer finished */
-	struct slot slot[MAX_PROCS];
-} *sh;
-
-static struct slot *me; /* this worker's slot */
-static int my_index;
-
-static double now_s(void)
+double now_s(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void die(const char *fmt, ...)
+void die(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -100,11 +63,11 @@ static void die(const char *fmt, ...)
 }
 
 /* Count an error; remember the first one (with errno text) for the report. */
-static void fail(const char *what, const char *path, int err)
+void fail(const char *what, const char *path, int err)
 {
-	me->errors++;
-	if (!me->first_error[0])
-		snprintf(me->first_error, ERR_LEN, "%s '%s': %s", what, path, strerror(err));
+	my_slot->errors++;
+	if (!my_slot->first_error[0])
+		snprintf(my_slot->first_error, ERR_LEN, "%s '%s': %s", what, path, strerror(err));
 }
 
 static int hist_bucket(double secs)
@@ -158,7 +121,7 @@ static int mkdir_parents(const char *path, size_t skip)
  * Write a whole value with one open/write/close. When a parent directory is missing
  * (the first key of an agent), create the parents below `skip` and try again once.
  */
-static int put_file(const char *path, size_t skip, const char *val, size_t len, int flags)
+int put_file(const char *path, size_t skip, const char *val, size_t len, int flags)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | flags, 0644);
 	if (fd < 0 && errno == ENOENT) {
@@ -236,10 +199,10 @@ static void fill_value(char *buf, int len, uint64_t seq)
  * begin, write keys[i] = vals[i], commit by rename, rmdir. Keys are "<ns>/<agent>/<key>".
  * Returns 0 once committed (durable), -1 on any failure (the transaction is removed).
  */
-static double last_rename_done; /* follow-lat: CLOCK_MONOTONIC when the commit rename returned */
+double last_rename_done; /* follow-lat: CLOCK_MONOTONIC when the commit rename returned */
 
-static int sh_txn(const char *name, const char *const *keys, char *const *vals,
-		  const size_t *lens, int n)
+int sh_txn(const char *name, const char *const *keys, char *const *vals, const size_t *lens,
+	   int n)
 {
 	char tx[PATH_LEN], path[PATH_LEN], to[PATH_LEN];
 	snprintf(tx, sizeof tx, "%s/.tx/%s", opt.mnt, name);
@@ -257,7 +220,7 @@ static int sh_txn(const char *name, const char *const *keys, char *const *vals,
 	snprintf(to, sizeof to, "%s/.commit", tx);
 	if (rename(path, to) < 0) {
 		if (errno == ESTALE)
-			me->conflicts++;
+			my_slot->conflicts++;
 		fail("commit rename", path, errno);
 		goto abort;
 	}
@@ -351,7 +314,7 @@ static int op_at_read(struct ctx *c)
 }
 
 /* user.statehouse.commit_ts of a live key, or -1 (errno set). */
-static int64_t key_commit_ts(const char *path)
+int64_t key_commit_ts(const char *path)
 {
 	char v[32];
 	ssize_t n = getxattr(path, "user.statehouse.commit_ts", v, sizeof v - 1);
@@ -365,20 +328,20 @@ static int64_t key_commit_ts(const char *path)
  * The head: commit one small value directly to default/bench-mark/<what> and take its
  * commit_ts (the daemon has no ".head" file). The mark is itself one more event.
  */
-static int64_t commit_mark(const char *what)
+int64_t commit_mark(const char *what)
 {
 	char path[PATH_LEN], val[64];
-	struct slot *saved = me;
-	me = &sh->slot[MAX_PROCS - 1];
+	struct slot *saved = my_slot;
+	my_slot = &shared->slot[MAX_PROCS - 1];
 	snprintf(path, sizeof path, "%s/default/bench-mark/%s", opt.mnt, what);
 	int len = snprintf(val, sizeof val, "%.0f", now_s() * 1e6);
 	if (put_file(path, strlen(opt.mnt), val, (size_t)len, 0) < 0)
-		die("cannot commit %s: %s", path, me->first_error);
+		die("cannot commit %s: %s", path, my_slot->first_error);
 	int64_t ts = key_commit_ts(path);
 	if (ts < 0)
 		die("getxattr commit_ts of %s: %s", path, strerror(errno));
-	me->first_error[0] = '\0';
-	me = saved;
+	my_slot->first_error[0] = '\0';
+	my_slot = saved;
 	return ts;
 }
 
@@ -436,9 +399,10 @@ static int op_sqlite(struct ctx *c)
 rollback:
 	sq_exec(c->rollback);
 fail:
-	me->errors++;
-	if (!me->first_error[0])
-		snprintf(me->first_error, ERR_LEN, "sqlite commit: %s (%d)", sqlite3_errstr(rc), rc);
+	my_slot->errors++;
+	if (!my_slot->first_error[0])
+		snprintf(my_slot->first_error, ERR_LEN, "sqlite commit: %s (%d)", sqlite3_errstr(rc),
+			 rc);
 	return -1;
 }
 
@@ -563,7 +527,7 @@ static void ctx_init(struct ctx *c)
 			fill_value(c->vals[i], opt.value_bytes, 0);
 			snprintf(path, sizeof path, "%s/%s", opt.mnt, c->keys[i]);
 			if (put_file(path, strlen(opt.mnt), c->vals[i], c->lens[i], 0) < 0)
-				die("cannot write '%s': %s", path, me->first_error);
+				die("cannot write '%s': %s", path, my_slot->first_error);
 		}
 	}
 	rng_state = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)getpid() << 17) ^ (uint64_t)my_index;
@@ -577,34 +541,34 @@ static void worker_loop(op_fn op)
 {
 	struct ctx c;
 	ctx_init(&c);
-	while (now_s() < sh->start_at)
+	while (now_s() < shared->start_at)
 		usleep(200);
-	double count_from = sh->start_at + opt.warmup_secs;
+	double count_from = shared->start_at + opt.warmup_secs;
 	double deadline = count_from + opt.secs;
 	unsigned consecutive_errors = 0;
 
 	/* warm-up: run ops, count nothing */
 	while (opt.warmup_secs > 0 && now_s() < count_from)
 		op(&c);
-	memset(me, 0, sizeof *me);
+	memset(my_slot, 0, sizeof *my_slot);
 
-	me->t_begin = now_s();
-	double t = me->t_begin;
+	my_slot->t_begin = now_s();
+	double t = my_slot->t_begin;
 	for (;;) {
-		if (opt.count > 0 ? (long)me->ops >= opt.count : t >= deadline)
+		if (opt.count > 0 ? (long)my_slot->ops >= opt.count : t >= deadline)
 			break;
 		int rc = op(&c);
 		double t2 = now_s();
 		if (rc == 0) {
-			me->ops++;
-			me->hist[hist_bucket(t2 - t)]++;
+			my_slot->ops++;
+			my_slot->hist[hist_bucket(t2 - t)]++;
 			consecutive_errors = 0;
 		} else if (++consecutive_errors > 1000) {
 			break; /* the target is broken; don't spin on it */
 		}
 		t = t2;
 	}
-	me->t_end = t;
+	my_slot->t_end = t;
 }
 
 /* ---- fill: write the read set ---- */
@@ -614,13 +578,13 @@ static void do_fill(void)
 	char *buf = malloc((size_t)opt.value_bytes + 1);
 	char key[PATH_LEN];
 	my_index = 0;
-	me = &sh->slot[0];
+	my_slot = &shared->slot[0];
 	if (!strcmp(opt.mode, "files-read")) {
 		for (long k = 0; k < opt.keys; k++) {
 			fill_value(buf, opt.value_bytes, (uint64_t)k);
 			snprintf(key, sizeof key, "%s/k%05ld", opt.dir, k);
 			if (put_file(key, strlen(opt.dir), buf, (size_t)opt.value_bytes, 0) < 0)
-				die("fill: %s", me->first_error);
+				die("fill: %s", my_slot->first_error);
 		}
 		return;
 	}
@@ -628,7 +592,7 @@ static void do_fill(void)
 	snprintf(key, sizeof key, "%s/default/bench-read/k%05d", opt.mnt, 0);
 	fill_value(buf, opt.value_bytes, 0);
 	if (put_file(key, strlen(opt.mnt), buf, (size_t)opt.value_bytes, 0) < 0)
-		die("fill: %s", me->first_error);
+		die("fill: %s", my_slot->first_error);
 	int b = opt.batch < 1 ? 1 : opt.batch;
 	char **keys = calloc((size_t)b, sizeof *keys);
 	char **vals = calloc((size_t)b, sizeof *vals);
@@ -649,13 +613,13 @@ static void do_fill(void)
 		if (b == 1) {
 			snprintf(key, sizeof key, "%s/%s", opt.mnt, keys[0]);
 			if (put_file(key, strlen(opt.mnt), vals[0], lens[0], 0) < 0)
-				die("fill: %s", me->first_error);
+				die("fill: %s", my_slot->first_error);
 			continue;
 		}
 		char name[64];
 		snprintf(name, sizeof name, "fill-%d-%" PRIu64, (int)getpid(), txn);
 		if (sh_txn(name, (const char *const *)keys, vals, lens, n) < 0)
-			die("fill: %s", me->first_error);
+			die("fill: %s", my_slot->first_error);
 	}
 	printf("loadgen mode=fill keys=%ld batch=%d secs=%.2f\n", opt.keys, b, now_s() - t0);
 }
@@ -685,7 +649,7 @@ static int fresh_check(uint64_t floor)
 	char path[PATH_LEN], buf[64];
 	snprintf(path, sizeof path, "%s/%s", opt.mnt, fresh_key);
 	ssize_t n = get_file(path, buf, sizeof buf - 1);
-	me->ops++;
+	my_slot->ops++;
 	if (n < 0)
 		return 1;
 	buf[n] = '\0';
@@ -693,17 +657,17 @@ static int fresh_check(uint64_t floor)
 	errno = 0;
 	unsigned long long v = strtoull(buf, &end, 10);
 	if (n == 0 || end == buf || *end != '\n' || errno) {
-		me->garbled++;
-		if (!me->first_error[0])
-			snprintf(me->first_error, ERR_LEN, "garbled read %zd bytes '%.20s' (expected >= %" PRIu64 ")",
-				 n, buf, floor);
+		my_slot->garbled++;
+		if (!my_slot->first_error[0])
+			snprintf(my_slot->first_error, ERR_LEN,
+				 "garbled read %zd bytes '%.20s' (expected >= %" PRIu64 ")", n, buf, floor);
 		return 1;
 	}
 	if (v < floor) {
-		me->violations++;
-		if (!me->first_error[0])
-			snprintf(me->first_error, ERR_LEN, "stale read %llu, last finished commit %" PRIu64,
-				 v, floor);
+		my_slot->violations++;
+		if (!my_slot->first_error[0])
+			snprintf(my_slot->first_error, ERR_LEN,
+				 "stale read %llu, last finished commit %" PRIu64, v, floor);
 		return 1;
 	}
 	return 0;
@@ -722,12 +686,12 @@ static void do_fresh(void)
 	if (pipe(to_reader) < 0 || pipe(to_writer) < 0)
 		die("pipe: %s", strerror(errno));
 	/* seq 0 written directly so that the key and its directories exist */
-	me = &sh->slot[0];
+	my_slot = &shared->slot[0];
 	char path[PATH_LEN];
 	snprintf(path, sizeof path, "%s/%s", opt.mnt, fresh_key);
 	if (put_file(path, strlen(opt.mnt), "0\n", 2, 0) < 0)
-		die("fresh: %s", me->first_error);
-	memset(me, 0, sizeof *me);
+		die("fresh: %s", my_slot->first_error);
+	memset(my_slot, 0, sizeof *my_slot);
 	double phase1_end = now_s() + opt.secs / 3, phase2_end = now_s() + opt.secs;
 
 	pid_t reader = fork();
@@ -735,7 +699,7 @@ static void do_fresh(void)
 		die("fork: %s", strerror(errno));
 	if (reader == 0) {
 		my_index = 1;
-		me = &sh->slot[1];
+		my_slot = &shared->slot[1];
 		close(to_reader[1]);
 		close(to_writer[0]);
 		uint64_t seq;
@@ -744,8 +708,8 @@ static void do_fresh(void)
 			if (write(to_writer[1], &seq, sizeof seq) != sizeof seq)
 				_exit(1);
 		}
-		while (!atomic_load(&sh->stop))
-			fresh_check(atomic_load(&sh->committed));
+		while (!atomic_load(&shared->stop))
+			fresh_check(atomic_load(&shared->committed));
 		_exit(0);
 	}
 	close(to_reader[0]);
@@ -758,8 +722,8 @@ static void do_fresh(void)
 			continue;
 		}
 		consecutive_errors = 0;
-		atomic_store(&sh->committed, seq);
-		me->ops++;
+		atomic_store(&shared->committed, seq);
+		my_slot->ops++;
 		uint64_t ack;
 		if (write(to_reader[1], &seq, sizeof seq) != sizeof seq ||
 		    read(to_writer[0], &ack, sizeof ack) != sizeof ack)
@@ -772,13 +736,13 @@ static void do_fresh(void)
 			continue;
 		}
 		consecutive_errors = 0;
-		atomic_store(&sh->committed, seq);
-		me->ops++;
+		atomic_store(&shared->committed, seq);
+		my_slot->ops++;
 	}
-	atomic_store(&sh->stop, 1);
+	atomic_store(&shared->stop, 1);
 	int st;
 	waitpid(reader, &st, 0);
-	struct slot *w = &sh->slot[0], *r = &sh->slot[1];
+	struct slot *w = &shared->slot[0], *r = &shared->slot[1];
 	printf("loadgen mode=fresh writer=%s commits=%" PRIu64 " reads=%" PRIu64
 	       " violations=%" PRIu64 " garbled=%" PRIu64 " errors=%" PRIu64 "\n",
 	       opt.writer, w->ops, r->ops, r->violations, r->garbled, w->errors + r->errors);
@@ -788,373 +752,6 @@ static void do_fresh(void)
 		printf("loadgen reader first error: %s\n", r->first_error);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		die("fresh: reader exited abnormally");
-}
-
-/* ---- replay: fill ~N events, then time one full read of the event log ---- */
-
-/* A JSON object of exactly len bytes when len allows (most agents store JSON). */
-static size_t json_value(char *buf, int len, int w, uint64_t seq)
-{
-	int n = snprintf(buf, (size_t)len + 1, "{\"w\":%d,\"seq\":%" PRIu64 ",\"pad\":\"", w, seq);
-	if (n + 2 > len)
-		return (size_t)snprintf(buf, (size_t)len + 1, "%" PRIu64, seq);
-	for (; n < len - 2; n++)
-		buf[n] = (char)('a' + (n + seq) % 26);
-	buf[n++] = '"';
-	buf[n++] = '}';
-	return (size_t)n;
-}
-
-#define REPLAY_TXN_KEYS 5
-#define REPLAY_AGENT_KEYS 64
-
-/* Commit c of writer w: every 4th a transaction of 5 keys, the others one direct write. */
-static int replay_commit(int w, uint64_t c)
-{
-	char keybuf[REPLAY_TXN_KEYS][64], vbuf[REPLAY_TXN_KEYS][4096], path[PATH_LEN];
-	size_t lens[REPLAY_TXN_KEYS];
-	int vb = opt.value_bytes < 4000 ? opt.value_bytes : 4000;
-	if (c % 4 != 0) {
-		size_t len = json_value(vbuf[0], vb, w, c);
-		snprintf(path, sizeof path, "%s/default/bench-ev%d/k%02d", opt.mnt, w,
-			 (int)(c % REPLAY_AGENT_KEYS));
-		return put_file(path, strlen(opt.mnt), vbuf[0], len, 0);
-	}
-	const char *keys[REPLAY_TXN_KEYS];
-	char *vals[REPLAY_TXN_KEYS];
-	for (int j = 0; j < REPLAY_TXN_KEYS; j++) {
-		snprintf(keybuf[j], sizeof keybuf[j], "default/bench-ev%d/k%02d", w,
-			 (int)((c + (uint64_t)j) % REPLAY_AGENT_KEYS));
-		lens[j] = json_value(vbuf[j], vb, w, c);
-		keys[j] = keybuf[j];
-		vals[j] = vbuf[j];
-	}
-	char name[64];
-	snprintf(name, sizeof name, "ev-%d-%d-%" PRIu64, (int)getpid(), w, c);
-	return sh_txn(name, keys, vals, lens, REPLAY_TXN_KEYS);
-}
-
-static void replay_fill(long need)
-{
-	pid_t pids[MAX_PROCS];
-	double t0 = now_s();
-	for (int i = 0; i < opt.procs; i++) {
-		long mine = need / opt.procs + (i < need % opt.procs);
-		pids[i] = fork();
-		if (pids[i] < 0)
-			die("fork: %s", strerror(errno));
-		if (pids[i] == 0) {
-			my_index = i;
-			me = &sh->slot[i];
-			unsigned bad = 0;
-			uint64_t base = (uint64_t)now_s() * 1000; /* distinct values across runs */
-			for (long c = 1; c <= mine + (long)me->errors && bad < 100; c++) {
-				if (replay_commit(i, base + (uint64_t)c) < 0)
-					bad++;
-				else {
-					me->ops++;
-					bad = 0;
-				}
-			}
-			_exit(0);
-		}
-	}
-	uint64_t ops = 0, errors = 0;
-	const char *first = NULL;
-	for (int i = 0; i < opt.procs; i++) {
-		int st;
-		waitpid(pids[i], &st, 0);
-		ops += sh->slot[i].ops;
-		errors += sh->slot[i].errors;
-		if (!first && sh->slot[i].first_error[0])
-			first = sh->slot[i].first_error;
-	}
-	double secs = now_s() - t0;
-	printf("loadgen replay-fill: commits=%" PRIu64 " (1 in 4 a txn of %d keys, the rest direct "
-	       "writes of %d B JSON) procs=%d secs=%.2f rate=%.0f commits/s errors=%" PRIu64 "\n",
-	       ops, REPLAY_TXN_KEYS, opt.value_bytes, opt.procs, secs, secs > 0 ? (double)ops / secs : 0,
-	       errors);
-	if (first)
-		printf("loadgen replay-fill first error: %s\n", first);
-	if (errors)
-		die("the fill had errors");
-	memset(sh->slot, 0, sizeof sh->slot[0] * (size_t)opt.procs);
-}
-
-struct stream_stat {
-	uint64_t lines, bytes, gaps, disorder;
-	int64_t first_ts, last_ts;
-	bool partial; /* the file did not end with a newline */
-};
-
-/* Read a whole .events file with 1 MiB reads; count lines, parse each line's commit_ts. */
-static int read_stream(const char *path, struct stream_stat *st)
-{
-	static char buf[1 << 20];
-	char head[48];
-	size_t hlen = 0;
-	int64_t prev = 0;
-	memset(st, 0, sizeof *st);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		fail("open", path, errno);
-		return -1;
-	}
-	for (;;) {
-		ssize_t n = read(fd, buf, sizeof buf);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			fail("read", path, errno);
-			close(fd);
-			return -1;
-		}
-		if (n == 0)
-			break;
-		st->bytes += (uint64_t)n;
-		size_t pos = 0;
-		while (pos < (size_t)n) {
-			char *nl = memchr(buf + pos, '\n', (size_t)n - pos);
-			size_t end = nl ? (size_t)(nl - buf) : (size_t)n;
-			size_t take = end - pos < sizeof head - 1 - hlen ? end - pos : sizeof head - 1 - hlen;
-			memcpy(head + hlen, buf + pos, take);
-			hlen += take;
-			if (!nl) {
-				pos = (size_t)n;
-				break;
-			}
-			head[hlen] = '\0';
-			int64_t ts = -1;
-			if (!strncmp(head, "{\"commit_ts\":", 13))
-				ts = strtoll(head + 13, NULL, 10);
-			if (ts <= prev)
-				st->disorder++;
-			else if (prev && ts != prev + 1)
-				st->gaps++;
-			if (!st->lines)
-				st->first_ts = ts;
-			st->last_ts = ts;
-			prev = ts;
-			st->lines++;
-			hlen = 0;
-			pos = end + 1;
-		}
-	}
-	st->partial = hlen > 0;
-	close(fd);
-	return 0;
-}
-
-static void do_replay(void)
-{
-	me = &sh->slot[0];
-	long target = opt.count > 0 ? opt.count : 100000;
-	int64_t head = commit_mark("replay");
-	if (head < target) {
-		printf("loadgen replay: head=%" PRId64 ", filling to %ld events\n", head, target);
-		replay_fill(target - head);
-		head = commit_mark("replay");
-	}
-	me = &sh->slot[0];
-	char path[PATH_LEN];
-	int64_t from = 1;
-	if (opt.since_back > 0) {
-		from = head - opt.since_back + 1 > 1 ? head - opt.since_back + 1 : 1;
-		snprintf(path, sizeof path, "%s/.events/since/%" PRId64 "/all.jsonl", opt.mnt, from);
-	} else {
-		snprintf(path, sizeof path, "%s/.events/all.jsonl", opt.mnt);
-	}
-	struct stream_stat st;
-	double t0 = now_s();
-	int rc = read_stream(path, &st);
-	double secs = now_s() - t0;
-	if (rc == 0) {
-		if (st.partial)
-			fail("last line cut short in", path, EIO);
-		else if (st.disorder)
-			fail("lines out of commit_ts order in", path, EIO);
-		else if (st.last_ts < head)
-			fail("log ends before the head committed before open in", path, EIO);
-		else if (st.first_ts != from)
-			fail("first line is not the since commit_ts in", path, EIO);
-	}
-	printf("loadgen mode=replay file=%s events=%" PRIu64 " bytes=%" PRIu64 " secs=%.4f "
-	       "rate=%.0f mb_s=%.1f ms=%.2f first_ts=%" PRId64 " last_ts=%" PRId64
-	       " head=%" PRId64 " gaps=%" PRIu64 " errors=%" PRIu64 " \n",
-	       opt.since_back > 0 ? "since" : "all", st.lines, st.bytes, secs,
-	       secs > 0 ? (double)st.lines / secs : 0, secs > 0 ? (double)st.bytes / secs / 1e6 : 0,
-	       secs * 1e3, st.first_ts, st.last_ts, head, st.gaps, me->errors);
-	if (me->first_error[0])
-		printf("loadgen first error: %s\n", me->first_error);
-}
-
-/* ---- follow-lat: rename() returns -> a .follow reader has the line ---- */
-
-struct follow_ack {
-	uint64_t seq;    /* the value committed (0: the reader is ready; ~0: it failed) */
-	int64_t ts;      /* the line's commit_ts */
-	double t_read;   /* CLOCK_MONOTONIC when read() returned the line */
-	int err;
-};
-
-static void follow_reader(const char *path, int ack_fd)
-{
-	static char buf[1 << 20];
-	struct follow_ack a = {0};
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		a.seq = UINT64_MAX;
-		a.err = errno;
-		(void)!write(ack_fd, &a, sizeof a);
-		_exit(1);
-	}
-	(void)!write(ack_fd, &a, sizeof a); /* ready */
-	size_t have = 0;
-	for (;;) {
-		if (!strcmp(opt.wait, "poll")) {
-			struct pollfd p = {.fd = fd, .events = POLLIN};
-			if (poll(&p, 1, -1) < 0 && errno != EINTR)
-				break;
-		}
-		ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
-		double t = now_s();
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			a.seq = UINT64_MAX;
-			a.err = n < 0 ? errno : 0;
-			(void)!write(ack_fd, &a, sizeof a);
-			_exit(1);
-		}
-		have += (size_t)n;
-		buf[have] = '\0';
-		char *line = buf, *nl;
-		while ((nl = memchr(line, '\n', have - (size_t)(line - buf)))) {
-			*nl = '\0';
-			char *v = strstr(line, "\"value\":");
-			a.ts = !strncmp(line, "{\"commit_ts\":", 13) ? strtoll(line + 13, NULL, 10) : -1;
-			a.seq = v ? strtoull(v + 8, NULL, 10) : 0;
-			a.t_read = t;
-			a.err = 0;
-			if (write(ack_fd, &a, sizeof a) != sizeof a)
-				_exit(1);
-			line = nl + 1;
-		}
-		have -= (size_t)(line - buf);
-		memmove(buf, line, have);
-	}
-	_exit(1);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double pct_us(const double *v, size_t n, double p)
-{
-	if (!n)
-		return 0;
-	size_t i = (size_t)ceil(p * (double)n);
-	return v[i ? i - 1 : 0] * 1e6;
-}
-
-static void do_follow(void)
-{
-	me = &sh->slot[0];
-	long count = opt.count > 0 ? opt.count : 1000;
-	const char *key = "default/bench-follow/k";
-	char path[PATH_LEN];
-	snprintf(path, sizeof path, "%s/%s", opt.mnt, key);
-	if (put_file(path, strlen(opt.mnt), "0", 1, 0) < 0)
-		die("follow-lat: %s", me->first_error);
-	int64_t ts0 = key_commit_ts(path);
-	if (ts0 < 0)
-		die("getxattr commit_ts of %s: %s", path, strerror(errno));
-	if (!strcmp(opt.follow_file, "all"))
-		snprintf(path, sizeof path, "%s/.follow/since/%" PRId64 "/all.jsonl", opt.mnt, ts0 + 1);
-	else
-		snprintf(path, sizeof path, "%s/.follow/since/%" PRId64 "/default/bench-follow.jsonl",
-			 opt.mnt, ts0 + 1);
-
-	int p[2];
-	if (pipe(p) < 0)
-		die("pipe: %s", strerror(errno));
-	pid_t reader = fork();
-	if (reader < 0)
-		die("fork: %s", strerror(errno));
-	if (reader == 0) {
-		close(p[0]);
-		follow_reader(path, p[1]);
-	}
-	close(p[1]);
-	struct follow_ack a;
-	if (read(p[0], &a, sizeof a) != sizeof a || a.seq != 0)
-		die("follow-lat: reader cannot open %s: %s", path, strerror(a.err));
-	usleep(100000); /* let the reader park in read() */
-
-	double *lat = calloc((size_t)count, sizeof *lat), *tot = calloc((size_t)count, sizeof *tot);
-	double *dur = calloc((size_t)count, sizeof *dur);
-	size_t n = 0, negative = 0;
-	int64_t prev_ts = ts0;
-	double t_begin = now_s(), deadline = t_begin + (opt.secs > 0 ? opt.secs : 1e9);
-	for (uint64_t seq = 1; (long)seq <= count && now_s() < deadline; seq++) {
-		char val[32], name[64];
-		int len = snprintf(val, sizeof val, "%" PRIu64, seq);
-		double t0 = now_s(), t_done;
-		if (!strcmp(opt.writer, "direct")) {
-			snprintf(path, sizeof path, "%s/%s", opt.mnt, key);
-			if (put_file(path, strlen(opt.mnt), val, (size_t)len, 0) < 0)
-				break;
-			t_done = now_s();
-		} else {
-			char *vals[1] = {val};
-			size_t lens[1] = {(size_t)len};
-			snprintf(name, sizeof name, "fl-%d-%" PRIu64, (int)getpid(), seq);
-			if (sh_txn(name, &key, vals, lens, 1) < 0)
-				break;
-			t_done = last_rename_done;
-		}
-		struct pollfd pf = {.fd = p[0], .events = POLLIN};
-		if (poll(&pf, 1, 5000) != 1 || read(p[0], &a, sizeof a) != sizeof a) {
-			fail("no line within 5 s (or the reader died) after commit of", key, ETIMEDOUT);
-			break;
-		}
-		if (a.seq == UINT64_MAX) {
-			fail("follow read of", ".follow/since/...", a.err ? a.err : EIO);
-			break;
-		}
-		if (a.seq != seq || a.ts <= prev_ts) {
-			char what[128];
-			snprintf(what, sizeof what, "expected value %" PRIu64 " after commit_ts %" PRId64
-				 ", got value %" PRIu64 " commit_ts %" PRId64 " in", seq, prev_ts, a.seq, a.ts);
-			fail(what, path, EIO);
-			break;
-		}
-		prev_ts = a.ts;
-		lat[n] = a.t_read - t_done;
-		tot[n] = a.t_read - t0;
-		dur[n] = t_done - t0;
-		if (lat[n] < 0)
-			negative++;
-		n++;
-	}
-	double secs = now_s() - t_begin;
-	kill(reader, SIGKILL);
-	waitpid(reader, NULL, 0);
-	qsort(lat, n, sizeof *lat, cmp_double);
-	qsort(tot, n, sizeof *tot, cmp_double);
-	qsort(dur, n, sizeof *dur, cmp_double);
-	printf("loadgen mode=follow-lat writer=%s file=%s wait=%s commits=%zu secs=%.3f rate=%.1f "
-	       "p50_us=%.1f p99_us=%.1f min_us=%.1f max_us=%.1f negative=%zu commit_p50_us=%.1f "
-	       "commit_p99_us=%.1f total_p50_us=%.1f total_p99_us=%.1f errors=%" PRIu64 " \n",
-	       opt.writer, opt.follow_file, opt.wait, n, secs, secs > 0 ? (double)n / secs : 0,
-	       pct_us(lat, n, 0.50), pct_us(lat, n, 0.99), n ? lat[0] * 1e6 : 0,
-	       n ? lat[n - 1] * 1e6 : 0, negative, pct_us(dur, n, 0.50), pct_us(dur, n, 0.99),
-	       pct_us(tot, n, 0.50), pct_us(tot, n, 0.99), me->errors);
-	if (me->first_error[0])
-		printf("loadgen first error: %s\n", me->first_error);
 }
 
 /* ---- parent: fork, wait, report ---- */
@@ -1194,7 +791,7 @@ static void run_workers(void)
 	if (!strcmp(opt.mode, "sqlite"))
 		sqlite_schema();
 	/* workers do their own setup first; give them a moment before the common start */
-	sh->start_at = now_s() + 0.3 + 0.05 * opt.procs;
+	shared->start_at = now_s() + 0.3 + 0.05 * opt.procs;
 	pid_t pids[MAX_PROCS];
 	for (int i = 0; i < opt.procs; i++) {
 		pids[i] = fork();
@@ -1202,7 +799,7 @@ static void run_workers(void)
 			die("fork: %s", strerror(errno));
 		if (pids[i] == 0) {
 			my_index = i;
-			me = &sh->slot[i];
+			my_slot = &shared->slot[i];
 			worker_loop(op);
 			_exit(0);
 		}
@@ -1218,7 +815,7 @@ static void run_workers(void)
 	double t_begin = 1e300, t_end = 0;
 	const char *first_error = NULL;
 	for (int i = 0; i < opt.procs; i++) {
-		struct slot *s = &sh->slot[i];
+		struct slot *s = &shared->slot[i];
 		if (s->t_begin == 0 && s->first_error[0] == '\0')
 			continue; /* died in its setup: it reported on stderr */
 		ops += s->ops;
@@ -1349,8 +946,9 @@ int main(int argc, char **argv)
 	if (strcmp(opt.wait, "read") && strcmp(opt.wait, "poll"))
 		die("-P must be read or poll");
 
-	sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (sh == MAP_FAILED)
+	shared = mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+		      0);
+	if (shared == MAP_FAILED)
 		die("mmap: %s", strerror(errno));
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
@@ -1375,7 +973,7 @@ int main(int argc, char **argv)
 		at_read_setup();
 	if (!strcmp(m, "files-read")) {
 		do_fill();
-		memset(sh, 0, sizeof *sh);
+		memset(shared, 0, sizeof *shared);
 	}
 	run_workers();
 	return 0;
