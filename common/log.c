@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,8 +47,18 @@ void log_use_syslog(const char *ident)
 	sink = SINK_SYSLOG;
 }
 
+/* Open the log file, creating it 0640 whatever the umask (the daemon's is 077, for its
+ * store); an existing file keeps the mode an operator gave it.  Async-signal-safe: the
+ * SIGHUP handler calls it. */
 static int open_log_path(void)
 {
+	int fd = open(file_path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY,
+		      0640);
+
+	if (fd >= 0) {
+		(void)fchmod(fd, 0640);
+		return fd;
+	}
 	return open(file_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
 }
 

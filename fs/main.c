@@ -604,7 +604,8 @@ static void warn_if_open(const char *datadir)
 {
 	struct stat st;
 
-	if (stat(datadir, &st) == 0 && (st.st_mode & (S_IRGRP | S_IXGRP | S_IROTH | S_IXOTH)))
+	if (stat(datadir, &st) == 0 && S_ISDIR(st.st_mode) &&
+	    (st.st_mode & (S_IRGRP | S_IXGRP | S_IROTH | S_IXOTH)))
 		log_warn("data dir '%s' is open to other users (mode %04o): they can copy the "
 			 "store and read every value whatever the mount's modes; 'chmod 700 %s'",
 			 datadir, (unsigned)(st.st_mode & 07777), datadir);

@@ -438,7 +438,7 @@ status_of() {
 	run "$STATEHOUSED" "$SH_TMP/file" "$MNT"
 	assert_failure 1
 	assert_output "statehoused: error: cannot open lock file '$(realpath "$SH_TMP/file")/statehoused.lock': Not a directory"
-	mkdir "$DATA"
+	mkdir -m 700 "$DATA" # an open one would add a warning to the message
 	head -c 8192 /dev/urandom >"$DATA/statehouse.db"
 	run "$STATEHOUSED" "$DATA" "$MNT"
 	assert_failure 1
