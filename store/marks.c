@@ -8,7 +8,7 @@
  * some), first "statehouse-marks 1".  Written as a whole to a temporary file, synced,
  * renamed into place and the directory synced: a crash leaves the old or the new marks.
  */
-#include "store.h"
+#include "store_i.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -93,19 +93,6 @@ int store_marks_read(const char *datadir, struct store_marks *m)
 	return err;
 }
 
-static int fsync_datadir(const char *datadir)
-{
-	int fd = open(datadir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int err = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) != 0)
-		err = -errno;
-	close(fd);
-	return err;
-}
-
 int store_marks_write(const char *datadir, const struct store_marks *m)
 {
 	char path[PATH_MAX], tmp[PATH_MAX];
@@ -144,7 +131,7 @@ int store_marks_write(const char *datadir, const struct store_marks *m)
 	if (!err && rename(tmp, path) != 0)
 		err = -errno;
 	if (!err)
-		err = fsync_datadir(datadir);
+		err = store_fsync_dir(datadir);
 	if (!err)
 		return 0;
 	unlink(tmp);

@@ -18,7 +18,7 @@
  * The CRC and the end marker make a truncated or damaged file fail validation as a
  * whole, before anything of it is applied.
  */
-#include "store.h"
+#include "store_i.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -99,7 +99,7 @@ static int snap_name(char *buf, size_t cap, const char *datadir, int64_t ts)
 	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
-static int fsync_dir(const char *path)
+int store_fsync_dir(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	int err = 0;
@@ -259,7 +259,7 @@ int store_snapshot_write(const char *datadir, int64_t ts, int64_t time_ns,
 	}
 	/* The directory's own name is durable only once DATADIR is synced: without this a
 	 * power cut can take every snapshot with it (a crash before any sync too). */
-	err = fsync_dir(datadir);
+	err = store_fsync_dir(datadir);
 	if (err)
 		goto out;
 	err = snap_name(path, sizeof(path), datadir, ts);
@@ -286,7 +286,7 @@ int store_snapshot_write(const char *datadir, int64_t ts, int64_t time_ns,
 	if (!err && rename(tmp, path) != 0)
 		err = -errno;
 	if (!err)
-		err = fsync_dir(dir);
+		err = store_fsync_dir(dir);
 	if (err) {
 		unlink(tmp);
 		log_err("cannot write snapshot '%s': %s", path, strerror(-err));

@@ -17,6 +17,8 @@
  */
 int store_split_path(const char *path, size_t len, enum store_op_kind kind, size_t *ns_len,
 		     size_t *agent_off, size_t *agent_len, size_t *key_off);
+/* fsync a directory (its names made durable): 0 or -errno.  (snapshot.c) */
+int store_fsync_dir(const char *path);
 /* Split a prefix "ns[/agent[/dir...]]" into its parts; returns how many (0..3). */
 int store_split_prefix(const char *p, size_t len, const char **part, size_t *plen);
 
