@@ -147,7 +147,8 @@ static char *status_json(struct fs *fs)
 		   "\nstatehouse_" name " " fmt "\n",                                            \
 		val)
 
-static void metrics_counters(FILE *f, const struct txn_stats *s, uint64_t key_reads)
+static void metrics_counters(FILE *f, const struct txn_stats *s, uint64_t key_reads,
+			     uint64_t pooled)
 {
 	M("counter", "transactions_begun_total", "Transactions begun (mkdir .tx/NAME).",
 	  "%" PRIu64, s->begun);
@@ -167,6 +168,9 @@ static void metrics_counters(FILE *f, const struct txn_stats *s, uint64_t key_re
 	M("counter", "ops_written_total", "Keys written by commits.", "%" PRIu64, s->ops_written);
 	M("counter", "ops_deleted_total", "Keys deleted by commits.", "%" PRIu64, s->ops_deleted);
 	M("counter", "key_reads_total", "Opens of live keys for reading.", "%" PRIu64, key_reads);
+	M("counter", "fuse_pooled_requests_total",
+	  "Requests answered by the pool because they may wait (the past, events, live mkdir).",
+	  "%" PRIu64, pooled);
 	M("counter", "recoveries_total", "Starts of the daemon on this data dir (each recovers).",
 	  "%" PRIu64, s->starts);
 	M("counter", "unclean_starts_total", "Starts after a run that did not stop cleanly.",
@@ -243,7 +247,7 @@ static char *metrics_text(struct fs *fs)
 		fclose(statm);
 	}
 	txn_engine_stats(fs->eng, &s);
-	metrics_counters(f, &s, (uint64_t)fs->key_reads);
+	metrics_counters(f, &s, (uint64_t)fs->key_reads, (uint64_t)fs->pooled);
 	metrics_gauges(f, &s, rss);
 	metrics_refusals(f, &s);
 	metrics_latency(f, &s);
@@ -299,6 +303,7 @@ static int health_stat(struct fs *fs, const struct iref *r, struct stat *st)
 }
 
 const struct fs_area_ops fs_health_ops = {
+	.slow = true,
 	.stat = health_stat,
 	.content = health_content,
 };
@@ -335,6 +340,7 @@ static int backup_stat(struct fs *fs, const struct iref *r, struct stat *st)
 }
 
 const struct fs_area_ops fs_backup_ops = {
+	.slow = true,
 	.stat = backup_stat,
 	.content = backup_content,
 };

@@ -525,6 +525,7 @@ static int ev_list(struct fs *fs, const struct iref *r, struct handle *h)
 }
 
 const struct fs_area_ops fs_ev_ops = {
+	.slow = true,
 	.read_only = true,
 	.lookup = ev_lookup,
 	.stat = ev_stat,

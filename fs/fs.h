@@ -33,6 +33,16 @@ struct fs_options {
 	bool read_only;         /* mounted with -o ro */
 };
 
+/* How requests are served (loop.c). */
+struct fs_loop_options {
+	bool single;               /* -s: one thread answers everything */
+	bool libfuse_mt;           /* -o max_threads=N given: libfuse's own loop */
+	unsigned max_threads, max_idle_threads; /* for libfuse's loop (0: its default) */
+	int clone_fd;
+	unsigned loop_threads;     /* threads reading /dev/fuse (default 1) */
+	unsigned pool_threads;     /* threads for requests that may wait (default 4) */
+};
+
 /* Create the FUSE operation table state for eng; the engine stays owned by the caller. */
 int fs_new(struct txn_engine *eng, const struct fs_options *opt, struct fs **out);
 /* Attach the FUSE session (after fuse_session_new) and start the notifier. */
@@ -41,6 +51,8 @@ int fs_start(struct fs *fs, void *fuse_session);
  * EINTR) and free everything; NULL ok.  Call after txn_engine_stop() and before the
  * session is destroyed: the notifier still writes to it. */
 void fs_free(struct fs *fs);
+/* Serve the session until it ends (unmount or a signal): libfuse's loop result. */
+int fs_serve(struct fs *fs, const struct fs_loop_options *o);
 /* The operations table for fuse_session_new(); its userdata is the struct fs. */
 const void *fs_ops(size_t *size);
 

@@ -168,6 +168,7 @@ struct fs {
 	char *datadir, *mountpoint; /* owned copies, for .status */
 
 	atomic_uint_fast64_t key_reads; /* opens of live keys for reading */
+	atomic_uint_fast64_t pooled;    /* requests handed to the pool (loop.c) */
 
 	/* Sizes of event streams as of ev_sizes[i].last_ts, known once a reader read that
 	 * stream to its end, so stat (which the kernel sends without a file handle, fstat
@@ -210,6 +211,8 @@ struct fs {
 	struct parked *parked;   /* .follow reads waiting for a commit */
 	struct handle *polled;   /* .follow handles with a poll handle */
 	bool wake;               /* something parked needs a look */
+
+	struct fs_pool *pool;    /* loop.c: requests that may wait; NULL with -s */
 };
 
 /* An area operation that has replied itself, or will when a commit completes. */
@@ -231,6 +234,7 @@ struct fs_area_ops {
 	bool live;      /* the live tree: a writer's bytes commit at flush and stay off the
 			 * page cache that the inode's readers share */
 	bool read_only; /* the past: every change below it fails with EROFS */
+	bool slow;      /* its requests may wait on SQLite: answered by the pool (loop.c) */
 	enum fs_cache cache_lookup, cache_getattr;
 	/* A child's tuple in *out.  NULL: ENOTDIR. */
 	int (*lookup)(struct fs *fs, const struct iref *p, const char *name, struct iref *out);
@@ -308,6 +312,7 @@ int fs_parse_u64(const char *s, size_t len, uint64_t *out);
 
 /* inode.c: the inode table (design note 1). */
 int fs_iget(struct fs *fs, fuse_ino_t ino, struct iref *out);
+enum ikind fs_ikind(struct fs *fs, fuse_ino_t ino); /* 0: no such inode */
 int fs_iget_tuple(struct fs *fs, enum ikind kind, uint64_t txn_id, enum txn_type type,
 		  const char *path, size_t len, uint64_t *ino);
 void fs_iforget(struct fs *fs, uint64_t ino, uint64_t n);
@@ -430,6 +435,31 @@ int fs_events_fstat(struct fs *fs, struct handle *h, struct stat *st);
 void fs_events_stat_for(struct fs *fs, fuse_req_t req, const struct iref *r, struct stat *st);
 void fs_events_drop(struct handle *h);
 void fs_events_free(struct fs *fs);
+
+/* loop.c: a request that may wait, handed from a loop thread to the pool with a copy
+ * of its arguments; fs_job_run (ops.c) runs it again there. */
+enum fs_job_op {
+	FJ_LOOKUP = 1, FJ_GETATTR, FJ_OPEN, FJ_READ, FJ_POLL, FJ_OPENDIR, FJ_MKDIR, FJ_RMDIR,
+	FJ_GETXATTR, FJ_LISTXATTR,
+};
+struct fs_job {
+	enum fs_job_op op;
+	fuse_req_t req;
+	fuse_ino_t ino;             /* the inode, or the parent of name */
+	char *name;                 /* copied by fs_defer */
+	struct fuse_file_info *fi;  /* points at fi_copy once deferred */
+	struct fuse_file_info fi_copy;
+	struct fuse_pollhandle *ph;
+	size_t size;
+	off_t off;
+	mode_t mode;
+	struct fs_job *next;
+};
+/* Should a request that may wait go to the pool?  False on a pool thread and with -s. */
+bool fs_defer_wanted(struct fs *fs);
+/* Queue a copy of job for the pool; false when it could not (answer it in place). */
+bool fs_defer(struct fs *fs, const struct fs_job *job);
+void fs_job_run(struct fs_job *j);
 
 /* notify.c: the notifier thread (design note 3). */
 void fs_queue_inval(struct fs *fs, uint64_t ino);

@@ -242,6 +242,22 @@ int fs_iget(struct fs *fs, fuse_ino_t ino, struct iref *out)
 	return out->path ? 0 : -ENOMEM;
 }
 
+enum ikind fs_ikind(struct fs *fs, fuse_ino_t ino)
+{
+	struct inode *in = NULL;
+	uint64_t key = ino;
+	enum ikind kind = 0;
+
+	if (ino < INO_FIRST_DYNAMIC)
+		return fixed[ino].kind;
+	pthread_mutex_lock(&fs->itable_lock);
+	HASH_FIND(hh_ino, fs->by_ino, &key, sizeof(key), in);
+	if (in && in->hashed)
+		kind = in->kind;
+	pthread_mutex_unlock(&fs->itable_lock);
+	return kind;
+}
+
 static void inode_drop_locked(struct fs *fs, struct inode *in)
 {
 	HASH_DELETE(hh_ino, fs->by_ino, in);

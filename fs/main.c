@@ -47,6 +47,9 @@ struct config {
 	long cache_timeout_s;
 	long snapshot_interval;
 	long snapshot_keep;
+	long loop_threads;
+	long pool_threads;
+	bool libfuse_mt; /* -o max_threads= given: libfuse's own loop */
 	int fsync;
 	char *log_level;
 	char *log_dest; /* -o log=: syslog, stderr or an absolute path; NULL: the default */
@@ -61,7 +64,8 @@ struct config {
 	enum { LOG_TO_STDERR, LOG_TO_SYSLOG, LOG_TO_FILE } log_to; /* once the mount is live */
 };
 
-enum { KEY_RO = 1, KEY_RW, KEY_ALLOW_OTHER, KEY_DEFAULT_PERMISSIONS, KEY_NONEMPTY };
+enum { KEY_RO = 1, KEY_RW, KEY_ALLOW_OTHER, KEY_DEFAULT_PERMISSIONS, KEY_NONEMPTY,
+       KEY_MAX_THREADS };
 
 #define OPT(t, p) { t, offsetof(struct config, p), 1 }
 static const struct fuse_opt opt_spec[] = {
@@ -77,6 +81,8 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("cache_timeout_s=%ld", cache_timeout_s),
 	OPT("snapshot_interval=%ld", snapshot_interval),
 	OPT("snapshot_keep=%ld", snapshot_keep),
+	OPT("loop_threads=%ld", loop_threads),
+	OPT("pool_threads=%ld", pool_threads),
 	OPT("log_level=%s", log_level),
 	OPT("log=%s", log_dest),
 	OPT("store=%s", store_uri),
@@ -89,6 +95,7 @@ static const struct fuse_opt opt_spec[] = {
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	FUSE_OPT_KEY("default_permissions", KEY_DEFAULT_PERMISSIONS),
 	FUSE_OPT_KEY("nonempty", KEY_NONEMPTY),
+	FUSE_OPT_KEY("max_threads=", KEY_MAX_THREADS),
 	FUSE_OPT_END
 };
 
@@ -135,6 +142,9 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_NONEMPTY:
 		c->nonempty = 1;
 		return 0; /* ours: libfuse 3 no longer knows it */
+	case KEY_MAX_THREADS:
+		c->libfuse_mt = true;
+		return 1; /* libfuse's too: fuse_parse_cmdline() reads the number */
 	case FUSE_OPT_KEY_OPT:
 		return ignored_mount_option(arg) ? 0 : 1;
 	}
@@ -162,7 +172,7 @@ static void usage(FILE *f)
 		"                         start refuses) from the newest snapshot; the commits\n"
 		"                         after that snapshot are lost, and that is recorded\n"
 		"  -f                     stay in the foreground\n"
-		"  -s                     single-threaded request loop\n"
+		"  -s                     one thread answers every request\n"
 		"  -d                     debug output (implies -f)\n"
 		"  -o txn_timeout_ms=N    default transaction timeout (30000)\n"
 		"  -o max_open_txns=N     open transactions at once (1024)\n"
@@ -182,6 +192,10 @@ static void usage(FILE *f)
 		"                         live tree (60); every commit invalidates what it changes\n"
 		"  -o snapshot_interval=N commits between snapshots (1000; 0: never)\n"
 		"  -o snapshot_keep=N     snapshots kept (3)\n"
+		"  -o loop_threads=N      threads that read and answer requests (1..64, default 1)\n"
+		"  -o pool_threads=N      threads for requests that read the log or wait for a\n"
+		"                         commit: the past, events, live mkdir (1..64, default 4)\n"
+		"  -o max_threads=N       serve with libfuse's multi-threaded loop instead\n"
 		"  -o log_level=LEVEL     err, warn, info (default) or debug\n"
 		"  -o log=syslog|stderr|FILE  where messages go once the mount is live (default:\n"
 		"                         stderr with -f, else syslog when /dev/log exists, else\n"
@@ -527,6 +541,14 @@ static bool options_in_range(struct config *c)
 				"snapshot_interval 0..100000000, snapshot_keep 1..1000, fsync 0 or 1\n");
 		return false;
 	}
+	if (c->loop_threads < 1 || c->loop_threads > 64) {
+		fprintf(stderr, "statehoused: option out of range: loop_threads 1..64\n");
+		return false;
+	}
+	if (c->pool_threads < 1 || c->pool_threads > 64) {
+		fprintf(stderr, "statehoused: option out of range: pool_threads 1..64\n");
+		return false;
+	}
 	return true;
 }
 
@@ -773,23 +795,19 @@ static void report_live(int *wfd, bool keep_stderr)
 }
 
 /* Serve until unmounted; 0 for a clean stop, 1 otherwise. */
-static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *opts)
+static int serve(struct fs *fs, const struct fuse_cmdline_opts *opts, const struct config *conf)
 {
-	int ret;
+	struct fs_loop_options lo = {
+		.single = opts->singlethread,
+		.libfuse_mt = conf->libfuse_mt && !opts->singlethread,
+		.max_threads = opts->max_threads,
+		.max_idle_threads = opts->max_idle_threads != UINT_MAX ? opts->max_idle_threads : 0,
+		.clone_fd = opts->clone_fd,
+		.loop_threads = (unsigned)conf->loop_threads,
+		.pool_threads = (unsigned)conf->pool_threads,
+	};
+	int ret = fs_serve(fs, &lo);
 
-	if (opts->singlethread) {
-		ret = fuse_session_loop(se);
-	} else {
-		struct fuse_loop_config *lc = fuse_loop_cfg_create();
-
-		fuse_loop_cfg_set_clone_fd(lc, opts->clone_fd);
-		if (opts->max_idle_threads != UINT_MAX)
-			fuse_loop_cfg_set_idle_threads(lc, opts->max_idle_threads);
-		if (opts->max_threads)
-			fuse_loop_cfg_set_max_threads(lc, opts->max_threads);
-		ret = fuse_session_loop_mt(se, lc);
-		fuse_loop_cfg_destroy(lc);
-	}
 	/* A positive result is the signal that ended the loop: a clean stop, as after an
 	 * unmount (systemctl stop must not mark the unit failed). */
 	return ret < 0 ? 1 : 0;
@@ -846,7 +864,7 @@ static int mount_and_serve(struct fuse_args *args, const struct fuse_cmdline_opt
 	else if (conf->log_to == LOG_TO_FILE)
 		log_use_file();
 
-	ret = serve(se, opts);
+	ret = serve(*fsp, opts, conf);
 	log_info("unmounted '%s'; stopping", opts->mountpoint);
 	/* Complete every queued commit, then the notifier, before the session goes. */
 	txn_engine_stop(eng);
@@ -867,7 +885,8 @@ int main(int argc, char *argv[])
 			       .max_txns_per_user = -1, .max_txn_timeout_ms = 3600000,
 			       .max_txn_bytes = 64LL << 20, .max_user_txn_bytes = -1,
 			       .txn_linger_ms = 600000,
-			       .snapshot_interval = 1000, .snapshot_keep = 3, .fsync = 1 };
+			       .snapshot_interval = 1000, .snapshot_keep = 3, .fsync = 1,
+			       .loop_threads = 1, .pool_threads = 4 };
 	struct fuse_cmdline_opts opts = { 0 };
 	struct txn_engine *eng = NULL;
 	struct fuse_session *se = NULL;

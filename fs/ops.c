@@ -137,6 +137,32 @@ void fs_reply_tuple(fuse_req_t req, const struct iref *t)
 		fs_iforget(fs, r.ino, 1);
 }
 
+/* ---- requests that may wait: to the pool (loop.c) ------------------------------------- */
+
+/* Does ino live in an area whose requests may wait on SQLite? */
+static bool slow_ino(struct fs *fs, fuse_ino_t ino)
+{
+	enum ikind k = fs_ikind(fs, ino);
+
+	return k && fs_area(k)->slow;
+}
+
+/* Hand the request in j to the pool when cond holds (and this is a loop thread): true
+ * when it went, and then the entry point returns at once. */
+static bool defer_if(fuse_req_t req, bool cond, struct fs_job j)
+{
+	struct fs *fs = fs_of(req);
+
+	if (!cond || !fs_defer_wanted(fs))
+		return false;
+	j.req = req;
+	return fs_defer(fs, &j);
+}
+
+#define DEFER_SLOW(req, inode, ...)                                                       \
+	(fs_defer_wanted(fs_of(req)) && slow_ino(fs_of(req), (inode)) &&                  \
+	 defer_if((req), true, (struct fs_job){ .ino = (inode), __VA_ARGS__ }))
+
 /* ---- lookup / forget / getattr ------------------------------------------------------- */
 
 /* The caller of req may see r: 0, or -EACCES from the area's may_read. */
@@ -162,6 +188,8 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fs_reply_err(req, -ENAMETOOLONG);
 		return;
 	}
+	if (DEFER_SLOW(req, parent, .op = FJ_LOOKUP, .name = (char *)name))
+		return;
 	err = fs_iget(fs, parent, &p);
 	if (!err) {
 		a = fs_area(p.kind);
@@ -240,8 +268,11 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	struct iref r;
 	struct stat st;
 	bool own = false;
-	int err = fs_iget(fs, ino, &r);
+	int err;
 
+	if (DEFER_SLOW(req, ino, .op = FJ_GETATTR, .fi = fi))
+		return;
+	err = fs_iget(fs, ino, &r);
 	if (!err)
 		err = fs_stat_iref(fs, &r, &st);
 	else if (err == -ENOENT && (!h || h->kind == H_WRITE))
@@ -324,9 +355,12 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fs *fs = fs_of(req);
 	const struct fs_area_ops *a;
 	bool trunc_live;
-	struct iref r;
-	int err = fs_iget(fs, ino, &r);
+	struct iref r = { 0 };
+	int err;
 
+	if (DEFER_SLOW(req, ino, .op = FJ_OPEN, .fi = fi))
+		return;
+	err = fs_iget(fs, ino, &r);
 	if (err)
 		goto out;
 	a = fs_area(r.kind);
@@ -381,7 +415,9 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	int err;
 
 	if (h && h->kind == H_EVENTS) {
-		fs_events_read(req, h, off, size);
+		if (!defer_if(req, true, (struct fs_job){ .op = FJ_READ, .ino = ino, .fi = fi,
+							   .size = size, .off = off }))
+			fs_events_read(req, h, off, size);
 		return;
 	}
 	if (h && h->kind == H_WRITE) {
@@ -390,6 +426,8 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (h && h->kind == H_CONTENT) {
 		b = blob_ref(h->content);
+	} else if (DEFER_SLOW(req, ino, .op = FJ_READ, .fi = fi, .size = size, .off = off)) {
+		return;
 	} else {
 		err = fs_iget(fs, ino, &r);
 		if (!err)
@@ -567,7 +605,12 @@ static void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 static void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		       struct fuse_pollhandle *ph)
 {
-	fs_events_poll(req, (struct handle *)(uintptr_t)fi->fh, ph);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
+	if (defer_if(req, h && h->kind == H_EVENTS,
+		     (struct fs_job){ .op = FJ_POLL, .ino = ino, .fi = fi, .ph = ph }))
+		return;
+	fs_events_poll(req, h, ph);
 }
 
 /* ---- create / mkdir / unlink / rmdir / rename ------------------------------------------ */
@@ -658,7 +701,14 @@ static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	struct fs *fs = fs_of(req);
 	const struct fs_area_ops *a;
 	struct iref p, r = { 0 };
-	int err = fs_iget(fs, parent, &p);
+	int err;
+
+	/* A directory of the live tree is a commit the request waits for. */
+	if (defer_if(req, fs_defer_wanted(fs) && fs_ikind(fs, parent) == IK_LIVE,
+		     (struct fs_job){ .op = FJ_MKDIR, .ino = parent, .name = (char *)name,
+				      .mode = mode }))
+		return;
+	err = fs_iget(fs, parent, &p);
 
 	if (!err)
 		err = check_new_name(&p, name);
@@ -695,7 +745,12 @@ static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fs *fs = fs_of(req);
 	const struct fs_area_ops *a;
 	struct iref p;
-	int err = fs_iget(fs, parent, &p);
+	int err;
+
+	if (defer_if(req, fs_defer_wanted(fs) && fs_ikind(fs, parent) == IK_LIVE,
+		     (struct fs_job){ .op = FJ_RMDIR, .ino = parent, .name = (char *)name }))
+		return;
+	err = fs_iget(fs, parent, &p);
 
 	if (!err) {
 		a = fs_area(p.kind);
@@ -875,9 +930,12 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	struct fs *fs = fs_of(req);
 	const struct fs_area_ops *a;
 	struct handle *h = NULL;
-	struct iref r;
-	int err = fs_iget(fs, ino, &r);
+	struct iref r = { 0 };
+	int err;
 
+	if (DEFER_SLOW(req, ino, .op = FJ_OPENDIR, .fi = fi))
+		return;
+	err = fs_iget(fs, ino, &r);
 	if (!err)
 		err = caller_may_read(req, &r);
 	if (!err && !(h = fs_handle_new(fs, H_DIR, &r)))
@@ -972,8 +1030,14 @@ static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, siz
 {
 	struct txn_entry e;
 	char val[32];
-	int err = key_entry(fs_of(req), ino, &e);
+	int err;
 
+	/* Ours may wait for a new key's first commit (and the past's read the log). */
+	if (defer_if(req, !strncmp(name, "user.statehouse.", 16),
+		     (struct fs_job){ .op = FJ_GETXATTR, .ino = ino, .name = (char *)name,
+				      .size = size }))
+		return;
+	err = key_entry(fs_of(req), ino, &e);
 	if (!err && !strcmp(name, XA_VERSION))
 		snprintf(val, sizeof(val), "%" PRId64, e.version);
 	else if (!err && !strcmp(name, XA_COMMIT))
@@ -992,7 +1056,11 @@ static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	static const char names[] = XA_VERSION "\0" XA_COMMIT;
 	struct txn_entry e;
-	int err = key_entry(fs_of(req), ino, &e);
+	int err;
+
+	if (defer_if(req, true, (struct fs_job){ .op = FJ_LISTXATTR, .ino = ino, .size = size }))
+		return;
+	err = key_entry(fs_of(req), ino, &e);
 
 	if (err == -ENODATA || (!err && e.version == 0))
 		reply_xattr(req, "", 0, size);
@@ -1048,6 +1116,43 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ & ~(unsigned)FUSE_CAP_SPLICE_WRITE &
 		      ~(unsigned)FUSE_CAP_SPLICE_MOVE;
+}
+
+/* loop.c: a deferred request, on a pool thread (where nothing is deferred again). */
+void fs_job_run(struct fs_job *j)
+{
+	switch (j->op) {
+	case FJ_LOOKUP:
+		fs_op_lookup(j->req, j->ino, j->name);
+		break;
+	case FJ_GETATTR:
+		fs_op_getattr(j->req, j->ino, j->fi);
+		break;
+	case FJ_OPEN:
+		fs_op_open(j->req, j->ino, j->fi);
+		break;
+	case FJ_READ:
+		fs_op_read(j->req, j->ino, j->size, j->off, j->fi);
+		break;
+	case FJ_POLL:
+		fs_op_poll(j->req, j->ino, j->fi, j->ph);
+		break;
+	case FJ_OPENDIR:
+		fs_op_opendir(j->req, j->ino, j->fi);
+		break;
+	case FJ_MKDIR:
+		fs_op_mkdir(j->req, j->ino, j->name, j->mode);
+		break;
+	case FJ_RMDIR:
+		fs_op_rmdir(j->req, j->ino, j->name);
+		break;
+	case FJ_GETXATTR:
+		fs_op_getxattr(j->req, j->ino, j->name, j->size);
+		break;
+	case FJ_LISTXATTR:
+		fs_op_listxattr(j->req, j->ino, j->size);
+		break;
+	}
 }
 
 static const struct fuse_lowlevel_ops ops = {

@@ -464,6 +464,7 @@ static int histkey_list(struct fs *fs, const struct iref *r, struct handle *h)
 /* ---- the tables ------------------------------------------------------------------------ */
 
 const struct fs_area_ops fs_atdir_ops = {
+	.slow = true,
 	.read_only = true,
 	.cache_lookup = CACHE_ALL,
 	.lookup = atdir_lookup,
@@ -473,6 +474,7 @@ const struct fs_area_ops fs_atdir_ops = {
 };
 
 const struct fs_area_ops fs_at_ops = {
+	.slow = true,
 	.read_only = true,
 	.cache_lookup = CACHE_ALL,
 	.lookup = at_lookup,
@@ -486,6 +488,7 @@ const struct fs_area_ops fs_at_ops = {
 };
 
 const struct fs_area_ops fs_histdir_ops = {
+	.slow = true,
 	.read_only = true,
 	.lookup = hist_lookup,
 	.stat = stat_past_dir,
@@ -494,6 +497,7 @@ const struct fs_area_ops fs_histdir_ops = {
 };
 
 const struct fs_area_ops fs_hist_ops = {
+	.slow = true,
 	.read_only = true,
 	.lookup = hist_lookup,
 	.stat = stat_past_dir,
@@ -503,6 +507,7 @@ const struct fs_area_ops fs_hist_ops = {
 };
 
 const struct fs_area_ops fs_histseg_ops = {
+	.slow = true,
 	.read_only = true,
 	.lookup = hist_lookup,
 	.stat = stat_past_dir,
@@ -512,6 +517,7 @@ const struct fs_area_ops fs_histseg_ops = {
 };
 
 const struct fs_area_ops fs_histkey_ops = {
+	.slow = true,
 	.read_only = true,
 	.lookup = histkey_lookup,
 	.stat = stat_past_dir,
@@ -521,6 +527,7 @@ const struct fs_area_ops fs_histkey_ops = {
 };
 
 const struct fs_area_ops fs_histver_ops = {
+	.slow = true,
 	.read_only = true,
 	.cache_lookup = CACHE_ALL,
 	.stat = histver_stat,
@@ -532,6 +539,7 @@ const struct fs_area_ops fs_histver_ops = {
 };
 
 const struct fs_area_ops fs_histidx_ops = {
+	.slow = true,
 	.read_only = true,
 	.stat = histidx_stat,
 	.owner = past_owner,
