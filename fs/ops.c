@@ -139,14 +139,6 @@ void fs_reply_tuple(fuse_req_t req, const struct iref *t)
 
 /* ---- requests that may wait: to the pool (loop.c) ------------------------------------- */
 
-/* Does ino live in an area whose requests may wait on SQLite? */
-static bool slow_ino(struct fs *fs, fuse_ino_t ino)
-{
-	enum ikind k = fs_ikind(fs, ino);
-
-	return k && fs_area(k)->slow;
-}
-
 /* Hand the request in j to the pool when cond holds (and this is a loop thread): true
  * when it went, and then the entry point returns at once. */
 static bool defer_if(fuse_req_t req, bool cond, struct fs_job j)
@@ -159,9 +151,12 @@ static bool defer_if(fuse_req_t req, bool cond, struct fs_job j)
 	return fs_defer(fs, &j);
 }
 
-#define DEFER_SLOW(req, inode, ...)                                                       \
-	(fs_defer_wanted(fs_of(req)) && slow_ino(fs_of(req), (inode)) &&                  \
-	 defer_if((req), true, (struct fs_job){ .ino = (inode), __VA_ARGS__ }))
+/* Hand the request to the pool when the inode resolved to r lives in an area whose
+ * requests may wait on SQLite; r is released when it went. */
+#define DEFER_SLOW(req, r, inode, ...)                                                    \
+	(fs_area((r)->kind)->slow &&                                                      \
+	 defer_if((req), true, (struct fs_job){ .ino = (inode), __VA_ARGS__ }) &&         \
+	 (fs_iref_release(r), true))
 
 /* ---- lookup / forget / getattr ------------------------------------------------------- */
 
@@ -188,9 +183,9 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fs_reply_err(req, -ENAMETOOLONG);
 		return;
 	}
-	if (DEFER_SLOW(req, parent, .op = FJ_LOOKUP, .name = (char *)name))
-		return;
 	err = fs_iget(fs, parent, &p);
+	if (!err && DEFER_SLOW(req, &p, parent, .op = FJ_LOOKUP, .name = (char *)name))
+		return;
 	if (!err) {
 		a = fs_area(p.kind);
 		err = a->lookup ? a->lookup(fs, &p, name, &t) : -ENOTDIR;
@@ -270,9 +265,9 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	bool own = false;
 	int err;
 
-	if (DEFER_SLOW(req, ino, .op = FJ_GETATTR, .fi = fi))
-		return;
 	err = fs_iget(fs, ino, &r);
+	if (!err && DEFER_SLOW(req, &r, ino, .op = FJ_GETATTR, .fi = fi))
+		return;
 	if (!err)
 		err = fs_stat_iref(fs, &r, &st);
 	else if (err == -ENOENT && (!h || h->kind == H_WRITE))
@@ -358,11 +353,11 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct iref r = { 0 };
 	int err;
 
-	if (DEFER_SLOW(req, ino, .op = FJ_OPEN, .fi = fi))
-		return;
 	err = fs_iget(fs, ino, &r);
 	if (err)
 		goto out;
+	if (DEFER_SLOW(req, &r, ino, .op = FJ_OPEN, .fi = fi))
+		return;
 	a = fs_area(r.kind);
 	if ((fi->flags & O_ACCMODE) == O_RDONLY) {
 		err = caller_may_read(req, &r);
@@ -426,10 +421,11 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (h && h->kind == H_CONTENT) {
 		b = blob_ref(h->content);
-	} else if (DEFER_SLOW(req, ino, .op = FJ_READ, .fi = fi, .size = size, .off = off)) {
-		return;
 	} else {
 		err = fs_iget(fs, ino, &r);
+		if (!err && DEFER_SLOW(req, &r, ino, .op = FJ_READ, .fi = fi, .size = size,
+				       .off = off))
+			return;
 		if (!err)
 			err = fs_current_value(fs, &r, &b);
 		else if (err == -ENOENT && fs_orphan_get(fs, ino, &b, NULL))
@@ -933,9 +929,9 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	struct iref r = { 0 };
 	int err;
 
-	if (DEFER_SLOW(req, ino, .op = FJ_OPENDIR, .fi = fi))
-		return;
 	err = fs_iget(fs, ino, &r);
+	if (!err && DEFER_SLOW(req, &r, ino, .op = FJ_OPENDIR, .fi = fi))
+		return;
 	if (!err)
 		err = caller_may_read(req, &r);
 	if (!err && !(h = fs_handle_new(fs, H_DIR, &r)))
