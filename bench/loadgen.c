@@ -218,6 +218,7 @@ int sh_txn(const char *name, const char *const *keys, char *const *vals, const s
 	}
 	snprintf(path, sizeof path, "%s/.commit.pending", tx);
 	snprintf(to, sizeof to, "%s/.commit", tx);
+	double t0 = now_s();
 	if (rename(path, to) < 0) {
 		if (errno == ESTALE)
 			my_slot->conflicts++;
@@ -225,6 +226,8 @@ int sh_txn(const char *name, const char *const *keys, char *const *vals, const s
 		goto abort;
 	}
 	last_rename_done = now_s();
+	if (my_slot)
+		my_slot->rhist[hist_bucket(last_rename_done - t0)]++;
 	if (rmdir(tx) < 0) {
 		fail("rmdir after commit", tx, errno);
 		return 0; /* committed all the same */
@@ -774,6 +777,23 @@ static void sqlite_schema(void)
 	sqlite3_close(db);
 }
 
+/* p50 and p99 of the n samples counted in hist, in microseconds (0 with none). */
+static void percentiles(const uint64_t *hist, uint64_t n, double out[2])
+{
+	const double want[2] = {0.50, 0.99};
+	for (int p = 0; p < 2; p++) {
+		uint64_t acc = 0, target = (uint64_t)ceil(want[p] * (double)n);
+		out[p] = 0;
+		for (int b = 0; b < HIST_BUCKETS && n; b++) {
+			acc += hist[b];
+			if (acc >= target) {
+				out[p] = hist_value_us(b);
+				break;
+			}
+		}
+	}
+}
+
 static void run_workers(void)
 {
 	op_fn op;
@@ -812,6 +832,7 @@ static void run_workers(void)
 	}
 
 	uint64_t ops = 0, errors = 0, conflicts = 0, hist[HIST_BUCKETS] = {0};
+	uint64_t rhist[HIST_BUCKETS] = {0}, renames = 0;
 	double t_begin = 1e300, t_end = 0;
 	const char *first_error = NULL;
 	for (int i = 0; i < opt.procs; i++) {
@@ -825,27 +846,25 @@ static void run_workers(void)
 			t_begin = s->t_begin;
 		if (s->t_end > t_end)
 			t_end = s->t_end;
-		for (int b = 0; b < HIST_BUCKETS; b++)
+		for (int b = 0; b < HIST_BUCKETS; b++) {
 			hist[b] += s->hist[b];
+			rhist[b] += s->rhist[b];
+			renames += s->rhist[b];
+		}
 		if (!first_error && s->first_error[0])
 			first_error = s->first_error;
 	}
 	double secs = t_end > t_begin ? t_end - t_begin : 0;
-	double pct[2] = {0, 0}, want[2] = {0.50, 0.99};
-	for (int p = 0; p < 2; p++) {
-		uint64_t acc = 0, target = (uint64_t)ceil(want[p] * (double)ops);
-		for (int b = 0; b < HIST_BUCKETS && ops; b++) {
-			acc += hist[b];
-			if (acc >= target) {
-				pct[p] = hist_value_us(b);
-				break;
-			}
-		}
-	}
+	double pct[2], rpct[2];
+	percentiles(hist, ops, pct);
+	percentiles(rhist, renames, rpct);
 	printf("loadgen mode=%s procs=%d ops=%" PRIu64 " secs=%.3f rate=%.1f p50_us=%.1f "
-	       "p99_us=%.1f errors=%" PRIu64 " conflicts=%" PRIu64 "\n",
+	       "p99_us=%.1f errors=%" PRIu64 " conflicts=%" PRIu64,
 	       opt.mode, opt.procs, ops, secs, secs > 0 ? (double)ops / secs : 0, pct[0], pct[1],
 	       errors, conflicts);
+	if (renames)
+		printf(" rename_p50_us=%.1f rename_p99_us=%.1f", rpct[0], rpct[1]);
+	printf("\n");
 	if (first_error)
 		printf("loadgen first error: %s\n", first_error);
 	if (bad)

@@ -47,6 +47,7 @@ struct slot {
 	double t_begin; /* when counting started */
 	double t_end; /* when the last counted op finished */
 	uint64_t hist[HIST_BUCKETS];
+	uint64_t rhist[HIST_BUCKETS]; /* txn: the commit rename alone */
 	char first_error[ERR_LEN];
 };
 

@@ -168,6 +168,11 @@ static void metrics_counters(FILE *f, const struct txn_stats *s, uint64_t key_re
 	M("counter", "ops_written_total", "Keys written by commits.", "%" PRIu64, s->ops_written);
 	M("counter", "ops_deleted_total", "Keys deleted by commits.", "%" PRIu64, s->ops_deleted);
 	M("counter", "key_reads_total", "Opens of live keys for reading.", "%" PRIu64, key_reads);
+	M("counter", "commit_batches_total",
+	  "Writes of the committer to the store, one fsync each (group commit).", "%" PRIu64,
+	  s->batches);
+	M("counter", "commit_batched_total", "Commits those writes held.", "%" PRIu64,
+	  s->batched);
 	M("counter", "fuse_pooled_requests_total",
 	  "Requests answered by the pool because they may wait (the past, events, live mkdir).",
 	  "%" PRIu64, pooled);

@@ -289,14 +289,19 @@ static int batch_store(struct txn_engine *eng, struct batch *b)
 	serr = txn_recover_record_pending(eng);
 	if (!serr)
 		serr = store_append(eng->store, b->ev, b->nev);
-	if (serr)
+	if (serr) {
 		log_debug("commit batch of %zu failed: %s", b->nev, strerror(-serr));
-	else
-		log_debug("commit batch: %zu commits (commit_ts %" PRId64 "..%" PRId64
-			  "), %zu changes, stored in %" PRId64 " us",
-			  b->nev, b->ev[0].commit_ts, b->ev[b->nev - 1].commit_ts, b->np,
-			  (clock_now_ns(CLOCK_MONOTONIC) - t0) / 1000);
-	return serr;
+		return serr;
+	}
+	pthread_mutex_lock(&eng->lat_lock);
+	eng->n_batches++;
+	eng->n_batched += b->nev;
+	pthread_mutex_unlock(&eng->lat_lock);
+	log_debug("commit batch: %zu commits (commit_ts %" PRId64 "..%" PRId64
+		  "), %zu changes, stored in %" PRId64 " us",
+		  b->nev, b->ev[0].commit_ts, b->ev[b->nev - 1].commit_ts, b->np,
+		  (clock_now_ns(CLOCK_MONOTONIC) - t0) / 1000);
+	return 0;
 }
 
 /* Take a transaction along the state machine by its request's result, once the store

@@ -236,6 +236,8 @@ void txn_engine_stats(struct txn_engine *eng, struct txn_stats *out)
 	pthread_mutex_lock(&eng->lat_lock);
 	memcpy(out->lat_bucket, eng->lat_bucket, sizeof(out->lat_bucket));
 	out->lat_count = eng->lat_count;
+	out->batches = eng->n_batches;
+	out->batched = eng->n_batched;
 	out->lat_sum_s = eng->lat_sum_s;
 	pthread_mutex_unlock(&eng->lat_lock);
 }

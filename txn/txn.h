@@ -135,6 +135,7 @@ struct txn_stats {
 	uint64_t lat_bucket[TXN_LAT_BUCKETS]; /* cumulative counts, as Prometheus wants */
 	uint64_t lat_count;
 	double lat_sum_s;
+	uint64_t batches, batched; /* store writes (one fsync each), the commits they held */
 };
 void txn_engine_stats(struct txn_engine *eng, struct txn_stats *out);
 

@@ -206,9 +206,10 @@ struct txn_engine {
 	atomic_uint_fast64_t n_begun, n_committed, n_aborted, n_expired, n_conflicted,
 		n_auto, n_failed, n_written, n_deleted, n_reaped;
 	atomic_uint_fast64_t n_refused[TXN_REFUSED_N]; /* by enum txn_refusal */
-	pthread_mutex_t lat_lock; /* leaf: protects lat_* */
+	pthread_mutex_t lat_lock; /* leaf: protects lat_* and n_batches, n_batched */
 	uint64_t lat_bucket[TXN_LAT_BUCKETS];
 	uint64_t lat_count;
+	uint64_t n_batches, n_batched; /* store writes (one fsync each) and their commits */
 	double lat_sum_s;
 
 	char *datadir;

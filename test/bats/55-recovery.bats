@@ -467,6 +467,9 @@ starts() {
 	assert_metric open_transactions 2
 	assert_metric head_commit_ts 5
 	assert_metric commits_since_snapshot 5
+	# One after another, each commit is a store write (one fsync) of its own.
+	assert_metric commit_batches_total 5
+	assert_metric commit_batched_total 5
 	assert_metric recoveries_total 1
 	assert_metric unclean_starts_total 0
 	assert_metric last_recovery_replayed_events 0
