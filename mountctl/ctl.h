@@ -34,8 +34,9 @@ struct ctl_cmd;
 /* One invocation: the global options and the mount they select. */
 struct ctl {
 	const char *mount_opt; /* -m, or NULL */
-	const char *ns;        /* --ns, "default" unless given */
+	const char *ns;        /* --ns (or --namespace), "default" unless given */
 	bool json;             /* --json */
+	bool verbose;          /* replay --verbose: the transaction and whole values */
 	bool color;            /* stdout is a terminal and NO_COLOR is unset */
 	bool progress;         /* stderr is a terminal */
 	bool stdout_tty;       /* stdout is a terminal: a stream there is its own progress */
@@ -233,6 +234,7 @@ enum { CTL_OPT_NS = 1000, CTL_OPT_JSON };
 #define CTL_COMMON_LONGOPTS                                                   \
 	{ "mount", required_argument, NULL, 'm' },                            \
 	{ "ns", required_argument, NULL, CTL_OPT_NS },                        \
+	{ "namespace", required_argument, NULL, CTL_OPT_NS },                 \
 	{ "json", no_argument, NULL, CTL_OPT_JSON },                          \
 	{ "help", no_argument, NULL, 'h' }
 /* getopt_long over a command's arguments with the common options handled here.  Returns

@@ -6,6 +6,7 @@
  * no commit falls between the two files and none comes twice.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -29,21 +30,26 @@ FILE *ctl_open_events(const struct ctl *c, const char *agent, int64_t since, boo
 
 /* One op: put and delete name a key and its version; attr (an owner or mode change of
  * the agent, or of a key's mode) has no version, and its value is the new owner and
- * mode. */
-static void print_op_human(const struct ctl *c, int64_t ts, const char *time, json_t *op)
+ * mode.  With c->verbose (replay --verbose), the commit's transaction (txn, or NULL) and
+ * the whole value instead of a summary. */
+static void print_op_human(const struct ctl *c, int64_t ts, const char *time, const char *txn,
+			   json_t *op)
 {
 	const char *kind = ctl_json_str(op, "op", "?");
 	bool del = !strcmp(kind, "delete");
-	char *summary = ctl_value_summary(op, 50), version[32] = "-";
+	char *summary = ctl_value_summary(op, c->verbose ? INT_MAX : 50), version[32] = "-";
 	char *agent = ctl_json_name(op, "agent"), *key = ctl_json_name(op, "key");
 
 	if (json_is_integer(json_object_get(op, "version")))
 		snprintf(version, sizeof(version), "v%lld",
 			 (long long)ctl_json_int(op, "version", 0));
-	printf("%s%s%s  #%-6lld %s  %s%-6s%s %s  %s  %s\n", ctl_col(c, CTL_DIM),
+	printf("%s%s%s  #%-6lld %s  %s%-6s%s %s  %s  ", ctl_col(c, CTL_DIM),
 	       ctl_short_time(time), ctl_col(c, CTL_RESET), (long long)ts, agent ? agent : "-",
 	       ctl_col(c, del ? CTL_RED : CTL_GREEN), kind, ctl_col(c, CTL_RESET),
-	       key ? key : "-", version, summary);
+	       key ? key : "-", version);
+	if (c->verbose)
+		printf("txn=%s  ", txn ? txn : "-");
+	printf("%s\n", summary);
 	free(agent);
 	free(key);
 	free(summary);
@@ -54,10 +60,56 @@ void ctl_print_event_human(const struct ctl *c, json_t *ev)
 	json_t *ops = json_object_get(ev, "ops"), *op;
 	int64_t ts = ctl_json_int(ev, "commit_ts", 0);
 	const char *time = ctl_json_str(ev, "time", "?");
+	char *txn = ctl_json_name(ev, "txn");
 	size_t i;
 
 	json_array_foreach(ops, i, op)
-		print_op_human(c, ts, time, op);
+		print_op_human(c, ts, time, txn, op);
+	free(txn);
+}
+
+/*
+ * The original statehousectl's field names, added to an event line of agent for --json
+ * (statehousectl(1), COMPATIBILITY): "txn_id" (the "txn"), "namespace", "agent_id", and
+ * "operations": the put and delete ops as {"key", "value", "version", "deleted"}, a
+ * delete with "value": null, so that jq pipelines written for it (.operations[].key) keep
+ * working.  Names and values that are not UTF-8 keep the "_base64" convention.
+ */
+static void add_compat_fields(const struct ctl *c, const char *agent, json_t *ev)
+{
+	json_t *ops = json_object_get(ev, "ops"), *operations = json_array(), *op;
+	char *txn = ctl_json_name(ev, "txn");
+	size_t i;
+
+	if (txn)
+		ctl_json_set_name(ev, "txn_id", txn);
+	free(txn);
+	ctl_json_set_name(ev, "namespace", c->ns);
+	ctl_json_set_name(ev, "agent_id", agent);
+	json_array_foreach(ops, i, op) {
+		const char *kind = ctl_json_str(op, "op", "");
+		bool del = !strcmp(kind, "delete");
+		json_t *o, *v;
+		char *key;
+
+		if (!del && strcmp(kind, "put"))
+			continue; /* directories and owners have no key version */
+		o = json_object();
+		key = ctl_json_name(op, "key");
+		if (key)
+			ctl_json_set_name(o, "key", key);
+		free(key);
+		if (del)
+			json_object_set_new(o, "value", json_null());
+		else if ((v = json_object_get(op, "value_base64")))
+			json_object_set(o, "value_base64", v);
+		else
+			json_object_set(o, "value", (v = json_object_get(op, "value")) ? v : json_null());
+		json_object_set(o, "version", json_object_get(op, "version"));
+		json_object_set_new(o, "deleted", json_boolean(del));
+		json_array_append_new(operations, o);
+	}
+	json_object_set_new(ev, "operations", operations);
 }
 
 /* One line of an event file, parsed; NULL (after a message) when it is not an event. */
@@ -75,12 +127,16 @@ static json_t *parse_event(const char *line, const char *what)
 	return ev;
 }
 
-static void print_event(const struct ctl *c, const char *line, ssize_t len, json_t *ev)
+/* One event of agent: for --json the daemon's line with the original CLI's fields added,
+ * else one line per op for humans. */
+static void print_event(const struct ctl *c, const char *agent, json_t *ev)
 {
-	if (c->json)
-		ctl_echo_line(line, len);
-	else
+	if (c->json) {
+		add_compat_fields(c, agent, ev);
+		ctl_print_json(ev, false);
+	} else {
 		ctl_print_event_human(c, ev);
+	}
 }
 
 /* The usage checks and the mount of a command on AGENT; 0 or an exit code. */
@@ -158,23 +214,35 @@ struct replay_opts {
  * status. */
 static int replay_args(struct ctl *c, int argc, char **argv, struct replay_opts *o)
 {
-	enum { OPT_SINCE = 2000, OPT_UNTIL, OPT_LIMIT };
+	/* --start-ts, --end-ts: the original statehousectl's names; --start-ts 0 (as it
+	 * allowed) means from the first commit. */
+	enum { OPT_SINCE = 2000, OPT_UNTIL, OPT_LIMIT, OPT_START_TS, OPT_END_TS, OPT_VERBOSE };
 	static const struct option lo[] = { { "since", required_argument, NULL, OPT_SINCE },
 					    { "until", required_argument, NULL, OPT_UNTIL },
 					    { "limit", required_argument, NULL, OPT_LIMIT },
+					    { "start-ts", required_argument, NULL, OPT_START_TS },
+					    { "end-ts", required_argument, NULL, OPT_END_TS },
+					    { "verbose", no_argument, NULL, OPT_VERBOSE },
 					    { 0 } };
 	int opt, stop, rc;
 
 	while ((opt = ctl_getopt(c, argc, argv, "", lo, &stop)) != -1) {
 		if (opt == -2)
 			return stop;
-		if (opt == OPT_LIMIT) {
+		if (opt == OPT_VERBOSE) {
+			c->verbose = true;
+		} else if (opt == OPT_LIMIT) {
 			if (!ctl_parse_ts(optarg, &o->limit))
 				return ctl_usage(c, "malformed --limit '%s' (a positive number)",
 						 optarg);
+		} else if (opt == OPT_START_TS) {
+			if (!ctl_parse_count(optarg, &o->since))
+				return ctl_usage(c, "malformed commit_ts '%s' for --start-ts (a "
+						    "non-negative integer)", optarg);
 		} else if (!ctl_parse_ts(optarg, opt == OPT_SINCE ? &o->since : &o->until)) {
 			return ctl_usage(c, "malformed commit_ts '%s' for --%s (a positive integer)",
-					 optarg, opt == OPT_SINCE ? "since" : "until");
+					 optarg, opt == OPT_SINCE ? "since" :
+					 opt == OPT_UNTIL ? "until" : "end-ts");
 		}
 	}
 	if (o->since && o->until && o->until < o->since)
@@ -199,7 +267,7 @@ static int replay_events(struct ctl *c, FILE *f, const char *agent,
 			json_decref(ev);
 			break;
 		}
-		print_event(c, r.line, r.len, ev);
+		print_event(c, agent, ev);
 		json_decref(ev);
 		done++;
 		if (r.size > 0 && !c->stdout_tty)
@@ -274,13 +342,14 @@ static void tail_ring_push(struct tail_ring *r, const char *line)
 		r->kept++;
 }
 
-static void tail_ring_print(const struct ctl *c, const struct tail_ring *r)
+static void tail_ring_print(const struct ctl *c, const char *agent, const struct tail_ring *r)
 {
 	for (size_t i = 0; i < r->kept; i++) {
 		const char *l = r->v[(r->head + r->n - r->kept + i) % r->n];
 		json_t *ev = parse_event(l, "the agent's event file");
 
-		print_event(c, l, (ssize_t)strlen(l), ev);
+		if (ev)
+			print_event(c, agent, ev);
 		json_decref(ev);
 	}
 }
@@ -320,7 +389,7 @@ static int tail_follow(const struct ctl *c, const char *agent, int64_t last_ts)
 	if (!r.f)
 		return ctl_fail(errno, "cannot follow the events of agent '%s'", agent);
 	while ((ev = ev_next(&r, &rc))) {
-		print_event(c, r.line, r.len, ev);
+		print_event(c, agent, ev);
 		json_decref(ev);
 		if ((rc = ctl_finish_stdout(CTL_EXIT_OK)))
 			break;
@@ -355,7 +424,7 @@ int ctl_cmd_tail(struct ctl *c, int argc, char **argv)
 	if (!rc && !lines && !ctl_agent_known(c, agent))
 		rc = ctl_no_agent(c, agent);
 	if (!rc)
-		tail_ring_print(c, &ring);
+		tail_ring_print(c, agent, &ring);
 	for (size_t i = 0; ring.v && i < ring.n; i++)
 		free(ring.v[i]);
 	free(ring.v);
@@ -487,7 +556,7 @@ static void inspect_print(const struct ctl *c, const char *agent, int64_t head_t
 	json_array_foreach(recent, i, op) {
 		printf("  ");
 		print_op_human(c, ctl_json_int(op, "commit_ts", 0), ctl_json_str(op, "time", "?"),
-			       op);
+			       NULL, op);
 	}
 }
 

@@ -19,7 +19,7 @@
 	"\ncommon options (before or after the command):\n"                              \
 	"  -m, --mount MOUNTPOINT  the statehouse mount to use (else $STATEHOUSE_MOUNT, else\n" \
 	"                          the only statehouse mount)\n"                            \
-	"  --ns NS                 namespace (default: default)\n"                          \
+	"  --ns NS                 namespace (default: default); --namespace NS too\n"      \
 	"  --json                  output for machines\n"                                   \
 	"  -h, --help              this help\n"
 
@@ -55,8 +55,10 @@ static const struct ctl_cmd cmds[] = {
 	{ "version", ctl_cmd_version, "version",
 	  "Print the versions of statehousectl and of the mounted daemon.\n" },
 	{ "get", ctl_cmd_get, "get AGENT KEY",
-	  "Print KEY's committed value, byte for byte.  --json prints {namespace, agent, key,\n"
-	  "version, commit_ts, value} (value_base64 for bytes that are not UTF-8).\n" },
+	  "Print KEY's committed value, byte for byte.  --json (or --json-output) prints\n"
+	  "{namespace, agent, key, version, commit_ts, value} (value_base64 for bytes that\n"
+	  "are not UTF-8).\n"
+	  "\n  --pretty    the key, its version and commit_ts, and a summary of the value\n" },
 	{ "put", ctl_cmd_put, "put AGENT KEY [VALUE | -]",
 	  "Commit VALUE (standard input when VALUE is - or missing) as KEY's new value; the\n"
 	  "commit's outcome is checked at close.  A VALUE that begins with - goes after --.\n" },
@@ -69,24 +71,27 @@ static const struct ctl_cmd cmds[] = {
 	{ "history", ctl_cmd_history, "history AGENT KEY",
 	  "Every version of KEY: version, time, commit_ts, op, size, txn and the value.\n"
 	  "--json prints the daemon's index.jsonl lines unchanged.\n" },
-	{ "replay", ctl_cmd_replay, "replay AGENT [--since TS] [--until TS] [--limit N]",
+	{ "replay", ctl_cmd_replay, "replay AGENT [--since TS] [--until TS] [--limit N] [--verbose]",
 	  "The agent's committed operations in commit_ts order, one line per operation:\n"
 	  "time, commit_ts, agent, op, key, version and a short value summary.  --json\n"
-	  "prints the daemon's event lines unchanged (JSON Lines: one commit a line, with\n"
-	  "this agent's ops).\n"
-	  "\n  --since TS   from commit_ts TS on\n"
-	  "  --until TS   up to commit_ts TS\n"
-	  "  --limit N    at most N commits\n" },
+	  "prints the daemon's event lines (JSON Lines: one commit a line, with this agent's\n"
+	  "ops), plus the original statehousectl's txn_id, namespace, agent_id and\n"
+	  "operations.\n"
+	  "\n  --since TS   from commit_ts TS on (--start-ts TS too; 0: from the first)\n"
+	  "  --until TS   up to commit_ts TS (--end-ts TS too)\n"
+	  "  --limit N    at most N commits\n"
+	  "  --verbose    each op's transaction, and whole values\n" },
 	{ "tail", ctl_cmd_tail, "tail AGENT [-n N] [-f]",
 	  "The agent's last N commits (default 10), as replay prints them.\n"
 	  "\n  -n N        how many commits\n"
 	  "  -f          then follow new commits (none missed, none twice) until interrupted\n" },
-	{ "dump", ctl_cmd_dump, "dump AGENT [-o FILE]",
+	{ "dump", ctl_cmd_dump, "dump AGENT [-o FILE] [--format json|text]",
 	  "Every key of the agent as of one commit (the head), as one JSON object:\n"
 	  "{\"commit_ts\":N,\"namespace\":..,\"agent\":..,\"keys\":{KEY:VALUE,..}}; a value is its\n"
 	  "JSON when it parses, else a string; values that are not UTF-8 go to\n"
 	  "\"keys_base64\" instead.  Indented unless --json.\n"
-	  "\n  -o FILE     write FILE atomically instead of standard output\n" },
+	  "\n  -o, --output FILE   write FILE atomically instead of standard output\n"
+	  "  --format text       one line per key: the key, a tab, the value as JSON\n" },
 	{ "inspect", ctl_cmd_inspect, "inspect AGENT",
 	  "The agent at a glance: key count, commits and ops, first and last commit, and\n"
 	  "its latest operations.\n" },

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -128,7 +129,7 @@ int ctl_simple_args(struct ctl *c, int argc, char **argv, int min, int max)
 	return -1;
 }
 
-/* The AGENT KEY [...] arguments of get, put, rm and history, checked: -1 to go on, else
+/* The AGENT KEY [...] arguments of put, rm and history, checked: -1 to go on, else
  * the exit status. */
 static int agent_key_args(struct ctl *c, int argc, char **argv, int max, const char **agent,
 			  const char **key)
@@ -234,12 +235,58 @@ static int64_t xattr_int(int fd, const char *name)
 	return strtoll(v, NULL, 10);
 }
 
+/* get's options (--pretty, and --json-output: the original CLI's --json) and AGENT KEY:
+ * -1 to go on, else the exit status. */
+static int get_args(struct ctl *c, int argc, char **argv, bool *pretty, const char **agent,
+		    const char **key)
+{
+	enum { OPT_PRETTY = 2000, OPT_JSON_OUTPUT };
+	static const struct option lo[] = { { "pretty", no_argument, NULL, OPT_PRETTY },
+					    { "json-output", no_argument, NULL, OPT_JSON_OUTPUT },
+					    { 0 } };
+	int opt, stop, rc;
+
+	while ((opt = ctl_getopt(c, argc, argv, "", lo, &stop)) != -1) {
+		if (opt == -2)
+			return stop;
+		if (opt == OPT_PRETTY)
+			*pretty = true;
+		else
+			c->json = true;
+	}
+	if (*pretty && c->json)
+		return ctl_usage(c, "--pretty and --json ask for two different outputs: choose one");
+	if (argc - optind != 2)
+		return ctl_usage(c, argc - optind < 2 ? "missing arguments" : "too many arguments");
+	*agent = argv[optind];
+	*key = argv[optind + 1];
+	rc = check_agent_key(c, *agent, *key);
+	return rc ? rc : -1;
+}
+
+/* get --pretty: the key, its version and commit_ts, and a one-line summary of the value. */
+static void get_print_pretty(const struct ctl *c, const char *agent, const char *key, int fd,
+			     const struct strbuf *b)
+{
+	json_t *v = ctl_value_json(b->buf, b->len);
+	char *summary = ctl_summary_of(v, b->len, 200);
+
+	printf("%-10s %s%s%s\n", "key", ctl_col(c, CTL_BOLD), key, ctl_col(c, CTL_RESET));
+	printf("%-10s %s/%s\n", "agent", c->ns, agent);
+	printf("%-10s %lld\n", "version", (long long)xattr_int(fd, "user.statehouse.version"));
+	printf("%-10s %lld\n", "commit_ts", (long long)xattr_int(fd, "user.statehouse.commit_ts"));
+	printf("%-10s %s\n", "value", summary);
+	free(summary);
+	json_decref(v);
+}
+
 int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 {
 	struct strbuf b = { 0 };
-	const char *agent, *key;
+	const char *agent = NULL, *key = NULL;
 	char *path;
-	int rc = agent_key_args(c, argc, argv, 2, &agent, &key), fd, err;
+	bool pretty = false;
+	int rc = get_args(c, argc, argv, &pretty, &agent, &key), fd, err;
 
 	if (rc >= 0)
 		return rc;
@@ -274,6 +321,8 @@ int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 					    ctl_base64_json(b.buf, b.len));
 		ctl_print_json(j, false);
 		json_decref(j);
+	} else if (pretty) {
+		get_print_pretty(c, agent, key, fd, &b);
 	} else {
 		fwrite(b.buf, 1, b.len, stdout);
 	}
@@ -676,18 +725,30 @@ int ctl_keys_at(const struct ctl *c, const char *agent, int64_t ts, char **root,
 
 /* dump's options and arguments, the mount and the head: -1 to go on, else the exit
  * status. */
-static int dump_args(struct ctl *c, int argc, char **argv, const char **out, int64_t *ts)
+static int dump_args(struct ctl *c, int argc, char **argv, const char **out, bool *text,
+		     int64_t *ts)
 {
-	static const struct option lo[] = { { "output", required_argument, NULL, 'o' }, { 0 } };
+	enum { OPT_FORMAT = 2000 };
+	static const struct option lo[] = { { "output", required_argument, NULL, 'o' },
+					    { "format", required_argument, NULL, OPT_FORMAT },
+					    { 0 } };
 	int opt, stop, rc;
 
 	while ((opt = ctl_getopt(c, argc, argv, "o:", lo, &stop)) != -1) {
 		if (opt == -2)
 			return stop;
+		if (opt == OPT_FORMAT) {
+			if (strcmp(optarg, "json") && strcmp(optarg, "text"))
+				return ctl_usage(c, "unknown --format '%s' (json or text)", optarg);
+			*text = !strcmp(optarg, "text");
+			continue;
+		}
 		if (!*optarg)
 			return ctl_usage(c, "option '-o' needs a file");
 		*out = optarg;
 	}
+	if (*text && c->json)
+		return ctl_usage(c, "--format text and --json ask for two different outputs: choose one");
 	if (argc - optind != 1)
 		return ctl_usage(c, argc - optind ? "too many arguments" : "missing AGENT");
 	rc = ctl_check_ns_agent(c, argv[optind]);
@@ -698,10 +759,11 @@ static int dump_args(struct ctl *c, int argc, char **argv, const char **out, int
 
 /* Read every key below root into doc: "keys" for JSON and UTF-8 values, "keys_base64"
  * (only when there is one) for the others; a key whose name is not UTF-8 (no JSON member
- * name) goes to "other_keys" as {"key_base64", "value" or "value_base64"}.  0 or an exit
- * code. */
+ * name) goes to "other_keys" as {"key_base64", "value" or "value_base64"}.  With text
+ * (--format text), also one line per key there: the key, a tab, the value as compact JSON
+ * (text as a JSON string), or its size when it is not UTF-8.  0 or an exit code. */
 static int dump_values(const struct ctl *c, const char *root, const struct ctl_list *keys,
-		       int64_t ts, json_t *doc)
+		       int64_t ts, json_t *doc, struct strbuf *text)
 {
 	json_t *kv = json_object_get(doc, "keys"), *kb = json_object(), *other = json_array();
 
@@ -723,6 +785,15 @@ static int dump_values(const struct ctl *c, const char *root, const struct ctl_l
 					keys->v[i], (long long)ts);
 		}
 		v = ctl_value_json(val.buf, val.len);
+		if (text) {
+			char *shown = ctl_summary_of(v, val.len, INT_MAX);
+
+			ctl_buf_addstr(text, keys->v[i]);
+			ctl_buf_addstr(text, "\t");
+			ctl_buf_addstr(text, shown);
+			ctl_buf_addstr(text, "\n");
+			free(shown);
+		}
 		name = json_string(keys->v[i]); /* NULL unless UTF-8 */
 		json_decref(name);
 		if (!name) {
@@ -751,13 +822,23 @@ static int dump_values(const struct ctl *c, const char *root, const struct ctl_l
 	return 0;
 }
 
-/* Write the dump to the file out (atomically), or print it when out is NULL. */
-static int dump_write(const struct ctl *c, json_t *doc, const char *out)
+/* Write the dump (the text of --format text when there is one, else doc) to the file
+ * out (atomically), or print it when out is NULL. */
+static int dump_write(const struct ctl *c, json_t *doc, const struct strbuf *shown,
+		      const char *out)
 {
 	size_t flags = JSON_ENCODE_ANY | (c->json ? JSON_COMPACT : JSON_INDENT(2));
 	char *text, *withnl;
 	int err;
 
+	if (shown) {
+		if (!out) {
+			fwrite(shown->buf, 1, shown->len, stdout);
+			return ctl_finish_stdout(CTL_EXIT_OK);
+		}
+		err = ctl_write_atomic(out, shown->buf, shown->len, 0666);
+		return err ? ctl_fail(-err, "cannot write '%s'", out) : CTL_EXIT_OK;
+	}
 	if (!out) {
 		ctl_print_json(doc, !c->json);
 		return ctl_finish_stdout(CTL_EXIT_OK);
@@ -777,11 +858,13 @@ static int dump_write(const struct ctl *c, json_t *doc, const char *out)
 int ctl_cmd_dump(struct ctl *c, int argc, char **argv)
 {
 	struct ctl_list keys = { 0 };
+	struct strbuf text = { 0 };
 	const char *agent, *out = NULL;
 	json_t *doc = NULL;
 	int64_t ts;
 	char *root = NULL;
-	int rc = dump_args(c, argc, argv, &out, &ts);
+	bool as_text = false;
+	int rc = dump_args(c, argc, argv, &out, &as_text, &ts);
 
 	if (rc >= 0)
 		return rc;
@@ -797,10 +880,18 @@ int ctl_cmd_dump(struct ctl *c, int argc, char **argv)
 	ctl_json_set_name(doc, "namespace", c->ns);
 	ctl_json_set_name(doc, "agent", agent);
 	json_object_set_new(doc, "keys", json_object());
-	rc = dump_values(c, root, &keys, ts, doc);
+	if (as_text) {
+		char *head = ctl_xasprintf("# %s/%s as of commit_ts %lld: %zu keys\n", c->ns, agent,
+					   (long long)ts, keys.n);
+
+		ctl_buf_addstr(&text, head);
+		free(head);
+	}
+	rc = dump_values(c, root, &keys, ts, doc, as_text ? &text : NULL);
 	if (!rc)
-		rc = dump_write(c, doc, out);
+		rc = dump_write(c, doc, as_text ? &text : NULL, out);
 out:
+	strbuf_release(&text);
 	json_decref(doc);
 	ctl_list_free(&keys);
 	free(root);
