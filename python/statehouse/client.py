@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from .exceptions import ConnectionError, NotFoundError, StatehouseError, TransactionError
 from .formatting import format_operation
+from .mounts import choose_mount
 from .types import Operation, ReplayEvent, StateResult
 
 XATTR_VERSION = "user.statehouse.version"
@@ -203,8 +204,11 @@ class Transaction:
             raise self._error(e, what) from None
 
     def delete(self, agent_id: str, key: str) -> None:
-        """Stage the delete of agent_id's key; NotFoundError if the transaction does not
-        see that key (the SDK staged a delete of a missing key without complaint)."""
+        """Stage the delete of agent_id's key. A key the transaction does not see (never
+        written, already deleted, or only a prefix of other keys) is no error, as in the
+        SDK, whose daemon staged such a delete without looking: there is nothing to
+        delete, so nothing is staged and the rest of the transaction commits as usual.
+        An expired or vanished transaction still raises TransactionError."""
         _check_name("agent_id", agent_id)
         _check_key(key)
         what = f"stage delete of '{self._namespace}/{agent_id}/{key}'"
@@ -212,10 +216,8 @@ class Transaction:
         try:
             os.unlink(self._dir(self._namespace, agent_id, key))
         except OSError as e:
-            if e.errno in _MISSING and self._exists():
-                raise NotFoundError(
-                    f"cannot {what} in transaction '{self._txn_id}': no such key", E.ENOENT
-                ) from None
+            if e.errno in _MISSING and self._status().get("state") == "open":
+                return
             raise self._error(e, what) from None
 
     def commit(self) -> int:
@@ -345,17 +347,15 @@ class Transaction:
 class Statehouse:
     """A client of one statehoused mount.
 
-    url is the mount point (default: $STATEHOUSE_MOUNT), where the SDK took a daemon's
-    host:port; namespace is the default of every call that takes one. The mount must
-    answer (.health and .version exist) or ConnectionError is raised here.
+    url is the mount point, where the SDK took a daemon's host:port (such an address
+    raises ConnectionError saying to pass the mount point). Without url: $STATEHOUSE_MOUNT,
+    else the only statehouse mount there is, as statehousectl chooses (mounts.py).
+    namespace is the default of every call that takes one. The mount must answer (.health
+    and .version exist) or ConnectionError is raised here.
     """
 
     def __init__(self, url: Optional[str] = None, namespace: str = "default"):
-        mount = url if url is not None else os.environ.get("STATEHOUSE_MOUNT")
-        if not mount:
-            raise ConnectionError(
-                "cannot find a statehouse mount: pass url= or set STATEHOUSE_MOUNT"
-            )
+        mount, origin = choose_mount(url)
         _check_name("namespace", namespace)
         self._mnt = os.path.abspath(mount)
         self._namespace = namespace
@@ -368,8 +368,10 @@ class Statehouse:
                     raise ConnectionError(
                         f"cannot reach statehouse mount '{self._mnt}': {e.strerror}", e.errno
                     ) from None
+                given = "" if origin != "$STATEHOUSE_MOUNT" else " ($STATEHOUSE_MOUNT)"
                 raise ConnectionError(
-                    f"cannot use '{self._mnt}': not a statehouse mount (no {name}: {e.strerror})",
+                    f"cannot use '{self._mnt}'{given}: not a statehouse mount "
+                    f"(no {name}: {e.strerror})",
                     e.errno,
                 ) from None
 

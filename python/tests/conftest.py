@@ -115,6 +115,45 @@ class Daemon:
             return ""
 
 
+def statehousectl_binary() -> Path:
+    """The statehousectl of the daemon's build (build/mountctl/statehousectl)."""
+    return daemon_binary().parent / "mountctl" / "statehousectl"
+
+
+def module_env(**extra) -> dict:
+    """The environment for a child Python that imports the module from the tree, with no
+    $STATEHOUSE_MOUNT unless extra sets it."""
+    env = {k: v for k, v in os.environ.items() if k != "STATEHOUSE_MOUNT"}
+    env.update(PYTHONPATH=str(REPO_ROOT / "python"), PYTHONDONTWRITEBYTECODE="1")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+# As test/bats/66-statehousectl-mounts.bats's in_private_ns: detach every statehouse mount
+# but the kept ones, deepest first, in a mount namespace of its own.
+_PRIVATE_NS = r"""
+keep=$1
+shift
+awk '{ for (i = 7; i < NF; i++) if ($i == "-") { if ($(i + 1) == "fuse.statehouse") print $5; break } }' \
+	/proc/self/mountinfo | sort -r | while read -r m; do
+	case " $keep " in *" $m "*) ;; *) umount -l "$m" ;; esac
+done
+exec "$@"
+"""
+
+
+def run_private_ns(keep, argv, env=None, **kw) -> subprocess.CompletedProcess:
+    """Run argv in a private mount namespace whose only statehouse mounts are keep (a list
+    of mountpoints): other tests' mounts on this machine are untouched outside it."""
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("unshare -m fails here: it needs root (the suite runs as root)")
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "bash", "-c", _PRIVATE_NS, "private-ns",
+         " ".join(str(k) for k in keep), *[str(a) for a in argv]],
+        capture_output=True, text=True, env=env if env is not None else module_env(), **kw,
+    )
+
+
 @pytest.fixture
 def start_daemon(tmp_path):
     """start_daemon(*daemon_args, env={...}): mount another daemon for this test."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import module_env, run_private_ns, statehousectl_binary
 from statehouse import ConnectionError, Statehouse, StatehouseError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +36,55 @@ def test_the_mount_defaults_to_statehouse_mount_from_the_environment(mnt, monkey
         assert client.url == str(mnt)
         assert client.namespace == "default"
         assert client.health() == "ok"
+
+
+WHICH = "from statehouse import Statehouse; print(Statehouse().url)"
+
+
+def test_without_url_or_statehouse_mount_the_only_statehouse_mount_is_used_as_statehousectl_does(
+    mnt,
+):
+    (mnt / "default" / "ag" / "k").write_text("v")
+    run = run_private_ns([mnt], [sys.executable, "-c", WHICH + "; print(Statehouse().health())"])
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [str(mnt), "ok"]
+    # statehousectl, in the same situation, takes the same mount
+    ctl = run_private_ns([mnt], [statehousectl_binary(), "get", "ag", "k"])
+    assert (ctl.returncode, ctl.stdout) == (0, "v")
+
+
+def test_with_no_statehouse_mount_the_client_says_how_to_get_one(daemon):
+    run = run_private_ns([], [sys.executable, "-c", WHICH])
+    assert run.returncode == 1
+    assert run.stderr.splitlines()[-1] == (
+        "statehouse.exceptions.ConnectionError: no statehouse mount: mount one with "
+        "'statehousectl mount DATADIR MOUNTPOINT', or name one with url= or STATEHOUSE_MOUNT"
+    )
+    ctl = run_private_ns([], [statehousectl_binary(), "health"])
+    assert ctl.returncode != 0
+    assert "no statehouse mount" in ctl.stderr
+
+
+def test_with_several_statehouse_mounts_the_client_lists_them_and_statehouse_mount_or_url_chooses(
+    start_daemon,
+):
+    one, two = start_daemon(), start_daemon()
+    run = run_private_ns([one.mnt, two.mnt], [sys.executable, "-c", WHICH])
+    assert run.returncode == 1
+    message = run.stderr[run.stderr.index("statehouse.exceptions.ConnectionError: ") :]
+    assert message.splitlines() == [
+        "statehouse.exceptions.ConnectionError: 2 statehouse mounts; choose one with url= or "
+        "STATEHOUSE_MOUNT:",
+        f"  {one.mnt} (data dir {one.data})",
+        f"  {two.mnt} (data dir {two.data})",
+    ]
+    env = module_env(STATEHOUSE_MOUNT=two.mnt)
+    chosen = run_private_ns([one.mnt, two.mnt], [sys.executable, "-c", WHICH], env=env)
+    assert chosen.stdout == f"{two.mnt}\n"
+    # url wins over $STATEHOUSE_MOUNT
+    code = f"from statehouse import Statehouse; print(Statehouse(url={str(one.mnt)!r}).url)"
+    chosen = run_private_ns([one.mnt, two.mnt], [sys.executable, "-c", code], env=env)
+    assert chosen.stdout == f"{one.mnt}\n"
 
 
 def test_a_relative_mount_path_keeps_working_after_a_chdir(mnt, monkeypatch, tmp_path):

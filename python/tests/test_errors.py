@@ -28,10 +28,49 @@ def test_a_directory_that_is_no_statehouse_mount_raises_connection_error(tmp_pat
         Statehouse(url=str(tmp_path / "missing"))
 
 
-def test_no_url_and_no_statehouse_mount_raises_connection_error(monkeypatch):
-    monkeypatch.delenv("STATEHOUSE_MOUNT", raising=False)
-    with pytest.raises(ConnectionError, match="STATEHOUSE_MOUNT"):
+@pytest.mark.parametrize(
+    "url",
+    ["localhost:50051", "http://localhost:50051", "grpc://10.0.0.5:50051", "[::1]:50051",
+     "dns:///statehouse:50051", "unix:/run/statehouse.sock", "my-host.example:443"],
+)
+def test_a_network_address_for_url_raises_connection_error_saying_to_pass_the_mountpoint(
+    url, monkeypatch
+):
+    with pytest.raises(ConnectionError) as address:
+        Statehouse(url=url)
+    assert str(address.value) == (
+        f"cannot use url '{url}': it is a network address, but statehouse is reached "
+        "through its mount, not over the network: pass url= the MOUNTPOINT of a statehoused "
+        "mount (statehoused DATADIR MOUNTPOINT; 'statehousectl status' lists them), or set "
+        "STATEHOUSE_MOUNT to it"
+    )
+    monkeypatch.setenv("STATEHOUSE_MOUNT", url)
+    with pytest.raises(ConnectionError, match=r"^cannot use \$STATEHOUSE_MOUNT '.*network address"):
         Statehouse()
+
+
+def test_a_directory_named_like_an_address_is_a_path_and_an_empty_url_is_refused(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "localhost:50051").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConnectionError, match="not a statehouse mount"):
+        Statehouse(url="localhost:50051")
+    with pytest.raises(ConnectionError, match="empty url"):
+        Statehouse(url="")
+    with pytest.raises(TypeError, match="url must be a path"):
+        Statehouse(url=50051)
+
+
+def test_a_statehouse_mount_that_is_not_one_names_statehouse_mount_when_it_came_from_there(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("STATEHOUSE_MOUNT", str(tmp_path))
+    with pytest.raises(ConnectionError) as plain:
+        Statehouse()
+    assert str(plain.value).startswith(
+        f"cannot use '{tmp_path}' ($STATEHOUSE_MOUNT): not a statehouse mount (no .health: "
+    )
 
 
 def test_every_call_on_a_dead_mount_raises_connection_error_with_enotconn(daemon):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from statehouse import NotFoundError, Statehouse, StateResult, TransactionError
+from statehouse import Statehouse, StateResult, TransactionError
 
 
 def open_txns(mnt):
@@ -109,15 +109,50 @@ def test_a_delete_removes_the_key_at_commit_with_a_new_version(sh):
     assert sh.list_keys("ag") == ["keep"]
 
 
-def test_deleting_a_key_the_transaction_does_not_see_raises_not_found_and_the_transaction_goes_on(
-    sh,
-):
+def test_deleting_a_key_the_transaction_does_not_see_stages_nothing_and_the_block_commits(sh, mnt):
+    # As the SDK: its daemon staged a delete without looking for the key, so a `with` block
+    # that deletes a key that is not there (never written, deleted already, a prefix of
+    # other keys, below another key) commits the rest of what it staged.
     with sh.begin_transaction() as tx:
-        with pytest.raises(NotFoundError, match="no such key") as missing:
-            tx.delete("ag", "never")
-        assert missing.value.errno == errno.ENOENT
+        tx.write("ag", "gone", {"v": 0})
+        tx.write("ag", "plan/step/1", {"s": 1})
+        tx.write("ag", "file", {"f": 1})
+    with sh.begin_transaction() as tx:
+        tx.delete("ag", "gone")
+    head = sh.get_state("ag", "gone")
+    with sh.begin_transaction() as tx:
+        for key in ("never", "gone", "plan", "plan/step", "file/below"):
+            assert tx.delete("ag", key) is None
         tx.write("ag", "k", {"v": 1})
+        tx.delete("ag", "never")
+        staged = json.loads((mnt / ".tx" / tx.txn_id / ".status").read_text())
+    assert staged["ops"] == 1
     assert sh.get_state("ag", "k").value == {"v": 1}
+    # nothing of the deletes was recorded: no new version, no operation in the events
+    assert sh.get_state("ag", "gone") == head
+    assert not sh.get_state("ag", "never").exists
+    assert sh.get_state("ag", "never").version == 0
+    assert sh.list_keys("ag") == ["file", "k", "plan/step/1"]
+    last = list(sh.replay("ag"))[-1]
+    assert [(op.key, op.deleted) for op in last.operations] == [("k", False)]
+
+
+def test_a_delete_in_an_expired_transaction_raises_expired_even_for_a_missing_key(sh):
+    tx = sh.begin_transaction(timeout_ms=100)
+    time.sleep(0.3)  # past the timeout: expiry is certain, nothing here measures speed
+    for key in ("never", "k"):
+        with pytest.raises(TransactionError) as expired:
+            tx.delete("ag", key)
+        assert expired.value.reason == "expired"
+        assert expired.value.errno == errno.ETIMEDOUT
+
+
+def test_a_delete_in_a_transaction_removed_by_hand_raises_transaction_error(sh, mnt):
+    tx = sh.begin_transaction()
+    os.rmdir(mnt / ".tx" / tx.txn_id)
+    with pytest.raises(TransactionError, match="no transaction") as gone:
+        tx.delete("ag", "never")
+    assert gone.value.errno == errno.ENOENT
 
 
 def test_keys_with_slashes_stage_below_subdirectories_and_commit_and_delete(sh, mnt):
