@@ -175,6 +175,9 @@ print(sh.get_state(agent_id="agent-1", key="k").value)' "$MNT"
 	assert_success
 	assert_line --index 0 /usr/lib/python3/dist-packages/statehouse/__init__.py
 	assert_line --index 1 42
+	# and the SDK's command line, python3 -m statehouse.cli
+	run -0 env -u PYTHONPATH -C / "$SH_PYTHON" -m statehouse.cli --address "$MNT" health
+	assert_output "ok: statehouse mount '$MNT' is healthy"
 	umount "$MNT"
 	sh_wait_exit "$pid"
 
