@@ -20,8 +20,13 @@
 
 #include "grow.h"
 
-/* Exit codes: success, a failure (not found, conflict, expired, I/O), a usage error. */
-enum { CTL_EXIT_OK = 0, CTL_EXIT_FAIL = 1, CTL_EXIT_USAGE = 2 };
+/*
+ * Exit codes (statehousectl(1), EXIT STATUS): success; a failure (not found, conflict,
+ * expired, a refused commit); a usage error; the mount is not answering (its daemon is
+ * gone, the path is no statehouse mount, or .health fails), so that a script tells a
+ * missing key from a dead daemon.
+ */
+enum { CTL_EXIT_OK = 0, CTL_EXIT_FAIL = 1, CTL_EXIT_USAGE = 2, CTL_EXIT_MOUNT = 3 };
 
 /* Limits of the file interface (statehouse(5)); checked before any request is made. */
 #define CTL_NAME_MAX 255
@@ -56,10 +61,13 @@ struct ctl_cmd {
 
 /* "statehousectl: <message>" on stderr. */
 void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* "statehousectl: <message>: <errno text>" on stderr; returns CTL_EXIT_FAIL.  The errno
- * text is strerror's, with what it means here for ESTALE (conflict), ETIMEDOUT (expired),
- * EFBIG and ENOTCONN. */
+/* "statehousectl: <message>: <errno text>" on stderr; returns ctl_exit_of(err).  The
+ * errno text is strerror's, with what it means here for ESTALE (conflict), ETIMEDOUT
+ * (expired), EFBIG, ENOTCONN and ECONNABORTED. */
 int ctl_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The exit code of a failed request with errno err: CTL_EXIT_MOUNT when the mount's daemon
+ * is gone (ENOTCONN, or ECONNABORTED: it died during the request), else CTL_EXIT_FAIL. */
+int ctl_exit_of(int err);
 /* A usage error of the current command: the message, then where to find help; returns
  * CTL_EXIT_USAGE. */
 int ctl_usage(const struct ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -180,6 +188,8 @@ const char *ctl_short_time(const char *t);
 struct ctl_mount {
 	char *mountpoint; /* as in mountinfo, unescaped */
 	char *datadir;    /* the mount's source: the daemon's data dir */
+	bool allow_other; /* mounted with allow_other (a super option) */
+	bool read_only;   /* mounted ro */
 };
 
 /* Every statehouse mount (fstype fuse.statehouse) in /proc/self/mountinfo, one per
@@ -188,8 +198,11 @@ struct ctl_mount {
 int ctl_mounts_read(struct ctl_mount **out, size_t *n);
 void ctl_mounts_free(struct ctl_mount *m, size_t n);
 /* Select the mount for c: -m, else $STATEHOUSE_MOUNT, else the only statehouse mount.
- * Sets c->mnt; returns 0 or an exit code after printing why not. */
+ * Sets c->mnt; returns 0 or an exit code after printing why not (CTL_EXIT_MOUNT: no
+ * statehouse mount there, or none at all). */
 int ctl_select_mount(struct ctl *c);
+/* Whether mnt is the topmost statehouse mount at its path and its daemon answers. */
+bool ctl_mount_answers(const char *mnt);
 /* Read and parse MNT/.status into *out (new reference).  0 or -errno (-EINVAL: not JSON). */
 int ctl_status_read(const char *mnt, json_t **out);
 

@@ -3,13 +3,15 @@
  * events.c - statehousectl's readers of the event log: replay, tail (-f) and inspect
  * (mountctl/, the command-line layer).  They read .events/<ns>/<agent>.jsonl (or its
  * since/<ts>/ form) line by line, and tail -f goes on with .follow/since/<next ts>/, so
- * no commit falls between the two files and none comes twice.
+ * no commit falls between the two files and none comes twice, also across a restart of
+ * the daemon.
  */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "ctl.h"
 
@@ -306,10 +308,13 @@ int ctl_cmd_replay(struct ctl *c, int argc, char **argv)
 
 /* tail's options and arguments, checked, and the mount: -1 to go on, else the exit
  * status. */
-static int tail_args(struct ctl *c, int argc, char **argv, int64_t *n, bool *follow)
+static int tail_args(struct ctl *c, int argc, char **argv, int64_t *n, bool *follow,
+		     bool *no_wait)
 {
+	enum { OPT_NO_WAIT = 2000 };
 	static const struct option lo[] = { { "lines", required_argument, NULL, 'n' },
 					    { "follow", no_argument, NULL, 'f' },
+					    { "no-wait", no_argument, NULL, OPT_NO_WAIT },
 					    { 0 } };
 	int opt, stop, rc;
 
@@ -318,6 +323,8 @@ static int tail_args(struct ctl *c, int argc, char **argv, int64_t *n, bool *fol
 			return stop;
 		if (opt == 'f')
 			*follow = true;
+		else if (opt == OPT_NO_WAIT)
+			*no_wait = true;
 		else if (!ctl_parse_count(optarg, n) || *n > 1000000)
 			return ctl_usage(c, "malformed -n '%s' (a number of commits)", optarg);
 	}
@@ -376,37 +383,93 @@ static int tail_read(const struct ctl *c, FILE *f, const char *agent, struct tai
 	return ev_end(&r, rc, agent, false);
 }
 
-/* tail -f after the last lines: print each commit after last_ts as it comes, until the
- * stream ends or stdout fails.  0 or an exit code. */
-static int tail_follow(const struct ctl *c, const char *agent, int64_t last_ts)
+/*
+ * Whether a .follow stream that ended with err (0: it ended, which a live one never does)
+ * was lost with its mount: the error is one a lost connection gives (ENOTCONN,
+ * ECONNABORTED: the daemon died; EINTR: it stopped while the read waited; ENODEV), or the
+ * mount is not there now (a plain directory after an unmount).  Anything else is an error
+ * of the stream itself.
+ */
+static bool follow_lost(const struct ctl *c, int err)
 {
-	/* Everything up to last_ts is printed; the .follow file starts right after it. */
-	struct ev_reader r = { .f = ctl_open_events(c, agent, last_ts + 1, true),
-			       .what = "the agent's follow file" };
-	json_t *ev;
-	int rc = CTL_EXIT_OK;
+	return err == 0 || err == ENOTCONN || err == ECONNABORTED || err == EINTR ||
+	       err == ENODEV || !ctl_mount_answers(c->mnt);
+}
 
-	if (!r.f)
-		return ctl_fail(errno, "cannot follow the events of agent '%s'", agent);
-	while ((ev = ev_next(&r, &rc))) {
-		print_event(c, agent, ev);
-		json_decref(ev);
-		if ((rc = ctl_finish_stdout(CTL_EXIT_OK)))
-			break;
+/* Wait until the mount answers again: the same daemon restarted, or a new one mounted at
+ * the same place.  Never returns at once, so a stream that keeps failing is retried at
+ * most every 50 ms; the pause doubles up to a second while the mount is away. */
+static void wait_for_mount(const struct ctl *c)
+{
+	long ms = 50;
+
+	do {
+		nanosleep(&(struct timespec){ .tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000 },
+			  NULL);
+		ms = ms * 2 > 1000 ? 1000 : ms * 2;
+	} while (!ctl_mount_answers(c->mnt));
+}
+
+/*
+ * tail -f after the last lines: print each commit after last_ts as it comes, until
+ * stdout fails.  When the mount stops answering (its daemon died, stopped or restarted)
+ * wait for it to come back and go on after the last commit printed, so none is missed or
+ * printed twice; with no_wait exit CTL_EXIT_MOUNT instead.  Returns an exit code.
+ */
+static int tail_follow(const struct ctl *c, const char *agent, int64_t last_ts, bool no_wait)
+{
+	bool waited = false;
+
+	for (;;) {
+		/* Everything up to last_ts is printed; the .follow file starts right after it. */
+		struct ev_reader r = { .f = ctl_open_events(c, agent, last_ts + 1, true),
+				       .what = "the agent's follow file" };
+		json_t *ev;
+		int rc = CTL_EXIT_OK, err;
+
+		if (!r.f) {
+			err = errno;
+		} else {
+			if (waited)
+				ctl_err("'%s' answers again; following agent '%s' from commit_ts %lld",
+					c->mnt, agent, (long long)(last_ts + 1));
+			waited = false;
+			while ((ev = ev_next(&r, &rc))) {
+				last_ts = ctl_json_int(ev, "commit_ts", last_ts);
+				print_event(c, agent, ev);
+				json_decref(ev);
+				if ((rc = ctl_finish_stdout(CTL_EXIT_OK)))
+					break;
+			}
+			err = ferror(r.f) ? errno : 0;
+			free(r.line);
+			fclose(r.f);
+			if (rc)
+				return rc;
+		}
+		if (!follow_lost(c, err))
+			return ctl_fail(err, "cannot follow the events of agent '%s'", agent);
+		if (no_wait) {
+			ctl_err("lost '%s' while following agent '%s': %s", c->mnt, agent,
+				err ? ctl_strerror(err) : "the stream ended");
+			return CTL_EXIT_MOUNT;
+		}
+		if (!waited)
+			ctl_err("'%s' is not answering (%s); waiting for it to come back", c->mnt,
+				err ? strerror(err) : "the stream ended");
+		waited = true;
+		wait_for_mount(c);
 	}
-	rc = ev_end(&r, rc, agent, true);
-	fclose(r.f);
-	return rc;
 }
 
 int ctl_cmd_tail(struct ctl *c, int argc, char **argv)
 {
 	struct tail_ring ring = { 0 };
 	int64_t n = 10, last_ts = 0, lines = 0;
-	bool follow = false;
+	bool follow = false, no_wait = false;
 	const char *agent;
 	FILE *f;
-	int rc = tail_args(c, argc, argv, &n, &follow);
+	int rc = tail_args(c, argc, argv, &n, &follow, &no_wait);
 
 	if (rc >= 0)
 		return rc;
@@ -431,7 +494,7 @@ int ctl_cmd_tail(struct ctl *c, int argc, char **argv)
 	rc = ctl_finish_stdout(rc);
 	if (rc || !follow)
 		return rc;
-	return tail_follow(c, agent, last_ts);
+	return tail_follow(c, agent, last_ts, no_wait);
 }
 
 /* --- inspect ------------------------------------------------------------------------ */

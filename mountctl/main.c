@@ -37,8 +37,8 @@ static const struct ctl_cmd cmds[] = {
 	{ "status", ctl_cmd_status, "status [MOUNTPOINT]",
 	  "Every statehouse mount (or one): data dir, daemon pid, health, head commit_ts,\n"
 	  "open transactions, restarts and the last recovery; a dead mount with the command\n"
-	  "that fixes it.  Exits 1 when a mount shown is dead or unhealthy.  --json prints a\n"
-	  "JSON array with the daemon's .status of each mount.\n" },
+	  "that restarts its daemon.  Exits 3 when a mount shown is dead or unhealthy.  --json\n"
+	  "prints a JSON array with the daemon's .status of each mount.\n" },
 	{ "fstab", ctl_cmd_fstab, "fstab DATADIR MOUNTPOINT [-o OPTS] [--update-fstab] [--fstab FILE]",
 	  "Print the /etc/fstab line that mounts DATADIR at MOUNTPOINT at boot.\n"
 	  "\n  -o OPTS          daemon options appended to defaults,nofail (repeatable)\n"
@@ -51,7 +51,7 @@ static const struct ctl_cmd cmds[] = {
 	  "SQLite's online backup API as of one commit_ts.  Restore: a new data dir with DEST\n"
 	  "as its statehouse.db.  Only the daemon's user (or root) may read .backup.\n" },
 	{ "health", ctl_cmd_health, "health",
-	  "Print the daemon's health (a real round trip to its store); exit 1 unless ok.\n" },
+	  "Print the daemon's health (a real round trip to its store); exit 3 unless ok.\n" },
 	{ "version", ctl_cmd_version, "version",
 	  "Print the versions of statehousectl and of the mounted daemon.\n" },
 	{ "get", ctl_cmd_get, "get AGENT KEY",
@@ -81,10 +81,13 @@ static const struct ctl_cmd cmds[] = {
 	  "  --until TS   up to commit_ts TS (--end-ts TS too)\n"
 	  "  --limit N    at most N commits\n"
 	  "  --verbose    each op's transaction, and whole values\n" },
-	{ "tail", ctl_cmd_tail, "tail AGENT [-n N] [-f]",
+	{ "tail", ctl_cmd_tail, "tail AGENT [-n N] [-f [--no-wait]]",
 	  "The agent's last N commits (default 10), as replay prints them.\n"
 	  "\n  -n N        how many commits\n"
-	  "  -f          then follow new commits (none missed, none twice) until interrupted\n" },
+	  "  -f          then follow new commits (none missed, none twice) until interrupted;\n"
+	  "              when the daemon dies or stops, wait until the mount answers again\n"
+	  "              and go on after the last commit printed\n"
+	  "  --no-wait   with -f: exit 3 when the mount stops answering instead\n" },
 	{ "dump", ctl_cmd_dump, "dump AGENT [-o FILE] [--format json|text]",
 	  "Every key of the agent as of one commit (the head), as one JSON object:\n"
 	  "{\"commit_ts\":N,\"namespace\":..,\"agent\":..,\"keys\":{KEY:VALUE,..}}; a value is its\n"
@@ -129,7 +132,8 @@ static void general_help(FILE *f)
 	fprintf(f, "  help [COMMAND]\n" COMMON_HELP
 		   "  --version               print statehousectl's version\n"
 		   "\nexit status: 0 success, 1 failure (not found, conflict, expired, ...), 2 usage\n"
-		   "error.  See statehousectl(1) and statehouse(5).\n");
+		   "error, 3 the mount is not answering (its daemon is gone, no statehouse mount\n"
+		   "there, .health fails).  See statehousectl(1) and statehouse(5).\n");
 }
 
 void ctl_cmd_help(const struct ctl_cmd *cmd, FILE *f)

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <mntent.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -64,6 +65,27 @@ static char *field(const char *line, int n, const char **end)
 	}
 }
 
+/* Whether the comma-separated list opts (NULL: none) holds the option name. */
+static bool has_option(const char *opts, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = opts; p && *p; p += strcspn(p, ","), p += *p == ',') {
+		if (!strncmp(p, name, n) && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	}
+	return false;
+}
+
+/* A mountpoint as fstab compares them: no trailing slash. */
+static void strip_slashes(char *p)
+{
+	size_t n = strlen(p);
+
+	while (n > 1 && p[n - 1] == '/')
+		p[--n] = '\0';
+}
+
 void ctl_mounts_free(struct ctl_mount *m, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -86,7 +108,7 @@ int ctl_mounts_read(struct ctl_mount **out, size_t *nout)
 		return -errno;
 	while (getline(&line, &lcap, f) > 0) {
 		const char *sep = strstr(line, " - "), *rest;
-		char *mp = field(line, 4, NULL), *type;
+		char *mp = field(line, 4, NULL), *type, *opts, *super;
 
 		if (!mp || !sep) {
 			free(mp);
@@ -94,14 +116,20 @@ int ctl_mounts_read(struct ctl_mount **out, size_t *nout)
 		}
 		rest = sep + 3;
 		type = field(rest, 0, NULL);
+		opts = field(line, 5, NULL);
+		super = field(rest, 2, NULL);
 		CTL_GROW(all, n + 1, cap);
 		CTL_GROW(sh, n + 1, sh_cap);
 		all[n].mountpoint = mp;
 		all[n].datadir = field(rest, 1, NULL);
 		if (!all[n].datadir)
 			all[n].datadir = ctl_xstrdup("");
+		all[n].read_only = has_option(opts, "ro");
+		all[n].allow_other = has_option(super, "allow_other");
 		sh[n] = type && !strcmp(type, FSTYPE);
 		free(type);
+		free(opts);
+		free(super);
 		n++;
 	}
 	free(line);
@@ -148,6 +176,36 @@ static int mount_answers(const char *mnt)
 	return statfs(mnt, &sfs) == 0 ? 0 : errno;
 }
 
+bool ctl_mount_answers(const char *mnt)
+{
+	struct ctl_mount *m;
+	size_t n;
+	bool ok;
+
+	if (ctl_mounts_read(&m, &n))
+		return false;
+	ok = find_mount(m, n, mnt) && mount_answers(mnt) == 0;
+	ctl_mounts_free(m, n);
+	return ok;
+}
+
+/* The refusal of want, which is no statehouse mount (origin says where the name came
+ * from, or is ""), with what the path is when that tells more: it does not exist, or is
+ * no directory.  Returns CTL_EXIT_MOUNT. */
+static int not_a_mount(const char *want, const char *origin)
+{
+	struct stat st;
+	const char *why = NULL;
+
+	if (stat(want, &st) != 0)
+		why = errno == ENOENT ? "the path does not exist" : strerror(errno);
+	else if (!S_ISDIR(st.st_mode))
+		why = "it is not a directory";
+	ctl_err("'%s' is not a statehouse mount%s%s%s", want, origin, why ? ": " : "",
+		why ? why : "");
+	return CTL_EXIT_MOUNT;
+}
+
 int ctl_select_mount(struct ctl *c)
 {
 	const char *want = c->mount_opt, *env = getenv("STATEHOUSE_MOUNT");
@@ -165,17 +223,15 @@ int ctl_select_mount(struct ctl *c)
 		if (find_mount(m, n, abs)) {
 			c->mnt = abs;
 		} else {
-			ctl_err("'%s' is not a statehouse mount%s", want,
-				want == c->mount_opt ? "" : " ($STATEHOUSE_MOUNT)");
+			rc = not_a_mount(want, want == c->mount_opt ? "" : " ($STATEHOUSE_MOUNT)");
 			free(abs);
-			rc = CTL_EXIT_FAIL;
 		}
 	} else if (n == 1) {
 		c->mnt = ctl_xstrdup(m[0].mountpoint);
 	} else if (n == 0) {
 		ctl_err("no statehouse mount: mount one with 'statehousectl mount DATADIR "
 			"MOUNTPOINT' or name one with -m");
-		rc = CTL_EXIT_FAIL;
+		rc = CTL_EXIT_MOUNT;
 	} else {
 		ctl_err("%zu statehouse mounts; choose one with -m MOUNTPOINT or $STATEHOUSE_MOUNT:",
 			n);
@@ -540,8 +596,7 @@ int ctl_cmd_umount(struct ctl *c, int argc, char **argv)
 		return ctl_fail(-err, "cannot read '/proc/self/mountinfo'");
 	mnt = ctl_abspath(arg);
 	if (!find_mount(m, n, mnt)) {
-		ctl_err("'%s' is not a statehouse mount", arg);
-		rc = CTL_EXIT_FAIL;
+		rc = not_a_mount(arg, "");
 	} else if (umount_status(mnt, &pid, &open_txns) == -ENOTCONN) {
 		rc = detach_dead(mnt);
 	} else {
@@ -571,19 +626,152 @@ static void human_row(const struct ctl *c, const char *label, const char *fmt, .
 	putchar('\n');
 }
 
-static const char *fix_command(const char *mnt)
+/* A path as systemd-escape --path writes it, for a unit instance name: no leading,
+ * trailing or repeated '/', each '/' as '-', and a leading '.' and every byte but
+ * [A-Za-z0-9:_.] as \xNN; "/" is "-". */
+static void systemd_escape_path(struct strbuf *b, const char *path)
 {
-	static char s[2 * PATH_MAX + 128];
-	const char *q = ctl_shell_quote(mnt);
+	bool any = false;
 
-	snprintf(s, sizeof(s), "statehousectl umount %s", q);
-	q = ctl_shell_quote(mnt);
-	snprintf(s + strlen(s), sizeof(s) - strlen(s), "  (or: fusermount3 -u -z %s)", q);
-	return s;
+	while (*path == '/')
+		path++;
+	for (const char *p = path; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+		char e[5];
+
+		if (ch == '/') {
+			while (p[1] == '/')
+				p++;
+			if (p[1])
+				ctl_buf_addstr(b, "-");
+			continue;
+		}
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		    ch == ':' || ch == '_' || (ch == '.' && any)) {
+			ctl_buf_add(b, p, 1);
+		} else {
+			snprintf(e, sizeof(e), "\\x%02x", ch);
+			ctl_buf_addstr(b, e);
+		}
+		any = true;
+	}
+	if (!any)
+		ctl_buf_addstr(b, "-");
 }
 
-/* One mount: print it (human) or add it to arr (JSON); false when it is not healthy. */
-static bool status_one(const struct ctl *c, const struct ctl_mount *m, json_t *arr)
+/* Whether /etc/fstab has a line that mounts a statehouse data dir at mnt. */
+static bool in_fstab(const char *mnt)
+{
+	FILE *f = setmntent("/etc/fstab", "re");
+	struct mntent *e;
+	bool found = false;
+
+	while (f && !found && (e = getmntent(f))) {
+		char *dir = ctl_xstrdup(e->mnt_dir);
+
+		strip_slashes(dir);
+		found = !strcmp(dir, mnt) && strstr(e->mnt_type, "statehouse");
+		free(dir);
+	}
+	if (f)
+		endmntent(f);
+	return found;
+}
+
+/*
+ * The command that restarts the daemon of the dead mount m as it was started (the new
+ * daemon detaches the dead mount itself): systemctl restart of its statehoused@.service
+ * instance (the unit's default data dir, or its environment file, says it is one), mount
+ * of its fstab line, else statehousectl mount of its data dir with the options the mount
+ * shows.  Added to b.
+ */
+static void restart_command(const struct ctl_mount *m, struct strbuf *b)
+{
+	struct strbuf inst = { 0 }, unit = { 0 };
+	char *env, *unit_data;
+
+	systemd_escape_path(&inst, m->mountpoint);
+	env = ctl_xasprintf("/etc/statehouse/%s.env", inst.buf);
+	unit_data = ctl_xasprintf("/var/lib/statehouse/%s", inst.buf);
+	if (access(env, F_OK) == 0 || !strcmp(m->datadir, unit_data)) {
+		ctl_buf_addstr(&unit, "statehoused@");
+		ctl_buf_addstr(&unit, inst.buf);
+		ctl_buf_addstr(&unit, ".service");
+		ctl_buf_addstr(b, "systemctl restart ");
+		ctl_buf_addstr(b, ctl_shell_quote(unit.buf));
+	} else if (in_fstab(m->mountpoint)) {
+		ctl_buf_addstr(b, "mount ");
+		ctl_buf_addstr(b, ctl_shell_quote(m->mountpoint));
+	} else {
+		ctl_buf_addstr(b, "statehousectl mount ");
+		ctl_buf_addstr(b, ctl_shell_quote(m->datadir));
+		ctl_buf_addstr(b, " ");
+		ctl_buf_addstr(b, ctl_shell_quote(m->mountpoint));
+		if (m->allow_other || m->read_only)
+			ctl_buf_addstr(b, m->allow_other && m->read_only ? " -o allow_other,ro"
+					  : m->allow_other		 ? " -o allow_other"
+									 : " -o ro");
+	}
+	free(env);
+	free(unit_data);
+	strbuf_release(&inst);
+	strbuf_release(&unit);
+}
+
+/* The command that only detaches the dead mount m, added to b. */
+static void detach_command(const struct ctl_mount *m, struct strbuf *b)
+{
+	ctl_buf_addstr(b, "statehousectl umount ");
+	ctl_buf_addstr(b, ctl_shell_quote(m->mountpoint));
+	ctl_buf_addstr(b, "  (or: fusermount3 -u -z ");
+	ctl_buf_addstr(b, ctl_shell_quote(m->mountpoint));
+	ctl_buf_addstr(b, ")");
+}
+
+/* A mount whose .status cannot be read (err; ENOTCONN: its daemon is gone): print it
+ * (human) or add it to arr (JSON).  Returns the exit code it calls for. */
+static int status_unreadable(const struct ctl *c, const struct ctl_mount *m, int err,
+			     json_t *arr)
+{
+	bool dead = err == ENOTCONN || err == ECONNABORTED;
+	struct strbuf fix = { 0 }, detach = { 0 };
+
+	ctl_buf_add(&fix, "", 0);
+	ctl_buf_add(&detach, "", 0);
+	if (dead) {
+		restart_command(m, &fix);
+		detach_command(m, &detach);
+	}
+	if (arr) {
+		json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "mountpoint", m->mountpoint,
+				      "datadir", m->datadir, "state", dead ? "dead" : "error",
+				      "error", strerror(err));
+
+		if (dead) {
+			json_object_set_new(o, "fix", json_string(fix.buf));
+			json_object_set_new(o, "detach", json_string(detach.buf));
+		}
+		json_array_append_new(arr, o);
+	} else {
+		printf("%s%s%s: %s%s (%s)%s\n", ctl_col(c, CTL_BOLD), m->mountpoint,
+		       ctl_col(c, CTL_RESET), ctl_col(c, CTL_RED), dead ? "dead" : "error",
+		       strerror(err), ctl_col(c, CTL_RESET));
+		human_row(c, "data dir", "%s", m->datadir);
+		if (dead) {
+			human_row(c, "fix", "restart the daemon: %s", fix.buf);
+			human_row(c, "or", "detach the dead mount: %s", detach.buf);
+		} else {
+			human_row(c, "cannot read", "%s/.status", m->mountpoint);
+		}
+	}
+	strbuf_release(&fix);
+	strbuf_release(&detach);
+	return dead ? CTL_EXIT_MOUNT : CTL_EXIT_FAIL;
+}
+
+/* One mount: print it (human) or add it to arr (JSON).  Returns the exit code it calls
+ * for: 0 when it is live and healthy, CTL_EXIT_MOUNT when it is dead or unhealthy. */
+static int status_one(const struct ctl *c, const struct ctl_mount *m, json_t *arr)
 {
 	json_t *s = NULL, *rec, *snap;
 	const char *health;
@@ -593,29 +781,8 @@ static bool status_one(const struct ctl *c, const struct ctl_mount *m, json_t *a
 	err = mount_answers(m->mountpoint);
 	if (!err)
 		err = -ctl_status_read(m->mountpoint, &s);
-	if (err) {
-		bool dead = err == ENOTCONN;
-
-		if (arr) {
-			json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "mountpoint", m->mountpoint,
-					      "datadir", m->datadir, "state", dead ? "dead" : "error",
-					      "error", strerror(err));
-
-			if (dead)
-				json_object_set_new(o, "fix", json_string(fix_command(m->mountpoint)));
-			json_array_append_new(arr, o);
-			return false;
-		}
-		printf("%s%s%s: %s%s (%s)%s\n", ctl_col(c, CTL_BOLD), m->mountpoint,
-		       ctl_col(c, CTL_RESET), ctl_col(c, CTL_RED), dead ? "dead" : "error",
-		       strerror(err), ctl_col(c, CTL_RESET));
-		human_row(c, "data dir", "%s", m->datadir);
-		if (dead)
-			human_row(c, "fix", "%s", fix_command(m->mountpoint));
-		else
-			human_row(c, "cannot read", "%s/.status", m->mountpoint);
-		return false;
-	}
+	if (err)
+		return status_unreadable(c, m, err, arr);
 	health = ctl_json_str(s, "health", "?");
 	ok = !strcmp(health, "ok");
 	if (arr) {
@@ -623,7 +790,7 @@ static bool status_one(const struct ctl *c, const struct ctl_mount *m, json_t *a
 						     m->mountpoint, "datadir", m->datadir, "state",
 						     "live", "status", s));
 		json_decref(s);
-		return ok;
+		return ok ? CTL_EXIT_OK : CTL_EXIT_MOUNT;
 	}
 	printf("%s%s%s: %s%s%s\n", ctl_col(c, CTL_BOLD), m->mountpoint, ctl_col(c, CTL_RESET),
 	       ctl_col(c, ok ? CTL_GREEN : CTL_RED), ok ? "live" : "unhealthy",
@@ -659,7 +826,7 @@ static bool status_one(const struct ctl *c, const struct ctl_mount *m, json_t *a
 		human_row(c, "read-only", "yes");
 	human_row(c, "version", "%s", ctl_json_str(s, "version", "?"));
 	json_decref(s);
-	return ok;
+	return ok ? CTL_EXIT_OK : CTL_EXIT_MOUNT;
 }
 
 int ctl_cmd_status(struct ctl *c, int argc, char **argv)
@@ -668,8 +835,7 @@ int ctl_cmd_status(struct ctl *c, int argc, char **argv)
 	struct ctl_mount *m;
 	json_t *arr = NULL;
 	size_t n;
-	int opt, stop, err;
-	bool ok = true;
+	int opt, stop, err, rc = CTL_EXIT_OK;
 
 	while ((opt = ctl_getopt(c, argc, argv, "", NULL, &stop)) != -1)
 		if (opt == -2)
@@ -686,9 +852,8 @@ int ctl_cmd_status(struct ctl *c, int argc, char **argv)
 
 		free(abs);
 		if (!one) {
-			ctl_err("'%s' is not a statehouse mount", want);
 			ctl_mounts_free(m, n);
-			return CTL_EXIT_FAIL;
+			return not_a_mount(want, "");
 		}
 		if (one != m) {
 			struct ctl_mount t = m[0];
@@ -702,16 +867,21 @@ int ctl_cmd_status(struct ctl *c, int argc, char **argv)
 	else if (n == 0)
 		printf("no statehouse mounts\n");
 	for (size_t i = 0; i < (want ? 1 : n); i++) {
+		int one;
+
 		if (!c->json && i > 0)
 			putchar('\n');
-		ok = status_one(c, &m[i], arr) && ok;
+		one = status_one(c, &m[i], arr);
+		/* the worst: a mount not answering, then one that cannot be read */
+		if (one == CTL_EXIT_MOUNT || (one && !rc))
+			rc = one;
 	}
 	if (arr) {
 		ctl_print_json(arr, false);
 		json_decref(arr);
 	}
 	ctl_mounts_free(m, n);
-	return ctl_finish_stdout(ok ? CTL_EXIT_OK : CTL_EXIT_FAIL);
+	return ctl_finish_stdout(rc);
 }
 
 /* --- fstab -------------------------------------------------------------------------- */
@@ -729,15 +899,6 @@ static void fstab_escape(struct strbuf *b, const char *s)
 			ctl_buf_add(b, s, 1);
 		}
 	}
-}
-
-/* A mountpoint as fstab compares them: no trailing slash. */
-static void strip_slashes(char *p)
-{
-	size_t n = strlen(p);
-
-	while (n > 1 && p[n - 1] == '/')
-		p[--n] = '\0';
 }
 
 /* The 1-based line of text whose mountpoint field is mnt, or 0. */

@@ -159,6 +159,9 @@ int ctl_cmd_health(struct ctl *c, int argc, char **argv)
 	err = ctl_read_path(path, &b);
 	if (err) {
 		rc = ctl_fail(-err, "cannot read '%s'", path);
+		/* EIO: the daemon answers, but its store does not */
+		if (err == -EIO)
+			rc = CTL_EXIT_MOUNT;
 		goto out;
 	}
 	while (b.len && (b.buf[b.len - 1] == '\n' || b.buf[b.len - 1] == '\r'))
@@ -172,7 +175,7 @@ int ctl_cmd_health(struct ctl *c, int argc, char **argv)
 	} else {
 		printf("%s%s%s\n", ctl_col(c, ok ? CTL_GREEN : CTL_RED), b.buf, ctl_col(c, CTL_RESET));
 	}
-	rc = ctl_finish_stdout(ok ? CTL_EXIT_OK : CTL_EXIT_FAIL);
+	rc = ctl_finish_stdout(ok ? CTL_EXIT_OK : CTL_EXIT_MOUNT);
 out:
 	free(path);
 	strbuf_release(&b);

@@ -49,9 +49,18 @@ const char *ctl_strerror(int err)
 		snprintf(s, sizeof(s), "%s (the daemon is gone: see statehousectl status)",
 			 strerror(err));
 		return s;
+	case ECONNABORTED:
+		snprintf(s, sizeof(s), "%s (the daemon died during the request: see statehousectl "
+				       "status)", strerror(err));
+		return s;
 	default:
 		return strerror(err);
 	}
+}
+
+int ctl_exit_of(int err)
+{
+	return err == ENOTCONN || err == ECONNABORTED ? CTL_EXIT_MOUNT : CTL_EXIT_FAIL;
 }
 
 int ctl_fail(int err, const char *fmt, ...)
@@ -63,7 +72,7 @@ int ctl_fail(int err, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, ": %s\n", ctl_strerror(err));
-	return CTL_EXIT_FAIL;
+	return ctl_exit_of(err);
 }
 
 const char *ctl_col(const struct ctl *c, enum ctl_color col)

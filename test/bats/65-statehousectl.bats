@@ -184,7 +184,7 @@ last_commit_ts() {
 	[ "$(sh_xattr version "$A/k")" = 1 ]
 }
 
-@test "put reports a commit that fails at close (EIO) with exit 1, and health then fails with exit 1" {
+@test "put reports a commit that fails at close (EIO) with exit 1, and health then fails with exit 3" {
 	sh_umount
 	export STATEHOUSE_FAULT=after=1,code=eio
 	sh_mount
@@ -194,7 +194,7 @@ last_commit_ts() {
 	assert_equal "$stderr" "statehousectl: cannot write key 'k' of agent 'a': Input/output error"
 	run -0 ctl get a k
 	assert_output first
-	run -1 --separate-stderr ctl health
+	run -3 --separate-stderr ctl health
 	assert_equal "$stderr" "statehousectl: cannot read '$MNT/.health': Input/output error"
 }
 

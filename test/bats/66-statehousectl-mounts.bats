@@ -114,26 +114,27 @@ in_private_ns() {
 	! sh_is_mounted "$MNT"
 }
 
-@test "umount refuses a path that is not a statehouse mount (exit 1) and needs a mountpoint (exit 2)" {
-	run -1 --separate-stderr ctl umount "$SH_TMP"
+@test "umount refuses a path that is not a statehouse mount (exit 3) and needs a mountpoint (exit 2)" {
+	run -3 --separate-stderr ctl umount "$SH_TMP"
 	assert_equal "$stderr" "statehousectl: '$SH_TMP' is not a statehouse mount"
-	run -1 --separate-stderr ctl umount /proc
+	run -3 --separate-stderr ctl umount /proc
 	assert_equal "$stderr" "statehousectl: '/proc' is not a statehouse mount"
 	run -2 --separate-stderr ctl umount
 	assert_equal "${stderr_lines[0]}" "statehousectl: missing MOUNTPOINT"
 }
 
-@test "a mount whose daemon was SIGKILLed is dead: status says so with the fix (exit 1), commands name ENOTCONN, umount detaches it" {
+@test "a mount whose daemon was SIGKILLed is dead: status says so with the fix (exit 3), commands name ENOTCONN, umount detaches it" {
 	sh_mount
 	sh_kill9
-	run -1 ctl status "$MNT"
+	run -3 ctl status "$MNT"
 	assert_line -n 0 "$MNT: dead (Transport endpoint is not connected)"
 	assert_line "  data dir        $(realpath "$DATA")"
-	assert_line "  fix             statehousectl umount $MNT  (or: fusermount3 -u -z $MNT)"
-	run -1 ctl --json status "$MNT"
+	assert_line "  fix             restart the daemon: statehousectl mount $(realpath "$DATA") $MNT"
+	assert_line "  or              detach the dead mount: statehousectl umount $MNT  (or: fusermount3 -u -z $MNT)"
+	run -3 ctl --json status "$MNT"
 	jq -e --arg m "$MNT" '.[0].state == "dead" and .[0].mountpoint == $m and
-		.[0].fix == "statehousectl umount \($m)  (or: fusermount3 -u -z \($m))"' <<<"$output"
-	run -1 --separate-stderr ctl -m "$MNT" get a k
+		.[0].detach == "statehousectl umount \($m)  (or: fusermount3 -u -z \($m))"' <<<"$output"
+	run -3 --separate-stderr ctl -m "$MNT" get a k
 	assert_equal "$stderr" "statehousectl: cannot read key 'k' of agent 'a': Transport endpoint is not connected (the daemon is gone: see statehousectl status)"
 	run -0 --separate-stderr ctl umount "$MNT"
 	assert_equal "$stderr" "statehousectl: '$MNT' was a dead mount (its daemon is gone); detached it"
@@ -162,7 +163,7 @@ in_private_ns() {
 	run -0 ctl --json status "$MNT"
 	jq -e --arg m "$MNT" --argjson pid "$SH_PID" '.[0].state == "live" and .[0].mountpoint == $m and
 		.[0].status.pid == $pid and .[0].status.head_commit_ts == 2 and .[0].status.health == "ok"' <<<"$output"
-	run -1 --separate-stderr ctl status "$SH_TMP"
+	run -3 --separate-stderr ctl status "$SH_TMP"
 	assert_equal "$stderr" "statehousectl: '$SH_TMP' is not a statehouse mount"
 	# a clean stop writes a snapshot at the head
 	ctl -m "$MNT" txn abort t
@@ -188,10 +189,10 @@ in_private_ns() {
 	assert_output two
 	STATEHOUSE_MOUNT="$MNT2" run -0 ctl -m "$MNT" get a k
 	assert_output one
-	STATEHOUSE_MOUNT="$SH_TMP" run -1 --separate-stderr ctl get a k
+	STATEHOUSE_MOUNT="$SH_TMP" run -3 --separate-stderr ctl get a k
 	assert_equal "$stderr" "statehousectl: '$SH_TMP' is not a statehouse mount (\$STATEHOUSE_MOUNT)"
-	run -1 --separate-stderr ctl -m "$SH_TMP/nowhere" get a k
-	assert_equal "$stderr" "statehousectl: '$SH_TMP/nowhere' is not a statehouse mount"
+	run -3 --separate-stderr ctl -m "$SH_TMP/nowhere" get a k
+	assert_equal "$stderr" "statehousectl: '$SH_TMP/nowhere' is not a statehouse mount: the path does not exist"
 	# status lists both (and whatever else is mounted on this machine)
 	run ctl status
 	assert_line "$MNT: live"
@@ -199,12 +200,12 @@ in_private_ns() {
 	ctl umount "$MNT2"
 }
 
-@test "the only statehouse mount is used when none is named; with none, a command says so (exit 1)" {
+@test "the only statehouse mount is used when none is named; with none, a command says so (exit 3)" {
 	sh_mount
 	ctl -m "$MNT" put a k v
 	run -0 in_private_ns "$MNT" "$STATEHOUSECTL" get a k
 	assert_output v
-	run -1 --separate-stderr in_private_ns "" "$STATEHOUSECTL" get a k
+	run -3 --separate-stderr in_private_ns "" "$STATEHOUSECTL" get a k
 	assert_equal "$stderr" "statehousectl: no statehouse mount: mount one with 'statehousectl mount DATADIR MOUNTPOINT' or name one with -m"
 	run -0 in_private_ns "" "$STATEHOUSECTL" status
 	assert_output 'no statehouse mounts'
@@ -326,7 +327,7 @@ complete_words() {
 	[ "$(complete_words statehousectl --ns default -m "$MNT" rm agent-2 '')" = k ]
 	[ "$(complete_words statehousectl -m "$MNT" txn commit '')" = open-1 ]
 	[ "$(complete_words statehousectl -m "$MNT" replay agent-1 --s)" = --since ]
-	[ "$(complete_words statehousectl -m "$MNT" tail agent-1 -)" = "--help --json --mount --ns -f -h -m -n" ]
+	[ "$(complete_words statehousectl -m "$MNT" tail agent-1 -)" = "--help --json --mount --no-wait --ns -f -h -m -n" ]
 	[[ " $(complete_words statehousectl -m '') " == *" $MNT "* ]]
 	[[ " $(complete_words statehousectl umount '') " == *" $MNT "* ]]
 	STATEHOUSE_MOUNT="$MNT" run complete_words statehousectl --ns ''
