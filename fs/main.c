@@ -29,28 +29,28 @@
 #include "config.h"
 #include "fs.h"
 #include "log.h"
+#include "start.h"
 #include "version.h"
-
-#define FUSE_SUPER_MAGIC 0x65735546
 
 struct config {
 	char *datadir;
 	int nonopt;
-	long txn_timeout_ms;
-	long max_open_txns;
-	long max_value_bytes;
-	long max_txns_per_user;   /* -1: max_open_txns / 4 */
-	long max_txn_timeout_ms;
+	/* the numeric options (num_opts) */
+	long long txn_timeout_ms;
+	long long max_open_txns;
+	long long max_value_bytes;
+	long long max_txns_per_user;  /* -1: max_open_txns / 4 */
+	long long max_txn_timeout_ms;
 	long long max_txn_bytes;
 	long long max_user_txn_bytes; /* -1: 4 * max_txn_bytes */
-	long txn_linger_ms;
-	long cache_timeout_s;
-	long snapshot_interval;
-	long snapshot_keep;
-	long loop_threads;
-	long pool_threads;
+	long long txn_linger_ms;
+	long long cache_timeout_s;
+	long long snapshot_interval;
+	long long snapshot_keep;
+	long long loop_threads;
+	long long pool_threads;
+	long long fsync;
 	bool libfuse_mt; /* -o max_threads= given: libfuse's own loop */
-	int fsync;
 	char *log_level;
 	char *log_dest; /* -o log=: syslog, stderr or an absolute path; NULL: the default */
 	char *store_uri;
@@ -61,28 +61,57 @@ struct config {
 	int default_permissions;
 	int nonempty;
 	bool mnt_dead; /* the mountpoint is a dead mount, detached just before mounting */
+	char *datadir_made; /* the topmost directory of DATADIR this start made, or NULL */
+	bool served;        /* the mount went live: a failure after it is no failed start */
 	enum { LOG_TO_STDERR, LOG_TO_SYSLOG, LOG_TO_FILE } log_to; /* once the mount is live */
 };
 
 enum { KEY_RO = 1, KEY_RW, KEY_ALLOW_OTHER, KEY_DEFAULT_PERMISSIONS, KEY_NONEMPTY,
-       KEY_MAX_THREADS };
+       KEY_MAX_THREADS, KEY_NUM };
+
+/*
+ * The numeric options, each with its field and range.  They are parsed here rather than
+ * by fuse_opt's scanf formats, which take "10x" for 10 and wrap what overflows, and each
+ * is checked as it is read, so a refusal names the option, its value and its range.
+ */
+#define NUM(n, lo, hi) { #n, offsetof(struct config, n), lo, hi }
+static const struct num_opt {
+	const char *name;
+	size_t off;
+	long long min, max;
+} num_opts[] = {
+	NUM(txn_timeout_ms, 1, 86400000),
+	NUM(max_open_txns, 1, UINT_MAX),
+	NUM(max_value_bytes, 1, 1LL << 30),
+	NUM(max_txns_per_user, 0, UINT_MAX),
+	NUM(max_txn_timeout_ms, 1, 86400000),
+	NUM(max_txn_bytes, 1, 1LL << 40),
+	NUM(max_user_txn_bytes, 0, 1LL << 42),
+	NUM(txn_linger_ms, 1, 86400000),
+	NUM(cache_timeout_s, 0, 86400),
+	NUM(snapshot_interval, 0, 100000000),
+	NUM(snapshot_keep, 1, 1000),
+	NUM(loop_threads, 1, 64),
+	NUM(pool_threads, 1, 64),
+	NUM(fsync, 0, 1),
+};
 
 #define OPT(t, p) { t, offsetof(struct config, p), 1 }
 static const struct fuse_opt opt_spec[] = {
-	OPT("txn_timeout_ms=%ld", txn_timeout_ms),
-	OPT("max_open_txns=%ld", max_open_txns),
-	OPT("max_value_bytes=%ld", max_value_bytes),
-	OPT("max_txns_per_user=%ld", max_txns_per_user),
-	OPT("max_txn_timeout_ms=%ld", max_txn_timeout_ms),
-	OPT("max_txn_bytes=%lld", max_txn_bytes),
-	OPT("max_user_txn_bytes=%lld", max_user_txn_bytes),
-	OPT("txn_linger_ms=%ld", txn_linger_ms),
-	OPT("fsync=%d", fsync),
-	OPT("cache_timeout_s=%ld", cache_timeout_s),
-	OPT("snapshot_interval=%ld", snapshot_interval),
-	OPT("snapshot_keep=%ld", snapshot_keep),
-	OPT("loop_threads=%ld", loop_threads),
-	OPT("pool_threads=%ld", pool_threads),
+	FUSE_OPT_KEY("txn_timeout_ms=", KEY_NUM),
+	FUSE_OPT_KEY("max_open_txns=", KEY_NUM),
+	FUSE_OPT_KEY("max_value_bytes=", KEY_NUM),
+	FUSE_OPT_KEY("max_txns_per_user=", KEY_NUM),
+	FUSE_OPT_KEY("max_txn_timeout_ms=", KEY_NUM),
+	FUSE_OPT_KEY("max_txn_bytes=", KEY_NUM),
+	FUSE_OPT_KEY("max_user_txn_bytes=", KEY_NUM),
+	FUSE_OPT_KEY("txn_linger_ms=", KEY_NUM),
+	FUSE_OPT_KEY("fsync=", KEY_NUM),
+	FUSE_OPT_KEY("cache_timeout_s=", KEY_NUM),
+	FUSE_OPT_KEY("snapshot_interval=", KEY_NUM),
+	FUSE_OPT_KEY("snapshot_keep=", KEY_NUM),
+	FUSE_OPT_KEY("loop_threads=", KEY_NUM),
+	FUSE_OPT_KEY("pool_threads=", KEY_NUM),
 	OPT("log_level=%s", log_level),
 	OPT("log=%s", log_dest),
 	OPT("store=%s", store_uri),
@@ -122,11 +151,46 @@ static bool ignored_mount_option(const char *o)
 	return false;
 }
 
+/* A numeric option "name=value" (a num_opts entry) into its field of c: 0, or -1 after
+ * saying what is wrong with it. */
+static int num_opt_parse(struct config *c, const char *arg)
+{
+	size_t len = strcspn(arg, "=");
+	const char *v = arg + len + (arg[len] == '=');
+	const struct num_opt *o = NULL;
+	long long val;
+	char *end;
+
+	for (size_t i = 0; i < sizeof(num_opts) / sizeof(num_opts[0]) && !o; i++)
+		if (strlen(num_opts[i].name) == len && !strncmp(arg, num_opts[i].name, len))
+			o = &num_opts[i];
+	if (!o)
+		return -1;
+	errno = 0;
+	val = strtoll(v, &end, 10);
+	if (!(*v >= '0' && *v <= '9') && !(*v == '-' && v[1] >= '0' && v[1] <= '9'))
+		end = (char *)v; /* no sign but '-', no space */
+	if (end == v || *end) {
+		fprintf(stderr, "statehoused: malformed option '%s': a whole number from %lld to "
+				"%lld is needed\n", arg, o->min, o->max);
+		return -1;
+	}
+	if (errno == ERANGE || val < o->min || val > o->max) {
+		fprintf(stderr, "statehoused: option out of range: %s (from %lld to %lld)\n", arg,
+			o->min, o->max);
+		return -1;
+	}
+	*(long long *)((char *)c + o->off) = val;
+	return 0;
+}
+
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
 	struct config *c = data;
 
 	switch (key) {
+	case KEY_NUM:
+		return num_opt_parse(c, arg);
 	case KEY_RO:
 		c->read_only = 1;
 		return 1;
@@ -230,27 +294,6 @@ static void fuse_log_sink(enum fuse_log_level level, const char *fmt, va_list ap
 			*p = ' ';
 	log_msg(l, "%s", line);
 	used = 0;
-}
-
-static int mkdir_p(const char *path)
-{
-	char tmp[PATH_MAX];
-	size_t n = strlen(path);
-
-	if (n >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	memcpy(tmp, path, n + 1);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0700) && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0700) && errno != EEXIST)
-		return -errno;
-	return 0;
 }
 
 /* Is mnt a mount left by a killed daemon (it answers ENOTCONN)? */
@@ -514,39 +557,18 @@ static int wait_child(int rfd, pid_t pid)
 	return 1;
 }
 
+/* The checks between options, once all are read (each one's own range was checked as
+ * it was read), and the defaults that follow from others. */
 static bool options_in_range(struct config *c)
 {
 	if (c->max_txns_per_user == -1)
 		c->max_txns_per_user = c->max_open_txns / 4 > 0 ? c->max_open_txns / 4 : 1;
 	if (c->max_user_txn_bytes == -1)
 		c->max_user_txn_bytes = c->max_txn_bytes <= (1LL << 40) ? 4 * c->max_txn_bytes : 0;
-	if (c->max_txns_per_user < 0 || c->max_txn_timeout_ms < 1 ||
-	    c->max_txn_timeout_ms > 86400000 || c->txn_timeout_ms > c->max_txn_timeout_ms ||
-	    c->max_txn_bytes < 1 || c->max_txn_bytes > (1LL << 40) || c->max_user_txn_bytes < 0 ||
-	    c->max_user_txn_bytes > (1LL << 42) || c->txn_linger_ms < 1 ||
-	    c->txn_linger_ms > 86400000) {
-		fprintf(stderr, "statehoused: option out of range: max_txns_per_user >= 0, "
-				"max_txn_timeout_ms 1..86400000 and at least txn_timeout_ms, "
-				"max_txn_bytes 1..1099511627776, max_user_txn_bytes 0..4398046511104, "
-				"txn_linger_ms 1..86400000\n");
-		return false;
-	}
-	if (c->txn_timeout_ms < 1 || c->txn_timeout_ms > 86400000 || c->max_open_txns < 1 ||
-	    c->max_value_bytes < 1 || c->max_value_bytes > (1L << 30) ||
-	    c->cache_timeout_s < 0 || c->cache_timeout_s > 86400 ||
-	    c->snapshot_interval < 0 || c->snapshot_interval > 100000000 ||
-	    c->snapshot_keep < 1 || c->snapshot_keep > 1000 || (c->fsync != 0 && c->fsync != 1)) {
-		fprintf(stderr, "statehoused: option out of range: txn_timeout_ms 1..86400000, "
-				"max_open_txns >= 1, max_value_bytes 1..1073741824, cache_timeout_s 0..86400, "
-				"snapshot_interval 0..100000000, snapshot_keep 1..1000, fsync 0 or 1\n");
-		return false;
-	}
-	if (c->loop_threads < 1 || c->loop_threads > 64) {
-		fprintf(stderr, "statehoused: option out of range: loop_threads 1..64\n");
-		return false;
-	}
-	if (c->pool_threads < 1 || c->pool_threads > 64) {
-		fprintf(stderr, "statehoused: option out of range: pool_threads 1..64\n");
+	if (c->txn_timeout_ms > c->max_txn_timeout_ms) {
+		fprintf(stderr, "statehoused: option out of range: txn_timeout_ms=%lld is over "
+				"max_txn_timeout_ms=%lld (the largest timeout a transaction may have)\n",
+			c->txn_timeout_ms, c->max_txn_timeout_ms);
 		return false;
 	}
 	return true;
@@ -556,7 +578,7 @@ static bool options_in_range(struct config *c)
  * Read the command line into conf and opts; args keeps what goes on to libfuse.  Every
  * refusal happens here, before anything is made on disk.  Returns -1 to go on, or the
  * exit status: 0 after --help or --version, 2 for a bad option, 1 when allow_other is
- * not allowed.
+ * not allowed or /dev/fuse cannot be opened.
  */
 static int read_options(struct fuse_args *args, struct config *conf,
 			struct fuse_cmdline_opts *opts)
@@ -617,6 +639,8 @@ static int read_options(struct fuse_args *args, struct config *conf,
 				"'statehoused --help' lists the options\n");
 		return 2;
 	}
+	if (fs_check_fuse_device())
+		return 1;
 	return -1;
 }
 
@@ -634,32 +658,22 @@ static void warn_if_open(const char *datadir)
 }
 
 /* Check the mountpoint (a dead mount is checked once detached, just before mounting),
- * create DATADIR and resolve it into datadir (PATH_MAX bytes), refuse one on FUSE.
- * 0 or -1, logged. */
+ * create DATADIR (refused on FUSE; conf->datadir_made says what was made) and resolve it
+ * into datadir (PATH_MAX bytes).  0 or -1, logged. */
 static int prepare_dirs(struct config *conf, const char *mnt, char *datadir)
 {
 	const char *datadir_arg = conf->datadir;
-	struct statfs sfs;
-	int err;
 
 	conf->mnt_dead = is_dead_mount(mnt);
 	if (!conf->mnt_dead && check_mountpoint(mnt, conf->nonempty))
 		return -1;
-	err = mkdir_p(datadir_arg);
-	if (err) {
-		log_err("cannot create data dir '%s': %s", datadir_arg, strerror(-err));
+	if (fs_datadir_make(datadir_arg, &conf->datadir_made))
 		return -1;
-	}
 	if (!realpath(datadir_arg, datadir)) {
 		log_err("cannot resolve data dir '%s': %s", datadir_arg, strerror(errno));
 		return -1;
 	}
 	warn_if_open(datadir);
-	if (statfs(datadir, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC) {
-		log_err("cannot use data dir '%s': it is on a FUSE filesystem; SQLite's WAL needs "
-			"a local filesystem", datadir);
-		return -1;
-	}
 	return 0;
 }
 
@@ -741,7 +755,7 @@ static int open_engine(const char *datadir, const struct config *conf,
 		.max_user_txn_bytes = (size_t)conf->max_user_txn_bytes,
 		.txn_linger_ms = conf->txn_linger_ms,
 		.exempt_uid = (uint32_t)geteuid(),
-		.fsync = conf->fsync,
+		.fsync = (int)conf->fsync,
 		.snapshot_interval = (unsigned)conf->snapshot_interval,
 		.snapshot_keep = (unsigned)conf->snapshot_keep,
 		.owner_uid = (uint32_t)geteuid(),
@@ -819,7 +833,7 @@ static int serve(struct fs *fs, const struct fuse_cmdline_opts *opts, const stru
  * the caller's to destroy.  Returns the exit status.
  */
 static int mount_and_serve(struct fuse_args *args, const struct fuse_cmdline_opts *opts,
-			   const struct config *conf, const char *datadir,
+			   struct config *conf, const char *datadir,
 			   struct txn_engine *eng, struct fs **fsp, int *wfd,
 			   struct fuse_session **sep)
 {
@@ -857,6 +871,7 @@ static int mount_and_serve(struct fuse_args *args, const struct fuse_cmdline_opt
 		goto out_unmount;
 	}
 	log_info("serving '%s' at '%s'", datadir, opts->mountpoint);
+	conf->served = true;
 	if (*wfd >= 0)
 		report_live(wfd, conf->log_to == LOG_TO_STDERR);
 	if (conf->log_to == LOG_TO_SYSLOG)
@@ -944,8 +959,14 @@ int main(int argc, char *argv[])
 
 		if (child < 0)
 			goto out;
-		if (child > 0)
+		if (child > 0) {
+			/* the child removed what it made, unless it died first */
+			if (ret) {
+				fs_datadir_unmake(conf.datadir_made, conf.datadir, -1);
+				conf.datadir_made = NULL;
+			}
 			goto out_parent;
+		}
 	}
 	if (lock_datadir(datadir, &lockfd) || open_log(&conf, datadir, opts.foreground) ||
 	    open_engine(datadir, &conf, &eng))
@@ -966,6 +987,11 @@ out:
 	if (se)
 		fuse_session_destroy(se);
 	txn_engine_close(eng);
+	/* A start that failed leaves no data dir it made behind (nothing was served). */
+	if (ret && !conf.served) {
+		fs_datadir_unmake(conf.datadir_made, conf.datadir, lockfd);
+		conf.datadir_made = NULL;
+	}
 	if (pipefd[1] >= 0) {
 		char bad = 1;
 
@@ -976,6 +1002,7 @@ out:
 	if (lockfd >= 0)
 		close(lockfd);
 out_parent:
+	free(conf.datadir_made);
 	free(opts.mountpoint);
 	free(conf.datadir);
 	free(conf.log_level);

@@ -54,7 +54,7 @@ start_should_fail() {
 	assert_output ok
 }
 
-@test "a DATADIR on a FUSE file system is refused with a message naming FUSE" {
+@test "a DATADIR on a FUSE file system is refused with a message naming FUSE, before anything is made there" {
 	sh_mount
 	mkdir -p "$MNT/default/agent-1"
 	echo kept >"$MNT/default/agent-1/k"
@@ -62,6 +62,38 @@ start_should_fail() {
 	[[ "${output,,}" == *fuse* ]] || fail "the message does not name FUSE: $output"
 	refute sh_is_mounted "$MNT2"
 	run cat "$MNT/default/agent-1/k"
+	assert_output kept
+	# a data dir to be made below the mount: refused before a directory is made (a commit)
+	before=$(sh_probe_ts)
+	start_should_fail "$MNT/default/agent-1/new/data" "$MNT2" -f $(sh_mode_args)
+	assert_output "statehoused: error: cannot use data dir '$MNT/default/agent-1/new/data': it is on a FUSE filesystem; SQLite's WAL needs a local filesystem"
+	[ ! -e "$MNT/default/agent-1/new" ]
+	[ "$(sh_probe_ts)" -eq $((before + 1)) ]
+}
+
+@test "a start that fails after it made the data dir removes it, with the directories above it that it made; an existing data dir keeps its store" {
+	# blksize is for block-device FUSE mounts: libfuse takes it, the kernel's mount refuses it
+	start_should_fail "$SH_TMP/new/deeper/data" "$MNT" -f $(sh_mode_args) -o blksize=4096
+	[ "$status" -eq 1 ]
+	assert_line "statehoused: error: cannot mount on '$MNT'"
+	assert_line "statehoused: removed '$SH_TMP/new', which this failed start had made"
+	[ ! -e "$SH_TMP/new" ]
+	# daemonised: the child fails after the fork, and the data dir goes all the same
+	start_should_fail "$SH_TMP/new/data" "$MNT" $(sh_mode_args) -o blksize=4096
+	assert_line "statehoused: removed '$SH_TMP/new', which this failed start had made"
+	[ ! -e "$SH_TMP/new" ]
+	# a data dir that was there is the user's: it stays, store and all
+	mkdir "$SH_TMP/new"
+	start_should_fail "$SH_TMP/new/data" "$MNT" -f $(sh_mode_args) -o blksize=4096
+	assert_line "statehoused: removed '$SH_TMP/new/data', which this failed start had made"
+	[ -d "$SH_TMP/new" ]
+	sh_mount
+	echo kept >"$MNT/default/a/k"
+	sh_umount
+	start_should_fail "$DATA" "$MNT" -f $(sh_mode_args) -o blksize=4096
+	refute_line --partial removed
+	sh_mount
+	run cat "$MNT/default/a/k"
 	assert_output kept
 }
 
@@ -206,6 +238,33 @@ start_should_fail() {
 @test "a malformed -o value is refused with a message naming the option" {
 	start_should_fail "$DATA" "$MNT" -o max_value_bytes=lots -f $(sh_mode_args)
 	assert_output --partial max_value_bytes
+	refute sh_is_mounted "$MNT"
+	# a number with something after it is no number
+	start_should_fail "$DATA" "$MNT" -o snapshot_keep=3x -f $(sh_mode_args)
+	[ "$status" -eq 2 ]
+	assert_output "statehoused: malformed option 'snapshot_keep=3x': a whole number from 1 to 1000 is needed"
+	[ ! -e "$DATA" ]
+}
+
+@test "every numeric -o option out of range is refused (exit 2) with a message naming it, its value and its range, and nothing is made" {
+	local o
+	for o in txn_timeout_ms=0 txn_timeout_ms=86400001 max_open_txns=0 max_value_bytes=0 \
+		max_value_bytes=1073741825 max_txns_per_user=-1 max_txn_timeout_ms=0 \
+		max_txn_timeout_ms=86400001 max_txn_bytes=0 max_txn_bytes=1099511627777 \
+		max_user_txn_bytes=-1 max_user_txn_bytes=4398046511105 txn_linger_ms=0 \
+		txn_linger_ms=86400001 cache_timeout_s=-1 cache_timeout_s=86401 snapshot_interval=-1 \
+		snapshot_interval=100000001 snapshot_keep=0 snapshot_keep=1001 fsync=2 \
+		max_open_txns=99999999999999999999; do
+		start_should_fail "$DATA" "$MNT" -o "$o" -f $(sh_mode_args)
+		[ "$status" -eq 2 ] || fail "-o $o: exit $status"
+		assert_output --regexp "^statehoused: option out of range: $o \(from -?[0-9]+ to [0-9]+\)$"
+		[ ! -e "$DATA" ] || fail "-o $o made $DATA"
+	done
+	start_should_fail "$DATA" "$MNT" -o fsync=2 -f
+	assert_output "statehoused: option out of range: fsync=2 (from 0 to 1)"
+	start_should_fail "$DATA" "$MNT" -o txn_timeout_ms=7200000 -f
+	assert_output "statehoused: option out of range: txn_timeout_ms=7200000 is over max_txn_timeout_ms=3600000 (the largest timeout a transaction may have)"
+	[ ! -e "$DATA" ]
 	refute sh_is_mounted "$MNT"
 }
 

@@ -134,14 +134,16 @@ ns_fstab() {
 
 # ns_user FUSECONF: a namespace in which /dev/fuse is open to everyone (as the fuse3
 # package's udev rule makes it; this machine may not run udev), /etc/fuse.conf holds
-# FUSECONF, and /srv/u and /srv/u/mnt belong to USER_UID.
+# FUSECONF, and /srv/u and /srv/u/mnt belong to USER_UID.  MODE and GROUP make /dev/fuse
+# another mode (0666) and group (root).
 ns_user() {
 	printf '%s\n' "$1" >"$SH_TMP/fuse.conf"
 	mkdir "$SH_TMP/dev"
 	ns_start
 	in_ns sh -ec "
 		mount -t tmpfs -o mode=0755,size=1m tmpfs $SH_TMP/dev
-		mknod -m 0666 $SH_TMP/dev/fuse c 10 229
+		mknod -m ${2:-0666} $SH_TMP/dev/fuse c 10 229
+		chgrp ${3:-root} $SH_TMP/dev/fuse
 		mount --bind $SH_TMP/dev/fuse /dev/fuse
 		mount --bind $SH_TMP/fuse.conf /etc/fuse.conf
 		mount -t tmpfs -o mode=0755 tmpfs /srv
@@ -332,6 +334,33 @@ status_of() {
 	assert_failure
 	run in_ns test -e /srv/u/data
 	assert_failure
+}
+
+@test "a user who may not open /dev/fuse is told its mode and group and what lets the user in, and the start makes nothing" {
+	grep -q '^disk:' /etc/group || sh_skip "no group 'disk' in /etc/group"
+	ns_user '' 0660 disk
+	run ns_as "$USER_UID" "$STATEHOUSED" /srv/u/data /srv/u/mnt -f
+	assert_failure 1
+	assert_output "statehoused: error: cannot open /dev/fuse: Permission denied (mode 0660, owner root, group disk): add user 'nobody' to group 'disk' (as root: usermod -aG disk nobody, then log in again), or have root mount it with -o allow_other, which lets other users in"
+	run in_ns test -e /srv/u/data
+	assert_failure
+	# open to root alone: the mode is what to change
+	in_ns chmod 0600 "$SH_TMP/dev/fuse"
+	run ns_as "$USER_UID" "$STATEHOUSED" /srv/u/data /srv/u/mnt
+	assert_failure 1
+	assert_output "statehoused: error: cannot open /dev/fuse: Permission denied (mode 0600, owner root, group disk): as root, give it the mode the fuse3 package's udev rule gives it (chmod 0666 /dev/fuse), or have root mount it with -o allow_other, which lets other users in"
+	run in_ns test -e /srv/u/data
+	assert_failure
+}
+
+@test "without /dev/fuse the start says to load the module or pass the device into the container, and makes nothing" {
+	ns_start
+	in_ns mount -t tmpfs -o mode=0755,size=1m tmpfs /dev
+	run in_ns "$STATEHOUSED" "$DATA" "$MNT" -f $(sh_mode_args)
+	assert_failure 1
+	assert_output "statehoused: error: cannot open /dev/fuse: No such file or directory: load the FUSE module as root ('modprobe fuse'); in a container, pass the device in (docker run --device /dev/fuse --cap-add SYS_ADMIN)"
+	[ ! -e "$DATA" ]
+	refute sh_is_mounted "$MNT"
 }
 
 @test "works as an ordinary user through the setuid fusermount3: its own data dir, a mount only it may use, fusermount3 -u stops it" {

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * start.h - what statehoused checks and makes on the host before it mounts (fs layer,
+ * for the daemon's main.c): /dev/fuse, and the data dir, which a start that fails takes
+ * away again when it was the one that made it.
+ */
+#ifndef STATEHOUSE_START_H
+#define STATEHOUSE_START_H
+
+/*
+ * Open and close /dev/fuse.  libfuse opens it with the daemon's own rights (fusermount3
+ * helps only with mount(2)), so a start that cannot would fail at the mount, after the
+ * store was made: this fails before anything is, saying what would let this user in (a
+ * group, a mode, root's allow_other mount) or that the device is missing.  0, or -1
+ * after the message.
+ */
+int fs_check_fuse_device(void);
+
+/*
+ * Make the data dir path and the directories above it that are missing (mode 0700).  A
+ * path on a FUSE file system is refused before anything is made (SQLite's WAL needs a
+ * local one).  *made is the topmost directory this call made (caller frees), NULL when
+ * path was there already.  0, or -1 after the message (*made is then NULL: what was
+ * made is gone again).
+ */
+int fs_datadir_make(const char *path, char **made);
+
+/*
+ * A start failed: remove made (from fs_datadir_make) and everything in it, so the failed
+ * start leaves no data dir behind.  lockfd is the data dir's lock when held, else -1:
+ * then the lock is taken here, and nothing is removed when another daemon holds it.
+ * Frees made; NULL does nothing.
+ */
+void fs_datadir_unmake(char *made, const char *datadir, int lockfd);
+
+#endif
