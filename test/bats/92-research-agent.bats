@@ -1,8 +1,9 @@
 #!/usr/bin/env bats
 # SPDX-License-Identifier: MIT
 # examples/resumable-research-agent: a five-step agent killed at every step, and with the
-# daemon killed under it, resumes to the same answer with no step lost or done twice; its
-# replay, reset and errors; and the README tour's "An agent's life" lines as written.
+# daemon killed under it (it waits for the mount, or stops with --no-wait), resumes to the
+# same answer with no step lost or done twice; its replay, reset and errors; and the
+# README tour's "An agent's life" lines as written.
 
 load helper
 
@@ -122,47 +123,97 @@ progress_at_least() {
 	assert_output ''
 }
 
-@test "the daemon SIGKILLed mid-run, and again with a step staged: the agent stops with the error, and --resume after the restarts finishes with no step lost or doubled" {
+@test "the daemon SIGKILLed mid-run: the agent waits, also while the mountpoint is a plain directory, and after the restart finishes from what is stored, no step lost or doubled" {
 	# Four steps of at least 0.5 s each are left when the daemon dies: the kill lands
-	# mid-run (and if it did not, the agent would exit 0 and the test fail).
+	# mid-run (and if it did not, the agent would not wait and the test fail).
 	"$RA" --mount "$MNT" --task "$TASK" --step-delay 0.5 >"$SH_TMP/agent.out" 2>"$SH_TMP/agent.err" 3>&- &
+	AGENT_PID=$!
+	sh_wait_until 30 progress_at_least research-agent 1
+	sh_kill9
+	sh_wait_until 30 grep -q "^research-agent: the statehouse mount '$MNT' is not answering (.*); waiting for it to come back$" "$SH_TMP/agent.err"
+	# the dead mount detached by hand: a plain directory, and the agent waits on
+	umount -l "$MNT"
+	# while no daemon serves, --no-wait stops at once (exit 3)
+	run "$RA" --mount "$MNT" --resume --no-wait
+	assert_failure 3
+	assert_output "research-agent: '$MNT' is not a statehouse mount (no .health)"
+	kill -0 "$AGENT_PID"
+	sh_mount
+	st=0
+	wait "$AGENT_PID" || st=$?
+	AGENT_PID=
+	[ "$st" -eq 0 ] || fail "the agent exited $st: $(cat "$SH_TMP/agent.out" "$SH_TMP/agent.err")"
+	run cat "$SH_TMP/agent.err"
+	assert_line --index 0 --regexp "^research-agent: cannot .*: (Transport endpoint is not connected|Software caused connection abort)$"
+	assert_line --index 1 --regexp "^research-agent: the statehouse mount '$MNT' is not answering \((Transport endpoint is not connected|Software caused connection abort)\); waiting for it to come back$"
+	assert_line --index 2 "research-agent: '$MNT' answers again"
+	assert_line --index 3 "research-agent: the daemon of '$MNT' restarted under the run; starting over from what is stored"
+	[ "${#lines[@]}" -eq 4 ]
+	run cat "$SH_TMP/agent.out"
+	assert_line --regexp "^resuming 'research-agent' after step [1-4] of 5$"
+	assert_line 'answer: 42 * 137 = 5754'
+	check_steps research-agent
+	run ls -A "$MNT/.tx"
+	assert_output ''
+}
+
+@test "the daemon killed and restarted at once under a run: the run goes on to the same answer, no step lost or doubled" {
+	"$RA" --mount "$MNT" --task "$TASK" --step-delay 0.3 >"$SH_TMP/agent.out" 2>"$SH_TMP/agent.err" 3>&- &
+	AGENT_PID=$!
+	sh_wait_until 30 progress_at_least research-agent 1
+	sh_restart
+	st=0
+	wait "$AGENT_PID" || st=$?
+	AGENT_PID=
+	[ "$st" -eq 0 ] || fail "the agent exited $st: $(cat "$SH_TMP/agent.out" "$SH_TMP/agent.err")"
+	run cat "$SH_TMP/agent.out"
+	assert_line 'answer: 42 * 137 = 5754'
+	check_steps research-agent
+}
+
+@test "with --no-wait the agent stops with the error (exit 3) when the daemon dies, and --resume after the restart finishes" {
+	"$RA" --mount "$MNT" --task "$TASK" --step-delay 0.5 --no-wait >"$SH_TMP/agent.out" 2>"$SH_TMP/agent.err" 3>&- &
 	AGENT_PID=$!
 	sh_wait_until 30 progress_at_least research-agent 1
 	sh_kill9
 	st=0
 	wait "$AGENT_PID" || st=$?
 	AGENT_PID=
-	[ "$st" -eq 1 ] || fail "the agent exited $st: $(cat "$SH_TMP/agent.out" "$SH_TMP/agent.err")"
+	[ "$st" -eq 3 ] || fail "the agent exited $st: $(cat "$SH_TMP/agent.out" "$SH_TMP/agent.err")"
 	run cat "$SH_TMP/agent.err"
 	[ "${#lines[@]}" -eq 1 ]
 	assert_output --regexp "^research-agent: cannot .*: (Transport endpoint is not connected|Software caused connection abort)$"
 
 	# while the daemon is down, the agent says it cannot reach the mount
-	run "$RA" --mount "$MNT" --resume
-	assert_failure 1
+	run "$RA" --mount "$MNT" --resume --no-wait
+	assert_failure 3
 	assert_output "research-agent: cannot reach the statehouse mount '$MNT': Transport endpoint is not connected"
 
 	sh_mount
 	done_steps=$(jq -r .completed_steps "$MNT/default/research-agent/progress")
-	[ "$done_steps" -ge 1 ] && [ "$done_steps" -lt 4 ]
+	[ "$done_steps" -ge 1 ] && [ "$done_steps" -lt 5 ]
 	[ -f "$MNT/default/research-agent/step/00$done_steps" ]
 	run sh_errno stat "$MNT/default/research-agent/step/00$((done_steps + 1))"
 	assert_output ENOENT
+	run "$RA" --mount "$MNT" --resume
+	assert_success
+	assert_line --index 0 "resuming 'research-agent' after step $done_steps of 5"
+	assert_line 'answer: 42 * 137 = 5754'
+	check_steps research-agent
+}
 
-	# again, with the next step staged (by a run killed there) when the daemon dies: the
-	# staged step is lost with the daemon and done once after the restart
-	n=$((done_steps + 1))
-	run "$RA" --mount "$MNT" --resume --crash-at-step $n
+@test "a step staged when the daemon dies is lost with it, and done once by --resume after the restart" {
+	run "$RA" --mount "$MNT" --task "$TASK" --crash-at-step 3
 	[ "$status" -eq 137 ]
 	sh_restart
 	run ls -A "$MNT/.tx"
 	assert_output ''
 	run cat "$MNT/default/research-agent/progress"
-	assert_output "{\"completed_steps\":$done_steps}"
+	assert_output '{"completed_steps":2}'
 	run "$RA" --mount "$MNT" --resume
 	assert_success
 	refute_line --partial aborted
-	assert_line --index 0 "resuming 'research-agent' after step $done_steps of 5"
+	assert_line --index 0 "resuming 'research-agent' after step 2 of 5"
 	assert_line 'answer: 42 * 137 = 5754'
 	check_steps research-agent
 }
@@ -211,10 +262,10 @@ progress_at_least() {
 	assert_line --index 1 --partial 'usage: research-agent'
 	mkdir "$SH_TMP/plain"
 	run "$RA" --mount "$SH_TMP/plain" --task "$TASK"
-	assert_failure 1
+	assert_failure 3
 	assert_output "research-agent: '$SH_TMP/plain' is not a statehouse mount (no .health)"
 	run "$RA" --mount "$SH_TMP/nowhere" --resume
-	assert_failure 1
+	assert_failure 3
 	assert_output "research-agent: '$SH_TMP/nowhere' is not a statehouse mount (no .health)"
 	run "$RA" --mount "$MNT" --resume
 	assert_failure 1

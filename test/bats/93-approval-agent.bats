@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # examples/human-approval-agent: a request that waits on its .follow stream until a second
 # process writes human_decision; APPROVAL_AUTO, --explain after a restart, --resume from
-# every step and from a lost stream, --reset and the errors; the example README's commands.
+# every step, a wait through a daemon restart (or --no-wait and a lost stream), --reset
+# and the errors; the example README's commands.
 
 load helper
 
@@ -217,17 +218,42 @@ check_trail() {
 	assert_output ''
 }
 
-@test "the daemon SIGKILLed while the agent waits: the agent says it lost the stream, and --resume after the restart takes the decision written meanwhile" {
+@test "the daemon SIGKILLed while the agent waits: the agent waits for the mount, opens the gate again after the restart and takes the decision" {
 	start_agent --request "$ACCESS"
 	wait_blocked
 	t=$(sh_xattr commit_ts "$A/approval_request")
 	sh_kill9
+	sh_wait_until 30 grep -q "^approval-agent: the statehouse mount '$MNT' is not answering (Transport endpoint is not connected); waiting for it to come back$" "$SH_TMP/agent.err"
+	kill -0 "$AGENT_PID"
+	sh_mount
+	# the run starts over from what is stored: the gate of the same approval request
+	wait_blocked
+	echo '{"approved":true,"reason":"incident 7 approved by on-call"}' >"$A/human_decision"
 	finish_agent
-	[ "$status" -eq 1 ]
+	assert_equal "$status" 0
 	run cat "$SH_TMP/agent.err"
-	assert_output "approval-agent: lost '.follow/since/$t/default/approval-agent.jsonl' while waiting for a decision (Transport endpoint is not connected); run 'approval-agent --resume' once the mount is back"
-	run "$AP" --mount "$MNT" --explain
-	assert_failure 1
+	assert_line --index 0 --regexp "^approval-agent: lost '\.follow/since/$t/default/approval-agent\.jsonl' while waiting for a decision \((Transport endpoint is not connected|Software caused connection abort)\)$"
+	assert_line --index 1 "approval-agent: the statehouse mount '$MNT' is not answering (Transport endpoint is not connected); waiting for it to come back"
+	assert_line --index 2 "approval-agent: '$MNT' answers again"
+	assert_line --index 3 "approval-agent: the daemon of '$MNT' restarted under the run; starting over from what is stored"
+	[ "${#lines[@]}" -eq 4 ]
+	run cat "$SH_TMP/agent.out"
+	assert_line "resuming 'approval-agent' after approval_request (waiting)"
+	assert_line --regexp '^#[0-9]+ final_action executed: grant ana access to prod-billing-db for 4 h \(approved: incident 7 approved by on-call\)$'
+	check_trail approved executed
+}
+
+@test "with --no-wait the agent says it lost the stream (exit 3), and --resume after the restart takes the decision written meanwhile" {
+	start_agent --request "$ACCESS" --no-wait
+	wait_blocked
+	t=$(sh_xattr commit_ts "$A/approval_request")
+	sh_kill9
+	finish_agent
+	[ "$status" -eq 3 ]
+	run cat "$SH_TMP/agent.err"
+	assert_output --regexp "^approval-agent: lost '\.follow/since/$t/default/approval-agent\.jsonl' while waiting for a decision \((Transport endpoint is not connected|Software caused connection abort); run 'approval-agent --resume' once the mount is back\)$"
+	run "$AP" --mount "$MNT" --explain --no-wait
+	assert_failure 3
 	assert_output "approval-agent: cannot reach the statehouse mount '$MNT': Transport endpoint is not connected"
 	sh_mount
 	run "$AP" --mount "$MNT" --explain
@@ -280,7 +306,7 @@ check_trail() {
 	assert_line --index 0 'approval-agent: no mount: give --mount M or set STATEHOUSE_MOUNT'
 	mkdir "$SH_TMP/plain"
 	run "$AP" --mount "$SH_TMP/plain" --request "$REFUND"
-	assert_failure 1
+	assert_failure 3
 	assert_output "approval-agent: '$SH_TMP/plain' is not a statehouse mount (no .health)"
 	STATEHOUSE_MOUNT=$MNT run "$AP" --resume
 	assert_failure 1
