@@ -243,6 +243,23 @@ check_trail() {
 	check_trail approved executed
 }
 
+@test "the daemon killed and restarted at once while the agent waits: the agent sees another daemon, opens the gate again and takes the decision" {
+	start_agent --request "$REFUND"
+	wait_blocked
+	sh_restart
+	# the run starts over from what is stored: the gate of the same approval request
+	wait_blocked
+	run cat "$SH_TMP/agent.err"
+	assert_line "approval-agent: the daemon of '$MNT' restarted under the run; starting over from what is stored"
+	echo '{"approved":true,"reason":"ok"}' >"$A/human_decision"
+	finish_agent
+	assert_equal "$status" 0
+	run cat "$SH_TMP/agent.out"
+	assert_line "resuming 'approval-agent' after approval_request (waiting)"
+	assert_line --regexp '^#[0-9]+ final_action executed: refund 42\.50 to c-1042 \(approved: ok\)$'
+	check_trail approved executed
+}
+
 @test "with --no-wait the agent says it lost the stream (exit 3), and --resume after the restart takes the decision written meanwhile" {
 	start_agent --request "$ACCESS" --no-wait
 	wait_blocked
