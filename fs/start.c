@@ -205,7 +205,7 @@ void fs_datadir_unmake(char *made, const char *datadir, int lockfd)
 		}
 	}
 	nftw(made, remove_one, 16, FTW_DEPTH | FTW_PHYS);
-	log_info("removed '%s', which this failed start had made", made);
+	log_debug("removed '%s', which this failed start had made", made);
 	if (fd >= 0)
 		close(fd);
 	free(made);
