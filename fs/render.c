@@ -40,6 +40,15 @@ static const char *errno_name(int err)
 	}
 }
 
+static const char *conflict_name(enum txn_conflict c)
+{
+	switch (c) {
+	case TXN_CONFLICT_READ: return "read";
+	case TXN_CONFLICT_PRECONDITION: return "precondition";
+	default: return "write";
+	}
+}
+
 /* o[k] = v, text of the daemon's own (a state, an errno name, a time): always UTF-8. */
 static int json_set_str(json_t *o, const char *k, const char *v)
 {
@@ -120,6 +129,7 @@ char *render_status_json(struct txn_engine *eng, struct txn *tx)
 	if (st.state == TXN_OPEN || st.state == TXN_COMMITTING)
 		json_object_set_new(o, "expires_in_ms", json_integer(st.expires_in_ms));
 	json_object_set_new(o, "timeout_ms", json_integer(st.timeout_ms));
+	json_set_str(o, "isolation", txn_isolation_name(st.isolation));
 	if (st.state == TXN_COMMITTED)
 		json_object_set_new(o, "commit_ts", json_integer(st.commit_ts));
 	if (st.err) {
@@ -127,6 +137,8 @@ char *render_status_json(struct txn_engine *eng, struct txn *tx)
 		json_set_str(o, "message", strerror(-st.err));
 		if (st.err_key)
 			set_name_str(o, "key", st.err_key);
+		if (st.conflict)
+			json_set_str(o, "conflict", conflict_name(st.conflict));
 	}
 	txn_status_release(&st);
 	return json_dump_line(o);

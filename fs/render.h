@@ -20,10 +20,11 @@
 #include "txn.h"
 
 /*
- * {"state","txn","ops","begin_ts","expires_in_ms","timeout_ms","commit_ts","error",
- * "message","key"} (fields that do not apply are left out), one line, newline-terminated,
- * malloc'ed; NULL on out of memory.  An open transaction past its deadline reads
- * "expired" before the reaper has run.
+ * {"state","txn","ops","begin_ts","expires_in_ms","timeout_ms","isolation","commit_ts",
+ * "error","message","key","conflict"} (fields that do not apply are left out), one line,
+ * newline-terminated, malloc'ed; NULL on out of memory.  An open transaction past its
+ * deadline reads "expired" before the reaper has run.  conflict ("write", "read" or
+ * "precondition") says which check of an ESTALE commit failed at key.
  */
 char *render_status_json(struct txn_engine *eng, struct txn *tx);
 /* {"commit_ts","txn","ops","time"}, one line as above; NULL unless tx committed (or on

@@ -80,7 +80,7 @@ static int apply_op(struct txn_engine *eng, struct batch *b, const char *path, s
 	b->a[b->na].v = v;
 	b->na++;
 	*version_out = v->version;
-	return 0;
+	return txn_bump_sub(b, n, ts);
 }
 
 static int ev_add_kind(struct batch *b, struct ev_build *eb, const char *path, size_t len,
@@ -174,7 +174,8 @@ static bool key_above(struct txn_engine *eng, const char *path, size_t len)
  * is no change.  Namespaces and agents are no state: nothing happens there.
  */
 static int apply_dir(struct txn_engine *eng, struct batch *b, struct ev_build *eb,
-		     const char *path, size_t len, bool make, bool strict, int64_t time_ns)
+		     const char *path, size_t len, bool make, bool strict, int64_t ts,
+		     int64_t time_ns)
 {
 	struct node *n = make ? txn_node_find_or_create(eng, path, len)
 			      : txn_node_find(eng, path, len);
@@ -189,7 +190,7 @@ static int apply_dir(struct txn_engine *eng, struct batch *b, struct ev_build *e
 		return strict ? (make ? -EEXIST : -ENOENT) : 0;
 	if (!make && n->head_desc > 0)
 		return -ENOTEMPTY;
-	if (ARRAY_GROW(b->dc, b->ndc + 1, b->cap_dc))
+	if (ARRAY_GROW(b->dc, b->ndc + 1, b->cap_dc) || txn_bump_sub(b, n, ts))
 		return -ENOMEM;
 	txn_node_set_dir(n, true, make);
 	b->dc[b->ndc++] = (struct dir_change){ n, make, time_ns };
@@ -216,7 +217,8 @@ static int apply_staged(struct txn_engine *eng, struct batch *b, struct ev_build
 	int err;
 
 	if (s->kind == ST_DIR || s->kind == ST_RMDIR)
-		return apply_dir(eng, b, eb, s->path, s->len, s->kind == ST_DIR, false, time_ns);
+		return apply_dir(eng, b, eb, s->path, s->len, s->kind == ST_DIR, false, ts,
+				 time_ns);
 	if (!s->value)
 		return key_delete(eng, b, eb, s->path, s->len, ts, time_ns);
 	err = apply_op(eng, b, s->path, s->len, s->value, ts, time_ns, &version);
@@ -248,18 +250,11 @@ int txn_apply_tx(struct txn_engine *eng, struct batch *b, struct txn_commit_req 
 	HASH_ITER(hh, tx->staged, s, tmp)
 		ops[n++] = s;
 	qsort(ops, n, sizeof(*ops), staged_cmp);
-	/* First committer wins: any key written since our snapshot is a conflict. */
-	for (size_t i = 0; i < n; i++) {
-		struct node *nd = txn_node_find(eng, ops[i]->path, ops[i]->len);
-
-		if (ops[i]->kind != ST_PUT && ops[i]->kind != ST_DELETE)
-			continue;
-		if (nd && nd->versions && nd->versions->commit_ts > tx->begin_ts) {
-			err = -ESTALE;
-			txn_fail_locked(tx, err, ops[i]->path, ops[i]->len);
-			goto unlock;
-		}
-	}
+	/* Preconditions, write conflicts (first committer wins) and, serializable, what
+	 * the view read: all against the head, before anything of tx applies. */
+	err = txn_check_commit_locked(eng, tx, ops, n);
+	if (err)
+		goto unlock;
 	for (size_t i = 0; i < n; i++) {
 		err = apply_staged(eng, b, eb, ops[i], ts, time_ns);
 		if (err) {
@@ -268,6 +263,7 @@ int txn_apply_tx(struct txn_engine *eng, struct batch *b, struct txn_commit_req 
 			if (err == -ENOENT || err == -ENOTEMPTY)
 				err = -ESTALE;
 			txn_fail_locked(tx, err, ops[i]->path, ops[i]->len);
+			tx->conflict = TXN_CONFLICT_WRITE;
 			goto unlock;
 		}
 	}
@@ -309,14 +305,14 @@ static int collect_head(struct node *n, bool dirs, struct dirents *out)
  * children first, then made parents first. */
 static int move_dirs(struct txn_engine *eng, struct batch *b, struct ev_build *eb,
 		     struct node *src, const char *sp, size_t sl, const char *dp, size_t dl,
-		     int64_t time_ns)
+		     int64_t ts, int64_t time_ns)
 {
 	struct dirents dirs = DIRENTS_INIT;
 	int err = collect_head(src, true, &dirs);
 
 	for (size_t i = dirs.n; i-- > 0 && !err;)
 		err = apply_dir(eng, b, eb, dirs.v[i].name, strlen(dirs.v[i].name), false, false,
-				time_ns);
+				ts, time_ns);
 	for (size_t i = 0; i < dirs.n && !err; i++) {
 		const char *p = dirs.v[i].name;
 		size_t pl = strlen(p), nl;
@@ -324,7 +320,7 @@ static int move_dirs(struct txn_engine *eng, struct batch *b, struct ev_build *e
 
 		err = np ? txn_path_check(np, nl) : -ENOMEM;
 		if (!err)
-			err = apply_dir(eng, b, eb, np, nl, true, false, time_ns);
+			err = apply_dir(eng, b, eb, np, nl, true, false, ts, time_ns);
 		free(np);
 	}
 	dirents_release(&dirs);
@@ -529,7 +525,7 @@ static int apply_rename_dir(struct txn_engine *eng, struct batch *b, struct txn_
 	}
 	dirents_release(&keys);
 	if (!err)
-		err = move_dirs(eng, b, eb, src, req->path, len, req->path2, dlen, time_ns);
+		err = move_dirs(eng, b, eb, src, req->path, len, req->path2, dlen, ts, time_ns);
 	if (!err)
 		err = move_attrs(eng, b, eb, src, req->path, len, req->path2, dlen);
 	if (!err && src->explicit_dir && !src->dir_head && txn_path_depth(req->path, len) <= 2 &&
@@ -660,7 +656,7 @@ int txn_apply_auto(struct txn_engine *eng, struct batch *b, struct txn_commit_re
 		return apply_exchange(eng, b, req, ts, time_ns, eb);
 	if (req->kind == TXN_AUTO_MKDIR || req->kind == TXN_AUTO_RMDIR)
 		return apply_dir(eng, b, eb, req->path, len, req->kind == TXN_AUTO_MKDIR, true,
-				 time_ns);
+				 ts, time_ns);
 	return apply_rename(eng, b, req, ts, time_ns, eb);
 }
 

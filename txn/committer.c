@@ -137,6 +137,7 @@ int txn_commit_tx(struct txn_engine *eng, struct txn *tx, const char *note_name,
 		req->tx = txn_ref(tx);
 		tx->state = TXN_COMMITTING;
 		tx->err = 0;
+		tx->conflict = TXN_CONFLICT_NONE;
 	}
 	pthread_mutex_unlock(&tx->lock);
 	pthread_mutex_unlock(&eng->table_lock);
@@ -221,12 +222,13 @@ static int64_t pinned_min_locked(struct txn_engine *eng, int64_t upto)
 
 /* Where a batch stood before a request, to take the request back when it fails. */
 struct batch_mark {
-	size_t na, np, nac, ndc;
+	size_t na, np, nac, ndc, nsu;
 	uint64_t n_put, n_del;
 };
 
 static void batch_rewind(struct batch *b, const struct batch_mark *m)
 {
+	txn_batch_undo_sub(b, m->nsu);
 	txn_batch_undo_dirs(b, m->ndc);
 	txn_batch_undo(b, m->na);
 	txn_batch_drop_attrs(b, m->nac);
@@ -244,7 +246,7 @@ static void batch_rewind(struct batch *b, const struct batch_mark *m)
 static void batch_apply_one(struct txn_engine *eng, struct batch *b, struct txn_commit_req *r,
 			    int64_t time_ns)
 {
-	struct batch_mark m = { b->na, b->np, b->nac, b->ndc, b->n_put, b->n_del };
+	struct batch_mark m = { b->na, b->np, b->nac, b->ndc, b->nsu, b->n_put, b->n_del };
 	struct ev_build eb = { 0 };
 	int64_t ts = eng->head_ts + 1;
 	int err = ARRAY_GROW(b->ev, b->nev + 1, b->cap_ev);
@@ -346,6 +348,7 @@ static void batch_settle(struct txn_engine *eng, struct batch *b, struct txn_com
 	pthread_rwlock_wrlock(&eng->tree_lock);
 	pthread_mutex_lock(&eng->table_lock);
 	if (serr) {
+		txn_batch_undo_sub(b, 0);
 		txn_batch_undo_dirs(b, 0);
 		txn_batch_undo(b, 0);
 		eng->head_ts = eng->published_ts;
@@ -468,6 +471,7 @@ static void run_batch(struct txn_engine *eng, struct txn_commit_req *list)
 	txn_batch_drop_attrs(&b, 0); /* applied ones were handed over; this frees the rest */
 	free(b.ac);
 	free(b.dc);
+	free(b.su);
 	complete(eng, list, &b);
 	free(b.paths);
 }

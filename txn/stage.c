@@ -64,6 +64,7 @@ static int staged_set(struct txn *tx, const char *path, size_t len, enum staged_
 	}
 	s->charge = charge;
 	s->kind = kind;
+	tx->touched = true; /* the isolation is fixed from the first op on */
 	s->value = value;
 	s->time_ns = clock_now_ns(CLOCK_REALTIME);
 	if (is_key_op(kind))

@@ -75,6 +75,7 @@ void txn_staged_free_all(struct txn *tx)
 	}
 	tx->n_ops = 0;
 	tx->n_deletes = 0;
+	txn_readset_free_locked(tx);
 }
 
 /* Free a note that is out of tx's notes, giving back its charge. */
@@ -165,6 +166,8 @@ int txn_status(struct txn *tx, struct txn_status *out)
 		out->commit_time_ns = tx->commit_time_ns;
 	}
 	out->err = tx->err;
+	out->isolation = tx->isolation;
+	out->conflict = tx->err == -ESTALE ? tx->conflict : TXN_CONFLICT_NONE;
 	if (tx->err && tx->err_key && !(out->err_key = strdup(tx->err_key)))
 		err = -ENOMEM;
 	pthread_mutex_unlock(&tx->lock);
@@ -281,6 +284,7 @@ int txn_begin(struct txn_engine *eng, const char *name, size_t len, uint32_t uid
 	tx->gid = gid;
 	tx->state = TXN_OPEN;
 	tx->timeout_ms = eng->opt.txn_timeout_ms;
+	tx->isolation = eng->opt.isolation;
 	tx->begin_mono_ns = clock_now_ns(CLOCK_MONOTONIC);
 
 	/* Tree lock first (rank 1): begin_ts must not move while the snapshot is pinned. */

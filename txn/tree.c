@@ -476,8 +476,12 @@ int txn_stat(struct txn_engine *eng, struct txn *tx, const char *path, size_t le
 	if (tx)
 		pthread_mutex_lock(&tx->lock);
 	err = txn_view_resolve(eng, tx, path, len, out, NULL);
-	if (tx)
+	if (tx) {
+		int rerr = txn_read_record_locked(tx, path, len, err, out, false);
+
+		err = rerr ? rerr : err;
 		pthread_mutex_unlock(&tx->lock);
+	}
 	pthread_rwlock_unlock(&eng->tree_lock);
 	return err;
 }
@@ -493,8 +497,16 @@ int txn_read(struct txn_engine *eng, struct txn *tx, const char *path, size_t le
 	if (tx)
 		pthread_mutex_lock(&tx->lock);
 	err = txn_view_resolve(eng, tx, path, len, &e, out);
-	if (tx)
+	if (tx) {
+		int rerr = txn_read_record_locked(tx, path, len, err, &e, false);
+
+		if (rerr) {
+			blob_unref(*out);
+			*out = NULL;
+			err = rerr;
+		}
 		pthread_mutex_unlock(&tx->lock);
+	}
 	pthread_rwlock_unlock(&eng->tree_lock);
 	if (!err && e.type != TXN_FILE)
 		err = -EISDIR;
@@ -568,8 +580,11 @@ int txn_list(struct txn_engine *eng, struct txn *tx, const char *path, size_t le
 		}
 	}
 unlock:
-	if (tx)
+	if (tx) {
+		if (!err)
+			err = txn_read_record_locked(tx, path, len, 0, &e, true);
 		pthread_mutex_unlock(&tx->lock);
+	}
 	pthread_rwlock_unlock(&eng->tree_lock);
 	return dirents_take(&ds, err, out, n);
 }

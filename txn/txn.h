@@ -37,6 +37,14 @@
 struct txn_engine;
 struct txn;
 
+/* How much a transaction's commit checks (txn_set_isolation()). */
+enum txn_isolation {
+	TXN_ISO_SNAPSHOT = 0, /* only what it writes: first committer wins (write skew is
+			       * possible) */
+	TXN_ISO_SERIALIZABLE, /* also what its view read: keys read or stat'ed, the
+			       * absence of keys looked for, directories listed */
+};
+
 struct txn_options {
 	int64_t txn_timeout_ms;   /* default timeout of a transaction */
 	unsigned max_open_txns;   /* transactions open at once */
@@ -60,6 +68,7 @@ struct txn_options {
 	uint32_t owner_uid, owner_gid; /* owner of namespaces that have none of their own */
 	const char *store_uri;      /* the store (store_open() in store.h lists the URIs);
 				     * NULL: the default, SQLite in datadir */
+	enum txn_isolation isolation; /* of a transaction at begin (TXN_ISO_SNAPSHOT) */
 };
 
 /* What a path is in a view. */
@@ -384,6 +393,82 @@ int txn_writable(struct txn *tx);
 /* -EBUSY once an operation is staged; -EINVAL out of range (1..max_txn_timeout_ms). */
 int txn_set_timeout(struct txn_engine *eng, struct txn *tx, int64_t timeout_ms);
 
+/* ---- isolation, preconditions and the read set (readset.c) ---------------------------- */
+
+/*
+ * Isolation.  A snapshot transaction's commit checks only what it writes: two that read
+ * the same keys and each write another both commit (write skew).  A serializable one
+ * also records what its view read and its commit fails with -ESTALE
+ * (TXN_CONFLICT_READ, .status naming the key) when any of it was committed by another
+ * transaction after it began:
+ *  - a key read (txn_read()) or stat'ed (txn_stat()) at depth 3 or more, or the
+ *    absence of one (-ENOENT there): a change of that key, or anything below its path;
+ *  - a directory listed (txn_list()): any change at or below it (a prefix range).
+ * Reads of paths it staged itself (a put or delete) are not recorded: its own writes are
+ * checked as writes.  Namespaces and agents stat'ed as directories are not recorded.  A
+ * recorded read is charged to the transaction's bytes (its path), so a read can fail
+ * with -EDQUOT past max_txn_bytes (nothing is served that is not recorded).
+ */
+/* "snapshot" or "serializable", with an optional trailing newline: 0 or -EINVAL. */
+int txn_isolation_parse(const char *s, size_t len, enum txn_isolation *out);
+const char *txn_isolation_name(enum txn_isolation iso);
+/* Set tx's isolation: -EBUSY once tx staged an operation or read from its view (a read
+ * the serializable mode would record), whatever the level asked; else as
+ * txn_writable(). */
+int txn_set_isolation(struct txn *tx, enum txn_isolation iso);
+enum txn_isolation txn_get_isolation(struct txn *tx);
+
+/*
+ * Preconditions (.tx/NAME/.expect/<ns>/<agent>/<key>): checked at commit against the
+ * committed state, under the same lock and at the same point as the write conflicts; one
+ * that does not hold fails the commit with -ESTALE (TXN_CONFLICT_PRECONDITION) naming
+ * its key.  A transaction with preconditions and no ops is a check: it commits empty.
+ */
+enum txn_expect_kind {
+	TXN_EXPECT_VERSION = 1, /* the key exists at exactly this version */
+	TXN_EXPECT_ABSENT,      /* the key does not exist ("0" or "absent") */
+	TXN_EXPECT_PRESENT,     /* the key exists, at any version */
+};
+struct txn_expect {
+	enum txn_expect_kind kind;
+	int64_t version; /* TXN_EXPECT_VERSION: >= 1 */
+};
+/*
+ * The content of an .expect file: a decimal version ("0": absent), "absent" or
+ * "present", with an optional trailing newline.  0, or -EINVAL.  With partial, the
+ * bytes so far of a write not finished: 0 when more bytes could still make them
+ * valid (out is then not set unless they are valid already), -EINVAL when none can.
+ */
+int txn_expect_parse(const void *buf, size_t len, bool partial, struct txn_expect *out);
+/* The content an .expect file reads back: "7\n", "absent\n" or "present\n". */
+int txn_expect_format(const struct txn_expect *e, char *buf, size_t cap);
+/* Set (replace) the precondition on key path (depth >= 3): -EINVAL for a path that is
+ * no key, -EDQUOT past the byte limits (its path is charged), or txn_writable()'s
+ * errors. */
+int txn_expect_set(struct txn *tx, const char *path, size_t len, const struct txn_expect *e);
+/* -ENOENT when there is none. */
+int txn_expect_get(struct txn *tx, const char *path, size_t len, struct txn_expect *out);
+/* rm of an .expect file: -ENOENT when there is none. */
+int txn_expect_remove(struct txn *tx, const char *path, size_t len);
+/*
+ * What path is below .expect: TXN_FILE when a precondition is set there; TXN_DIR for
+ * "" (.expect itself), a namespace or agent (any valid name, as in the live tree), a
+ * directory made there with txn_expect_mkdir(), the parent of a precondition, or a
+ * directory of tx's view; else -ENOENT.
+ */
+int txn_expect_stat(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+		    enum txn_type *type);
+/* The entries directly below directory path of .expect: preconditions and directories
+ * holding them or made there.  Free with dirents_free(). */
+int txn_expect_list(struct txn *tx, const char *path, size_t len, struct dirent_entry **out,
+		    size_t *n);
+/* mkdir below .expect (depth >= 3): a place to write preconditions on keys in a
+ * directory that does not exist yet.  -EEXIST when path is one already. */
+int txn_expect_mkdir(struct txn_engine *eng, struct txn *tx, const char *path, size_t len);
+/* rmdir below .expect: -ENOTEMPTY while preconditions are set below path; 0 (the
+ * directory made there goes, if one was). */
+int txn_expect_rmdir(struct txn *tx, const char *path, size_t len);
+
 /* Note files at the top of the transaction directory (.commit.pending is one). */
 int txn_note_put(struct txn *tx, const char *name, struct blob *content);
 int txn_note_get(struct txn *tx, const char *name, struct blob **out);
@@ -489,6 +574,16 @@ int txn_events(struct txn_engine *eng, const char *filter, size_t filter_len,
 
 /* ---- what a transaction is, for .status and .commit ---------------------------------- */
 
+/* Why a commit failed with -ESTALE (.status names the key): */
+enum txn_conflict {
+	TXN_CONFLICT_NONE = 0,
+	TXN_CONFLICT_WRITE,        /* a key it writes was committed since it began (or a
+				    * shape clash with such a commit) */
+	TXN_CONFLICT_READ,         /* serializable: something its view read was committed
+				    * since it began */
+	TXN_CONFLICT_PRECONDITION, /* a precondition (.expect) did not hold at commit */
+};
+
 struct txn_status {
 	enum txn_state state;
 	bool deadline_passed;  /* TXN_OPEN, but past its deadline: the reaper has not run
@@ -502,6 +597,8 @@ struct txn_status {
 	int64_t commit_time_ns;
 	int err;               /* the last failure (negative errno), or 0 */
 	char *err_key;         /* the key that failed, or NULL; owned by out */
+	enum txn_isolation isolation;
+	enum txn_conflict conflict; /* err -ESTALE: what did not hold at err_key */
 };
 /* A consistent copy of tx's state: 0, or -ENOMEM.  Release with txn_status_release(). */
 int txn_status(struct txn *tx, struct txn_status *out);

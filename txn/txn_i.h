@@ -44,6 +44,12 @@
  *     after the log holding its commits was synced (txn_engine_snapshot(),
  *     txn_recover_mark()), so a log found behind the newest snapshot or mark lost
  *     acknowledged commits, and is refused (txn_recover_open_store(), txn_recover()).
+ * 10. sub_ts of a node is at least the commit_ts of every version or explicit directory
+ *     made or removed at or below it at the head since the engine opened (txn_bump_sub()
+ *     from apply_op() and apply_dir() in commit.c, taken back with the request or the
+ *     batch that failed), so a prefix range's changes since a transaction began are one
+ *     comparison (txn_check_commit_locked() in readset.c).  Changes replayed at open are
+ *     older than every transaction, which begins at published_ts: 0 is a bound for them.
  *
  * Locks, in rank order (take a lower rank before a higher one; a leaf lock is never
  * held while another is taken):
@@ -91,6 +97,7 @@ struct node {
 	int64_t entries_ns; /* when its entries last changed (invariant 8) */
 	struct dattr *attr; /* namespace or agent: recorded owner and mode; a key: its own
 			     * mode (uid and gid unused); NULL: none (published state) */
+	int64_t sub_ts;     /* newest change at or below it at the head (invariant 10) */
 };
 
 struct dattr {
@@ -107,6 +114,23 @@ struct staged {
 	struct blob *value;
 	size_t charge;     /* bytes charged for it (txn_charge_locked()): path and value */
 	int64_t time_ns;   /* when it was staged: a staged file's times until the commit */
+	UT_hash_handle hh;
+};
+
+/* A read of a serializable transaction's view (readset.c): a key's path, or a directory
+ * listed (the prefix range of everything below it). */
+struct readrec {
+	char *path;
+	size_t len;
+	UT_hash_handle hh;
+};
+
+/* A precondition below .expect, or a directory made there (dir: no condition). */
+struct expectrec {
+	char *path;
+	size_t len;
+	bool dir;
+	struct txn_expect e;
 	UT_hash_handle hh;
 };
 
@@ -161,6 +185,12 @@ struct txn {
 	int64_t commit_ts;
 	int64_t commit_time_ns;
 	size_t committed_ops;
+	enum txn_isolation isolation;
+	enum txn_conflict conflict; /* with err -ESTALE: which check failed */
+	bool touched;               /* staged or read something: isolation is fixed */
+	struct readrec *reads;      /* serializable: keys (and absences) read */
+	struct readrec *ranges;     /* serializable: directories listed */
+	struct expectrec *expects;  /* preconditions and the directories of .expect */
 };
 
 struct txn_engine {
@@ -253,6 +283,12 @@ struct dir_change {
 	int64_t time_ns;
 };
 
+/* A node's sub_ts before a request raised it (invariant 10). */
+struct sub_undo {
+	struct node *node;
+	int64_t old;
+};
+
 struct batch {
 	struct applied *a;
 	size_t na, cap_a;
@@ -264,6 +300,8 @@ struct batch {
 	size_t nac, cap_ac;
 	struct dir_change *dc; /* directories made or removed, applied at the head */
 	size_t ndc, cap_dc;
+	struct sub_undo *su;   /* sub_ts raised, to take back (invariant 10) */
+	size_t nsu, cap_su;
 	uint64_t n_put, n_del; /* ops of the requests that applied */
 };
 
@@ -357,6 +395,26 @@ void txn_batch_undo(struct batch *b, size_t mark);
 void txn_batch_drop_attrs(struct batch *b, size_t mark);
 /* Take back directory changes from index mark on, newest first. */
 void txn_batch_undo_dirs(struct batch *b, size_t mark);
+
+/* ---- readset.c: isolation, preconditions, the read set -------------------------------- */
+
+/* Raise sub_ts of n and its ancestors to ts, logged in b (invariant 10): 0 or -ENOMEM. */
+int txn_bump_sub(struct batch *b, struct node *n, int64_t ts);
+/* Take back the sub_ts raised from index mark on, newest first. */
+void txn_batch_undo_sub(struct batch *b, size_t mark);
+/* A read of tx's view answered err (and e): record it as the isolation asks.  0, or
+ * -EDQUOT / -ENOMEM when it could not be recorded (the read must fail then).  tx->lock
+ * held; list: a directory listed. */
+int txn_read_record_locked(struct txn *tx, const char *path, size_t len, int err,
+			   const struct txn_entry *e, bool list);
+/* At commit (tree write lock and tx->lock held, at the head, before tx's own ops apply):
+ * the preconditions, then the write conflicts of ops (n sorted staged ops), then, for a
+ * serializable transaction, what its view read.  0, or -ESTALE with tx's failure
+ * recorded (key and conflict kind). */
+int txn_check_commit_locked(struct txn_engine *eng, struct txn *tx, struct staged **ops,
+			    size_t n);
+/* Free the read set and the preconditions (finished, or freed).  tx->lock held. */
+void txn_readset_free_locked(struct txn *tx);
 
 /* ---- threads and recovery ------------------------------------------------------------- */
 
