@@ -23,20 +23,37 @@
  *   "since"                               every commit_ts, by name (EV_SINCE)
  *   ".ns"                                 every namespace, none shadowed (EV_NSES)
  *   "<ns>"  ".ns/<ns>"                    a namespace: its agents' files (EV_NS)
+ *   "<ns>/<agent>[/<p>...]"               where key prefixes' streams are, by name
+ *                                         (EV_PREFIX)
  *   "all.jsonl"  "<ns>/<agent>.jsonl"  ".ns/<ns>/<agent>.jsonl"     a stream (EV_FILE)
- * each also below "since/<ts>/".  A namespace named "since" (at the top only) or
- * "all.jsonl" is shadowed by those names: ".ns/<ns>" reaches every namespace.
+ *   "<ns>/<agent>/<p>[/<p>...].jsonl"     the ops on keys at or below <p>/... (EV_FILE)
+ * each also below "since/<ts>/" and ".ns/".  A namespace named "since" (at the top only)
+ * or "all.jsonl" is shadowed by those names: ".ns/<ns>" reaches every namespace; an
+ * agent (or a prefix component) whose name ends in ".jsonl" is shadowed by the stream of
+ * the name without it.
  */
-enum ev_kind { EV_TOP = 1, EV_SINCE, EV_NSES, EV_NS, EV_FILE };
+enum ev_kind { EV_TOP = 1, EV_SINCE, EV_NSES, EV_NS, EV_PREFIX, EV_FILE };
+
+/* "ns/agent/prefix" and its NUL. */
+#define EV_FILTER_MAX (2 * TXN_NAME_MAX + TXN_KEY_MAX + 3)
 
 struct ev_path {
 	enum ev_kind kind;
 	enum txn_type type;
 	int64_t since;                        /* first commit_ts of the stream */
-	char filter[2 * TXN_NAME_MAX + 2];    /* "ns/agent", or "" for all.jsonl */
+	char filter[EV_FILTER_MAX];           /* "ns/agent[/prefix]", or "" for all.jsonl */
 	const char *ns;                       /* EV_NS: the namespace, in the parsed path */
 	size_t nslen;
 };
+
+/* Bytes of the "ns/agent" that begins a filter (all of it when there is no prefix). */
+static size_t ev_agent_len(const char *filter)
+{
+	const char *slash = strchr(filter, '/');
+
+	slash = slash ? strchr(slash + 1, '/') : NULL;
+	return slash ? (size_t)(slash - filter) : strlen(filter);
+}
 
 /* A place in a stream: the bytes from off on are the lines of the commits after ts. */
 struct ev_mark {
@@ -91,7 +108,7 @@ static bool ev_visible(void *arg, const struct txn_op *op, int64_t commit_ts)
 	struct handle *h = arg;
 	bool key = op->kind == TXN_OP_PUT || op->kind == TXN_OP_DELETE;
 	const char *path = key ? op->path : h->ev_filter;
-	size_t len = key ? op->path_len : strlen(h->ev_filter);
+	size_t len = key ? op->path_len : ev_agent_len(h->ev_filter);
 
 	return txn_may_read_at(h->fs->eng, h->ev_hist, path, len, key, commit_ts,
 			       &h->ev_caller.c) == 0;
@@ -136,7 +153,7 @@ static void ev_size_key(char *key, size_t n, int64_t since, const char *filter)
 static void ev_size_learn(struct fs *fs, int64_t since, const char *filter, int64_t last_ts,
 			  size_t size)
 {
-	char key[2 * TXN_NAME_MAX + 2 + 32];
+	char key[EV_FILTER_MAX + 32];
 	struct evsize *e = NULL;
 
 	ev_size_key(key, sizeof(key), since, filter);
@@ -233,11 +250,27 @@ static int ev_parse_since(const char **p, const char *end, struct ev_path *out, 
 	return 0;
 }
 
-/* "<ns>" or "<ns>/<agent>.jsonl" from p to end (after "since/<ts>/" and ".ns/"). */
+/* Is every component of p..end a valid name? */
+static bool ev_names_ok(const char *p, const char *end)
+{
+	while (p < end) {
+		const char *slash = memchr(p, '/', (size_t)(end - p));
+		const char *e = slash ? slash : end;
+
+		if (txn_check_name(p, (size_t)(e - p)))
+			return false;
+		p = slash ? slash + 1 : end;
+	}
+	return true;
+}
+
+/* "<ns>", "<ns>/<agent>.jsonl", "<ns>/<agent>[/<p>...]" or "<ns>/<agent>/<p>...jsonl"
+ * from p to end (after "since/<ts>/" and ".ns/"). */
 static int ev_parse_ns(const char *p, const char *end, struct ev_path *out)
 {
 	size_t n = (size_t)(end - p);
-	const char *slash = memchr(p, '/', n);
+	const char *slash = memchr(p, '/', n), *agent_end;
+	bool file;
 
 	if (!slash) {
 		if (txn_check_name(p, n))
@@ -247,17 +280,19 @@ static int ev_parse_ns(const char *p, const char *end, struct ev_path *out)
 		out->nslen = n;
 		return 0;
 	}
-	if (memchr(slash + 1, '/', (size_t)(end - slash - 1)) || end - slash - 1 <= 6 ||
-	    memcmp(end - 6, ".jsonl", 6) != 0)
+	agent_end = memchr(slash + 1, '/', (size_t)(end - slash - 1));
+	file = end - slash - 1 > 6 && memcmp(end - 6, ".jsonl", 6) == 0 &&
+	       (!agent_end || end - agent_end - 1 > 6);
+	n = (size_t)(end - p) - (file ? 6 : 0);
+	if (!ev_names_ok(p, p + n))
 		return -ENOENT;
-	n = (size_t)(end - 6 - p);
-	if (txn_check_name(p, (size_t)(slash - p)) ||
-	    txn_check_name(slash + 1, (size_t)(end - 6 - slash - 1)))
-		return -ENOENT;
+	/* The key part (after "ns/agent/") of a prefix is at most a key long. */
+	if (agent_end && (size_t)(p + n - agent_end - 1) > TXN_KEY_MAX)
+		return -ENAMETOOLONG;
 	memcpy(out->filter, p, n);
 	out->filter[n] = '\0';
-	out->kind = EV_FILE;
-	out->type = TXN_FILE;
+	out->kind = file ? EV_FILE : EV_PREFIX;
+	out->type = file ? TXN_FILE : TXN_DIR;
 	return 0;
 }
 
@@ -345,7 +380,7 @@ static void ev_owner(struct fs *fs, const struct iref *r, struct stat *st)
 		st->st_mode = (st->st_mode & S_IFMT) | 0400;
 		return;
 	}
-	fs_owner_of_agent(fs, ep.filter, strlen(ep.filter), 0444, st);
+	fs_owner_of_agent(fs, ep.filter, ev_agent_len(ep.filter), 0444, st);
 }
 
 /* ---- a handle's window on its stream ------------------------------------------------ */
@@ -450,7 +485,11 @@ static int ev_open(struct fs *fs, fuse_req_t req, const struct iref *r,
 	if (h->ev_hist)
 		fs_caller_of(req, &h->ev_caller);
 	/* Nothing is rendered yet: the first read renders its first page. */
-	memcpy(h->ev_filter, ep.filter, sizeof(h->ev_filter));
+	h->ev_filter = strdup(ep.filter);
+	if (!h->ev_filter) {
+		fs_handle_free(h);
+		return -ENOMEM;
+	}
 	h->ev_since = ep.since;
 	h->ev_last_ts = ep.since - 1;
 	h->follow = r->txn_id == 1;
@@ -518,6 +557,7 @@ static int ev_list(struct fs *fs, const struct iref *r, struct handle *h)
 		return ev_list_namespaces(fs, h, false, false);
 	case EV_NS:
 		return ev_list_agents(fs, h, ep.ns, ep.nslen);
+	case EV_PREFIX: /* every key prefix is there by name */
 	case EV_SINCE: /* every commit_ts is there by name */
 	default:
 		return 0;
@@ -763,6 +803,7 @@ void fs_events_stat_for(struct fs *fs, fuse_req_t req, const struct iref *r, str
 
 void fs_events_drop(struct handle *h)
 {
+	free(h->ev_filter);
 	txn_owner_hist_free(h->ev_hist);
 	strbuf_release(&h->ev);
 	free(h->ev_marks);

@@ -46,6 +46,7 @@ enum ikind {
 	IK_HISTIDX, /* .../<ekey>/index.jsonl */
 	IK_HISTSEG, /* .history/ns/agent/<segment>%+[/...]: path is ns/agent/seg[/seg...] */
 	IK_EV,      /* below .events (txn_id 0) or .follow (txn_id 1): path inside */
+	IK_TXEXPECT, /* .tx/NAME/.expect ("") and below: a precondition's key path */
 	IK_COUNT
 };
 
@@ -136,7 +137,7 @@ struct handle {
 	int64_t ev_since;
 	struct ev_mark *ev_marks;
 	size_t ev_nmarks, ev_capmarks;
-	char ev_filter[2 * TXN_NAME_MAX + 2];
+	char *ev_filter; /* "ns/agent[/prefix]", or "" for every op; owned */
 	/* A reader other than root of an agent that ever had an owner record: its ops are
 	 * shown as the past is (txn_may_read_at), per op; then the stream is its own and
 	 * its size is not shared.  NULL: every op. */
@@ -289,6 +290,7 @@ extern const struct fs_area_ops fs_txdir_ops, fs_txroot_ops, fs_txpath_ops, fs_t
 extern const struct fs_area_ops fs_atdir_ops, fs_at_ops, fs_histdir_ops, fs_hist_ops,
 	fs_histseg_ops, fs_histkey_ops, fs_histver_ops, fs_histidx_ops;         /* past.c */
 extern const struct fs_area_ops fs_ev_ops;                                      /* events.c */
+extern const struct fs_area_ops fs_txexpect_ops;                                /* expect.c */
 
 /* ops.c: the one array indexed by kind, replies; attr.c: what the areas compute alike. */
 const struct fs_area_ops *fs_area(enum ikind kind);

@@ -54,6 +54,8 @@ struct config {
 	char *log_level;
 	char *log_dest; /* -o log=: syslog, stderr or an absolute path; NULL: the default */
 	char *store_uri;
+	char *isolation;          /* -o isolation=: of new transactions */
+	enum txn_isolation iso;   /* what it says (snapshot unless given) */
 	int show_help;
 	int show_version;
 	int read_only;
@@ -115,6 +117,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("log_level=%s", log_level),
 	OPT("log=%s", log_dest),
 	OPT("store=%s", store_uri),
+	OPT("isolation=%s", isolation),
 	OPT("-h", show_help),
 	OPT("--help", show_help),
 	OPT("-V", show_version),
@@ -250,6 +253,9 @@ static void usage(FILE *f)
 		"                         (4 * max_txn_bytes; 0: no limit): EDQUOT\n"
 		"  -o txn_linger_ms=N     a committed, expired or failed transaction stays in .tx\n"
 		"                         this long, then goes (600000)\n"
+		"  -o isolation=LEVEL     of new transactions: snapshot (default; write skew can\n"
+		"                         commit) or serializable (what a transaction read must\n"
+		"                         not have changed either); .tx/NAME/.isolation sets one's\n"
 		"  -o fsync=0|1           1: every commit is durable when it returns (default);\n"
 		"                         0: faster, the last commits may be lost on power loss\n"
 		"  -o cache_timeout_s=N   how long the kernel may cache names and attributes of the\n"
@@ -615,6 +621,12 @@ static int read_options(struct fuse_args *args, struct config *conf,
 	}
 	if (!options_in_range(conf))
 		return 2;
+	if (conf->isolation &&
+	    txn_isolation_parse(conf->isolation, strlen(conf->isolation), &conf->iso)) {
+		fprintf(stderr, "statehoused: isolation must be snapshot or serializable, not "
+				"'%s'\n", conf->isolation);
+		return 2;
+	}
 	if (conf->log_dest && strcmp(conf->log_dest, "syslog") && strcmp(conf->log_dest, "stderr") &&
 	    conf->log_dest[0] != '/') {
 		fprintf(stderr, "statehoused: log must be syslog, stderr or an absolute file path, "
@@ -761,6 +773,7 @@ static int open_engine(const char *datadir, const struct config *conf,
 		.owner_uid = (uint32_t)geteuid(),
 		.owner_gid = (uint32_t)getegid(),
 		.store_uri = conf->store_uri,
+		.isolation = conf->iso,
 	};
 
 	if (txn_engine_open(datadir, &topt, eng))
@@ -1008,6 +1021,7 @@ out_parent:
 	free(conf.log_level);
 	free(conf.log_dest);
 	free(conf.store_uri);
+	free(conf.isolation);
 	fuse_opt_free_args(&args);
 	return ret;
 }

@@ -30,7 +30,7 @@ static const struct fs_area_ops *const areas[IK_COUNT] = {
 	[IK_HIST] = &fs_hist_ops,       [IK_HISTKEY] = &fs_histkey_ops,
 	[IK_HISTVER] = &fs_histver_ops, [IK_HISTIDX] = &fs_histidx_ops,
 	[IK_HISTSEG] = &fs_histseg_ops, [IK_EV] = &fs_ev_ops,
-	[IK_BACKUP] = &fs_backup_ops,
+	[IK_BACKUP] = &fs_backup_ops,   [IK_TXEXPECT] = &fs_txexpect_ops,
 };
 
 const struct fs_area_ops *fs_area(enum ikind kind)

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tx.c - transactions as directories: `.tx`, `.tx/NAME` and its view, its notes and
- * control files (.status, .commit, .timeout_ms), and the commit by rename onto
- * .tx/NAME/.commit (fs layer).
+ * control files (.status, .commit, .timeout_ms, .isolation), and the commit by rename
+ * onto .tx/NAME/.commit (fs layer).  Its .expect directory is expect.c's.
  *
  * A transaction directory's view is the live tree as of its begin plus what it staged
  * (the view operations of live.c with a txn); the dot names at its top are its notes
@@ -20,7 +20,17 @@
 /* Is name one of the control files of a transaction directory? */
 bool fs_is_ctl_name(const char *name)
 {
-	return !strcmp(name, ".status") || !strcmp(name, ".commit") || !strcmp(name, ".timeout_ms");
+	return !strcmp(name, ".status") || !strcmp(name, ".commit") ||
+	       !strcmp(name, ".timeout_ms") || !strcmp(name, ".isolation");
+}
+
+/* The directory of a transaction's preconditions (expect.c). */
+#define EXPECT_DIR ".expect"
+
+/* A name at the top of a transaction that is no note: a control file or .expect. */
+static bool reserved_top_name(const char *name)
+{
+	return fs_is_ctl_name(name) || !strcmp(name, EXPECT_DIR);
 }
 
 /* ---- .tx -------------------------------------------------------------------------------- */
@@ -203,7 +213,9 @@ static int txroot_lookup(struct fs *fs, const struct iref *p, const char *name,
 
 	if (!tx)
 		return -ENOENT;
-	if (fs_is_ctl_name(name)) {
+	if (!strcmp(name, EXPECT_DIR)) {
+		err = fs_iref_set(out, IK_TXEXPECT, p->txn_id, TXN_DIR, "", 0);
+	} else if (fs_is_ctl_name(name)) {
 		if (!strcmp(name, ".commit") && txn_get_state(tx) != TXN_COMMITTED)
 			err = -ENOENT;
 		else
@@ -249,6 +261,10 @@ static int txroot_list(struct fs *fs, const struct iref *r, struct handle *h)
 	if (!err)
 		err = fs_dir_add(h, ".timeout_ms", TXN_FILE);
 	if (!err)
+		err = fs_dir_add(h, ".isolation", TXN_FILE);
+	if (!err)
+		err = fs_dir_add(h, EXPECT_DIR, TXN_DIR);
+	if (!err)
 		err = txn_note_list(tx, &d, &n);
 	if (!err)
 		err = fs_dir_add_all(h, d, n);
@@ -270,7 +286,7 @@ static int txroot_create(struct fs *fs, const struct iref *p, const char *name,
 		return err;
 	if (name[0] != '.')
 		return -EISDIR; /* a namespace of the view */
-	if (fs_is_ctl_name(name))
+	if (reserved_top_name(name))
 		return -EEXIST;
 	tx = txn_find_id(fs->eng, p->txn_id);
 	if (!tx)
@@ -301,9 +317,9 @@ static int txroot_unlink(struct fs *fs, fuse_req_t req, const struct iref *p, co
 
 	if (!tx)
 		return -ENOENT;
-	if (fs_is_ctl_name(name)) {
+	if (reserved_top_name(name)) {
 		txn_unref(tx);
-		return -EROFS;
+		return strcmp(name, EXPECT_DIR) ? -EROFS : -EISDIR;
 	}
 	err = txn_note_remove(tx, name);
 	if (err == -ENOENT && txn_writable(tx) == -EROFS)
@@ -316,6 +332,8 @@ static int txroot_unlink(struct fs *fs, fuse_req_t req, const struct iref *p, co
 
 static int txroot_rmdir(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name)
 {
+	if (!strcmp(name, EXPECT_DIR))
+		return -EBUSY; /* a fixed part of the transaction, as .commit.pending is */
 	if (name[0] == '.')
 		return -ENOTDIR;
 	return fs_view_rmdir(fs, req, p, name);
@@ -411,7 +429,7 @@ static bool rename_top(struct fs *fs, fuse_req_t req, const struct iref *p, cons
 		txn_unref(t);
 		return false;
 	}
-	if (fs_is_ctl_name(name) || fs_is_ctl_name(newname))
+	if (reserved_top_name(name) || reserved_top_name(newname))
 		*err = -EROFS;
 	else if (!src_note)
 		*err = -ENOENT;
@@ -520,12 +538,19 @@ const struct fs_area_ops fs_txnote_ops = {
 	.put = tx_put,
 };
 
-static int txctl_stat(struct fs *fs, const struct iref *r, struct stat *st)
+/* The control files a write sets: .timeout_ms and .isolation. */
+static bool txctl_settable(const char *name)
 {
-	return fs_stat_content(fs, r, st, !strcmp(r->path, ".timeout_ms") ? 0644 : 0444);
+	return !strcmp(name, ".timeout_ms") || !strcmp(name, ".isolation");
 }
 
-/* .status, .commit (once committed) and .timeout_ms, rendered from the transaction. */
+static int txctl_stat(struct fs *fs, const struct iref *r, struct stat *st)
+{
+	return fs_stat_content(fs, r, st, txctl_settable(r->path) ? 0644 : 0444);
+}
+
+/* .status, .commit (once committed), .timeout_ms and .isolation, rendered from the
+ * transaction. */
 static int txctl_render(struct fs *fs, struct txn *tx, const char *name, struct blob **out)
 {
 	char num[32];
@@ -542,18 +567,22 @@ static int txctl_render(struct fs *fs, struct txn *tx, const char *name, struct 
 		*out = fs_blob_from_str(s);
 		return *out ? 0 : -ENOMEM;
 	}
-	snprintf(num, sizeof(num), "%" PRId64 "\n", txn_timeout_ms(tx));
+	if (!strcmp(name, ".isolation"))
+		snprintf(num, sizeof(num), "%s\n", txn_isolation_name(txn_get_isolation(tx)));
+	else
+		snprintf(num, sizeof(num), "%" PRId64 "\n", txn_timeout_ms(tx));
 	*out = blob_new(num, strlen(num));
 	return *out ? 0 : -ENOMEM;
 }
 
-/* Only .timeout_ms, and only while the transaction is open (EBUSY while committing). */
+/* Only .timeout_ms and .isolation, and only while the transaction is open (EBUSY while
+ * committing). */
 static int txctl_writable(struct fs *fs, const struct iref *r)
 {
 	struct txn *tx;
 	int err;
 
-	if (strcmp(r->path, ".timeout_ms") != 0)
+	if (!txctl_settable(r->path))
 		return -EROFS;
 	tx = txn_find_id(fs->eng, r->txn_id);
 	if (!tx)
@@ -582,15 +611,25 @@ static int parse_ms(const char *s, size_t n, int64_t *out)
 	return 0;
 }
 
-/* Every write to .timeout_ms sets the timeout at once (h->lock held). */
+/* Every write to .timeout_ms or .isolation sets it at once (h->lock held): EINVAL for
+ * what is no timeout or level, EBUSY once the transaction staged an op (or, for
+ * .isolation, read from its view). */
 static int txctl_written(struct fs *fs, struct handle *h)
 {
 	struct txn *tx = txn_find_id(fs->eng, h->ir.txn_id);
+	enum txn_isolation iso;
 	int64_t ms;
-	int err = tx ? parse_ms(h->buf, h->size, &ms) : -ENOENT;
+	int err = tx ? 0 : -ENOENT;
 
-	if (!err)
-		err = txn_set_timeout(fs->eng, tx, ms);
+	if (!err && !strcmp(h->ir.path, ".isolation")) {
+		err = txn_isolation_parse(h->buf, h->size, &iso);
+		if (!err)
+			err = txn_set_isolation(tx, iso);
+	} else if (!err) {
+		err = parse_ms(h->buf, h->size, &ms);
+		if (!err)
+			err = txn_set_timeout(fs->eng, tx, ms);
+	}
 	txn_unref(tx);
 	h->dirty = false;
 	return err;

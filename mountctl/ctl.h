@@ -24,9 +24,11 @@
  * Exit codes (statehousectl(1), EXIT STATUS): success; a failure (not found, conflict,
  * expired, a refused commit); a usage error; the mount is not answering (its daemon is
  * gone, the path is no statehouse mount, or .health fails), so that a script tells a
- * missing key from a dead daemon.
+ * missing key from a dead daemon; a precondition that did not hold (put --if-version /
+ * --if-absent, rm --if-version).
  */
-enum { CTL_EXIT_OK = 0, CTL_EXIT_FAIL = 1, CTL_EXIT_USAGE = 2, CTL_EXIT_MOUNT = 3 };
+enum { CTL_EXIT_OK = 0, CTL_EXIT_FAIL = 1, CTL_EXIT_USAGE = 2, CTL_EXIT_MOUNT = 3,
+       CTL_EXIT_PRECONDITION = 4 };
 
 /* Limits of the file interface (statehouse(5)); checked before any request is made. */
 #define CTL_NAME_MAX 255
@@ -237,6 +239,24 @@ int ctl_head_ts(const struct ctl *c, int64_t *out);
 /* Open the agent's event stream: .events/<ns>/<agent>.jsonl, or under since/<ts>/, or
  * the .follow twin.  NULL with errno set on failure. */
 FILE *ctl_open_events(const struct ctl *c, const char *agent, int64_t since, bool follow);
+/* The same for the ops on keys at or below prefix (a key path without a trailing slash;
+ * NULL: every op of the agent): .events/<ns>/<agent>/<prefix>.jsonl. */
+FILE *ctl_open_prefix_events(const struct ctl *c, const char *agent, const char *prefix,
+			     int64_t since, bool follow);
+
+/* --- conditional writes (cond.c) -------------------------------------------------------- */
+
+/* The AGENT KEY [VALUE] arguments of put (is_put; max 3) or rm (max 2) with their
+ * --if-version N (and, for put, --if-absent) options, checked, and the mount: -1 to go
+ * on, with *expect the precondition ("7", "0", "absent"; caller frees) or NULL when none
+ * was asked; else the exit status. */
+int ctl_cond_args(struct ctl *c, int argc, char **argv, int max, bool is_put,
+		  const char **agent, const char **key, char **expect);
+/* Write value (NULL: delete) to the key only if expect holds at the commit, in a
+ * transaction of its own: CTL_EXIT_OK, CTL_EXIT_PRECONDITION (it did not hold; said on
+ * stderr), or CTL_EXIT_FAIL after a message. */
+int ctl_cond_commit(const struct ctl *c, const char *agent, const char *key,
+		    const struct strbuf *value, const char *expect);
 /* Print one event line (a commit) for humans, one line per op. */
 void ctl_print_event_human(const struct ctl *c, json_t *ev);
 

@@ -15,19 +15,28 @@
 
 #include "ctl.h"
 
-FILE *ctl_open_events(const struct ctl *c, const char *agent, int64_t since, bool follow)
+FILE *ctl_open_prefix_events(const struct ctl *c, const char *agent, const char *prefix,
+			     int64_t since, bool follow)
 {
 	const char *top = follow ? ".follow" : ".events";
+	/* <agent>/<prefix>.jsonl: the ops at or below the prefix */
+	char *file = prefix ? ctl_xasprintf("%s/%s", agent, prefix) : ctl_xstrdup(agent);
 	/* .ns/<ns>: every namespace, also one named "since" or "all.jsonl" */
 	char *path = since > 0 ? ctl_mpath(c, "%s/since/%lld/.ns/%s/%s.jsonl", top,
-					   (long long)since, c->ns, agent)
-			       : ctl_mpath(c, "%s/.ns/%s/%s.jsonl", top, c->ns, agent);
+					   (long long)since, c->ns, file)
+			       : ctl_mpath(c, "%s/.ns/%s/%s.jsonl", top, c->ns, file);
 	FILE *f = fopen(path, "re");
 	int err = errno;
 
 	free(path);
+	free(file);
 	errno = err;
 	return f;
+}
+
+FILE *ctl_open_events(const struct ctl *c, const char *agent, int64_t since, bool follow)
+{
+	return ctl_open_prefix_events(c, agent, NULL, since, follow);
 }
 
 /* One op: put and delete name a key and its version; attr (an owner or mode change of
@@ -307,26 +316,39 @@ int ctl_cmd_replay(struct ctl *c, int argc, char **argv)
 /* --- tail --------------------------------------------------------------------------- */
 
 /* tail's options and arguments, checked, and the mount: -1 to go on, else the exit
- * status. */
+ * status.  *prefix is --prefix without trailing slashes (caller frees), or NULL. */
 static int tail_args(struct ctl *c, int argc, char **argv, int64_t *n, bool *follow,
-		     bool *no_wait)
+		     bool *no_wait, char **prefix)
 {
-	enum { OPT_NO_WAIT = 2000 };
+	enum { OPT_NO_WAIT = 2000, OPT_PREFIX };
 	static const struct option lo[] = { { "lines", required_argument, NULL, 'n' },
 					    { "follow", no_argument, NULL, 'f' },
 					    { "no-wait", no_argument, NULL, OPT_NO_WAIT },
+					    { "prefix", required_argument, NULL, OPT_PREFIX },
 					    { 0 } };
+	const char *why;
+	size_t len;
 	int opt, stop, rc;
 
 	while ((opt = ctl_getopt(c, argc, argv, "n:f", lo, &stop)) != -1) {
 		if (opt == -2)
 			return stop;
-		if (opt == 'f')
+		if (opt == 'f') {
 			*follow = true;
-		else if (opt == OPT_NO_WAIT)
+		} else if (opt == OPT_NO_WAIT) {
 			*no_wait = true;
-		else if (!ctl_parse_count(optarg, n) || *n > 1000000)
+		} else if (opt == OPT_PREFIX) {
+			free(*prefix);
+			*prefix = ctl_xstrdup(optarg);
+			len = strlen(*prefix);
+			while (len > 1 && (*prefix)[len - 1] == '/')
+				(*prefix)[--len] = '\0';
+			why = ctl_check_key(*prefix);
+			if (why)
+				return ctl_usage(c, "invalid --prefix '%s': %s", optarg, why);
+		} else if (!ctl_parse_count(optarg, n) || *n > 1000000) {
 			return ctl_usage(c, "malformed -n '%s' (a number of commits)", optarg);
+		}
 	}
 	rc = agent_args(c, argc, argv);
 	return rc ? rc : -1;
@@ -416,13 +438,15 @@ static void wait_for_mount(const struct ctl *c)
  * wait for it to come back and go on after the last commit printed, so none is missed or
  * printed twice; with no_wait exit CTL_EXIT_MOUNT instead.  Returns an exit code.
  */
-static int tail_follow(const struct ctl *c, const char *agent, int64_t last_ts, bool no_wait)
+static int tail_follow(const struct ctl *c, const char *agent, const char *prefix,
+		       int64_t last_ts, bool no_wait)
 {
 	bool waited = false;
 
 	for (;;) {
 		/* Everything up to last_ts is printed; the .follow file starts right after it. */
-		struct ev_reader r = { .f = ctl_open_events(c, agent, last_ts + 1, true),
+		struct ev_reader r = { .f = ctl_open_prefix_events(c, agent, prefix, last_ts + 1,
+								   true),
 				       .what = "the agent's follow file" };
 		json_t *ev;
 		int rc = CTL_EXIT_OK, err;
@@ -467,16 +491,22 @@ int ctl_cmd_tail(struct ctl *c, int argc, char **argv)
 	struct tail_ring ring = { 0 };
 	int64_t n = 10, last_ts = 0, lines = 0;
 	bool follow = false, no_wait = false;
+	char *prefix = NULL;
 	const char *agent;
 	FILE *f;
-	int rc = tail_args(c, argc, argv, &n, &follow, &no_wait);
+	int rc = tail_args(c, argc, argv, &n, &follow, &no_wait, &prefix);
 
-	if (rc >= 0)
+	if (rc >= 0) {
+		free(prefix);
 		return rc;
+	}
 	agent = argv[optind];
-	f = ctl_open_events(c, agent, 0, false);
-	if (!f)
-		return ctl_fail(errno, "cannot open the events of agent '%s'", agent);
+	f = ctl_open_prefix_events(c, agent, prefix, 0, false);
+	if (!f) {
+		rc = ctl_fail(errno, "cannot open the events of agent '%s'", agent);
+		free(prefix);
+		return rc;
+	}
 	if (n) {
 		ring.n = (size_t)n;
 		ring.v = ctl_xmalloc(ring.n * sizeof(*ring.v));
@@ -492,9 +522,10 @@ int ctl_cmd_tail(struct ctl *c, int argc, char **argv)
 		free(ring.v[i]);
 	free(ring.v);
 	rc = ctl_finish_stdout(rc);
-	if (rc || !follow)
-		return rc;
-	return tail_follow(c, agent, last_ts, no_wait);
+	if (!rc && follow)
+		rc = tail_follow(c, agent, prefix, last_ts, no_wait);
+	free(prefix);
+	return rc;
 }
 
 /* --- inspect ------------------------------------------------------------------------ */

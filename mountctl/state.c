@@ -360,8 +360,8 @@ int ctl_cmd_put(struct ctl *c, int argc, char **argv)
 {
 	struct strbuf value = { 0 };
 	const char *agent, *key;
-	char *path;
-	int rc = agent_key_args(c, argc, argv, 3, &agent, &key), fd, err;
+	char *path = NULL, *expect = NULL;
+	int rc = ctl_cond_args(c, argc, argv, 3, true, &agent, &key, &expect), fd, err;
 
 	if (rc >= 0)
 		return rc;
@@ -374,6 +374,10 @@ int ctl_cmd_put(struct ctl *c, int argc, char **argv)
 			strbuf_release(&value);
 			return ctl_fail(-err, "cannot read the value from standard input");
 		}
+	}
+	if (expect) {
+		rc = ctl_cond_commit(c, agent, key, &value, expect);
+		goto out;
 	}
 	path = ctl_mpath(c, "%s/%s/%s", c->ns, agent, key);
 	err = make_key_dirs(path, strlen(path) - strlen(key));
@@ -392,6 +396,7 @@ int ctl_cmd_put(struct ctl *c, int argc, char **argv)
 		err = -errno;
 	rc = err ? key_error(c, -err, "write", agent, key) : CTL_EXIT_OK;
 out:
+	free(expect);
 	free(path);
 	strbuf_release(&value);
 	return rc;
@@ -400,11 +405,16 @@ out:
 int ctl_cmd_rm(struct ctl *c, int argc, char **argv)
 {
 	const char *agent, *key;
-	char *path;
-	int rc = agent_key_args(c, argc, argv, 2, &agent, &key);
+	char *path, *expect = NULL;
+	int rc = ctl_cond_args(c, argc, argv, 2, false, &agent, &key, &expect);
 
 	if (rc >= 0)
 		return rc;
+	if (expect) {
+		rc = ctl_cond_commit(c, agent, key, NULL, expect);
+		free(expect);
+		return rc;
+	}
 	path = ctl_mpath(c, "%s/%s/%s", c->ns, agent, key);
 	rc = unlink(path) == 0 ? CTL_EXIT_OK : key_error(c, errno, "delete", agent, key);
 	free(path);

@@ -270,6 +270,8 @@ struct ev_walk {
 	void *arg;
 	struct txn_op *ops;
 	size_t cap;
+	const char *prefix;  /* "ns/agent/p...": only the ops at or below it */
+	size_t prefix_len;   /* 0: every op the store delivers */
 };
 
 static enum txn_op_kind op_kind(enum store_op_kind k)
@@ -289,16 +291,28 @@ static enum txn_op_kind op_kind(enum store_op_kind k)
 	BUG("operation of unknown kind %d in the log", (int)k);
 }
 
+/* Is op at the prefix path of w, or below it (every op when there is no prefix)? */
+static bool op_under_prefix(const struct ev_walk *w, const struct store_op *op)
+{
+	if (!w->prefix_len)
+		return true;
+	return (op->path_len == w->prefix_len && !memcmp(op->path, w->prefix, w->prefix_len)) ||
+	       txn_path_is_under(op->path, op->path_len, w->prefix, w->prefix_len);
+}
+
 static int event_one(void *arg, const struct store_event *ev)
 {
 	struct ev_walk *w = arg;
+	size_t n = 0;
 
 	if (ARRAY_GROW(w->ops, ev->n_ops, w->cap))
 		return -ENOMEM;
 	for (size_t i = 0; i < ev->n_ops; i++) {
 		const struct store_op *op = &ev->ops[i];
 
-		w->ops[i] = (struct txn_op){
+		if (!op_under_prefix(w, op))
+			continue;
+		w->ops[n++] = (struct txn_op){
 			.path = op->path,
 			.path_len = op->path_len,
 			.kind = op_kind(op->kind),
@@ -307,6 +321,8 @@ static int event_one(void *arg, const struct store_event *ev)
 			.value_len = op->value_len,
 		};
 	}
+	if (w->prefix_len && n == 0)
+		return 0; /* nothing of it is below the prefix: no event of this stream */
 	return w->fn(w->arg, &(struct txn_event){
 		.commit_ts = ev->commit_ts,
 		.time_ns = ev->time_ns,
@@ -314,7 +330,7 @@ static int event_one(void *arg, const struct store_event *ev)
 		.note = ev->note,
 		.note_len = ev->note_len,
 		.ops = w->ops,
-		.n_ops = ev->n_ops,
+		.n_ops = n,
 	});
 }
 
@@ -322,16 +338,26 @@ int txn_events(struct txn_engine *eng, const char *filter, size_t filter_len,
 	       int64_t from_ts, int64_t to_ts, txn_event_fn fn, void *arg)
 {
 	struct ev_walk w = { .fn = fn, .arg = arg };
+	size_t agent_len = filter_len;
 	int err;
 
 	if (filter && filter_len) {
 		err = txn_path_check(filter, filter_len);
-		if (!err && txn_path_depth(filter, filter_len) != 2)
+		if (!err && txn_path_depth(filter, filter_len) < 2)
 			err = -EINVAL;
 		if (err)
 			return err;
+		if (txn_path_depth(filter, filter_len) > 2) {
+			/* The store selects the agent; the prefix is chosen here, op by op. */
+			const char *slash = memchr(filter, '/', filter_len);
+
+			slash = memchr(slash + 1, '/', filter_len - (size_t)(slash + 1 - filter));
+			agent_len = (size_t)(slash - filter);
+			w.prefix = filter;
+			w.prefix_len = filter_len;
+		}
 	}
-	err = store_events(eng->store, from_ts, to_ts, filter_len ? filter : NULL, filter_len,
+	err = store_events(eng->store, from_ts, to_ts, filter_len ? filter : NULL, agent_len,
 			   event_one, &w);
 	free(w.ops);
 	return err;

@@ -566,8 +566,11 @@ typedef int (*txn_event_fn)(void *arg, const struct txn_event *ev);
 /*
  * Every committed transaction with from_ts <= commit_ts <= to_ts, in commit order, to
  * fn.  With a filter "ns/agent" (filter_len > 0) only transactions that touched that
- * agent, with only its ops; -EINVAL for a filter that is not a valid "ns/agent".
- * Store errors (-EIO, -ENOMEM) may come after some events were delivered.
+ * agent, with only its ops; with "ns/agent/p[/...]" only those with ops on the key or
+ * directory p/... or below it, with only those ops (a prefix is whole components:
+ * "ns/a/job" takes "job" and "job/1", not "jobs").  -EINVAL for a filter that is not a
+ * valid path of two components or more.  Store errors (-EIO, -ENOMEM) may come after
+ * some events were delivered.
  */
 int txn_events(struct txn_engine *eng, const char *filter, size_t filter_len,
 	       int64_t from_ts, int64_t to_ts, txn_event_fn fn, void *arg);

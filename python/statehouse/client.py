@@ -188,15 +188,37 @@ class Transaction:
     def namespace(self) -> str:
         return self._namespace
 
-    def write(self, agent_id: str, key: str, value: Dict[str, Any]) -> None:
-        """Stage value (a dict, stored as JSON) as the new value of agent_id's key."""
+    def write(
+        self,
+        agent_id: str,
+        key: str,
+        value: Dict[str, Any],
+        expect_version: Optional[int] = None,
+    ) -> None:
+        """Stage value (a dict, stored as JSON) as the new value of agent_id's key.
+
+        With expect_version the commit applies only if the key is then at that version
+        (0: only if it does not exist), checked at commit with everything else: when it
+        is not, commit() raises TransactionError with reason "precondition" and key
+        naming it, and applies nothing (.tx/NAME/.expect/ in statehouse(5))."""
         _check_name("agent_id", agent_id)
         _check_key(key)
+        if expect_version is not None and (
+            isinstance(expect_version, bool)
+            or not isinstance(expect_version, int)
+            or expect_version < 0
+        ):
+            raise ValueError(f"expect_version must be an int >= 0, not {expect_version!r}")
         data = encode_value(value)
         what = f"stage write of '{self._namespace}/{agent_id}/{key}'"
         self._check_open(what)
         path = self._dir(self._namespace, agent_id, key)
         try:
+            if expect_version is not None:
+                expect = self._dir(".expect", self._namespace, agent_id, key)
+                if "/" in key:
+                    os.makedirs(os.path.dirname(expect), exist_ok=True)
+                _write_file(expect, str(expect_version).encode())
             if "/" in key:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
             _write_file(path, data)
@@ -322,7 +344,16 @@ class Transaction:
         if e.errno in _DEAD:
             return self._client._error(e, what, None)
         if e.errno == E.ESTALE:
-            key = json_name(self._status(), "key")
+            status = self._status()
+            key = json_name(status, "key")
+            if status.get("conflict") == "precondition":
+                return TransactionError(
+                    f"cannot {what}: precondition failed: key '{key}' was not at the "
+                    f"expected version when transaction '{txn}' committed",
+                    e.errno,
+                    reason="precondition",
+                    key=key,
+                )
             return TransactionError(
                 f"cannot {what}: conflict: key '{key}' was committed by another transaction "
                 f"after transaction '{txn}' began",

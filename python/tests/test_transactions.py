@@ -275,3 +275,37 @@ def test_write_takes_a_dict_of_json_values_only(sh):
         with pytest.raises(TypeError):
             tx.write("ag", "k", {"set": {1, 2}})
     assert not sh.get_state("ag", "k").exists
+
+
+def test_write_with_expect_version_commits_only_at_that_version(sh, mnt):
+    with sh.begin_transaction() as tx:
+        tx.write("ag", "k", {"n": 1}, expect_version=0)
+    with sh.begin_transaction() as tx:
+        tx.write("ag", "k", {"n": 2}, expect_version=1)
+        tx.write("ag", "dir/other", {"n": 1}, expect_version=0)
+    assert sh.get_state("ag", "k").version == 2
+    tx = sh.begin_transaction()
+    tx.write("ag", "k", {"n": 3}, expect_version=1)
+    tx.write("ag", "untouched", {"n": 3})
+    with pytest.raises(TransactionError, match="precondition failed") as failed:
+        tx.commit()
+    assert failed.value.reason == "precondition"
+    assert failed.value.errno == errno.ESTALE
+    assert failed.value.key == "default/ag/k"
+    assert sh.get_state("ag", "k").value == {"n": 2}
+    assert not sh.get_state("ag", "untouched").exists
+    assert tx.txn_id not in open_txns(mnt)
+    tx = sh.begin_transaction()
+    tx.write("ag", "dir/other", {"n": 2}, expect_version=0)
+    with pytest.raises(TransactionError) as failed:
+        tx.commit()
+    assert failed.value.reason == "precondition"
+    assert failed.value.key == "default/ag/dir/other"
+
+
+def test_expect_version_must_be_a_version(sh):
+    tx = sh.begin_transaction()
+    for bad in (-1, True, "1", 1.0):
+        with pytest.raises(ValueError, match="expect_version"):
+            tx.write("ag", "k", {}, expect_version=bad)
+    tx.abort()
