@@ -124,12 +124,12 @@ static void rec_free_all(struct txn *tx, struct readrec **set)
 	}
 }
 
-/* Did tx stage a write or delete of path (its own value, not the snapshot's)? */
+/* Did tx stage something at path (its own value or directory, not the snapshot's)?  A
+ * put or delete is checked as a write; a directory made or removed clashes at apply with
+ * a key committed there meanwhile. */
 static bool own_write(struct txn *tx, const char *path, size_t len)
 {
-	struct staged *s = txn_staged_find(tx, path, len);
-
-	return s && (s->kind == ST_PUT || s->kind == ST_DELETE);
+	return txn_staged_find(tx, path, len) != NULL;
 }
 
 int txn_read_record_locked(struct txn *tx, const char *path, size_t len, int err,
@@ -386,6 +386,8 @@ static int expect_stat_locked(struct txn_engine *eng, struct txn *tx, const char
 	*type = TXN_DIR;
 	if (len == 0)
 		return 0;
+	if (tx->state != TXN_OPEN && tx->state != TXN_COMMITTING)
+		return txn_stage_state_err(tx); /* as its view answers: EROFS once committed */
 	err = txn_path_check(path, len);
 	if (err)
 		return err;

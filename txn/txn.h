@@ -404,10 +404,13 @@ int txn_set_timeout(struct txn_engine *eng, struct txn *tx, int64_t timeout_ms);
  *  - a key read (txn_read()) or stat'ed (txn_stat()) at depth 3 or more, or the
  *    absence of one (-ENOENT there): a change of that key, or anything below its path;
  *  - a directory listed (txn_list()): any change at or below it (a prefix range).
- * Reads of paths it staged itself (a put or delete) are not recorded: its own writes are
- * checked as writes.  Namespaces and agents stat'ed as directories are not recorded.  A
- * recorded read is charged to the transaction's bytes (its path), so a read can fail
- * with -EDQUOT past max_txn_bytes (nothing is served that is not recorded).
+ * Reads of paths it staged itself (a put, a delete, a directory) are not recorded, and a
+ * recorded read of a path staged at commit is not checked: its own writes are checked
+ * as writes.  (A name looked up before it was staged, as a create does, counts again if
+ * the transaction drops what it staged there: a key made and removed in it.)
+ * Directories stat'ed are not recorded; listing one is.  A recorded read is charged to
+ * the transaction's bytes (its path), so a read can fail with -EDQUOT past
+ * max_txn_bytes (nothing is served that is not recorded).
  */
 /* "snapshot" or "serializable", with an optional trailing newline: 0 or -EINVAL. */
 int txn_isolation_parse(const char *s, size_t len, enum txn_isolation *out);
@@ -454,7 +457,8 @@ int txn_expect_remove(struct txn *tx, const char *path, size_t len);
  * What path is below .expect: TXN_FILE when a precondition is set there; TXN_DIR for
  * "" (.expect itself), a namespace or agent (any valid name, as in the live tree), a
  * directory made there with txn_expect_mkdir(), the parent of a precondition, or a
- * directory of tx's view; else -ENOENT.
+ * directory of tx's view; else -ENOENT.  Below "", a finished transaction answers as its
+ * view does (-EROFS once committed, -ESTALE, -ETIMEDOUT, -ENOENT).
  */
 int txn_expect_stat(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
 		    enum txn_type *type);

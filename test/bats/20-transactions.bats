@@ -216,7 +216,7 @@ teardown() {
 	run sh_errno stat "$T/ns"
 	assert_output EROFS
 	run ls -A "$T"
-	assert_output "$(printf '.commit\n.note\n.status\n.timeout_ms')"
+	assert_output "$(printf '.commit\n.expect\n.isolation\n.note\n.status\n.timeout_ms')"
 	rmdir "$T"
 	run sh_errno stat "$T"
 	assert_output ENOENT

@@ -6,6 +6,7 @@
 
 setup() {
 	load helper
+	load follow_helper
 	sh_default_setup
 	A="$MNT/default/agent-1"
 	B="$MNT/default/agent-2"
@@ -15,50 +16,8 @@ setup() {
 }
 
 teardown() {
-	local p
-	# every background reader or writer is killed (a blocked .follow read ends on a fatal
-	# signal), or the unmount could not finish
-	for p in "${BG_PIDS[@]}"; do
-		kill -TERM -- "-$p" 2>/dev/null || true
-		kill -TERM "$p" 2>/dev/null || true
-	done
-	for p in "${BG_PIDS[@]}"; do
-		wait "$p" 2>/dev/null || true
-	done
+	sh_kill_bg
 	sh_default_teardown
-}
-
-# bg CMD...: run CMD in the background (fd 3 closed, or bats waits for it); teardown kills it.
-bg() {
-	"$@" 3>&- &
-	BG_PIDS+=("$!")
-}
-
-# bg_group SCRIPT ARGS...: run a bash SCRIPT (a pipeline) in its own process group, so that
-# teardown kills every process of it.
-bg_group() {
-	setsid bash -c "$@" 3>&- &
-	BG_PIDS+=("$!")
-}
-
-# nlines FILE: number of lines in FILE (0 when it does not exist yet).
-nlines() {
-	if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi
-}
-
-# has_lines FILE N: FILE holds at least N lines.
-has_lines() {
-	[ "$(nlines "$1")" -ge "$2" ]
-}
-
-# blocked_in_fuse PID: PID sleeps in a FUSE request (a .follow read waiting for a commit).
-blocked_in_fuse() {
-	local w
-	w="$(cat "/proc/$1/wchan" 2>/dev/null)" || return 1
-	[ "$w" = request_wait_answer ] && return 0
-	# kernels that hide wchan: the read(2) syscall (0 on x86_64) in a sleeping process
-	[ "$(uname -m)" = x86_64 ] && [ "$(cut -d' ' -f1 "/proc/$1/syscall" 2>/dev/null)" = 0 ] &&
-		[ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" = S ]
 }
 
 # ev_check TS FILTER [FILE]: the one line of FILE (default all.jsonl) with commit_ts TS
@@ -80,62 +39,7 @@ agent_view() {
 		'select(any(.ops[]; .ns == $ns and .agent == $ag)) | .ops |= map(select(.ns == $ns and .agent == $ag))' "$3"
 }
 
-# ts_of FILE: the commit_ts of every line of FILE, one per line.
-ts_of() {
-	jq -r .commit_ts "$1"
-}
-
 RFC3339_RE='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?Z$'
-
-# A .follow read through libc read(2) (ctypes: no PEP 475 retry), so an interrupted read
-# shows its errno. SIGALRM has a handler that returns: the first read, interrupted by it,
-# must fail with EINTR and return no byte; then SIGALRM is ignored and a second read must
-# return whole lines. Prints "first: EINTR" (or what it got) and the second read's bytes.
-PY_EINTR='
-import ctypes, errno, os, signal, sys
-libc = ctypes.CDLL(None, use_errno=True)
-libc.read.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
-libc.read.restype = ctypes.c_ssize_t
-signal.signal(signal.SIGALRM, lambda sig, frame: None)
-fd = os.open(sys.argv[1], os.O_RDONLY)
-buf = ctypes.create_string_buffer(65536)
-out = open(sys.argv[2], "w", buffering=1)
-n = libc.read(fd, buf, 65536)
-if n < 0:
-    out.write("first: " + errno.errorcode.get(ctypes.get_errno(), "?") + "\n")
-else:
-    out.write("first: read %d bytes: %r\n" % (n, buf.raw[:n]))
-signal.signal(signal.SIGALRM, signal.SIG_IGN)
-n = libc.read(fd, buf, 65536)
-if n < 0:
-    out.write("second: " + errno.errorcode.get(ctypes.get_errno(), "?") + "\n")
-else:
-    out.write(buf.raw[:n].decode())
-'
-
-# select() then poll() on a .follow file that is at its end: neither reports it readable
-# with a zero timeout; then each waits (60 s deadline against a hang, not a measurement)
-# after writing a marker line, and reads what woke it. Argv: PATH OUT MARKER1 MARKER2.
-PY_POLL='
-import os, select, sys
-path, out, m1, m2 = sys.argv[1:5]
-fd = os.open(path, os.O_RDONLY)
-o = open(out, "w", buffering=1)
-r, _, _ = select.select([fd], [], [], 0)
-o.write("select before: %s\n" % ("readable" if r else "not readable"))
-p = select.poll()
-p.register(fd, select.POLLIN)
-o.write("poll before: %s\n" % ("readable" if p.poll(0) else "not readable"))
-open(m1, "w").close()
-r, _, _ = select.select([fd], [], [], 60)
-o.write("select: %s\n" % ("readable" if r else "timed out"))
-o.write(os.read(fd, 65536).decode())
-o.write("poll after read: %s\n" % ("readable" if p.poll(0) else "not readable"))
-open(m2, "w").close()
-ev = p.poll(60000)
-o.write("poll: %s\n" % ("readable" if ev and ev[0][1] & select.POLLIN else "timed out"))
-o.write(os.read(fd, 65536).decode())
-'
 
 # An open .events file: 0 bytes before anyone read that stream to its end (its size is not
 # rendered for a stat), then the size read; it grows with each commit, and a read from the
@@ -443,11 +347,11 @@ print(new.decode(), end="")
 		esac
 	done
 	[ "$(wc -l <"$EV/all.jsonl")" -eq 4 ]
-	# names that are no event file
-	run sh_errno stat "$EV/default/agent-1"
-	assert_output ENOENT
-	run sh_errno stat "$EV/default/agent-1.json"
-	assert_output ENOENT
+	# names that are no event file: any other name is an agent's directory (of its key
+	# prefixes' streams), as any name is a namespace
+	[ -d "$EV/default/agent-1" ]
+	run sh_errno read "$EV/default/agent-1.json"
+	assert_output EISDIR
 	run sh_errno stat "$EV/default/agent-1.jsonl/x"
 	assert_output ENOTDIR
 	run sh_errno read "$EV/default"
@@ -879,7 +783,7 @@ for p in sys.argv[1:]:
 
 # --- read-only ---------------------------------------------------------------------------
 
-@test "everything under .events and .follow is read-only: create, write, mkdir, rmdir, unlink and rename give EROFS" {
+@test "everything under .events and .follow is read-only: writes, unlink and rename give EROFS, create and mkdir EEXIST (every name is there)" {
 	echo v >"$A/k"
 	echo w >"$B/k"
 	before="$(cat "$EV/all.jsonl")"
@@ -892,21 +796,25 @@ for p in sys.argv[1:]:
 			assert_output EROFS
 			run sh_errno unlink "$top/$f"
 			assert_output EROFS
-			run sh_errno rename "$top/$f" "$top/default/renamed"
+			run sh_errno rename "$top/$f" "$top/default/renamed.jsonl"
 			assert_output EROFS
 			run sh_errno rename "$top/$f" "$A/from-events"
 			assert_output EROFS
 		done
+		# every name below a namespace is there already: an agent's stream or the
+		# directory of its key prefixes' streams
 		run sh_errno create "$top/default/new"
+		assert_output EEXIST
+		run sh_errno write "$top/default/new.jsonl" x
 		assert_output EROFS
-		run sh_errno write "$top/default/new.txt" x
-		assert_output EROFS
-		run sh_errno create "$top/since/1/default/new"
+		run sh_errno create "$top/since/1/default/new/k.jsonl"
+		assert_output EEXIST
+		run sh_errno write "$top/since/1/default/new/k.jsonl" x
 		assert_output EROFS
 		run sh_errno mkdir "$top/default/newdir"
-		assert_output EROFS
-		run sh_errno mkdir "$top/since/1/default/newdir"
-		assert_output EROFS
+		assert_output EEXIST
+		run sh_errno mkdir "$top/since/1/default/newdir/sub"
+		assert_output EEXIST
 		run sh_errno rmdir "$top/default"
 		assert_output EROFS
 		run sh_errno rmdir "$top/since"
@@ -917,7 +825,7 @@ for p in sys.argv[1:]:
 		assert_output EROFS
 		run sh_errno rename "$A/k" "$top/default/k.jsonl"
 		assert_output EROFS
-		run sh_errno rename "$A/k" "$top/default/new"
+		run sh_errno rename "$A/k" "$top/default/new.jsonl"
 		assert_output EROFS
 		run truncate -s 0 "$top/all.jsonl"
 		assert_failure

@@ -223,6 +223,24 @@ static void reads_of_its_own_writes_do_not_count(void **state)
 	assert_errno(commit(f, t1, NULL), 0);
 }
 
+static void a_key_looked_for_then_made_and_dropped_still_counts_as_read_absent(void **state)
+{
+	struct fx *f = *state;
+	struct txn *t1 = begin_iso(f, "t1", TXN_ISO_SERIALIZABLE);
+	struct txn_entry e;
+
+	/* A lookup before a create, then the create, then its removal: the transaction
+	 * saw "no lock" and acted on it; a lock made meanwhile fails it. */
+	assert_errno(txn_stat(f->eng, t1, "ns/a/lock", 9, &e), -ENOENT);
+	assert_errno(stage(f, t1, "ns/a/lock", "mine"), 0);
+	assert_errno(stage(f, t1, "ns/a/work", "done"), 0);
+	assert_errno(unstage(f, t1, "ns/a/lock"), 0);
+	assert_errno(put(f, "ns/a/lock", "theirs", NULL), 0);
+	assert_errno(commit(f, t1, NULL), -ESTALE);
+	assert_status(f, t1, "key", "ns/a/lock");
+	assert_status(f, t1, "conflict", "read");
+}
+
 static void a_key_read_then_written_conflicts_as_a_write(void **state)
 {
 	struct fx *f = *state;
@@ -642,6 +660,7 @@ int main(void)
 		T(a_stat_of_a_key_counts_as_a_read),
 		T(reads_nobody_changed_and_directories_stated_do_not_fail_a_commit),
 		T(reads_of_its_own_writes_do_not_count),
+		T(a_key_looked_for_then_made_and_dropped_still_counts_as_read_absent),
 		T(a_key_read_then_written_conflicts_as_a_write),
 		T(a_read_only_serializable_transaction_fails_on_a_stale_read),
 		T(the_isolation_is_fixed_once_the_transaction_staged_or_read),
