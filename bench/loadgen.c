@@ -37,7 +37,7 @@
 
 struct options opt = {
 	.procs = 1, .secs = 5, .keys = 10000, .value_bytes = 100, .batch = 250, .writer = "txn",
-	.at_t = "own", .follow_file = "agent", .wait = "read",
+	.at_t = "own", .follow_file = "agent", .wait = "read", .isolation = "snapshot",
 };
 
 struct shared *shared;
@@ -201,8 +201,38 @@ static void fill_value(char *buf, int len, uint64_t seq)
  */
 double last_rename_done; /* follow-lat: CLOCK_MONOTONIC when the commit rename returned */
 
-int sh_txn(const char *name, const char *const *keys, char *const *vals, const size_t *lens,
-	   int n)
+/* What a transaction reads before it writes (txn-read): its isolation level, written to
+ * .tx/NAME/.isolation first, and keys read through its view, each value_bytes long. */
+struct txn_reads {
+	const char *isolation;
+	char *const *keys;
+	int n;
+};
+
+/* The reads of a txn-read transaction in tx: 0, or -1 after fail(). */
+static int txn_do_reads(const char *tx, const struct txn_reads *r)
+{
+	char path[PATH_LEN + 16], buf[65536]; /* tx is shorter than PATH_LEN */
+	size_t skip = strlen(tx);
+
+	snprintf(path, sizeof path, "%s/.isolation", tx);
+	if (put_file(path, skip, r->isolation, strlen(r->isolation), 0) < 0)
+		return -1;
+	for (int i = 0; i < r->n; i++) {
+		snprintf(path, sizeof path, "%s/%s", tx, r->keys[i]);
+		ssize_t got = get_file(path, buf, sizeof buf);
+		if (got < 0)
+			return -1;
+		if (got != opt.value_bytes) {
+			fail("short or long read of", path, EIO);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int sh_txn_x(const char *name, const char *const *keys, char *const *vals,
+		    const size_t *lens, int n, const struct txn_reads *reads)
 {
 	char tx[PATH_LEN], path[PATH_LEN], to[PATH_LEN];
 	snprintf(tx, sizeof tx, "%s/.tx/%s", opt.mnt, name);
@@ -211,6 +241,8 @@ int sh_txn(const char *name, const char *const *keys, char *const *vals, const s
 		return -1;
 	}
 	size_t skip = strlen(tx);
+	if (reads && txn_do_reads(tx, reads) < 0)
+		goto abort;
 	for (int i = 0; i < n; i++) {
 		snprintf(path, sizeof path, "%s/%s", tx, keys[i]);
 		if (put_file(path, skip, vals[i], lens[i], 0) < 0)
@@ -239,12 +271,19 @@ abort:
 	return -1;
 }
 
+int sh_txn(const char *name, const char *const *keys, char *const *vals, const size_t *lens,
+	   int n)
+{
+	return sh_txn_x(name, keys, vals, lens, n, NULL);
+}
+
 /* ---- modes: one op of each ---- */
 
 struct ctx {
 	uint64_t seq;
 	char name[64];
 	char *keys[KEYS_PER_TXN];
+	char *rkeys[KEYS_PER_TXN]; /* txn-read: the keys each transaction reads */
 	char *vals[KEYS_PER_TXN];
 	size_t lens[KEYS_PER_TXN];
 	/* sqlite */
@@ -262,6 +301,19 @@ static int op_txn(struct ctx *c)
 	for (int i = 0; i < KEYS_PER_TXN; i++)
 		fill_value(c->vals[i], opt.value_bytes, c->seq);
 	return sh_txn(c->name, (const char *const *)c->keys, c->vals, c->lens, KEYS_PER_TXN);
+}
+
+/* txn-read: read 3 keys nobody writes, then write 3, at the isolation level of -I. */
+static int op_txn_read(struct ctx *c)
+{
+	struct txn_reads r = { opt.isolation, c->rkeys, KEYS_PER_TXN };
+
+	c->seq++;
+	snprintf(c->name, sizeof c->name, "lg%d-%d-%" PRIu64, (int)getpid(), my_index, c->seq);
+	for (int i = 0; i < KEYS_PER_TXN; i++)
+		fill_value(c->vals[i], opt.value_bytes, c->seq);
+	return sh_txn_x(c->name, (const char *const *)c->keys, c->vals, c->lens, KEYS_PER_TXN,
+			&r);
 }
 
 static int op_read(struct ctx *c)
@@ -493,6 +545,8 @@ static void ctx_init(struct ctx *c)
 		c->vals[i] = malloc((size_t)opt.value_bytes + 1);
 		c->lens[i] = (size_t)opt.value_bytes;
 		snprintf(c->keys[i], 128, "default/bench-w%d/k%d", my_index, i);
+		c->rkeys[i] = malloc(128);
+		snprintf(c->rkeys[i], 128, "default/bench-w%d/r%d", my_index, i);
 	}
 	const char *m = opt.mode;
 	if (!strcmp(m, "sqlite")) {
@@ -520,16 +574,19 @@ static void ctx_init(struct ctx *c)
 				die("out of memory");
 			}
 		}
-	} else if (!strcmp(m, "txn")) {
+	} else if (!strcmp(m, "txn") || !strcmp(m, "txn-read")) {
 		/*
 		 * Commit each key once directly, so that ns/agent directories exist in every
-		 * later transaction's snapshot (the timed loop then never needs mkdir).
+		 * later transaction's snapshot (the timed loop then never needs mkdir); and
+		 * the keys txn-read reads, which nothing writes afterwards.
 		 */
 		char path[PATH_LEN];
-		for (int i = 0; i < KEYS_PER_TXN; i++) {
-			fill_value(c->vals[i], opt.value_bytes, 0);
-			snprintf(path, sizeof path, "%s/%s", opt.mnt, c->keys[i]);
-			if (put_file(path, strlen(opt.mnt), c->vals[i], c->lens[i], 0) < 0)
+		int nkeys = KEYS_PER_TXN * (strcmp(m, "txn-read") ? 1 : 2);
+		for (int i = 0; i < nkeys; i++) {
+			char *key = i < KEYS_PER_TXN ? c->keys[i] : c->rkeys[i - KEYS_PER_TXN];
+			fill_value(c->vals[0], opt.value_bytes, 0);
+			snprintf(path, sizeof path, "%s/%s", opt.mnt, key);
+			if (put_file(path, strlen(opt.mnt), c->vals[0], c->lens[0], 0) < 0)
 				die("cannot write '%s': %s", path, my_slot->first_error);
 		}
 	}
@@ -799,6 +856,8 @@ static void run_workers(void)
 	op_fn op;
 	if (!strcmp(opt.mode, "txn"))
 		op = op_txn;
+	else if (!strcmp(opt.mode, "txn-read"))
+		op = op_txn_read;
 	else if (!strcmp(opt.mode, "read") || !strcmp(opt.mode, "files-read"))
 		op = op_read;
 	else if (!strcmp(opt.mode, "at-read"))
@@ -877,6 +936,8 @@ static void usage(void)
 	      "modes:\n"
 	      "  txn         statehouse: mkdir .tx/NAME, write 3 keys, rename .commit.pending\n"
 	      "              onto .commit, rmdir (needs -m)\n"
+	      "  txn-read    the same, reading 3 other keys through the view first, at the\n"
+	      "              isolation level -I (written to .tx/NAME/.isolation either way)\n"
 	      "  fill        statehouse: write -k keys default/bench-read/kNNNNN, -b per txn\n"
 	      "  read        statehouse: random point reads (open/read/close) of the filled keys\n"
 	      "  fresh       statehouse: writer + reader on one key, count stale reads (-w)\n"
@@ -906,6 +967,7 @@ static void usage(void)
 	      "  -F agent|all    follow-lat: .follow/since/T/default/bench-follow.jsonl or\n"
 	      "            .../all.jsonl (default agent)\n"
 	      "  -P read|poll    follow-lat: block in read(), or poll() then read (default read)\n"
+	      "  -I snapshot|serializable  txn-read: the isolation level (default snapshot)\n"
 	      "output: one line 'loadgen mode=.. procs=.. ops=.. secs=.. rate=.. ...'\n",
 	      stderr);
 	exit(2);
@@ -918,7 +980,7 @@ int main(int argc, char **argv)
 	opt.mode = argv[1];
 	optind = 2;
 	int ch;
-	while ((ch = getopt(argc, argv, "p:d:n:W:m:f:D:k:s:b:w:t:S:F:P:")) != -1) {
+	while ((ch = getopt(argc, argv, "p:d:n:W:m:f:D:k:s:b:w:t:S:F:P:I:")) != -1) {
 		switch (ch) {
 		case 'p': opt.procs = atoi(optarg); break;
 		case 'd': opt.secs = atof(optarg); break;
@@ -935,6 +997,7 @@ int main(int argc, char **argv)
 		case 'S': opt.since_back = atol(optarg); break;
 		case 'F': opt.follow_file = optarg; break;
 		case 'P': opt.wait = optarg; break;
+		case 'I': opt.isolation = optarg; break;
 		default: usage();
 		}
 	}
@@ -945,7 +1008,8 @@ int main(int argc, char **argv)
 	if (opt.keys < 1 || opt.keys > 99999)
 		die("-k must be 1..99999");
 	const char *m = opt.mode;
-	bool needs_mnt = !strcmp(m, "txn") || !strcmp(m, "read") || !strcmp(m, "fill") ||
+	bool needs_mnt = !strcmp(m, "txn") || !strcmp(m, "txn-read") || !strcmp(m, "read") ||
+			 !strcmp(m, "fill") ||
 			 !strcmp(m, "fresh") || !strcmp(m, "at-read") || !strcmp(m, "replay") ||
 			 !strcmp(m, "follow-lat");
 	if (needs_mnt && !opt.mnt)
@@ -964,6 +1028,8 @@ int main(int argc, char **argv)
 		die("-F must be agent or all");
 	if (strcmp(opt.wait, "read") && strcmp(opt.wait, "poll"))
 		die("-P must be read or poll");
+	if (strcmp(opt.isolation, "snapshot") && strcmp(opt.isolation, "serializable"))
+		die("-I must be snapshot or serializable");
 
 	shared = mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
 		      0);

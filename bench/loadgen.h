@@ -34,6 +34,7 @@ struct options {
 	long since_back;    /* replay: > 0 reads .events/since/<head-N+1>/ instead of the log */
 	const char *follow_file; /* follow-lat: agent | all */
 	const char *wait;   /* follow-lat: read | poll */
+	const char *isolation; /* txn-read: snapshot | serializable */
 };
 extern struct options opt;
 

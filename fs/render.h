@@ -40,7 +40,8 @@ char *render_commit_json(struct txn *tx);
  * A value (and the note) is embedded as JSON when the bytes are valid JSON, as a JSON
  * string when they are other UTF-8 text, else as "value_base64" ("note_base64"); deletes
  * carry no value; an empty note is omitted.  With filter "ns/agent" only transactions
- * that touched that agent, with only its ops.  Lines are whole: on an error out is as it
+ * that touched that agent, with only its ops; "ns/agent/prefix" keeps only the ops at or
+ * below the prefix (txn_events()).  Lines are whole: on an error out is as it
  * was; *last_ts gets the last commit_ts rendered (unchanged when none).  Errors are
  * txn_events()'s and -ENOMEM.
  */

@@ -59,10 +59,16 @@ static const struct ctl_cmd cmds[] = {
 	  "{namespace, agent, key, version, commit_ts, value} (value_base64 for bytes that\n"
 	  "are not UTF-8).\n"
 	  "\n  --pretty    the key, its version and commit_ts, and a summary of the value\n" },
-	{ "put", ctl_cmd_put, "put AGENT KEY [VALUE | -]",
+	{ "put", ctl_cmd_put, "put AGENT KEY [VALUE | -] [--if-version N | --if-absent]",
 	  "Commit VALUE (standard input when VALUE is - or missing) as KEY's new value; the\n"
-	  "commit's outcome is checked at close.  A VALUE that begins with - goes after --.\n" },
-	{ "rm", ctl_cmd_rm, "rm AGENT KEY", "Commit the delete of KEY.\n" },
+	  "commit's outcome is checked at close.  A VALUE that begins with - goes after --.\n"
+	  "\n  --if-version N   only if KEY is at version N when it commits (0: absent);\n"
+	  "                   exit 4, writing nothing, when it is not\n"
+	  "  --if-absent      only if KEY does not exist when it commits (exit 4 if it does)\n" },
+	{ "rm", ctl_cmd_rm, "rm AGENT KEY [--if-version N]",
+	  "Commit the delete of KEY.\n"
+	  "\n  --if-version N   only if KEY is at version N when the delete commits; exit 4,\n"
+	  "                   deleting nothing, when it is not (or does not exist)\n" },
 	{ "keys", ctl_cmd_keys, "keys AGENT [--prefix P]",
 	  "List the agent's live keys, sorted, one a line (--json: a JSON array).\n"
 	  "\n  --prefix P   only the keys that begin with P\n" },
@@ -81,13 +87,15 @@ static const struct ctl_cmd cmds[] = {
 	  "  --until TS   up to commit_ts TS (--end-ts TS too)\n"
 	  "  --limit N    at most N commits\n"
 	  "  --verbose    each op's transaction, and whole values\n" },
-	{ "tail", ctl_cmd_tail, "tail AGENT [-n N] [-f [--no-wait]]",
+	{ "tail", ctl_cmd_tail, "tail AGENT [-n N] [-f [--no-wait]] [--prefix P]",
 	  "The agent's last N commits (default 10), as replay prints them.\n"
 	  "\n  -n N        how many commits\n"
 	  "  -f          then follow new commits (none missed, none twice) until interrupted;\n"
 	  "              when the daemon dies or stops, wait until the mount answers again\n"
 	  "              and go on after the last commit printed\n"
-	  "  --no-wait   with -f: exit 3 when the mount stops answering instead\n" },
+	  "  --no-wait   with -f: exit 3 when the mount stops answering instead\n"
+	  "  --prefix P  only the commits with ops on the key P or keys below P/, with only\n"
+	  "              those ops\n" },
 	{ "dump", ctl_cmd_dump, "dump AGENT [-o FILE] [--format json|text]",
 	  "Every key of the agent as of one commit (the head), as one JSON object:\n"
 	  "{\"commit_ts\":N,\"namespace\":..,\"agent\":..,\"keys\":{KEY:VALUE,..}}; a value is its\n"
@@ -133,7 +141,8 @@ static void general_help(FILE *f)
 		   "  --version               print statehousectl's version\n"
 		   "\nexit status: 0 success, 1 failure (not found, conflict, expired, ...), 2 usage\n"
 		   "error, 3 the mount is not answering (its daemon is gone, no statehouse mount\n"
-		   "there, .health fails).  See statehousectl(1) and statehouse(5).\n");
+		   "there, .health fails), 4 a precondition (put/rm --if-version, put --if-absent)\n"
+		   "did not hold.  See statehousectl(1) and statehouse(5).\n");
 }
 
 void ctl_cmd_help(const struct ctl_cmd *cmd, FILE *f)

@@ -10,7 +10,8 @@
  * commit.c (validating and applying one request inside a batch), reaper.c (expiry,
  * snapshots written), recover.c (the checks of the log at open, replay, snapshot load,
  * verify), salvage.c (--recover-from-snapshot), engine.c (lifecycle, stats), past.c
- * (.at, .history and the event log, read from the store).
+ * (.at, .history and the event log, read from the store), readset.c (isolation, the
+ * read set, preconditions and the checks of a commit).
  *
  * Invariants of the derived state (the code that keeps each is named)
  *  1. The store's log is the truth.  The tree here is derived from it: txn_recover()

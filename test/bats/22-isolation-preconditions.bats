@@ -385,3 +385,32 @@ try() {
 	assert_failure 2
 	assert_output --partial "unknown option '--if-absent'"
 }
+
+@test "the README's isolation and precondition lines run as written" {
+	# The indented lines after "Choose and check like this:" in README.md.
+	mapfile -t cmds < <(awk '/Choose and check like this:$/ { on = 1; next }
+		on && /^    / { print substr($0, 5); seen = 1; next } on && seen && /^[^ ]/ { exit }' \
+		"$REPO_ROOT/README.md" | sed 's/ *# .*$//')
+	[ "${#cmds[@]}" -eq 10 ] || fail "the README block changed: ${cmds[*]}"
+	S=$MNT
+	statehousectl() { "$CTL" -m "$MNT" "$@"; }
+	mkdir -p "$S/default/agent-1"
+	echo hello >"$S/default/agent-1/greeting"
+	for ((i = 0; i < 8; i++)); do
+		eval "${cmds[$i]}" || fail "README line failed: ${cmds[$i]}"
+	done
+	run cat "$S/default/agent-1/lock"
+	assert_output mine
+	run eval "${cmds[8]}"
+	assert_success
+	run cat "$S/default/agent-1/greeting"
+	assert_output hi
+	run eval "${cmds[8]}"
+	assert_failure 4 # at version 2 now
+	echo t >"$S/default/agent-1/tasks"
+	echo other >"$S/default/agent-1/other"
+	run eval "${cmds[9]}"
+	assert_failure 124 # timeout ended the wait for new commits
+	[ "${#lines[@]}" -eq 1 ]
+	sh_jq '.ops[0].key == "tasks"' <(echo "${lines[0]}")
+}

@@ -327,7 +327,9 @@ complete_words() {
 	[ "$(complete_words statehousectl --ns default -m "$MNT" rm agent-2 '')" = k ]
 	[ "$(complete_words statehousectl -m "$MNT" txn commit '')" = open-1 ]
 	[ "$(complete_words statehousectl -m "$MNT" replay agent-1 --s)" = --since ]
-	[ "$(complete_words statehousectl -m "$MNT" tail agent-1 -)" = "--help --json --mount --no-wait --ns -f -h -m -n" ]
+	[ "$(complete_words statehousectl -m "$MNT" tail agent-1 -)" = "--help --json --mount --no-wait --ns --prefix -f -h -m -n" ]
+	[ "$(complete_words statehousectl -m "$MNT" put agent-1 k v --if)" = "--if-absent --if-version" ]
+	[ "$(complete_words statehousectl -m "$MNT" rm agent-1 k --if)" = "--if-version" ]
 	[[ " $(complete_words statehousectl -m '') " == *" $MNT "* ]]
 	[[ " $(complete_words statehousectl umount '') " == *" $MNT "* ]]
 	STATEHOUSE_MOUNT="$MNT" run complete_words statehousectl --ns ''

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_txn_serial.c - cmocka unit tests of the txn layer: isolation levels (write skew
- * in snapshot mode, read and phantom conflicts in serializable mode), preconditions, and
- * the sub_ts bookkeeping they rest on (requests and batches that fail give it back).
- * The fixture and helpers are in txnfx.c.
+ * in snapshot mode, read and phantom conflicts in serializable mode), preconditions, the
+ * sub_ts bookkeeping they rest on (requests and batches that fail give it back), and
+ * the event log filtered by a key prefix.  The fixture and helpers are in txnfx.c.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -646,6 +646,62 @@ static void a_precondition_checked_before_the_write_conflict_names_itself(void *
 	assert_status(f, tx, "conflict", "precondition");
 }
 
+/* ==== the event log by key prefix ========================================================== */
+
+/* Every event as "ts:path,path;" into a string. */
+static int collect_event(void *arg, const struct txn_event *ev)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+
+	n += (size_t)snprintf(out + n, 512 - n, "%lld:", (long long)ev->commit_ts);
+	for (size_t i = 0; i < ev->n_ops; i++)
+		n += (size_t)snprintf(out + n, 512 - n, "%s%.*s", i ? "," : "",
+				      (int)ev->ops[i].path_len, ev->ops[i].path);
+	snprintf(out + n, 512 - n, ";");
+	return 0;
+}
+
+static void events_by_prefix(struct fx *f, const char *filter, int64_t from, char *out)
+{
+	out[0] = '\0';
+	assert_errno(txn_events(f->eng, filter, strlen(filter), from, INT64_MAX, collect_event,
+				out), 0);
+}
+
+static void the_event_log_filtered_by_a_prefix_keeps_the_ops_at_or_below_it(void **state)
+{
+	struct fx *f = *state;
+	struct txn *tx;
+	char got[512];
+
+	assert_errno(put(f, "ns/a/jobs/1", "x", NULL), 0);   /* 1 */
+	assert_errno(put(f, "ns/a/jobs2/1", "x", NULL), 0);  /* 2: a string prefix only */
+	assert_errno(put(f, "ns/a/job", "x", NULL), 0);      /* 3 */
+	assert_errno(put(f, "ns/b/jobs/1", "x", NULL), 0);   /* 4: another agent */
+	tx = begin(f, "t");
+	assert_errno(stage(f, tx, "ns/a/jobs/2", "y"), 0);
+	assert_errno(stage(f, tx, "ns/a/other", "y"), 0);
+	assert_errno(unstage(f, tx, "ns/a/jobs/1"), 0);
+	assert_errno(commit(f, tx, NULL), 0);               /* 5 */
+	assert_errno(del(f, "ns/a/job", NULL), 0);           /* 6 */
+
+	events_by_prefix(f, "ns/a/jobs", 1, got);
+	assert_string_equal(got, "1:ns/a/jobs/1;5:ns/a/jobs/1,ns/a/jobs/2;");
+	events_by_prefix(f, "ns/a/job", 1, got);
+	assert_string_equal(got, "3:ns/a/job;6:ns/a/job;");
+	events_by_prefix(f, "ns/a/jobs/2", 1, got);
+	assert_string_equal(got, "5:ns/a/jobs/2;");
+	events_by_prefix(f, "ns/a/jobs", 2, got);
+	assert_string_equal(got, "5:ns/a/jobs/1,ns/a/jobs/2;");
+	events_by_prefix(f, "ns/a/none", 1, got);
+	assert_string_equal(got, "");
+	events_by_prefix(f, "ns/a", 5, got);
+	assert_string_equal(got, "5:ns/a/jobs/1,ns/a/jobs/2,ns/a/other;6:ns/a/job;");
+	assert_errno(txn_events(f->eng, "ns", 2, 1, 9, collect_event, got), -EINVAL);
+	assert_errno(txn_events(f->eng, "ns/a/../x", 9, 1, 9, collect_event, got), -EINVAL);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -678,6 +734,7 @@ int main(void)
 		T(preconditions_alone_commit_an_empty_transaction),
 		T(the_preconditions_of_a_transaction_read_back_list_and_go),
 		T(a_precondition_checked_before_the_write_conflict_names_itself),
+		T(the_event_log_filtered_by_a_prefix_keeps_the_ops_at_or_below_it),
 	};
 #undef T
 	log_set_level(LOG_LVL_ERR);
