@@ -150,7 +150,7 @@ last_commit_ts() {
 	for k in 'a//b' '/a' 'a/'; do
 		run -2 --separate-stderr ctl put a "$k" v
 		assert_equal "${stderr_lines[0]}" "statehousectl: invalid key '$k': $empty"
-		assert_equal "${stderr_lines[1]}" "usage: statehousectl put AGENT KEY [VALUE | -]"
+		assert_equal "${stderr_lines[1]}" "usage: statehousectl put AGENT KEY [VALUE | -] [--if-version N | --if-absent]"
 	done
 	run -2 --separate-stderr ctl get a 'x/../y'
 	assert_equal "${stderr_lines[0]}" "statehousectl: invalid key 'x/../y': it has a '.' or '..' path component"
