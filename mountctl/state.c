@@ -129,8 +129,8 @@ int ctl_simple_args(struct ctl *c, int argc, char **argv, int min, int max)
 	return -1;
 }
 
-/* The AGENT KEY [...] arguments of put, rm and history, checked: -1 to go on, else
- * the exit status. */
+/* The AGENT KEY [...] arguments of history (put and rm: ctl_cond_args()), checked: -1 to go
+ * on, else the exit status. */
 static int agent_key_args(struct ctl *c, int argc, char **argv, int max, const char **agent,
 			  const char **key)
 {
