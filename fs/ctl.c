@@ -136,6 +136,13 @@ static char *status_json(struct fs *fs)
 	json_object_set_new(o, "uptime_s", json_integer((clock_now_ns(CLOCK_REALTIME) -
 							 fs->start_ns) / 1000000000));
 	json_object_set_new(o, "snapshot_ts", json_integer(st.snapshot_ts));
+	/* Retention: where .at and the event streams begin, and by which rules. */
+	json_object_set_new(o, "horizon_ts", json_integer(st.horizon_ts));
+	json_object_set_new(o, "keep_versions",
+			    json_integer(txn_engine_options(fs->eng)->keep_versions));
+	json_object_set_new(o, "keep_days",
+			    json_real((double)txn_engine_options(fs->eng)->keep_ns / 86400e9));
+	json_object_set_new(o, "pruned_ops", json_integer((json_int_t)st.pruned_ops));
 	json_object_set_new(rec, "ms", json_integer(st.last_recovery_ns / 1000000));
 	json_object_set_new(rec, "replayed_events", json_integer((json_int_t)st.last_replayed));
 	json_object_set_new(o, "last_recovery", rec);
@@ -182,6 +189,12 @@ static void metrics_counters(FILE *f, const struct txn_stats *s, uint64_t key_re
 	  "%" PRIu64, s->unclean_starts);
 	M("counter", "transactions_reaped_total",
 	  "Finished transactions removed from .tx after txn_linger_ms.", "%" PRIu64, s->reaped);
+	M("counter", "pruned_ops_total",
+	  "Operations removed from the log by retention (keep_versions, keep_days) in this run.",
+	  "%" PRIu64, s->pruned_ops);
+	M("counter", "pruned_events_total",
+	  "Events removed from the log by retention in this run (none of their ops was left).",
+	  "%" PRIu64, s->pruned_events);
 }
 
 /* Refusals by a limit, one series per reason (every reason shown, 0 included). */
@@ -206,6 +219,13 @@ static void metrics_gauges(FILE *f, const struct txn_stats *s, long rss)
 	M("gauge", "wal_bytes", "Size of the SQLite write-ahead log.", "%" PRIu64, s->wal_bytes);
 	M("gauge", "commits_since_snapshot", "Commits after the newest snapshot.", "%" PRId64,
 	  s->head_ts - s->snapshot_ts);
+	M("gauge", "horizon_commit_ts",
+	  "The oldest commit whose state .at serves and where event streams begin (0: all).",
+	  "%" PRId64, s->horizon_ts);
+	if (s->free_known)
+		M("gauge", "database_free_bytes",
+		  "Unused bytes inside the database file (retention gives them back, or reuses "
+		  "them in a store made before stores could shrink).", "%" PRIu64, s->free_bytes);
 	M("gauge", "resident_memory_bytes", "Resident memory of the daemon.", "%ld",
 	  rss * sysconf(_SC_PAGESIZE));
 	M("gauge", "last_recovery_seconds", "Duration of the last start's recovery.", "%.6f",

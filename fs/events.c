@@ -75,6 +75,7 @@ struct evsize {
 	char *key;
 	int64_t last_ts;
 	size_t size;
+	int64_t horizon; /* the stream's start then: a prune makes the size stale */
 	UT_hash_handle hh;
 };
 
@@ -149,16 +150,23 @@ static void ev_size_key(char *key, size_t n, int64_t since, const char *filter)
 	snprintf(key, n, "%" PRId64 "|%s", since, filter);
 }
 
-/* A reader reached the end of a stream: size bytes as of commit last_ts. */
+/* A reader reached the end of a stream that starts at horizon (a retention's prune moves
+ * its start): size bytes as of commit last_ts. */
 static void ev_size_learn(struct fs *fs, int64_t since, const char *filter, int64_t last_ts,
-			  size_t size)
+			  size_t size, int64_t horizon)
 {
 	char key[EV_FILTER_MAX + 32];
 	struct evsize *e = NULL;
 
+	if (horizon != txn_engine_horizon(fs->eng))
+		return; /* pruned meanwhile: the reader's bytes are not the stream's now */
 	ev_size_key(key, sizeof(key), since, filter);
 	pthread_mutex_lock(&fs->ev_lock);
 	HASH_FIND_STR(fs->ev_sizes, key, e);
+	if (e && e->horizon != horizon) {
+		e->last_ts = -1;
+		e->size = 0;
+	}
 	if (!e) {
 		if (fs->n_ev_sizes >= EV_SIZES_MAX)
 			ev_sizes_clear(fs);
@@ -182,6 +190,7 @@ static void ev_size_learn(struct fs *fs, int64_t since, const char *filter, int6
 	if (e && e->last_ts < last_ts) {
 		e->last_ts = last_ts;
 		e->size = size;
+		e->horizon = horizon;
 	}
 	pthread_mutex_unlock(&fs->ev_lock);
 }
@@ -201,6 +210,14 @@ static int events_size(struct fs *fs, const struct ev_path *ep, size_t *out)
 	ev_size_key(key, sizeof(key), ep->since, ep->filter);
 	pthread_mutex_lock(&fs->ev_lock);
 	HASH_FIND_STR(fs->ev_sizes, key, e);
+	if (e && e->horizon != txn_engine_horizon(fs->eng)) {
+		/* A prune cut the stream's start: unknown again until a reader reads it. */
+		HASH_DEL(fs->ev_sizes, e);
+		fs->n_ev_sizes--;
+		free(e->key);
+		free(e);
+		e = NULL;
+	}
 	if (e) {
 		int64_t head = txn_engine_head(fs->eng);
 		bool full = true;
@@ -458,7 +475,8 @@ static int ev_fill(struct fs *fs, struct handle *h, size_t off, size_t size)
 		h->ev_last_ts = full ? last : head;
 		ev_mark_add(h, h->ev_off + h->ev.len, h->ev_last_ts);
 		if (!full && !h->ev_hist) /* the whole stream as of head: stat may tell it */
-			ev_size_learn(fs, h->ev_since, h->ev_filter, head, h->ev_off + h->ev.len);
+			ev_size_learn(fs, h->ev_since, h->ev_filter, head, h->ev_off + h->ev.len,
+				      h->ev_horizon);
 	}
 	return 0;
 }
@@ -492,6 +510,7 @@ static int ev_open(struct fs *fs, fuse_req_t req, const struct iref *r,
 	}
 	h->ev_since = ep.since;
 	h->ev_last_ts = ep.since - 1;
+	h->ev_horizon = txn_engine_horizon(fs->eng);
 	h->follow = r->txn_id == 1;
 	fi->direct_io = 1;
 	fi->noflush = 1;

@@ -144,6 +144,7 @@ struct handle {
 	struct txn_owner_hist *ev_hist;
 	struct fs_caller ev_caller;
 	bool follow;
+	int64_t ev_horizon;              /* the log's horizon at open (retention) */
 	size_t ev_pos;                   /* end of the furthest read, for poll */
 	struct fuse_pollhandle *ph;      /* under fs->nq_lock */
 	struct handle *poll_next;        /* fs->polled list, under fs->nq_lock */

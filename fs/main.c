@@ -47,6 +47,9 @@ struct config {
 	long long cache_timeout_s;
 	long long snapshot_interval;
 	long long snapshot_keep;
+	long long keep_versions; /* retention: 0, no rule */
+	char *keep_days;         /* retention: a decimal number of days; NULL, no rule */
+	int64_t keep_ns;         /* keep_days, parsed */
 	long long loop_threads;
 	long long pool_threads;
 	long long fsync;
@@ -93,6 +96,7 @@ static const struct num_opt {
 	NUM(cache_timeout_s, 0, 86400),
 	NUM(snapshot_interval, 0, 100000000),
 	NUM(snapshot_keep, 1, 1000),
+	NUM(keep_versions, 0, 1000000000),
 	NUM(loop_threads, 1, 64),
 	NUM(pool_threads, 1, 64),
 	NUM(fsync, 0, 1),
@@ -112,6 +116,8 @@ static const struct fuse_opt opt_spec[] = {
 	FUSE_OPT_KEY("cache_timeout_s=", KEY_NUM),
 	FUSE_OPT_KEY("snapshot_interval=", KEY_NUM),
 	FUSE_OPT_KEY("snapshot_keep=", KEY_NUM),
+	FUSE_OPT_KEY("keep_versions=", KEY_NUM),
+	OPT("keep_days=%s", keep_days),
 	FUSE_OPT_KEY("loop_threads=", KEY_NUM),
 	FUSE_OPT_KEY("pool_threads=", KEY_NUM),
 	OPT("log_level=%s", log_level),
@@ -231,6 +237,7 @@ static void usage(FILE *f)
 		"usage: statehoused DATADIR MOUNTPOINT [-o opt,...] [-f] [-s] [-d]\n"
 		"       statehoused --verify DATADIR\n"
 		"       statehoused --recover-from-snapshot DATADIR\n"
+		"       statehoused --vacuum DATADIR\n"
 		"\n"
 		"  --verify               rebuild the state from the whole log and from the newest\n"
 		"                         snapshot + the events after it; exit 1 if they differ\n"
@@ -238,6 +245,8 @@ static void usage(FILE *f)
 		"  --recover-from-snapshot  complete a log that lost acknowledged commits (which a\n"
 		"                         start refuses) from the newest snapshot; the commits\n"
 		"                         after that snapshot are lost, and that is recorded\n"
+		"  --vacuum               compact the store of a stopped daemon and let it shrink\n"
+		"                         after a prune (stores made before retention existed)\n"
 		"  -f                     stay in the foreground\n"
 		"  -s                     one thread answers every request\n"
 		"  -d                     debug output (implies -f)\n"
@@ -262,6 +271,11 @@ static void usage(FILE *f)
 		"                         live tree (60); every commit invalidates what it changes\n"
 		"  -o snapshot_interval=N commits between snapshots (1000; 0: never)\n"
 		"  -o snapshot_keep=N     snapshots kept (3)\n"
+		"  -o keep_versions=N     retention: keep the newest N versions of each key and\n"
+		"                         prune older ones in the background (0: all, the default)\n"
+		"  -o keep_days=D         retention: keep what .at needs for the last D days (a\n"
+		"                         decimal, e.g. 0.5; 0: all, the default); with both, a\n"
+		"                         version goes only when both rules let it go\n"
 		"  -o loop_threads=N      threads that read and answer requests (1..64, default 1)\n"
 		"  -o pool_threads=N      threads for requests that read the log or wait for a\n"
 		"                         commit: the past, events, live mkdir (1..64, default 4)\n"
@@ -450,12 +464,41 @@ static int set_fault_from_env(struct txn_engine *eng)
 	txn_engine_set_fault(eng, after, code);
 	return 0;
 }
+
+/* STATEHOUSE_PRUNE_PAUSE_MS=N (doc/decisions.md 30): each prune step that removes
+ * something sleeps N ms before it commits, for the tests that kill a daemon there. */
+static int set_prune_pause_from_env(struct txn_engine *eng)
+{
+	const char *spec = getenv("STATEHOUSE_PRUNE_PAUSE_MS");
+	char *end = NULL;
+	unsigned long ms;
+
+	if (!spec)
+		return 0;
+	ms = strtoul(spec, &end, 10);
+	if (end == spec || *end || ms > 600000) {
+		log_err("cannot parse STATEHOUSE_PRUNE_PAUSE_MS '%s' (0..600000)", spec);
+		return -EINVAL;
+	}
+	log_warn("fault injection on: each prune step pauses %lu ms before its commit", ms);
+	txn_engine_set_prune_pause(eng, (unsigned)ms);
+	return 0;
+}
 #else
 static int set_fault_from_env(struct txn_engine *eng)
 {
 	(void)eng;
 	if (getenv("STATEHOUSE_FAULT"))
 		log_warn("ignoring STATEHOUSE_FAULT: this build has no fault injection "
+			 "(meson -Dfault_injection=true)");
+	return 0;
+}
+
+static int set_prune_pause_from_env(struct txn_engine *eng)
+{
+	(void)eng;
+	if (getenv("STATEHOUSE_PRUNE_PAUSE_MS"))
+		log_warn("ignoring STATEHOUSE_PRUNE_PAUSE_MS: this build has no fault injection "
 			 "(meson -Dfault_injection=true)");
 	return 0;
 }
@@ -576,6 +619,22 @@ static bool options_in_range(struct config *c)
 				"max_txn_timeout_ms=%lld (the largest timeout a transaction may have)\n",
 			c->txn_timeout_ms, c->max_txn_timeout_ms);
 		return false;
+	}
+	if (c->keep_days) {
+		char *end = NULL;
+		double d;
+
+		errno = 0;
+		d = strtod(c->keep_days, &end);
+		/* At most about 100 years, in nanoseconds well inside int64_t. */
+		if (errno || end == c->keep_days || *end || !(d >= 0) || d > 36500) {
+			fprintf(stderr, "statehoused: keep_days must be a number of days from 0 to "
+					"36500 (a decimal, e.g. 0.5), not '%s'\n", c->keep_days);
+			return false;
+		}
+		c->keep_ns = (int64_t)(d * 86400.0 * 1e9);
+		if (d > 0 && c->keep_ns < 1)
+			c->keep_ns = 1;
 	}
 	return true;
 }
@@ -774,11 +833,13 @@ static int open_engine(const char *datadir, const struct config *conf,
 		.owner_gid = (uint32_t)getegid(),
 		.store_uri = conf->store_uri,
 		.isolation = conf->iso,
+		.keep_versions = (uint32_t)conf->keep_versions,
+		.keep_ns = conf->keep_ns,
 	};
 
 	if (txn_engine_open(datadir, &topt, eng))
 		return -1;
-	return set_fault_from_env(*eng);
+	return set_fault_from_env(*eng) || set_prune_pause_from_env(*eng) ? -1 : 0;
 }
 
 /* fsname shows the data dir in mount(8) and df; commas must be escaped. */
@@ -943,6 +1004,24 @@ int main(int argc, char *argv[])
 		}
 		return txn_verify(argv[2], NULL) == 0 ? 0 : 1;
 	}
+	if (argc >= 2 && !strcmp(argv[1], "--vacuum")) {
+		struct stat sb;
+
+		if (argc != 3) {
+			fprintf(stderr, "usage: statehoused --vacuum DATADIR\n");
+			return 2;
+		}
+		if (stat(argv[2], &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+			log_err("cannot vacuum '%s': not a directory", argv[2]);
+			return 1;
+		}
+		/* Never beside a running daemon. */
+		if (lock_datadir(argv[2], &lockfd))
+			return 1;
+		ret = txn_vacuum(argv[2], NULL) == 0 ? 0 : 1;
+		close(lockfd);
+		return ret;
+	}
 	if (argc >= 2 && !strcmp(argv[1], "--recover-from-snapshot")) {
 		struct stat sb;
 
@@ -1022,6 +1101,7 @@ out_parent:
 	free(conf.log_dest);
 	free(conf.store_uri);
 	free(conf.isolation);
+	free(conf.keep_days);
 	fuse_opt_free_args(&args);
 	return ret;
 }

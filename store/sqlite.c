@@ -7,7 +7,9 @@
  * Design notes
  *  1. The log is the truth: events(commit_ts, txn, time_ns, note) and
  *     ops(commit_ts, idx, ns, agent, key, op, version, value).  Nothing is ever updated
- *     in place; the current state is derived by replaying the log.
+ *     in place; the current state is derived by replaying the log.  Retention (prune.c,
+ *     schema 4) removes the oldest operations and sums them up in `pruned`, which a
+ *     replay delivers first, so the state derived stays the same.
  *  2. One store_append() (sqlite_append()) is one BEGIN IMMEDIATE ... COMMIT, hence
  *     one fsync in WAL mode with synchronous=FULL: a batch of transactions becomes
  *     durable together (group commit) or not at all.
@@ -165,6 +167,11 @@ static int store_errno(sqlite3 *db, int rc, const char *action)
 	return err;
 }
 
+int store_sqlite_errno(struct sqlite3 *db, int rc, const char *action)
+{
+	return store_errno(db, rc, action);
+}
+
 static const char *sqlite_lib_version(void)
 {
 	return sqlite3_libversion();
@@ -176,6 +183,11 @@ static int open_conn(struct sqlite_store *st, int readonly, int fsync_full, sqli
 		    (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
 	char pragmas[256];
 	sqlite3 *db = NULL;
+	struct stat sb;
+	/* A new store is made able to shrink after a prune: auto_vacuum must be chosen
+	 * before its first write (journal_mode=WAL writes the header).  An existing store
+	 * keeps its mode (statehoused --vacuum changes it): setting it again would write. */
+	bool fresh = !readonly && (stat(st->path, &sb) != 0 || sb.st_size == 0);
 	int rc;
 
 	rc = sqlite3_open_v2(st->path, &db, flags, NULL);
@@ -187,8 +199,8 @@ static int open_conn(struct sqlite_store *st, int readonly, int fsync_full, sqli
 	 * the write-ahead log is folded in only after a clean stop (sqlite_record_stop). */
 	sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	snprintf(pragmas, sizeof(pragmas),
-		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;",
-		 fsync_full ? "FULL" : "NORMAL");
+		 "%sPRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;",
+		 fresh ? "PRAGMA auto_vacuum=INCREMENTAL; " : "", fsync_full ? "FULL" : "NORMAL");
 	if (readonly)
 		snprintf(pragmas, sizeof(pragmas), "PRAGMA query_only=1;");
 	rc = sqlite3_exec(db, pragmas, NULL, NULL, NULL);
@@ -265,8 +277,9 @@ upgrade:
 			 (long long)schema);
 		schema = 3;
 	}
-	if (schema != STORE_SCHEMA_VERSION) {
-		log_err("cannot open store '%s': schema version %lld, this build reads %d",
+	/* Schema 4 is schema 3 after its first prune (prune.c); both are served. */
+	if (schema != 3 && schema != STORE_SCHEMA_VERSION) {
+		log_err("cannot open store '%s': schema version %lld, this build reads 3 and %d",
 			st->path, (long long)schema, STORE_SCHEMA_VERSION);
 		return -EIO;
 	}
@@ -534,6 +547,10 @@ static int sqlite_replay(struct store *base, int64_t after_ts, store_replay_fn f
 	stats->events = (uint64_t)sqlite3_column_int64(q, 0);
 	stats->head_ts = sqlite3_column_int64(q, 1);
 	sqlite3_finalize(q);
+	/* What pruned operations left comes before what is kept of the log. */
+	err = store_sqlite_replay_pruned(st->wdb, after_ts, fn, arg);
+	if (err)
+		return err;
 
 	err = prepare(st, st->wdb,
 		      "SELECT o.commit_ts, e.time_ns, o.ns, o.agent, o.key, o.op, o.version, o.value"
@@ -1131,6 +1148,11 @@ static void sqlite_file_sizes(struct store *base, uint64_t *db, uint64_t *wal)
 	*wal = stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
 }
 
+static int sqlite_horizon(struct store *base, int64_t *out)
+{
+	return store_sqlite_read_horizon(to_sqlite(base)->wdb, out);
+}
+
 const struct store_ops store_sqlite_ops = {
 	.scheme = "sqlite",
 	.takes_location = false,
@@ -1153,5 +1175,12 @@ const struct store_ops store_sqlite_ops = {
 	.file_sizes = sqlite_file_sizes,
 	.file_state = store_sqlite_file_state,
 	.sync_files = store_sqlite_sync_files,
+	.horizon = sqlite_horizon,
+	.pruner_open = store_sqlite_pruner_open,
+	.pruner_close = store_sqlite_pruner_close,
+	.prune_step = store_sqlite_prune_step,
+	.vacuum_step = store_sqlite_vacuum_step,
+	.checkpoint = store_sqlite_checkpoint,
+	.vacuum = store_sqlite_vacuum,
 	.lib_version = sqlite_lib_version,
 };

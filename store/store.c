@@ -7,6 +7,7 @@
 #include "store_i.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,17 @@ int store_open(const char *uri, const char *datadir, const struct store_options 
 	(*out)->fault_after = 0;
 	(*out)->fault_code = 0;
 #endif
+	{
+		int64_t h = 0;
+
+		err = ops->horizon(*out, &h);
+		if (err) {
+			store_close(*out);
+			*out = NULL;
+			return err;
+		}
+		atomic_store(&(*out)->horizon, h);
+	}
 	return 0;
 }
 
@@ -260,14 +272,32 @@ int store_check(struct store *st, int64_t *head_ts)
 	return st->ops->check(st, head_ts);
 }
 
+/*
+ * The past below the horizon is gone.  A reader checks before and again after it read:
+ * a pruner raises the horizon before its step commits, so a read that met a prune
+ * finds the horizon above ts afterwards and its answer is dropped.
+ */
+static bool below_horizon(struct store *st, int64_t ts)
+{
+	return ts < atomic_load(&st->horizon);
+}
+
 int store_get_at(struct store *st, const char *path, size_t len, int64_t ts, int with_value,
 		 struct store_version *out)
 {
-	if (fault_check(st, 0)) {
-		memset(out, 0, sizeof(*out));
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	if (fault_check(st, 0))
 		return -EIO;
+	if (below_horizon(st, ts))
+		return -ENOENT;
+	err = st->ops->get_at(st, path, len, ts, with_value, out);
+	if (below_horizon(st, ts)) {
+		store_version_release(out);
+		return -ENOENT;
 	}
-	return st->ops->get_at(st, path, len, ts, with_value, out);
+	return err;
 }
 
 int store_get_version(struct store *st, const char *path, size_t len, int64_t version,
@@ -283,9 +313,14 @@ int store_get_version(struct store *st, const char *path, size_t len, int64_t ve
 int store_list_at(struct store *st, const char *prefix, size_t plen, int64_t ts,
 		  store_version_fn fn, void *arg)
 {
+	int err;
+
 	if (fault_check(st, 0))
 		return -EIO;
-	return st->ops->list_at(st, prefix, plen, ts, fn, arg);
+	if (below_horizon(st, ts))
+		return -ENOENT;
+	err = st->ops->list_at(st, prefix, plen, ts, fn, arg);
+	return below_horizon(st, ts) ? -ENOENT : err;
 }
 
 int store_history(struct store *st, const char *path, size_t len, store_version_fn fn,
@@ -315,8 +350,14 @@ int store_names(struct store *st, const char *prefix, size_t plen, store_version
 int store_events(struct store *st, int64_t from_ts, int64_t to_ts, const char *filter,
 		 size_t filter_len, store_event_fn fn, void *arg)
 {
+	int64_t h = atomic_load(&st->horizon);
+
 	if (fault_check(st, 0))
 		return -EIO;
+	/* Streams start at the horizon: every event from there on is whole (one read
+	 * transaction of the backend delivers them, so a prune meanwhile cannot cut one). */
+	if (from_ts < h)
+		from_ts = h;
 	return st->ops->events(st, from_ts, to_ts, filter, filter_len, fn, arg);
 }
 
@@ -354,6 +395,85 @@ void store_file_sizes(struct store *st, uint64_t *db, uint64_t *wal)
 {
 	st->ops->file_sizes(st, db, wal);
 }
+
+/* ---- retention ----------------------------------------------------------------------- */
+
+int64_t store_horizon(struct store *st)
+{
+	return atomic_load(&st->horizon);
+}
+
+void store_raise_horizon(struct store *st, int64_t h)
+{
+	int64_t cur = atomic_load(&st->horizon);
+
+	while (cur < h && !atomic_compare_exchange_weak(&st->horizon, &cur, h))
+		;
+}
+
+int store_pruner_open(struct store *st, const char *datadir, struct store_pruner **out)
+{
+	int err = st->ops->pruner_open(st, datadir, out);
+
+	if (err) {
+		*out = NULL;
+		return err;
+	}
+	if ((*out)->ops != st->ops || (*out)->st != st)
+		BUG("store backend '%s' returned a pruner of another table", st->ops->scheme);
+#if STATEHOUSE_FAULT_INJECTION
+	(*out)->pause_ms = 0;
+#endif
+	return 0;
+}
+
+void store_pruner_close(struct store_pruner *p)
+{
+	if (p)
+		p->ops->pruner_close(p);
+}
+
+int store_prune_step(struct store_pruner *p, const struct store_retention *r, int64_t now_ns,
+		     struct store_prune_result *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->horizon = store_horizon(p->st);
+	if (fault_check(p->st, 0))
+		return -EIO;
+	return p->ops->prune_step(p, r, now_ns, out);
+}
+
+int store_vacuum_step(struct store_pruner *p, unsigned max_pages, struct store_vacuum_result *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (fault_check(p->st, 0))
+		return -EIO;
+	return p->ops->vacuum_step(p, max_pages, out);
+}
+
+int store_checkpoint(struct store_pruner *p)
+{
+	if (fault_check(p->st, 0))
+		return -EIO;
+	return p->ops->checkpoint(p);
+}
+
+int store_vacuum(const char *uri, const char *datadir, uint64_t *before, uint64_t *after)
+{
+	const struct store_ops *ops;
+	const char *location;
+	int err = pick_backend(uri, &ops, &location);
+
+	*before = *after = 0;
+	return err ? err : ops->vacuum(datadir, before, after);
+}
+
+#if STATEHOUSE_FAULT_INJECTION
+void store_set_prune_pause(struct store_pruner *p, unsigned ms)
+{
+	p->pause_ms = ms;
+}
+#endif
 
 const char *store_sqlite_version(void)
 {

@@ -17,11 +17,14 @@
  * Threads: store_append() and store_record_*() belong to one thread at a time (the
  * committer); store_check(), the past (store_get_at() ... store_events()) and
  * store_starts() may be called from any thread, concurrently with appends.
- * store_replay() must not run concurrently with appends.
+ * store_replay() must not run concurrently with appends.  A pruner (retention, below)
+ * belongs to one thread at a time; the daemon's committer runs its steps between
+ * batches, so appends and prunes never wait for each other's write lock.
  */
 #ifndef STATEHOUSE_STORE_H
 #define STATEHOUSE_STORE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,7 +35,10 @@
 #include <pthread.h>
 #endif
 
-#define STORE_SCHEMA_VERSION 3
+/* The newest schema this build reads and writes.  A store of schema 3 is served as it
+ * is; its first prune (store_prune_step()) turns it into schema 4 in place (the pruned
+ * table, the horizon), which older builds refuse, as they would misread a pruned log. */
+#define STORE_SCHEMA_VERSION 4
 
 /* STORE_ATTR records the owner, group and mode of a namespace ("ns") or an agent
  * directory ("ns/agent"), with the value {"uid":N,"gid":N,"mode":"0750"}, or the mode
@@ -49,6 +55,9 @@ enum store_op_kind {
 	STORE_ATTR = 3,
 	STORE_MKDIR = 4,
 	STORE_RMDIR = 5,
+	/* Only in a replay, never in the log: what the pruned, oldest operations of one
+	 * path left behind (struct store_replay_op says what it carries). */
+	STORE_PRUNED = 6,
 };
 
 struct store;
@@ -139,6 +148,19 @@ struct store_replay_op {
 	int64_t version;
 	const void *value;
 	size_t value_len;
+	/*
+	 * STORE_PRUNED: the state the path's pruned operations (the oldest ones, up to
+	 * commit end_ts) left, delivered before any operation of the log.  version,
+	 * commit_ts and time_ns are of its last pruned put or delete (version 0: none);
+	 * live says whether the key held a value then (its value is gone: the log's next
+	 * operation on the path replaces it), dir whether the path was an explicit
+	 * directory; entries_ns is the latest commit time at which one of them added or
+	 * removed an entry of the path's directory (0: none).  A replay after after_ts
+	 * delivers only those with end_ts > after_ts.
+	 */
+	int64_t end_ts;
+	bool live, dir;
+	int64_t entries_ns;
 };
 
 typedef int (*store_replay_fn)(void *arg, const struct store_replay_op *op);
@@ -151,8 +173,10 @@ struct store_replay_stats {
 };
 
 /*
- * Call fn for every operation of every event with commit_ts > after_ts, in commit order.
- * A non-zero return from fn stops the replay and is returned.
+ * Call fn for every operation of every event with commit_ts > after_ts, in commit order,
+ * after one STORE_PRUNED record per path whose pruned operations reach past after_ts
+ * (a pruned log, see the retention section).  A non-zero return from fn stops the
+ * replay and is returned.
  */
 int store_replay(struct store *st, int64_t after_ts, store_replay_fn fn, void *arg,
 		 struct store_replay_stats *stats);
@@ -359,6 +383,88 @@ int store_marks_read(const char *datadir, struct store_marks *m);
 /* 0 or a negative errno (-ENOSPC ...), logged; the previous marks stay on failure. */
 int store_marks_write(const char *datadir, const struct store_marks *m);
 
+/* ---- retention: pruning the log (store/prune.c for SQLite) ---------------------------- */
+
+/*
+ * A pruned log keeps, for every path, its newest operations; the older ones go, and one
+ * row per path sums up what they left (the STORE_PRUNED record of a replay), so a
+ * replay of what is kept rebuilds exactly the state the whole log would have: every
+ * key's version and value, explicit directories and the times of directories' entries.
+ * Owner records (STORE_ATTR) are never pruned.  The newest operation of every path is
+ * always kept (a deleted key keeps its delete), so versions and commit_ts are never
+ * reused.
+ *
+ * The horizon is the oldest commit whose state the kept log still holds whole: the
+ * state as of any commit_ts >= horizon, and every event with commit_ts >= horizon, is
+ * exactly what it was before the prune.  store_get_at() and store_list_at() answer
+ * -ENOENT for a ts below it, store_events() starts at it; it never moves back.  0 while
+ * nothing was pruned.
+ */
+struct store_retention {
+	uint32_t keep_versions; /* keep the newest N operations of each path; 0: no rule */
+	int64_t keep_ns;        /* keep what the state as of any time in the last keep_ns
+				 * needs; 0: no rule.  With both rules, an operation goes
+				 * only when both let it go. */
+};
+
+/* What one prune step did. */
+struct store_prune_result {
+	uint64_t ops;     /* operations removed */
+	uint64_t events;  /* events removed (none of their operations was left) */
+	int64_t horizon;  /* the horizon after the step */
+	bool more;        /* work is left: call again */
+};
+
+/* What one vacuum step did. */
+struct store_vacuum_result {
+	uint64_t free_bytes; /* unused bytes left inside the database file */
+	bool shrinks;        /* the file can shrink (SQLite: auto_vacuum=INCREMENTAL) */
+	bool more;           /* free pages are left to give back: call again */
+};
+
+struct store_pruner;
+
+/* The horizon (see above); any thread. */
+int64_t store_horizon(struct store *st);
+
+/*
+ * A pruner of st's log, for datadir: a write connection of its own, used by one thread
+ * at a time; its steps write with synchronous=NORMAL (a prune lost in a power cut is
+ * only done again; the next durable commit makes it durable).  *out is the caller's, to
+ * store_pruner_close().  Nothing is written until the first step.
+ */
+int store_pruner_open(struct store *st, const char *datadir, struct store_pruner **out);
+void store_pruner_close(struct store_pruner *p);
+/*
+ * One small step of pruning by the rules r, with now_ns the wall clock (the keep_ns
+ * rule): at most a few hundred operations, in one transaction of its own, so a commit
+ * waits at most that long for the write lock.  Where the last step stopped is kept in
+ * the log, so work goes on after a restart; a change of the rules starts over from the
+ * oldest commit.  -EAGAIN when the store was busy (nothing changed), -ENOSPC, -EIO.
+ */
+int store_prune_step(struct store_pruner *p, const struct store_retention *r, int64_t now_ns,
+		     struct store_prune_result *out);
+/* Give at most max_pages free pages back to the file system (the file shrinks once the
+ * write-ahead log is checkpointed); only for a store that can shrink. */
+int store_vacuum_step(struct store_pruner *p, unsigned max_pages, struct store_vacuum_result *out);
+/* Fold the write-ahead log into the database if no reader stands in the way, never
+ * waiting for one (the step after vacuum steps that lets the file shrink). */
+int store_checkpoint(struct store_pruner *p);
+
+/*
+ * statehoused --vacuum: make the store of datadir one that can shrink (SQLite: a VACUUM
+ * into auto_vacuum=INCREMENTAL, which stores made before this build lack) and compact
+ * it.  Needs free space about the size of the store; no daemon may be serving it.
+ * *before and *after get the database file's bytes.
+ */
+int store_vacuum(const char *uri, const char *datadir, uint64_t *before, uint64_t *after);
+
+#if STATEHOUSE_FAULT_INJECTION
+/* Test hook: every prune step that removes something sleeps ms milliseconds before its
+ * commit, after logging that it does (for killing a daemon in the middle of a prune). */
+void store_set_prune_pause(struct store_pruner *p, unsigned ms);
+#endif
+
 /* Version string of the SQLite library this build links (static storage). */
 const char *store_sqlite_version(void);
 
@@ -416,16 +522,40 @@ struct store_ops {
 	/* Without a handle: store_log_file_state() and store_log_sync(). */
 	int (*file_state)(const char *datadir, struct store_log_file *out);
 	int (*sync_files)(const char *datadir);
+	/* Retention: the horizon as the log records it (read once at open), the pruner, and
+	 * the offline vacuum (store_vacuum(), without a handle). */
+	int (*horizon)(struct store *st, int64_t *out);
+	int (*pruner_open)(struct store *st, const char *datadir, struct store_pruner **out);
+	void (*pruner_close)(struct store_pruner *p);
+	int (*prune_step)(struct store_pruner *p, const struct store_retention *r,
+			  int64_t now_ns, struct store_prune_result *out);
+	int (*vacuum_step)(struct store_pruner *p, unsigned max_pages,
+			   struct store_vacuum_result *out);
+	int (*checkpoint)(struct store_pruner *p);
+	int (*vacuum)(const char *datadir, uint64_t *before, uint64_t *after);
 	const char *(*lib_version)(void); /* the backend's client library */
 };
 
 /* The handle every backend's own struct begins with.  Its fields belong to store.c. */
 struct store {
 	const struct store_ops *ops;
+	/* The horizon: raised by a pruner before its step commits (store_raise_horizon()),
+	 * so a reader that checks it after reading never takes a pruned answer for a whole
+	 * one. */
+	_Atomic int64_t horizon;
 #if STATEHOUSE_FAULT_INJECTION
 	pthread_mutex_t fault_lock; /* protects fault_* (leaf lock) */
 	long fault_after;
 	int fault_code;
+#endif
+};
+
+/* The handle every backend's pruner begins with.  Its fields belong to store.c. */
+struct store_pruner {
+	const struct store_ops *ops;
+	struct store *st;
+#if STATEHOUSE_FAULT_INJECTION
+	unsigned pause_ms; /* store_set_prune_pause(); read by the backend's steps */
 #endif
 };
 

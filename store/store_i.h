@@ -7,6 +7,7 @@
 #define STATEHOUSE_STORE_I_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "store.h"
 
@@ -28,6 +29,31 @@ int store_split_prefix(const char *p, size_t len, const char **part, size_t *ple
 int store_sqlite_file_state(const char *datadir, struct store_log_file *out);
 int store_sqlite_sync_files(const char *datadir);
 void store_sqlite_drop_empty_wal(const char *db);
+
+/* Raise st's horizon to h (never lowers it); a pruner calls it before its step commits. */
+void store_raise_horizon(struct store *st, int64_t h);
+
+/*
+ * The SQLite backend's pruning (prune.c), beside sqlite.c: the table's retention
+ * operations, and what sqlite.c asks of it on its own connection (struct sqlite3 is
+ * SQLite's connection; this header does not include sqlite3.h).
+ */
+struct sqlite3;
+/* SQLite's result code rc as a negative errno, logged once with action (sqlite.c). */
+int store_sqlite_errno(struct sqlite3 *db, int rc, const char *action);
+/* The horizon the log records (0: never pruned). */
+int store_sqlite_read_horizon(struct sqlite3 *db, int64_t *out);
+/* The STORE_PRUNED records of a replay after after_ts (none in a log never pruned). */
+int store_sqlite_replay_pruned(struct sqlite3 *db, int64_t after_ts, store_replay_fn fn,
+			       void *arg);
+int store_sqlite_pruner_open(struct store *st, const char *datadir, struct store_pruner **out);
+void store_sqlite_pruner_close(struct store_pruner *p);
+int store_sqlite_prune_step(struct store_pruner *p, const struct store_retention *r,
+			    int64_t now_ns, struct store_prune_result *out);
+int store_sqlite_vacuum_step(struct store_pruner *p, unsigned max_pages,
+			     struct store_vacuum_result *out);
+int store_sqlite_checkpoint(struct store_pruner *p);
+int store_sqlite_vacuum(const char *datadir, uint64_t *before, uint64_t *after);
 
 /*
  * The backends of this build, the default first.  A new backend is one file defining

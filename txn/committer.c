@@ -485,8 +485,31 @@ void *txn_committer_main(void *arg)
 		size_t n = 0;
 
 		pthread_mutex_lock(&eng->q_lock);
-		while (!eng->q_head && !eng->stopping)
-			pthread_cond_wait(&eng->q_cond, &eng->q_lock);
+		while (!eng->q_head && !eng->stopping) {
+			/* Idle: retention's steps (retain.c) while there is nothing to commit. */
+			int64_t due = txn_retain_due_ns(eng), wait;
+			struct timespec ts;
+
+			if (!due) {
+				pthread_cond_wait(&eng->q_cond, &eng->q_lock);
+				continue;
+			}
+			wait = due - clock_now_ns(CLOCK_MONOTONIC);
+			if (wait <= 0) {
+				pthread_mutex_unlock(&eng->q_lock);
+				txn_retain_step(eng, false);
+				pthread_mutex_lock(&eng->q_lock);
+				continue;
+			}
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += wait / 1000000000;
+			ts.tv_nsec += wait % 1000000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&eng->q_cond, &eng->q_lock, &ts);
+		}
 		if (!eng->q_head) {
 			pthread_mutex_unlock(&eng->q_lock);
 			break;
@@ -502,6 +525,8 @@ void *txn_committer_main(void *arg)
 			eng->q_tail = &eng->q_head;
 		pthread_mutex_unlock(&eng->q_lock);
 		run_batch(eng, list);
+		/* Busy: a step now and then, so a store that never idles is pruned too. */
+		txn_retain_step(eng, true);
 	}
 	return NULL;
 }

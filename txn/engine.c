@@ -77,6 +77,8 @@ int txn_engine_open(const char *datadir, const struct txn_options *opt,
 	err = txn_recover_open_store(eng);
 	if (!err)
 		err = txn_recover(eng, t0, &stats);
+	if (!err)
+		err = txn_retain_open(eng);
 	if (err) {
 		txn_engine_close(eng);
 		return err;
@@ -131,8 +133,12 @@ void txn_engine_close(struct txn_engine *eng)
 
 	if (!eng)
 		return;
-	if (eng->ran) {
+	if (eng->ran)
 		txn_engine_stop(eng);
+	/* Before the store: its connection must be the last, for a clean stop to fold the
+	 * write-ahead log in. */
+	txn_retain_close(eng);
+	if (eng->ran) {
 		/* A clean stop: a snapshot of the final state, then the mark. */
 		if (eng->opt.snapshot_interval && eng->published_ts > eng->snap_ts)
 			txn_engine_snapshot(eng);
@@ -232,6 +238,12 @@ void txn_engine_stats(struct txn_engine *eng, struct txn_stats *out)
 	out->last_recovery_ns = eng->last_recovery_ns;
 	out->last_replayed = eng->last_replayed;
 	store_file_sizes(eng->store, &out->db_bytes, &out->wal_bytes);
+	out->horizon_ts = store_horizon(eng->store);
+	out->pruned_ops = eng->n_pruned_ops;
+	out->pruned_events = eng->n_pruned_events;
+	out->free_known = eng->free_known;
+	out->shrinks = eng->shrinks;
+	out->free_bytes = eng->free_bytes;
 	store_starts(eng->store, &out->starts, &out->unclean_starts);
 	pthread_mutex_lock(&eng->lat_lock);
 	memcpy(out->lat_bucket, eng->lat_bucket, sizeof(out->lat_bucket));

@@ -14,9 +14,10 @@
 
 /* ---- .at and .history -------------------------------------------------------------------- */
 
+/* A commit of the past that .at serves: from the horizon (retention) to the head. */
 static int at_check_ts(struct txn_engine *eng, int64_t ts)
 {
-	return ts < 1 || ts > txn_engine_head(eng) ? -ENOENT : 0;
+	return ts < 1 || ts < txn_engine_horizon(eng) || ts > txn_engine_head(eng) ? -ENOENT : 0;
 }
 
 static void entry_from_version(struct txn_entry *e, const struct store_version *v)
@@ -287,6 +288,8 @@ static enum txn_op_kind op_kind(enum store_op_kind k)
 		return TXN_OP_MKDIR;
 	case STORE_RMDIR:
 		return TXN_OP_RMDIR;
+	case STORE_PRUNED:
+		break; /* a replay's record, never an event's operation */
 	}
 	BUG("operation of unknown kind %d in the log", (int)k);
 }

@@ -151,6 +151,43 @@ void txn_recover_mark_often(struct txn_engine *eng)
 
 /* ---- recovery at open -------------------------------------------------------------------- */
 
+/*
+ * What the pruned operations of a path left (retention): delivered before the log, each
+ * as newer than what a snapshot holds of the path (a replay after S gets only those that
+ * reach past S).  The key's last pruned version goes in as its head, holding a value
+ * (an empty stand-in: the log's next operation on the key replaces it) when the key was
+ * live; the directory flag and the time of its directory's entries are set as the
+ * pruned operations left them, so the log's kept operations apply to exactly the state
+ * they did before.
+ */
+static int replay_pruned(struct node *n, const struct store_replay_op *op)
+{
+	if (op->version > 0 && (!n->versions || n->versions->version < op->version)) {
+		struct version *v = calloc(1, sizeof(*v));
+		bool was = txn_node_head_live(n);
+
+		if (!v || (op->live && !(v->value = blob_new("", 0)))) {
+			free(v);
+			return -ENOMEM;
+		}
+		v->commit_ts = op->commit_ts;
+		v->version = op->version;
+		v->time_ns = op->time_ns;
+		v->older = n->versions;
+		n->versions = v;
+		if (was != op->live) {
+			txn_node_adjust_desc(n, true, op->live ? 1 : -1);
+			txn_node_adjust_desc(n, false, op->live ? 1 : -1);
+		}
+		txn_node_prune(n, op->commit_ts);
+	}
+	txn_node_set_dir(n, true, op->dir);
+	txn_node_set_dir(n, false, op->dir);
+	if (op->entries_ns)
+		txn_node_touch_parent(n, op->entries_ns);
+	return 0;
+}
+
 static int replay_one(void *arg, const struct store_replay_op *op)
 {
 	struct txn_engine *eng = arg;
@@ -160,6 +197,8 @@ static int replay_one(void *arg, const struct store_replay_op *op)
 
 	if (!n)
 		return -ENOMEM;
+	if (op->kind == STORE_PRUNED)
+		return replay_pruned(n, op);
 	if (op->kind == STORE_ATTR) {
 		struct dattr *a;
 		int err = txn_attr_decode(op->value, op->value_len,

@@ -69,6 +69,11 @@ struct txn_options {
 	const char *store_uri;      /* the store (store_open() in store.h lists the URIs);
 				     * NULL: the default, SQLite in datadir */
 	enum txn_isolation isolation; /* of a transaction at begin (TXN_ISO_SNAPSHOT) */
+	/* Retention (retain.c): the log keeps the newest keep_versions operations of each
+	 * key and what the state as of any time in the last keep_ns needs; older ones
+	 * are pruned in the background.  0: no such rule; both 0: keep everything. */
+	uint32_t keep_versions;
+	int64_t keep_ns;
 };
 
 /* What a path is in a view. */
@@ -141,6 +146,11 @@ struct txn_stats {
 	uint64_t db_bytes, wal_bytes;
 	int64_t last_recovery_ns;
 	uint64_t last_replayed;
+	int64_t horizon_ts;       /* retention: the oldest commit .at serves (0: all) */
+	uint64_t pruned_ops, pruned_events; /* removed from the log by this run */
+	bool free_known;          /* retention on: free_bytes was measured */
+	bool shrinks;             /* the store can give space back (else --vacuum once) */
+	uint64_t free_bytes;      /* unused bytes inside the database file */
 	uint64_t lat_bucket[TXN_LAT_BUCKETS]; /* cumulative counts, as Prometheus wants */
 	uint64_t lat_count;
 	double lat_sum_s;
@@ -157,6 +167,13 @@ void txn_engine_close(struct txn_engine *eng);
 
 /* Newest published commit_ts. */
 int64_t txn_engine_head(struct txn_engine *eng);
+/* The horizon: the oldest commit whose state .at serves and where the event streams
+ * begin (retention, txn_options.keep_*); 0 while nothing was pruned.  Never moves back. */
+int64_t txn_engine_horizon(struct txn_engine *eng);
+/* statehoused --vacuum: compact the store of datadir and make it able to shrink after a
+ * prune (stores made before this build cannot); no daemon may serve it (the caller holds
+ * the data dir's lock).  0 or an errno, logged. */
+int txn_vacuum(const char *datadir, const char *store_uri);
 /* A real check of the store: 0 or -EIO. */
 int txn_engine_check(struct txn_engine *eng);
 
@@ -174,6 +191,9 @@ int txn_schema_version(void);
 /* Test hook (builds with -Dfault_injection=true): after `after` more commits every store
  * operation fails with code; see store_set_fault(). */
 void txn_engine_set_fault(struct txn_engine *eng, long after, int code);
+/* Test hook: each prune step that removes something sleeps ms before it commits, after
+ * logging so (for killing the daemon in the middle of a prune).  Before the start. */
+void txn_engine_set_prune_pause(struct txn_engine *eng, unsigned ms);
 #endif
 const struct txn_options *txn_engine_options(struct txn_engine *eng);
 

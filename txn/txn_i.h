@@ -11,7 +11,8 @@
  * snapshots written), recover.c (the checks of the log at open, replay, snapshot load,
  * verify), salvage.c (--recover-from-snapshot), engine.c (lifecycle, stats), past.c
  * (.at, .history and the event log, read from the store), readset.c (isolation, the
- * read set, preconditions and the checks of a commit).
+ * read set, preconditions and the checks of a commit), retain.c (pruning the log by the
+ * retention rules, on the committer thread).
  *
  * Invariants of the derived state (the code that keeps each is named)
  *  1. The store's log is the truth.  The tree here is derived from it: txn_recover()
@@ -45,12 +46,9 @@
  *     after the log holding its commits was synced (txn_engine_snapshot(),
  *     txn_recover_mark()), so a log found behind the newest snapshot or mark lost
  *     acknowledged commits, and is refused (txn_recover_open_store(), txn_recover()).
- * 10. sub_ts of a node is at least the commit_ts of every version or explicit directory
- *     made or removed at or below it at the head since the engine opened (txn_bump_sub()
- *     from apply_op() and apply_dir() in commit.c, taken back with the request or the
- *     batch that failed), so a prefix range's changes since a transaction began are one
- *     comparison (txn_check_commit_locked() in readset.c).  Changes replayed at open are
- *     older than every transaction, which begins at published_ts: 0 is a bound for them.
+ * (.at, .history and the event log, read from the store), readset.c (isolation, the
+ * read set, preconditions and the checks of a commit), retain.c (pruning the log by the
+ * retention rules, on the committer thread).
  *
  * Locks, in rank order (take a lower rank before a higher one; a leaf lock is never
  * held while another is taken):
@@ -262,6 +260,19 @@ struct txn_engine {
 	 * before its next append.  Committer only, after open. */
 	atomic_bool start_pending;
 	struct store_start pending_start;
+
+	/* Retention (retain.c): the pruner and where its round stands, the committer
+	 * thread's alone (opened before it starts, closed after it stopped); the counters
+	 * are read by .metrics. */
+	struct store_pruner *pruner;
+	int retain_phase;
+	int64_t retain_next_ns;   /* CLOCK_MONOTONIC: when the next round may begin */
+	int64_t retain_last_ns;   /* the last step */
+	int64_t retain_logged_ns; /* the last summary logged */
+	uint64_t round_ops, round_events, logged_ops, logged_events;
+	bool warned_no_shrink;
+	atomic_uint_fast64_t n_pruned_ops, n_pruned_events, free_bytes;
+	atomic_bool free_known, shrinks;
 };
 
 /* ---- a batch being committed (committer.c builds it, commit.c fills it) -------------- */
@@ -420,6 +431,15 @@ void txn_readset_free_locked(struct txn *tx);
 /* ---- threads and recovery ------------------------------------------------------------- */
 
 void *txn_committer_main(void *arg); /* committer.c */
+/* retain.c: retention, done by the committer thread between batches. */
+/* Open the pruner when a rule is set (txn_engine_open); 0 or an errno, logged. */
+int txn_retain_open(struct txn_engine *eng);
+void txn_retain_close(struct txn_engine *eng);
+/* When (CLOCK_MONOTONIC ns) the next step is due; 0: never (no rule). */
+int64_t txn_retain_due_ns(struct txn_engine *eng);
+/* One step if one is due; busy: commits are queued, so only if the last step was a
+ * while ago (a commit then waits for at most one small step). */
+void txn_retain_step(struct txn_engine *eng, bool busy);
 /* Queue an autocommit of kind at path (copied) and wait for its result (committer.c). */
 int txn_autocommit_wait(struct txn_engine *eng, enum txn_auto_kind kind, const char *path,
 			size_t len);

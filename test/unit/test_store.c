@@ -569,7 +569,7 @@ static void opening_a_store_with_another_schema_version_fails_with_eio(void **st
 	append_three(f->st);
 	store_close(f->st);
 	f->st = NULL;
-	out = sql(f->dir, "UPDATE meta SET value = 4 WHERE name = 'schema';", &status);
+	out = sql(f->dir, "UPDATE meta SET value = 5 WHERE name = 'schema';", &status);
 	assert_non_null(out);
 	assert_int_equal(status, 0);
 	free(out);

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * retain.c - retention (txn layer): pruning the log by the rules keep_versions and
+ * keep_ns, in small steps run by the committer thread between its batches, then giving
+ * the freed pages back to the file system; and statehoused --vacuum.
+ *
+ * A round, every RETAIN_ROUND_NS at most:
+ *   IDLE --due--> PRUNE (store_prune_step() until no work is left)
+ *        --> VACUUM (store_vacuum_step(), when pages are free and the store can shrink)
+ *        --> CHECKPOINT (the file shrinks once the write-ahead log is folded in) --> IDLE
+ * The committer runs a step whenever its queue is empty; while commits keep coming it
+ * runs one at most every RETAIN_BUSY_GAP_NS, so a commit waits for at most one small
+ * step (a few hundred rows, no fsync) and a busy store is still pruned.  The steps use
+ * the pruner's own connection, which only this thread uses, after each batch: the
+ * committer's appends and the steps never wait for each other's locks.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "txn_i.h"
+
+#define RETAIN_ROUND_NS (1000 * 1000000LL)     /* a round at most once a second */
+#define RETAIN_BUSY_GAP_NS (20 * 1000000LL)    /* between steps while commits queue */
+#define RETAIN_RETRY_NS (5000 * 1000000LL)     /* after a failed step */
+#define RETAIN_LOG_NS (60 * 1000000000LL)      /* a summary in the log at most this often */
+#define RETAIN_VACUUM_PAGES 64                 /* pages given back by one step */
+
+enum { R_IDLE = 0, R_PRUNE, R_VACUUM, R_CHECKPOINT };
+
+int txn_retain_open(struct txn_engine *eng)
+{
+	int err;
+
+	if ((!eng->opt.keep_versions && !eng->opt.keep_ns) || eng->opt.inspect_only ||
+	    eng->opt.salvage)
+		return 0;
+	err = store_pruner_open(eng->store, eng->datadir, &eng->pruner);
+	if (err) {
+		log_err("cannot start pruning the log of '%s': %s", eng->datadir, strerror(-err));
+		return err;
+	}
+	eng->retain_phase = R_IDLE;
+	eng->retain_next_ns = clock_now_ns(CLOCK_MONOTONIC);
+	return 0;
+}
+
+void txn_retain_close(struct txn_engine *eng)
+{
+	store_pruner_close(eng->pruner);
+	eng->pruner = NULL;
+}
+
+int64_t txn_retain_due_ns(struct txn_engine *eng)
+{
+	if (!eng->pruner)
+		return 0;
+	return eng->retain_phase == R_IDLE ? eng->retain_next_ns : eng->retain_last_ns;
+}
+
+/* The end of a round: what it did goes to the log (a summary at most once a minute). */
+static void round_end(struct txn_engine *eng, int64_t now, int64_t after_ns)
+{
+	eng->retain_phase = R_IDLE;
+	eng->retain_next_ns = now + after_ns;
+	eng->logged_ops += eng->round_ops;
+	eng->logged_events += eng->round_events;
+	if (eng->round_ops || eng->round_events)
+		log_debug("prune: removed %" PRIu64 " operations and %" PRIu64
+			  " events; the horizon is at commit %" PRId64,
+			  eng->round_ops, eng->round_events, store_horizon(eng->store));
+	eng->round_ops = eng->round_events = 0;
+	if (eng->logged_ops + eng->logged_events &&
+	    (!eng->retain_logged_ns || now - eng->retain_logged_ns >= RETAIN_LOG_NS)) {
+		log_info("prune: removed %" PRIu64 " operations and %" PRIu64 " events from the "
+			 "log; .at and the event streams begin at commit %" PRId64,
+			 eng->logged_ops, eng->logged_events, store_horizon(eng->store));
+		eng->logged_ops = eng->logged_events = 0;
+		eng->retain_logged_ns = now;
+	}
+}
+
+static void step_prune(struct txn_engine *eng, int64_t now)
+{
+	const struct store_retention r = { eng->opt.keep_versions, eng->opt.keep_ns };
+	struct store_prune_result res;
+	int err = store_prune_step(eng->pruner, &r, clock_now_ns(CLOCK_REALTIME), &res);
+
+	if (err) {
+		/* Nothing of the step stays; the next round tries again. */
+		if (err != -EAGAIN)
+			log_warn("cannot prune the log: %s; trying again in %lld s", strerror(-err),
+				 RETAIN_RETRY_NS / 1000000000LL);
+		round_end(eng, now, RETAIN_RETRY_NS);
+		return;
+	}
+	eng->n_pruned_ops += res.ops;
+	eng->n_pruned_events += res.events;
+	eng->round_ops += res.ops;
+	eng->round_events += res.events;
+	if (res.more)
+		return;
+	/* Nothing removed and nothing free: the round ends here. */
+	if (!eng->round_ops && !eng->round_events && eng->free_known && !eng->free_bytes)
+		round_end(eng, now, RETAIN_ROUND_NS);
+	else
+		eng->retain_phase = R_VACUUM;
+}
+
+static void step_vacuum(struct txn_engine *eng, int64_t now, bool busy)
+{
+	struct store_vacuum_result res;
+	int err = store_vacuum_step(eng->pruner, RETAIN_VACUUM_PAGES, &res);
+
+	if (err) {
+		if (err != -EAGAIN)
+			log_warn("cannot give free pages of the log back: %s", strerror(-err));
+		round_end(eng, now, RETAIN_RETRY_NS);
+		return;
+	}
+	eng->free_bytes = res.free_bytes;
+	eng->shrinks = res.shrinks;
+	eng->free_known = true;
+	if (!res.shrinks && res.free_bytes && !eng->warned_no_shrink) {
+		eng->warned_no_shrink = true;
+		log_warn("the store in '%s' was made before stores could shrink: the space pruned "
+			 "(%" PRIu64 " bytes now) is reused, but the file keeps its size; stop the "
+			 "daemon and run 'statehoused --vacuum %s' once", eng->datadir,
+			 res.free_bytes, eng->datadir);
+	}
+	if (!res.more)
+		eng->retain_phase = busy ? R_IDLE : R_CHECKPOINT;
+	if (eng->retain_phase == R_IDLE)
+		round_end(eng, now, RETAIN_ROUND_NS);
+}
+
+void txn_retain_step(struct txn_engine *eng, bool busy)
+{
+	int64_t now = clock_now_ns(CLOCK_MONOTONIC);
+
+	if (!eng->pruner || (eng->retain_phase == R_IDLE && now < eng->retain_next_ns) ||
+	    (busy && now - eng->retain_last_ns < RETAIN_BUSY_GAP_NS))
+		return;
+	eng->retain_last_ns = now;
+	switch (eng->retain_phase) {
+	case R_IDLE:
+		eng->retain_phase = R_PRUNE;
+		/* fall through */
+	case R_PRUNE:
+		step_prune(eng, now);
+		break;
+	case R_VACUUM:
+		step_vacuum(eng, now, busy);
+		break;
+	case R_CHECKPOINT:
+		/* A passive checkpoint never waits for a reader; one in the way leaves it
+		 * to the next (SQLite checkpoints by itself as the log grows). */
+		if (!busy)
+			store_checkpoint(eng->pruner);
+		round_end(eng, now, RETAIN_ROUND_NS);
+		break;
+	}
+}
+
+int64_t txn_engine_horizon(struct txn_engine *eng)
+{
+	return store_horizon(eng->store);
+}
+
+int txn_vacuum(const char *datadir, const char *store_uri)
+{
+	uint64_t before = 0, after = 0;
+	int err = store_vacuum(store_uri, datadir, &before, &after);
+
+	if (!err)
+		log_info("vacuum: '%s' is compacted and can shrink after a prune: %" PRIu64
+			 " bytes before, %" PRIu64 " after", datadir, before, after);
+	return err;
+}
+
+#if STATEHOUSE_FAULT_INJECTION
+void txn_engine_set_prune_pause(struct txn_engine *eng, unsigned ms)
+{
+	if (eng->pruner)
+		store_set_prune_pause(eng->pruner, ms);
+}
+#endif
