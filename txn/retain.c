@@ -145,10 +145,9 @@ void txn_retain_step(struct txn_engine *eng, bool busy)
 	    (busy && now - eng->retain_last_ns < RETAIN_BUSY_GAP_NS))
 		return;
 	eng->retain_last_ns = now;
+	if (eng->retain_phase == R_IDLE)
+		eng->retain_phase = R_PRUNE; /* a round begins */
 	switch (eng->retain_phase) {
-	case R_IDLE:
-		eng->retain_phase = R_PRUNE;
-		/* fall through */
 	case R_PRUNE:
 		step_prune(eng, now);
 		break;
