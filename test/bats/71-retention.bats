@@ -314,3 +314,23 @@ status_field() { jq -r ".$1" "$MNT/.status"; }
 	[ "$(status_field keep_days)" = 30 ]
 	[ "$(versions default/agent-1/k)" = "1 2 3" ]
 }
+
+@test "the README's retention lines run as written" {
+	mapfile -t cmds < <(awk '/^Retention: by default/ { on = 1; next }
+		on && /^    / { print substr($0, 5); seen = 1; next } on && seen && /^[^ ]/ { exit }' \
+		"$REPO_ROOT/README.md" | sed 's/ *# .*$//')
+	[ "${#cmds[@]}" -eq 2 ] || fail "the README block changed: ${cmds[*]}"
+	readme() {
+		local c=${1//DATADIR/$DATA}
+		c=${c//MOUNTPOINT/$MNT}
+		eval "\"$STATEHOUSED\"${c#statehoused}"
+	}
+	readme "${cmds[0]}" 2>>"$LOG"
+	SH_PID=$(sh_daemon_pid "$MNT")
+	[ "$(status_field keep_versions)" = 10 ]
+	[ "$(status_field keep_days)" = 30 ]
+	sh_umount
+	run readme "${cmds[1]}"
+	assert_success
+	assert_output --partial "can shrink after a prune"
+}
