@@ -391,8 +391,9 @@ int store_marks_write(const char *datadir, const struct store_marks *m);
  * replay of what is kept rebuilds exactly the state the whole log would have: every
  * key's version and value, explicit directories and the times of directories' entries.
  * Owner records (STORE_ATTR) are never pruned.  The newest operation of every path is
- * always kept (a deleted key keeps its delete), so versions and commit_ts are never
- * reused.
+ * always kept (a deleted key keeps its delete; a key whose path is a directory now
+ * may be summed up whole, its last version kept in the sum), so versions and commit_ts
+ * are never reused.
  *
  * The horizon is the oldest commit whose state the kept log still holds whole: the
  * state as of any commit_ts >= horizon, and every event with commit_ts >= horizon, is

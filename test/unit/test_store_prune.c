@@ -398,7 +398,7 @@ static void a_key_that_became_a_directory_keeps_its_version_in_the_pruned_record
 	struct fx *f = *state;
 	const struct store_retention r = { .keep_versions = 1 };
 	struct model m;
-	char *before, *after;
+	char *before, *after, *h;
 
 	commit1(f, "ns/a/p", STORE_PUT, 1, "p1", 0);
 	commit1(f, "ns/a/p", STORE_PUT, 2, "p2", 0);
@@ -412,6 +412,10 @@ static void a_key_that_became_a_directory_keeps_its_version_in_the_pruned_record
 	for (size_t i = 0; i < m.n; i++)
 		if (!strcmp(m.p[i].path, "ns/a/p"))
 			assert_i64_equal(m.p[i].version, 3); /* the next put is version 4 */
+	/* The key's versions are all gone, its history with them. */
+	h = history(f, "ns/a/p");
+	assert_string_equal(h, "none");
+	free(h);
 	free(before);
 	free(after);
 }
