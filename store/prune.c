@@ -23,17 +23,24 @@
  *     after removed ones: the state as of any T >= H and every event >= H are whole.  A
  *     step raises the handle's horizon before it commits (store_raise_horizon()), and
  *     removes the events below H that have no operation left.
- *  4. Work is found through a cursor (meta 'prune_cursor_ts' and 'prune_cursor_idx'):
- *     the path of every operation up to it has been examined, and a path is examined
- *     again when a newer operation on it passes the cursor.  New rules (meta
- *     'prune_rule') start the cursor over.  Events left without operations are found
- *     by a second cursor ('prune_events_ts').
- *  5. A step is one BEGIN IMMEDIATE ... COMMIT of at most PRUNE_ROWS_MAX removed rows,
- *     PRUNE_SCAN_MAX operations examined or PRUNE_STEP_NS of work, with
+ *  4. Work is found through a cursor (meta 'prune_cursor_ts' and 'prune_cursor_idx')
+ *     that walks the operations in commit order: when it reaches an operation x of a
+ *     path, every operation of that path up to x that is older than the path's base
+ *     goes.  An operation kept then (it was the base, or newer) goes when a newer one of
+ *     its path reaches the cursor and moved the base.  New rules (meta 'prune_rule')
+ *     start the cursor over.  Events left without operations are found by a second
+ *     cursor ('prune_events_ts').
+ *  5. A step is one BEGIN IMMEDIATE ... COMMIT of at most max_ops removed rows
+ *     (PRUNE_ROWS_MAX at most), PRUNE_SCAN_MAX operations examined at a time and
+ *     PRUNE_OP_NS of work per allowed row, with
  *     synchronous=NORMAL (no fsync of its own: a step lost in a power cut is done
  *     again; the next durable commit makes it durable).
  *  6. The first step makes the store schema 4 (the `pruned` table and its index) in a
  *     transaction of its own; schema 3 builds refuse it, as they would misread it.
+ *  7. Walking in commit order keeps a step's writes on few pages: a long history (the
+ *     first prune of an old store) goes page by page as the cursor passes it, not key by
+ *     key across the whole file.  A step remembers the paths it met (struct chain: the
+ *     base, its row of pruned), so each further operation of one costs no more reads.
  * Each path has at most one operation per commit (a commit stages one operation per
  * path), so a path's operations are ordered by commit_ts alone.
  */
@@ -52,9 +59,9 @@
 #include "clock.h"
 #include "log.h"
 
-#define PRUNE_ROWS_MAX 256              /* operations removed by one step */
+#define PRUNE_ROWS_MAX STORE_PRUNE_OPS_MAX /* operations removed by one step, at most */
 #define PRUNE_SCAN_MAX 64               /* operations read off the cursor at a time */
-#define PRUNE_STEP_NS (2 * 1000000LL)   /* work of one step, then it commits */
+#define PRUNE_OP_NS 12000LL             /* work allowed per operation a step may remove */
 #define PRUNE_EVENTS_SCAN 256           /* events looked at for emptiness at a time */
 #define PRUNE_DAYS_SCAN 512             /* events looked at for the cutoff at a time */
 
@@ -90,7 +97,7 @@ struct pop {
 };
 
 enum {
-	Q_HEAD, Q_DAYS, Q_SCAN, Q_NTH, Q_AT_OR_BEFORE, Q_PREFIX, Q_GET_FOLD, Q_PUT_FOLD,
+	Q_HEAD, Q_DAYS, Q_SCAN, Q_NTH, Q_AT_OR_BEFORE, Q_PREFIX, Q_NEXT, Q_GET_FOLD, Q_PUT_FOLD,
 	Q_DEL_OP, Q_DEL_EMPTY_EVENT, Q_EVENTS, Q_DEL_EVENT, Q_META_GET, Q_META_PUT, Q_N
 };
 
@@ -98,9 +105,10 @@ static const char *const stmt_sql[Q_N] = {
 	[Q_HEAD] = "SELECT coalesce(max(commit_ts), 0) FROM events",
 	[Q_DAYS] = "SELECT commit_ts, time_ns FROM events WHERE commit_ts > ?1"
 		   " ORDER BY commit_ts LIMIT ?2",
-	[Q_SCAN] = "SELECT commit_ts, idx, ns, agent, key FROM ops"
-		   " WHERE (commit_ts, idx) > (?1, ?2) AND commit_ts <= ?3 AND op <> 3"
-		   " ORDER BY commit_ts, idx LIMIT ?4",
+	[Q_SCAN] = "SELECT o.commit_ts, o.idx, o.op, o.version, e.time_ns, o.ns, o.agent, o.key"
+		   " FROM ops o JOIN events e ON e.commit_ts = o.commit_ts"
+		   " WHERE (o.commit_ts, o.idx) > (?1, ?2) AND o.commit_ts <= ?3 AND o.op <> 3"
+		   " ORDER BY o.commit_ts, o.idx LIMIT ?4",
 	[Q_NTH] = "SELECT commit_ts FROM ops WHERE ns = ?1 AND agent = ?2 AND key = ?3"
 		  " AND op <> 3 ORDER BY commit_ts DESC LIMIT 1 OFFSET ?4",
 	[Q_AT_OR_BEFORE] = "SELECT commit_ts FROM ops WHERE ns = ?1 AND agent = ?2 AND key = ?3"
@@ -109,6 +117,8 @@ static const char *const stmt_sql[Q_N] = {
 		     " FROM ops o JOIN events e ON e.commit_ts = o.commit_ts"
 		     " WHERE o.ns = ?1 AND o.agent = ?2 AND o.key = ?3 AND o.commit_ts < ?4"
 		     " AND o.op <> 3 ORDER BY o.commit_ts LIMIT ?5",
+	[Q_NEXT] = "SELECT commit_ts FROM ops WHERE ns = ?1 AND agent = ?2 AND key = ?3"
+		   " AND commit_ts > ?4 AND op <> 3 ORDER BY commit_ts LIMIT 1",
 	[Q_GET_FOLD] = "SELECT end_ts, version, commit_ts, time_ns, live, dir, entries_ns"
 		       " FROM pruned WHERE ns = ?1 AND agent = ?2 AND key = ?3",
 	[Q_PUT_FOLD] = "INSERT OR REPLACE INTO pruned(ns, agent, key, end_ts, version, commit_ts,"
@@ -540,35 +550,146 @@ static int fold_put(struct sqlite_pruner *p, const char *const part[3], const in
 	return run(p, q, "record a pruned path");
 }
 
+/* A path met in this step (note 7). */
+struct chain {
+	char *part[3];     /* ns, agent, key (owned) */
+	int len[3];
+	int64_t base;      /* its oldest operation kept by the rules; 0: every one is kept */
+	int64_t done;      /* its operations up to this commit are dealt with in this step */
+	int64_t last;      /* the newest one removed (0: none yet) */
+	bool loaded;       /* f holds its row of pruned */
+	struct fold f;
+};
+
+#define PRUNE_CHAINS_MAX 256 /* paths one step deals with */
+
 struct step {
 	const struct store_retention *r;
+	int64_t t0, max_ns;  /* when the step began, and the work it may do */
 	int64_t cutoff;      /* keep_ns: the cutoff commit */
 	unsigned budget;     /* rows this step may still remove */
 	int64_t horizon;     /* raised as paths are pruned */
 	uint64_t ops, events;
+	struct chain c[PRUNE_CHAINS_MAX];
+	size_t nc;
 };
 
+static bool step_full(const struct step *s)
+{
+	return !s->budget || clock_now_ns(CLOCK_MONOTONIC) - s->t0 >= s->max_ns;
+}
+
+static void chains_free(struct step *s)
+{
+	for (size_t i = 0; i < s->nc; i++)
+		for (int j = 0; j < 3; j++)
+			free(s->c[i].part[j]);
+	s->nc = 0;
+}
+
+/* Remove the operations o[0..k) of path c, oldest first, folding each into its row. */
+static int remove_ops(struct sqlite_pruner *p, struct step *s, struct chain *c,
+		      const struct pop *o, size_t k)
+{
+	const char *part[3] = { c->part[0], c->part[1], c->part[2] };
+	int err = 0;
+
+	if (!c->loaded) {
+		err = fold_get(p, part, c->len, &c->f);
+		c->loaded = !err;
+	}
+	for (size_t i = 0; i < k && !err; i++) {
+		fold_op(&c->f, &o[i]);
+		sqlite3_bind_int64(p->q[Q_DEL_OP], 1, o[i].commit_ts);
+		sqlite3_bind_int64(p->q[Q_DEL_OP], 2, o[i].idx);
+		err = run(p, p->q[Q_DEL_OP], "remove an operation");
+		if (err || (i && o[i].commit_ts == o[i - 1].commit_ts))
+			continue;
+		sqlite3_bind_int64(p->q[Q_DEL_EMPTY_EVENT], 1, o[i].commit_ts);
+		err = run(p, p->q[Q_DEL_EMPTY_EVENT], "remove an event");
+		if (!err)
+			s->events += (uint64_t)sqlite3_changes(p->db);
+	}
+	if (err)
+		return err;
+	if (k)
+		c->last = o[k - 1].commit_ts;
+	s->budget -= (unsigned)k;
+	s->ops += k;
+	return 0;
+}
+
+/* The path of a scanned operation, met before in this step or new (its base found);
+ * NULL when the step has no room for another path, or on an error (*err). */
+static struct chain *chain_of(struct sqlite_pruner *p, struct step *s, sqlite3_stmt *q,
+			      int *err)
+{
+	struct chain *c;
+
+	*err = 0;
+	for (size_t i = 0; i < s->nc; i++) {
+		c = &s->c[i];
+		for (int j = 0; j < 3; j++)
+			if (c->len[j] != sqlite3_column_bytes(q, 5 + j) ||
+			    memcmp(c->part[j], sqlite3_column_text(q, 5 + j), (size_t)c->len[j]))
+				goto next;
+		return c;
+next:;
+	}
+	if (s->nc == PRUNE_CHAINS_MAX)
+		return NULL;
+	c = &s->c[s->nc];
+	memset(c, 0, sizeof(*c));
+	for (int j = 0; j < 3; j++) {
+		c->len[j] = sqlite3_column_bytes(q, 5 + j);
+		c->part[j] = malloc((size_t)c->len[j] + 1);
+		if (!c->part[j]) {
+			for (int i = 0; i < j; i++)
+				free(c->part[i]);
+			*err = -ENOMEM;
+			return NULL;
+		}
+		memcpy(c->part[j], sqlite3_column_text(q, 5 + j), (size_t)c->len[j]);
+		c->part[j][c->len[j]] = '\0';
+	}
+	s->nc++;
+	{
+		const char *part[3] = { c->part[0], c->part[1], c->part[2] };
+
+		*err = path_base(p, s->r, part, c->len, s->cutoff, &c->base);
+	}
+	return *err ? NULL : c;
+}
+
 /*
- * Prune one path down to its base, at most s->budget operations of it.  *whole tells
- * whether it got there (else the budget ran out first and the path is taken up again
- * by the next step).
+ * Deal with the operation x of path c that the cursor reached: every operation of c up
+ * to x and older than its base goes.  The first time a step meets c, what an earlier
+ * step kept and the rules let go since is among them (read from the log, at most the
+ * step's budget: *whole false when that ran out); after that only x itself can be, as
+ * the cursor met every operation of c in between.
  */
-static int prune_path(struct sqlite_pruner *p, struct step *s, const char *const part[3],
-		      const int len[3], bool *whole)
+static int prune_at(struct sqlite_pruner *p, struct step *s, struct chain *c,
+		    const struct pop *x, bool *whole)
 {
 	struct pop o[PRUNE_ROWS_MAX + 1];
 	sqlite3_stmt *q = p->q[Q_PREFIX];
-	struct fold f;
-	int64_t base, next_ts;
+	const char *part[3] = { c->part[0], c->part[1], c->part[2] };
 	size_t n = 0, k;
 	int rc, err;
 
 	*whole = true;
-	err = path_base(p, s->r, part, len, s->cutoff, &base);
-	if (err || !base)
+	if (!c->base || (c->done && x->commit_ts >= c->base)) {
+		c->done = x->commit_ts;
+		return 0;
+	}
+	if (c->done) {
+		err = remove_ops(p, s, c, x, 1);
+		if (!err)
+			c->done = x->commit_ts;
 		return err;
-	bind_path(q, part, len);
-	sqlite3_bind_int64(q, 4, base);
+	}
+	bind_path(q, part, c->len);
+	sqlite3_bind_int64(q, 4, x->commit_ts < c->base ? x->commit_ts + 1 : c->base);
 	sqlite3_bind_int64(q, 5, (int64_t)s->budget + 1);
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW && n <= s->budget)
 		o[n++] = (struct pop){ sqlite3_column_int64(q, 0), sqlite3_column_int64(q, 1),
@@ -578,43 +699,44 @@ static int prune_path(struct sqlite_pruner *p, struct step *s, const char *const
 	sqlite3_clear_bindings(q);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return fail(p, rc, "read what to prune");
-	if (n == 0)
-		return 0;
-	/* The operation kept right after the removed ones starts the whole past (note 3). */
 	k = n > s->budget ? s->budget : n;
-	next_ts = n > s->budget ? o[k].commit_ts : base;
 	*whole = n <= s->budget;
-	err = fold_get(p, part, len, &f);
-	for (size_t i = 0; i < k && !err; i++) {
-		fold_op(&f, &o[i]);
-		sqlite3_bind_int64(p->q[Q_DEL_OP], 1, o[i].commit_ts);
-		sqlite3_bind_int64(p->q[Q_DEL_OP], 2, o[i].idx);
-		err = run(p, p->q[Q_DEL_OP], "remove an operation");
-	}
-	if (!err)
-		err = fold_put(p, part, len, &f);
-	for (size_t i = 0; i < k && !err; i++) {
-		if (i && o[i].commit_ts == o[i - 1].commit_ts)
+	err = remove_ops(p, s, c, o, k);
+	if (!err && *whole)
+		c->done = x->commit_ts;
+	return err;
+}
+
+/* The end of a step's paths: their rows of pruned written, and the horizon raised to the
+ * first operation kept after the removed ones of each (note 3). */
+static int chains_finish(struct sqlite_pruner *p, struct step *s)
+{
+	int err = 0;
+
+	for (size_t i = 0; i < s->nc && !err; i++) {
+		struct chain *c = &s->c[i];
+		const char *part[3] = { c->part[0], c->part[1], c->part[2] };
+		int64_t next = 0;
+
+		if (!c->last)
 			continue;
-		sqlite3_bind_int64(p->q[Q_DEL_EMPTY_EVENT], 1, o[i].commit_ts);
-		err = run(p, p->q[Q_DEL_EMPTY_EVENT], "remove an event");
-		if (!err)
-			s->events += (uint64_t)sqlite3_changes(p->db);
+		err = fold_put(p, part, c->len, &c->f);
+		if (err)
+			break;
+		bind_path(p->q[Q_NEXT], part, c->len);
+		sqlite3_bind_int64(p->q[Q_NEXT], 4, c->last);
+		err = one_ts(p, p->q[Q_NEXT], &next);
+		if (!err && next > s->horizon)
+			s->horizon = next;
 	}
-	if (err)
-		return err;
-	s->budget -= (unsigned)k;
-	s->ops += k;
-	if (next_ts > s->horizon)
-		s->horizon = next_ts;
-	return 0;
+	return err;
 }
 
 /* ---- one step -------------------------------------------------------------------------- */
 
 /* Move the cutoff (keep_ns) as far as the events allow: the last commit of the oldest run
  * of commits older than cut_ns (a clock that went back never lets newer ones go). */
-static int advance_cutoff(struct sqlite_pruner *p, int64_t cut_ns, int64_t t0)
+static int advance_cutoff(struct sqlite_pruner *p, int64_t cut_ns, const struct step *s)
 {
 	sqlite3_stmt *q = p->q[Q_DAYS];
 	int rc = SQLITE_DONE, n;
@@ -641,61 +763,12 @@ static int advance_cutoff(struct sqlite_pruner *p, int64_t cut_ns, int64_t t0)
 			return fail(p, rc, "find the prune cutoff");
 		if (stop)
 			break;
-	} while (n == PRUNE_DAYS_SCAN && clock_now_ns(CLOCK_MONOTONIC) - t0 < PRUNE_STEP_NS);
+	} while (n == PRUNE_DAYS_SCAN && clock_now_ns(CLOCK_MONOTONIC) - s->t0 < s->max_ns);
 	return 0;
 }
 
-/* Operations after the cursor up to limit, at most PRUNE_SCAN_MAX; each with its path. */
-struct scanned {
-	struct pop o;
-	char *part[3];
-	int len[3];
-};
-
-static void scanned_free(struct scanned *sc, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		for (int j = 0; j < 3; j++)
-			free(sc[i].part[j]);
-}
-
-static int scan(struct sqlite_pruner *p, int64_t limit, struct scanned *sc, size_t *n)
-{
-	sqlite3_stmt *q = p->q[Q_SCAN];
-	int rc, err = 0;
-
-	*n = 0;
-	sqlite3_bind_int64(q, 1, p->cur_ts);
-	sqlite3_bind_int64(q, 2, p->cur_idx);
-	sqlite3_bind_int64(q, 3, limit);
-	sqlite3_bind_int(q, 4, PRUNE_SCAN_MAX);
-	while (!err && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-		struct scanned *x = &sc[*n];
-
-		memset(x, 0, sizeof(*x));
-		x->o.commit_ts = sqlite3_column_int64(q, 0);
-		x->o.idx = sqlite3_column_int64(q, 1);
-		for (int j = 0; j < 3; j++) {
-			x->len[j] = sqlite3_column_bytes(q, 2 + j);
-			x->part[j] = malloc((size_t)x->len[j] + 1);
-			if (!x->part[j]) {
-				err = -ENOMEM;
-				break;
-			}
-			memcpy(x->part[j], sqlite3_column_text(q, 2 + j), (size_t)x->len[j]);
-			x->part[j][x->len[j]] = '\0';
-		}
-		(*n)++;
-	}
-	if (!err && rc != SQLITE_DONE)
-		err = fail(p, rc, "find what to prune");
-	sqlite3_reset(q);
-	sqlite3_clear_bindings(q);
-	return err;
-}
-
 /* Remove the events below the horizon that no operation is left in (note 3). */
-static int prune_events(struct sqlite_pruner *p, struct step *s, int64_t t0)
+static int prune_events(struct sqlite_pruner *p, struct step *s)
 {
 	sqlite3_stmt *q = p->q[Q_EVENTS];
 	int64_t empty[PRUNE_EVENTS_SCAN];
@@ -703,7 +776,7 @@ static int prune_events(struct sqlite_pruner *p, struct step *s, int64_t t0)
 	int rc, n, err = 0;
 
 	while (!err && p->ev_ts + 1 < s->horizon && s->budget &&
-	       clock_now_ns(CLOCK_MONOTONIC) - t0 < PRUNE_STEP_NS) {
+	       clock_now_ns(CLOCK_MONOTONIC) - s->t0 < s->max_ns) {
 		n = 0;
 		ne = 0;
 		sqlite3_bind_int64(q, 1, p->ev_ts);
@@ -751,48 +824,64 @@ static void test_pause(struct sqlite_pruner *p, const struct step *s)
 }
 #endif
 
-/* The paths of the operations after the cursor, up to limit, while the step has room. */
-static int prune_paths(struct sqlite_pruner *p, struct step *s, int64_t limit, int64_t t0,
-		       bool *more)
+/* The operations after the cursor, up to limit, in commit order, while the step has
+ * room; the cursor moves past each one dealt with whole.  *more: work is left. */
+static int prune_paths(struct sqlite_pruner *p, struct step *s, int64_t limit, bool *more)
 {
-	struct scanned sc[PRUNE_SCAN_MAX];
-	size_t n = 0, i = 0;
-	int err;
+	sqlite3_stmt *q = p->q[Q_SCAN];
+	int rc = SQLITE_DONE, err = 0, n = PRUNE_SCAN_MAX;
 
-	*more = false;
-	err = scan(p, limit, sc, &n);
-	for (i = 0; i < n && !err; i++) {
-		const char *part[3] = { sc[i].part[0], sc[i].part[1], sc[i].part[2] };
-		bool whole;
+	*more = true;
+	while (!err && n == PRUNE_SCAN_MAX && !step_full(s)) {
+		bool stop = false;
 
-		if (!s->budget || clock_now_ns(CLOCK_MONOTONIC) - t0 >= PRUNE_STEP_NS)
-			break;
-		err = prune_path(p, s, part, sc[i].len, &whole);
-		if (err || !whole)
-			break;
-		p->cur_ts = sc[i].o.commit_ts;
-		p->cur_idx = sc[i].o.idx;
+		n = 0;
+		sqlite3_bind_int64(q, 1, p->cur_ts);
+		sqlite3_bind_int64(q, 2, p->cur_idx);
+		sqlite3_bind_int64(q, 3, limit);
+		sqlite3_bind_int(q, 4, PRUNE_SCAN_MAX);
+		while (!stop && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+			struct pop x = { sqlite3_column_int64(q, 0), sqlite3_column_int64(q, 1),
+					 sqlite3_column_int(q, 2), sqlite3_column_int64(q, 3),
+					 sqlite3_column_int64(q, 4) };
+			struct chain *c;
+			bool whole;
+
+			n++;
+			c = step_full(s) ? NULL : chain_of(p, s, q, &err);
+			if (c)
+				err = prune_at(p, s, c, &x, &whole);
+			if (!c || err || !whole) {
+				stop = true;
+				n = 0; /* not at the end */
+				continue;
+			}
+			p->cur_ts = x.commit_ts;
+			p->cur_idx = x.idx;
+		}
+		if (!err && rc != SQLITE_ROW && rc != SQLITE_DONE)
+			err = fail(p, rc, "find what to prune");
+		sqlite3_reset(q);
+		sqlite3_clear_bindings(q);
+		if (!err && !stop && n < PRUNE_SCAN_MAX) {
+			/* Every operation up to limit has been dealt with. */
+			p->cur_ts = limit;
+			p->cur_idx = INT64_MAX;
+			*more = false;
+		}
 	}
-	scanned_free(sc, n);
-	if (err)
-		return err;
-	if (i == n && n < PRUNE_SCAN_MAX) {
-		/* Every operation up to limit has been looked at. */
-		p->cur_ts = limit;
-		p->cur_idx = INT64_MAX;
-	} else {
-		*more = true;
-	}
-	return 0;
+	if (!err)
+		err = chains_finish(p, s);
+	chains_free(s);
+	return err;
 }
 
 int store_sqlite_prune_step(struct store_pruner *base, const struct store_retention *r,
-			    int64_t now_ns, struct store_prune_result *out)
+			    int64_t now_ns, unsigned max_ops, struct store_prune_result *out)
 {
 	struct sqlite_pruner *p = to_pruner(base);
-	struct step s = { .r = r, .budget = PRUNE_ROWS_MAX };
-	int64_t t0 = clock_now_ns(CLOCK_MONOTONIC), head = 0, limit;
-	int64_t cur_ts, cur_idx, ev_ts;
+	int64_t head = 0, limit, cur_ts, cur_idx, ev_ts;
+	struct step *s;
 	bool more = false;
 	int rc, err;
 
@@ -803,37 +892,43 @@ int store_sqlite_prune_step(struct store_pruner *base, const struct store_retent
 		if (err)
 			return err;
 	}
+	s = calloc(1, sizeof(*s)); /* large: the paths met */
+	if (!s)
+		return -ENOMEM;
+	*s = (struct step){ .r = r, .budget = max_ops, .t0 = clock_now_ns(CLOCK_MONOTONIC),
+			    .max_ns = PRUNE_OP_NS * max_ops, .horizon = p->horizon };
 	cur_ts = p->cur_ts;
 	cur_idx = p->cur_idx;
 	ev_ts = p->ev_ts;
-	s.horizon = p->horizon;
 	rc = sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
+	if (rc != SQLITE_OK) {
+		free(s);
 		return (rc & 0xff) == SQLITE_BUSY ? -EAGAIN : fail(p, rc, "begin a prune");
+	}
 	err = one_ts(p, p->q[Q_HEAD], &head);
 	limit = head;
 	if (!err && r->keep_ns) {
-		err = advance_cutoff(p, now_ns - r->keep_ns, t0);
-		s.cutoff = p->days_ts;
-		if (s.cutoff < limit)
-			limit = s.cutoff;
+		err = advance_cutoff(p, now_ns - r->keep_ns, s);
+		s->cutoff = p->days_ts;
+		if (s->cutoff < limit)
+			limit = s->cutoff;
 	}
 	if (!err && (cur_ts < limit || (cur_ts == limit && cur_idx != INT64_MAX)))
-		err = prune_paths(p, &s, limit, t0, &more);
+		err = prune_paths(p, s, limit, &more);
 	if (!err)
-		err = prune_events(p, &s, t0);
+		err = prune_events(p, s);
 	if (!err && (p->cur_ts != cur_ts || p->cur_idx != cur_idx))
 		err = meta_put_int(p, "prune_cursor_ts", p->cur_ts);
 	if (!err && (p->cur_ts != cur_ts || p->cur_idx != cur_idx))
 		err = meta_put_int(p, "prune_cursor_idx", p->cur_idx);
 	if (!err && p->ev_ts != ev_ts)
 		err = meta_put_int(p, "prune_events_ts", p->ev_ts);
-	if (!err && s.horizon != p->horizon)
-		err = meta_put_int(p, "horizon", s.horizon);
+	if (!err && s->horizon != p->horizon)
+		err = meta_put_int(p, "horizon", s->horizon);
 	if (!err) {
 		/* Readers drop what they read below the new horizon from now on (note 3). */
-		store_raise_horizon(p->base.st, s.horizon);
-		test_pause(p, &s);
+		store_raise_horizon(p->base.st, s->horizon);
+		test_pause(p, s);
 		rc = sqlite3_exec(p->db, "COMMIT", NULL, NULL, NULL);
 		if (rc != SQLITE_OK)
 			err = fail(p, rc, "commit a prune");
@@ -844,13 +939,14 @@ int store_sqlite_prune_step(struct store_pruner *base, const struct store_retent
 		p->cur_ts = cur_ts;
 		p->cur_idx = cur_idx;
 		p->ev_ts = ev_ts;
+		free(s);
 		return err;
 	}
-	p->horizon = s.horizon;
-	out->ops = s.ops;
-	out->events = s.events;
-	out->horizon = s.horizon;
-	out->more = more || p->ev_ts + 1 < s.horizon;
+	p->horizon = s->horizon;
+	*out = (struct store_prune_result){ .ops = s->ops, .events = s->events,
+					    .horizon = s->horizon,
+					    .more = more || p->ev_ts + 1 < s->horizon };
+	free(s);
 	return 0;
 }
 

@@ -434,13 +434,15 @@ void store_pruner_close(struct store_pruner *p)
 }
 
 int store_prune_step(struct store_pruner *p, const struct store_retention *r, int64_t now_ns,
-		     struct store_prune_result *out)
+		     unsigned max_ops, struct store_prune_result *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->horizon = store_horizon(p->st);
 	if (fault_check(p->st, 0))
 		return -EIO;
-	return p->ops->prune_step(p, r, now_ns, out);
+	if (max_ops == 0 || max_ops > STORE_PRUNE_OPS_MAX)
+		max_ops = STORE_PRUNE_OPS_MAX;
+	return p->ops->prune_step(p, r, now_ns, max_ops, out);
 }
 
 int store_vacuum_step(struct store_pruner *p, unsigned max_pages, struct store_vacuum_result *out)

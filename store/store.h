@@ -438,13 +438,15 @@ int store_pruner_open(struct store *st, const char *datadir, struct store_pruner
 void store_pruner_close(struct store_pruner *p);
 /*
  * One small step of pruning by the rules r, with now_ns the wall clock (the keep_ns
- * rule): at most a few hundred operations, in one transaction of its own, so a commit
- * waits at most that long for the write lock.  Where the last step stopped is kept in
- * the log, so work goes on after a restart; a change of the rules starts over from the
- * oldest commit.  -EAGAIN when the store was busy (nothing changed), -ENOSPC, -EIO.
+ * rule): at most max_ops operations removed (at most STORE_PRUNE_OPS_MAX), and work of
+ * about 12 us for each, in one transaction of its own, so a commit waits at most that
+ * long for the write lock.  Where the last step stopped is kept in the log, so work
+ * goes on after a restart; a change of the rules starts over from the oldest commit.
+ * -EAGAIN when the store was busy (nothing changed), -ENOSPC, -EIO.
  */
+#define STORE_PRUNE_OPS_MAX 256
 int store_prune_step(struct store_pruner *p, const struct store_retention *r, int64_t now_ns,
-		     struct store_prune_result *out);
+		     unsigned max_ops, struct store_prune_result *out);
 /* Give at most max_pages free pages back to the file system (the file shrinks once the
  * write-ahead log is checkpointed); only for a store that can shrink. */
 int store_vacuum_step(struct store_pruner *p, unsigned max_pages, struct store_vacuum_result *out);
@@ -529,7 +531,7 @@ struct store_ops {
 	int (*pruner_open)(struct store *st, const char *datadir, struct store_pruner **out);
 	void (*pruner_close)(struct store_pruner *p);
 	int (*prune_step)(struct store_pruner *p, const struct store_retention *r,
-			  int64_t now_ns, struct store_prune_result *out);
+			  int64_t now_ns, unsigned max_ops, struct store_prune_result *out);
 	int (*vacuum_step)(struct store_pruner *p, unsigned max_pages,
 			   struct store_vacuum_result *out);
 	int (*checkpoint)(struct store_pruner *p);

@@ -49,7 +49,7 @@ int store_sqlite_replay_pruned(struct sqlite3 *db, int64_t after_ts, store_repla
 int store_sqlite_pruner_open(struct store *st, const char *datadir, struct store_pruner **out);
 void store_sqlite_pruner_close(struct store_pruner *p);
 int store_sqlite_prune_step(struct store_pruner *p, const struct store_retention *r,
-			    int64_t now_ns, struct store_prune_result *out);
+			    int64_t now_ns, unsigned max_ops, struct store_prune_result *out);
 int store_sqlite_vacuum_step(struct store_pruner *p, unsigned max_pages,
 			     struct store_vacuum_result *out);
 int store_sqlite_checkpoint(struct store_pruner *p);

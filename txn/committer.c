@@ -497,7 +497,7 @@ void *txn_committer_main(void *arg)
 			wait = due - clock_now_ns(CLOCK_MONOTONIC);
 			if (wait <= 0) {
 				pthread_mutex_unlock(&eng->q_lock);
-				txn_retain_step(eng, false);
+				txn_retain_step(eng);
 				pthread_mutex_lock(&eng->q_lock);
 				continue;
 			}
@@ -524,9 +524,10 @@ void *txn_committer_main(void *arg)
 		if (!eng->q_head)
 			eng->q_tail = &eng->q_head;
 		pthread_mutex_unlock(&eng->q_lock);
+		txn_retain_commit_seen(eng);
 		run_batch(eng, list);
-		/* Busy: a step now and then, so a store that never idles is pruned too. */
-		txn_retain_step(eng, true);
+		/* A short step now and then, so a store that never idles is pruned too. */
+		txn_retain_step(eng);
 	}
 	return NULL;
 }

@@ -8,11 +8,14 @@
  *   IDLE --due--> PRUNE (store_prune_step() until no work is left)
  *        --> VACUUM (store_vacuum_step(), when pages are free and the store can shrink)
  *        --> CHECKPOINT (the file shrinks once the write-ahead log is folded in) --> IDLE
- * The committer runs a step whenever its queue is empty; while commits keep coming it
- * runs one at most every RETAIN_BUSY_GAP_NS, so a commit waits for at most one small
- * step (a few hundred rows, no fsync) and a busy store is still pruned.  The steps use
- * the pruner's own connection, which only this thread uses, after each batch: the
- * committer's appends and the steps never wait for each other's locks.
+ * The committer runs the steps between its batches, on the pruner's own connection,
+ * which only this thread uses: appends and steps never wait for each other's locks.
+ * A step removes at most RETAIN_STEP_OPS operations (a few milliseconds), so a commit
+ * waits for at most one short step.  While commits come (one within RETAIN_IDLE_NS)
+ * the next step waits RETAIN_BUSY_GAP_NS and at least RETAIN_BUSY_SHARE times as long
+ * as the last one took, so pruning takes a twentieth of the committer's time at most,
+ * and vacuum and checkpoint wait for a pause; idle, steps follow one another until the
+ * round's work is done.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -24,7 +27,12 @@
 #include "txn_i.h"
 
 #define RETAIN_ROUND_NS (1000 * 1000000LL)     /* a round at most once a second */
-#define RETAIN_BUSY_GAP_NS (20 * 1000000LL)    /* between steps while commits queue */
+#define RETAIN_IDLE_NS (50 * 1000000LL)        /* no commit for this long: idle */
+#define RETAIN_BUSY_GAP_NS (20 * 1000000LL)    /* between steps while commits come, at
+						* least, and RETAIN_BUSY_SHARE times the
+						* last step's time */
+#define RETAIN_BUSY_SHARE 19                   /* a twentieth of the committer's time */
+#define RETAIN_STEP_OPS 128                    /* operations a step removes at most */
 #define RETAIN_RETRY_NS (5000 * 1000000LL)     /* after a failed step */
 #define RETAIN_LOG_NS (60 * 1000000000LL)      /* a summary in the log at most this often */
 #define RETAIN_VACUUM_PAGES 64                 /* pages given back by one step */
@@ -54,11 +62,37 @@ void txn_retain_close(struct txn_engine *eng)
 	eng->pruner = NULL;
 }
 
+static bool commits_come(const struct txn_engine *eng, int64_t now)
+{
+	return eng->retain_commit_ns && now - eng->retain_commit_ns < RETAIN_IDLE_NS;
+}
+
+void txn_retain_commit_seen(struct txn_engine *eng)
+{
+	if (eng->pruner)
+		eng->retain_commit_ns = clock_now_ns(CLOCK_MONOTONIC);
+}
+
 int64_t txn_retain_due_ns(struct txn_engine *eng)
 {
+	int64_t now = clock_now_ns(CLOCK_MONOTONIC), due;
+
 	if (!eng->pruner)
 		return 0;
-	return eng->retain_phase == R_IDLE ? eng->retain_next_ns : eng->retain_last_ns;
+	due = eng->retain_phase == R_IDLE ? eng->retain_next_ns : eng->retain_last_ns;
+	if (!commits_come(eng, now))
+		return due;
+	/* Commits come: vacuum and checkpoint wait for a pause, prune steps for the gap. */
+	if (eng->retain_phase == R_VACUUM || eng->retain_phase == R_CHECKPOINT)
+		return eng->retain_commit_ns + RETAIN_IDLE_NS;
+	{
+		int64_t gap = RETAIN_BUSY_SHARE * eng->retain_step_ns;
+
+		if (gap < RETAIN_BUSY_GAP_NS)
+			gap = RETAIN_BUSY_GAP_NS;
+
+		return due > eng->retain_last_ns + gap ? due : eng->retain_last_ns + gap;
+	}
 }
 
 /* The end of a round: what it did goes to the log (a summary at most once a minute). */
@@ -83,11 +117,16 @@ static void round_end(struct txn_engine *eng, int64_t now, int64_t after_ns)
 	}
 }
 
-static void step_prune(struct txn_engine *eng, int64_t now)
+static void step_prune(struct txn_engine *eng, int64_t now, unsigned max_ops)
 {
 	const struct store_retention r = { eng->opt.keep_versions, eng->opt.keep_ns };
 	struct store_prune_result res;
-	int err = store_prune_step(eng->pruner, &r, clock_now_ns(CLOCK_REALTIME), &res);
+	int err = store_prune_step(eng->pruner, &r, clock_now_ns(CLOCK_REALTIME), max_ops, &res);
+
+	log_debug("prune step of %u at most: %s, %" PRIu64 " operations and %" PRIu64
+		  " events removed in %" PRId64 " us", max_ops, err ? strerror(-err) : "ok",
+		  err ? 0 : res.ops, err ? 0 : res.events,
+		  (clock_now_ns(CLOCK_MONOTONIC) - now) / 1000);
 
 	if (err) {
 		/* Nothing of the step stays; the next round tries again. */
@@ -110,7 +149,7 @@ static void step_prune(struct txn_engine *eng, int64_t now)
 		eng->retain_phase = R_VACUUM;
 }
 
-static void step_vacuum(struct txn_engine *eng, int64_t now, bool busy)
+static void step_vacuum(struct txn_engine *eng, int64_t now)
 {
 	struct store_vacuum_result res;
 	int err = store_vacuum_step(eng->pruner, RETAIN_VACUUM_PAGES, &res);
@@ -132,36 +171,33 @@ static void step_vacuum(struct txn_engine *eng, int64_t now, bool busy)
 			 res.free_bytes, eng->datadir);
 	}
 	if (!res.more)
-		eng->retain_phase = busy ? R_IDLE : R_CHECKPOINT;
-	if (eng->retain_phase == R_IDLE)
-		round_end(eng, now, RETAIN_ROUND_NS);
+		eng->retain_phase = R_CHECKPOINT;
 }
 
-void txn_retain_step(struct txn_engine *eng, bool busy)
+void txn_retain_step(struct txn_engine *eng)
 {
-	int64_t now = clock_now_ns(CLOCK_MONOTONIC);
+	int64_t due = txn_retain_due_ns(eng), now = clock_now_ns(CLOCK_MONOTONIC);
 
-	if (!eng->pruner || (eng->retain_phase == R_IDLE && now < eng->retain_next_ns) ||
-	    (busy && now - eng->retain_last_ns < RETAIN_BUSY_GAP_NS))
+	if (!due || now < due)
 		return;
 	eng->retain_last_ns = now;
 	if (eng->retain_phase == R_IDLE)
 		eng->retain_phase = R_PRUNE; /* a round begins */
 	switch (eng->retain_phase) {
 	case R_PRUNE:
-		step_prune(eng, now);
+		step_prune(eng, now, RETAIN_STEP_OPS);
 		break;
 	case R_VACUUM:
-		step_vacuum(eng, now, busy);
+		step_vacuum(eng, now);
 		break;
 	case R_CHECKPOINT:
 		/* A passive checkpoint never waits for a reader; one in the way leaves it
 		 * to the next (SQLite checkpoints by itself as the log grows). */
-		if (!busy)
-			store_checkpoint(eng->pruner);
+		store_checkpoint(eng->pruner);
 		round_end(eng, now, RETAIN_ROUND_NS);
 		break;
 	}
+	eng->retain_step_ns = clock_now_ns(CLOCK_MONOTONIC) - now;
 }
 
 int64_t txn_engine_horizon(struct txn_engine *eng)

@@ -267,7 +267,9 @@ struct txn_engine {
 	struct store_pruner *pruner;
 	int retain_phase;
 	int64_t retain_next_ns;   /* CLOCK_MONOTONIC: when the next round may begin */
-	int64_t retain_last_ns;   /* the last step */
+	int64_t retain_last_ns;   /* the last step: when it began */
+	int64_t retain_step_ns;   /* ... and how long it took */
+	int64_t retain_commit_ns; /* the last batch: commits come (CLOCK_MONOTONIC) */
 	int64_t retain_logged_ns; /* the last summary logged */
 	uint64_t round_ops, round_events, logged_ops, logged_events;
 	bool warned_no_shrink;
@@ -437,9 +439,10 @@ int txn_retain_open(struct txn_engine *eng);
 void txn_retain_close(struct txn_engine *eng);
 /* When (CLOCK_MONOTONIC ns) the next step is due; 0: never (no rule). */
 int64_t txn_retain_due_ns(struct txn_engine *eng);
-/* One step if one is due; busy: commits are queued, so only if the last step was a
- * while ago (a commit then waits for at most one small step). */
-void txn_retain_step(struct txn_engine *eng, bool busy);
+/* One step if one is due (short ones, now and then, while commits come). */
+void txn_retain_step(struct txn_engine *eng);
+/* The committer ran a batch: commits come, pruning steps back. */
+void txn_retain_commit_seen(struct txn_engine *eng);
 /* Queue an autocommit of kind at path (copied) and wait for its result (committer.c). */
 int txn_autocommit_wait(struct txn_engine *eng, enum txn_auto_kind kind, const char *path,
 			size_t len);

@@ -258,7 +258,7 @@ static struct store_prune_result prune_all(struct fx *f, const struct store_rete
 	int steps = 0;
 
 	do {
-		assert_errno(store_prune_step(f->p, r, now_ns, &res), 0);
+		assert_errno(store_prune_step(f->p, r, now_ns, STORE_PRUNE_OPS_MAX, &res), 0);
 		all.ops += res.ops;
 		all.events += res.events;
 		all.horizon = res.horizon;
@@ -562,7 +562,7 @@ static void a_step_removes_a_few_hundred_operations_and_a_cut_prune_replays_the_
 		commit1(f, "ns/a/k", STORE_PUT, v, val, 0);
 	}
 	before = state_of(f, 0, NULL);
-	assert_errno(store_prune_step(f->p, &r, 0, &res), 0);
+	assert_errno(store_prune_step(f->p, &r, 0, STORE_PRUNE_OPS_MAX, &res), 0);
 	assert_true(res.more);
 	assert_true(res.ops > 0 && res.ops <= 300);
 	/* Cut in the middle (as a kill would leave it): the same state, fewer versions. */
@@ -571,7 +571,7 @@ static void a_step_removes_a_few_hundred_operations_and_a_cut_prune_replays_the_
 	assert_i64_equal(store_horizon(f->st), 1 + (int64_t)res.ops);
 	reopen(f);
 	while (res.more) {
-		assert_errno(store_prune_step(f->p, &r, 0, &res), 0);
+		assert_errno(store_prune_step(f->p, &r, 0, STORE_PRUNE_OPS_MAX, &res), 0);
 		assert_true(res.ops <= 300);
 		assert_true(++steps < 100);
 	}
@@ -695,7 +695,7 @@ static void a_store_becomes_schema_4_at_its_first_prune_step(void **state)
 	out = sql(f->dir, "SELECT value FROM meta WHERE name = 'schema'");
 	assert_string_equal(out, "3\n");
 	free(out);
-	assert_errno(store_prune_step(f->p, &r, 0, &res), 0);
+	assert_errno(store_prune_step(f->p, &r, 0, STORE_PRUNE_OPS_MAX, &res), 0);
 	out = sql(f->dir, "SELECT value FROM meta WHERE name = 'schema';"
 			  " SELECT name FROM sqlite_master WHERE name = 'pruned'");
 	assert_string_equal(out, "4\npruned\n");
@@ -714,7 +714,7 @@ static void an_injected_fault_fails_a_step_with_eio_and_removes_nothing(void **s
 	commit1(f, "ns/a/k", STORE_PUT, 1, "a", 0);
 	commit1(f, "ns/a/k", STORE_PUT, 2, "b", 0);
 	store_set_fault(f->st, 0, -EIO);
-	assert_errno(store_prune_step(f->p, &r, 0, &res), -EIO);
+	assert_errno(store_prune_step(f->p, &r, 0, STORE_PRUNE_OPS_MAX, &res), -EIO);
 	store_set_fault(f->st, 0, 0);
 	assert_i64_equal(store_horizon(f->st), 0);
 	h = history(f, "ns/a/k");
