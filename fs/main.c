@@ -465,7 +465,7 @@ static int set_fault_from_env(struct txn_engine *eng)
 	return 0;
 }
 
-/* STATEHOUSE_PRUNE_PAUSE_MS=N (doc/decisions.md 30): each prune step that removes
+/* STATEHOUSE_PRUNE_PAUSE_MS=N (doc/decisions.md 34): each prune step that removes
  * something sleeps N ms before it commits, for the tests that kill a daemon there. */
 static int set_prune_pause_from_env(struct txn_engine *eng)
 {
