@@ -436,10 +436,12 @@ void store_pruner_close(struct store_pruner *p)
 int store_prune_step(struct store_pruner *p, const struct store_retention *r, int64_t now_ns,
 		     unsigned max_ops, struct store_prune_result *out)
 {
+	int code = fault_check(p->st, 0);
+
 	memset(out, 0, sizeof(*out));
 	out->horizon = store_horizon(p->st);
-	if (fault_check(p->st, 0))
-		return -EIO;
+	if (code)
+		return code; /* as a full disk or a failing one would fail the step */
 	if (max_ops == 0 || max_ops > STORE_PRUNE_OPS_MAX)
 		max_ops = STORE_PRUNE_OPS_MAX;
 	return p->ops->prune_step(p, r, now_ns, max_ops, out);

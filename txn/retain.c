@@ -129,13 +129,17 @@ static void step_prune(struct txn_engine *eng, int64_t now, unsigned max_ops)
 		  (clock_now_ns(CLOCK_MONOTONIC) - now) / 1000);
 
 	if (err) {
-		/* Nothing of the step stays; the next round tries again. */
-		if (err != -EAGAIN)
-			log_warn("cannot prune the log: %s; trying again in %lld s", strerror(-err),
-				 RETAIN_RETRY_NS / 1000000000LL);
+		/* Nothing of the step stays; the next round tries again (said once). */
+		if (err != -EAGAIN && err != eng->retain_err)
+			log_warn("cannot prune the log: %s; trying again every %lld s",
+				 strerror(-err), RETAIN_RETRY_NS / 1000000000LL);
+		eng->retain_err = err;
 		round_end(eng, now, RETAIN_RETRY_NS);
 		return;
 	}
+	if (eng->retain_err && eng->retain_err != -EAGAIN)
+		log_info("pruning the log again");
+	eng->retain_err = 0;
 	eng->n_pruned_ops += res.ops;
 	eng->n_pruned_events += res.events;
 	eng->round_ops += res.ops;

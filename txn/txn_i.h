@@ -273,6 +273,7 @@ struct txn_engine {
 	int64_t retain_logged_ns; /* the last summary logged */
 	uint64_t round_ops, round_events, logged_ops, logged_events;
 	bool warned_no_shrink;
+	int retain_err;           /* the last step's failure, said once */
 	atomic_uint_fast64_t n_pruned_ops, n_pruned_events, free_bytes;
 	atomic_bool free_known, shrinks;
 };

@@ -61,6 +61,8 @@ metric_above() { [ "$(metric "$1")" -gt "$2" ]; }
 horizon_above() { [ "$(jq -r .horizon_ts "$MNT/.status")" -gt "$1" ]; }
 pauses_at_least() { [ "$(grep -c 'test hook: pausing' "$LOG")" -ge "$1" ]; }
 
+failed_steps_at_least() { [ "$(grep -c 'prune step of .*: No space left on device' "$LOG")" -ge "$1" ]; }
+
 db_bytes() { stat -c %s "$DATA/statehouse.db"; }
 smaller_than() { [ "$(db_bytes)" -lt "$1" ]; }
 status_field() { jq -r ".$1" "$MNT/.status"; }
@@ -247,6 +249,23 @@ status_field() { jq -r ".$1" "$MNT/.status"; }
 	[ "$(status_field horizon_ts)" = 3 ]
 	sh_wait_until 60 has_versions default/agent-1/k 4
 	[ "$(cat "$A/k")" = v4 ]
+}
+
+@test "a prune step that fails is said once in the log and tried again" {
+	sh_mount
+	overwrite "$A/k" 20 100
+	sh_umount
+	STATEHOUSE_FAULT=after=0,code=full sh_mount -o keep_versions=1,log_level=debug
+	if grep -q 'ignoring STATEHOUSE_FAULT' "$LOG"; then
+		sh_skip "this build has no fault injection (meson -Dfault_injection=true)"
+	fi
+	# Rounds after a failure come every 5 s: wait for the second attempt.
+	sh_wait_until 30 failed_steps_at_least 2
+	[ "$(grep -c 'cannot prune the log: No space left on device; trying again every 5 s' "$LOG")" = 1 ]
+	# Nothing of a failed step stays.
+	sh_umount
+	sh_mount
+	[ "$(versions default/agent-1/k | wc -w)" = 20 ]
 }
 
 @test "statehoused --vacuum makes a store of before retention able to shrink" {
