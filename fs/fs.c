@@ -5,7 +5,8 @@
  *
  * The files of this layer (fs_i.h has the map): ops.c holds the FUSE entry points and
  * dispatches each to the area of the tree its inode belongs to (ctl.c, live.c, tx.c,
- * past.c, events.c); inode.c, handle.c and notify.c hold what the areas share.
+ * past.c, events.c); inode.c, handle.c and notify.c hold what the areas share; count.c
+ * counts the requests of each operation on their way in.
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/stat.h>
 
 #include "blob.h"
@@ -62,6 +63,40 @@ enum ikind {
 #define INO_BACKUP 11
 #define INO_FIRST_DYNAMIC 16
 #define UNKNOWN_INO 0xffffffffu
+
+/* The operations whose requests .metrics counts (count.c). */
+enum fs_req_op {
+	FS_REQ_LOOKUP,
+	FS_REQ_FORGET,
+	FS_REQ_BATCH_FORGET,
+	FS_REQ_GETATTR,
+	FS_REQ_SETATTR,
+	FS_REQ_MKDIR,
+	FS_REQ_UNLINK,
+	FS_REQ_RMDIR,
+	FS_REQ_RENAME,
+	FS_REQ_OPEN,
+	FS_REQ_READ,
+	FS_REQ_WRITE,
+	FS_REQ_FLUSH,
+	FS_REQ_RELEASE,
+	FS_REQ_FSYNC,
+	FS_REQ_OPENDIR,
+	FS_REQ_READDIR,
+	FS_REQ_RELEASEDIR,
+	FS_REQ_STATFS,
+	FS_REQ_SETXATTR,
+	FS_REQ_GETXATTR,
+	FS_REQ_LISTXATTR,
+	FS_REQ_REMOVEXATTR,
+	FS_REQ_CREATE,
+	FS_REQ_POLL,
+	FS_REQ_FALLOCATE,
+	FS_REQ_SYMLINK,
+	FS_REQ_MKNOD,
+	FS_REQ_LINK,
+	FS_REQ_N
+};
 
 struct handle;
 struct pending;
@@ -169,6 +204,7 @@ struct fs {
 
 	atomic_uint_fast64_t key_reads; /* opens of live keys for reading */
 	atomic_uint_fast64_t pooled;    /* requests handed to the pool (loop.c) */
+	atomic_uint_fast64_t requests[FS_REQ_N]; /* FUSE requests received (count.c) */
 
 	/* Sizes of event streams as of ev_sizes[i].last_ts, known once a reader read that
 	 * stream to its end, so stat (which the kernel sends without a file handle, fstat
@@ -290,7 +326,9 @@ extern const struct fs_area_ops fs_atdir_ops, fs_at_ops, fs_histdir_ops, fs_hist
 	fs_histseg_ops, fs_histkey_ops, fs_histver_ops, fs_histidx_ops;         /* past.c */
 extern const struct fs_area_ops fs_ev_ops;                                      /* events.c */
 
-/* ops.c: the one array indexed by kind, replies; attr.c: what the areas compute alike. */
+/* ops.c: the one array indexed by kind, replies; attr.c: what the areas compute alike.
+ * fs_op_table holds ops.c's operations; count.c's table (fs_ops()) counts and calls them. */
+extern const struct fuse_lowlevel_ops fs_op_table;
 const struct fs_area_ops *fs_area(enum ikind kind);
 struct fs *fs_of(fuse_req_t req);
 void fs_reply_err(fuse_req_t req, int err);
@@ -422,6 +460,10 @@ void fs_tx_commit_done(struct fs *fs, const struct waiter *w, int err);
 /* 0, or -EDQUOT when a value of value_len bytes at r (a transaction's key or note) is over
  * its byte limits; for refusing a write() before close() stages it. */
 int fs_tx_room(struct fs *fs, const struct iref *r, size_t value_len);
+
+/* count.c: the requests received, as .metrics shows them. */
+extern const char *const fs_req_op_names[FS_REQ_N];
+void fs_metrics_requests(struct fs *fs, FILE *f);
 
 /* ctl.c */
 int fs_stat_rw_dir(struct fs *fs, const struct iref *r, struct stat *st);

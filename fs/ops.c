@@ -1151,7 +1151,7 @@ void fs_job_run(struct fs_job *j)
 	}
 }
 
-static const struct fuse_lowlevel_ops ops = {
+const struct fuse_lowlevel_ops fs_op_table = {
 	.init = fs_op_init,
 	.lookup = fs_op_lookup,
 	.forget = fs_op_forget,
@@ -1183,9 +1183,3 @@ static const struct fuse_lowlevel_ops ops = {
 	.mknod = fs_op_mknod,
 	.link = fs_op_link,
 };
-
-const void *fs_ops(size_t *size)
-{
-	*size = sizeof(ops);
-	return &ops;
-}
