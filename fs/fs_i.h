@@ -121,6 +121,16 @@ struct inode {
 	size_t writer_size; /* size of the newest one's buffer (for a key not yet committed) */
 	UT_hash_handle hh_ino;
 	UT_hash_handle hh_key;
+	/* The inodes of one transaction (.tx/NAME and below), from fs->by_txn. */
+	struct inode *tx_prev, *tx_next;
+};
+
+/* The inodes the kernel holds of one transaction, so that what its commit or its end
+ * makes stale is found without walking the whole table. */
+struct txn_inodes {
+	uint64_t txn_id;
+	struct inode *head;
+	UT_hash_handle hh;
 };
 
 /* A copy of what an inode names, taken under the table lock. */
@@ -216,10 +226,11 @@ struct fs {
 	struct evsize *ev_sizes;
 	unsigned n_ev_sizes;
 
-	/* Leaf lock: protects by_ino, by_key and inode fields. */
+	/* Leaf lock: protects by_ino, by_key, by_txn and inode fields. */
 	pthread_mutex_t itable_lock;
 	struct inode *by_ino;
 	struct inode *by_key;
+	struct txn_inodes *by_txn; /* inodes of kinds IK_TXROOT..IK_TXCTL, by txn_id */
 
 	/* Protects the list of open handles, which fs_free() frees when the kernel's
 	 * releases never came (they are asynchronous and lost at unmount).  Taken before
@@ -378,6 +389,9 @@ ssize_t fs_ipending_size(struct fs *fs, uint64_t ino);
 bool fs_writer_size(fuse_req_t req, uint64_t ino, struct handle *h, struct stat *st);
 size_t fs_inodes_where(struct fs *fs, bool (*match)(const struct inode *, const void *),
 		       const void *arg, uint64_t **out);
+size_t fs_txn_inodes_where(struct fs *fs, uint64_t txn_id,
+			   bool (*match)(const struct inode *, const void *), const void *arg,
+			   uint64_t **out);
 void fs_inodes_free_all(struct fs *fs);
 void fs_iref_release(struct iref *r);
 int fs_iref_copy(struct iref *dst, const struct iref *src);

@@ -91,18 +91,18 @@ static void on_commit(void *arg, struct txn_changes *ch)
 /*
  * A commit ended a transaction's view (or failed it): the directory is read-only (0500)
  * and its view answers EROFS, ESTALE or ETIMEDOUT from now on, so the attributes the
- * kernel caches for its directories are stale.  The notifier drops them.
+ * kernel caches for its directories are stale.  The notifier drops them.  Only that
+ * transaction's inodes are walked, whatever else the kernel holds.
  */
 static bool is_txn_dir(const struct inode *in, const void *arg)
 {
-	return (in->kind == IK_TXROOT || in->kind == IK_TXPATH) && in->type == TXN_DIR &&
-	       in->txn_id == *(const uint64_t *)arg;
+	return (in->kind == IK_TXROOT || in->kind == IK_TXPATH) && in->type == TXN_DIR;
 }
 
 void fs_inval_txn(struct fs *fs, uint64_t txn_id, bool now)
 {
 	uint64_t *inos;
-	size_t n = fs_inodes_where(fs, is_txn_dir, &txn_id, &inos);
+	size_t n = fs_txn_inodes_where(fs, txn_id, is_txn_dir, NULL, &inos);
 
 	for (size_t i = 0; i < n; i++) {
 		if (now && fs->se)
