@@ -283,6 +283,9 @@ struct fs_area_ops {
 	bool read_only; /* the past: every change below it fails with EROFS */
 	bool slow;      /* its requests may wait on SQLite: answered by the pool (loop.c) */
 	enum fs_cache cache_lookup, cache_getattr;
+	/* The longest the kernel may cache r's name and attributes, in seconds, whatever
+	 * cache_lookup and cache_getattr say.  NULL: no limit. */
+	double (*cache_limit_s)(struct fs *fs, const struct iref *r);
 	/* A child's tuple in *out.  NULL: ENOTDIR. */
 	int (*lookup)(struct fs *fs, const struct iref *p, const char *name, struct iref *out);
 	/* Attributes with the type filled; owner and mode follow.  NULL: ENOENT. */
@@ -520,7 +523,8 @@ void fs_job_run(struct fs_job *j);
 /* notify.c: the notifier thread (design note 3). */
 void fs_queue_inval(struct fs *fs, uint64_t ino);
 void fs_queue_changes(struct fs *fs, struct txn_changes *ch);
-void fs_inval_txn(struct fs *fs, uint64_t txn_id, bool now);
+void fs_inval_txn(struct fs *fs, uint64_t txn_id);
+void fs_queue_txn_failed(struct fs *fs, uint64_t txn_id, fuse_req_t req, int err);
 int fs_notifier_start(struct fs *fs);
 void fs_notifier_stop(struct fs *fs);
 

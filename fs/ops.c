@@ -54,6 +54,19 @@ void fs_reply_err(fuse_req_t req, int err)
 
 /* ---- entries and attributes as replied ----------------------------------------------- */
 
+/* How long the kernel may keep what it caches of r: at most the area's limit (a
+ * transaction's view: its deadline, after which it answers ETIMEDOUT). */
+static double cache_limit(struct fs *fs, const struct iref *r, double t)
+{
+	const struct fs_area_ops *a = fs_area(r->kind);
+	double limit;
+
+	if (t <= 0 || !a->cache_limit_s)
+		return t;
+	limit = a->cache_limit_s(fs, r);
+	return limit < t ? limit : t;
+}
+
 static double cache_timeout(struct fs *fs, enum fs_cache c, const struct stat *st)
 {
 	if (c == CACHE_ALL || (c == CACHE_DIRS && S_ISDIR(st->st_mode)))
@@ -61,27 +74,30 @@ static double cache_timeout(struct fs *fs, enum fs_cache c, const struct stat *s
 	return 0;
 }
 
-/* A transaction's directories keep their owner and mode (a chmod invalidates them):
- * cached, the kernel's permission checks on every path through .tx/NAME cost no
- * round trip.  Its files change size with every staged write: never cached. */
-static double attr_timeout(struct fs *fs, enum ikind kind, const struct stat *st)
+/* A transaction's directories keep their owner and mode (a chmod invalidates them), and
+ * its files change only through this mount, whose kernel drops their cached size and
+ * times at each write and truncation it makes: both are cached, so the kernel's
+ * permission checks on a path through .tx/NAME and on the open of a file cost no round
+ * trip.  Its commit or failure invalidates them all (notify.c); its deadline bounds them
+ * (cache_limit). */
+static double attr_timeout(struct fs *fs, const struct iref *r, const struct stat *st)
 {
-	return cache_timeout(fs, fs_area(kind)->cache_getattr, st);
+	return cache_limit(fs, r, cache_timeout(fs, fs_area(r->kind)->cache_getattr, st));
 }
 
 /* Generated files change without commits: never cache their attributes.  The state as
  * of a commit never changes at all. */
 static void entry_param(struct fs *fs, struct fuse_entry_param *e, uint64_t ino,
-			const struct stat *st, enum ikind kind)
+			const struct stat *st, const struct iref *r)
 {
-	enum fs_cache c = fs_area(kind)->cache_lookup;
+	enum fs_cache c = fs_area(r->kind)->cache_lookup;
 
 	memset(e, 0, sizeof(*e));
 	e->ino = ino;
 	e->generation = 1;
 	e->attr = *st;
-	e->attr_timeout = cache_timeout(fs, c, st);
-	e->entry_timeout = c == CACHE_NONE ? 0 : fs->opt.entry_timeout_s;
+	e->attr_timeout = cache_limit(fs, r, cache_timeout(fs, c, st));
+	e->entry_timeout = cache_limit(fs, r, c == CACHE_NONE ? 0 : fs->opt.entry_timeout_s);
 }
 
 /* The fixed number of a name at the root, or 0. */
@@ -132,7 +148,7 @@ void fs_reply_tuple(fuse_req_t req, const struct iref *t)
 		fs_reply_err(req, err);
 		return;
 	}
-	entry_param(fs, &e, r.ino, &st, t->kind);
+	entry_param(fs, &e, r.ino, &st, t);
 	if (fuse_reply_entry(req, &e) != 0)
 		fs_iforget(fs, r.ino, 1);
 }
@@ -281,7 +297,7 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	if (err)
 		fs_reply_err(req, err);
 	else
-		fuse_reply_attr(req, &st, own ? 0 : attr_timeout(fs, r.kind, &st));
+		fuse_reply_attr(req, &st, own ? 0 : attr_timeout(fs, &r, &st));
 	fs_iref_release(&r);
 }
 
@@ -661,7 +677,7 @@ static int reply_create(fuse_req_t req, const struct iref *r, mode_t mode,
 	fs_fill_attr(fs, &st, ino, TXN_FILE, 0, now_ns, 0);
 	if (fs_area(r->kind)->owner)
 		fs_area(r->kind)->owner(fs, r, &st);
-	entry_param(fs, &e, ino, &st, r->kind);
+	entry_param(fs, &e, ino, &st, r);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		fs_iwriter(fs, ino, -1, 0);
 		fs_iforget(fs, ino, 1);
@@ -912,7 +928,7 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 		err = fs_stat_iref(fs, &r, &st);
 	if (!err) {
 		fuse_reply_attr(req, &st,
-				fs_writer_size(req, ino, h, &st) ? 0 : attr_timeout(fs, r.kind, &st));
+				fs_writer_size(req, ino, h, &st) ? 0 : attr_timeout(fs, &r, &st));
 	} else if (err != FS_REPLIED) {
 		fs_reply_err(req, err); /* FS_REPLIED: committing; the reply comes with it */
 	}

@@ -23,6 +23,24 @@ bool fs_is_ctl_name(const char *name)
 	return !strcmp(name, ".status") || !strcmp(name, ".commit") || !strcmp(name, ".timeout_ms");
 }
 
+static bool is_view_inode(const struct inode *in, const void *arg)
+{
+	return in->kind == IK_TXPATH;
+}
+
+/* Have the notifier drop what the kernel caches of a transaction's view (a timeout that
+ * moved its deadline, an abort); not from the request itself: a handler must not
+ * invalidate. */
+static void queue_inval_view(struct fs *fs, uint64_t txn_id)
+{
+	uint64_t *inos;
+	size_t n = fs_txn_inodes_where(fs, txn_id, is_view_inode, NULL, &inos);
+
+	for (size_t i = 0; i < n; i++)
+		fs_queue_inval(fs, inos[i]);
+	free(inos);
+}
+
 /* ---- .tx -------------------------------------------------------------------------------- */
 
 static int txdir_lookup(struct fs *fs, const struct iref *p, const char *name, struct iref *out)
@@ -86,8 +104,10 @@ static int txdir_rmdir(struct fs *fs, fuse_req_t req, const struct iref *p, cons
 	uint64_t id = tx ? txn_id(tx) : 0;
 	int err = txn_remove(fs->eng, name, strlen(name));
 
-	if (!err)
+	if (!err) {
 		fs_iunhash(fs, IK_TXROOT, id, TXN_DIR, "", 0);
+		queue_inval_view(fs, id); /* a descriptor still open sees it gone */
+	}
 	txn_unref(tx);
 	return err;
 }
@@ -360,14 +380,17 @@ static int commit_rename(struct fs *fs, fuse_req_t req, const struct iref *p, co
 /* The commit of a transaction completed (err 0), or failed. */
 void fs_tx_commit_done(struct fs *fs, const struct waiter *w, int err)
 {
-	if (!err)
-		fs_irename(fs, IK_TXNOTE, IK_TXCTL, w->txn_id, w->src, ".commit", false);
+	if (err) {
+		/* A failure comes from the committer, which never waits for the kernel. */
+		fs_queue_txn_failed(fs, w->txn_id, w->req, err);
+		return;
+	}
+	fs_irename(fs, IK_TXNOTE, IK_TXCTL, w->txn_id, w->src, ".commit", false);
 	/* A successful commit completes on the notifier thread, after the batch's
-	 * invalidation: drop the view's attributes there, before the reply, so the
-	 * caller's next stat sees the committed state.  (Attributes only: this takes no
-	 * lock the waiting rename holds.)  A failure comes from the committer: queued. */
-	fs_inval_txn(fs, w->txn_id, err == 0);
-	fs_reply_err(w->req, err);
+	 * invalidation: drop what the kernel caches of the view there, before the reply,
+	 * so the caller's next stat sees the committed state. */
+	fs_inval_txn(fs, w->txn_id);
+	fs_reply_err(w->req, 0);
 }
 
 /* A rename onto .commit: the commit itself, unless the source is no note. */
@@ -484,9 +507,21 @@ static int txpath_may_read(struct fs *fs, const struct iref *r, const struct txn
 	return fs_past_may_read(fs, r->path, r->len, r->type == TXN_FILE, e.commit_ts, c);
 }
 
+/* The view's names and attributes may be cached until the transaction's deadline, after
+ * which its view answers ETIMEDOUT; a commit invalidates them at once (notify.c). */
+static double txpath_cache_limit(struct fs *fs, const struct iref *r)
+{
+	struct txn *tx = txn_find_id(fs->eng, r->txn_id);
+	double s = tx ? (double)txn_expires_in_ms(tx) / 1000 : 0;
+
+	txn_unref(tx);
+	return s;
+}
+
 const struct fs_area_ops fs_txpath_ops = {
-	.cache_lookup = CACHE_DIRS,
-	.cache_getattr = CACHE_DIRS,
+	.cache_lookup = CACHE_ALL,
+	.cache_getattr = CACHE_ALL,
+	.cache_limit_s = txpath_cache_limit,
 	.lookup = fs_view_lookup,
 	.stat = fs_view_stat,
 	.owner = fs_view_owner,
@@ -593,6 +628,8 @@ static int txctl_written(struct fs *fs, struct handle *h)
 		err = txn_set_timeout(fs->eng, tx, ms);
 	txn_unref(tx);
 	h->dirty = false;
+	if (!err)
+		queue_inval_view(fs, h->ir.txn_id); /* cached until the old deadline */
 	return err;
 }
 

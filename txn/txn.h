@@ -358,6 +358,8 @@ uint32_t txn_gid(const struct txn *tx);
 enum txn_state txn_get_state(struct txn *tx);
 int64_t txn_begin_ts(const struct txn *tx);
 int64_t txn_timeout_ms(struct txn *tx);
+/* Milliseconds until tx's deadline while it is open or committing (>= 0); 0 otherwise. */
+int64_t txn_expires_in_ms(struct txn *tx);
 
 /* Staging; each checks the state: -ETIMEDOUT, -ESTALE, -EROFS (committed), -ENOENT;
  * -EDQUOT past max_txn_bytes or max_user_txn_bytes (staged bytes: the paths and values

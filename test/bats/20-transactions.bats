@@ -215,6 +215,8 @@ teardown() {
 	assert_output 'a note'
 	run sh_errno stat "$T/ns"
 	assert_output EROFS
+	run sh_errno stat "$T/ns/a/k"
+	assert_output EROFS
 	run ls -A "$T"
 	assert_output "$(printf '.commit\n.note\n.status\n.timeout_ms')"
 	rmdir "$T"
@@ -461,13 +463,78 @@ teardown() {
 	assert_output derived
 }
 
+@test "a stat of a staged file shows what its last writer staged, whichever process wrote it" {
+	echo base >"$A/k"
+	T="$MNT/.tx/t"
+	mkdir "$T"
+	[ "$(stat -c %s "$T/ns/a/k")" = 5 ]
+	printf 0123456789 >"$T/ns/a/k"
+	[ "$(stat -c %s "$T/ns/a/k")" = 10 ]
+	bash -c 'printf abc >"$1"' _ "$T/ns/a/k"
+	[ "$(stat -c %s "$T/ns/a/k")" = 3 ]
+	bash -c 'printf 0123456 >>"$1"' _ "$T/ns/a/k"
+	[ "$(stat -c %s "$T/ns/a/k")" = 10 ]
+	truncate -s 2 "$T/ns/a/k"
+	[ "$(stat -c %s "$T/ns/a/k")" = 2 ]
+	run cat "$T/ns/a/k"
+	assert_output ab
+	mv "$T/ns/a/k" "$T/ns/a/k2"
+	[ "$(stat -c %s "$T/ns/a/k2")" = 2 ]
+	run sh_errno stat "$T/ns/a/k"
+	assert_output ENOENT
+	echo new >"$T/ns/a/k"
+	[ "$(stat -c %s "$T/ns/a/k")" = 4 ]
+	sh_commit "$T"
+	run cat "$A/k" "$A/k2"
+	assert_output "$(printf 'new\nab')"
+}
+
+# fstat_across_commit FILE TXDIR: open FILE, commit TXDIR, then fstat the descriptor:
+# prints OK or the errno name (what the kernel cached of the file before the commit must
+# not outlive it).
+fstat_across_commit() {
+	python3 - "$1" "$2" <<'PY'
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.fstat(fd)
+try:
+    os.rename(sys.argv[2] + "/.commit.pending", sys.argv[2] + "/.commit")
+except OSError as e:
+    print("commit:" + errno.errorcode[e.errno], end=" ")
+try:
+    os.fstat(fd)
+    print("OK")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+PY
+}
+
+@test "what the kernel cached of a transaction's files is dropped when its commit returns, or fails" {
+	echo base >"$A/k"
+	T="$MNT/.tx/t"
+	mkdir "$T"
+	echo staged >"$T/ns/a/k"
+	run fstat_across_commit "$T/ns/a/k" "$T"
+	assert_output EROFS
+	T="$MNT/.tx/c"
+	mkdir "$T"
+	echo staged >"$T/ns/a/k"
+	echo theirs >"$A/k"
+	run fstat_across_commit "$T/ns/a/k" "$T"
+	assert_output "commit:ESTALE ESTALE"
+}
+
 @test "after a conflict, writes in that transaction fail with ESTALE until rmdir" {
 	echo base >"$A/k"
 	T="$MNT/.tx/poisoned"
 	mkdir "$T"
 	echo mine >"$T/ns/a/k"
+	[ "$(stat -c %s "$T/ns/a/k")" = 5 ]
 	echo theirs >"$A/k"
 	run sh_errno rename "$T/.commit.pending" "$T/.commit"
+	assert_output ESTALE
+	# what the kernel cached of the view is dropped before the rename's answer
+	run sh_errno stat "$T/ns/a/k"
 	assert_output ESTALE
 	run sh_errno write "$T/ns/a/other" v
 	assert_output ESTALE
@@ -487,8 +554,12 @@ teardown() {
 	assert_output 3000
 	sh_jq '.expires_in_ms >= 0 and .expires_in_ms <= 3000' "$T/.status"
 	echo staged >"$T/ns/a/k"
+	[ "$(stat -c %s "$T/ns/a/k")" = 7 ]
 	sh_wait_until 30 sh_jq '.state == "expired"' "$T/.status"
 	sh_jq '.txn == "slow"' "$T/.status"
+	# the kernel caches the view no longer than until the deadline
+	run sh_errno stat "$T/ns/a/k"
+	assert_output ETIMEDOUT
 	run sh_errno write "$T/ns/a/k2" v
 	assert_output ETIMEDOUT
 	run sh_errno rename "$T/.commit.pending" "$T/.commit"
@@ -504,6 +575,8 @@ teardown() {
 	echo anchor >"$A/anchor"
 	T="$MNT/.tx/short"
 	mkdir "$T" "$MNT/.tx/long"
+	# cached until the default deadline, then the shorter timeout drops it
+	[ "$(stat -c %s "$T/ns/a/anchor")" = 7 ]
 	echo 1500 > "$T/.timeout_ms"
 	run cat "$T/.timeout_ms"
 	assert_output 1500
@@ -512,6 +585,8 @@ teardown() {
 	run sh_errno write "$T/ns/a/k" v
 	assert_output ETIMEDOUT
 	run sh_errno rename "$T/.commit.pending" "$T/.commit"
+	assert_output ETIMEDOUT
+	run sh_errno stat "$T/ns/a/anchor"
 	assert_output ETIMEDOUT
 	# the other transaction keeps the default and is still open
 	sh_jq '.state == "open"' "$MNT/.tx/long/.status"
