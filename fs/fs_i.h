@@ -169,6 +169,13 @@ struct handle {
 		       * the flush reports it */
 	bool append;  /* O_APPEND: every write goes to the end of the buffer */
 	pid_t pid;    /* H_WRITE: the process that opened it, which sees its own size */
+	/* H_WRITE in a transaction's view: what its path held before this handle first
+	 * staged there, put back when one of its writes fails (under lock); and the bytes
+	 * [chg_lo, chg_hi) changed since it last staged (chg: any; the size may have
+	 * changed too). */
+	struct txn_undo *undo;
+	size_t chg_lo, chg_hi;
+	bool chg;
 	struct pending *pending; /* H_WRITE: the live create it made, until it commits */
 	struct blob *content;      /* H_CONTENT */
 	struct dirents ents;         /* H_DIR */
@@ -301,8 +308,16 @@ struct fs_area_ops {
 	int (*open)(struct fs *fs, fuse_req_t req, const struct iref *r, struct fuse_file_info *fi);
 	/* May r be written?  NULL: EROFS. */
 	int (*writable)(struct fs *fs, const struct iref *r);
-	/* A write landed in h's buffer (h->lock held).  NULL: nothing to do. */
+	/* A write, truncation or fallocate changed h's buffer, or an open truncated it
+	 * (h->lock held; clear h->dirty once the value is where it goes).  NULL: nothing
+	 * to do. */
 	int (*written)(struct fs *fs, struct handle *h);
+	/* A write of h was refused (h->failed set, h->lock held): nothing of h's value may
+	 * stay.  NULL: nothing was put anywhere yet. */
+	void (*write_failed)(struct fs *fs, struct handle *h);
+	/* Writes go where they belong at write(): the kernel need not send a flush at
+	 * each close (noflush). */
+	bool stage_at_write;
 	/* Store a whole new value, consuming val: a write handle h's at a flush (req NULL
 	 * at release), or for a truncate by path (h NULL).  NULL: the value goes nowhere,
 	 * successfully. */
@@ -408,6 +423,7 @@ struct handle *fs_handle_new(struct fs *fs, enum hkind kind, const struct iref *
 void fs_handle_free(struct handle *h);
 int fs_handle_reserve(struct handle *h, size_t n);
 int fs_handle_resize(struct handle *h, size_t size);
+void fs_handle_mark(struct handle *h, size_t lo, size_t hi);
 void fs_commit_handle(struct fs *fs, fuse_req_t req, struct handle *h);
 bool fs_handle_writer(struct fs *fs, uint64_t ino, pid_t pid, size_t *size, struct iref *r);
 int fs_pending_new(struct fs *fs, const char *path, size_t len, int64_t time_ns, mode_t mode,

@@ -356,6 +356,19 @@ static int open_write(struct fs *fs, const struct iref *r, struct fuse_file_info
 	 * live key share (keep_cache): its writes go straight to its buffer (and the
 	 * kernel then skips its security.capability lookup before each write). */
 	fi->direct_io = 1;
+	if (fs_area(r->kind)->stage_at_write) {
+		/* Each write stages; the truncation too, now: nothing is left for a flush. */
+		fi->noflush = 1;
+		if (fi->flags & O_TRUNC) {
+			pthread_mutex_lock(&h->lock);
+			err = fs_area(r->kind)->written(fs, h);
+			pthread_mutex_unlock(&h->lock);
+			if (err) {
+				fs_handle_free(h);
+				return err;
+			}
+		}
+	}
 	fs_iwriter(fs, r->ino, 1, h->size);
 	fi->fh = (uintptr_t)h;
 	return 0;
@@ -460,6 +473,20 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	blob_unref(b);
 }
 
+/*
+ * A write of h was refused: nothing of its value may commit or stay staged (the value
+ * staged before its first write comes back where writes stage at write()), and a flush
+ * reports err.  h->lock held.
+ */
+static void handle_refuse(struct fs *fs, struct handle *h, int err)
+{
+	const struct fs_area_ops *a = fs_area(h->ir.kind);
+
+	h->failed = err;
+	if (a->write_failed)
+		a->write_failed(fs, h);
+}
+
 /* h's buffer changed: tell the area and the inode table.  h->lock held. */
 static int handle_changed(struct fs *fs, struct handle *h, uint64_t ino)
 {
@@ -487,6 +514,7 @@ static int handle_write(struct fs *fs, struct handle *h, const char *buf, size_t
 	if ((size_t)off > h->size)
 		memset(h->buf + h->size, 0, (size_t)off - h->size);
 	memcpy(h->buf + off, buf, size);
+	fs_handle_mark(h, (size_t)off < h->size ? (size_t)off : h->size, end);
 	if (end > h->size)
 		h->size = end;
 	return handle_changed(fs, h, ino);
@@ -513,22 +541,30 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t 
 	}
 	if ((size_t)off + size > txn_engine_options(fs->eng)->max_value_bytes) {
 		pthread_mutex_lock(&h->lock);
-		h->failed = -EFBIG;
+		handle_refuse(fs, h, -EFBIG);
 		pthread_mutex_unlock(&h->lock);
 		fs_reply_err(req, -EFBIG);
 		return;
 	}
 	/* An expired or committed transaction refuses the write itself, and one over its
-	 * byte limits refuses it before the close would stage it. */
+	 * byte limits refuses it before it stages. */
 	err = live ? 0 : fs_writable(fs, &h->ir);
 	if (!err && !live && (err = fs_tx_room(fs, &h->ir, (size_t)off + size)) == -EDQUOT) {
 		pthread_mutex_lock(&h->lock);
-		h->failed = -EDQUOT; /* as for EFBIG: nothing of this value is staged */
+		handle_refuse(fs, h, -EDQUOT); /* as for EFBIG: nothing of this value stays */
 		pthread_mutex_unlock(&h->lock);
 	}
 	if (!err) {
+		const struct fs_area_ops *a = fs_area(h->ir.kind);
+
 		pthread_mutex_lock(&h->lock);
-		err = handle_write(fs, h, buf, size, off, ino);
+		if (a->stage_at_write && h->failed) {
+			err = h->failed; /* no flush will report it: each write after it does */
+		} else {
+			err = handle_write(fs, h, buf, size, off, ino);
+			if (err && a->stage_at_write)
+				handle_refuse(fs, h, err);
+		}
 		pthread_mutex_unlock(&h->lock);
 	}
 	if (err) {
@@ -576,6 +612,8 @@ static void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
 		err = fs_handle_resize(h, (size_t)(off + len));
 		if (!err)
 			err = handle_changed(fs, h, ino);
+		if (err && fs_area(h->ir.kind)->stage_at_write)
+			handle_refuse(fs, h, err);
 	}
 	pthread_mutex_unlock(&h->lock);
 	fs_reply_err(req, err);
@@ -673,6 +711,7 @@ static int reply_create(fuse_req_t req, const struct iref *r, mode_t mode,
 	h->ir.ino = ino;
 	fs_iwriter(fs, ino, 1, 0);
 	fi->direct_io = 1;
+	fi->noflush = fs_area(r->kind)->stage_at_write; /* the create staged its empty value */
 	fi->fh = (uintptr_t)h;
 	fs_fill_attr(fs, &st, ino, TXN_FILE, 0, now_ns, 0);
 	if (fs_area(r->kind)->owner)
@@ -904,6 +943,11 @@ static int set_size(fuse_req_t req, const struct iref *r, struct handle *h, off_
 		return truncate_value(req, r, size);
 	pthread_mutex_lock(&h->lock);
 	err = fs_handle_resize(h, size);
+	if (!err && fs_area(h->ir.kind)->stage_at_write) {
+		err = fs_area(h->ir.kind)->written(fs, h);
+		if (err)
+			handle_refuse(fs, h, err);
+	}
 	pthread_mutex_unlock(&h->lock);
 	if (!err)
 		fs_iwriter(fs, r->ino, 0, size);

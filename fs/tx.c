@@ -6,8 +6,9 @@
  *
  * A transaction directory's view is the live tree as of its begin plus what it staged
  * (the view operations of live.c with a txn); the dot names at its top are its notes
- * and control files.  A write below it stages at flush; nothing is durable before the
- * rename onto .commit, which completes on the notifier thread (design note 3).
+ * and control files.  A write below it stages at write() (a note: at flush); nothing is
+ * durable before the rename onto .commit, which completes on the notifier thread
+ * (design note 3).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -507,6 +508,65 @@ static int txpath_may_read(struct fs *fs, const struct iref *r, const struct txn
 	return fs_past_may_read(fs, r->path, r->len, r->type == TXN_FILE, e.commit_ts, c);
 }
 
+/*
+ * A write handle's value stages at each write(), truncation and fallocate, and at an
+ * open with O_TRUNC (h->lock held): once close() returns nothing of it is left to do, so
+ * the kernel sends no flush and the commit that follows sees it whatever the kernel's
+ * release does meanwhile.  The value goes to the path the handle's inode names now (a
+ * rename moved it along), and nowhere once the file was unlinked.
+ */
+static int txpath_written(struct fs *fs, struct handle *h)
+{
+	struct iref cur = { 0 };
+	struct txn *tx = NULL;
+	struct blob *val;
+	int err = fs_iget(fs, h->ir.ino, &cur);
+
+	if (!err && cur.kind != IK_TXPATH)
+		err = -ENOENT;
+	if (err == -ENOENT) {
+		/* Unlinked (fs_writable found the transaction): the data goes with the file. */
+		fs_iref_release(&cur);
+		h->dirty = false;
+		return 0;
+	}
+	if (!err && !(tx = txn_find_id(fs->eng, cur.txn_id)))
+		err = -ENOENT;
+	err = err ? err : -EAGAIN;
+	if (err == -EAGAIN && h->undo) {
+		/* Staged before: only what changed since goes in (txn_stage_patch). */
+		size_t hi = h->chg && h->chg_hi < h->size ? h->chg_hi : h->size;
+		size_t lo = h->chg && h->chg_lo < hi ? h->chg_lo : hi;
+
+		err = txn_stage_patch(fs->eng, tx, cur.path, cur.len, lo,
+				      hi > lo ? h->buf + lo : NULL, hi - lo, h->size, h->undo);
+	}
+	if (err == -EAGAIN) {
+		val = blob_new(h->buf ? h->buf : "", h->size);
+		err = val ? txn_stage_put_undo(fs->eng, tx, cur.path, cur.len, val, &h->undo)
+			  : -ENOMEM;
+	}
+	if (!err) {
+		h->dirty = false;
+		h->chg = false;
+	}
+	txn_unref(tx);
+	fs_iref_release(&cur);
+	return err;
+}
+
+/* A write was refused: what the handle staged goes back to what was there before it. */
+static void txpath_write_failed(struct fs *fs, struct handle *h)
+{
+	struct txn *tx = txn_find_id(fs->eng, h->ir.txn_id);
+
+	if (tx)
+		txn_stage_undo(fs->eng, tx, &h->undo);
+	txn_undo_free(h->undo);
+	h->undo = NULL;
+	txn_unref(tx);
+}
+
 /* The view's names and attributes may be cached until the transaction's deadline, after
  * which its view answers ETIMEDOUT; a commit invalidates them at once (notify.c). */
 static double txpath_cache_limit(struct fs *fs, const struct iref *r)
@@ -528,6 +588,9 @@ const struct fs_area_ops fs_txpath_ops = {
 	.value = fs_view_value,
 	.open = txpath_open,
 	.writable = tx_writable,
+	.written = txpath_written,
+	.write_failed = txpath_write_failed,
+	.stage_at_write = true,
 	.put = tx_put,
 	.list = fs_view_list,
 	.create = fs_view_create,

@@ -524,6 +524,103 @@ PY
 	assert_output "commit:ESTALE ESTALE"
 }
 
+@test "a write stages at write(): other processes see it before close, and the next write's failure puts back the value staged before" {
+	sh_remount -o max_value_bytes=100
+	echo base >"$A/k"
+	T="$MNT/.tx/t"
+	mkdir "$T"
+	echo before >"$T/ns/a/k"
+	run python3 - "$T/ns/a/k" <<'PY'
+import errno, os, subprocess, sys
+path = sys.argv[1]
+def seen():
+    return subprocess.run(["cat", path], capture_output=True, text=True).stdout
+fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+print("open:", repr(seen()))
+os.write(fd, b"x" * 60)
+print("write 60:", len(seen()))
+try:
+    os.write(fd, b"y" * 60)
+except OSError as e:
+    print("write 60 more:", errno.errorcode[e.errno])
+print("after:", repr(seen()))
+try:
+    os.write(fd, b"z")
+except OSError as e:
+    print("write after:", errno.errorcode[e.errno])
+os.close(fd)
+print("closed:", repr(seen()))
+PY
+	assert_success
+	assert_output "$(printf "%s\n" "open: ''" "write 60: 60" "write 60 more: EFBIG" \
+		"after: 'before\\n'" "write after: EFBIG" "closed: 'before\\n'")"
+	sh_commit "$T"
+	run cat "$A/k"
+	assert_output before
+}
+
+@test "a value written in pieces, with holes, overwrites and truncations, stages byte for byte" {
+	echo base >"$A/k"
+	T="$MNT/.tx/t"
+	mkdir "$T"
+	run python3 - "$T/ns/a/k" "$SH_TMP/ref" <<'PY'
+import hashlib, os, subprocess, sys
+def gestures(path):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    for i in range(400):
+        os.write(fd, bytes([65 + i % 26]) * 509)
+    os.pwrite(fd, b"start", 0)
+    os.pwrite(fd, b"hole", 300000)
+    os.ftruncate(fd, 250000)
+    os.pwrite(fd, b"mid", 100000)
+    os.ftruncate(fd, 260000)
+    os.close(fd)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    os.write(fd, b"tail")
+    os.close(fd)
+for p in sys.argv[1:]:
+    gestures(p)
+digests = [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in sys.argv[1:]]
+print(os.stat(sys.argv[1]).st_size, digests[0] == digests[1])
+PY
+	assert_success
+	assert_output "260004 True"
+	sh_commit "$T"
+	cmp "$A/k" "$SH_TMP/ref"
+}
+
+# ops_of FILE: "op count" lines of the request counters in a copy of .metrics
+ops_of() { sed -n 's/^statehouse_fuse_requests_total{op="\([a-z_]*\)"} \([0-9]*\)$/\1 \2/p' "$1"; }
+
+# gesture_ops M0 M1 M2: "op n" for each operation a gesture made between the copies M1
+# and M2 of .metrics, less what one copy costs (M1 - M0, nothing made in between)
+gesture_ops() {
+	join <(ops_of "$1") <(ops_of "$2") | join - <(ops_of "$3") |
+		awk '{ d = ($4 - $3) - ($3 - $2); if (d) print $1, d }'
+}
+
+@test "writing a file of a transaction costs the kernel no flush and no getattr" {
+	echo base >"$A/k"
+	T="$MNT/.tx/t"
+	mkdir "$T"
+	cat "$T/ns/a/k" >/dev/null
+	cp "$MNT/.metrics" "$SH_TMP/m0"
+	cp "$MNT/.metrics" "$SH_TMP/m1"
+	python3 -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC); os.write(fd, b"v"); os.close(fd)' "$T/ns/a/k"
+	cp "$MNT/.metrics" "$SH_TMP/m2"
+	# the gesture's requests: (m2 - m1) less what one copy of .metrics costs (m1 - m0)
+	run gesture_ops "$SH_TMP/m0" "$SH_TMP/m1" "$SH_TMP/m2"
+	assert_success
+	refute_line --partial flush
+	refute_line --partial getattr
+	assert_line "open 1"
+	assert_line "write 1"
+	sh_commit "$T"
+	run cat "$A/k"
+	assert_output v
+}
+
 @test "after a conflict, writes in that transaction fail with ESTALE until rmdir" {
 	echo base >"$A/k"
 	T="$MNT/.tx/poisoned"
