@@ -1082,24 +1082,35 @@ static void reply_xattr(fuse_req_t req, const char *val, size_t len, size_t size
 		fuse_reply_buf(req, val, len);
 }
 
+/*
+ * The kernel asks for security.capability before every open with O_TRUNC of a file
+ * that exists (it would drop the capabilities a write must kill).  Keys have none, nor
+ * any attribute but the two below: such a name is answered at once, without a look at
+ * the inode (which, for a live key created and not committed yet, waits for its first
+ * commit).  ENOSYS would stop the kernel asking, but for every name on the mount,
+ * user.statehouse.* included, and EOPNOTSUPP does not stop it (kernel 6.18: one request
+ * per open either way).
+ */
 static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct txn_entry e;
 	char val[32];
 	int err;
 
+	if (strcmp(name, XA_VERSION) != 0 && strcmp(name, XA_COMMIT) != 0) {
+		fs_reply_err(req, -ENODATA);
+		return;
+	}
 	/* Ours may wait for a new key's first commit (and the past's read the log). */
-	if (defer_if(req, !strncmp(name, "user.statehouse.", 16),
+	if (defer_if(req, true,
 		     (struct fs_job){ .op = FJ_GETXATTR, .ino = ino, .name = (char *)name,
 				      .size = size }))
 		return;
 	err = key_entry(fs_of(req), ino, &e);
 	if (!err && !strcmp(name, XA_VERSION))
 		snprintf(val, sizeof(val), "%" PRId64, e.version);
-	else if (!err && !strcmp(name, XA_COMMIT))
-		snprintf(val, sizeof(val), "%" PRId64, e.commit_ts);
 	else if (!err)
-		err = -ENODATA;
+		snprintf(val, sizeof(val), "%" PRId64, e.commit_ts);
 	if (!err && e.version == 0)
 		err = -ENODATA; /* staged, not committed yet */
 	if (err)
