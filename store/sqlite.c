@@ -38,6 +38,7 @@ struct sqlite_store {
 	char *path;
 	bool had_wal; /* the write-ahead log existed at open */
 	sqlite3 *wdb;
+	sqlite3_stmt *begin, *commit, *rollback; /* of every store_append(), parsed once */
 	sqlite3_stmt *ins_event;
 	sqlite3_stmt *ins_op;
 	pthread_mutex_t reader_lock; /* protects rdb and its statements (leaf lock) */
@@ -278,9 +279,15 @@ static int open_reader_and_statements(struct sqlite_store *st, int fsync_full)
 {
 	int err;
 
-	err = prepare(st, st->wdb,
-		      "INSERT INTO events(commit_ts, txn, time_ns, note) VALUES (?1, ?2, ?3, ?4)",
-		      &st->ins_event);
+	err = prepare(st, st->wdb, "BEGIN IMMEDIATE", &st->begin);
+	if (!err)
+		err = prepare(st, st->wdb, "COMMIT", &st->commit);
+	if (!err)
+		err = prepare(st, st->wdb, "ROLLBACK", &st->rollback);
+	if (!err)
+		err = prepare(st, st->wdb,
+			      "INSERT INTO events(commit_ts, txn, time_ns, note) VALUES (?1, ?2, ?3, ?4)",
+			      &st->ins_event);
 	if (!err)
 		err = prepare(st, st->wdb,
 			      "INSERT INTO ops(commit_ts, idx, ns, agent, key, op, version, value)"
@@ -321,6 +328,9 @@ static void sqlite_close(struct store *base)
 {
 	struct sqlite_store *st = to_sqlite(base);
 
+	sqlite3_finalize(st->begin);
+	sqlite3_finalize(st->commit);
+	sqlite3_finalize(st->rollback);
 	sqlite3_finalize(st->ins_event);
 	sqlite3_finalize(st->ins_op);
 	sqlite3_finalize(st->chk);
@@ -482,12 +492,22 @@ static int append_one(struct sqlite_store *st, const struct store_event *ev)
 	return 0;
 }
 
+/* Run a statement without results (BEGIN, COMMIT, ROLLBACK) and reset it. */
+static int run_stmt(sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* BEGIN and COMMIT are prepared once: the text of each was parsed at every commit. */
 static int sqlite_append(struct store *base, const struct store_event *events, size_t n)
 {
 	struct sqlite_store *st = to_sqlite(base);
 	int rc, err;
 
-	rc = sqlite3_exec(st->wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	rc = run_stmt(st->begin);
 	if (rc != SQLITE_OK)
 		return store_errno(st->wdb, rc, "begin store transaction");
 	for (size_t i = 0; i < n; i++) {
@@ -495,7 +515,7 @@ static int sqlite_append(struct store *base, const struct store_event *events, s
 		if (err)
 			goto rollback;
 	}
-	rc = sqlite3_exec(st->wdb, "COMMIT", NULL, NULL, NULL);
+	rc = run_stmt(st->commit);
 	if (rc != SQLITE_OK) {
 		err = store_errno(st->wdb, rc, "commit store transaction");
 		goto rollback;
@@ -505,7 +525,7 @@ static int sqlite_append(struct store *base, const struct store_event *events, s
 rollback:
 	/* SQLite may already have rolled back by itself (e.g. after SQLITE_FULL). */
 	if (!sqlite3_get_autocommit(st->wdb))
-		sqlite3_exec(st->wdb, "ROLLBACK", NULL, NULL, NULL);
+		run_stmt(st->rollback);
 	return err;
 }
 
