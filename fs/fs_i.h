@@ -494,6 +494,21 @@ void fs_tx_commit_done(struct fs *fs, const struct waiter *w, int err);
  * its byte limits; for refusing a write() before close() stages it. */
 int fs_tx_room(struct fs *fs, const struct iref *r, size_t value_len);
 
+/* ops.c: may the caller of req see r?  0, or -EACCES from the area's may_read. */
+int fs_caller_may_read(fuse_req_t req, const struct iref *r);
+
+/* meta.c: directory listings, extended attributes and statfs (in ops.c's table). */
+void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		   struct fuse_file_info *fi);
+void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+		    size_t size, int flags);
+void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+void fs_op_statfs(fuse_req_t req, fuse_ino_t ino);
+
 /* count.c: the requests received, as .metrics shows them. */
 extern const char *const fs_req_op_names[FS_REQ_N];
 void fs_metrics_requests(struct fs *fs, FILE *f);
@@ -535,6 +550,15 @@ bool fs_defer_wanted(struct fs *fs);
 /* Queue a copy of job for the pool; false when it could not (answer it in place). */
 bool fs_defer(struct fs *fs, const struct fs_job *job);
 void fs_job_run(struct fs_job *j);
+/* ops.c: hand the request in j to the pool when cond holds (and this is a loop thread):
+ * true when it went, and then the entry point returns at once. */
+bool fs_defer_if(fuse_req_t req, bool cond, struct fs_job j);
+/* Hand the request to the pool when the inode resolved to r lives in an area whose
+ * requests may wait on SQLite; r is released when it went. */
+#define DEFER_SLOW(req, r, inode, ...)                                                    \
+	(fs_area((r)->kind)->slow &&                                                      \
+	 fs_defer_if((req), true, (struct fs_job){ .ino = (inode), __VA_ARGS__ }) &&         \
+	 (fs_iref_release(r), true))
 
 /* notify.c: the notifier thread (design note 3). */
 void fs_queue_inval(struct fs *fs, uint64_t ino);

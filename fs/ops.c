@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * ops.c - the FUSE low-level operations (fs layer): each resolves its inode, calls the
- * operation of the inode's area (fs_area(), one table per kind) and replies.
+ * operation of the inode's area (fs_area(), one table per kind) and replies.  Those of
+ * directory listings, extended attributes and statfs are in meta.c.
  *
  * Design note 4.  errnos are negative everywhere below the replies and flip sign
  * exactly once, in fs_reply_err().  An area operation that answers later (a commit)
@@ -13,7 +14,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
 
 #include "clock.h"
 #include "fs_i.h"
@@ -155,9 +155,8 @@ void fs_reply_tuple(fuse_req_t req, const struct iref *t)
 
 /* ---- requests that may wait: to the pool (loop.c) ------------------------------------- */
 
-/* Hand the request in j to the pool when cond holds (and this is a loop thread): true
- * when it went, and then the entry point returns at once. */
-static bool defer_if(fuse_req_t req, bool cond, struct fs_job j)
+/* fs_i.h */
+bool fs_defer_if(fuse_req_t req, bool cond, struct fs_job j)
 {
 	struct fs *fs = fs_of(req);
 
@@ -167,17 +166,10 @@ static bool defer_if(fuse_req_t req, bool cond, struct fs_job j)
 	return fs_defer(fs, &j);
 }
 
-/* Hand the request to the pool when the inode resolved to r lives in an area whose
- * requests may wait on SQLite; r is released when it went. */
-#define DEFER_SLOW(req, r, inode, ...)                                                    \
-	(fs_area((r)->kind)->slow &&                                                      \
-	 defer_if((req), true, (struct fs_job){ .ino = (inode), __VA_ARGS__ }) &&         \
-	 (fs_iref_release(r), true))
-
 /* ---- lookup / forget / getattr ------------------------------------------------------- */
 
-/* The caller of req may see r: 0, or -EACCES from the area's may_read. */
-static int caller_may_read(fuse_req_t req, const struct iref *r)
+/* fs_i.h */
+int fs_caller_may_read(fuse_req_t req, const struct iref *r)
 {
 	const struct fs_area_ops *a = fs_area(r->kind);
 	struct fs_caller c;
@@ -207,7 +199,7 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		err = a->lookup ? a->lookup(fs, &p, name, &t) : -ENOTDIR;
 	}
 	if (!err)
-		err = caller_may_read(req, &t);
+		err = fs_caller_may_read(req, &t);
 	if (err)
 		fs_reply_err(req, err);
 	else
@@ -389,7 +381,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	a = fs_area(r.kind);
 	if ((fi->flags & O_ACCMODE) == O_RDONLY) {
-		err = caller_may_read(req, &r);
+		err = fs_caller_may_read(req, &r);
 		if (!err)
 			err = a->open ? a->open(fs, req, &r, fi) : open_content(fs, &r, fi);
 		if (!err)
@@ -439,7 +431,7 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	int err;
 
 	if (h && h->kind == H_EVENTS) {
-		if (!defer_if(req, true, (struct fs_job){ .op = FJ_READ, .ino = ino, .fi = fi,
+		if (!fs_defer_if(req, true, (struct fs_job){ .op = FJ_READ, .ino = ino, .fi = fi,
 							   .size = size, .off = off }))
 			fs_events_read(req, h, off, size);
 		return;
@@ -657,7 +649,7 @@ static void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
-	if (defer_if(req, h && h->kind == H_EVENTS,
+	if (fs_defer_if(req, h && h->kind == H_EVENTS,
 		     (struct fs_job){ .op = FJ_POLL, .ino = ino, .fi = fi, .ph = ph }))
 		return;
 	fs_events_poll(req, h, ph);
@@ -755,7 +747,7 @@ static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	int err;
 
 	/* A directory of the live tree is a commit the request waits for. */
-	if (defer_if(req, fs_defer_wanted(fs) && fs_ikind(fs, parent) == IK_LIVE,
+	if (fs_defer_if(req, fs_defer_wanted(fs) && fs_ikind(fs, parent) == IK_LIVE,
 		     (struct fs_job){ .op = FJ_MKDIR, .ino = parent, .name = (char *)name,
 				      .mode = mode }))
 		return;
@@ -798,7 +790,7 @@ static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct iref p;
 	int err;
 
-	if (defer_if(req, fs_defer_wanted(fs) && fs_ikind(fs, parent) == IK_LIVE,
+	if (fs_defer_if(req, fs_defer_wanted(fs) && fs_ikind(fs, parent) == IK_LIVE,
 		     (struct fs_job){ .op = FJ_RMDIR, .ino = parent, .name = (char *)name }))
 		return;
 	err = fs_iget(fs, parent, &p);
@@ -977,193 +969,6 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 		fs_reply_err(req, err); /* FS_REPLIED: committing; the reply comes with it */
 	}
 	fs_iref_release(&r);
-}
-
-/* ---- directories --------------------------------------------------------------------- */
-
-static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct fs *fs = fs_of(req);
-	const struct fs_area_ops *a;
-	struct handle *h = NULL;
-	struct iref r = { 0 };
-	int err;
-
-	err = fs_iget(fs, ino, &r);
-	if (!err && DEFER_SLOW(req, &r, ino, .op = FJ_OPENDIR, .fi = fi))
-		return;
-	if (!err)
-		err = caller_may_read(req, &r);
-	if (!err && !(h = fs_handle_new(fs, H_DIR, &r)))
-		err = -ENOMEM;
-	if (!err)
-		err = fs_dir_add(h, ".", TXN_DIR);
-	if (!err)
-		err = fs_dir_add(h, "..", TXN_DIR);
-	if (!err) {
-		a = fs_area(r.kind);
-		err = a->list ? a->list(fs, &r, h) : -ENOTDIR;
-	}
-	fs_iref_release(&r);
-	if (err) {
-		fs_handle_free(h);
-		fs_reply_err(req, err);
-		return;
-	}
-	fi->fh = (uintptr_t)h;
-	if (fuse_reply_open(req, fi) != 0)
-		fs_handle_free(h);
-}
-
-static void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-			  struct fuse_file_info *fi)
-{
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	char *buf;
-	size_t used = 0;
-
-	if (!h || h->kind != H_DIR) {
-		fs_reply_err(req, -EBADF);
-		return;
-	}
-	buf = malloc(size);
-	if (!buf) {
-		fs_reply_err(req, -ENOMEM);
-		return;
-	}
-	for (size_t i = (size_t)off; i < h->ents.n; i++) {
-		struct stat st = { 0 };
-		size_t n;
-
-		st.st_ino = UNKNOWN_INO;
-		st.st_mode = h->ents.v[i].type == TXN_DIR ? S_IFDIR : S_IFREG;
-		n = fuse_add_direntry(req, buf + used, size - used, h->ents.v[i].name, &st,
-				      (off_t)(i + 1));
-		if (n > size - used)
-			break;
-		used += n;
-	}
-	fuse_reply_buf(req, buf, used);
-	free(buf);
-}
-
-static void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	fs_handle_free((struct handle *)(uintptr_t)fi->fh);
-	fs_reply_err(req, 0);
-}
-
-/* ---- extended attributes, statfs ------------------------------------------------------- */
-
-#define XA_VERSION "user.statehouse.version"
-#define XA_COMMIT "user.statehouse.commit_ts"
-
-static int key_entry(struct fs *fs, fuse_ino_t ino, struct txn_entry *e)
-{
-	const struct fs_area_ops *a;
-	struct iref r;
-	int err = fs_iget(fs, ino, &r);
-
-	if (err)
-		return err;
-	a = fs_area(r.kind);
-	err = a->entry ? a->entry(fs, &r, e) : -ENODATA;
-	fs_iref_release(&r);
-	return err;
-}
-
-static void reply_xattr(fuse_req_t req, const char *val, size_t len, size_t size)
-{
-	if (size == 0)
-		fuse_reply_xattr(req, len);
-	else if (size < len)
-		fs_reply_err(req, -ERANGE);
-	else
-		fuse_reply_buf(req, val, len);
-}
-
-/*
- * The kernel asks for security.capability before every open with O_TRUNC of a file
- * that exists (it would drop the capabilities a write must kill).  Keys have none, nor
- * any attribute but the two below: such a name is answered at once, without a look at
- * the inode (which, for a live key created and not committed yet, waits for its first
- * commit).  ENOSYS would stop the kernel asking, but for every name on the mount,
- * user.statehouse.* included, and EOPNOTSUPP does not stop it (kernel 6.18: one request
- * per open either way).
- */
-static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
-{
-	struct txn_entry e;
-	char val[32];
-	int err;
-
-	if (strcmp(name, XA_VERSION) != 0 && strcmp(name, XA_COMMIT) != 0) {
-		fs_reply_err(req, -ENODATA);
-		return;
-	}
-	/* Ours may wait for a new key's first commit (and the past's read the log). */
-	if (defer_if(req, true,
-		     (struct fs_job){ .op = FJ_GETXATTR, .ino = ino, .name = (char *)name,
-				      .size = size }))
-		return;
-	err = key_entry(fs_of(req), ino, &e);
-	if (!err && !strcmp(name, XA_VERSION))
-		snprintf(val, sizeof(val), "%" PRId64, e.version);
-	else if (!err)
-		snprintf(val, sizeof(val), "%" PRId64, e.commit_ts);
-	if (!err && e.version == 0)
-		err = -ENODATA; /* staged, not committed yet */
-	if (err)
-		fs_reply_err(req, err);
-	else
-		reply_xattr(req, val, strlen(val), size);
-}
-
-static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
-{
-	static const char names[] = XA_VERSION "\0" XA_COMMIT;
-	struct txn_entry e;
-	int err;
-
-	if (defer_if(req, true, (struct fs_job){ .op = FJ_LISTXATTR, .ino = ino, .size = size }))
-		return;
-	err = key_entry(fs_of(req), ino, &e);
-
-	if (err == -ENODATA || (!err && e.version == 0))
-		reply_xattr(req, "", 0, size);
-	else if (err)
-		fs_reply_err(req, err);
-	else
-		reply_xattr(req, names, sizeof(names), size);
-}
-
-static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
-			   size_t size, int flags)
-{
-	fs_reply_err(req, -ENOTSUP);
-}
-
-static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-	fs_reply_err(req, -ENOTSUP);
-}
-
-/* The data dir's file system holds every commit: its size and free space are the mount's,
- * so df and tools that check for room before writing see the truth. */
-static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
-{
-	struct fs *fs = fs_of(req);
-	struct statvfs sv = { 0 };
-
-	if (statvfs(fs->datadir, &sv) != 0) {
-		int err = -errno;
-
-		log_warn("cannot statvfs data dir '%s': %s", fs->datadir, strerror(-err));
-		fs_reply_err(req, err);
-		return;
-	}
-	sv.f_namemax = TXN_NAME_MAX;
-	fuse_reply_statfs(req, &sv);
 }
 
 static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
