@@ -276,6 +276,7 @@ static char *metrics_text(struct fs *fs)
 	metrics_gauges(f, &s, rss);
 	metrics_refusals(f, &s);
 	metrics_latency(f, &s);
+	fs_metrics_requests(fs, f);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;

@@ -3,9 +3,11 @@
  * fs.c - the life of a struct fs: created before the FUSE session, started with it,
  * freed after the engine stopped (fs layer).
  *
- * The files of this layer (fs_i.h has the map): ops.c holds the FUSE entry points and
- * dispatches each to the area of the tree its inode belongs to (ctl.c, live.c, tx.c,
- * past.c, events.c); inode.c, handle.c and notify.c hold what the areas share.
+ * The files of this layer (fs_i.h has the map): ops.c holds the FUSE entry points (meta.c
+ * those of listings, extended attributes and statfs) and dispatches each to the area of
+ * the tree its inode belongs to (ctl.c, live.c, tx.c, past.c, events.c); inode.c,
+ * handle.c and notify.c hold what the areas share; count.c counts the requests of each
+ * operation on their way in.
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/stat.h>
 
 #include "blob.h"
@@ -64,6 +65,40 @@ enum ikind {
 #define INO_FIRST_DYNAMIC 16
 #define UNKNOWN_INO 0xffffffffu
 
+/* The operations whose requests .metrics counts (count.c). */
+enum fs_req_op {
+	FS_REQ_LOOKUP,
+	FS_REQ_FORGET,
+	FS_REQ_BATCH_FORGET,
+	FS_REQ_GETATTR,
+	FS_REQ_SETATTR,
+	FS_REQ_MKDIR,
+	FS_REQ_UNLINK,
+	FS_REQ_RMDIR,
+	FS_REQ_RENAME,
+	FS_REQ_OPEN,
+	FS_REQ_READ,
+	FS_REQ_WRITE,
+	FS_REQ_FLUSH,
+	FS_REQ_RELEASE,
+	FS_REQ_FSYNC,
+	FS_REQ_OPENDIR,
+	FS_REQ_READDIR,
+	FS_REQ_RELEASEDIR,
+	FS_REQ_STATFS,
+	FS_REQ_SETXATTR,
+	FS_REQ_GETXATTR,
+	FS_REQ_LISTXATTR,
+	FS_REQ_REMOVEXATTR,
+	FS_REQ_CREATE,
+	FS_REQ_POLL,
+	FS_REQ_FALLOCATE,
+	FS_REQ_SYMLINK,
+	FS_REQ_MKNOD,
+	FS_REQ_LINK,
+	FS_REQ_N
+};
+
 struct handle;
 struct pending;
 struct orphan;
@@ -87,6 +122,16 @@ struct inode {
 	size_t writer_size; /* size of the newest one's buffer (for a key not yet committed) */
 	UT_hash_handle hh_ino;
 	UT_hash_handle hh_key;
+	/* The inodes of one transaction (.tx/NAME and below), from fs->by_txn. */
+	struct inode *tx_prev, *tx_next;
+};
+
+/* The inodes the kernel holds of one transaction, so that what its commit or its end
+ * makes stale is found without walking the whole table. */
+struct txn_inodes {
+	uint64_t txn_id;
+	struct inode *head;
+	UT_hash_handle hh;
 };
 
 /* A copy of what an inode names, taken under the table lock. */
@@ -125,6 +170,13 @@ struct handle {
 		       * the flush reports it */
 	bool append;  /* O_APPEND: every write goes to the end of the buffer */
 	pid_t pid;    /* H_WRITE: the process that opened it, which sees its own size */
+	/* H_WRITE in a transaction's view: what its path held before this handle first
+	 * staged there, put back when one of its writes fails (under lock); and the bytes
+	 * [chg_lo, chg_hi) changed since it last staged (chg: any; the size may have
+	 * changed too). */
+	struct txn_undo *undo;
+	size_t chg_lo, chg_hi;
+	bool chg;
 	struct pending *pending; /* H_WRITE: the live create it made, until it commits */
 	struct blob *content;      /* H_CONTENT */
 	struct dirents ents;         /* H_DIR */
@@ -171,6 +223,7 @@ struct fs {
 
 	atomic_uint_fast64_t key_reads; /* opens of live keys for reading */
 	atomic_uint_fast64_t pooled;    /* requests handed to the pool (loop.c) */
+	atomic_uint_fast64_t requests[FS_REQ_N]; /* FUSE requests received (count.c) */
 
 	/* Sizes of event streams as of ev_sizes[i].last_ts, known once a reader read that
 	 * stream to its end, so stat (which the kernel sends without a file handle, fstat
@@ -182,10 +235,11 @@ struct fs {
 	struct evsize *ev_sizes;
 	unsigned n_ev_sizes;
 
-	/* Leaf lock: protects by_ino, by_key and inode fields. */
+	/* Leaf lock: protects by_ino, by_key, by_txn and inode fields. */
 	pthread_mutex_t itable_lock;
 	struct inode *by_ino;
 	struct inode *by_key;
+	struct txn_inodes *by_txn; /* inodes of kinds IK_TXROOT..IK_TXCTL, by txn_id */
 
 	/* Protects the list of open handles, which fs_free() frees when the kernel's
 	 * releases never came (they are asynchronous and lost at unmount).  Taken before
@@ -238,6 +292,9 @@ struct fs_area_ops {
 	bool read_only; /* the past: every change below it fails with EROFS */
 	bool slow;      /* its requests may wait on SQLite: answered by the pool (loop.c) */
 	enum fs_cache cache_lookup, cache_getattr;
+	/* The longest the kernel may cache r's name and attributes, in seconds, whatever
+	 * cache_lookup and cache_getattr say.  NULL: no limit. */
+	double (*cache_limit_s)(struct fs *fs, const struct iref *r);
 	/* A child's tuple in *out.  NULL: ENOTDIR. */
 	int (*lookup)(struct fs *fs, const struct iref *p, const char *name, struct iref *out);
 	/* Attributes with the type filled; owner and mode follow.  NULL: ENOENT. */
@@ -253,8 +310,16 @@ struct fs_area_ops {
 	int (*open)(struct fs *fs, fuse_req_t req, const struct iref *r, struct fuse_file_info *fi);
 	/* May r be written?  NULL: EROFS. */
 	int (*writable)(struct fs *fs, const struct iref *r);
-	/* A write landed in h's buffer (h->lock held).  NULL: nothing to do. */
+	/* A write, truncation or fallocate changed h's buffer, or an open truncated it
+	 * (h->lock held; clear h->dirty once the value is where it goes).  NULL: nothing
+	 * to do. */
 	int (*written)(struct fs *fs, struct handle *h);
+	/* A write of h was refused (h->failed set, h->lock held): nothing of h's value may
+	 * stay.  NULL: nothing was put anywhere yet. */
+	void (*write_failed)(struct fs *fs, struct handle *h);
+	/* Writes go where they belong at write(): the kernel need not send a flush at
+	 * each close (noflush). */
+	bool stage_at_write;
 	/* Store a whole new value, consuming val: a write handle h's at a flush (req NULL
 	 * at release), or for a truncate by path (h NULL).  NULL: the value goes nowhere,
 	 * successfully. */
@@ -293,7 +358,9 @@ extern const struct fs_area_ops fs_atdir_ops, fs_at_ops, fs_histdir_ops, fs_hist
 extern const struct fs_area_ops fs_ev_ops;                                      /* events.c */
 extern const struct fs_area_ops fs_txexpect_ops;                                /* expect.c */
 
-/* ops.c: the one array indexed by kind, replies; attr.c: what the areas compute alike. */
+/* ops.c: the one array indexed by kind, replies; attr.c: what the areas compute alike.
+ * fs_op_table holds ops.c's operations; count.c's table (fs_ops()) counts and calls them. */
+extern const struct fuse_lowlevel_ops fs_op_table;
 const struct fs_area_ops *fs_area(enum ikind kind);
 struct fs *fs_of(fuse_req_t req);
 void fs_reply_err(fuse_req_t req, int err);
@@ -343,6 +410,9 @@ ssize_t fs_ipending_size(struct fs *fs, uint64_t ino);
 bool fs_writer_size(fuse_req_t req, uint64_t ino, struct handle *h, struct stat *st);
 size_t fs_inodes_where(struct fs *fs, bool (*match)(const struct inode *, const void *),
 		       const void *arg, uint64_t **out);
+size_t fs_txn_inodes_where(struct fs *fs, uint64_t txn_id,
+			   bool (*match)(const struct inode *, const void *), const void *arg,
+			   uint64_t **out);
 void fs_inodes_free_all(struct fs *fs);
 void fs_iref_release(struct iref *r);
 int fs_iref_copy(struct iref *dst, const struct iref *src);
@@ -356,6 +426,7 @@ struct handle *fs_handle_new(struct fs *fs, enum hkind kind, const struct iref *
 void fs_handle_free(struct handle *h);
 int fs_handle_reserve(struct handle *h, size_t n);
 int fs_handle_resize(struct handle *h, size_t size);
+void fs_handle_mark(struct handle *h, size_t lo, size_t hi);
 void fs_commit_handle(struct fs *fs, fuse_req_t req, struct handle *h);
 bool fs_handle_writer(struct fs *fs, uint64_t ino, pid_t pid, size_t *size, struct iref *r);
 int fs_pending_new(struct fs *fs, const char *path, size_t len, int64_t time_ns, mode_t mode,
@@ -426,6 +497,25 @@ void fs_tx_commit_done(struct fs *fs, const struct waiter *w, int err);
  * its byte limits; for refusing a write() before close() stages it. */
 int fs_tx_room(struct fs *fs, const struct iref *r, size_t value_len);
 
+/* ops.c: may the caller of req see r?  0, or -EACCES from the area's may_read. */
+int fs_caller_may_read(fuse_req_t req, const struct iref *r);
+
+/* meta.c: directory listings, extended attributes and statfs (in ops.c's table). */
+void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		   struct fuse_file_info *fi);
+void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+		    size_t size, int flags);
+void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+void fs_op_statfs(fuse_req_t req, fuse_ino_t ino);
+
+/* count.c: the requests received, as .metrics shows them. */
+extern const char *const fs_req_op_names[FS_REQ_N];
+void fs_metrics_requests(struct fs *fs, FILE *f);
+
 /* ctl.c */
 int fs_stat_rw_dir(struct fs *fs, const struct iref *r, struct stat *st);
 
@@ -463,11 +553,21 @@ bool fs_defer_wanted(struct fs *fs);
 /* Queue a copy of job for the pool; false when it could not (answer it in place). */
 bool fs_defer(struct fs *fs, const struct fs_job *job);
 void fs_job_run(struct fs_job *j);
+/* ops.c: hand the request in j to the pool when cond holds (and this is a loop thread):
+ * true when it went, and then the entry point returns at once. */
+bool fs_defer_if(fuse_req_t req, bool cond, struct fs_job j);
+/* Hand the request to the pool when the inode resolved to r lives in an area whose
+ * requests may wait on SQLite; r is released when it went. */
+#define DEFER_SLOW(req, r, inode, ...)                                                    \
+	(fs_area((r)->kind)->slow &&                                                      \
+	 fs_defer_if((req), true, (struct fs_job){ .ino = (inode), __VA_ARGS__ }) &&         \
+	 (fs_iref_release(r), true))
 
 /* notify.c: the notifier thread (design note 3). */
 void fs_queue_inval(struct fs *fs, uint64_t ino);
 void fs_queue_changes(struct fs *fs, struct txn_changes *ch);
-void fs_inval_txn(struct fs *fs, uint64_t txn_id, bool now);
+void fs_inval_txn(struct fs *fs, uint64_t txn_id);
+void fs_queue_txn_failed(struct fs *fs, uint64_t txn_id, fuse_req_t req, int err);
 int fs_notifier_start(struct fs *fs);
 void fs_notifier_stop(struct fs *fs);
 

@@ -4,8 +4,9 @@
  * the commit of a write handle at flush or release (fs layer).
  *
  * Design note 2.  Handles own their state: a write handle buffers the whole value and
- * commits it at flush (live tree) or stages it (transaction); control files are read
- * from a copy made at open.  Reads of live keys need no handle: they serve the current
+ * commits it at flush (live tree), or stages it at each write (a transaction's view:
+ * tx.c; its opens ask the kernel for no flush); control files are read from a copy made
+ * at open.  Reads of live keys need no handle: they serve the current
  * value and the kernel keeps the pages (keep_cache) until a commit invalidates them.
  *
  * A write handle names its file by inode, not path: its value goes to wherever a rename
@@ -92,6 +93,7 @@ void fs_handle_free(struct handle *h)
 		h->all_next->all_prev = h->all_prev;
 	pthread_mutex_unlock(&h->fs->handles_lock);
 	fs_pending_unref(h->fs, h->pending);
+	txn_undo_free(h->undo);
 	fs_iref_release(&h->ir);
 	free(h->buf);
 	blob_unref(h->content);
@@ -120,6 +122,16 @@ int fs_handle_reserve(struct handle *h, size_t n)
 	return ARRAY_GROW(h->buf, n, h->cap);
 }
 
+/* Bytes [lo, hi) of h's buffer changed (h->lock held). */
+void fs_handle_mark(struct handle *h, size_t lo, size_t hi)
+{
+	if (!h->chg || lo < h->chg_lo)
+		h->chg_lo = lo;
+	if (!h->chg || hi > h->chg_hi)
+		h->chg_hi = hi;
+	h->chg = true;
+}
+
 /* The buffer cut or zero-extended to size (ftruncate).  h->lock held. */
 int fs_handle_resize(struct handle *h, size_t size)
 {
@@ -129,6 +141,7 @@ int fs_handle_resize(struct handle *h, size_t size)
 		return err;
 	if (size > h->size)
 		memset(h->buf + h->size, 0, size - h->size);
+	fs_handle_mark(h, size < h->size ? size : h->size, size);
 	h->size = size;
 	h->dirty = true;
 	h->written = true;

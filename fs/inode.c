@@ -19,13 +19,20 @@
  * changes from file to directory is a new tuple and gets a new number.  A rename keeps
  * the inode (and its number) under the new name, as the kernel does.  The names at the
  * root have fixed numbers below INO_FIRST_DYNAMIC and no entry here.
+ *
+ * The inodes of each transaction (.tx/NAME, its view, notes and control files) are also
+ * on a list of that transaction (fs->by_txn): what a commit, an expiry or an abort makes
+ * stale, and what a rename inside the view moves, is found there, whatever the number
+ * of other inodes the kernel holds (10,000 cached live keys cost nothing to a commit).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fs_i.h"
 #include "grow.h"
+#include "log.h"
 
 static char *make_key(enum ikind kind, uint64_t txn_id, enum txn_type type, const char *path,
 		      size_t len, size_t *keylen)
@@ -90,6 +97,58 @@ static uint64_t ino_for_key_locked(struct fs *fs, const char *k, size_t kl)
 	}
 }
 
+/* Does an inode of this kind belong to a transaction's list (by txn_id)? */
+static bool is_txn_kind(enum ikind kind)
+{
+	return kind == IK_TXROOT || kind == IK_TXPATH || kind == IK_TXNOTE || kind == IK_TXCTL;
+}
+
+/* Put in on its transaction's list.  itable_lock held. */
+static int txn_list_add_locked(struct fs *fs, struct inode *in)
+{
+	struct txn_inodes *t = NULL;
+
+	HASH_FIND(hh, fs->by_txn, &in->txn_id, sizeof(in->txn_id), t);
+	if (!t) {
+		t = calloc(1, sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		t->txn_id = in->txn_id;
+		HASH_ADD(hh, fs->by_txn, txn_id, sizeof(t->txn_id), t);
+		if (!HASH_ADDED(hh, t)) {
+			free(t);
+			return -ENOMEM;
+		}
+	}
+	in->tx_prev = NULL;
+	in->tx_next = t->head;
+	if (t->head)
+		t->head->tx_prev = in;
+	t->head = in;
+	return 0;
+}
+
+/* Take in off its transaction's list (the list goes with its last inode).  itable_lock. */
+static void txn_list_del_locked(struct fs *fs, struct inode *in)
+{
+	struct txn_inodes *t = NULL;
+
+	HASH_FIND(hh, fs->by_txn, &in->txn_id, sizeof(in->txn_id), t);
+	if (!t)
+		BUG("inode %" PRIu64 " of transaction %" PRIu64 " on no list", in->ino, in->txn_id);
+	if (in->tx_prev)
+		in->tx_prev->tx_next = in->tx_next;
+	else
+		t->head = in->tx_next;
+	if (in->tx_next)
+		in->tx_next->tx_prev = in->tx_prev;
+	in->tx_prev = in->tx_next = NULL;
+	if (!t->head) {
+		HASH_DELETE(hh, fs->by_txn, t);
+		free(t);
+	}
+}
+
 static void inode_free(struct inode *in)
 {
 	free(in->key);
@@ -126,6 +185,12 @@ static struct inode *inode_new_locked(struct fs *fs, enum ikind kind, uint64_t t
 	}
 	HASH_ADD_KEYPTR(hh_key, fs->by_key, in->key, in->keylen, in);
 	if (!HASH_ADDED(hh_key, in)) {
+		HASH_DELETE(hh_ino, fs->by_ino, in);
+		inode_free(in);
+		return NULL;
+	}
+	if (is_txn_kind(kind) && txn_list_add_locked(fs, in)) {
+		HASH_DELETE(hh_key, fs->by_key, in);
 		HASH_DELETE(hh_ino, fs->by_ino, in);
 		inode_free(in);
 		return NULL;
@@ -260,6 +325,8 @@ enum ikind fs_ikind(struct fs *fs, fuse_ino_t ino)
 
 static void inode_drop_locked(struct fs *fs, struct inode *in)
 {
+	if (is_txn_kind(in->kind))
+		txn_list_del_locked(fs, in);
 	HASH_DELETE(hh_ino, fs->by_ino, in);
 	if (in->hashed)
 		HASH_DELETE(hh_key, fs->by_key, in);
@@ -324,6 +391,10 @@ int fs_irekey_locked(struct fs *fs, struct inode *in, enum ikind kind, const cha
 	}
 	memcpy(np, path, len);
 	np[len] = '\0';
+	if (is_txn_kind(in->kind) != is_txn_kind(kind)) {
+		/* Renames stay in their area: a transaction's kinds change among themselves. */
+		BUG("inode %" PRIu64 " moved between a transaction and another area", in->ino);
+	}
 	fs_iunhash_locked(fs, fs_ifind_key_locked(fs, kind, in->txn_id, in->type, path, len));
 	fs_iunhash_locked(fs, in);
 	free(in->key);
@@ -367,6 +438,34 @@ void fs_irename(struct fs *fs, enum ikind from_kind, enum ikind to_kind, uint64_
  * source inodes under the new names, so their tuples follow; whatever dst named before
  * is detached.
  */
+/* in follows a move of src to dst when it is src or below it.  itable_lock held. */
+static void imove_one_locked(struct fs *fs, struct inode *in, enum ikind kind, uint64_t txn_id,
+			     const char *src, size_t slen, const char *dst, size_t dlen)
+{
+	size_t nl;
+	char *np;
+
+	if (!in->hashed || in->kind != kind || in->txn_id != txn_id || in->len < slen ||
+	    memcmp(in->path, src, slen) != 0)
+		return;
+	if (in->len == slen) {
+		fs_irekey_locked(fs, in, kind, dst, dlen);
+		return;
+	}
+	if (in->path[slen] != '/')
+		return;
+	nl = dlen + (in->len - slen);
+	np = malloc(nl + 1);
+	if (!np) {
+		fs_iunhash_locked(fs, in);
+		return;
+	}
+	memcpy(np, dst, dlen);
+	memcpy(np + dlen, in->path + slen, in->len - slen + 1);
+	fs_irekey_locked(fs, in, kind, np, nl);
+	free(np);
+}
+
 void fs_imove(struct fs *fs, enum ikind kind, uint64_t txn_id, const char *src, size_t slen,
 	      const char *dst, size_t dlen)
 {
@@ -375,25 +474,15 @@ void fs_imove(struct fs *fs, enum ikind kind, uint64_t txn_id, const char *src, 
 	pthread_mutex_lock(&fs->itable_lock);
 	fs_iunhash_locked(fs, fs_ifind_key_locked(fs, kind, txn_id, TXN_FILE, dst, dlen));
 	fs_iunhash_locked(fs, fs_ifind_key_locked(fs, kind, txn_id, TXN_DIR, dst, dlen));
-	HASH_ITER(hh_ino, fs->by_ino, in, tmp) {
-		if (!in->hashed || in->kind != kind || in->txn_id != txn_id)
-			continue;
-		if (in->len == slen && memcmp(in->path, src, slen) == 0) {
-			fs_irekey_locked(fs, in, kind, dst, dlen);
-		} else if (in->len > slen && in->path[slen] == '/' &&
-			   memcmp(in->path, src, slen) == 0) {
-			size_t nl = dlen + (in->len - slen);
-			char *np = malloc(nl + 1);
+	if (is_txn_kind(kind)) {
+		struct txn_inodes *t = NULL;
 
-			if (!np) {
-				fs_iunhash_locked(fs, in);
-				continue;
-			}
-			memcpy(np, dst, dlen);
-			memcpy(np + dlen, in->path + slen, in->len - slen + 1);
-			fs_irekey_locked(fs, in, kind, np, nl);
-			free(np);
-		}
+		HASH_FIND(hh, fs->by_txn, &txn_id, sizeof(txn_id), t);
+		for (in = t ? t->head : NULL; in; in = in->tx_next)
+			imove_one_locked(fs, in, kind, txn_id, src, slen, dst, dlen);
+	} else {
+		HASH_ITER(hh_ino, fs->by_ino, in, tmp)
+			imove_one_locked(fs, in, kind, txn_id, src, slen, dst, dlen);
 	}
 	pthread_mutex_unlock(&fs->itable_lock);
 }
@@ -448,6 +537,31 @@ ssize_t fs_ipending_size(struct fs *fs, uint64_t ino)
 		r = (ssize_t)in->writer_size;
 	pthread_mutex_unlock(&fs->itable_lock);
 	return r;
+}
+
+/*
+ * As fs_inodes_where(), among the inodes of transaction txn_id only (.tx/NAME, its view,
+ * its notes and control files): a walk of that transaction's list, not of the table.
+ */
+size_t fs_txn_inodes_where(struct fs *fs, uint64_t txn_id,
+			   bool (*match)(const struct inode *, const void *), const void *arg,
+			   uint64_t **out)
+{
+	struct txn_inodes *t = NULL;
+	size_t n = 0, cap = 0;
+
+	*out = NULL;
+	pthread_mutex_lock(&fs->itable_lock);
+	HASH_FIND(hh, fs->by_txn, &txn_id, sizeof(txn_id), t);
+	for (struct inode *in = t ? t->head : NULL; in; in = in->tx_next) {
+		if (match && !match(in, arg))
+			continue;
+		if (ARRAY_GROW(*out, n + 1, cap))
+			break;
+		(*out)[n++] = in->ino;
+	}
+	pthread_mutex_unlock(&fs->itable_lock);
+	return n;
 }
 
 /*

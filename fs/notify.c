@@ -21,6 +21,9 @@ struct nq_item {
 	struct txn_changes *ch; /* a batch of commits, or NULL: */
 	uint64_t inval_ino;     /* an inode whose kernel size a writer changed */
 	char *inval_txn;        /* or a transaction reaped: the name .tx/NAME to drop */
+	fuse_req_t txn_req;     /* or a commit of transaction txn_id failed with txn_err: */
+	uint64_t txn_id;        /*   its inodes to invalidate, then txn_req to answer */
+	int txn_err;
 	struct nq_item *next;
 };
 
@@ -90,27 +93,48 @@ static void on_commit(void *arg, struct txn_changes *ch)
 
 /*
  * A commit ended a transaction's view (or failed it): the directory is read-only (0500)
- * and its view answers EROFS, ESTALE or ETIMEDOUT from now on, so the attributes the
- * kernel caches for its directories are stale.  The notifier drops them.
+ * and its view answers EROFS, ESTALE or ETIMEDOUT from now on, so whatever the kernel
+ * caches of .tx/NAME and of the directories and files below it is stale.  Only that
+ * transaction's inodes are walked (fs_txn_inodes_where), whatever else the kernel holds.
  */
-static bool is_txn_dir(const struct inode *in, const void *arg)
+static bool is_txn_view(const struct inode *in, const void *arg)
 {
-	return (in->kind == IK_TXROOT || in->kind == IK_TXPATH) && in->type == TXN_DIR &&
-	       in->txn_id == *(const uint64_t *)arg;
+	return in->kind == IK_TXROOT || in->kind == IK_TXPATH;
 }
 
-void fs_inval_txn(struct fs *fs, uint64_t txn_id, bool now)
+static void invalidate_txn(struct fs *fs, uint64_t txn_id)
 {
 	uint64_t *inos;
-	size_t n = fs_inodes_where(fs, is_txn_dir, &txn_id, &inos);
+	size_t n = fs_txn_inodes_where(fs, txn_id, is_txn_view, NULL, &inos);
 
-	for (size_t i = 0; i < n; i++) {
-		if (now && fs->se)
-			fuse_lowlevel_notify_inval_inode(fs->se, inos[i], 0, 0);
-		else
-			fs_queue_inval(fs, inos[i]);
-	}
+	for (size_t i = 0; i < n; i++)
+		fuse_lowlevel_notify_inval_inode(fs->se, inos[i], 0, 0);
 	free(inos);
+}
+
+/* A commit of txn_id succeeded: called by the notifier thread, before the rename is
+ * answered (this takes no lock the waiting rename holds: attributes and pages only). */
+void fs_inval_txn(struct fs *fs, uint64_t txn_id)
+{
+	if (fs->se)
+		invalidate_txn(fs, txn_id);
+}
+
+/* A commit of txn_id failed (on the committer thread, which never waits for the kernel):
+ * the notifier invalidates the view, then answers req with err, so that the caller's
+ * next stat sees the failed state. */
+void fs_queue_txn_failed(struct fs *fs, uint64_t txn_id, fuse_req_t req, int err)
+{
+	struct nq_item *it = calloc(1, sizeof(*it));
+
+	if (!it) {
+		fs_reply_err(req, err);
+		return;
+	}
+	it->txn_req = req;
+	it->txn_id = txn_id;
+	it->txn_err = err;
+	nq_push(fs, it);
 }
 
 struct prefix {
@@ -236,6 +260,13 @@ static void *notifier_main(void *arg)
 			fs->wake = true; /* followers may have something new */
 		pthread_mutex_unlock(&fs->nq_lock);
 
+		if (it->txn_req) {
+			if (fs->se)
+				invalidate_txn(fs, it->txn_id);
+			fs_reply_err(it->txn_req, it->txn_err);
+			free(it);
+			continue;
+		}
 		if (it->inval_txn) {
 			if (fs->se)
 				fuse_lowlevel_notify_inval_entry(fs->se, INO_TXDIR, it->inval_txn,

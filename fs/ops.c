@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * ops.c - the FUSE low-level operations (fs layer): each resolves its inode, calls the
- * operation of the inode's area (fs_area(), one table per kind) and replies.
+ * operation of the inode's area (fs_area(), one table per kind) and replies.  Those of
+ * directory listings, extended attributes and statfs are in meta.c.
  *
  * Design note 4.  errnos are negative everywhere below the replies and flip sign
  * exactly once, in fs_reply_err().  An area operation that answers later (a commit)
@@ -13,7 +14,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
 
 #include "clock.h"
 #include "fs_i.h"
@@ -54,6 +54,19 @@ void fs_reply_err(fuse_req_t req, int err)
 
 /* ---- entries and attributes as replied ----------------------------------------------- */
 
+/* How long the kernel may keep what it caches of r: at most the area's limit (a
+ * transaction's view: its deadline, after which it answers ETIMEDOUT). */
+static double cache_limit(struct fs *fs, const struct iref *r, double t)
+{
+	const struct fs_area_ops *a = fs_area(r->kind);
+	double limit;
+
+	if (t <= 0 || !a->cache_limit_s)
+		return t;
+	limit = a->cache_limit_s(fs, r);
+	return limit < t ? limit : t;
+}
+
 static double cache_timeout(struct fs *fs, enum fs_cache c, const struct stat *st)
 {
 	if (c == CACHE_ALL || (c == CACHE_DIRS && S_ISDIR(st->st_mode)))
@@ -61,27 +74,30 @@ static double cache_timeout(struct fs *fs, enum fs_cache c, const struct stat *s
 	return 0;
 }
 
-/* A transaction's directories keep their owner and mode (a chmod invalidates them):
- * cached, the kernel's permission checks on every path through .tx/NAME cost no
- * round trip.  Its files change size with every staged write: never cached. */
-static double attr_timeout(struct fs *fs, enum ikind kind, const struct stat *st)
+/* A transaction's directories keep their owner and mode (a chmod invalidates them), and
+ * its files change only through this mount, whose kernel drops their cached size and
+ * times at each write and truncation it makes: both are cached, so the kernel's
+ * permission checks on a path through .tx/NAME and on the open of a file cost no round
+ * trip.  Its commit or failure invalidates them all (notify.c); its deadline bounds them
+ * (cache_limit). */
+static double attr_timeout(struct fs *fs, const struct iref *r, const struct stat *st)
 {
-	return cache_timeout(fs, fs_area(kind)->cache_getattr, st);
+	return cache_limit(fs, r, cache_timeout(fs, fs_area(r->kind)->cache_getattr, st));
 }
 
 /* Generated files change without commits: never cache their attributes.  The state as
  * of a commit never changes at all. */
 static void entry_param(struct fs *fs, struct fuse_entry_param *e, uint64_t ino,
-			const struct stat *st, enum ikind kind)
+			const struct stat *st, const struct iref *r)
 {
-	enum fs_cache c = fs_area(kind)->cache_lookup;
+	enum fs_cache c = fs_area(r->kind)->cache_lookup;
 
 	memset(e, 0, sizeof(*e));
 	e->ino = ino;
 	e->generation = 1;
 	e->attr = *st;
-	e->attr_timeout = cache_timeout(fs, c, st);
-	e->entry_timeout = c == CACHE_NONE ? 0 : fs->opt.entry_timeout_s;
+	e->attr_timeout = cache_limit(fs, r, cache_timeout(fs, c, st));
+	e->entry_timeout = cache_limit(fs, r, c == CACHE_NONE ? 0 : fs->opt.entry_timeout_s);
 }
 
 /* The fixed number of a name at the root, or 0. */
@@ -132,16 +148,15 @@ void fs_reply_tuple(fuse_req_t req, const struct iref *t)
 		fs_reply_err(req, err);
 		return;
 	}
-	entry_param(fs, &e, r.ino, &st, t->kind);
+	entry_param(fs, &e, r.ino, &st, t);
 	if (fuse_reply_entry(req, &e) != 0)
 		fs_iforget(fs, r.ino, 1);
 }
 
 /* ---- requests that may wait: to the pool (loop.c) ------------------------------------- */
 
-/* Hand the request in j to the pool when cond holds (and this is a loop thread): true
- * when it went, and then the entry point returns at once. */
-static bool defer_if(fuse_req_t req, bool cond, struct fs_job j)
+/* fs_i.h */
+bool fs_defer_if(fuse_req_t req, bool cond, struct fs_job j)
 {
 	struct fs *fs = fs_of(req);
 
@@ -151,17 +166,10 @@ static bool defer_if(fuse_req_t req, bool cond, struct fs_job j)
 	return fs_defer(fs, &j);
 }
 
-/* Hand the request to the pool when the inode resolved to r lives in an area whose
- * requests may wait on SQLite; r is released when it went. */
-#define DEFER_SLOW(req, r, inode, ...)                                                    \
-	(fs_area((r)->kind)->slow &&                                                      \
-	 defer_if((req), true, (struct fs_job){ .ino = (inode), __VA_ARGS__ }) &&         \
-	 (fs_iref_release(r), true))
-
 /* ---- lookup / forget / getattr ------------------------------------------------------- */
 
-/* The caller of req may see r: 0, or -EACCES from the area's may_read. */
-static int caller_may_read(fuse_req_t req, const struct iref *r)
+/* fs_i.h */
+int fs_caller_may_read(fuse_req_t req, const struct iref *r)
 {
 	const struct fs_area_ops *a = fs_area(r->kind);
 	struct fs_caller c;
@@ -191,7 +199,7 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		err = a->lookup ? a->lookup(fs, &p, name, &t) : -ENOTDIR;
 	}
 	if (!err)
-		err = caller_may_read(req, &t);
+		err = fs_caller_may_read(req, &t);
 	if (err)
 		fs_reply_err(req, err);
 	else
@@ -281,7 +289,7 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	if (err)
 		fs_reply_err(req, err);
 	else
-		fuse_reply_attr(req, &st, own ? 0 : attr_timeout(fs, r.kind, &st));
+		fuse_reply_attr(req, &st, own ? 0 : attr_timeout(fs, &r, &st));
 	fs_iref_release(&r);
 }
 
@@ -340,6 +348,19 @@ static int open_write(struct fs *fs, const struct iref *r, struct fuse_file_info
 	 * live key share (keep_cache): its writes go straight to its buffer (and the
 	 * kernel then skips its security.capability lookup before each write). */
 	fi->direct_io = 1;
+	if (fs_area(r->kind)->stage_at_write) {
+		/* Each write stages; the truncation too, now: nothing is left for a flush. */
+		fi->noflush = 1;
+		if (fi->flags & O_TRUNC) {
+			pthread_mutex_lock(&h->lock);
+			err = fs_area(r->kind)->written(fs, h);
+			pthread_mutex_unlock(&h->lock);
+			if (err) {
+				fs_handle_free(h);
+				return err;
+			}
+		}
+	}
 	fs_iwriter(fs, r->ino, 1, h->size);
 	fi->fh = (uintptr_t)h;
 	return 0;
@@ -360,7 +381,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	a = fs_area(r.kind);
 	if ((fi->flags & O_ACCMODE) == O_RDONLY) {
-		err = caller_may_read(req, &r);
+		err = fs_caller_may_read(req, &r);
 		if (!err)
 			err = a->open ? a->open(fs, req, &r, fi) : open_content(fs, &r, fi);
 		if (!err)
@@ -410,7 +431,7 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	int err;
 
 	if (h && h->kind == H_EVENTS) {
-		if (!defer_if(req, true, (struct fs_job){ .op = FJ_READ, .ino = ino, .fi = fi,
+		if (!fs_defer_if(req, true, (struct fs_job){ .op = FJ_READ, .ino = ino, .fi = fi,
 							   .size = size, .off = off }))
 			fs_events_read(req, h, off, size);
 		return;
@@ -444,6 +465,20 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	blob_unref(b);
 }
 
+/*
+ * A write of h was refused: nothing of its value may commit or stay staged (the value
+ * staged before its first write comes back where writes stage at write()), and a flush
+ * reports err.  h->lock held.
+ */
+static void handle_refuse(struct fs *fs, struct handle *h, int err)
+{
+	const struct fs_area_ops *a = fs_area(h->ir.kind);
+
+	h->failed = err;
+	if (a->write_failed)
+		a->write_failed(fs, h);
+}
+
 /* h's buffer changed: tell the area and the inode table.  h->lock held. */
 static int handle_changed(struct fs *fs, struct handle *h, uint64_t ino)
 {
@@ -471,6 +506,7 @@ static int handle_write(struct fs *fs, struct handle *h, const char *buf, size_t
 	if ((size_t)off > h->size)
 		memset(h->buf + h->size, 0, (size_t)off - h->size);
 	memcpy(h->buf + off, buf, size);
+	fs_handle_mark(h, (size_t)off < h->size ? (size_t)off : h->size, end);
 	if (end > h->size)
 		h->size = end;
 	return handle_changed(fs, h, ino);
@@ -497,22 +533,30 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t 
 	}
 	if ((size_t)off + size > txn_engine_options(fs->eng)->max_value_bytes) {
 		pthread_mutex_lock(&h->lock);
-		h->failed = -EFBIG;
+		handle_refuse(fs, h, -EFBIG);
 		pthread_mutex_unlock(&h->lock);
 		fs_reply_err(req, -EFBIG);
 		return;
 	}
 	/* An expired or committed transaction refuses the write itself, and one over its
-	 * byte limits refuses it before the close would stage it. */
+	 * byte limits refuses it before it stages. */
 	err = live ? 0 : fs_writable(fs, &h->ir);
 	if (!err && !live && (err = fs_tx_room(fs, &h->ir, (size_t)off + size)) == -EDQUOT) {
 		pthread_mutex_lock(&h->lock);
-		h->failed = -EDQUOT; /* as for EFBIG: nothing of this value is staged */
+		handle_refuse(fs, h, -EDQUOT); /* as for EFBIG: nothing of this value stays */
 		pthread_mutex_unlock(&h->lock);
 	}
 	if (!err) {
+		const struct fs_area_ops *a = fs_area(h->ir.kind);
+
 		pthread_mutex_lock(&h->lock);
-		err = handle_write(fs, h, buf, size, off, ino);
+		if (a->stage_at_write && h->failed) {
+			err = h->failed; /* no flush will report it: each write after it does */
+		} else {
+			err = handle_write(fs, h, buf, size, off, ino);
+			if (err && a->stage_at_write)
+				handle_refuse(fs, h, err);
+		}
 		pthread_mutex_unlock(&h->lock);
 	}
 	if (err) {
@@ -560,6 +604,8 @@ static void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
 		err = fs_handle_resize(h, (size_t)(off + len));
 		if (!err)
 			err = handle_changed(fs, h, ino);
+		if (err && fs_area(h->ir.kind)->stage_at_write)
+			handle_refuse(fs, h, err);
 	}
 	pthread_mutex_unlock(&h->lock);
 	fs_reply_err(req, err);
@@ -603,7 +649,7 @@ static void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
-	if (defer_if(req, h && h->kind == H_EVENTS,
+	if (fs_defer_if(req, h && h->kind == H_EVENTS,
 		     (struct fs_job){ .op = FJ_POLL, .ino = ino, .fi = fi, .ph = ph }))
 		return;
 	fs_events_poll(req, h, ph);
@@ -657,11 +703,12 @@ static int reply_create(fuse_req_t req, const struct iref *r, mode_t mode,
 	h->ir.ino = ino;
 	fs_iwriter(fs, ino, 1, 0);
 	fi->direct_io = 1;
+	fi->noflush = fs_area(r->kind)->stage_at_write; /* the create staged its empty value */
 	fi->fh = (uintptr_t)h;
 	fs_fill_attr(fs, &st, ino, TXN_FILE, 0, now_ns, 0);
 	if (fs_area(r->kind)->owner)
 		fs_area(r->kind)->owner(fs, r, &st);
-	entry_param(fs, &e, ino, &st, r->kind);
+	entry_param(fs, &e, ino, &st, r);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		fs_iwriter(fs, ino, -1, 0);
 		fs_iforget(fs, ino, 1);
@@ -700,7 +747,7 @@ static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	int err;
 
 	/* A directory of the live tree is a commit the request waits for. */
-	if (defer_if(req, fs_defer_wanted(fs) && fs_ikind(fs, parent) == IK_LIVE,
+	if (fs_defer_if(req, fs_defer_wanted(fs) && fs_ikind(fs, parent) == IK_LIVE,
 		     (struct fs_job){ .op = FJ_MKDIR, .ino = parent, .name = (char *)name,
 				      .mode = mode }))
 		return;
@@ -743,7 +790,7 @@ static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct iref p;
 	int err;
 
-	if (defer_if(req, fs_defer_wanted(fs) && fs_ikind(fs, parent) == IK_LIVE,
+	if (fs_defer_if(req, fs_defer_wanted(fs) && fs_ikind(fs, parent) == IK_LIVE,
 		     (struct fs_job){ .op = FJ_RMDIR, .ino = parent, .name = (char *)name }))
 		return;
 	err = fs_iget(fs, parent, &p);
@@ -888,6 +935,11 @@ static int set_size(fuse_req_t req, const struct iref *r, struct handle *h, off_
 		return truncate_value(req, r, size);
 	pthread_mutex_lock(&h->lock);
 	err = fs_handle_resize(h, size);
+	if (!err && fs_area(h->ir.kind)->stage_at_write) {
+		err = fs_area(h->ir.kind)->written(fs, h);
+		if (err)
+			handle_refuse(fs, h, err);
+	}
 	pthread_mutex_unlock(&h->lock);
 	if (!err)
 		fs_iwriter(fs, r->ino, 0, size);
@@ -912,187 +964,11 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 		err = fs_stat_iref(fs, &r, &st);
 	if (!err) {
 		fuse_reply_attr(req, &st,
-				fs_writer_size(req, ino, h, &st) ? 0 : attr_timeout(fs, r.kind, &st));
+				fs_writer_size(req, ino, h, &st) ? 0 : attr_timeout(fs, &r, &st));
 	} else if (err != FS_REPLIED) {
 		fs_reply_err(req, err); /* FS_REPLIED: committing; the reply comes with it */
 	}
 	fs_iref_release(&r);
-}
-
-/* ---- directories --------------------------------------------------------------------- */
-
-static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct fs *fs = fs_of(req);
-	const struct fs_area_ops *a;
-	struct handle *h = NULL;
-	struct iref r = { 0 };
-	int err;
-
-	err = fs_iget(fs, ino, &r);
-	if (!err && DEFER_SLOW(req, &r, ino, .op = FJ_OPENDIR, .fi = fi))
-		return;
-	if (!err)
-		err = caller_may_read(req, &r);
-	if (!err && !(h = fs_handle_new(fs, H_DIR, &r)))
-		err = -ENOMEM;
-	if (!err)
-		err = fs_dir_add(h, ".", TXN_DIR);
-	if (!err)
-		err = fs_dir_add(h, "..", TXN_DIR);
-	if (!err) {
-		a = fs_area(r.kind);
-		err = a->list ? a->list(fs, &r, h) : -ENOTDIR;
-	}
-	fs_iref_release(&r);
-	if (err) {
-		fs_handle_free(h);
-		fs_reply_err(req, err);
-		return;
-	}
-	fi->fh = (uintptr_t)h;
-	if (fuse_reply_open(req, fi) != 0)
-		fs_handle_free(h);
-}
-
-static void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-			  struct fuse_file_info *fi)
-{
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	char *buf;
-	size_t used = 0;
-
-	if (!h || h->kind != H_DIR) {
-		fs_reply_err(req, -EBADF);
-		return;
-	}
-	buf = malloc(size);
-	if (!buf) {
-		fs_reply_err(req, -ENOMEM);
-		return;
-	}
-	for (size_t i = (size_t)off; i < h->ents.n; i++) {
-		struct stat st = { 0 };
-		size_t n;
-
-		st.st_ino = UNKNOWN_INO;
-		st.st_mode = h->ents.v[i].type == TXN_DIR ? S_IFDIR : S_IFREG;
-		n = fuse_add_direntry(req, buf + used, size - used, h->ents.v[i].name, &st,
-				      (off_t)(i + 1));
-		if (n > size - used)
-			break;
-		used += n;
-	}
-	fuse_reply_buf(req, buf, used);
-	free(buf);
-}
-
-static void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	fs_handle_free((struct handle *)(uintptr_t)fi->fh);
-	fs_reply_err(req, 0);
-}
-
-/* ---- extended attributes, statfs ------------------------------------------------------- */
-
-#define XA_VERSION "user.statehouse.version"
-#define XA_COMMIT "user.statehouse.commit_ts"
-
-static int key_entry(struct fs *fs, fuse_ino_t ino, struct txn_entry *e)
-{
-	const struct fs_area_ops *a;
-	struct iref r;
-	int err = fs_iget(fs, ino, &r);
-
-	if (err)
-		return err;
-	a = fs_area(r.kind);
-	err = a->entry ? a->entry(fs, &r, e) : -ENODATA;
-	fs_iref_release(&r);
-	return err;
-}
-
-static void reply_xattr(fuse_req_t req, const char *val, size_t len, size_t size)
-{
-	if (size == 0)
-		fuse_reply_xattr(req, len);
-	else if (size < len)
-		fs_reply_err(req, -ERANGE);
-	else
-		fuse_reply_buf(req, val, len);
-}
-
-static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
-{
-	struct txn_entry e;
-	char val[32];
-	int err;
-
-	/* Ours may wait for a new key's first commit (and the past's read the log). */
-	if (defer_if(req, !strncmp(name, "user.statehouse.", 16),
-		     (struct fs_job){ .op = FJ_GETXATTR, .ino = ino, .name = (char *)name,
-				      .size = size }))
-		return;
-	err = key_entry(fs_of(req), ino, &e);
-	if (!err && !strcmp(name, XA_VERSION))
-		snprintf(val, sizeof(val), "%" PRId64, e.version);
-	else if (!err && !strcmp(name, XA_COMMIT))
-		snprintf(val, sizeof(val), "%" PRId64, e.commit_ts);
-	else if (!err)
-		err = -ENODATA;
-	if (!err && e.version == 0)
-		err = -ENODATA; /* staged, not committed yet */
-	if (err)
-		fs_reply_err(req, err);
-	else
-		reply_xattr(req, val, strlen(val), size);
-}
-
-static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
-{
-	static const char names[] = XA_VERSION "\0" XA_COMMIT;
-	struct txn_entry e;
-	int err;
-
-	if (defer_if(req, true, (struct fs_job){ .op = FJ_LISTXATTR, .ino = ino, .size = size }))
-		return;
-	err = key_entry(fs_of(req), ino, &e);
-
-	if (err == -ENODATA || (!err && e.version == 0))
-		reply_xattr(req, "", 0, size);
-	else if (err)
-		fs_reply_err(req, err);
-	else
-		reply_xattr(req, names, sizeof(names), size);
-}
-
-static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
-			   size_t size, int flags)
-{
-	fs_reply_err(req, -ENOTSUP);
-}
-
-static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-	fs_reply_err(req, -ENOTSUP);
-}
-
-/* The data dir's file system holds every commit: its size and free space are the mount's,
- * so df and tools that check for room before writing see the truth. */
-static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
-{
-	struct fs *fs = fs_of(req);
-	struct statvfs sv = { 0 };
-
-	if (statvfs(fs->datadir, &sv) != 0) {
-		int err = -errno;
-
-		log_warn("cannot statvfs data dir '%s': %s", fs->datadir, strerror(-err));
-		fs_reply_err(req, err);
-		return;
-	}
-	sv.f_namemax = TXN_NAME_MAX;
-	fuse_reply_statfs(req, &sv);
 }
 
 static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
@@ -1151,7 +1027,7 @@ void fs_job_run(struct fs_job *j)
 	}
 }
 
-static const struct fuse_lowlevel_ops ops = {
+const struct fuse_lowlevel_ops fs_op_table = {
 	.init = fs_op_init,
 	.lookup = fs_op_lookup,
 	.forget = fs_op_forget,
@@ -1183,9 +1059,3 @@ static const struct fuse_lowlevel_ops ops = {
 	.mknod = fs_op_mknod,
 	.link = fs_op_link,
 };
-
-const void *fs_ops(size_t *size)
-{
-	*size = sizeof(ops);
-	return &ops;
-}

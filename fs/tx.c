@@ -6,8 +6,9 @@
  *
  * A transaction directory's view is the live tree as of its begin plus what it staged
  * (the view operations of live.c with a txn); the dot names at its top are its notes
- * and control files.  A write below it stages at flush; nothing is durable before the
- * rename onto .commit, which completes on the notifier thread (design note 3).
+ * and control files.  A write below it stages at write() (a note: at flush); nothing is
+ * durable before the rename onto .commit, which completes on the notifier thread
+ * (design note 3).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -31,6 +32,24 @@ bool fs_is_ctl_name(const char *name)
 static bool reserved_top_name(const char *name)
 {
 	return fs_is_ctl_name(name) || !strcmp(name, EXPECT_DIR);
+}
+
+static bool is_view_inode(const struct inode *in, const void *arg)
+{
+	return in->kind == IK_TXPATH;
+}
+
+/* Have the notifier drop what the kernel caches of a transaction's view (a timeout that
+ * moved its deadline, an abort); not from the request itself: a handler must not
+ * invalidate. */
+static void queue_inval_view(struct fs *fs, uint64_t txn_id)
+{
+	uint64_t *inos;
+	size_t n = fs_txn_inodes_where(fs, txn_id, is_view_inode, NULL, &inos);
+
+	for (size_t i = 0; i < n; i++)
+		fs_queue_inval(fs, inos[i]);
+	free(inos);
 }
 
 /* ---- .tx -------------------------------------------------------------------------------- */
@@ -96,8 +115,10 @@ static int txdir_rmdir(struct fs *fs, fuse_req_t req, const struct iref *p, cons
 	uint64_t id = tx ? txn_id(tx) : 0;
 	int err = txn_remove(fs->eng, name, strlen(name));
 
-	if (!err)
+	if (!err) {
 		fs_iunhash(fs, IK_TXROOT, id, TXN_DIR, "", 0);
+		queue_inval_view(fs, id); /* a descriptor still open sees it gone */
+	}
 	txn_unref(tx);
 	return err;
 }
@@ -378,14 +399,17 @@ static int commit_rename(struct fs *fs, fuse_req_t req, const struct iref *p, co
 /* The commit of a transaction completed (err 0), or failed. */
 void fs_tx_commit_done(struct fs *fs, const struct waiter *w, int err)
 {
-	if (!err)
-		fs_irename(fs, IK_TXNOTE, IK_TXCTL, w->txn_id, w->src, ".commit", false);
+	if (err) {
+		/* A failure comes from the committer, which never waits for the kernel. */
+		fs_queue_txn_failed(fs, w->txn_id, w->req, err);
+		return;
+	}
+	fs_irename(fs, IK_TXNOTE, IK_TXCTL, w->txn_id, w->src, ".commit", false);
 	/* A successful commit completes on the notifier thread, after the batch's
-	 * invalidation: drop the view's attributes there, before the reply, so the
-	 * caller's next stat sees the committed state.  (Attributes only: this takes no
-	 * lock the waiting rename holds.)  A failure comes from the committer: queued. */
-	fs_inval_txn(fs, w->txn_id, err == 0);
-	fs_reply_err(w->req, err);
+	 * invalidation: drop what the kernel caches of the view there, before the reply,
+	 * so the caller's next stat sees the committed state. */
+	fs_inval_txn(fs, w->txn_id);
+	fs_reply_err(w->req, 0);
 }
 
 /* A rename onto .commit: the commit itself, unless the source is no note. */
@@ -502,15 +526,89 @@ static int txpath_may_read(struct fs *fs, const struct iref *r, const struct txn
 	return fs_past_may_read(fs, r->path, r->len, r->type == TXN_FILE, e.commit_ts, c);
 }
 
+/*
+ * A write handle's value stages at each write(), truncation and fallocate, and at an
+ * open with O_TRUNC (h->lock held): once close() returns nothing of it is left to do, so
+ * the kernel sends no flush and the commit that follows sees it whatever the kernel's
+ * release does meanwhile.  The value goes to the path the handle's inode names now (a
+ * rename moved it along), and nowhere once the file was unlinked.
+ */
+static int txpath_written(struct fs *fs, struct handle *h)
+{
+	struct iref cur = { 0 };
+	struct txn *tx = NULL;
+	struct blob *val;
+	int err = fs_iget(fs, h->ir.ino, &cur);
+
+	if (!err && cur.kind != IK_TXPATH)
+		err = -ENOENT;
+	if (err == -ENOENT) {
+		/* Unlinked (fs_writable found the transaction): the data goes with the file. */
+		fs_iref_release(&cur);
+		h->dirty = false;
+		return 0;
+	}
+	if (!err && !(tx = txn_find_id(fs->eng, cur.txn_id)))
+		err = -ENOENT;
+	err = err ? err : -EAGAIN;
+	if (err == -EAGAIN && h->undo) {
+		/* Staged before: only what changed since goes in (txn_stage_patch). */
+		size_t hi = h->chg && h->chg_hi < h->size ? h->chg_hi : h->size;
+		size_t lo = h->chg && h->chg_lo < hi ? h->chg_lo : hi;
+
+		err = txn_stage_patch(fs->eng, tx, cur.path, cur.len, lo,
+				      hi > lo ? h->buf + lo : NULL, hi - lo, h->size, h->undo);
+	}
+	if (err == -EAGAIN) {
+		val = blob_new(h->buf ? h->buf : "", h->size);
+		err = val ? txn_stage_put_undo(fs->eng, tx, cur.path, cur.len, val, &h->undo)
+			  : -ENOMEM;
+	}
+	if (!err) {
+		h->dirty = false;
+		h->chg = false;
+	}
+	txn_unref(tx);
+	fs_iref_release(&cur);
+	return err;
+}
+
+/* A write was refused: what the handle staged goes back to what was there before it. */
+static void txpath_write_failed(struct fs *fs, struct handle *h)
+{
+	struct txn *tx = txn_find_id(fs->eng, h->ir.txn_id);
+
+	if (tx)
+		txn_stage_undo(fs->eng, tx, &h->undo);
+	txn_undo_free(h->undo);
+	h->undo = NULL;
+	txn_unref(tx);
+}
+
+/* The view's names and attributes may be cached until the transaction's deadline, after
+ * which its view answers ETIMEDOUT; a commit invalidates them at once (notify.c). */
+static double txpath_cache_limit(struct fs *fs, const struct iref *r)
+{
+	struct txn *tx = txn_find_id(fs->eng, r->txn_id);
+	double s = tx ? (double)txn_expires_in_ms(tx) / 1000 : 0;
+
+	txn_unref(tx);
+	return s;
+}
+
 const struct fs_area_ops fs_txpath_ops = {
-	.cache_lookup = CACHE_DIRS,
-	.cache_getattr = CACHE_DIRS,
+	.cache_lookup = CACHE_ALL,
+	.cache_getattr = CACHE_ALL,
+	.cache_limit_s = txpath_cache_limit,
 	.lookup = fs_view_lookup,
 	.stat = fs_view_stat,
 	.owner = fs_view_owner,
 	.value = fs_view_value,
 	.open = txpath_open,
 	.writable = tx_writable,
+	.written = txpath_written,
+	.write_failed = txpath_write_failed,
+	.stage_at_write = true,
 	.put = tx_put,
 	.list = fs_view_list,
 	.create = fs_view_create,
@@ -632,6 +730,8 @@ static int txctl_written(struct fs *fs, struct handle *h)
 	}
 	txn_unref(tx);
 	h->dirty = false;
+	if (!err)
+		queue_inval_view(fs, h->ir.txn_id); /* cached until the old deadline */
 	return err;
 }
 

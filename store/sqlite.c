@@ -40,6 +40,7 @@ struct sqlite_store {
 	char *path;
 	bool had_wal; /* the write-ahead log existed at open */
 	sqlite3 *wdb;
+	sqlite3_stmt *begin, *commit, *rollback; /* of every store_append(), parsed once */
 	sqlite3_stmt *ins_event;
 	sqlite3_stmt *ins_op;
 	pthread_mutex_t reader_lock; /* protects rdb and its statements (leaf lock) */
@@ -95,18 +96,6 @@ static const char schema_sql[] =
 	"  events_replayed INTEGER NOT NULL,"
 	"  head_ts INTEGER NOT NULL);"
 	"INSERT OR IGNORE INTO meta(name, value) VALUES ('schema', 3);";
-
-/* One row per log rebuilt from a snapshot (statehoused --recover-from-snapshot): commits
- * after new_head up to acknowledged were lost.  Made by the first such rebuild, so an
- * open of any other log writes nothing; older builds ignore it. */
-static const char recoveries_sql[] =
-	"CREATE TABLE IF NOT EXISTS recoveries("
-	"  id INTEGER PRIMARY KEY,"
-	"  time_ns INTEGER NOT NULL,"
-	"  log_head INTEGER NOT NULL,"
-	"  snapshot_ts INTEGER NOT NULL,"
-	"  acknowledged INTEGER NOT NULL,"
-	"  new_head INTEGER NOT NULL);";
 
 /* Schema 1 or 2 -> 3: ops may hold owner records (op 3, schema 2) and directories (ops 4
  * and 5, schema 3).  SQLite cannot change a CHECK constraint in place, so the table is
@@ -291,9 +280,15 @@ static int open_reader_and_statements(struct sqlite_store *st, int fsync_full)
 {
 	int err;
 
-	err = prepare(st, st->wdb,
-		      "INSERT INTO events(commit_ts, txn, time_ns, note) VALUES (?1, ?2, ?3, ?4)",
-		      &st->ins_event);
+	err = prepare(st, st->wdb, "BEGIN IMMEDIATE", &st->begin);
+	if (!err)
+		err = prepare(st, st->wdb, "COMMIT", &st->commit);
+	if (!err)
+		err = prepare(st, st->wdb, "ROLLBACK", &st->rollback);
+	if (!err)
+		err = prepare(st, st->wdb,
+			      "INSERT INTO events(commit_ts, txn, time_ns, note) VALUES (?1, ?2, ?3, ?4)",
+			      &st->ins_event);
 	if (!err)
 		err = prepare(st, st->wdb,
 			      "INSERT INTO ops(commit_ts, idx, ns, agent, key, op, version, value)"
@@ -334,6 +329,9 @@ static void sqlite_close(struct store *base)
 {
 	struct sqlite_store *st = to_sqlite(base);
 
+	sqlite3_finalize(st->begin);
+	sqlite3_finalize(st->commit);
+	sqlite3_finalize(st->rollback);
 	sqlite3_finalize(st->ins_event);
 	sqlite3_finalize(st->ins_op);
 	sqlite3_finalize(st->chk);
@@ -495,12 +493,22 @@ static int append_one(struct sqlite_store *st, const struct store_event *ev)
 	return 0;
 }
 
+/* Run a statement without results (BEGIN, COMMIT, ROLLBACK) and reset it. */
+static int run_stmt(sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* BEGIN and COMMIT are prepared once: the text of each was parsed at every commit. */
 static int sqlite_append(struct store *base, const struct store_event *events, size_t n)
 {
 	struct sqlite_store *st = to_sqlite(base);
 	int rc, err;
 
-	rc = sqlite3_exec(st->wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	rc = run_stmt(st->begin);
 	if (rc != SQLITE_OK)
 		return store_errno(st->wdb, rc, "begin store transaction");
 	for (size_t i = 0; i < n; i++) {
@@ -508,7 +516,7 @@ static int sqlite_append(struct store *base, const struct store_event *events, s
 		if (err)
 			goto rollback;
 	}
-	rc = sqlite3_exec(st->wdb, "COMMIT", NULL, NULL, NULL);
+	rc = run_stmt(st->commit);
 	if (rc != SQLITE_OK) {
 		err = store_errno(st->wdb, rc, "commit store transaction");
 		goto rollback;
@@ -518,7 +526,7 @@ static int sqlite_append(struct store *base, const struct store_event *events, s
 rollback:
 	/* SQLite may already have rolled back by itself (e.g. after SQLITE_FULL). */
 	if (!sqlite3_get_autocommit(st->wdb))
-		sqlite3_exec(st->wdb, "ROLLBACK", NULL, NULL, NULL);
+		run_stmt(st->rollback);
 	return err;
 }
 
@@ -1033,106 +1041,31 @@ unlock:
 	return err;
 }
 
-/* ---- starts ------------------------------------------------------------------------- */
+/* ---- starts (sqlite_starts.c) ------------------------------------------------------ */
 
 static int sqlite_record_start(struct store *base, const struct store_start *start,
 			       int *clean_prev)
 {
-	struct sqlite_store *st = to_sqlite(base);
-	sqlite3_stmt *q = NULL;
-	int rc, err, running = 0;
-
-	*clean_prev = 1;
-	err = prepare(st, st->wdb, "SELECT value FROM meta WHERE name = 'running'", &q);
-	if (err)
-		return err;
-	if (sqlite3_step(q) == SQLITE_ROW)
-		running = sqlite3_column_int(q, 0);
-	sqlite3_finalize(q);
-	*clean_prev = !running;
-	err = prepare(st, st->wdb,
-		      "INSERT INTO starts(time_ns, clean_prev, recovery_ns, snapshot_ts,"
-		      " events_replayed, head_ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-		      &q);
-	if (err)
-		return err;
-	rc = sqlite3_exec(st->wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_int64(q, 1, start->time_ns);
-		sqlite3_bind_int(q, 2, *clean_prev);
-		sqlite3_bind_int64(q, 3, start->recovery_ns);
-		sqlite3_bind_int64(q, 4, start->snapshot_ts);
-		sqlite3_bind_int64(q, 5, (sqlite3_int64)start->events_replayed);
-		sqlite3_bind_int64(q, 6, start->head_ts);
-		rc = sqlite3_step(q);
-		if (rc == SQLITE_DONE)
-			rc = sqlite3_exec(st->wdb,
-					  "INSERT OR REPLACE INTO meta(name, value) VALUES ('running', 1);"
-					  "COMMIT", NULL, NULL, NULL);
-	}
-	/* The error first: the finalize and the rollback reset the connection's message. */
-	err = rc != SQLITE_OK && rc != SQLITE_DONE ? store_errno(st->wdb, rc, "record the start")
-						   : 0;
-	sqlite3_finalize(q);
-	if (err && !sqlite3_get_autocommit(st->wdb))
-		sqlite3_exec(st->wdb, "ROLLBACK", NULL, NULL, NULL);
-	return err;
+	return store_sqlite_record_start(to_sqlite(base)->wdb, start, clean_prev);
 }
 
 static int sqlite_record_stop(struct store *base)
 {
-	struct sqlite_store *st = to_sqlite(base);
-	int rc = sqlite3_exec(st->wdb,
-			      "INSERT OR REPLACE INTO meta(name, value) VALUES ('running', 0)",
-			      NULL, NULL, NULL);
-
-	if (rc != SQLITE_OK)
-		return store_errno(st->wdb, rc, "record a clean stop");
-	/* Stopped cleanly: the close may fold the write-ahead log in and remove it. */
-	sqlite3_db_config(st->wdb, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
-	return 0;
+	return store_sqlite_record_stop(to_sqlite(base)->wdb);
 }
 
 static int sqlite_record_recovery(struct store *base, const struct store_recovery *r)
 {
-	struct sqlite_store *st = to_sqlite(base);
-	sqlite3_stmt *q = NULL;
-	int rc, err;
-
-	rc = sqlite3_exec(st->wdb, recoveries_sql, NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
-		return store_errno(st->wdb, rc, "create the recoveries table");
-	err = prepare(st, st->wdb,
-		      "INSERT INTO recoveries(time_ns, log_head, snapshot_ts, acknowledged, new_head)"
-		      " VALUES (?1, ?2, ?3, ?4, ?5)",
-		      &q);
-	if (err)
-		return err;
-	sqlite3_bind_int64(q, 1, r->time_ns);
-	sqlite3_bind_int64(q, 2, r->log_head);
-	sqlite3_bind_int64(q, 3, r->snapshot_ts);
-	sqlite3_bind_int64(q, 4, r->acknowledged);
-	sqlite3_bind_int64(q, 5, r->new_head);
-	rc = sqlite3_step(q);
-	err = rc == SQLITE_DONE ? 0 : store_errno(st->wdb, rc, "record the recovery");
-	sqlite3_finalize(q);
-	return err;
+	return store_sqlite_record_recovery(to_sqlite(base)->wdb, r);
 }
 
 static int sqlite_starts(struct store *base, uint64_t *count, uint64_t *unclean)
 {
 	struct sqlite_store *st = to_sqlite(base);
-	sqlite3_stmt *q = NULL;
 	int err;
 
-	*count = *unclean = 0;
 	pthread_mutex_lock(&st->reader_lock);
-	err = prepare(st, st->rdb, "SELECT count(*), total(clean_prev = 0) FROM starts", &q);
-	if (!err && sqlite3_step(q) == SQLITE_ROW) {
-		*count = (uint64_t)sqlite3_column_int64(q, 0);
-		*unclean = (uint64_t)sqlite3_column_int64(q, 1);
-	}
-	sqlite3_finalize(q);
+	err = store_sqlite_starts(st->rdb, count, unclean);
 	pthread_mutex_unlock(&st->reader_lock);
 	return err;
 }

@@ -41,6 +41,13 @@ void store_raise_horizon(struct store *st, int64_t h);
 struct sqlite3;
 /* SQLite's result code rc as a negative errno, logged once with action (sqlite.c). */
 int store_sqlite_errno(struct sqlite3 *db, int rc, const char *action);
+/* The starts and recoveries tables (sqlite_starts.c): store_ops' record_start,
+ * record_stop, record_recovery and starts, on the writer or the reader connection. */
+int store_sqlite_record_start(struct sqlite3 *wdb, const struct store_start *start,
+			      int *clean_prev);
+int store_sqlite_record_stop(struct sqlite3 *wdb);
+int store_sqlite_record_recovery(struct sqlite3 *wdb, const struct store_recovery *r);
+int store_sqlite_starts(struct sqlite3 *rdb, uint64_t *count, uint64_t *unclean);
 /* The horizon the log records (0: never pruned). */
 int store_sqlite_read_horizon(struct sqlite3 *db, int64_t *out);
 /* The STORE_PRUNED records of a replay after after_ts (none in a log never pruned). */

@@ -213,6 +213,7 @@ static int key_delete(struct txn_engine *eng, struct batch *b, struct ev_build *
 static int apply_staged(struct txn_engine *eng, struct batch *b, struct ev_build *eb,
 			const struct staged *s, int64_t ts, int64_t time_ns)
 {
+	struct blob *val = s->value, *tight = NULL;
 	int64_t version;
 	int err;
 
@@ -221,8 +222,18 @@ static int apply_staged(struct txn_engine *eng, struct batch *b, struct ev_build
 				 time_ns);
 	if (!s->value)
 		return key_delete(eng, b, eb, s->path, s->len, ts, time_ns);
-	err = apply_op(eng, b, s->path, s->len, s->value, ts, time_ns, &version);
-	return err ? err : ev_add(b, eb, s->path, s->len, s->value, version);
+	if (val->room > val->len) {
+		/* Written in pieces (txn_stage_patch): the tree keeps the bytes, not the room. */
+		tight = blob_new(val->data, val->len);
+		if (!tight)
+			return -ENOMEM;
+		val = tight;
+	}
+	err = apply_op(eng, b, s->path, s->len, val, ts, time_ns, &version);
+	if (!err)
+		err = ev_add(b, eb, s->path, s->len, val, version);
+	blob_unref(tight);
+	return err;
 }
 
 /* Validate and apply a transaction's staged ops at the head.  Tree write lock held. */

@@ -172,6 +172,176 @@ int txn_stage_put(struct txn_engine *eng, struct txn *tx, const char *path, size
 	return err;
 }
 
+/* ---- a writer's staging, undone when one of its writes fails ---------------------------- */
+
+/* What a path held in a transaction before a writer's first staging there, and the value
+ * that writer staged last (referenced: compared by identity, never freed under it). */
+struct txn_undo {
+	char *path;
+	size_t len;
+	bool had;              /* was anything staged at path?  (else: the snapshot's) */
+	enum staged_kind kind; /* what, when had */
+	struct blob *value;
+	int64_t time_ns;
+	struct blob *last;
+};
+
+void txn_undo_free(struct txn_undo *u)
+{
+	if (!u)
+		return;
+	blob_unref(u->value);
+	blob_unref(u->last);
+	free(u->path);
+	free(u);
+}
+
+/* A record of what path holds now in tx; tx->lock held. */
+static struct txn_undo *undo_new_locked(struct txn *tx, const char *path, size_t len)
+{
+	struct txn_undo *u = calloc(1, sizeof(*u));
+	struct staged *s = txn_staged_find(tx, path, len);
+
+	if (!u || !(u->path = strndup(path, len))) {
+		free(u);
+		return NULL;
+	}
+	u->len = len;
+	if (s) {
+		u->had = true;
+		u->kind = s->kind;
+		u->value = s->value ? blob_ref(s->value) : NULL;
+		u->time_ns = s->time_ns;
+	}
+	return u;
+}
+
+int txn_stage_put_undo(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+		       struct blob *value, struct txn_undo **undo)
+{
+	struct blob *mine = blob_ref(value);
+	int err = txn_path_check(path, len);
+
+	if (!err && txn_path_depth(path, len) < 3)
+		err = -EINVAL;
+	if (!err && value->len > eng->opt.max_value_bytes)
+		err = -EFBIG;
+	if (err) {
+		blob_unref(value);
+		blob_unref(mine);
+		return err;
+	}
+	STAGE_BEGIN(eng, tx);
+	err = txn_stage_state_err(tx);
+	if (!err && !*undo && !(*undo = undo_new_locked(tx, path, len)))
+		err = -ENOMEM;
+	if (err)
+		blob_unref(value);
+	else
+		err = stage_put_locked(eng, tx, path, len, value);
+	if (!err) {
+		blob_unref((*undo)->last);
+		(*undo)->last = mine;
+		mine = NULL;
+	}
+	STAGE_END(eng, tx);
+	blob_unref(mine);
+	return err;
+}
+
+int txn_stage_patch(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+		    size_t off, const void *data, size_t n, size_t new_len, struct txn_undo *undo)
+{
+	struct staged *s;
+	struct blob *b, *nb;
+	size_t charge, room, max = eng->opt.max_value_bytes;
+	int err;
+
+	if (off + n > new_len)
+		BUG("patch of %zu bytes at %zu past the value's %zu", n, off, new_len);
+	if (new_len > max)
+		return -EFBIG;
+	STAGE_BEGIN(eng, tx);
+	err = txn_stage_state_err(tx);
+	s = err ? NULL : txn_staged_find(tx, path, len);
+	if (!err && (!undo || !undo->last || !s || s->kind != ST_PUT || s->value != undo->last))
+		err = -EAGAIN; /* not this writer's value any more */
+	charge = len + new_len;
+	if (!err)
+		err = txn_charge_locked(tx, (long long)charge - (long long)s->charge, false);
+	if (err)
+		goto out;
+	b = s->value;
+	/* Readers take their reference under tx->lock, which this holds: two references
+	 * (the staged op's and the writer's record) mean that nobody else reads it now. */
+	if (atomic_load_explicit(&b->refs, memory_order_acquire) == 2 && new_len <= b->room) {
+		blob_patch(b, off, data, n, new_len);
+	} else {
+		/* Shared, or out of room: a copy, with room to grow into (twice the value). */
+		room = b->len * 2 > new_len ? b->len * 2 : new_len;
+		nb = blob_new_room(b->data, b->len < new_len ? b->len : new_len,
+				   room < max ? room : max);
+		if (!nb) {
+			txn_charge_locked(tx, (long long)s->charge - (long long)charge, true);
+			err = -ENOMEM;
+			goto out;
+		}
+		blob_patch(nb, off, data, n, new_len);
+		blob_unref(s->value);
+		s->value = nb;
+		blob_unref(undo->last);
+		undo->last = blob_ref(nb);
+	}
+	s->charge = charge;
+	s->time_ns = clock_now_ns(CLOCK_REALTIME);
+out:
+	STAGE_END(eng, tx);
+	return err;
+}
+
+/* Put back in s what u recorded (its charge forced: those bytes were staged before). */
+static void staged_restore(struct txn *tx, struct staged *s, const struct txn_undo *u)
+{
+	size_t charge = staged_charge(s->len, u->value);
+
+	txn_charge_locked(tx, (long long)charge - (long long)s->charge, true);
+	if (is_key_op(s->kind))
+		tx->n_ops--;
+	if (s->kind == ST_DELETE)
+		tx->n_deletes--;
+	blob_unref(s->value);
+	s->kind = u->kind;
+	s->value = u->value ? blob_ref(u->value) : NULL;
+	s->time_ns = u->time_ns;
+	s->charge = charge;
+	if (is_key_op(s->kind))
+		tx->n_ops++;
+	if (s->kind == ST_DELETE)
+		tx->n_deletes++;
+}
+
+void txn_stage_undo(struct txn_engine *eng, struct txn *tx, struct txn_undo **undo)
+{
+	struct txn_undo *u = *undo;
+	struct staged *s;
+
+	if (!u)
+		return;
+	*undo = NULL;
+	STAGE_BEGIN(eng, tx);
+	s = txn_stage_state_err(tx) == 0 ? txn_staged_find(tx, u->path, u->len) : NULL;
+	/* Only while what is staged there is still this writer's last value: a later
+	 * writer's value, or a rename or delete since, stays. */
+	if (s && s->kind == ST_PUT && s->value == u->last) {
+		if (u->had)
+			staged_restore(tx, s, u);
+		else
+			staged_drop(tx, s);
+	}
+	STAGE_END(eng, tx);
+	txn_undo_free(u);
+}
+
 int txn_stage_delete(struct txn_engine *eng, struct txn *tx, const char *path, size_t len)
 {
 	int err = txn_path_check(path, len);

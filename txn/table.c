@@ -143,6 +143,18 @@ int64_t txn_timeout_ms(struct txn *tx)
 	return t;
 }
 
+int64_t txn_expires_in_ms(struct txn *tx)
+{
+	int64_t left = 0;
+
+	pthread_mutex_lock(&tx->lock);
+	if (tx->state == TXN_OPEN || tx->state == TXN_COMMITTING)
+		left = tx->timeout_ms -
+		       (clock_now_ns(CLOCK_MONOTONIC) - tx->begin_mono_ns) / 1000000;
+	pthread_mutex_unlock(&tx->lock);
+	return left > 0 ? left : 0;
+}
+
 int txn_status(struct txn *tx, struct txn_status *out)
 {
 	int err = 0;

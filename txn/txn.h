@@ -387,12 +387,37 @@ uint32_t txn_gid(const struct txn *tx);
 enum txn_state txn_get_state(struct txn *tx);
 int64_t txn_begin_ts(const struct txn *tx);
 int64_t txn_timeout_ms(struct txn *tx);
+/* Milliseconds until tx's deadline while it is open or committing (>= 0); 0 otherwise. */
+int64_t txn_expires_in_ms(struct txn *tx);
 
 /* Staging; each checks the state: -ETIMEDOUT, -ESTALE, -EROFS (committed), -ENOENT;
  * -EDQUOT past max_txn_bytes or max_user_txn_bytes (staged bytes: the paths and values
  * of staged ops, renamed keys included, and the names and contents of note files). */
 int txn_stage_put(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
 		  struct blob *value);
+/*
+ * A writer's staging, undone if one of its writes fails later: as txn_stage_put, and
+ * *undo (NULL before the writer's first staging; then the caller's, freed with
+ * txn_undo_free()) records what path held before that first staging and the value
+ * staged last.  txn_stage_undo() puts that back, if what is staged at path is still the
+ * writer's last value (a later writer's value, a rename or a delete since stay), and
+ * frees *undo (NULL after).  Its charge is forced: those bytes were staged before.
+ */
+struct txn_undo;
+int txn_stage_put_undo(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+		       struct blob *value, struct txn_undo **undo);
+/*
+ * The writer of undo wrote n bytes at off of its value, now new_len bytes long (off + n
+ * <= new_len; zeros where it grew and nothing was written): the staged value at path
+ * changes in place when nobody else holds it, else a copy does, so that a value written
+ * in small pieces costs each write its own bytes, not the whole value.  0; -EAGAIN when
+ * what is staged at path is no longer the writer's last value (stage the whole value
+ * with txn_stage_put_undo then); or the errors of txn_stage_put.
+ */
+int txn_stage_patch(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+		    size_t off, const void *data, size_t n, size_t new_len, struct txn_undo *undo);
+void txn_stage_undo(struct txn_engine *eng, struct txn *tx, struct txn_undo **undo);
+void txn_undo_free(struct txn_undo *undo);
 int txn_stage_delete(struct txn_engine *eng, struct txn *tx, const char *path, size_t len);
 int txn_stage_rename(struct txn_engine *eng, struct txn *tx, const char *src, size_t slen,
 		     const char *dst, size_t dlen, bool noreplace);

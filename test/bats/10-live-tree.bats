@@ -140,6 +140,24 @@ teardown() {
 	[ "$ts1" -eq $((ts0 + 4)) ]
 }
 
+@test "a key, a directory and a transaction's file have no attribute but the two of statehouse" {
+	echo v >"$A/k"
+	T="$MNT/.tx/t"
+	mkdir "$T"
+	echo staged >"$T/ns/a/k"
+	for f in "$A/k" "$A" "$T/ns/a/k" "$MNT/.tx/t/.commit.pending"; do
+		for n in security.capability user.other user.statehouse; do
+			run getfattr -n "$n" "$f"
+			assert_failure
+			assert_output --partial "$n: No such attribute"
+		done
+	done
+	[ "$(sh_xattr version "$A/k")" = 1 ]
+	# a staged value has no version yet
+	run getfattr -n user.statehouse.version "$T/ns/a/k"
+	assert_output --partial 'No such attribute'
+}
+
 @test "setting an extended attribute on a key fails with ENOTSUP" {
 	echo v >"$A/k"
 	run sh_errno setxattr "$A/k" user.statehouse.version

@@ -215,6 +215,8 @@ teardown() {
 	assert_output 'a note'
 	run sh_errno stat "$T/ns"
 	assert_output EROFS
+	run sh_errno stat "$T/ns/a/k"
+	assert_output EROFS
 	run ls -A "$T"
 	assert_output "$(printf '.commit\n.expect\n.isolation\n.note\n.status\n.timeout_ms')"
 	rmdir "$T"
@@ -461,13 +463,175 @@ teardown() {
 	assert_output derived
 }
 
+@test "a stat of a staged file shows what its last writer staged, whichever process wrote it" {
+	echo base >"$A/k"
+	T="$MNT/.tx/t"
+	mkdir "$T"
+	[ "$(stat -c %s "$T/ns/a/k")" = 5 ]
+	printf 0123456789 >"$T/ns/a/k"
+	[ "$(stat -c %s "$T/ns/a/k")" = 10 ]
+	bash -c 'printf abc >"$1"' _ "$T/ns/a/k"
+	[ "$(stat -c %s "$T/ns/a/k")" = 3 ]
+	bash -c 'printf 0123456 >>"$1"' _ "$T/ns/a/k"
+	[ "$(stat -c %s "$T/ns/a/k")" = 10 ]
+	truncate -s 2 "$T/ns/a/k"
+	[ "$(stat -c %s "$T/ns/a/k")" = 2 ]
+	run cat "$T/ns/a/k"
+	assert_output ab
+	mv "$T/ns/a/k" "$T/ns/a/k2"
+	[ "$(stat -c %s "$T/ns/a/k2")" = 2 ]
+	run sh_errno stat "$T/ns/a/k"
+	assert_output ENOENT
+	echo new >"$T/ns/a/k"
+	[ "$(stat -c %s "$T/ns/a/k")" = 4 ]
+	sh_commit "$T"
+	run cat "$A/k" "$A/k2"
+	assert_output "$(printf 'new\nab')"
+}
+
+# fstat_across_commit FILE TXDIR: open FILE, commit TXDIR, then fstat the descriptor:
+# prints OK or the errno name (what the kernel cached of the file before the commit must
+# not outlive it).
+fstat_across_commit() {
+	python3 - "$1" "$2" <<'PY'
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.fstat(fd)
+try:
+    os.rename(sys.argv[2] + "/.commit.pending", sys.argv[2] + "/.commit")
+except OSError as e:
+    print("commit:" + errno.errorcode[e.errno], end=" ")
+try:
+    os.fstat(fd)
+    print("OK")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+PY
+}
+
+@test "what the kernel cached of a transaction's files is dropped when its commit returns, or fails" {
+	echo base >"$A/k"
+	T="$MNT/.tx/t"
+	mkdir "$T"
+	echo staged >"$T/ns/a/k"
+	run fstat_across_commit "$T/ns/a/k" "$T"
+	assert_output EROFS
+	T="$MNT/.tx/c"
+	mkdir "$T"
+	echo staged >"$T/ns/a/k"
+	echo theirs >"$A/k"
+	run fstat_across_commit "$T/ns/a/k" "$T"
+	assert_output "commit:ESTALE ESTALE"
+}
+
+@test "a write stages at write(): other processes see it before close, and the next write's failure puts back the value staged before" {
+	sh_remount -o max_value_bytes=100
+	echo base >"$A/k"
+	T="$MNT/.tx/t"
+	mkdir "$T"
+	echo before >"$T/ns/a/k"
+	run python3 - "$T/ns/a/k" <<'PY'
+import errno, os, subprocess, sys
+path = sys.argv[1]
+def seen():
+    return subprocess.run(["cat", path], capture_output=True, text=True).stdout
+fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+print("open:", repr(seen()))
+os.write(fd, b"x" * 60)
+print("write 60:", len(seen()))
+try:
+    os.write(fd, b"y" * 60)
+except OSError as e:
+    print("write 60 more:", errno.errorcode[e.errno])
+print("after:", repr(seen()))
+try:
+    os.write(fd, b"z")
+except OSError as e:
+    print("write after:", errno.errorcode[e.errno])
+os.close(fd)
+print("closed:", repr(seen()))
+PY
+	assert_success
+	assert_output "$(printf "%s\n" "open: ''" "write 60: 60" "write 60 more: EFBIG" \
+		"after: 'before\\n'" "write after: EFBIG" "closed: 'before\\n'")"
+	sh_commit "$T"
+	run cat "$A/k"
+	assert_output before
+}
+
+@test "a value written in pieces, with holes, overwrites and truncations, stages byte for byte" {
+	echo base >"$A/k"
+	T="$MNT/.tx/t"
+	mkdir "$T"
+	run python3 - "$T/ns/a/k" "$SH_TMP/ref" <<'PY'
+import hashlib, os, subprocess, sys
+def gestures(path):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    for i in range(400):
+        os.write(fd, bytes([65 + i % 26]) * 509)
+    os.pwrite(fd, b"start", 0)
+    os.pwrite(fd, b"hole", 300000)
+    os.ftruncate(fd, 250000)
+    os.pwrite(fd, b"mid", 100000)
+    os.ftruncate(fd, 260000)
+    os.close(fd)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    os.write(fd, b"tail")
+    os.close(fd)
+for p in sys.argv[1:]:
+    gestures(p)
+digests = [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in sys.argv[1:]]
+print(os.stat(sys.argv[1]).st_size, digests[0] == digests[1])
+PY
+	assert_success
+	assert_output "260004 True"
+	sh_commit "$T"
+	cmp "$A/k" "$SH_TMP/ref"
+}
+
+# ops_of FILE: "op count" lines of the request counters in a copy of .metrics
+ops_of() { sed -n 's/^statehouse_fuse_requests_total{op="\([a-z_]*\)"} \([0-9]*\)$/\1 \2/p' "$1"; }
+
+# gesture_ops M0 M1 M2: "op n" for each operation a gesture made between the copies M1
+# and M2 of .metrics, less what one copy costs (M1 - M0, nothing made in between)
+gesture_ops() {
+	join <(ops_of "$1") <(ops_of "$2") | join - <(ops_of "$3") |
+		awk '{ d = ($4 - $3) - ($3 - $2); if (d) print $1, d }'
+}
+
+@test "writing a file of a transaction costs the kernel no flush and no getattr" {
+	echo base >"$A/k"
+	T="$MNT/.tx/t"
+	mkdir "$T"
+	cat "$T/ns/a/k" >/dev/null
+	cp "$MNT/.metrics" "$SH_TMP/m0"
+	cp "$MNT/.metrics" "$SH_TMP/m1"
+	python3 -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC); os.write(fd, b"v"); os.close(fd)' "$T/ns/a/k"
+	cp "$MNT/.metrics" "$SH_TMP/m2"
+	# the gesture's requests: (m2 - m1) less what one copy of .metrics costs (m1 - m0)
+	run gesture_ops "$SH_TMP/m0" "$SH_TMP/m1" "$SH_TMP/m2"
+	assert_success
+	refute_line --partial flush
+	refute_line --partial getattr
+	assert_line "open 1"
+	assert_line "write 1"
+	sh_commit "$T"
+	run cat "$A/k"
+	assert_output v
+}
+
 @test "after a conflict, writes in that transaction fail with ESTALE until rmdir" {
 	echo base >"$A/k"
 	T="$MNT/.tx/poisoned"
 	mkdir "$T"
 	echo mine >"$T/ns/a/k"
+	[ "$(stat -c %s "$T/ns/a/k")" = 5 ]
 	echo theirs >"$A/k"
 	run sh_errno rename "$T/.commit.pending" "$T/.commit"
+	assert_output ESTALE
+	# what the kernel cached of the view is dropped before the rename's answer
+	run sh_errno stat "$T/ns/a/k"
 	assert_output ESTALE
 	run sh_errno write "$T/ns/a/other" v
 	assert_output ESTALE
@@ -487,8 +651,12 @@ teardown() {
 	assert_output 3000
 	sh_jq '.expires_in_ms >= 0 and .expires_in_ms <= 3000' "$T/.status"
 	echo staged >"$T/ns/a/k"
+	[ "$(stat -c %s "$T/ns/a/k")" = 7 ]
 	sh_wait_until 30 sh_jq '.state == "expired"' "$T/.status"
 	sh_jq '.txn == "slow"' "$T/.status"
+	# the kernel caches the view no longer than until the deadline
+	run sh_errno stat "$T/ns/a/k"
+	assert_output ETIMEDOUT
 	run sh_errno write "$T/ns/a/k2" v
 	assert_output ETIMEDOUT
 	run sh_errno rename "$T/.commit.pending" "$T/.commit"
@@ -504,6 +672,8 @@ teardown() {
 	echo anchor >"$A/anchor"
 	T="$MNT/.tx/short"
 	mkdir "$T" "$MNT/.tx/long"
+	# cached until the default deadline, then the shorter timeout drops it
+	[ "$(stat -c %s "$T/ns/a/anchor")" = 7 ]
 	echo 1500 > "$T/.timeout_ms"
 	run cat "$T/.timeout_ms"
 	assert_output 1500
@@ -512,6 +682,8 @@ teardown() {
 	run sh_errno write "$T/ns/a/k" v
 	assert_output ETIMEDOUT
 	run sh_errno rename "$T/.commit.pending" "$T/.commit"
+	assert_output ETIMEDOUT
+	run sh_errno stat "$T/ns/a/anchor"
 	assert_output ETIMEDOUT
 	# the other transaction keeps the default and is still open
 	sh_jq '.state == "open"' "$MNT/.tx/long/.status"

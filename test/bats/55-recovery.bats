@@ -499,6 +499,43 @@ starts() {
 	assert_output ""
 }
 
+# req FILE OP: the requests of operation OP counted in a copy FILE of .metrics.
+req() {
+	awk -v n="statehouse_fuse_requests_total{op=\"$2\"}" '$1 == n { print $2; f = 1 } END { exit !f }' "$1" ||
+		fail "no request counter for $2 in .metrics: $(cat "$1")"
+}
+
+@test ".metrics counts the FUSE requests of each operation: a cat of a key adds its open and read" {
+	sh_mount
+	writes 1 1
+	run promtool check metrics <"$MNT/.metrics"
+	assert_success
+	assert_output ""
+	# Each copy of .metrics is one open (counted before the copy is made) and its reads
+	# (counted in the next copy).
+	cp "$MNT/.metrics" "$SH_TMP/m0"
+	grep -qF 'statehouse_fuse_requests_total{op="open"}' "$SH_TMP/m0" ||
+		fail "no statehouse_fuse_requests_total in .metrics: $(cat "$SH_TMP/m0")"
+	cp "$MNT/.metrics" "$SH_TMP/m1"
+	cat "$A/k1" >/dev/null
+	mkdir "$MNT/.tx/t"
+	cp "$MNT/.metrics" "$SH_TMP/m2"
+	[ $(($(req "$SH_TMP/m1" open) - $(req "$SH_TMP/m0" open))) -eq 1 ]
+	[ $(($(req "$SH_TMP/m2" open) - $(req "$SH_TMP/m1" open))) -eq 2 ]
+	reads_copy=$(($(req "$SH_TMP/m1" read) - $(req "$SH_TMP/m0" read)))
+	[ "$reads_copy" -ge 1 ]
+	[ $(($(req "$SH_TMP/m2" read) - $(req "$SH_TMP/m1" read))) -ge $((reads_copy + 1)) ]
+	[ $(($(req "$SH_TMP/m2" mkdir) - $(req "$SH_TMP/m1" mkdir))) -eq 1 ]
+	[ "$(req "$SH_TMP/m2" write)" -ge 1 ]
+	# Every operation has its series, 0 included.
+	for op in lookup forget batch_forget getattr setattr mkdir unlink rmdir rename open read \
+		write flush release fsync opendir readdir releasedir statfs setxattr getxattr \
+		listxattr removexattr create poll fallocate symlink mknod link; do
+		req "$SH_TMP/m2" "$op" >/dev/null
+	done
+	[ "$(req "$SH_TMP/m2" symlink)" = 0 ]
+}
+
 @test "a snapshot that fails on a full disk leaves the older ones intact and is retried once there is room" {
 	mkdir -p "$SMALL"
 	mount -t tmpfs -o "size=16m,mode=0755" statehouse-test "$SMALL" ||

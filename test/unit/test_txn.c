@@ -544,6 +544,101 @@ static void staging_follows_the_key_versus_prefix_rules_of_the_view(void **state
 	assert_listing(f, NULL, "ns/a", "b/ d s/");
 }
 
+/* put_undo(f, tx, path, val, undo): a writer's staging of val at path. */
+static int put_undo(struct fx *f, struct txn *tx, const char *path, const char *val,
+		    struct txn_undo **undo)
+{
+	return txn_stage_put_undo(f->eng, tx, path, strlen(path), blob_new(val, strlen(val)),
+				  undo);
+}
+
+static void a_writers_failed_write_puts_back_what_was_staged_before_its_first(void **state)
+{
+	struct fx *f = *state;
+	struct txn_undo *u = NULL, *w = NULL;
+	struct txn *tx;
+
+	assert_errno(put(f, "ns/a/base", "committed", NULL), 0);
+	tx = begin(f, "t");
+	/* Over a staged value: that value comes back, with the ops counted as before. */
+	assert_errno(stage(f, tx, "ns/a/k", "before"), 0);
+	assert_errno(put_undo(f, tx, "ns/a/k", "1", &u), 0);
+	assert_non_null(u);
+	assert_errno(put_undo(f, tx, "ns/a/k", "12", &u), 0);
+	assert_value(f, tx, "ns/a/k", "12");
+	txn_stage_undo(f->eng, tx, &u);
+	assert_null(u);
+	assert_value(f, tx, "ns/a/k", "before");
+	assert_status(f, tx, "ops", "1");
+	/* Over the snapshot's value (nothing staged): the snapshot's shows again. */
+	assert_errno(put_undo(f, tx, "ns/a/base", "new", &u), 0);
+	assert_status(f, tx, "ops", "2");
+	txn_stage_undo(f->eng, tx, &u);
+	assert_value(f, tx, "ns/a/base", "committed");
+	assert_status(f, tx, "ops", "1");
+	/* Over a staged delete: deleted again. */
+	assert_errno(unstage(f, tx, "ns/a/base"), 0);
+	assert_errno(put_undo(f, tx, "ns/a/base", "back", &u), 0);
+	txn_stage_undo(f->eng, tx, &u);
+	assert_absent(f, tx, "ns/a/base");
+	/* Another writer staged since: its value stays. */
+	assert_errno(put_undo(f, tx, "ns/a/k", "mine", &u), 0);
+	assert_errno(put_undo(f, tx, "ns/a/k", "theirs", &w), 0);
+	txn_stage_undo(f->eng, tx, &u);
+	assert_value(f, tx, "ns/a/k", "theirs");
+	txn_undo_free(w);
+	/* A refused put keeps the record of what was there before it. */
+	assert_errno(put_undo(f, tx, "ns/a", "v", &u), -EINVAL);
+	assert_null(u);
+	txn_stage_undo(f->eng, tx, &u);
+	assert_errno(commit(f, tx, NULL), 0);
+	assert_value(f, NULL, "ns/a/k", "theirs");
+	assert_absent(f, NULL, "ns/a/base");
+}
+
+static void a_writer_patches_its_staged_value_without_changing_what_readers_hold(void **state)
+{
+	struct fx *f = *state;
+	struct txn_undo *u = NULL, *w = NULL;
+	struct blob *held = NULL;
+	struct txn *tx = begin(f, "t");
+
+	assert_errno(put_undo(f, tx, "ns/a/k", "abc", &u), 0);
+	/* Grows in place or in a copy, bytes past the end zero-filled. */
+	assert_errno(txn_stage_patch(f->eng, tx, "ns/a/k", 6, 3, "def", 3, 6, u), 0);
+	assert_value(f, tx, "ns/a/k", "abcdef");
+	assert_errno(txn_stage_patch(f->eng, tx, "ns/a/k", 6, 0, "X", 1, 6, u), 0);
+	assert_value(f, tx, "ns/a/k", "Xbcdef");
+	/* A reader's value stays what it read. */
+	assert_errno(txn_read(f->eng, tx, "ns/a/k", 6, &held, NULL), 0);
+	assert_errno(txn_stage_patch(f->eng, tx, "ns/a/k", 6, 1, "Y", 1, 2, u), 0);
+	assert_value(f, tx, "ns/a/k", "XY");
+	assert_int_equal(held->len, 6);
+	assert_memory_equal(held->data, "Xbcdef", 7);
+	blob_unref(held);
+	/* A truncation and a hole. */
+	assert_errno(txn_stage_patch(f->eng, tx, "ns/a/k", 6, 3, "z", 1, 4, u), 0);
+	{
+		struct txn_entry e;
+		struct blob *b = NULL;
+
+		assert_errno(txn_read(f->eng, tx, "ns/a/k", 6, &b, &e), 0);
+		assert_int_equal(b->len, 4);
+		assert_memory_equal(b->data, "XY\0z", 5);
+		assert_int_equal(e.size, 4);
+		blob_unref(b);
+	}
+	/* Another writer's value since: not this writer's to patch. */
+	assert_errno(put_undo(f, tx, "ns/a/k", "theirs", &w), 0);
+	assert_errno(txn_stage_patch(f->eng, tx, "ns/a/k", 6, 0, "Q", 1, 1, u), -EAGAIN);
+	assert_value(f, tx, "ns/a/k", "theirs");
+	txn_undo_free(u);
+	txn_undo_free(w);
+	assert_status(f, tx, "ops", "1");
+	assert_errno(commit(f, tx, NULL), 0);
+	assert_value(f, NULL, "ns/a/k", "theirs");
+}
+
 static void staging_checks_names_depth_and_max_value_bytes(void **state)
 {
 	struct fx *f = *state;
@@ -853,6 +948,8 @@ int main(void)
 		T(a_deadline_that_passes_while_the_commit_is_queued_expires_the_transaction),
 		T(stopping_the_engine_completes_every_queued_commit),
 		T(the_notify_hook_gets_the_changed_keys_and_completes_late_requests),
+		T(a_writers_failed_write_puts_back_what_was_staged_before_its_first),
+		T(a_writer_patches_its_staged_value_without_changing_what_readers_hold),
 	};
 #undef T
 	/* Injected faults and refused requests log at error level; recovery logs at info. */
