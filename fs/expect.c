@@ -109,18 +109,6 @@ static void expect_owner(struct fs *fs, const struct iref *r, struct stat *st)
 }
 
 /* Open while the transaction is: committing or committed, EROFS. */
-static int expect_writable(struct fs *fs, const struct iref *r)
-{
-	struct txn *tx = expect_txn(fs, r);
-	int err;
-
-	if (!tx)
-		return -ENOENT;
-	err = txn_writable(tx);
-	txn_unref(tx);
-	return err == -EBUSY ? -EROFS : err;
-}
-
 /* Each write: could the bytes so far still be a precondition?  h->lock held. */
 static int expect_written(struct fs *fs, struct handle *h)
 {
@@ -179,7 +167,7 @@ static int expect_create(struct fs *fs, const struct iref *p, const char *name,
 {
 	size_t len;
 	char *path;
-	int err = expect_writable(fs, p);
+	int err = fs_tx_writable(fs, p);
 
 	if (err)
 		return err;
@@ -272,7 +260,7 @@ const struct fs_area_ops fs_txexpect_ops = {
 	.owner = expect_owner,
 	.content = expect_content,
 	.value = fs_file_content,
-	.writable = expect_writable,
+	.writable = fs_tx_writable,
 	.written = expect_written,
 	.put = expect_put,
 	.list = expect_list,

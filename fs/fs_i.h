@@ -496,6 +496,7 @@ void fs_tx_commit_done(struct fs *fs, const struct waiter *w, int err);
 /* 0, or -EDQUOT when a value of value_len bytes at r (a transaction's key or note) is over
  * its byte limits; for refusing a write() before close() stages it. */
 int fs_tx_room(struct fs *fs, const struct iref *r, size_t value_len);
+int fs_tx_writable(struct fs *fs, const struct iref *r);
 
 /* ops.c: may the caller of req see r?  0, or -EACCES from the area's may_read. */
 int fs_caller_may_read(fuse_req_t req, const struct iref *r);

@@ -155,8 +155,8 @@ static void tx_owner(struct fs *fs, const struct iref *r, struct stat *st)
 	txn_unref(tx);
 }
 
-/* Writable while the transaction is open; committed or committing: EROFS. */
-static int tx_writable(struct fs *fs, const struct iref *r)
+/* Writable while the transaction is open; committed or committing: EROFS (fs_i.h). */
+int fs_tx_writable(struct fs *fs, const struct iref *r)
 {
 	struct txn *tx = txn_find_id(fs->eng, r->txn_id);
 	int err;
@@ -301,7 +301,7 @@ static int txroot_create(struct fs *fs, const struct iref *p, const char *name,
 {
 	struct txn *tx;
 	struct blob *b;
-	int err = tx_writable(fs, p);
+	int err = fs_tx_writable(fs, p);
 
 	if (err)
 		return err;
@@ -327,7 +327,7 @@ static int txroot_mkdir(struct fs *fs, fuse_req_t req, const struct iref *p, con
 
 	if (name[0] == '.')
 		return -EINVAL;
-	err = tx_writable(fs, p);
+	err = fs_tx_writable(fs, p);
 	return err ? err : fs_view_mkdir(fs, req, p, name, out);
 }
 
@@ -486,7 +486,7 @@ const struct fs_area_ops fs_txroot_ops = {
 	.lookup = txroot_lookup,
 	.stat = txroot_stat,
 	.owner = tx_owner,
-	.writable = tx_writable,
+	.writable = fs_tx_writable,
 	.list = txroot_list,
 	.create = txroot_create,
 	.mkdir = txroot_mkdir,
@@ -605,7 +605,7 @@ const struct fs_area_ops fs_txpath_ops = {
 	.owner = fs_view_owner,
 	.value = fs_view_value,
 	.open = txpath_open,
-	.writable = tx_writable,
+	.writable = fs_tx_writable,
 	.written = txpath_written,
 	.write_failed = txpath_write_failed,
 	.stage_at_write = true,
@@ -632,7 +632,7 @@ const struct fs_area_ops fs_txnote_ops = {
 	.owner = tx_owner,
 	.content = tx_content,
 	.value = fs_file_content,
-	.writable = tx_writable,
+	.writable = fs_tx_writable,
 	.put = tx_put,
 };
 

@@ -149,8 +149,10 @@ static int stage_delete_locked(struct txn_engine *eng, struct txn *tx, const cha
 		pthread_rwlock_unlock(&(eng)->tree_lock);                         \
 	} while (0)
 
-int txn_stage_put(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
-		  struct blob *value)
+/* May value be staged at path?  A key's path (three components at least), no bigger than
+ * max_value_bytes. */
+static int check_put(struct txn_engine *eng, const char *path, size_t len,
+		     const struct blob *value)
 {
 	int err = txn_path_check(path, len);
 
@@ -158,6 +160,14 @@ int txn_stage_put(struct txn_engine *eng, struct txn *tx, const char *path, size
 		err = -EINVAL;
 	if (!err && value->len > eng->opt.max_value_bytes)
 		err = -EFBIG;
+	return err;
+}
+
+int txn_stage_put(struct txn_engine *eng, struct txn *tx, const char *path, size_t len,
+		  struct blob *value)
+{
+	int err = check_put(eng, path, len, value);
+
 	if (err) {
 		blob_unref(value);
 		return err;
@@ -220,12 +230,8 @@ int txn_stage_put_undo(struct txn_engine *eng, struct txn *tx, const char *path,
 		       struct blob *value, struct txn_undo **undo)
 {
 	struct blob *mine = blob_ref(value);
-	int err = txn_path_check(path, len);
+	int err = check_put(eng, path, len, value);
 
-	if (!err && txn_path_depth(path, len) < 3)
-		err = -EINVAL;
-	if (!err && value->len > eng->opt.max_value_bytes)
-		err = -EFBIG;
 	if (err) {
 		blob_unref(value);
 		blob_unref(mine);
