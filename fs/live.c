@@ -462,7 +462,8 @@ int fs_view_mkdir(struct fs *fs, fuse_req_t req, const struct iref *p, const cha
 
 	if (err)
 		return err;
-	err = tx ? txn_stage_mkdir(fs->eng, tx, path, len) : txn_live_mkdir(fs->eng, path, len);
+	err = tx ? txn_stage_mkdir(fs->eng, tx, path, len)
+		 : txn_live_mkdir(fs->eng, path, len, NULL);
 	if (err)
 		free(path);
 	else
@@ -558,7 +559,7 @@ static int live_rmdir(struct fs *fs, fuse_req_t req, char **path, size_t len)
 	struct txn_attr a;
 	int depth = txn_path_depth(*path, len);
 	int err = fs_pending_below(fs, *path, len) ? -ENOTEMPTY
-						   : txn_live_rmdir(fs->eng, *path, len);
+						   : txn_live_rmdir(fs->eng, *path, len, NULL);
 
 	if (err || depth > 2 || txn_dir_attr(fs->eng, *path, len, &a) != 0 || !a.own)
 		return err;

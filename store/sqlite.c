@@ -18,6 +18,9 @@
  *     serialised by reader_lock.
  *  5. Nothing here knows about fault injection: store.c fails a call before it reaches
  *     this table.
+ *  6. applied(instance, request, commit_ts) records which request of the file system
+ *     made a commit, in the append's transaction (sqlite_applied.c, which makes and
+ *     bounds the table), so a request resent after a crash is not committed twice.
  */
 #include "store_i.h"
 
@@ -43,6 +46,7 @@ struct sqlite_store {
 	sqlite3_stmt *begin, *commit, *rollback; /* of every store_append(), parsed once */
 	sqlite3_stmt *ins_event;
 	sqlite3_stmt *ins_op;
+	struct store_sqlite_applied *applied; /* the writer's, made at the first record */
 	pthread_mutex_t reader_lock; /* protects rdb and its statements (leaf lock) */
 	sqlite3 *rdb;
 	sqlite3_stmt *chk;
@@ -334,6 +338,7 @@ static void sqlite_close(struct store *base)
 	sqlite3_finalize(st->rollback);
 	sqlite3_finalize(st->ins_event);
 	sqlite3_finalize(st->ins_op);
+	store_sqlite_applied_free(st->applied);
 	sqlite3_finalize(st->chk);
 	sqlite3_finalize(st->get_at);
 	sqlite3_finalize(st->get_version);
@@ -508,6 +513,9 @@ static int sqlite_append(struct store *base, const struct store_event *events, s
 	struct sqlite_store *st = to_sqlite(base);
 	int rc, err;
 
+	err = store_sqlite_applied_prepare(st->wdb, events, n, &st->applied);
+	if (err)
+		return err;
 	rc = run_stmt(st->begin);
 	if (rc != SQLITE_OK)
 		return store_errno(st->wdb, rc, "begin store transaction");
@@ -516,6 +524,10 @@ static int sqlite_append(struct store *base, const struct store_event *events, s
 		if (err)
 			goto rollback;
 	}
+	/* The requests' records: durable with their commits or not at all. */
+	err = store_sqlite_applied_write(st->wdb, st->applied, events, n);
+	if (err)
+		goto rollback;
 	rc = run_stmt(st->commit);
 	if (rc != SQLITE_OK) {
 		err = store_errno(st->wdb, rc, "commit store transaction");
@@ -527,6 +539,23 @@ rollback:
 	/* SQLite may already have rolled back by itself (e.g. after SQLITE_FULL). */
 	if (!sqlite3_get_autocommit(st->wdb))
 		run_stmt(st->rollback);
+	return err;
+}
+
+static int sqlite_applied_claim(struct store *base, uint64_t instance)
+{
+	return store_sqlite_applied_claim(to_sqlite(base)->wdb, instance);
+}
+
+static int sqlite_applied_find(struct store *base, const struct store_reqid *id,
+			       struct store_applied *out)
+{
+	struct sqlite_store *st = to_sqlite(base);
+	int err;
+
+	pthread_mutex_lock(&st->reader_lock);
+	err = store_sqlite_applied_find(st->rdb, id, out);
+	pthread_mutex_unlock(&st->reader_lock);
 	return err;
 }
 
@@ -1092,6 +1121,8 @@ const struct store_ops store_sqlite_ops = {
 	.open = sqlite_open,
 	.close = sqlite_close,
 	.append = sqlite_append,
+	.applied_claim = sqlite_applied_claim,
+	.applied_find = sqlite_applied_find,
 	.replay = sqlite_replay,
 	.check = sqlite_check,
 	.get_at = sqlite_get_at,

@@ -259,6 +259,27 @@ int store_append(struct store *st, const struct store_event *events, size_t n)
 	return st->ops->append(st, events, n);
 }
 
+int store_applied_claim(struct store *st, uint64_t instance)
+{
+	return st->ops->applied_claim(st, instance);
+}
+
+int store_applied_find(struct store *st, const struct store_reqid *id, struct store_applied *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (fault_check(st, 0))
+		return -EIO;
+	return st->ops->applied_find(st, id, out);
+}
+
+void store_applied_release(struct store_applied *a)
+{
+	if (!a)
+		return;
+	free(a->txn);
+	memset(a, 0, sizeof(*a));
+}
+
 int store_replay(struct store *st, int64_t after_ts, store_replay_fn fn, void *arg,
 		 struct store_replay_stats *stats)
 {

@@ -87,6 +87,17 @@ struct store_op {
 	size_t value_len;
 };
 
+/*
+ * A request of the file system that made a commit (the applied-request records, below):
+ * the mount's instance (a random id chosen once per mount; 0: no record) and the
+ * kernel's id of the request, whose bit 63 (set on a request the kernel resends) is
+ * ignored.
+ */
+struct store_reqid {
+	uint64_t instance;
+	uint64_t unique;
+};
+
 struct store_event {
 	int64_t commit_ts;
 	int64_t time_ns; /* wall clock, ns since the epoch */
@@ -95,6 +106,9 @@ struct store_event {
 	size_t note_len;
 	const struct store_op *ops;
 	size_t n_ops;
+	/* The request that made the commit (instance 0: none): store_append() records it in
+	 * the same transaction as the event (see store_applied_find()). */
+	struct store_reqid req;
 };
 
 /*
@@ -134,9 +148,57 @@ void store_close(struct store *st);
 /*
  * Append events in one SQLite transaction: all of them are durable on return (with
  * fsync=1), or none is (the transaction is rolled back).  Events must carry consecutive
- * commit_ts after the head.  Errors: -ENOSPC (disk full), -EIO, -ENOMEM, -EAGAIN.
+ * commit_ts after the head.  An event with a request id (req.instance != 0) gets its
+ * applied-request record in the same transaction.  Errors: -ENOSPC (disk full), -EIO,
+ * -ENOMEM, -EAGAIN.
  */
 int store_append(struct store *st, const struct store_event *events, size_t n);
+
+/* ---- applied requests (store/sqlite_applied.c for SQLite) ---------------------------- */
+
+/*
+ * The applied-request records answer "did this request of the file system commit, and
+ * as which commit?" for a request the kernel resends after the process serving the
+ * mount died: a commit made durable but not answered must not be made twice.  A record
+ * (instance, unique, commit_ts) is written by store_append() in the transaction of its
+ * event, so it is durable exactly when the commit is.  A request that made several
+ * commits keeps the newest.
+ *
+ * Bounds: store_applied_claim() at the start of a mount's serving process removes the
+ * records of every other instance (the kernel never resends a request of another
+ * mount), and an append removes, at least every STORE_APPLIED_TRIM_EVERY commits, the
+ * records of commits more than STORE_APPLIED_KEEP below its newest one.  That is safe
+ * because the kernel resends only requests that were in flight when the process died:
+ * a request is answered as soon as the batch holding its commit is durable (or, for one
+ * that waits for the invalidation of the caches, right after it), so for its record to
+ * go, 65536 later commits must have become durable while its answer was still pending;
+ * at the highest commit rates measured on this kind of machine (~10k/s) that is seconds
+ * of a stalled answer while everything else commits.
+ */
+#define STORE_APPLIED_KEEP 65536
+#define STORE_APPLIED_TRIM_EVERY 1024
+
+struct store_applied {
+	int64_t commit_ts;
+	int64_t time_ns; /* of the commit's event; 0 when the event was pruned */
+	char *txn;       /* the event's transaction name (malloc'ed); NULL when pruned */
+};
+
+/*
+ * Make the records ready for the requests of instance and remove those of every other
+ * instance, in a transaction of its own (instance 0: only remove them all, making
+ * nothing when there are none).  Called once when a process starts serving, before any
+ * append; the writer's thread.  -ENOSPC, -EIO.
+ */
+int store_applied_claim(struct store *st, uint64_t instance);
+/*
+ * The record of request id (any thread, concurrently with appends): 0 and *out filled
+ * (release it with store_applied_release()), or -ENOENT when the request made no commit
+ * that is durable (or its record went, see above), -EIO, -ENOMEM.  A commit being
+ * appended is found only once its transaction committed.
+ */
+int store_applied_find(struct store *st, const struct store_reqid *id, struct store_applied *out);
+void store_applied_release(struct store_applied *a);
 
 /* A replayed operation; pointers are valid only during the callback. */
 struct store_replay_op {
@@ -499,6 +561,9 @@ struct store_ops {
 		    struct store **out);
 	void (*close)(struct store *st);
 	int (*append)(struct store *st, const struct store_event *events, size_t n);
+	int (*applied_claim)(struct store *st, uint64_t instance);
+	int (*applied_find)(struct store *st, const struct store_reqid *id,
+			    struct store_applied *out);
 	int (*replay)(struct store *st, int64_t after_ts, store_replay_fn fn, void *arg,
 		      struct store_replay_stats *stats);
 	int (*check)(struct store *st, int64_t *head_ts);

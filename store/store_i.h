@@ -48,6 +48,22 @@ int store_sqlite_record_start(struct sqlite3 *wdb, const struct store_start *sta
 int store_sqlite_record_stop(struct sqlite3 *wdb);
 int store_sqlite_record_recovery(struct sqlite3 *wdb, const struct store_recovery *r);
 int store_sqlite_starts(struct sqlite3 *rdb, uint64_t *count, uint64_t *unclean);
+/*
+ * The applied-request records (sqlite_applied.c): the table's applied_claim on the
+ * writer, applied_find on the reader (its lock held), and what an append does on the
+ * writer: store_sqlite_applied_prepare() before its transaction (the statements, made
+ * once, when an event carries a request id; *a stays NULL until then), then
+ * store_sqlite_applied_write() inside it, after the events (their records and the trim).
+ */
+struct store_sqlite_applied;
+int store_sqlite_applied_claim(struct sqlite3 *wdb, uint64_t instance);
+int store_sqlite_applied_find(struct sqlite3 *rdb, const struct store_reqid *id,
+			      struct store_applied *out);
+int store_sqlite_applied_prepare(struct sqlite3 *wdb, const struct store_event *events,
+				 size_t n, struct store_sqlite_applied **a);
+int store_sqlite_applied_write(struct sqlite3 *wdb, struct store_sqlite_applied *a,
+			       const struct store_event *events, size_t n);
+void store_sqlite_applied_free(struct store_sqlite_applied *a);
 /* The horizon the log records (0: never pruned). */
 int store_sqlite_read_horizon(struct sqlite3 *db, int64_t *out);
 /* The STORE_PRUNED records of a replay after after_ts (none in a log never pruned). */

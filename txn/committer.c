@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,7 +82,7 @@ static void waiter_done(struct txn_commit_req *req, int err)
 /* Queue an autocommit of kind at path and wait until it is durable (or failed); path is
  * copied.  No lock may be held: the committer takes the tree lock. */
 int txn_autocommit_wait(struct txn_engine *eng, enum txn_auto_kind kind, const char *path,
-			size_t len)
+			size_t len, const struct txn_reqid *id)
 {
 	struct waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0 };
 	struct txn_commit_req *req = calloc(1, sizeof(*req));
@@ -91,6 +92,8 @@ int txn_autocommit_wait(struct txn_engine *eng, enum txn_auto_kind kind, const c
 		return -ENOMEM;
 	}
 	req->kind = kind;
+	if (id)
+		req->id = *id;
 	req->done = waiter_done;
 	req->arg = &w;
 	txn_autocommit(eng, req);
@@ -144,6 +147,27 @@ int txn_commit_tx(struct txn_engine *eng, struct txn *tx, const char *note_name,
 	if (!err)
 		enqueue(eng, req);
 	return err;
+}
+
+int txn_applied_find(struct txn_engine *eng, const struct txn_reqid *id,
+		     struct txn_applied *out)
+{
+	struct store_reqid sid = { id->instance, id->unique };
+	struct store_applied a;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	if (!id->instance)
+		return -EINVAL;
+	err = store_applied_find(eng->store, &sid, &a);
+	if (err)
+		return err;
+	out->commit_ts = a.commit_ts;
+	out->time_ns = a.time_ns;
+	if (a.txn)
+		snprintf(out->txn, sizeof(out->txn), "%s", a.txn);
+	store_applied_release(&a);
+	return 0;
 }
 
 void txn_commit_req_free(struct txn_commit_req *req)
@@ -277,6 +301,8 @@ static void batch_apply_one(struct txn_engine *eng, struct batch *b, struct txn_
 		.note_len = r->note ? r->note->len : 0,
 		.ops = eb.ops,
 		.n_ops = eb.n,
+		/* Recorded in the batch's store transaction: durable with the commit. */
+		.req = { r->id.instance, r->id.unique },
 	};
 }
 

@@ -83,6 +83,16 @@ int txn_engine_open(const char *datadir, const struct txn_options *opt,
 		txn_engine_close(eng);
 		return err;
 	}
+	/* Only this mount's requests can be resent: the records of others go.  A failure
+	 * (a full disk) is no reason to refuse the start: the first commit that carries a
+	 * request id makes the table, and an old record never matches this instance. */
+	if (!opt->inspect_only && !opt->salvage) {
+		err = store_applied_claim(eng->store, opt->instance);
+		if (err)
+			log_warn("cannot remove the applied-request records of earlier mounts of "
+				 "'%s': %s", datadir, strerror(-err));
+		err = 0;
+	}
 	/* Only a start that will serve tidies: --verify and a refused start change no
 	 * file. */
 	if (!opt->inspect_only)

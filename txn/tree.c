@@ -802,7 +802,8 @@ static int live_mkdir_check(struct txn_engine *eng, const char *path, size_t len
 	return err == -ENOENT ? 0 : err;
 }
 
-int txn_live_mkdir(struct txn_engine *eng, const char *path, size_t len)
+int txn_live_mkdir(struct txn_engine *eng, const char *path, size_t len,
+		   const struct txn_reqid *id)
 {
 	struct node *n;
 	int err = txn_path_check(path, len);
@@ -825,7 +826,7 @@ int txn_live_mkdir(struct txn_engine *eng, const char *path, size_t len)
 	}
 	pthread_rwlock_unlock(&eng->tree_lock);
 	/* Below an agent: a commit, checked again by the committer at the head. */
-	return err ? err : txn_autocommit_wait(eng, TXN_AUTO_MKDIR, path, len);
+	return err ? err : txn_autocommit_wait(eng, TXN_AUTO_MKDIR, path, len, id);
 }
 
 bool txn_node_has_explicit_child(struct node *n)
@@ -839,7 +840,8 @@ bool txn_node_has_explicit_child(struct node *n)
 	return false;
 }
 
-int txn_live_rmdir(struct txn_engine *eng, const char *path, size_t len)
+int txn_live_rmdir(struct txn_engine *eng, const char *path, size_t len,
+		   const struct txn_reqid *id)
 {
 	struct node *n;
 	bool commit = false;
@@ -861,6 +863,6 @@ int txn_live_rmdir(struct txn_engine *eng, const char *path, size_t len)
 		n->explicit_dir = false; /* an empty implicit directory simply vanishes */
 	pthread_rwlock_unlock(&eng->tree_lock);
 	if (commit)
-		err = txn_autocommit_wait(eng, TXN_AUTO_RMDIR, path, len);
+		err = txn_autocommit_wait(eng, TXN_AUTO_RMDIR, path, len, id);
 	return err;
 }

@@ -37,6 +37,17 @@
 struct txn_engine;
 struct txn;
 
+/*
+ * The request of the file system that asks for a commit, for the applied-request records
+ * (txn_applied_find()): instance is the mount's random 64-bit id, chosen once per mount
+ * (txn_options.instance), unique the kernel's id of the request (bit 63, which marks a
+ * resent request, is ignored).  A zero instance means no record.
+ */
+struct txn_reqid {
+	uint64_t instance;
+	uint64_t unique;
+};
+
 /* How much a transaction's commit checks (txn_set_isolation()). */
 enum txn_isolation {
 	TXN_ISO_SNAPSHOT = 0, /* only what it writes: first committer wins (write skew is
@@ -74,6 +85,10 @@ struct txn_options {
 	 * are pruned in the background.  0: no such rule; both 0: keep everything. */
 	uint32_t keep_versions;
 	int64_t keep_ns;
+	/* The mount's instance (struct txn_reqid).  An open that serves (not inspect_only)
+	 * removes the applied-request records of every other instance: only a request of
+	 * this mount can be resent.  0: the commits carry no request ids. */
+	uint64_t instance;
 };
 
 /* What a path is in a view. */
@@ -280,12 +295,15 @@ int txn_may_read_at(struct txn_engine *eng, const struct txn_owner_hist *h, cons
  * namespace or agent exists implicitly and is marked in memory only.  -EEXIST,
  * -ENOTDIR, or a commit's error (-EIO, -ENOSPC, ...).
  */
-int txn_live_mkdir(struct txn_engine *eng, const char *path, size_t len);
+int txn_live_mkdir(struct txn_engine *eng, const char *path, size_t len,
+		   const struct txn_reqid *id);
 /* rmdir in the live tree: an explicit directory below an agent is removed by a commit
  * (TXN_AUTO_RMDIR, waited for as above).  -ENOTEMPTY, -ENOTDIR; 0 also for a directory
  * that has already vanished.  Owner records of namespaces and agents are the caller's
- * (TXN_AUTO_ATTR). */
-int txn_live_rmdir(struct txn_engine *eng, const char *path, size_t len);
+ * (TXN_AUTO_ATTR).  Both record the commit under id when it is not NULL (the request
+ * that asked; see struct txn_commit_req). */
+int txn_live_rmdir(struct txn_engine *eng, const char *path, size_t len,
+		   const struct txn_reqid *id);
 
 /* ---- commits -------------------------------------------------------------------------- */
 
@@ -326,6 +344,9 @@ struct txn_commit_req {
 				      * fails with EEXIST if its key exists */
 	struct txn_attr attr;        /* TXN_AUTO_ATTR; TXN_AUTO_PUT: a new key's mode */
 	bool late;                   /* complete only after the caches are invalidated */
+	struct txn_reqid id;         /* the request that asked (instance 0: none): a
+				      * successful commit records it, atomically with the
+				      * commit (txn_applied_find()) */
 	void (*done)(struct txn_commit_req *req, int err);
 	void *arg;
 	/* Set by the engine before done() runs. */
@@ -334,6 +355,24 @@ struct txn_commit_req {
 	int64_t commit_ts;
 	struct txn_commit_req *next;
 };
+
+/*
+ * Did request id make a commit that is durable?  A request resent by the kernel after
+ * the serving process died runs again: when it finds its record it must answer as the
+ * first run would have (the commit_ts, and for a transaction its name), not commit
+ * twice.  0 with *out filled; -ENOENT when the request committed nothing durable (it
+ * failed, made no change, never reached the store, or its record is older than the
+ * bound, see store.h), -EINVAL for instance 0, -EIO, -ENOMEM.  Any thread, while the
+ * committer runs: a commit is found once its batch is durable.
+ */
+struct txn_applied {
+	int64_t commit_ts;
+	int64_t time_ns;           /* of the commit (0 when retention pruned its event) */
+	char txn[TXN_NAME_MAX + 1]; /* the transaction's name, "auto" for an autocommit;
+				     * "" when retention pruned its event */
+};
+int txn_applied_find(struct txn_engine *eng, const struct txn_reqid *id,
+		     struct txn_applied *out);
 
 /* Queue an autocommit; req->done runs exactly once, from another thread. */
 void txn_autocommit(struct txn_engine *eng, struct txn_commit_req *req);

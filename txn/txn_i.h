@@ -444,9 +444,10 @@ int64_t txn_retain_due_ns(struct txn_engine *eng);
 void txn_retain_step(struct txn_engine *eng);
 /* The committer ran a batch: commits come, pruning steps back. */
 void txn_retain_commit_seen(struct txn_engine *eng);
-/* Queue an autocommit of kind at path (copied) and wait for its result (committer.c). */
+/* Queue an autocommit of kind at path (copied), recorded under id (NULL: none), and wait
+ * for its result (committer.c). */
 int txn_autocommit_wait(struct txn_engine *eng, enum txn_auto_kind kind, const char *path,
-			size_t len);
+			size_t len, const struct txn_reqid *id);
 void *txn_reaper_main(void *arg);    /* reaper.c */
 /* Load the newest snapshot, replay the log after it, record the start (recover.c). */
 int txn_recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *stats);

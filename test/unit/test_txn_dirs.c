@@ -27,21 +27,21 @@ static void live_mkdir_and_rmdir_make_and_remove_empty_directories(void **state)
 	struct fx *f = *state;
 	struct txn_entry e;
 
-	assert_errno(txn_live_mkdir(f->eng, "ns/a/dir", 8), 0);
+	assert_errno(txn_live_mkdir(f->eng, "ns/a/dir", 8, NULL), 0);
 	assert_errno(txn_stat(f->eng, NULL, "ns/a/dir", 8, &e), 0);
 	assert_int_equal(e.type, TXN_DIR);
 	assert_listing(f, NULL, "ns/a", "dir/");
-	assert_errno(txn_live_mkdir(f->eng, "ns/a/dir", 8), -EEXIST);
+	assert_errno(txn_live_mkdir(f->eng, "ns/a/dir", 8, NULL), -EEXIST);
 	assert_errno(put(f, "ns/a/dir/k", "v", NULL), 0);
-	assert_errno(txn_live_rmdir(f->eng, "ns/a/dir", 8), -ENOTEMPTY);
-	assert_errno(txn_live_rmdir(f->eng, "ns/a/dir/k", 10), -ENOTDIR);
-	assert_errno(txn_live_mkdir(f->eng, "ns/a/dir/k/sub", 14), -ENOTDIR);
+	assert_errno(txn_live_rmdir(f->eng, "ns/a/dir", 8, NULL), -ENOTEMPTY);
+	assert_errno(txn_live_rmdir(f->eng, "ns/a/dir/k", 10, NULL), -ENOTDIR);
+	assert_errno(txn_live_mkdir(f->eng, "ns/a/dir/k/sub", 14, NULL), -ENOTDIR);
 	assert_errno(del(f, "ns/a/dir/k", NULL), 0);
 	assert_listing(f, NULL, "ns/a", "dir/");
-	assert_errno(txn_live_rmdir(f->eng, "ns/a/dir", 8), 0);
+	assert_errno(txn_live_rmdir(f->eng, "ns/a/dir", 8, NULL), 0);
 	assert_errno(txn_stat(f->eng, NULL, "ns/a/dir", 8, &e), -ENOENT);
 	/* A directory that does not exist (implicit, or gone with its last key): nothing to do. */
-	assert_errno(txn_live_rmdir(f->eng, "ns/a/nothing", 12), 0);
+	assert_errno(txn_live_rmdir(f->eng, "ns/a/nothing", 12, NULL), 0);
 	/* A directory below an agent is state: mkdir and rmdir were commits too. */
 	assert_i64_equal(txn_engine_head(f->eng), 4);
 }
@@ -67,11 +67,11 @@ static void directories_are_state_replayed_from_the_log_and_kept_in_snapshots(vo
 	struct txn_stats st;
 	int64_t t;
 
-	assert_errno(txn_live_mkdir(f->eng, "ns/a/d", 6), 0);
-	assert_errno(txn_live_mkdir(f->eng, "ns/a/d/e", 8), 0);
-	assert_errno(txn_live_mkdir(f->eng, "ns/a/gone", 9), 0);
-	assert_errno(txn_live_rmdir(f->eng, "ns/a/d", 6), -ENOTEMPTY);
-	assert_errno(txn_live_rmdir(f->eng, "ns/a/gone", 9), 0);
+	assert_errno(txn_live_mkdir(f->eng, "ns/a/d", 6, NULL), 0);
+	assert_errno(txn_live_mkdir(f->eng, "ns/a/d/e", 8, NULL), 0);
+	assert_errno(txn_live_mkdir(f->eng, "ns/a/gone", 9, NULL), 0);
+	assert_errno(txn_live_rmdir(f->eng, "ns/a/d", 6, NULL), -ENOTEMPTY);
+	assert_errno(txn_live_rmdir(f->eng, "ns/a/gone", 9, NULL), 0);
 	assert_errno(put(f, "ns/a/d/k", "v", NULL), 0);
 	assert_errno(put(f, "ns/a/d/k", "w", NULL), 0); /* an overwrite: no entry changed */
 	t = time_of(f, "ns/a/d");
@@ -98,7 +98,7 @@ static void directories_are_state_replayed_from_the_log_and_kept_in_snapshots(vo
 	assert_errno(ren(f, "ns/a/d", "ns/a/moved", false, NULL), 0);
 	assert_true(is_dir(f, NULL, "ns/a/moved/e"));
 	assert_false(is_dir(f, NULL, "ns/a/d"));
-	assert_errno(txn_live_rmdir(f->eng, "ns/a/moved/e", 12), 0);
+	assert_errno(txn_live_rmdir(f->eng, "ns/a/moved/e", 12, NULL), 0);
 	restart(f);
 	assert_false(is_dir(f, NULL, "ns/a/moved/e"));
 	assert_value(f, NULL, "ns/a/moved/k", "w");
@@ -113,9 +113,9 @@ static void a_transaction_commits_its_mkdir_rmdir_and_directory_rename(void **st
 	struct fx *f = *state;
 	struct txn *tx;
 
-	assert_errno(txn_live_mkdir(f->eng, "ns/a/old", 8), 0);
-	assert_errno(txn_live_mkdir(f->eng, "ns/a/src", 8), 0);
-	assert_errno(txn_live_mkdir(f->eng, "ns/a/src/empty", 14), 0);
+	assert_errno(txn_live_mkdir(f->eng, "ns/a/old", 8, NULL), 0);
+	assert_errno(txn_live_mkdir(f->eng, "ns/a/src", 8, NULL), 0);
+	assert_errno(txn_live_mkdir(f->eng, "ns/a/src/empty", 14, NULL), 0);
 	tx = begin(f, "t");
 	assert_true(is_dir(f, tx, "ns/a/src/empty"));
 	assert_errno(txn_stage_mkdir(f->eng, tx, "ns/a/new", 8), 0);
@@ -668,10 +668,10 @@ static void an_owned_namespace_or_agent_is_listed_and_not_empty_without_keys(voi
 	assert_errno(txn_stat(f->eng, NULL, "ns/a", 4, &e), 0);
 	assert_int_equal(e.type, TXN_DIR);
 	/* An agent with an owner of its own keeps its namespace from being removed. */
-	assert_errno(txn_live_rmdir(f->eng, "ns", 2), -ENOTEMPTY);
+	assert_errno(txn_live_rmdir(f->eng, "ns", 2, NULL), -ENOTEMPTY);
 	assert_errno(clear_dir(f, "ns/a", NULL), 0);
 	assert_listing(f, NULL, "ns", "");
-	assert_errno(txn_live_rmdir(f->eng, "ns", 2), 0);
+	assert_errno(txn_live_rmdir(f->eng, "ns", 2, NULL), 0);
 	assert_errno(clear_dir(f, "ns", NULL), 0);
 	assert_listing(f, NULL, "", "");
 }

@@ -79,11 +79,11 @@ static void workload(struct fx *f, int rounds)
 	assert_errno(del(f, "ns/a/back", NULL), 0);
 	assert_errno(put(f, "ns/a/back", "b3", NULL), 0);
 	assert_errno(put(f, "ns/a/back", "b4", NULL), 0);
-	assert_errno(txn_live_mkdir(f->eng, "ns/a/d", 6), 0);
+	assert_errno(txn_live_mkdir(f->eng, "ns/a/d", 6, NULL), 0);
 	assert_errno(put(f, "ns/a/d/x", "x1", NULL), 0);
 	assert_errno(put(f, "ns/a/d/x", "x2", NULL), 0);
-	assert_errno(txn_live_mkdir(f->eng, "ns/a/e", 6), 0);
-	assert_errno(txn_live_rmdir(f->eng, "ns/a/e", 6), 0);
+	assert_errno(txn_live_mkdir(f->eng, "ns/a/e", 6, NULL), 0);
+	assert_errno(txn_live_rmdir(f->eng, "ns/a/e", 6, NULL), 0);
 	assert_errno(ren(f, "ns/a/back", "ns/c/moved", false, NULL), 0);
 	{
 		char name[32];
@@ -109,7 +109,7 @@ static void workload_more(struct fx *f, int rounds)
 		assert_errno(put(f, "ns/a/d/x", val, NULL), 0);
 	}
 	assert_errno(del(f, "ns/a/d/x", NULL), 0);
-	assert_errno(txn_live_rmdir(f->eng, "ns/a/d", 6), 0);
+	assert_errno(txn_live_rmdir(f->eng, "ns/a/d", 6, NULL), 0);
 	assert_errno(del(f, "ns/c/moved", NULL), 0);
 	assert_errno(put(f, "ns/b/j", "last", NULL), 0);
 }
