@@ -100,6 +100,12 @@ static const char schema_sql[] =
 	"  events_replayed INTEGER NOT NULL,"
 	"  head_ts INTEGER NOT NULL);"
 	"INSERT OR IGNORE INTO meta(name, value) VALUES ('schema', 3);";
+/* Tables made later, by the file that owns them, not by every open: `pruned` (prune.c,
+ * the first prune step, schema 4), `recoveries` (sqlite_starts.c, the first rebuild
+ * from a snapshot) and `applied(instance, request, commit_ts)` with its index
+ * applied_by_ts (sqlite_applied.c, the first serving start of a mount with an instance:
+ * which request of the file system made which commit, written in the commit's own
+ * transaction; older builds ignore it, so it changes no schema version). */
 
 /* Schema 1 or 2 -> 3: ops may hold owner records (op 3, schema 2) and directories (ops 4
  * and 5, schema 3).  SQLite cannot change a CHECK constraint in place, so the table is
