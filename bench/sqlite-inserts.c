@@ -4,7 +4,9 @@
  * own tables (events, ops and ops' indexes as store/sqlite.c makes them, schema 3), in
  * the ways a commit can be written: BEGIN and COMMIT as text (sqlite3_exec, as the store
  * did) or as prepared statements, and the ops as one INSERT per row or as one multi-row
- * INSERT. Each commit is 1 event row and K op rows of 100-byte values on K keys whose
+ * INSERT, and the last with the applied-request record of each commit (a row of
+ * `applied`, its index and the trim every 1024 commits, as store/sqlite_applied.c
+ * writes them). Each commit is 1 event row and K op rows of 100-byte values on K keys whose
  * versions grow, as `loadgen txn` makes them; B commits per SQLite transaction (B > 1:
  * a group commit). Prints the CPU time (user + system, this process) per commit of each
  * variant, measured in alternation over R rounds (median of the rounds): the work of the
@@ -33,7 +35,10 @@ static const char schema[] =
 	"  value BLOB, PRIMARY KEY (commit_ts, idx)) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS ops_by_key_ts ON ops(ns, agent, key, commit_ts, version);"
 	"CREATE INDEX IF NOT EXISTS ops_by_agent_ts ON ops(ns, agent, commit_ts);"
-	"CREATE INDEX IF NOT EXISTS ops_owner_records ON ops(ns, agent, commit_ts) WHERE op = 3;";
+	"CREATE INDEX IF NOT EXISTS ops_owner_records ON ops(ns, agent, commit_ts) WHERE op = 3;"
+	"CREATE TABLE IF NOT EXISTS applied(instance INTEGER NOT NULL, request INTEGER NOT NULL,"
+	"  commit_ts INTEGER NOT NULL, PRIMARY KEY (instance, request)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS applied_by_ts ON applied(commit_ts);";
 
 static sqlite3 *db;
 static int K = 3, B = 1;
@@ -72,13 +77,14 @@ static double clock_s(clockid_t id)
 	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-enum variant { V_EXEC, V_PREP, V_MULTI, V_N };
+enum variant { V_EXEC, V_PREP, V_MULTI, V_APPLIED, V_N };
 static const char *const names[V_N] = {
 	"BEGIN/COMMIT as text, one INSERT per op (the store before)",
 	"BEGIN/COMMIT prepared, one INSERT per op",
 	"BEGIN/COMMIT prepared, one multi-row INSERT for the ops",
+	"prepared, one INSERT per op, with its applied-request row",
 };
-static sqlite3_stmt *begin, *commit, *ins_event, *ins_op, *ins_ops;
+static sqlite3_stmt *begin, *commit, *ins_event, *ins_op, *ins_ops, *ins_applied, *trim;
 
 /* One event row with its K op rows (bound one by one, or in one statement). */
 static void one_commit(enum variant v, char key[][16])
@@ -106,6 +112,16 @@ static void one_commit(enum variant v, char key[][16])
 	}
 	if (v == V_MULTI)
 		step(ins_ops, "insert ops");
+	if (v == V_APPLIED) {
+		sqlite3_bind_int64(ins_applied, 1, 0x5eed5eed5eedLL);
+		sqlite3_bind_int64(ins_applied, 2, 2 * ts);
+		sqlite3_bind_int64(ins_applied, 3, ts);
+		step(ins_applied, "insert applied");
+		if (ts % 1024 == 0) {
+			sqlite3_bind_int64(trim, 1, ts - 65536);
+			step(trim, "trim applied");
+		}
+	}
 }
 
 /* n commits in variant v: CPU seconds per commit (and wall seconds in *wall) */
@@ -179,6 +195,9 @@ int main(int argc, char **argv)
 		off += (size_t)snprintf(sql + off, sizeof(sql) - off, "%s(?, ?, ?, ?, ?, ?, ?, ?)",
 					i ? "," : "");
 	ins_ops = prep(sql);
+	ins_applied = prep("INSERT OR REPLACE INTO applied(instance, request, commit_ts)"
+			   " VALUES (?1, ?2, ?3)");
+	trim = prep("DELETE FROM applied WHERE commit_ts <= ?1");
 	double r[V_N][64], w[V_N][64], ignored;
 
 	run(V_PREP, n / 4, &ignored); /* warm up: the file and the page cache */
@@ -208,6 +227,8 @@ int main(int argc, char **argv)
 	sqlite3_finalize(ins_event);
 	sqlite3_finalize(ins_op);
 	sqlite3_finalize(ins_ops);
+	sqlite3_finalize(ins_applied);
+	sqlite3_finalize(trim);
 	sqlite3_close(db);
 	return 0;
 }
