@@ -58,6 +58,8 @@ struct config {
 	char *log_dest; /* -o log=: syslog, stderr or an absolute path; NULL: the default */
 	char *store_uri;
 	char *isolation;          /* -o isolation=: of new transactions */
+	char *ro_mount;           /* -o ro_mount=: where the read-only mount goes, or NULL */
+	struct fs_romount *ro;    /* the read-only mount, once mounted */
 	enum txn_isolation iso;   /* what it says (snapshot unless given) */
 	int show_help;
 	int show_version;
@@ -124,6 +126,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("log=%s", log_dest),
 	OPT("store=%s", store_uri),
 	OPT("isolation=%s", isolation),
+	OPT("ro_mount=%s", ro_mount),
 	OPT("-h", show_help),
 	OPT("--help", show_help),
 	OPT("-V", show_version),
@@ -286,6 +289,8 @@ static void usage(FILE *f)
 		"                         DATADIR/statehoused.log); SIGHUP reopens FILE\n"
 		"  -o store=URI           where the log is kept: sqlite: (the default; SQLite in\n"
 		"                         DATADIR/statehouse.db) is the only store of this build\n"
+		"  -o ro_mount=PATH       also mount the live tree alone, read-only, at PATH: reads\n"
+		"                         there cost no open round trip (the read-heavy setup)\n"
 		"  -o nonempty            mount over a MOUNTPOINT that holds files (hides them)\n"
 		"  plus the mount options of fuse(8), e.g. allow_other\n");
 }
@@ -657,6 +662,8 @@ static int prepare_dirs(struct config *conf, const char *mnt, char *datadir)
 	conf->mnt_dead = fs_mount_is_dead(mnt);
 	if (!conf->mnt_dead && fs_mountpoint_check(mnt, NULL, conf->nonempty))
 		return -1;
+	if (conf->ro_mount && fs_romount_check(conf->ro_mount, mnt, conf->nonempty))
+		return -1;
 	if (fs_datadir_make(datadir_arg, &conf->datadir_made))
 		return -1;
 	if (!realpath(datadir_arg, datadir)) {
@@ -863,6 +870,9 @@ static int mount_and_serve(struct fuse_args *args, const struct fuse_cmdline_opt
 		log_err("cannot start the daemon's threads");
 		goto out_unmount;
 	}
+	if (conf->ro_mount && fs_romount_start(*fsp, conf->ro_mount, conf->allow_other,
+					       conf->nonempty, &conf->ro))
+		goto out_unmount;
 	log_info("serving '%s' at '%s'", datadir, opts->mountpoint);
 	conf->served = true;
 	if (*wfd >= 0)
@@ -874,8 +884,10 @@ static int mount_and_serve(struct fuse_args *args, const struct fuse_cmdline_opt
 
 	ret = serve(*fsp, opts, conf);
 	log_info("unmounted '%s'; stopping", opts->mountpoint);
-	/* Complete every queued commit, then the notifier, before the session goes. */
+	/* Complete every queued commit, then the notifier, before the sessions go. */
 	txn_engine_stop(eng);
+	fs_romount_stop(conf->ro);
+	conf->ro = NULL;
 	fs_free(*fsp);
 	*fsp = NULL;
 out_unmount:
@@ -1020,6 +1032,7 @@ out_parent:
 	free(conf.log_dest);
 	free(conf.store_uri);
 	free(conf.isolation);
+	free(conf.ro_mount);
 	free(conf.keep_days);
 	fuse_opt_free_args(&args);
 	return ret;
