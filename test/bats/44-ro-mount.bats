@@ -73,6 +73,11 @@ ro_gone() {
 		run sh_errno $c
 		[ "$output" = EROFS ] || fail "$c: $output, not EROFS"
 	done
+	run sh_errno stat "$RO/ns/a/nope"
+	assert_output ENOENT
+	run getfattr -n user.statehouse.version "$RO/ns/a/k"
+	assert_failure
+	assert_output --partial "Operation not supported"
 	run cat "$MNT/ns/a/k"
 	assert_output v
 	[ "$(jq -r .ro_mount "$MNT/.status")" = "$RO" ]
@@ -226,6 +231,14 @@ ro_gone() {
 	fusermount3 -u "$MNT"
 	sh_wait_until 20 ro_gone
 	sh_umount
+
+	# The read-only mount unmounted alone: the main one goes on serving.
+	sh_mount -o ro_mount="$RO"
+	umount "$RO"
+	sh_wait_until 20 grep -qF "statehoused: warning: the read-only mount at '$RO' was unmounted; the main mount goes on serving" "$LOG"
+	echo w >"$MNT/default/a/k"
+	run cat "$MNT/default/a/k"
+	assert_output w
 }
 
 @test "after a SIGKILL a restart detaches the dead read-only mount and mounts it again" {
