@@ -707,7 +707,7 @@ static int fresh_write(uint64_t seq)
 static int fresh_check(uint64_t floor)
 {
 	char path[PATH_LEN], buf[64];
-	snprintf(path, sizeof path, "%s/%s", opt.mnt, fresh_key);
+	snprintf(path, sizeof path, "%s/%s", opt.read_mnt ? opt.read_mnt : opt.mnt, fresh_key);
 	ssize_t n = get_file(path, buf, sizeof buf - 1);
 	my_slot->ops++;
 	if (n < 0)
@@ -962,6 +962,7 @@ static void usage(void)
 	      "  -D DIR    directory for files modes  -k N   keys for read modes (10000)\n"
 	      "  -s BYTES  value size (default 100)   -b N   keys per fill txn (250; 1=direct)\n"
 	      "  -w txn|direct   writer kind for fresh and follow-lat (default txn)\n"
+	      "  -R MNT    fresh: the reader reads through MNT (e.g. the read-only mount)\n"
 	      "  -t head|own|rand  at-read: which commit_ts T (default own)\n"
 	      "  -S N      replay: read the last N events through .events/since/\n"
 	      "  -F agent|all    follow-lat: .follow/since/T/default/bench-follow.jsonl or\n"
@@ -980,13 +981,14 @@ int main(int argc, char **argv)
 	opt.mode = argv[1];
 	optind = 2;
 	int ch;
-	while ((ch = getopt(argc, argv, "p:d:n:W:m:f:D:k:s:b:w:t:S:F:P:I:")) != -1) {
+	while ((ch = getopt(argc, argv, "p:d:n:W:m:R:f:D:k:s:b:w:t:S:F:P:I:")) != -1) {
 		switch (ch) {
 		case 'p': opt.procs = atoi(optarg); break;
 		case 'd': opt.secs = atof(optarg); break;
 		case 'n': opt.count = atol(optarg); break;
 		case 'W': opt.warmup_secs = atof(optarg); break;
 		case 'm': opt.mnt = optarg; break;
+		case 'R': opt.read_mnt = optarg; break;
 		case 'f': opt.db = optarg; break;
 		case 'D': opt.dir = optarg; break;
 		case 'k': opt.keys = atol(optarg); break;

@@ -24,6 +24,7 @@ struct options {
 	long count; /* > 0: ops per process instead of a duration */
 	double warmup_secs;
 	const char *mnt;
+	const char *read_mnt; /* fresh: where the reader reads (-R; default mnt) */
 	const char *db;
 	const char *dir;
 	long keys;

@@ -125,6 +125,8 @@ static char *status_json(struct fs *fs)
 	json_object_set_new(o, "pid", json_integer(getpid()));
 	json_object_set_new(o, "datadir", json_string(fs->datadir));
 	json_object_set_new(o, "mountpoint", json_string(fs->mountpoint));
+	json_object_set_new(o, "ro_mount", fs->ro_mountpoint ? json_string(fs->ro_mountpoint)
+							     : json_null());
 	json_object_set_new(o, "version", json_string(STATEHOUSE_VERSION));
 	json_object_set_new(o, "health", json_string(err ? strerror(-err) : "ok"));
 	json_object_set_new(o, "read_only", json_boolean(fs->opt.read_only));

@@ -9,9 +9,10 @@
  * then completes the requests that waited for that (commit renames and flushes).
  *
  * Calling sequence (fs/main.c): txn_engine_open, fs_new, fuse_session_new(fs_ops(), fs),
- * fuse_set_signal_handlers, fuse_session_mount, txn_engine_start, fs_start, the session
- * loop; then, once the loop ends: txn_engine_stop (every queued commit completes,
- * handing its batch to the notifier), fs_free (the notifier drains and stops),
+ * fuse_set_signal_handlers, fuse_session_mount, txn_engine_start, fs_start, with
+ * ro_mount fs_romount_start, the session loop; then, once the loop ends: txn_engine_stop
+ * (every queued commit completes, handing its batch to the notifier), fs_romount_stop,
+ * fs_free (the notifier drains and stops),
  * fuse_session_unmount, fuse_remove_signal_handlers, fuse_session_destroy, and last
  * txn_engine_close.
  */
@@ -55,5 +56,28 @@ void fs_free(struct fs *fs);
 int fs_serve(struct fs *fs, const struct fs_loop_options *o);
 /* The operations table for fuse_session_new(); its userdata is the struct fs. */
 const void *fs_ops(size_t *size);
+
+/*
+ * The read-only mount (-o ro_mount=PATH, romount.c): a second FUSE connection of the same
+ * struct fs at PATH, showing the live tree alone, mounted read-only, whose file opens
+ * cost no round trip; every commit invalidates its caches before it is answered, as on
+ * the main mount.
+ *
+ * fs_romount_check, before anything is made: PATH must be an empty directory (unless
+ * nonempty) and neither the mountpoint, nor inside it, nor above it (a dead mount there
+ * passes: it is detached at the start).  0, or -1 after the message.
+ *
+ * fs_romount_start, after fs_start and before the main loop: makes the session, mounts it
+ * (allow_other as the main mount) and serves it on a thread of its own.  0 and *out, or
+ * -1 after the message (nothing is left mounted).
+ *
+ * fs_romount_stop, after txn_engine_stop and before fs_free: stops the notifier (its last
+ * invalidations still reach the mount), ends the thread, unmounts, frees; NULL ok.
+ */
+struct fs_romount;
+int fs_romount_check(const char *path, const char *mountpoint, bool nonempty);
+int fs_romount_start(struct fs *fs, const char *path, bool allow_other, bool nonempty,
+		     struct fs_romount **out);
+void fs_romount_stop(struct fs_romount *rm);
 
 #endif

@@ -269,6 +269,12 @@ struct fs {
 	bool wake;               /* something parked needs a look */
 
 	struct fs_pool *pool;    /* loop.c: requests that may wait; NULL with -s */
+
+	/* romount.c: the read-only mount's connection, which every invalidation of the live
+	 * tree also reaches (notify.c), and its path for .status; NULL without one.  Set
+	 * before the main loop serves, cleared after it and the notifier stopped. */
+	struct fuse_session *_Atomic ro_se;
+	const char *ro_mountpoint;
 };
 
 /* An area operation that has replied itself, or will when a commit completes. */
@@ -568,8 +574,14 @@ bool fs_defer_if(fuse_req_t req, bool cond, struct fs_job j);
 void fs_queue_inval(struct fs *fs, uint64_t ino);
 void fs_queue_changes(struct fs *fs, struct txn_changes *ch);
 void fs_inval_txn(struct fs *fs, uint64_t txn_id);
+/* A commit of the live path (a key, a directory, or a namespace or agent whose owner or
+ * mode changed) is about to be answered by the committer, with the inode table moved:
+ * drop what the read-only mount caches of it first (design note 5, romount.c).  A no-op
+ * without one. */
+void fs_ro_invalidate_path(struct fs *fs, const char *path);
 void fs_queue_txn_failed(struct fs *fs, uint64_t txn_id, fuse_req_t req, int err);
 int fs_notifier_start(struct fs *fs);
+/* Let the notifier finish what is queued, then end it; again: a no-op. */
 void fs_notifier_stop(struct fs *fs);
 
 #endif

@@ -7,7 +7,9 @@
  *
  * A commit from the live tree goes to the committer as a txn_commit_req whose waiter
  * says which request to answer; waiter_done() answers it, on the committer thread or
- * (late requests) on the notifier after the invalidation (design note 3, notify.c).
+ * (late requests) on the notifier after the invalidation (design note 3, notify.c).  One
+ * answered on the committer thread invalidates the read-only mount first (design note
+ * 5, romount.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -149,13 +151,17 @@ static void waiter_done(struct txn_commit_req *creq, int err)
 		fs_reply_err(w->req, err);
 		break;
 	case W_UNLINK:
-		if (!err)
+		if (!err) {
 			unlinked(fs, creq->path, w);
+			fs_ro_invalidate_path(fs, creq->path);
+		}
 		fs_reply_err(w->req, err);
 		break;
 	case W_RMDIR:
-		if (!err)
+		if (!err) {
 			fs_iunhash(fs, IK_LIVE, 0, TXN_DIR, creq->path, strlen(creq->path));
+			fs_ro_invalidate_path(fs, creq->path);
+		}
 		fs_reply_err(w->req, err);
 		break;
 	case W_RENAME:
@@ -166,9 +172,15 @@ static void waiter_done(struct txn_commit_req *creq, int err)
 		else if (!err)
 			fs_imove(fs, IK_LIVE, 0, creq->path, strlen(creq->path), creq->path2,
 				 strlen(creq->path2));
+		if (!err) {
+			fs_ro_invalidate_path(fs, creq->path);
+			fs_ro_invalidate_path(fs, creq->path2);
+		}
 		fs_reply_err(w->req, err);
 		break;
 	case W_SETATTR:
+		if (!err)
+			fs_ro_invalidate_path(fs, creq->path);
 		setattr_done(fs, w, creq->path, err);
 		break;
 	case W_COMMIT:

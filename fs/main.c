@@ -58,6 +58,8 @@ struct config {
 	char *log_dest; /* -o log=: syslog, stderr or an absolute path; NULL: the default */
 	char *store_uri;
 	char *isolation;          /* -o isolation=: of new transactions */
+	char *ro_mount;           /* -o ro_mount=: where the read-only mount goes, or NULL */
+	struct fs_romount *ro;    /* the read-only mount, once mounted */
 	enum txn_isolation iso;   /* what it says (snapshot unless given) */
 	int show_help;
 	int show_version;
@@ -124,6 +126,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("log=%s", log_dest),
 	OPT("store=%s", store_uri),
 	OPT("isolation=%s", isolation),
+	OPT("ro_mount=%s", ro_mount),
 	OPT("-h", show_help),
 	OPT("--help", show_help),
 	OPT("-V", show_version),
@@ -286,6 +289,8 @@ static void usage(FILE *f)
 		"                         DATADIR/statehoused.log); SIGHUP reopens FILE\n"
 		"  -o store=URI           where the log is kept: sqlite: (the default; SQLite in\n"
 		"                         DATADIR/statehouse.db) is the only store of this build\n"
+		"  -o ro_mount=PATH       also mount the live tree alone, read-only, at PATH: reads\n"
+		"                         there cost no open round trip (the read-heavy setup)\n"
 		"  -o nonempty            mount over a MOUNTPOINT that holds files (hides them)\n"
 		"  plus the mount options of fuse(8), e.g. allow_other\n");
 }
@@ -314,87 +319,6 @@ static void fuse_log_sink(enum fuse_log_level level, const char *fmt, va_list ap
 			*p = ' ';
 	log_msg(l, "%s", line);
 	used = 0;
-}
-
-/* Is mnt a mount left by a killed daemon (it answers ENOTCONN)? */
-static bool is_dead_mount(const char *mnt)
-{
-	struct statfs sfs;
-	struct stat st;
-
-	/* statfs always asks the daemon; stat may be answered from the kernel's cache. */
-	return (statfs(mnt, &sfs) != 0 && errno == ENOTCONN) ||
-	       (stat(mnt, &st) != 0 && errno == ENOTCONN);
-}
-
-/*
- * Detach the dead mount at mnt.  This happens only just before the new mount: until then
- * the dead mount keeps answering ENOTCONN, so nothing written while the daemon is down
- * (a restart window, a long recovery, a start that fails) lands in the directory below.
- */
-static int detach_dead_mount(const char *mnt)
-{
-	pid_t pid;
-	int status;
-
-	log_warn("mountpoint '%s' is a dead FUSE mount (transport endpoint is not connected); "
-		 "detaching it", mnt);
-	if (geteuid() == 0 && umount2(mnt, MNT_DETACH) == 0)
-		return 0;
-	pid = fork();
-	if (pid == 0) {
-		int devnull = open("/dev/null", O_RDWR);
-
-		if (devnull >= 0) {
-			dup2(devnull, STDOUT_FILENO);
-			dup2(devnull, STDERR_FILENO);
-		}
-		execlp("fusermount3", "fusermount3", "-u", "-z", mnt, (char *)NULL);
-		_exit(127);
-	}
-	if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
-	    WEXITSTATUS(status) == 0)
-		return 0;
-	log_err("cannot detach the dead mount at '%s'; run: fusermount3 -u -z %s", mnt, mnt);
-	return -EBUSY;
-}
-
-/*
- * mnt must be a directory, and an empty one unless nonempty: libfuse 3 mounts over files
- * without a word, hiding them, and they would show again whenever the mount is gone.
- * 0 or -1, logged.
- */
-static int check_mountpoint(const char *mnt, bool nonempty)
-{
-	struct dirent *e;
-	struct stat st;
-	bool empty = true;
-	DIR *d;
-
-	if (stat(mnt, &st) != 0) {
-		log_err("cannot mount on '%s': %s", mnt, strerror(errno));
-		return -1;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		log_err("cannot mount on '%s': not a directory", mnt);
-		return -1;
-	}
-	if (nonempty)
-		return 0;
-	d = opendir(mnt);
-	if (!d) {
-		log_err("cannot mount on '%s': %s", mnt, strerror(errno));
-		return -1;
-	}
-	while (empty && (e = readdir(d)))
-		empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
-	closedir(d);
-	if (!empty) {
-		log_err("cannot mount on '%s': it is not empty (the mount would hide its files); "
-			"move them away, or mount over them with -o nonempty", mnt);
-		return -1;
-	}
-	return 0;
 }
 
 static int lock_datadir(const char *datadir, int *fd_out)
@@ -735,8 +659,10 @@ static int prepare_dirs(struct config *conf, const char *mnt, char *datadir)
 {
 	const char *datadir_arg = conf->datadir;
 
-	conf->mnt_dead = is_dead_mount(mnt);
-	if (!conf->mnt_dead && check_mountpoint(mnt, conf->nonempty))
+	conf->mnt_dead = fs_mount_is_dead(mnt);
+	if (!conf->mnt_dead && fs_mountpoint_check(mnt, NULL, conf->nonempty))
+		return -1;
+	if (conf->ro_mount && fs_romount_check(conf->ro_mount, mnt, conf->nonempty))
 		return -1;
 	if (fs_datadir_make(datadir_arg, &conf->datadir_made))
 		return -1;
@@ -933,8 +859,8 @@ static int mount_and_serve(struct fuse_args *args, const struct fuse_cmdline_opt
 		sigemptyset(&sa.sa_mask);
 		sigaction(SIGHUP, &sa, NULL);
 	}
-	if (conf->mnt_dead && (detach_dead_mount(opts->mountpoint) ||
-			       check_mountpoint(opts->mountpoint, conf->nonempty)))
+	if (conf->mnt_dead && (fs_mount_detach_dead(opts->mountpoint) ||
+			       fs_mountpoint_check(opts->mountpoint, NULL, conf->nonempty)))
 		goto out_handlers;
 	if (fuse_session_mount(se, opts->mountpoint) != 0) {
 		log_err("cannot mount on '%s'", opts->mountpoint);
@@ -944,6 +870,9 @@ static int mount_and_serve(struct fuse_args *args, const struct fuse_cmdline_opt
 		log_err("cannot start the daemon's threads");
 		goto out_unmount;
 	}
+	if (conf->ro_mount && fs_romount_start(*fsp, conf->ro_mount, conf->allow_other,
+					       conf->nonempty, &conf->ro))
+		goto out_unmount;
 	log_info("serving '%s' at '%s'", datadir, opts->mountpoint);
 	conf->served = true;
 	if (*wfd >= 0)
@@ -955,8 +884,10 @@ static int mount_and_serve(struct fuse_args *args, const struct fuse_cmdline_opt
 
 	ret = serve(*fsp, opts, conf);
 	log_info("unmounted '%s'; stopping", opts->mountpoint);
-	/* Complete every queued commit, then the notifier, before the session goes. */
+	/* Complete every queued commit, then the notifier, before the sessions go. */
 	txn_engine_stop(eng);
+	fs_romount_stop(conf->ro);
+	conf->ro = NULL;
 	fs_free(*fsp);
 	*fsp = NULL;
 out_unmount:
@@ -1101,6 +1032,7 @@ out_parent:
 	free(conf.log_dest);
 	free(conf.store_uri);
 	free(conf.isolation);
+	free(conf.ro_mount);
 	free(conf.keep_days);
 	fuse_opt_free_args(&args);
 	return ret;

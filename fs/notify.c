@@ -9,13 +9,17 @@
  * kernel cache entry the commit made stale.  Requests during which the kernel holds a
  * directory lock (unlink, rename in the live tree, truncate) are completed at once by
  * the committer, because invalidating an entry takes that lock; the kernel updates its
- * own dentries for those.
+ * own dentries for those.  Every invalidation of the live tree also reaches the
+ * read-only mount, if there is one (design note 5, romount.c), which also drops the name
+ * of each changed key.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fs_i.h"
+#include "log.h"
 
 struct nq_item {
 	struct txn_changes *ch; /* a batch of commits, or NULL: */
@@ -150,16 +154,22 @@ static bool is_at_or_below(const struct inode *in, const void *arg)
 	       (in->len == pf->len || in->path[pf->len] == '/');
 }
 
+/* The read-only mount's connection, or NULL (romount.c). */
+static struct fuse_session *ro_session(struct fs *fs)
+{
+	return atomic_load_explicit(&fs->ro_se, memory_order_acquire);
+}
+
 /* The owner or mode of a namespace or agent changed: every inode at or below it, in
- * every view, has stale attributes (keys take their agent's). */
-static void invalidate_below(struct fs *fs, const char *p, size_t len)
+ * every view, has stale attributes (keys take their agent's); on the connection se. */
+static void invalidate_below(struct fs *fs, struct fuse_session *se, const char *p, size_t len)
 {
 	struct prefix pf = { p, len };
 	uint64_t *inos;
 	size_t n = fs_inodes_where(fs, is_at_or_below, &pf, &inos);
 
 	for (size_t i = 0; i < n; i++)
-		fuse_lowlevel_notify_inval_inode(fs->se, inos[i], -1, 0);
+		fuse_lowlevel_notify_inval_inode(se, inos[i], -1, 0);
 	free(inos);
 }
 
@@ -177,8 +187,11 @@ static uint64_t live_ino(struct fs *fs, enum txn_type type, const char *p, size_
 }
 
 /* A key changed: its own inode, then each directory that no longer exists (or that
- * now exists as a key), walking from the key up. */
-static void invalidate_key(struct fs *fs, const char *p, size_t len)
+ * now exists as a key), walking from the key up; on the connection se.  entry: drop the
+ * key's own name too, even when it still exists (the read-only mount, where no rename or
+ * unlink moved the kernel's dentries). */
+static void invalidate_key(struct fs *fs, struct fuse_session *se, const char *p, size_t len,
+			   bool entry)
 {
 	struct txn_entry e;
 	bool is_file = txn_stat(fs->eng, NULL, p, len, &e) == 0 && e.type == TXN_FILE;
@@ -186,7 +199,7 @@ static void invalidate_key(struct fs *fs, const char *p, size_t len)
 	size_t end = len;
 
 	if (file_ino)
-		fuse_lowlevel_notify_inval_inode(fs->se, file_ino, 0, 0);
+		fuse_lowlevel_notify_inval_inode(se, file_ino, 0, 0);
 	for (;;) {
 		const char *slash = memrchr(p, '/', end);
 		size_t plen = slash ? (size_t)(slash - p) : 0;
@@ -196,7 +209,7 @@ static void invalidate_key(struct fs *fs, const char *p, size_t len)
 		bool gone;
 
 		if (end == len) {
-			gone = !is_file; /* the key itself was deleted */
+			gone = !is_file || entry; /* the key itself was deleted */
 		} else {
 			struct txn_entry de;
 
@@ -210,31 +223,73 @@ static void invalidate_key(struct fs *fs, const char *p, size_t len)
 
 			memcpy(name_buf, name, nlen);
 			name_buf[nlen] = '\0';
-			fuse_lowlevel_notify_inval_entry(fs->se, parent_ino, name_buf, nlen);
+			fuse_lowlevel_notify_inval_entry(se, parent_ino, name_buf, nlen);
 		}
-		if (!slash)
+		if (!slash || (end == len && is_file))
 			break;
 		end = plen;
 	}
 }
 
-/* Invalidate what a batch of commits made stale in the kernel's caches. */
+/* What a commit of the live path p made stale in the caches of the connection se. */
+static void invalidate_path(struct fs *fs, struct fuse_session *se, const char *p, bool ro)
+{
+	size_t len = strlen(p);
+
+	if (txn_path_depth(p, len) <= 2)
+		invalidate_below(fs, se, p, len);
+	else
+		invalidate_key(fs, se, p, len, ro);
+}
+
+/* Invalidate what a batch of commits made stale in the kernels' caches: the main
+ * mount's and the read-only mount's. */
 static void invalidate(struct fs *fs, struct txn_changes *ch)
 {
-	for (size_t i = 0; i < ch->n; i++) {
-		const char *p = ch->paths[i];
-		size_t len = strlen(p);
+	struct fuse_session *ro = ro_session(fs);
 
-		if (txn_path_depth(p, len) <= 2)
-			invalidate_below(fs, p, len);
-		else
-			invalidate_key(fs, p, len);
+	for (size_t i = 0; i < ch->n; i++) {
+		invalidate_path(fs, fs->se, ch->paths[i], false);
+		if (ro)
+			invalidate_path(fs, ro, ch->paths[i], true);
 	}
+}
+
+/* fs_i.h */
+void fs_ro_invalidate_path(struct fs *fs, const char *path)
+{
+	struct fuse_session *ro = ro_session(fs);
+
+	if (ro && path)
+		invalidate_path(fs, ro, path, true);
+}
+
+/*
+ * Test hook (builds with -Dfault_injection=true): STATEHOUSE_NOTIFY_PAUSE_MS=N makes the
+ * notifier sleep N ms before it invalidates each batch, so that a test sees what a
+ * request answered before the notifier ran (by the committer) finds in the caches.
+ */
+static unsigned notify_pause_ms(void)
+{
+#if STATEHOUSE_FAULT_INJECTION
+	const char *spec = getenv("STATEHOUSE_NOTIFY_PAUSE_MS");
+	unsigned long ms = spec ? strtoul(spec, NULL, 10) : 0;
+
+	if (ms)
+		log_warn("fault injection on: the notifier pauses %lu ms before each batch", ms);
+	return ms < 60000 ? (unsigned)ms : 60000;
+#else
+	if (getenv("STATEHOUSE_NOTIFY_PAUSE_MS"))
+		log_warn("ignoring STATEHOUSE_NOTIFY_PAUSE_MS: this build has no fault injection "
+			 "(meson -Dfault_injection=true)");
+	return 0;
+#endif
 }
 
 static void *notifier_main(void *arg)
 {
 	struct fs *fs = arg;
+	unsigned pause_ms = notify_pause_ms();
 
 	for (;;) {
 		struct nq_item *it;
@@ -281,6 +336,8 @@ static void *notifier_main(void *arg)
 			free(it);
 			continue;
 		}
+		if (pause_ms)
+			usleep(pause_ms * 1000u);
 		if (fs->se)
 			invalidate(fs, it->ch);
 		complete_late(it->ch);
@@ -302,7 +359,7 @@ int fs_notifier_start(struct fs *fs)
 	return 0;
 }
 
-/* Let the notifier finish what is queued, then end it. */
+/* fs_i.h */
 void fs_notifier_stop(struct fs *fs)
 {
 	if (!fs->notifier_started)
@@ -313,4 +370,5 @@ void fs_notifier_stop(struct fs *fs)
 	pthread_cond_signal(&fs->nq_cond);
 	pthread_mutex_unlock(&fs->nq_lock);
 	pthread_join(fs->notifier, NULL);
+	fs->notifier_started = false;
 }

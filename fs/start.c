@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * start.c - what statehoused checks and makes on the host before it mounts (fs layer,
- * for the daemon's main.c): /dev/fuse, and the data dir, made and (after a start that
- * failed) removed again.
+ * for the daemon's main.c): /dev/fuse, the data dir, made and (after a start that
+ * failed) removed again, and the mountpoints (a dead mount is detached).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -15,8 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -209,4 +212,80 @@ void fs_datadir_unmake(char *made, const char *datadir, int lockfd)
 	if (fd >= 0)
 		close(fd);
 	free(made);
+}
+
+/* ---- mountpoints ---------------------------------------------------------------------- */
+
+/* start.h */
+bool fs_mount_is_dead(const char *mnt)
+{
+	struct statfs sfs;
+	struct stat st;
+
+	/* statfs always asks the daemon; stat may be answered from the kernel's cache. */
+	return (statfs(mnt, &sfs) != 0 && errno == ENOTCONN) ||
+	       (stat(mnt, &st) != 0 && errno == ENOTCONN);
+}
+
+/* start.h */
+int fs_mount_detach_dead(const char *mnt)
+{
+	pid_t pid;
+	int status;
+
+	log_warn("mountpoint '%s' is a dead FUSE mount (transport endpoint is not connected); "
+		 "detaching it", mnt);
+	if (geteuid() == 0 && umount2(mnt, MNT_DETACH) == 0)
+		return 0;
+	pid = fork();
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDWR);
+
+		if (devnull >= 0) {
+			dup2(devnull, STDOUT_FILENO);
+			dup2(devnull, STDERR_FILENO);
+		}
+		execlp("fusermount3", "fusermount3", "-u", "-z", mnt, (char *)NULL);
+		_exit(127);
+	}
+	if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == 0)
+		return 0;
+	log_err("cannot detach the dead mount at '%s'; run: fusermount3 -u -z %s", mnt, mnt);
+	return -EBUSY;
+}
+
+/* start.h */
+int fs_mountpoint_check(const char *mnt, const char *option, bool nonempty)
+{
+	const char *opt = option ? option : "", *sp = option ? " " : "";
+	struct dirent *e;
+	struct stat st;
+	bool empty = true;
+	DIR *d;
+
+	if (stat(mnt, &st) != 0) {
+		log_err("cannot mount %s%son '%s': %s", opt, sp, mnt, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		log_err("cannot mount %s%son '%s': not a directory", opt, sp, mnt);
+		return -1;
+	}
+	if (nonempty)
+		return 0;
+	d = opendir(mnt);
+	if (!d) {
+		log_err("cannot mount %s%son '%s': %s", opt, sp, mnt, strerror(errno));
+		return -1;
+	}
+	while (empty && (e = readdir(d)))
+		empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+	closedir(d);
+	if (!empty) {
+		log_err("cannot mount %s%son '%s': it is not empty (the mount would hide its files); "
+			"move them away, or mount over them with -o nonempty", opt, sp, mnt);
+		return -1;
+	}
+	return 0;
 }

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * start.h - what statehoused checks and makes on the host before it mounts (fs layer,
- * for the daemon's main.c): /dev/fuse, and the data dir, which a start that fails takes
- * away again when it was the one that made it.
+ * for the daemon's main.c): /dev/fuse, the data dir, which a start that fails takes
+ * away again when it was the one that made it, and the mountpoints.
  */
 #ifndef STATEHOUSE_START_H
 #define STATEHOUSE_START_H
+
+#include <stdbool.h>
 
 /*
  * Open and close /dev/fuse.  libfuse opens it with the daemon's own rights (fusermount3
@@ -32,5 +34,24 @@ int fs_datadir_make(const char *path, char **made);
  * Frees made; NULL does nothing.
  */
 void fs_datadir_unmake(char *made, const char *datadir, int lockfd);
+
+/* Is mnt a mount left by a killed daemon (it answers ENOTCONN)? */
+bool fs_mount_is_dead(const char *mnt);
+
+/*
+ * Detach the dead mount at mnt.  This happens only just before the new mount: until then
+ * the dead mount keeps answering ENOTCONN, so nothing written while the daemon is down
+ * (a restart window, a long recovery, a start that fails) lands in the directory below.
+ * 0, or -EBUSY after the message.
+ */
+int fs_mount_detach_dead(const char *mnt);
+
+/*
+ * mnt must be a directory, and an empty one unless nonempty: libfuse 3 mounts over files
+ * without a word, hiding them, and they would show again whenever the mount is gone.
+ * option names the mount in the message ("cannot mount OPTION on 'MNT': ..."; NULL: the
+ * main mount, "cannot mount on 'MNT': ...").  0 or -1, logged.
+ */
+int fs_mountpoint_check(const char *mnt, const char *option, bool nonempty);
 
 #endif

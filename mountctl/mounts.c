@@ -796,6 +796,8 @@ static int status_one(const struct ctl *c, const struct ctl_mount *m, json_t *ar
 	       ctl_col(c, ok ? CTL_GREEN : CTL_RED), ok ? "live" : "unhealthy",
 	       ctl_col(c, CTL_RESET));
 	human_row(c, "data dir", "%s", m->datadir);
+	if (ctl_json_str(s, "ro_mount", NULL))
+		human_row(c, "read-only mount", "%s", ctl_json_str(s, "ro_mount", NULL));
 	human_row(c, "daemon pid", "%lld", (long long)ctl_json_int(s, "pid", 0));
 	human_row(c, "health", "%s", health);
 	human_row(c, "head commit_ts", "%lld", (long long)ctl_json_int(s, "head_commit_ts", 0));

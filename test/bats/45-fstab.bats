@@ -219,6 +219,53 @@ status_of() {
 	assert_output directory
 }
 
+@test "the README's read-heavy setup mounts the live tree read-only beside the main mount, fresh after each commit, and umount takes both down" {
+	readme_shows "sudo mkdir -p /srv/state /srv/state-ro"
+	readme_shows "sudo statehoused /var/lib/statehouse/main /srv/state -o ro_mount=/srv/state-ro"
+	readme_shows "cat /srv/state-ro/default/agent-1/k"
+	ns_fstab
+	in_ns mkdir -p /srv/state /srv/state-ro
+	run in_ns "$STATEHOUSED" /var/lib/statehouse/main /srv/state -o ro_mount=/srv/state-ro
+	assert_success
+	assert_line "statehoused: serving the live tree read-only at '/srv/state-ro'"
+	run in_ns findmnt -n -o SOURCE,FSTYPE /srv/state-ro
+	assert_output "/var/lib/statehouse/main fuse.statehouse-ro"
+	for v in one two; do
+		in_ns sh -c "echo $v >/srv/state/default/agent-1/k"
+		run in_ns cat /srv/state-ro/default/agent-1/k
+		assert_output "$v"
+	done
+	run in_ns sh -c 'echo x >/srv/state-ro/default/agent-1/k'
+	assert_failure
+	assert_output --partial "Read-only file system"
+	[ "$(status_of /srv/state .ro_mount)" = /srv/state-ro ]
+	pid=$(status_of /srv/state .pid)
+	in_ns umount /srv/state
+	sh_wait_exit "$pid"
+	run in_ns findmnt /srv/state-ro
+	assert_failure
+}
+
+@test "ro_mount works from an fstab line: mount(8) mounts both, umount stops both" {
+	ns_fstab
+	echo '/var/lib/statehouse/main /srv/state fuse.statehouse defaults,nofail,ro_mount=/srv/state-ro 0 0' >>"$SH_TMP/fstab"
+	in_ns mkdir -p /srv/state /srv/state-ro
+	run in_ns mount /srv/state
+	assert_success
+	in_ns sh -c 'echo v >/srv/state/default/agent-1/k'
+	run in_ns cat /srv/state-ro/default/agent-1/k
+	assert_output v
+	run in_ns findmnt -n -o OPTIONS /srv/state-ro
+	assert_output --regexp '^ro,'
+	pid=$(status_of /srv/state .pid)
+	in_ns umount /srv/state
+	sh_wait_exit "$pid"
+	run in_ns findmnt /srv/state-ro
+	assert_failure
+	run in_ns stat -c %F /srv/state-ro
+	assert_output directory
+}
+
 @test "an fstab line with an unknown option fails in mount(8) with the daemon's message, and creates and mounts nothing" {
 	ns_fstab
 	cat >>"$SH_TMP/fstab" <<-'EOF'
