@@ -515,7 +515,7 @@ static int ev_open(struct fs *fs, fuse_req_t req, const struct iref *r,
 	fi->direct_io = 1;
 	fi->noflush = 1;
 	fi->nonseekable = 0;
-	fi->fh = (uintptr_t)h;
+	fi->fh = h->id;
 	return 0;
 }
 

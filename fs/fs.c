@@ -41,6 +41,8 @@ int fs_new(struct txn_engine *eng, const struct fs_options *opt, struct fs **out
 	pthread_mutex_init(&fs->ev_lock, NULL);
 	pthread_mutex_init(&fs->nq_lock, NULL);
 	pthread_mutex_init(&fs->handles_lock, NULL);
+	pthread_mutex_init(&fs->fh_lock, NULL);
+	fs->next_fh = 1; /* 0 is no handle */
 	pthread_mutex_init(&fs->pending_lock, NULL);
 	pthread_cond_init(&fs->pending_cond, NULL);
 	pthread_cond_init(&fs->nq_cond, NULL);
@@ -68,6 +70,7 @@ void fs_free(struct fs *fs)
 	pthread_cond_destroy(&fs->nq_cond);
 	fs_handles_free_all(fs);
 	pthread_mutex_destroy(&fs->handles_lock);
+	pthread_mutex_destroy(&fs->fh_lock);
 	pthread_mutex_destroy(&fs->pending_lock);
 	pthread_cond_destroy(&fs->pending_cond);
 	free(fs->datadir);

@@ -158,6 +158,11 @@ struct handle {
 	enum hkind kind;
 	struct fs *fs;
 	struct handle *all_prev, *all_next; /* fs->handles, under fs->handles_lock */
+	/* What the kernel holds as fi->fh (never 0, never reused while the fs lives): the
+	 * key of fs->by_fh, under fs->fh_lock.  A number, not a pointer, so that a process
+	 * taking over the same /dev/fuse connection can resolve the kernel's values. */
+	uint64_t id;
+	UT_hash_handle hh_id;
 	struct iref ir;
 	/* Protects buf, size, dirty, written, failed and the H_EVENTS stream (flush may
 	 * race a write).  Taken before itable_lock and the engine's locks. */
@@ -210,7 +215,9 @@ struct handle {
  *   handles_lock  ->  handle->lock
  *   handle->lock  ->  itable_lock, ev_lock, and the engine's locks (txn's tree_lock, ...)
  *   ev_lock       ->  the engine's locks (it is held while rendering)
- *   itable_lock, handles_lock, nq_lock: leaves.
+ *   itable_lock, handles_lock, nq_lock, fh_lock: leaves.
+ * fh_lock is only ever taken alone (fs_handle_get and the table's updates in handle.c
+ * hold nothing else), so a request resolving its fi->fh waits on no other lock.
  */
 struct fs {
 	struct txn_engine *eng;
@@ -247,6 +254,12 @@ struct fs {
 	pthread_mutex_t handles_lock;
 	struct handle *handles;
 	struct orphan *orphans; /* unlinked live keys still open, under handles_lock */
+
+	/* Leaf lock: protects by_fh (every handle by its id, fi->fh) and next_fh, the
+	 * next id to hand out (ids start at 1 and are never reused; 0 is "no handle"). */
+	pthread_mutex_t fh_lock;
+	struct handle *by_fh;
+	uint64_t next_fh;
 
 	/* Protects the live creates not committed yet (handle.c).  Held while a write
 	 * handle's value is queued or staged and while an unlink or rename decides about
@@ -430,6 +443,23 @@ void fs_iref_take(struct iref *out, enum ikind kind, uint64_t txn_id, enum txn_t
 /* handle.c: open handles (design note 2). */
 struct handle *fs_handle_new(struct fs *fs, enum hkind kind, const struct iref *r);
 void fs_handle_free(struct handle *h);
+/* The handle whose id the kernel sent as fi->fh, or NULL when no handle has that id
+ * (fh 0, or one released or never handed out by this process).  The handle stays valid
+ * until its release (the kernel sends nothing on a handle after releasing it). */
+struct handle *fs_handle_get(struct fs *fs, uint64_t fh);
+/* The handle of fi (which may be NULL) in *h, NULL when it names none (fh 0): 0, or
+ * -EBADF when fi->fh is an id this process has no handle for (a handle of a process
+ * that served the connection before it, of which no record came), as an operation on a
+ * descriptor that is not open answers. */
+int fs_handle_of(struct fs *fs, const struct fuse_file_info *fi, struct handle **h);
+/* For a process that takes over the kernel's connection from another and rebuilds the
+ * handles the kernel still holds from a record of the old process's ones: ids handed out
+ * from now on are next or above (the counter only ever goes up, so no id is reused), and
+ * h (from fs_handle_new) is found under id instead of the id it was given.  0, or
+ * -EINVAL for id 0, -EEXIST when another handle has id (h keeps its own), or -ENOMEM
+ * (h is then found under no id: free it). */
+void fs_handle_ids_start(struct fs *fs, uint64_t next);
+int fs_handle_adopt(struct fs *fs, uint64_t id, struct handle *h);
 int fs_handle_reserve(struct handle *h, size_t n);
 int fs_handle_resize(struct handle *h, size_t size);
 void fs_handle_mark(struct handle *h, size_t lo, size_t hi);

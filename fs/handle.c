@@ -69,8 +69,17 @@ struct handle *fs_handle_new(struct fs *fs, enum hkind kind, const struct iref *
 		free(h);
 		return NULL;
 	}
-	pthread_mutex_init(&h->lock, NULL);
 	h->fs = fs;
+	pthread_mutex_lock(&fs->fh_lock);
+	h->id = fs->next_fh++;
+	HASH_ADD(hh_id, fs->by_fh, id, sizeof(h->id), h);
+	pthread_mutex_unlock(&fs->fh_lock);
+	if (!HASH_ADDED(hh_id, h)) {
+		fs_iref_release(&h->ir);
+		free(h);
+		return NULL;
+	}
+	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_lock(&fs->handles_lock);
 	h->all_next = fs->handles;
 	if (fs->handles)
@@ -84,6 +93,10 @@ void fs_handle_free(struct handle *h)
 {
 	if (!h)
 		return;
+	pthread_mutex_lock(&h->fs->fh_lock);
+	if (HASH_ADDED(hh_id, h)) /* not after a failed fs_handle_adopt */
+		HASH_DELETE(hh_id, h->fs->by_fh, h);
+	pthread_mutex_unlock(&h->fs->fh_lock);
 	pthread_mutex_lock(&h->fs->handles_lock);
 	if (h->all_prev)
 		h->all_prev->all_next = h->all_next;
@@ -101,6 +114,60 @@ void fs_handle_free(struct handle *h)
 	fs_events_drop(h);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
+}
+
+struct handle *fs_handle_get(struct fs *fs, uint64_t fh)
+{
+	struct handle *h = NULL;
+
+	if (fh == 0)
+		return NULL; /* no handle: the reads of live keys, the past, a view's files */
+	pthread_mutex_lock(&fs->fh_lock);
+	HASH_FIND(hh_id, fs->by_fh, &fh, sizeof(fh), h);
+	pthread_mutex_unlock(&fs->fh_lock);
+	return h;
+}
+
+int fs_handle_of(struct fs *fs, const struct fuse_file_info *fi, struct handle **h)
+{
+	*h = fi ? fs_handle_get(fs, fi->fh) : NULL;
+	return fi && fi->fh && !*h ? -EBADF : 0;
+}
+
+/* Used by a process that takes over the connection (see fs_i.h). */
+void fs_handle_ids_start(struct fs *fs, uint64_t next)
+{
+	pthread_mutex_lock(&fs->fh_lock);
+	if (next > fs->next_fh)
+		fs->next_fh = next;
+	pthread_mutex_unlock(&fs->fh_lock);
+}
+
+/* Used by a process that takes over the connection (see fs_i.h). */
+int fs_handle_adopt(struct fs *fs, uint64_t id, struct handle *h)
+{
+	struct handle *other = NULL;
+	int err = 0;
+
+	if (id == 0)
+		return -EINVAL;
+	pthread_mutex_lock(&fs->fh_lock);
+	if (id != h->id)
+		HASH_FIND(hh_id, fs->by_fh, &id, sizeof(id), other);
+	if (other) {
+		err = -EEXIST;
+	} else if (id != h->id || !HASH_ADDED(hh_id, h)) {
+		if (HASH_ADDED(hh_id, h))
+			HASH_DELETE(hh_id, fs->by_fh, h);
+		h->id = id;
+		HASH_ADD(hh_id, fs->by_fh, id, sizeof(h->id), h);
+		if (!HASH_ADDED(hh_id, h))
+			err = -ENOMEM; /* h was alone in the table, which went with it */
+	}
+	if (!err && id >= fs->next_fh)
+		fs->next_fh = id + 1;
+	pthread_mutex_unlock(&fs->fh_lock);
+	return err;
 }
 
 /* At fs_free(): the handles whose releases never came. */

@@ -45,7 +45,7 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fs_reply_err(req, err);
 		return;
 	}
-	fi->fh = (uintptr_t)h;
+	fi->fh = h->id;
 	if (fuse_reply_open(req, fi) != 0)
 		fs_handle_free(h);
 }
@@ -53,11 +53,11 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			  struct fuse_file_info *fi)
 {
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct handle *h = fs_handle_get(fs_of(req), fi->fh);
 	char *buf;
 	size_t used = 0;
 
-	if (!h || h->kind != H_DIR) {
+	if (!h || h->kind != H_DIR) { /* no listing, or one this process never made */
 		fs_reply_err(req, -EBADF);
 		return;
 	}
@@ -84,7 +84,8 @@ void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	fs_handle_free((struct handle *)(uintptr_t)fi->fh);
+	/* Unknown to this process (never made here): nothing to free. */
+	fs_handle_free(fs_handle_get(fs_of(req), fi->fh));
 	fs_reply_err(req, 0);
 }
 

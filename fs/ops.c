@@ -267,12 +267,16 @@ static int unlinked_attr(struct fs *fs, uint64_t ino, struct stat *st)
 static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+	struct handle *h;
 	struct iref r;
 	struct stat st;
 	bool own = false;
-	int err;
+	int err = fs_handle_of(fs, fi, &h);
 
+	if (err) {
+		fs_reply_err(req, err);
+		return;
+	}
 	err = fs_iget(fs, ino, &r);
 	if (!err && DEFER_SLOW(req, &r, ino, .op = FJ_GETATTR, .fi = fi))
 		return;
@@ -312,12 +316,12 @@ static int open_content(struct fs *fs, const struct iref *r, struct fuse_file_in
 	h->content = b;
 	fi->direct_io = 1;
 	fi->noflush = 1;
-	fi->fh = (uintptr_t)h;
+	fi->fh = h->id;
 	return 0;
 }
 
-/* A write handle with the current value (or empty, for O_TRUNC). */
-static int open_write(struct fs *fs, const struct iref *r, struct fuse_file_info *fi)
+/* A write handle with the current value (or empty, for O_TRUNC), of process pid. */
+static int open_write(struct fs *fs, const struct iref *r, struct fuse_file_info *fi, pid_t pid)
 {
 	struct blob *b = NULL;
 	struct handle *h;
@@ -328,6 +332,7 @@ static int open_write(struct fs *fs, const struct iref *r, struct fuse_file_info
 	h = fs_handle_new(fs, H_WRITE, r);
 	if (!h)
 		return -ENOMEM;
+	h->pid = pid;
 	h->append = fi->flags & O_APPEND;
 	if (fi->flags & O_TRUNC) {
 		h->dirty = true;
@@ -362,7 +367,7 @@ static int open_write(struct fs *fs, const struct iref *r, struct fuse_file_info
 		}
 	}
 	fs_iwriter(fs, r->ino, 1, h->size);
-	fi->fh = (uintptr_t)h;
+	fi->fh = h->id;
 	return 0;
 }
 
@@ -388,10 +393,9 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			fuse_reply_open(req, fi);
 		goto out;
 	}
-	err = open_write(fs, &r, fi);
+	err = open_write(fs, &r, fi, fuse_req_ctx(req)->pid);
 	if (err)
 		goto out;
-	((struct handle *)(uintptr_t)fi->fh)->pid = fuse_req_ctx(req)->pid;
 	trunc_live = a->live && (fi->flags & O_TRUNC);
 	fuse_reply_open(req, fi);
 	if (trunc_live)
@@ -425,11 +429,15 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct handle *h;
 	struct blob *b = NULL;
 	struct iref r;
-	int err;
+	int err = fs_handle_of(fs, fi, &h);
 
+	if (err) {
+		fs_reply_err(req, err);
+		return;
+	}
 	if (h && h->kind == H_EVENTS) {
 		if (!fs_defer_if(req, true, (struct fs_job){ .op = FJ_READ, .ino = ino, .fi = fi,
 							   .size = size, .off = off }))
@@ -516,11 +524,11 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t 
 			struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct handle *h = fs_handle_get(fs, fi->fh);
 	bool live;
 	int err;
 
-	if (!h || h->kind != H_WRITE) {
+	if (!h || h->kind != H_WRITE) { /* no write handle, or one this process never made */
 		fs_reply_err(req, -EBADF);
 		return;
 	}
@@ -581,7 +589,7 @@ static void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
 			    struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct handle *h = fs_handle_get(fs, fi->fh);
 	bool live;
 	int err = 0;
 
@@ -615,10 +623,11 @@ static void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
 
 static void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct handle *h;
+	int err = fs_handle_of(fs_of(req), fi, &h);
 
-	if (!h || h->kind != H_WRITE) {
-		fs_reply_err(req, 0);
+	if (err || !h || h->kind != H_WRITE) {
+		fs_reply_err(req, err); /* nothing to commit, or a handle this process never made */
 		return;
 	}
 	fs_commit_handle(fs_of(req), req, h);
@@ -631,8 +640,8 @@ static void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 
 static void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	struct fs *fs = fs_of(req);
+	struct handle *h = fs_handle_get(fs, fi->fh); /* NULL: none, or not ours: nothing to do */
 
 	if (h && h->kind == H_EVENTS)
 		fs_events_release(fs, h);
@@ -647,8 +656,15 @@ static void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 static void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		       struct fuse_pollhandle *ph)
 {
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct handle *h;
+	int err = fs_handle_of(fs_of(req), fi, &h);
 
+	if (err) {
+		if (ph)
+			fuse_pollhandle_destroy(ph);
+		fs_reply_err(req, err);
+		return;
+	}
 	if (fs_defer_if(req, h && h->kind == H_EVENTS,
 		     (struct fs_job){ .op = FJ_POLL, .ino = ino, .fi = fi, .ph = ph }))
 		return;
@@ -704,7 +720,7 @@ static int reply_create(fuse_req_t req, const struct iref *r, mode_t mode,
 	fs_iwriter(fs, ino, 1, 0);
 	fi->direct_io = 1;
 	fi->noflush = fs_area(r->kind)->stage_at_write; /* the create staged its empty value */
-	fi->fh = (uintptr_t)h;
+	fi->fh = h->id;
 	fs_fill_attr(fs, &st, ino, TXN_FILE, 0, now_ns, 0);
 	if (fs_area(r->kind)->owner)
 		fs_area(r->kind)->owner(fs, r, &st);
@@ -950,10 +966,16 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 			  struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+	struct handle *h;
 	struct iref r;
 	struct stat st;
-	int err = fs_iget(fs, ino, &r);
+	int err = fs_handle_of(fs, fi, &h);
+
+	if (err) {
+		fs_reply_err(req, err);
+		return;
+	}
+	err = fs_iget(fs, ino, &r);
 
 	if (!err && (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
 		err = fs_set_owner_mode(fs, req, &r, attr, to_set);

@@ -156,7 +156,7 @@ static void ro_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fs_reply_err(req, err);
 		return;
 	}
-	fi->fh = (uintptr_t)h;
+	fi->fh = h->id;
 	if (fuse_reply_open(req, fi) != 0)
 		fs_handle_free(h);
 }
