@@ -216,8 +216,9 @@ struct handle {
  *   handle->lock  ->  itable_lock, ev_lock, and the engine's locks (txn's tree_lock, ...)
  *   ev_lock       ->  the engine's locks (it is held while rendering)
  *   itable_lock, handles_lock, nq_lock, fh_lock: leaves.
- * fh_lock is only ever taken alone (fs_handle_get and the table's updates in handle.c
- * hold nothing else), so a request resolving its fi->fh waits on no other lock.
+ * fh_lock is taken with no other lock held and nothing is taken under it (handle.c:
+ * fs_handle_new, fs_handle_free, fs_handle_get, fs_handle_adopt, fs_handle_ids_start),
+ * so a request resolving its fi->fh never waits behind a handle's lock or a commit.
  */
 struct fs {
 	struct txn_engine *eng;
