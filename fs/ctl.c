@@ -123,6 +123,17 @@ static char *status_json(struct fs *fs)
 	gmtime_r(&t, &tm);
 	strftime(started, sizeof(started), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	json_object_set_new(o, "pid", json_integer(getpid()));
+	{
+		const struct sup_shared *sh = fs_worker_shared(fs);
+		uint32_t restarts = sh ? atomic_load(&sh->restarts) : 0;
+
+		json_object_set_new(o, "supervisor_pid",
+				    sh ? json_integer(sh->supervisor_pid) : json_null());
+		json_object_set_new(o, "worker_restarts", json_integer(restarts));
+		json_object_set_new(o, "last_restart_pause_ms",
+				    restarts ? json_real((double)atomic_load(&sh->last_pause_ns) / 1e6)
+					     : json_null());
+	}
 	json_object_set_new(o, "datadir", json_string(fs->datadir));
 	json_object_set_new(o, "mountpoint", json_string(fs->mountpoint));
 	json_object_set_new(o, "ro_mount", fs->ro_mountpoint ? json_string(fs->ro_mountpoint)
@@ -197,6 +208,20 @@ static void metrics_counters(FILE *f, const struct txn_stats *s, uint64_t key_re
 	M("counter", "pruned_events_total",
 	  "Events removed from the log by retention in this run (none of their ops was left).",
 	  "%" PRIu64, s->pruned_events);
+}
+
+/* The supervisor's counters (0 when the daemon runs as one process). */
+static void metrics_supervisor(FILE *f, const struct sup_shared *sh)
+{
+	M("counter", "worker_restarts_total",
+	  "Serving processes started by the supervisor after one died (clients paused).",
+	  "%u", sh ? atomic_load(&sh->restarts) : 0u);
+	M("counter", "resent_requests_total",
+	  "Requests the kernel sent again after the serving process died.", "%" PRIu64,
+	  sh ? (uint64_t)atomic_load(&sh->resent) : (uint64_t)0);
+	M("counter", "resent_requests_applied_total",
+	  "Resent requests answered from their applied-request record (done once already).",
+	  "%" PRIu64, sh ? (uint64_t)atomic_load(&sh->replayed) : (uint64_t)0);
 }
 
 /* Refusals by a limit, one series per reason (every reason shown, 0 included). */
@@ -277,6 +302,7 @@ static char *metrics_text(struct fs *fs)
 	metrics_counters(f, &s, (uint64_t)fs->key_reads, (uint64_t)fs->pooled);
 	metrics_gauges(f, &s, rss);
 	metrics_refusals(f, &s);
+	metrics_supervisor(f, fs_worker_shared(fs));
 	metrics_latency(f, &s);
 	fs_metrics_requests(fs, f);
 	if (fclose(f) != 0) {

@@ -62,6 +62,7 @@ void fs_free(struct fs *fs)
 	if (!fs)
 		return;
 	fs_notifier_stop(fs);
+	fs_worker_free(fs);
 	fs_events_free(fs);
 	fs_inodes_free_all(fs);
 	pthread_mutex_destroy(&fs->ev_lock);

@@ -23,6 +23,7 @@
 #include "grow.h"
 #include "hash.h"
 #include "render.h"
+#include "supervise.h"
 #include "txn.h"
 
 enum ikind {
@@ -284,6 +285,12 @@ struct fs {
 
 	struct fs_pool *pool;    /* loop.c: requests that may wait; NULL with -s */
 
+	/* Supervision (supervise.h): this worker's hooks, and the node journal (written
+	 * under itable_lock when journaled). */
+	struct fs_worker *worker;
+	struct fs_journal jn;
+	bool journaled;
+
 	/* romount.c: the read-only mount's connection, which every invalidation of the live
 	 * tree also reaches (notify.c), and its path for .status; NULL without one.  Set
 	 * before the main loop serves, cleared after it and the notifier stopped. */
@@ -442,6 +449,18 @@ void fs_iref_take(struct iref *out, enum ikind kind, uint64_t txn_id, enum txn_t
 		  char *path, size_t len);
 
 /* handle.c: open handles (design note 2). */
+/* Supervision (worker.c, inode.c). */
+int fs_inodes_take_over(struct fs *fs);
+void fs_worker_free(struct fs *fs);
+/* What this worker shares with its supervisor; NULL when the daemon runs as one process. */
+const struct sup_shared *fs_worker_shared(struct fs *fs);
+/* The kernel's id of the request this thread serves (without the resend bit; 0: none). */
+uint64_t fs_request_id(void);
+void fs_request_id_set(uint64_t id);
+/* The id an applied-request record of this thread's request gets (instance 0 when the
+ * daemon runs unsupervised: no record). */
+struct txn_reqid fs_reqid(struct fs *fs);
+
 struct handle *fs_handle_new(struct fs *fs, enum hkind kind, const struct iref *r);
 void fs_handle_free(struct handle *h);
 /* The handle whose id the kernel sent as fi->fh, or NULL when no handle has that id
@@ -584,6 +603,7 @@ struct fs_job {
 	size_t size;
 	off_t off;
 	mode_t mode;
+	uint64_t unique;            /* the request's id (fs_request_id), set by fs_defer */
 	struct fs_job *next;
 };
 /* Should a request that may wait go to the pool?  False on a pool thread and with -s. */

@@ -97,6 +97,38 @@ static uint64_t ino_for_key_locked(struct fs *fs, const char *k, size_t kl)
 	}
 }
 
+/*
+ * The node journal (supervise.h): every change of what a number names or of how many
+ * lookups the kernel holds is written down, after it is made in the table and before
+ * the kernel hears of it, so that the next worker can rebuild the table if this one
+ * dies.  A journal that has grown too big (or is full) is rewritten from the table.
+ * itable_lock held.
+ */
+enum { JN_NODE = 1, JN_REF, JN_FORGET, JN_UNHASH, JN_REKEY };
+
+static void jn_compact_locked(struct fs *fs)
+{
+	struct inode *in, *tmp;
+
+	fs_jcompact_begin(&fs->jn);
+	HASH_ITER(hh_ino, fs->by_ino, in, tmp) {
+		if (fs_jcompact_put(&fs->jn, JN_NODE, in->ino, in->hashed, in->key, in->keylen) ||
+		    (in->nlookup && fs_jcompact_put(&fs->jn, JN_REF, in->ino, in->nlookup, NULL, 0))) {
+			fs_jlose(&fs->jn, "inode");
+			return;
+		}
+	}
+	fs_jcompact_end(&fs->jn);
+}
+
+static void jn(struct fs *fs, unsigned kind, uint64_t ino, uint64_t n, const void *k, size_t kl)
+{
+	if (!fs->journaled)
+		return;
+	if (fs_jput(&fs->jn, kind, ino, n, k, kl) == -ENOSPC || fs_jwants_compact(&fs->jn))
+		jn_compact_locked(fs);
+}
+
 /* Does an inode of this kind belong to a transaction's list (by txn_id)? */
 static bool is_txn_kind(enum ikind kind)
 {
@@ -156,10 +188,11 @@ static void inode_free(struct inode *in)
 	free(in);
 }
 
-/* A new inode for a tuple, in both tables; the key k is consumed.  itable_lock held. */
-static struct inode *inode_new_locked(struct fs *fs, enum ikind kind, uint64_t txn_id,
-				      enum txn_type type, const char *path, size_t len,
-				      char *k, size_t kl)
+/* A new inode for a tuple, numbered ino (0: the tuple's own number), in both tables
+ * (in the key table only if hashed); the key k is consumed.  itable_lock held. */
+static struct inode *inode_insert_locked(struct fs *fs, enum ikind kind, uint64_t txn_id,
+					 enum txn_type type, const char *path, size_t len,
+					 char *k, size_t kl, uint64_t ino, bool hashed)
 {
 	struct inode *in = calloc(1, sizeof(*in));
 
@@ -176,25 +209,38 @@ static struct inode *inode_new_locked(struct fs *fs, enum ikind kind, uint64_t t
 	in->txn_id = txn_id;
 	in->key = k;
 	in->keylen = kl;
-	in->ino = ino_for_key_locked(fs, k, kl);
-	in->hashed = true;
+	in->ino = ino ? ino : ino_for_key_locked(fs, k, kl);
+	in->hashed = hashed;
 	HASH_ADD(hh_ino, fs->by_ino, ino, sizeof(in->ino), in);
 	if (!HASH_ADDED(hh_ino, in)) {
 		inode_free(in);
 		return NULL;
 	}
-	HASH_ADD_KEYPTR(hh_key, fs->by_key, in->key, in->keylen, in);
-	if (!HASH_ADDED(hh_key, in)) {
+	if (hashed)
+		HASH_ADD_KEYPTR(hh_key, fs->by_key, in->key, in->keylen, in);
+	if (hashed && !HASH_ADDED(hh_key, in)) {
 		HASH_DELETE(hh_ino, fs->by_ino, in);
 		inode_free(in);
 		return NULL;
 	}
 	if (is_txn_kind(kind) && txn_list_add_locked(fs, in)) {
-		HASH_DELETE(hh_key, fs->by_key, in);
+		if (hashed)
+			HASH_DELETE(hh_key, fs->by_key, in);
 		HASH_DELETE(hh_ino, fs->by_ino, in);
 		inode_free(in);
 		return NULL;
 	}
+	return in;
+}
+
+static struct inode *inode_new_locked(struct fs *fs, enum ikind kind, uint64_t txn_id,
+				      enum txn_type type, const char *path, size_t len,
+				      char *k, size_t kl)
+{
+	struct inode *in = inode_insert_locked(fs, kind, txn_id, type, path, len, k, kl, 0, true);
+
+	if (in)
+		jn(fs, JN_NODE, in->ino, 1, in->key, in->keylen);
 	return in;
 }
 
@@ -220,6 +266,7 @@ int fs_iget_tuple(struct fs *fs, enum ikind kind, uint64_t txn_id, enum txn_type
 		}
 	}
 	in->nlookup++;
+	jn(fs, JN_REF, in->ino, 1, NULL, 0);
 	*ino = in->ino;
 	pthread_mutex_unlock(&fs->itable_lock);
 	return 0;
@@ -343,6 +390,7 @@ void fs_iforget(struct fs *fs, uint64_t ino, uint64_t n)
 	HASH_FIND(hh_ino, fs->by_ino, &ino, sizeof(ino), in);
 	if (in) {
 		in->nlookup = in->nlookup > n ? in->nlookup - n : 0;
+		jn(fs, JN_FORGET, ino, n, NULL, 0);
 		if (in->nlookup == 0)
 			inode_drop_locked(fs, in);
 	}
@@ -364,6 +412,7 @@ void fs_iunhash_locked(struct fs *fs, struct inode *in)
 	if (in && in->hashed) {
 		HASH_DELETE(hh_key, fs->by_key, in);
 		in->hashed = false;
+		jn(fs, JN_UNHASH, in->ino, 0, NULL, 0);
 	}
 }
 
@@ -410,6 +459,7 @@ int fs_irekey_locked(struct fs *fs, struct inode *in, enum ikind kind, const cha
 		in->hashed = false;
 		return -ENOMEM;
 	}
+	jn(fs, JN_REKEY, in->ino, 1, in->key, in->keylen);
 	return 0;
 }
 
@@ -586,4 +636,86 @@ size_t fs_inodes_where(struct fs *fs, bool (*match)(const struct inode *, const 
 	}
 	pthread_mutex_unlock(&fs->itable_lock);
 	return n;
+}
+
+/* ---- taking over the table of a dead worker --------------------------------------- */
+
+/* Apply one record of the node journal to the table.  itable_lock held. */
+static int take_over_one(void *arg, const struct sup_rec *r, const void *bytes)
+{
+	struct fs *fs = arg;
+	struct inode *in = NULL;
+	uint64_t ino = r->a, txn_id;
+	char *k;
+
+	HASH_FIND(hh_ino, fs->by_ino, &ino, sizeof(ino), in);
+	switch (r->kind) {
+	case JN_NODE:
+	case JN_REKEY:
+		if (r->n < 2 + sizeof(txn_id))
+			return -EIO;
+		if (!(k = malloc(r->n)))
+			return -ENOMEM;
+		memcpy(k, bytes, r->n);
+		memcpy(&txn_id, k + 2, sizeof(txn_id));
+		if (r->kind == JN_REKEY && in) {
+			int err = fs_irekey_locked(fs, in, (enum ikind)k[0], k + 2 + sizeof(txn_id),
+						   r->n - 2 - sizeof(txn_id));
+
+			free(k);
+			return err;
+		}
+		if (in)
+			inode_drop_locked(fs, in); /* an older inode of that number */
+		if (r->b)
+			fs_iunhash_locked(fs, fs_ifind_key_locked(fs, (enum ikind)k[0], txn_id,
+								  (enum txn_type)k[1],
+								  k + 2 + sizeof(txn_id),
+								  r->n - 2 - sizeof(txn_id)));
+		in = inode_insert_locked(fs, (enum ikind)k[0], txn_id, (enum txn_type)k[1],
+					 k + 2 + sizeof(txn_id), r->n - 2 - sizeof(txn_id), k,
+					 r->n, ino, r->b != 0);
+		return in ? 0 : -ENOMEM;
+	case JN_REF:
+		if (in)
+			in->nlookup += r->b;
+		return 0;
+	case JN_FORGET:
+		if (in) {
+			in->nlookup = in->nlookup > r->b ? in->nlookup - r->b : 0;
+			if (!in->nlookup)
+				inode_drop_locked(fs, in);
+		}
+		return 0;
+	case JN_UNHASH:
+		fs_iunhash_locked(fs, in);
+		return 0;
+	default:
+		return -EIO;
+	}
+}
+
+/*
+ * A new worker rebuilds the table the dead one had from the node journal: every number
+ * the kernel holds names what it named, with the kernel's lookup count.  Then the
+ * journal is rewritten from the table.  Before the session serves.
+ */
+int fs_inodes_take_over(struct fs *fs)
+{
+	unsigned n = 0;
+	int err;
+
+	pthread_mutex_lock(&fs->itable_lock);
+	fs->journaled = false;
+	err = fs_jeach(&fs->jn, take_over_one, fs);
+	fs->journaled = true;
+	if (!err)
+		jn_compact_locked(fs);
+	n = HASH_CNT(hh_ino, fs->by_ino);
+	pthread_mutex_unlock(&fs->itable_lock);
+	if (err)
+		log_err("cannot rebuild the inode table from its journal: %s", strerror(-err));
+	else
+		log_info("took over %u inodes the kernel holds", n);
+	return err;
 }

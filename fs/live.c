@@ -210,6 +210,7 @@ struct txn_commit_req *fs_creq_new(struct fs *fs, fuse_req_t req, enum wait_kind
 	c->arg = w;
 	c->done = waiter_done;
 	c->late = late;
+	c->id = fs_reqid(fs);
 	return c;
 }
 
@@ -466,6 +467,7 @@ int fs_view_create(struct fs *fs, const struct iref *p, const char *name, struct
 int fs_view_mkdir(struct fs *fs, fuse_req_t req, const struct iref *p, const char *name,
 		  struct iref *out)
 {
+	struct txn_reqid rid = fs_reqid(fs);
 	struct txn *tx;
 	enum ikind ck;
 	size_t len;
@@ -475,7 +477,7 @@ int fs_view_mkdir(struct fs *fs, fuse_req_t req, const struct iref *p, const cha
 	if (err)
 		return err;
 	err = tx ? txn_stage_mkdir(fs->eng, tx, path, len)
-		 : txn_live_mkdir(fs->eng, path, len, NULL);
+		 : txn_live_mkdir(fs->eng, path, len, &rid);
 	if (err)
 		free(path);
 	else
@@ -567,11 +569,12 @@ int fs_view_unlink(struct fs *fs, fuse_req_t req, const struct iref *p, const ch
  */
 static int live_rmdir(struct fs *fs, fuse_req_t req, char **path, size_t len)
 {
+	struct txn_reqid rid = fs_reqid(fs);
 	struct txn_commit_req *c;
 	struct txn_attr a;
 	int depth = txn_path_depth(*path, len);
 	int err = fs_pending_below(fs, *path, len) ? -ENOTEMPTY
-						   : txn_live_rmdir(fs->eng, *path, len, NULL);
+						   : txn_live_rmdir(fs->eng, *path, len, &rid);
 
 	if (err || depth > 2 || txn_dir_attr(fs->eng, *path, len, &a) != 0 || !a.own)
 		return err;

@@ -51,6 +51,7 @@ static void *pool_main(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		if (!j)
 			return NULL; /* stopping, and nothing left */
+		fs_request_id_set(j->unique);
 		fs_job_run(j);
 		free(j->name);
 		free(j);
@@ -70,6 +71,7 @@ bool fs_defer(struct fs *fs, const struct fs_job *job)
 	if (!j)
 		return false; /* answered where it is: slower, still right */
 	*j = *job;
+	j->unique = fs_request_id();
 	j->next = NULL;
 	j->name = NULL;
 	if (job->fi) {

@@ -30,6 +30,7 @@
 #include "fs.h"
 #include "log.h"
 #include "start.h"
+#include "supervise.h"
 #include "version.h"
 
 struct config {
@@ -53,6 +54,7 @@ struct config {
 	long long loop_threads;
 	long long pool_threads;
 	long long fsync;
+	long long supervise; /* 1: a supervisor keeps the mount across worker deaths */
 	bool libfuse_mt; /* -o max_threads= given: libfuse's own loop */
 	char *log_level;
 	char *log_dest; /* -o log=: syslog, stderr or an absolute path; NULL: the default */
@@ -102,6 +104,7 @@ static const struct num_opt {
 	NUM(loop_threads, 1, 64),
 	NUM(pool_threads, 1, 64),
 	NUM(fsync, 0, 1),
+	NUM(supervise, 0, 1),
 };
 
 #define OPT(t, p) { t, offsetof(struct config, p), 1 }
@@ -115,6 +118,7 @@ static const struct fuse_opt opt_spec[] = {
 	FUSE_OPT_KEY("max_user_txn_bytes=", KEY_NUM),
 	FUSE_OPT_KEY("txn_linger_ms=", KEY_NUM),
 	FUSE_OPT_KEY("fsync=", KEY_NUM),
+	FUSE_OPT_KEY("supervise=", KEY_NUM),
 	FUSE_OPT_KEY("cache_timeout_s=", KEY_NUM),
 	FUSE_OPT_KEY("snapshot_interval=", KEY_NUM),
 	FUSE_OPT_KEY("snapshot_keep=", KEY_NUM),
@@ -321,36 +325,6 @@ static void fuse_log_sink(enum fuse_log_level level, const char *fmt, va_list ap
 	used = 0;
 }
 
-static int lock_datadir(const char *datadir, int *fd_out)
-{
-	char path[PATH_MAX + 32], pid[32];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/statehoused.lock", datadir);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		log_err("cannot open lock file '%s': %s", path, strerror(errno));
-		return -errno;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
-
-		pid[n > 0 ? n : 0] = '\0';
-		pid[strcspn(pid, "\n")] = '\0';
-		log_err("cannot use data dir '%s': already in use by another statehoused%s%s%s",
-			datadir, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
-		close(fd);
-		return -EBUSY;
-	}
-	if (ftruncate(fd, 0) == 0) {
-		int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-
-		if (pwrite(fd, pid, (size_t)n, 0) < 0)
-			log_warn("cannot write pid to '%s': %s", path, strerror(errno));
-	}
-	*fd_out = fd;
-	return 0;
-}
 
 #if STATEHOUSE_FAULT_INJECTION
 static int parse_fault(const char *spec, long *after, int *code)
@@ -740,7 +714,7 @@ static int daemonize(int pipefd[2], int *parent_status)
 
 /* The engine of the locked datadir, with the test fault of the environment set. */
 static int open_engine(const char *datadir, const struct config *conf,
-		       struct txn_engine **eng)
+		       struct txn_engine **eng, uint64_t instance)
 {
 	struct txn_options topt = {
 		.txn_timeout_ms = conf->txn_timeout_ms,
@@ -761,6 +735,7 @@ static int open_engine(const char *datadir, const struct config *conf,
 		.isolation = conf->iso,
 		.keep_versions = (uint32_t)conf->keep_versions,
 		.keep_ns = conf->keep_ns,
+		.instance = instance,
 	};
 
 	if (txn_engine_open(datadir, &topt, eng))
@@ -785,11 +760,18 @@ static int add_fsname(struct fuse_args *args, const char *datadir)
 	return err;
 }
 
-/* The mount is live: let go of the terminal (stderr too unless the log goes there), tell
- * the parent. */
-static void report_live(int *wfd, bool keep_stderr)
+/* From now on, log where the options say (the mount is live). */
+static void log_to_sink(const struct config *conf)
 {
-	char ok = 0;
+	if (conf->log_to == LOG_TO_SYSLOG)
+		log_use_syslog("statehoused");
+	else if (conf->log_to == LOG_TO_FILE)
+		log_use_file();
+}
+
+/* Let go of the terminal (stderr too unless the log goes there). */
+static void detach_stdio(bool keep_stderr)
+{
 	int devnull = open("/dev/null", O_RDWR);
 
 	if (devnull >= 0) {
@@ -802,6 +784,14 @@ static void report_live(int *wfd, bool keep_stderr)
 	}
 	if (chdir("/") != 0)
 		log_warn("cannot chdir to '/': %s", strerror(errno));
+}
+
+/* The mount is live: let go of the terminal, tell the parent, log where configured. */
+static void report_live(int *wfd, const struct config *conf)
+{
+	char ok = 0;
+
+	detach_stdio(conf->log_to == LOG_TO_STDERR);
 	if (write(*wfd, &ok, 1) != 1)
 		log_warn("cannot tell the parent that the mount is live");
 	close(*wfd);
@@ -835,15 +825,13 @@ static int serve(struct fs *fs, const struct fuse_cmdline_opts *opts, const stru
 static int mount_and_serve(struct fuse_args *args, const struct fuse_cmdline_opts *opts,
 			   struct config *conf, const char *datadir,
 			   struct txn_engine *eng, struct fs **fsp, int *wfd,
-			   struct fuse_session **sep)
+			   struct fuse_session **sep, const struct sup_worker *w)
 {
 	size_t ops_size;
 	const void *ops = fs_ops(&ops_size);
 	struct fuse_session *se;
 	int ret = 1;
 
-	if (add_fsname(args, datadir))
-		return 1;
 	se = fuse_session_new(args, ops, ops_size, *fsp);
 	if (!se) {
 		log_err("cannot start a FUSE session (see the message above)");
@@ -859,28 +847,40 @@ static int mount_and_serve(struct fuse_args *args, const struct fuse_cmdline_opt
 		sigemptyset(&sa.sa_mask);
 		sigaction(SIGHUP, &sa, NULL);
 	}
-	if (conf->mnt_dead && (fs_mount_detach_dead(opts->mountpoint) ||
-			       fs_mountpoint_check(opts->mountpoint, NULL, conf->nonempty)))
-		goto out_handlers;
-	if (fuse_session_mount(se, opts->mountpoint) != 0) {
-		log_err("cannot mount on '%s'", opts->mountpoint);
-		goto out_handlers;
+	if (w) {
+		/* a worker: the supervisor mounted; the kernel's INIT is in w */
+		if (fs_worker_attach(*fsp, se, w))
+			goto out_handlers;
+	} else {
+		if (conf->mnt_dead && (fs_mount_detach_dead(opts->mountpoint) ||
+				       fs_mountpoint_check(opts->mountpoint, NULL, conf->nonempty)))
+			goto out_handlers;
+		if (fuse_session_mount(se, opts->mountpoint) != 0) {
+			log_err("cannot mount on '%s'", opts->mountpoint);
+			goto out_handlers;
+		}
 	}
 	if (txn_engine_start(eng) || fs_start(*fsp, se)) {
 		log_err("cannot start the daemon's threads");
 		goto out_unmount;
 	}
+	if (w && fs_worker_ready(*fsp)) {
+		log_err("cannot take over the mount");
+		txn_engine_stop(eng);
+		goto out_unmount;
+	}
+	/* the read-only mount is the worker's: a new worker mounts it again */
 	if (conf->ro_mount && fs_romount_start(*fsp, conf->ro_mount, conf->allow_other,
 					       conf->nonempty, &conf->ro))
 		goto out_unmount;
-	log_info("serving '%s' at '%s'", datadir, opts->mountpoint);
+	if (!w || !w->restarted)
+		log_info("serving '%s' at '%s'", datadir, opts->mountpoint);
 	conf->served = true;
 	if (*wfd >= 0)
-		report_live(wfd, conf->log_to == LOG_TO_STDERR);
-	if (conf->log_to == LOG_TO_SYSLOG)
-		log_use_syslog("statehoused");
-	else if (conf->log_to == LOG_TO_FILE)
-		log_use_file();
+		report_live(wfd, conf);
+	else if (w && !w->restarted && !opts->foreground)
+		detach_stdio(conf->log_to == LOG_TO_STDERR);
+	log_to_sink(conf);
 
 	ret = serve(*fsp, opts, conf);
 	log_info("unmounted '%s'; stopping", opts->mountpoint);
@@ -897,6 +897,47 @@ out_handlers:
 	return ret;
 }
 
+/* The supervisor's part: the first worker serves. */
+struct live_arg {
+	int *wfd;
+	struct config *conf;
+};
+
+static void supervisor_live(void *arg)
+{
+	struct live_arg *a = arg;
+
+	a->conf->served = true;
+	if (*a->wfd >= 0)
+		report_live(a->wfd, a->conf);
+	log_to_sink(a->conf);
+}
+
+/*
+ * Mount under a supervisor (supervise.h).  Returns 0 in a worker (*w filled in: it goes
+ * on to open the store and serve), 1 in the supervisor once it is over (*status: the
+ * daemon's exit status), -1 when nothing could be mounted.
+ */
+static int supervise(struct fuse_args *args, const struct fuse_cmdline_opts *opts,
+		     struct config *conf, int *wfd, struct sup_worker *w, int *status)
+{
+	struct live_arg la = { .wfd = wfd, .conf = conf };
+	struct sup_config sc = { .args = args, .mountpoint = opts->mountpoint,
+				 .live = supervisor_live, .live_arg = &la };
+	int r;
+
+	if (conf->mnt_dead && (fs_mount_detach_dead(opts->mountpoint) ||
+			       fs_mountpoint_check(opts->mountpoint, NULL, conf->nonempty)))
+		return -1;
+	r = sup_run(&sc, w, status);
+	if (r == 0 && *wfd >= 0) {
+		/* a worker: the supervisor tells the parent */
+		close(*wfd);
+		*wfd = -1;
+	}
+	return r;
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -906,11 +947,12 @@ int main(int argc, char *argv[])
 			       .max_txn_bytes = 64LL << 20, .max_user_txn_bytes = -1,
 			       .txn_linger_ms = 600000,
 			       .snapshot_interval = 1000, .snapshot_keep = 3, .fsync = 1,
-			       .loop_threads = 1, .pool_threads = 4 };
+			       .loop_threads = 1, .pool_threads = 4, .supervise = 1 };
 	struct fuse_cmdline_opts opts = { 0 };
 	struct txn_engine *eng = NULL;
 	struct fuse_session *se = NULL;
 	struct fs *fs = NULL;
+	struct sup_worker worker;
 	char datadir[PATH_MAX];
 	int pipefd[2] = { -1, -1 };
 	int lockfd = -1, ret = 1;
@@ -947,7 +989,7 @@ int main(int argc, char *argv[])
 			return 1;
 		}
 		/* Never beside a running daemon. */
-		if (lock_datadir(argv[2], &lockfd))
+		if (fs_lock_datadir(argv[2], &lockfd))
 			return 1;
 		ret = txn_vacuum(argv[2], NULL) == 0 ? 0 : 1;
 		close(lockfd);
@@ -965,7 +1007,7 @@ int main(int argc, char *argv[])
 			return 1;
 		}
 		/* Never beside a running daemon. */
-		if (lock_datadir(argv[2], &lockfd))
+		if (fs_lock_datadir(argv[2], &lockfd))
 			return 1;
 		ret = txn_recover_from_snapshot(argv[2], NULL) == 0 ? 0 : 1;
 		close(lockfd);
@@ -991,8 +1033,20 @@ int main(int argc, char *argv[])
 			goto out_parent;
 		}
 	}
-	if (lock_datadir(datadir, &lockfd) || open_log(&conf, datadir, opts.foreground) ||
-	    open_engine(datadir, &conf, &eng))
+	if (fs_lock_datadir(datadir, &lockfd) || open_log(&conf, datadir, opts.foreground) ||
+	    add_fsname(&args, datadir))
+		goto out;
+	if (conf.supervise) {
+		int r = supervise(&args, &opts, &conf, &pipefd[1], &worker, &ret);
+
+		if (r != 0)
+			goto out; /* the supervisor, done (ret set), or no mount (ret 1) */
+		/* a worker: the supervisor owns the data dir's fate and the parent's pipe */
+		free(conf.datadir_made);
+		conf.datadir_made = NULL;
+		ret = 1;
+	}
+	if (open_engine(datadir, &conf, &eng, conf.supervise ? worker.sh->instance : 0))
 		goto out;
 	{
 		struct fs_options fopt = { .entry_timeout_s = (double)conf.cache_timeout_s,
@@ -1003,7 +1057,8 @@ int main(int argc, char *argv[])
 		if (fs_new(eng, &fopt, &fs))
 			goto out;
 	}
-	ret = mount_and_serve(&args, &opts, &conf, datadir, eng, &fs, &pipefd[1], &se);
+	ret = mount_and_serve(&args, &opts, &conf, datadir, eng, &fs, &pipefd[1], &se,
+			      conf.supervise ? &worker : NULL);
 out:
 	txn_engine_stop(eng);
 	fs_free(fs);

@@ -11,6 +11,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -287,5 +288,47 @@ int fs_mountpoint_check(const char *mnt, const char *option, bool nonempty)
 			"move them away, or mount over them with -o nonempty", opt, sp, mnt);
 		return -1;
 	}
+	return 0;
+}
+
+int fs_lock_datadir(const char *datadir, int *fd_out)
+{
+	char path[PATH_MAX + 32], pid[32];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/statehoused.lock", datadir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		log_err("cannot open lock file '%s': %s", path, strerror(errno));
+		return -errno;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+		long holder;
+
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		/* The daemon that wrote its pid is gone, and its worker is on its way out (it
+		 * dies with its supervisor, holding the lock a moment longer): wait for it. */
+		holder = strtol(pid, NULL, 10);
+		for (int i = 0; holder > 0 && i < 500 && kill((pid_t)holder, 0) != 0 &&
+				errno == ESRCH; i++) {
+			if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+				goto locked;
+			usleep(10000);
+		}
+		log_err("cannot use data dir '%s': already in use by another statehoused%s%s%s",
+			datadir, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+		close(fd);
+		return -EBUSY;
+	}
+locked:
+	if (ftruncate(fd, 0) == 0) {
+		int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+
+		if (pwrite(fd, pid, (size_t)n, 0) < 0)
+			log_warn("cannot write pid to '%s': %s", path, strerror(errno));
+	}
+	*fd_out = fd;
 	return 0;
 }

@@ -54,4 +54,8 @@ int fs_mount_detach_dead(const char *mnt);
  */
 int fs_mountpoint_check(const char *mnt, const char *option, bool nonempty);
 
+/* The data dir's lock (statehoused.lock, with this pid in it): 0 and *fd_out, or -errno
+ * after the message (another daemon uses it). */
+int fs_lock_datadir(const char *datadir, int *fd_out);
+
 #endif

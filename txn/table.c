@@ -359,6 +359,14 @@ struct txn *txn_find(struct txn_engine *eng, const char *name, size_t len)
 	return tx;
 }
 
+void txn_engine_first_id(struct txn_engine *eng, uint64_t first)
+{
+	pthread_mutex_lock(&eng->table_lock);
+	if (first > eng->next_id + 1)
+		eng->next_id = first - 1;
+	pthread_mutex_unlock(&eng->table_lock);
+}
+
 struct txn *txn_find_id(struct txn_engine *eng, uint64_t id)
 {
 	struct txn *tx = NULL;

@@ -412,6 +412,10 @@ int txn_begin(struct txn_engine *eng, const char *name, size_t len, uint32_t uid
 /* Find by name or id; returns a reference (txn_unref()) or NULL. */
 struct txn *txn_find(struct txn_engine *eng, const char *name, size_t len);
 struct txn *txn_find_id(struct txn_engine *eng, uint64_t id);
+/* Transactions begun from now on get ids of first or above (ids are never reused while
+ * the process lives; a process that takes over a mount from another starts above the
+ * ids the kernel may still hold). */
+void txn_engine_first_id(struct txn_engine *eng, uint64_t first);
 struct txn *txn_ref(struct txn *tx);
 void txn_unref(struct txn *tx);
 /* Abort (if open) and remove from the table.  -EBUSY while a commit is in flight. */

@@ -39,9 +39,11 @@ LINE_RE='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z state
 	start -o "log=$f"
 	grep -qF "statehoused: serving '$(realpath "$DATA")' at '$MNT'" "$SH_TMP/start.err"
 	echo v >"$MNT/default/a/k"
+	# the worker serving the mount logs the stop (PID is its supervisor's)
+	wpid=$(jq -r .pid "$MNT/.status")
 	stop
 	grep -qE "${LINE_RE}serving '$(realpath "$DATA")' at '$MNT'$" "$f" || fail "log: $(cat "$f")"
-	grep -qE "^[^ ]+ statehoused\[$PID\]: unmounted '$MNT'; stopping$" "$f" || fail "log: $(cat "$f")"
+	grep -qE "^[^ ]+ statehoused\[$wpid\]: unmounted '$MNT'; stopping$" "$f" || fail "log: $(cat "$f")"
 	grep -qE "${LINE_RE}snapshot at commit 1 written" "$f"
 	run grep -cvE "$LINE_RE" "$f"
 	assert_output 0
