@@ -35,14 +35,15 @@ static int put_at(struct fs_journal *j, unsigned half, unsigned kind, uint64_t a
 	size_t sz = rec_size(n);
 	struct sup_rec *h;
 
-	if (n > UINT16_MAX)
+	if (n > UINT32_MAX - 64)
 		return -EINVAL;
 	if (len + sz > r->half)
 		return -ENOSPC;
 	h = (struct sup_rec *)(j->base + r->off + half * r->half + len);
 	h->len = (uint32_t)sz;
-	h->kind = (uint16_t)kind;
-	h->n = (uint16_t)n;
+	h->kind = kind;
+	h->n = (uint32_t)n;
+	h->pad = 0;
 	h->a = a;
 	h->b = b;
 	if (n)
@@ -109,7 +110,7 @@ int fs_jeach(const struct fs_journal *j,
 		const struct sup_rec *h = (const struct sup_rec *)(p + off);
 		int err;
 
-		if (h->len < sizeof(*h) || off + h->len > len)
+		if (h->len < sizeof(*h) || h->n > h->len - sizeof(*h) || off + h->len > len)
 			return -EIO;
 		err = fn(arg, h, h + 1);
 		if (err)

@@ -633,6 +633,7 @@ static int prepare_dirs(struct config *conf, const char *mnt, char *datadir)
 {
 	const char *datadir_arg = conf->datadir;
 
+	fs_datadir_wait_previous(datadir_arg);
 	conf->mnt_dead = fs_mount_is_dead(mnt);
 	if (!conf->mnt_dead && fs_mountpoint_check(mnt, NULL, conf->nonempty))
 		return -1;
@@ -852,8 +853,9 @@ static int mount_and_serve(struct fuse_args *args, const struct fuse_cmdline_opt
 		if (fs_worker_attach(*fsp, se, w))
 			goto out_handlers;
 	} else {
-		if (conf->mnt_dead && (fs_mount_detach_dead(opts->mountpoint) ||
-				       fs_mountpoint_check(opts->mountpoint, NULL, conf->nonempty)))
+		if ((conf->mnt_dead || fs_mount_is_dead(opts->mountpoint)) &&
+		    (fs_mount_detach_dead(opts->mountpoint) ||
+		     fs_mountpoint_check(opts->mountpoint, NULL, conf->nonempty)))
 			goto out_handlers;
 		if (fuse_session_mount(se, opts->mountpoint) != 0) {
 			log_err("cannot mount on '%s'", opts->mountpoint);
@@ -926,8 +928,9 @@ static int supervise(struct fuse_args *args, const struct fuse_cmdline_opts *opt
 				 .live = supervisor_live, .live_arg = &la };
 	int r;
 
-	if (conf->mnt_dead && (fs_mount_detach_dead(opts->mountpoint) ||
-			       fs_mountpoint_check(opts->mountpoint, NULL, conf->nonempty)))
+	if ((conf->mnt_dead || fs_mount_is_dead(opts->mountpoint)) &&
+	    (fs_mount_detach_dead(opts->mountpoint) ||
+	     fs_mountpoint_check(opts->mountpoint, NULL, conf->nonempty)))
 		return -1;
 	r = sup_run(&sc, w, status);
 	if (r == 0 && *wfd >= 0) {

@@ -291,6 +291,44 @@ int fs_mountpoint_check(const char *mnt, const char *option, bool nonempty)
 	return 0;
 }
 
+/*
+ * A daemon that died (SIGKILL of its supervisor) leaves its worker on its way out for a
+ * moment: it dies with its supervisor, holding the data dir's lock and the mount until
+ * then.  Wait (up to 5 s) while the lock is held and the pid in the lock file is gone,
+ * so that what follows sees the mount dead and the lock free.  fd: the lock file.
+ */
+static void wait_dying_holder(int fd)
+{
+	char pid[32];
+	ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+	long holder;
+
+	pid[n > 0 ? n : 0] = '\0';
+	holder = strtol(pid, NULL, 10);
+	for (int i = 0; holder > 0 && i < 500; i++) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			flock(fd, LOCK_UN);
+			return;
+		}
+		if (kill((pid_t)holder, 0) == 0 || errno != ESRCH)
+			return; /* a live daemon holds it */
+		usleep(10000);
+	}
+}
+
+void fs_datadir_wait_previous(const char *datadir)
+{
+	char path[PATH_MAX + 32];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/statehoused.lock", datadir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	wait_dying_holder(fd);
+	close(fd);
+}
+
 int fs_lock_datadir(const char *datadir, int *fd_out)
 {
 	char path[PATH_MAX + 32], pid[32];
@@ -302,27 +340,18 @@ int fs_lock_datadir(const char *datadir, int *fd_out)
 		log_err("cannot open lock file '%s': %s", path, strerror(errno));
 		return -errno;
 	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+		wait_dying_holder(fd);
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
-		long holder;
 
 		pid[n > 0 ? n : 0] = '\0';
 		pid[strcspn(pid, "\n")] = '\0';
-		/* The daemon that wrote its pid is gone, and its worker is on its way out (it
-		 * dies with its supervisor, holding the lock a moment longer): wait for it. */
-		holder = strtol(pid, NULL, 10);
-		for (int i = 0; holder > 0 && i < 500 && kill((pid_t)holder, 0) != 0 &&
-				errno == ESRCH; i++) {
-			if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-				goto locked;
-			usleep(10000);
-		}
 		log_err("cannot use data dir '%s': already in use by another statehoused%s%s%s",
 			datadir, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
 		close(fd);
 		return -EBUSY;
 	}
-locked:
 	if (ftruncate(fd, 0) == 0) {
 		int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
 

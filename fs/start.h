@@ -57,5 +57,8 @@ int fs_mountpoint_check(const char *mnt, const char *option, bool nonempty);
 /* The data dir's lock (statehoused.lock, with this pid in it): 0 and *fd_out, or -errno
  * after the message (another daemon uses it). */
 int fs_lock_datadir(const char *datadir, int *fd_out);
+/* If the daemon of datadir died and its worker is still on its way out, wait (up to
+ * 5 s) until it is gone, so that its mount is seen dead and its lock free. */
+void fs_datadir_wait_previous(const char *datadir);
 
 #endif

@@ -55,8 +55,9 @@ struct sup_shared {
 /* A journal record: kind, two numbers and n bytes (the whole record is 8-aligned). */
 struct sup_rec {
 	uint32_t len;  /* of the whole record */
-	uint16_t kind;
-	uint16_t n;    /* bytes after the header */
+	uint32_t n;    /* bytes after the header */
+	uint32_t kind;
+	uint32_t pad;
 	uint64_t a, b;
 };
 

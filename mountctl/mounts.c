@@ -549,7 +549,9 @@ static int umount_status(const char *mnt, pid_t *pid, int64_t *open_txns)
 		ctl_err("cannot read '%s/.status': %s; unmounting without waiting for the daemon",
 			mnt, ctl_strerror(-err));
 	} else {
-		*pid = (pid_t)ctl_json_int(status, "pid", 0);
+		/* the supervisor exits last; without one, the daemon is the process serving */
+		*pid = (pid_t)ctl_json_int(status, "supervisor_pid",
+					   ctl_json_int(status, "pid", 0));
 		*open_txns = ctl_json_int(status, "open_transactions", 0);
 	}
 	json_decref(status);
@@ -798,7 +800,12 @@ static int status_one(const struct ctl *c, const struct ctl_mount *m, json_t *ar
 	human_row(c, "data dir", "%s", m->datadir);
 	if (ctl_json_str(s, "ro_mount", NULL))
 		human_row(c, "read-only mount", "%s", ctl_json_str(s, "ro_mount", NULL));
-	human_row(c, "daemon pid", "%lld", (long long)ctl_json_int(s, "pid", 0));
+	human_row(c, "daemon pid", "%lld",
+		  (long long)ctl_json_int(s, "supervisor_pid", ctl_json_int(s, "pid", 0)));
+	if (json_is_integer(json_object_get(s, "supervisor_pid")))
+		human_row(c, "serving pid", "%lld (%lld restarts of it)",
+			  (long long)ctl_json_int(s, "pid", 0),
+			  (long long)ctl_json_int(s, "worker_restarts", 0));
 	human_row(c, "health", "%s", health);
 	human_row(c, "head commit_ts", "%lld", (long long)ctl_json_int(s, "head_commit_ts", 0));
 	human_row(c, "open txns", "%lld", (long long)ctl_json_int(s, "open_transactions", 0));

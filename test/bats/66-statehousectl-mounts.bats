@@ -153,6 +153,7 @@ in_private_ns() {
 	assert_line -n 0 "$MNT: live"
 	assert_line "  data dir        $(realpath "$DATA")"
 	assert_line "  daemon pid      $SH_PID"
+	assert_line "  serving pid     $(jq .pid "$MNT/.status") (0 restarts of it)"
 	assert_line "  health          ok"
 	assert_line "  head commit_ts  2"
 	assert_line "  open txns       1"
@@ -162,7 +163,8 @@ in_private_ns() {
 	assert_line -e '^  started         [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]+Z \(up [0-9]+ s\)$'
 	run -0 ctl --json status "$MNT"
 	jq -e --arg m "$MNT" --argjson pid "$SH_PID" '.[0].state == "live" and .[0].mountpoint == $m and
-		.[0].status.pid == $pid and .[0].status.head_commit_ts == 2 and .[0].status.health == "ok"' <<<"$output"
+		.[0].status.supervisor_pid == $pid and .[0].status.pid != $pid and
+		.[0].status.head_commit_ts == 2 and .[0].status.health == "ok"' <<<"$output"
 	run -3 --separate-stderr ctl status "$SH_TMP"
 	assert_equal "$stderr" "statehousectl: '$SH_TMP' is not a statehouse mount"
 	# a clean stop writes a snapshot at the head
