@@ -120,6 +120,7 @@ int txn_commit_tx(struct txn_engine *eng, struct txn *tx, const char *note_name,
 		txn_unpin_locked(eng, tx, TXN_EXPIRED);
 		txn_fail_locked(tx, err, NULL, 0);
 		txn_staged_free_all(tx);
+		txn_jhead_locked(tx);
 	}
 	if (!err) {
 		HASH_FIND_STR(tx->notes, note_name, nt);
@@ -364,6 +365,11 @@ static void settle_tx(struct txn_engine *eng, struct txn_commit_req *r, int64_t 
 		tx->state = TXN_OPEN;
 		tx->err = (int)r->commit_ts;
 	}
+	/* The outcome (journaled as open until now: journal.c, design note 4), and the
+	 * note its commit took (back, unless it committed or failed for good). */
+	if (r->path)
+		txn_jtouch_locked(tx, JI_NOTE, r->path, strlen(r->path));
+	txn_jhead_locked(tx);
 	pthread_mutex_unlock(&tx->lock);
 }
 

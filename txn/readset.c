@@ -52,8 +52,10 @@ int txn_set_isolation(struct txn *tx, enum txn_isolation iso)
 	err = txn_stage_state_err(tx);
 	if (!err && tx->touched)
 		err = -EBUSY; /* what it read so far was not recorded (or was) */
-	if (!err)
+	if (!err && tx->isolation != iso) {
 		tx->isolation = iso;
+		txn_jhead_locked(tx);
+	}
 	pthread_mutex_unlock(&tx->lock);
 	return err;
 }
@@ -78,15 +80,17 @@ static struct readrec *rec_find(struct readrec *set, const char *path, size_t le
 	return r;
 }
 
-/* Add path to a set once, charging its bytes to tx.  tx->lock held. */
-static int rec_add(struct txn *tx, struct readrec **set, const char *path, size_t len)
+/* Add path to a set once, charging its bytes to tx (force: past the limits, for a
+ * restore).  tx->lock held. */
+static int rec_add(struct txn *tx, struct readrec **set, const char *path, size_t len,
+		   bool force)
 {
 	struct readrec *r = rec_find(*set, path, len);
 	int err;
 
 	if (r)
 		return 0;
-	err = txn_charge_locked(tx, (long long)len, false);
+	err = txn_charge_locked(tx, (long long)len, force);
 	if (err)
 		return err;
 	r = calloc(1, sizeof(*r));
@@ -154,10 +158,19 @@ int txn_read_record_locked(struct txn *tx, const char *path, size_t len, int err
 			return 0;
 		set = &tx->reads;
 	}
-	tx->touched = true;
-	if (tx->isolation != TXN_ISO_SERIALIZABLE)
+	/* Journaled when it changes something: the first read, or a new path recorded. */
+	if (!tx->touched) {
+		tx->touched = true;
+		txn_jhead_locked(tx);
+	}
+	if (tx->isolation != TXN_ISO_SERIALIZABLE || rec_find(*set, path, len))
 		return 0;
-	return rec_add(tx, set, path, len);
+	err = rec_add(tx, set, path, len, false);
+	if (!err) {
+		txn_jtouch_locked(tx, set == &tx->reads ? JI_READ : JI_RANGE, path, len);
+		txn_jflush_locked(tx);
+	}
+	return err;
 }
 
 /* ---- raising sub_ts at the head (invariant 10) --------------------------------------- */
@@ -282,10 +295,10 @@ static bool expect_above(struct txn *tx, const char *path, size_t len)
 }
 
 static int expect_add(struct txn *tx, const char *path, size_t len, bool dir,
-		      const struct txn_expect *e)
+		      const struct txn_expect *e, bool force)
 {
 	struct expectrec *x = calloc(1, sizeof(*x));
-	int err = txn_charge_locked(tx, (long long)len, false);
+	int err = txn_charge_locked(tx, (long long)len, force);
 
 	if (err || !x || !(x->path = malloc(len + 1))) {
 		free(x);
@@ -341,7 +354,11 @@ int txn_expect_set(struct txn *tx, const char *path, size_t len, const struct tx
 	} else if (x) {
 		x->e = *e;
 	} else {
-		err = expect_add(tx, path, len, false, e);
+		err = expect_add(tx, path, len, false, e, false);
+	}
+	if (!err) {
+		txn_jtouch_locked(tx, JI_EXPECT, path, len);
+		txn_jflush_locked(tx);
 	}
 	pthread_mutex_unlock(&tx->lock);
 	return err;
@@ -369,8 +386,11 @@ int txn_expect_remove(struct txn *tx, const char *path, size_t len)
 	x = err ? NULL : expect_find(tx, path, len);
 	if (!err && (!x || x->dir))
 		err = x ? -EISDIR : -ENOENT;
-	if (!err)
+	if (!err) {
 		expect_drop(tx, x);
+		txn_jtouch_locked(tx, JI_EXPECT, path, len);
+		txn_jflush_locked(tx);
+	}
 	pthread_mutex_unlock(&tx->lock);
 	return err;
 }
@@ -462,7 +482,11 @@ int txn_expect_mkdir(struct txn_engine *eng, struct txn *tx, const char *path, s
 	if (!err && expect_above(tx, path, len))
 		err = -ENOTDIR;
 	if (!err)
-		err = expect_add(tx, path, len, true, NULL);
+		err = expect_add(tx, path, len, true, NULL, false);
+	if (!err) {
+		txn_jtouch_locked(tx, JI_EXPECT, path, len);
+		txn_jflush_locked(tx);
+	}
 	pthread_mutex_unlock(&tx->lock);
 	pthread_rwlock_unlock(&eng->tree_lock);
 	return err;
@@ -484,9 +508,35 @@ int txn_expect_rmdir(struct txn *tx, const char *path, size_t len)
 		err = -ENOTEMPTY;
 	} else if (x) {
 		expect_drop(tx, x);
+		txn_jtouch_locked(tx, JI_EXPECT, path, len);
+		txn_jflush_locked(tx);
 	}
 	pthread_mutex_unlock(&tx->lock);
 	return err;
+}
+
+int txn_readset_load_locked(struct txn *tx, int type, const char *path, size_t len,
+			    bool present, const struct txn_expect *e)
+{
+	struct readrec **set = type == JI_READ ? &tx->reads : &tx->ranges, *r;
+	struct expectrec *x;
+
+	if (type != JI_EXPECT) {
+		r = rec_find(*set, path, len);
+		if (present && !r)
+			return rec_add(tx, set, path, len, true); /* admitted when it was read */
+		if (!present && r) {
+			HASH_DEL(*set, r);
+			txn_charge_locked(tx, -(long long)r->len, true);
+			free(r->path);
+			free(r);
+		}
+		return 0;
+	}
+	x = expect_find(tx, path, len);
+	if (x)
+		expect_drop(tx, x);
+	return present ? expect_add(tx, path, len, e == NULL, e, true) : 0;
 }
 
 void txn_readset_free_locked(struct txn *tx)

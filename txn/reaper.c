@@ -37,12 +37,14 @@ static void reap(struct txn_engine *eng)
 			txn_unpin_locked(eng, tx, TXN_EXPIRED);
 			txn_fail_locked(tx, -ETIMEDOUT, NULL, 0);
 			txn_staged_free_all(tx);
+			txn_jhead_locked(tx);
 		}
 		pthread_mutex_unlock(&tx->lock);
 	}
 	while (linger_ns && (tx = eng->finished) && now - tx->finished_mono_ns >= linger_ns) {
 		pthread_mutex_lock(&tx->lock);
 		txn_table_del_locked(eng, tx);
+		txn_jremoved_locked(tx);
 		pthread_mutex_unlock(&tx->lock);
 		eng->n_reaped++;
 		tx->lnext = gone; /* off every list now: the link is free */

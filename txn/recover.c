@@ -160,7 +160,23 @@ void txn_recover_mark_often(struct txn_engine *eng)
  * pruned operations left them, so the log's kept operations apply to exactly the state
  * they did before.
  */
-static int replay_pruned(struct node *n, const struct store_replay_op *op)
+/* Where a replayed chain may be cut: below the version visible at the pin
+ * (txn_options.pin_ts), so that views as of the pin and after stay exact. */
+static int64_t keep_ts(const struct txn_engine *eng, int64_t commit_ts)
+{
+	return eng->opt.pin_ts && eng->opt.pin_ts < commit_ts ? eng->opt.pin_ts : commit_ts;
+}
+
+/* A change at or below n at ts (invariant 10: the serializable checks of transactions
+ * restored with an older begin_ts rest on it). */
+static void bump_sub(struct node *n, int64_t ts)
+{
+	for (struct node *a = n; a && a->sub_ts < ts; a = a->parent)
+		a->sub_ts = ts;
+}
+
+static int replay_pruned(struct txn_engine *eng, struct node *n,
+			 const struct store_replay_op *op)
 {
 	if (op->version > 0 && (!n->versions || n->versions->version < op->version)) {
 		struct version *v = calloc(1, sizeof(*v));
@@ -179,7 +195,8 @@ static int replay_pruned(struct node *n, const struct store_replay_op *op)
 			txn_node_adjust_desc(n, true, op->live ? 1 : -1);
 			txn_node_adjust_desc(n, false, op->live ? 1 : -1);
 		}
-		txn_node_prune(n, op->commit_ts);
+		txn_node_prune(n, keep_ts(eng, op->commit_ts));
+		bump_sub(n, op->commit_ts);
 	}
 	txn_node_set_dir(n, true, op->dir);
 	txn_node_set_dir(n, false, op->dir);
@@ -198,7 +215,7 @@ static int replay_one(void *arg, const struct store_replay_op *op)
 	if (!n)
 		return -ENOMEM;
 	if (op->kind == STORE_PRUNED)
-		return replay_pruned(n, op);
+		return replay_pruned(eng, n, op);
 	if (op->kind == STORE_ATTR) {
 		struct dattr *a;
 		int err = txn_attr_decode(op->value, op->value_len,
@@ -216,6 +233,7 @@ static int replay_one(void *arg, const struct store_replay_op *op)
 		txn_node_set_dir(n, true, on);
 		txn_node_set_dir(n, false, on);
 		txn_node_touch_parent(n, op->time_ns);
+		bump_sub(n, op->commit_ts);
 		return 0;
 	}
 	if (n->versions && op->version <= n->versions->version) {
@@ -245,7 +263,8 @@ static int replay_one(void *arg, const struct store_replay_op *op)
 		txn_node_adjust_desc(n, false, v->value ? 1 : -1);
 		txn_node_touch_parent(n, op->time_ns);
 	}
-	txn_node_prune(n, op->commit_ts);
+	txn_node_prune(n, keep_ts(eng, op->commit_ts));
+	bump_sub(n, op->commit_ts);
 	return 0;
 }
 
@@ -286,6 +305,7 @@ int txn_recover_snap_load_one(void *arg, const struct store_snap_entry *e)
 	v->version = e->version;
 	v->time_ns = e->time_ns;
 	n->versions = v;
+	bump_sub(n, e->commit_ts);
 	if (v->value) {
 		txn_node_adjust_desc(n, true, 1);
 		txn_node_adjust_desc(n, false, 1);
@@ -314,7 +334,11 @@ int txn_recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *s
 		return -ENODATA;
 	}
 	if (!eng->opt.full_replay) {
-		err = store_snapshot_load(eng->datadir, head, txn_recover_snap_load_one, eng,
+		/* With a pin, a snapshot no newer than it: the versions after it come from
+		 * the log, into the chains. */
+		int64_t max_ts = eng->opt.pin_ts && eng->opt.pin_ts < head ? eng->opt.pin_ts : head;
+
+		err = store_snapshot_load(eng->datadir, max_ts, txn_recover_snap_load_one, eng,
 					  &snap_ts, &nkeys);
 		if (err) {
 			/* Applied in part: start over from the first event. */
@@ -335,6 +359,17 @@ int txn_recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *s
 	t_end = clock_now_ns(CLOCK_MONOTONIC);
 	eng->published_ts = eng->head_ts = stats->head_ts;
 	eng->snap_ts = snap_ts;
+	/* The oldest snapshot a restored transaction may read (restore.c): the chains hold
+	 * every version after the pin, and the log the state as of its horizon on. */
+	eng->view_floor_ts = eng->published_ts;
+	if (eng->opt.pin_ts) {
+		int64_t floor = eng->opt.pin_ts, horizon = store_horizon(eng->store);
+
+		if (horizon > floor)
+			floor = horizon;
+		if (floor < eng->view_floor_ts)
+			eng->view_floor_ts = floor;
+	}
 	if (snap_ts)
 		log_info("recovery: snapshot at commit %" PRId64 " loaded (%" PRIu64 " keys) in %"
 			 PRId64 " ms; replayed %" PRIu64 " events (%" PRIu64 " ops) in %" PRId64

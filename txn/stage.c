@@ -26,13 +26,14 @@ static size_t staged_charge(size_t len, const struct blob *value)
 	return len + (value ? value->len : 0);
 }
 
-static int staged_set(struct txn *tx, const char *path, size_t len, enum staged_kind kind,
-		      struct blob *value)
+/* Stage kind at path (value consumed); force: charge past the byte limits (a restore). */
+static int staged_set_x(struct txn *tx, const char *path, size_t len, enum staged_kind kind,
+			struct blob *value, bool force)
 {
 	struct staged *s = txn_staged_find(tx, path, len);
 	size_t charge = staged_charge(len, value);
 	int err = txn_charge_locked(tx, (long long)charge - (long long)(s ? s->charge : 0),
-				    false);
+				    force);
 
 	if (err) {
 		blob_unref(value);
@@ -71,11 +72,19 @@ static int staged_set(struct txn *tx, const char *path, size_t len, enum staged_
 		tx->n_ops++;
 	if (kind == ST_DELETE)
 		tx->n_deletes++;
+	txn_jtouch_locked(tx, JI_STAGED, path, len);
 	return 0;
+}
+
+static int staged_set(struct txn *tx, const char *path, size_t len, enum staged_kind kind,
+		      struct blob *value)
+{
+	return staged_set_x(tx, path, len, kind, value, false);
 }
 
 static void staged_drop(struct txn *tx, struct staged *s)
 {
+	txn_jtouch_locked(tx, JI_STAGED, s->path, s->len);
 	if (is_key_op(s->kind))
 		tx->n_ops--;
 	if (s->kind == ST_DELETE)
@@ -143,8 +152,10 @@ static int stage_delete_locked(struct txn_engine *eng, struct txn *tx, const cha
 		pthread_rwlock_rdlock(&(eng)->tree_lock);                         \
 		pthread_mutex_lock(&(tx)->lock);                                  \
 	} while (0)
+/* The change's record goes to the journal before the lock is let go. */
 #define STAGE_END(eng, tx)                                                        \
 	do {                                                                      \
+		txn_jflush_locked(tx);                                            \
 		pthread_mutex_unlock(&(tx)->lock);                                \
 		pthread_rwlock_unlock(&(eng)->tree_lock);                         \
 	} while (0)
@@ -300,6 +311,7 @@ int txn_stage_patch(struct txn_engine *eng, struct txn *tx, const char *path, si
 	}
 	s->charge = charge;
 	s->time_ns = clock_now_ns(CLOCK_REALTIME);
+	txn_jtouch_locked(tx, JI_STAGED, path, len); /* the whole value, as it is now */
 out:
 	STAGE_END(eng, tx);
 	return err;
@@ -324,6 +336,7 @@ static void staged_restore(struct txn *tx, struct staged *s, const struct txn_un
 		tx->n_ops++;
 	if (s->kind == ST_DELETE)
 		tx->n_deletes++;
+	txn_jtouch_locked(tx, JI_STAGED, s->path, s->len);
 }
 
 void txn_stage_undo(struct txn_engine *eng, struct txn *tx, struct txn_undo **undo)
@@ -804,13 +817,37 @@ int txn_set_timeout(struct txn_engine *eng, struct txn *tx, int64_t timeout_ms)
 	err = txn_stage_state_err(tx);
 	if (!err && tx->n_ops > 0)
 		err = -EBUSY;
-	if (!err)
+	if (!err) {
 		tx->timeout_ms = timeout_ms;
+		txn_jhead_locked(tx);
+	}
 	pthread_mutex_unlock(&tx->lock);
 	if (!err) {
 		pthread_mutex_lock(&eng->q_lock);
 		pthread_cond_signal(&eng->reaper_cond);
 		pthread_mutex_unlock(&eng->q_lock);
 	}
+	return err;
+}
+
+/* ---- a restore (restore.c) ------------------------------------------------------------- */
+
+int txn_staged_load_locked(struct txn *tx, const char *path, size_t len, int kind,
+			   struct blob *value, int64_t time_ns)
+{
+	struct staged *s = txn_staged_find(tx, path, len);
+	int err;
+
+	if (!kind) {
+		if (s)
+			staged_drop(tx, s);
+		blob_unref(value);
+		return 0;
+	}
+	/* As the staging recorded it: its charge was admitted then. */
+	err = staged_set_x(tx, path, len, (enum staged_kind)kind, value, true);
+	s = err ? NULL : txn_staged_find(tx, path, len);
+	if (s)
+		s->time_ns = time_ns;
 	return err;
 }

@@ -110,6 +110,9 @@ void txn_unref(struct txn *tx)
 		return;
 	txn_staged_free_all(tx);
 	notes_free_all(tx);
+	for (size_t i = 0; i < tx->njd; i++)
+		free(tx->jd[i].path);
+	free(tx->jd);
 	pthread_mutex_destroy(&tx->lock);
 	txn_user_unref(tx->user);
 	free(tx->err_key);
@@ -331,6 +334,11 @@ int txn_begin(struct txn_engine *eng, const char *name, size_t len, uint32_t uid
 		eng->n_open++;
 		eng->n_begun++;
 		txn_ref(tx); /* the table's reference */
+		/* Its first record, before anyone can find it and change it. */
+		pthread_mutex_lock(&tx->lock);
+		txn_jtouch_locked(tx, JI_NOTE, ".commit.pending", strlen(".commit.pending"));
+		txn_jhead_locked(tx);
+		pthread_mutex_unlock(&tx->lock);
 	}
 	pthread_mutex_unlock(&eng->table_lock);
 	pthread_rwlock_unlock(&eng->tree_lock);
@@ -378,6 +386,77 @@ struct txn *txn_find_id(struct txn_engine *eng, uint64_t id)
 	return tx;
 }
 
+int txn_table_restore_locked(struct txn_engine *eng, uint64_t id, const char *name,
+			     size_t len, uint32_t uid, uint32_t gid, struct txn **out)
+{
+	struct txn *tx, *old = NULL;
+	int err;
+
+	*out = NULL;
+	HASH_FIND(hh_name, eng->by_name, name, len, old);
+	if (old)
+		return -EEXIST;
+	tx = calloc(1, sizeof(*tx));
+	if (!tx || !(tx->name = strndup(name, len))) {
+		free(tx);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&tx->lock, NULL);
+	atomic_init(&tx->refs, 1);
+	tx->eng = eng;
+	tx->id = id;
+	tx->exempt = uid == 0 || uid == eng->opt.exempt_uid;
+	tx->uid = uid;
+	tx->gid = gid;
+	tx->state = TXN_OPEN;
+	err = user_get_locked(eng, uid, &tx->user);
+	if (!err)
+		err = table_add_locked(eng, tx, len);
+	if (err) {
+		txn_unref(tx);
+		return err;
+	}
+	if (id > eng->next_id)
+		eng->next_id = id; /* new ones go above every restored id */
+	tx->in_table = true;
+	DL_APPEND2(eng->open_txns, tx, lprev, lnext);
+	tx->user->n_txns++;
+	eng->n_open++;
+	*out = tx; /* its one reference is the table's */
+	return 0;
+}
+
+void txn_finished_sort_locked(struct txn_engine *eng, struct txn *tx)
+{
+	struct txn *at;
+
+	if (!tx->in_table || !tx->finished_mono_ns)
+		return;
+	DL_DELETE2(eng->finished, tx, lprev, lnext);
+	/* From the newest end: restored ones come nearly in order. */
+	for (at = eng->finished ? eng->finished->lprev : NULL;
+	     at && at->finished_mono_ns > tx->finished_mono_ns;
+	     at = at == eng->finished ? NULL : at->lprev)
+		;
+	if (!at)
+		DL_PREPEND2(eng->finished, tx, lprev, lnext);
+	else if (at == eng->finished->lprev)
+		DL_APPEND2(eng->finished, tx, lprev, lnext);
+	else
+		DL_APPEND_ELEM2(eng->finished, at, tx, lprev, lnext);
+}
+
+void txn_note_drop_locked(struct txn *tx, const char *name, size_t len)
+{
+	struct note *nt = NULL;
+
+	HASH_FIND(hh, tx->notes, name, len, nt);
+	if (nt) {
+		HASH_DEL(tx->notes, nt);
+		note_free(tx, nt);
+	}
+}
+
 /* Leave the pinning states; called with table_lock and tx->lock held. */
 void txn_unpin_locked(struct txn_engine *eng, struct txn *tx, enum txn_state to)
 {
@@ -421,6 +500,7 @@ int txn_remove(struct txn_engine *eng, const char *name, size_t len)
 			txn_unpin_locked(eng, tx, TXN_ABORTED);
 		txn_staged_free_all(tx);
 		txn_table_del_locked(eng, tx);
+		txn_jremoved_locked(tx);
 	}
 	pthread_mutex_unlock(&tx->lock);
 	pthread_mutex_unlock(&eng->table_lock);
@@ -507,6 +587,10 @@ int txn_note_put(struct txn *tx, const char *name, struct blob *content)
 		err = txn_note_set(tx, name, content, false);
 	else
 		blob_unref(content);
+	if (!err) {
+		txn_jtouch_locked(tx, JI_NOTE, name, strlen(name));
+		txn_jflush_locked(tx);
+	}
 	pthread_mutex_unlock(&tx->lock);
 	return err;
 }
@@ -536,6 +620,8 @@ int txn_note_remove(struct txn *tx, const char *name)
 		} else {
 			HASH_DEL(tx->notes, nt);
 			note_free(tx, nt);
+			txn_jtouch_locked(tx, JI_NOTE, name, strlen(name));
+			txn_jflush_locked(tx);
 		}
 	}
 	pthread_mutex_unlock(&tx->lock);
@@ -584,6 +670,9 @@ int txn_note_rename(struct txn *tx, const char *from, const char *to)
 	}
 	HASH_DEL(tx->notes, nt);
 	note_free(tx, nt);
+	txn_jtouch_locked(tx, JI_NOTE, from, strlen(from));
+	txn_jtouch_locked(tx, JI_NOTE, to, strlen(to));
+	txn_jflush_locked(tx);
 out:
 	pthread_mutex_unlock(&tx->lock);
 	return err;

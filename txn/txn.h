@@ -89,6 +89,11 @@ struct txn_options {
 	 * removes the applied-request records of every other instance: only a request of
 	 * this mount can be resent.  0: the commits carry no request ids. */
 	uint64_t instance;
+	/* Recovery keeps every version after this commit in the version chains (it loads
+	 * the newest snapshot at or before it, or replays the whole log), so transactions
+	 * restored with a begin_ts at or after it (txn_restore()) read their snapshot
+	 * exactly.  0: none (the chains hold only the head). */
+	int64_t pin_ts;
 };
 
 /* What a path is in a view. */
@@ -677,6 +682,9 @@ enum txn_conflict {
 	TXN_CONFLICT_READ,         /* serializable: something its view read was committed
 				    * since it began */
 	TXN_CONFLICT_PRECONDITION, /* a precondition (.expect) did not hold at commit */
+	TXN_CONFLICT_SNAPSHOT,     /* restored after the serving process died, its
+				    * snapshot could not be rebuilt exactly (txn_restore()):
+				    * the transaction failed and must be run again */
 };
 
 struct txn_status {
@@ -698,5 +706,91 @@ struct txn_status {
 /* A consistent copy of tx's state: 0, or -ENOMEM.  Release with txn_status_release(). */
 int txn_status(struct txn *tx, struct txn_status *out);
 void txn_status_release(struct txn_status *st);
+
+
+/* ---- the transaction journal: open transactions outlive the process (journal.c) ------- */
+
+/*
+ * A process that takes over a mount from one that died rebuilds the transaction table
+ * from records the dead one handed to its journal hook (journal.c says how it works).
+ * A record is a flat buffer of bytes, self-checking (a magic, a version, a length and
+ * a CRC-32): the hook stores it as it is and the next process gives it back to
+ * txn_restore(), in the order they were handed out.
+ *
+ * Each record holds the whole scalar state of one transaction (id, name, owner,
+ * begin_ts, deadline, timeout, isolation, state and outcome) and the state, after the
+ * change, of every item the change touched (a staged path, a read, a precondition, a
+ * note): the absolute state, never a delta, so a record applied twice, or after a
+ * dump that already holds it, changes nothing.  A change too big for one record (a
+ * directory renamed with many values) is a group of records, all but the last marked
+ * "more": txn_restore() applies a group only once its last record came, so a process
+ * that died in the middle of handing one out loses the whole change, never half of it
+ * (and the kernel's resent request makes it again).  One record is at most
+ * TXN_JREC_MAX(max_value_bytes) bytes unless one item alone (a value, a note's
+ * content) is bigger.
+ *
+ * The hook is called synchronously by the call that made the change, before it
+ * returns (so a reply to the kernel never runs ahead of its record), from any thread,
+ * with engine locks held (tx->lock always; the tree and table locks sometimes): it
+ * must not call into the engine and may take only leaf locks of its own.  rec NULL
+ * (len 0) says a record could not be built (out of memory): the journal no longer
+ * describes the table.  Set the hook before the engine serves requests.
+ */
+#define TXN_JREC_MAX(max_value_bytes) ((size_t)(max_value_bytes) + 4096 + 3 * TXN_KEY_MAX)
+typedef void (*txn_journal_fn)(void *arg, const void *rec, size_t len);
+void txn_engine_set_journal(struct txn_engine *eng, txn_journal_fn fn, void *arg);
+
+/* What a record says of itself (txn_jrec_decode()). */
+struct txn_jrec_info {
+	uint64_t id;          /* the transaction's id */
+	int64_t begin_ts;     /* its snapshot (the pin the next start needs: txn_options) */
+	enum txn_state state; /* its state when the record was made */
+	bool more;            /* not the last record of a group */
+	bool removed;         /* the transaction left the table */
+};
+/* Check a record (magic, version, length, checksum, every field in range) and read its
+ * head: 0, or -EBADMSG for a buffer that is no intact record of this build's kind. */
+int txn_jrec_decode(const void *rec, size_t len, struct txn_jrec_info *out);
+
+/*
+ * Compaction: hand fn records that describe every transaction in the table now (open
+ * ones, and finished ones still lingering, whose .status and .commit clients read), as
+ * if the journal were written from scratch.  It takes the table lock only to take a
+ * reference on each transaction, then each tx->lock in turn while its records are
+ * made: changes go on meanwhile, and their records go to the journal hook as usual.  A
+ * journal rewritten this way must hold the dump's records followed by every record the
+ * hook received since the dump began (some may repeat what the dump holds, which is
+ * harmless: records are absolute states).  0, or -ENOMEM (fn received a NULL record).
+ */
+int txn_journal_dump(struct txn_engine *eng, txn_journal_fn fn, void *arg);
+
+/*
+ * Rebuild the table from a journal, one record at a time in journal order, after
+ * txn_engine_open() and before the engine serves (before txn_engine_start()).  Each
+ * transaction gets back its id (transactions begun later get higher ones), its name,
+ * owner, begin_ts, deadline (CLOCK_MONOTONIC, which the processes of one boot share:
+ * the time the mount paused counts), staged operations, read set, preconditions and
+ * notes; a finished one its outcome.  An open transaction whose begin_ts this engine
+ * cannot serve exactly (below txn_options.pin_ts or the retention horizon, or without
+ * a pin, below the head) becomes TXN_CONFLICT with -ESTALE and TXN_CONFLICT_SNAPSHOT,
+ * never a wrong view.  0; -EBADMSG for a damaged record (nothing applied); -EEXIST
+ * when another transaction holds its name; -ENOMEM.  Limits (max_open_txns, the byte
+ * quotas) are not enforced on what is restored: it was admitted once.
+ */
+int txn_restore(struct txn_engine *eng, const void *rec, size_t len);
+/*
+ * A restored transaction whose commit the store holds (txn_applied_find() found the
+ * request that asked for it): it becomes TXN_COMMITTED at commit_ts (commit_time_ns
+ * its wall clock, as txn_applied says), and the note file the commit took
+ * (note_name, as given to txn_commit_tx(); NULL: none) goes, so .status and .commit
+ * read as after a commit answered.  Journaled like any change.  0 (also when it is
+ * committed at commit_ts already), -ENOENT (no such id), -EINVAL (not open, or
+ * committed at another ts).
+ */
+int txn_restore_committed(struct txn_engine *eng, uint64_t id, int64_t commit_ts,
+			  int64_t commit_time_ns, const char *note_name);
+/* After the last txn_restore(): drop the versions the pin kept that no restored
+ * transaction needs, and any group whose last record never came. */
+void txn_restore_end(struct txn_engine *eng);
 
 #endif

@@ -190,6 +190,20 @@ struct txn {
 	struct readrec *reads;      /* serializable: keys (and absences) read */
 	struct readrec *ranges;     /* serializable: directories listed */
 	struct expectrec *expects;  /* preconditions and the directories of .expect */
+	/* The journal (journal.c): what the change being made touched, handed to the
+	 * hook in one record before the lock is let go (txn_jflush_locked()). */
+	struct jref *jd;
+	size_t njd, cap_jd;
+	bool jhead;  /* the scalar state changed */
+	bool jlost;  /* a touched item could not be noted: the record is lost */
+};
+
+/* An item of a transaction a change touched (journal.c). */
+enum jitem_type { JI_STAGED = 1, JI_READ, JI_RANGE, JI_EXPECT, JI_NOTE };
+struct jref {
+	int type;
+	char *path; /* a staged or read path, a precondition's, a note's name */
+	size_t len;
 };
 
 struct txn_engine {
@@ -214,6 +228,15 @@ struct txn_engine {
 	struct txn_user *users; /* by uid */
 	txn_reap_fn reap_fn;    /* txn_engine_set_reap_hook() */
 	void *reap_arg;
+	/* The journal hook (txn_engine_set_journal()): set before serving, read by any
+	 * thread without a lock. */
+	txn_journal_fn journal_fn;
+	void *journal_arg;
+	/* Restore (restore.c), before serving: the oldest begin_ts whose view the chains
+	 * serve exactly (set by txn_recover()), and groups of records waiting for their
+	 * last one. */
+	int64_t view_floor_ts;
+	struct jpending *pending;
 
 	/* Leaf lock.  Protects the commit queue and `stopping`. */
 	pthread_mutex_t q_lock;
@@ -397,6 +420,76 @@ void txn_staged_free_all(struct txn *tx);
 /* Set a note file, consuming content (also on failure); -EDQUOT past a byte limit
  * unless force (txn_charge_locked()). */
 int txn_note_set(struct txn *tx, const char *name, struct blob *content, bool force);
+
+/* Restore: a transaction with this id and name back in the table, open (table_lock
+ * held; no limit applies).  -EEXIST when another one holds the name, -ENOMEM. */
+int txn_table_restore_locked(struct txn_engine *eng, uint64_t id, const char *name,
+			     size_t len, uint32_t uid, uint32_t gid, struct txn **out);
+/* Keep eng->finished in the order of finished_mono_ns after tx's was set (table_lock). */
+void txn_finished_sort_locked(struct txn_engine *eng, struct txn *tx);
+/* Remove note name if there is one (giving back its charge).  tx->lock held. */
+void txn_note_drop_locked(struct txn *tx, const char *name, size_t len);
+
+/* ---- stage.c, readset.c: items put back by a restore (tx->lock held) -------------------- */
+
+/* Stage kind (value consumed, may be NULL) at path as recorded, charges forced; kind 0
+ * drops what is staged there.  0 or -ENOMEM. */
+int txn_staged_load_locked(struct txn *tx, const char *path, size_t len, int kind,
+			   struct blob *value, int64_t time_ns);
+/* A read (JI_READ), a listed directory (JI_RANGE) or a precondition (JI_EXPECT: e NULL
+ * for a directory of .expect) present or not, as recorded.  0 or -ENOMEM. */
+int txn_readset_load_locked(struct txn *tx, int type, const char *path, size_t len,
+			    bool present, const struct txn_expect *e);
+
+/* ---- journal.c: records of changes for the journal hook -------------------------------- */
+
+/* Note that the change being made touched an item of tx (nothing without a hook). */
+void txn_jtouch_locked(struct txn *tx, int type, const char *path, size_t len);
+/* The change is made: hand its record to the hook (if anything was touched, or
+ * txn_jhead_locked() was called); tx->lock held. */
+void txn_jflush_locked(struct txn *tx);
+/* Forget what was touched without a record (a restore puts back what is journaled). */
+void txn_jdrop_locked(struct txn *tx);
+/* tx's scalar state (state, outcome, timeout, isolation) changed: flush a record. */
+void txn_jhead_locked(struct txn *tx);
+/* tx left the table: its last record.  tx->lock held. */
+void txn_jremoved_locked(struct txn *tx);
+/*
+ * A record's bytes (native byte order: the journal never leaves the machine): a head,
+ * the transaction's name, the failing key (err_key_len bytes), then n_items items, each
+ * a struct jitem followed by its path and its value.  crc is the CRC-32 of the whole
+ * record with crc 0.
+ */
+#define JREC_MAGIC 0x4a544853u /* "SHTJ" */
+#define JREC_VERSION 1
+enum { JREC_FULL = 1, JREC_MORE = 2, JREC_REMOVED = 4 };
+struct jhead {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t flags;    /* JREC_*: FULL (a dump: forget the items first), MORE, REMOVED */
+	uint32_t len;      /* of the whole record */
+	uint32_t crc;
+	uint64_t id;
+	int64_t begin_ts, begin_mono_ns, timeout_ms, commit_ts, commit_time_ns;
+	int64_t finished_mono_ns;
+	uint64_t committed_ops;
+	uint32_t uid, gid;
+	int32_t err;
+	uint8_t state, isolation, conflict, touched;
+	uint16_t name_len, err_key_len;
+	uint32_t n_items;
+};
+/* what: JI_STAGED the staged kind (0: nothing staged); JI_READ, JI_RANGE, JI_NOTE 1
+ * (present) or 0; JI_EXPECT 0 (none), 1 (a directory of .expect), 1 + the condition's
+ * kind.  num: a staged op's time_ns, a condition's version. */
+struct jitem {
+	uint8_t type, what;
+	uint16_t path_len;
+	uint32_t value_len;
+	int64_t num;
+};
+/* Check a record (txn_jrec_decode()'s checks) and copy its head: 0 or -EBADMSG. */
+int txn_jrec_check(const void *rec, size_t len, struct jhead *out);
 
 /* ---- commit.c: one request applied inside a batch (tree write lock held) -------------- */
 
