@@ -20,7 +20,9 @@
  *     staged_drop() in stage.c) and flush one record at the end (txn_jflush_locked()),
  *     so a directory renamed in a transaction is one record, not half of one.  A
  *     record bigger than TXN_JREC_MAX is cut into a group (JREC_MORE on all but the
- *     last), and restore applies a group only once its last record came.
+ *     last, JREC_CONT on all but the first), and restore applies a group only once
+ *     its last record came; a group cut short by a death is dropped when the next
+ *     change of that transaction begins a new one.
  *  3. Deadlines are CLOCK_MONOTONIC, stored as they are: the supervisor's journal dies
  *     with the boot, and the clock is the same for every process of one boot, so the
  *     deadline stays where it was (the pause counts) and a wall clock step moves
@@ -205,7 +207,7 @@ static int emit(txn_journal_fn fn, void *arg, struct txn *tx, unsigned flags,
 
 		while (i < n && (i == start || len + jval_size(&v[i]) <= max))
 			len += jval_size(&v[i++]);
-		h.flags = (uint16_t)((start ? flags & ~(unsigned)JREC_FULL : flags) |
+		h.flags = (uint16_t)((start ? (flags & ~(unsigned)JREC_FULL) | JREC_CONT : flags) |
 				     (i < n ? JREC_MORE : 0));
 		err = emit_one(fn, arg, tx, h, v + start, i - start);
 		start = i;
@@ -413,7 +415,7 @@ int txn_jrec_check(const void *rec, size_t len, struct jhead *out)
 		return -EBADMSG;
 	memcpy(&h, b, sizeof(h));
 	if (h.magic != JREC_MAGIC || h.version != JREC_VERSION || h.len != len || !h.id ||
-	    (h.flags & ~(JREC_FULL | JREC_MORE | JREC_REMOVED)) || h.state > TXN_CONFLICT ||
+	    (h.flags & ~(JREC_FULL | JREC_MORE | JREC_REMOVED | JREC_CONT)) || h.state > TXN_CONFLICT ||
 	    h.state == TXN_COMMITTING || h.isolation > TXN_ISO_SERIALIZABLE ||
 	    h.conflict > TXN_CONFLICT_SNAPSHOT || h.touched > 1 ||
 	    h.err_key_len > TXN_KEY_MAX + 2 * TXN_NAME_MAX + 2)

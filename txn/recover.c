@@ -164,7 +164,7 @@ void txn_recover_mark_often(struct txn_engine *eng)
  * (txn_options.pin_ts), so that views as of the pin and after stay exact. */
 static int64_t keep_ts(const struct txn_engine *eng, int64_t commit_ts)
 {
-	return eng->opt.pin_ts && eng->opt.pin_ts < commit_ts ? eng->opt.pin_ts : commit_ts;
+	return eng->opt.pin && eng->opt.pin_ts < commit_ts ? eng->opt.pin_ts : commit_ts;
 }
 
 /* A change at or below n at ts (invariant 10: the serializable checks of transactions
@@ -336,7 +336,7 @@ int txn_recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *s
 	if (!eng->opt.full_replay) {
 		/* With a pin, a snapshot no newer than it: the versions after it come from
 		 * the log, into the chains. */
-		int64_t max_ts = eng->opt.pin_ts && eng->opt.pin_ts < head ? eng->opt.pin_ts : head;
+		int64_t max_ts = eng->opt.pin && eng->opt.pin_ts < head ? eng->opt.pin_ts : head;
 
 		err = store_snapshot_load(eng->datadir, max_ts, txn_recover_snap_load_one, eng,
 					  &snap_ts, &nkeys);
@@ -362,7 +362,7 @@ int txn_recover(struct txn_engine *eng, int64_t t0, struct store_replay_stats *s
 	/* The oldest snapshot a restored transaction may read (restore.c): the chains hold
 	 * every version after the pin, and the log the state as of its horizon on. */
 	eng->view_floor_ts = eng->published_ts;
-	if (eng->opt.pin_ts) {
+	if (eng->opt.pin) {
 		int64_t floor = eng->opt.pin_ts, horizon = store_horizon(eng->store);
 
 		if (horizon > floor)

@@ -238,8 +238,6 @@ static int apply(struct txn_engine *eng, const unsigned char *rec, size_t len)
 	if (!err)
 		err = apply_outcome(eng, tx, &h, (const char *)err_key);
 	txn_jdrop_locked(tx); /* what it touched is what the journal holds */
-	if (!err && !finished(tx->state) && !servable(eng, tx->begin_ts))
-		fail_snapshot_locked(eng, tx);
 	pthread_mutex_unlock(&tx->lock);
 unlock:
 	pthread_mutex_unlock(&eng->table_lock);
@@ -253,13 +251,21 @@ int txn_restore(struct txn_engine *eng, const void *rec, size_t len)
 	struct jhead h;
 	int err = txn_jrec_check(rec, len, &h);
 
-	if (err) {
-		log_warn("a transaction journal record (%zu bytes) is damaged; skipped", len);
+	if (err)
 		return err;
+	p = pending_find(eng, h.id);
+	if (p && !(h.flags & JREC_CONT)) {
+		/* A group cut short (its process died): that change never happened. */
+		log_warn("the journal of transaction %" PRIu64 " holds a change cut short; "
+			 "that change is dropped", h.id);
+		LL_DELETE(eng->pending, p);
+		pending_free(p);
+		p = NULL;
 	}
+	if (!p && (h.flags & JREC_CONT))
+		return 0; /* the rest of a group whose start was dropped */
 	if (h.flags & JREC_MORE)
 		return pending_add(eng, h.id, rec, len);
-	p = pending_find(eng, h.id);
 	if (p) {
 		LL_DELETE(eng->pending, p);
 		for (size_t i = 0; i < p->n && !err; i++)
@@ -323,7 +329,7 @@ static void prune_all(struct node *n, int64_t keep_ts)
 
 void txn_restore_end(struct txn_engine *eng)
 {
-	struct txn *tx;
+	struct txn *tx, *tmp;
 	int64_t keep;
 
 	while (eng->pending) {
@@ -336,6 +342,12 @@ void txn_restore_end(struct txn_engine *eng)
 	}
 	pthread_rwlock_wrlock(&eng->tree_lock);
 	pthread_mutex_lock(&eng->table_lock);
+	DL_FOREACH_SAFE2(eng->open_txns, tx, tmp, lnext) {
+		pthread_mutex_lock(&tx->lock);
+		if (!servable(eng, tx->begin_ts))
+			fail_snapshot_locked(eng, tx); /* moves it to eng->finished */
+		pthread_mutex_unlock(&tx->lock);
+	}
 	keep = eng->published_ts;
 	DL_FOREACH2(eng->open_txns, tx, lnext)
 		if (tx->begin_ts < keep)

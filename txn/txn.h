@@ -89,10 +89,12 @@ struct txn_options {
 	 * removes the applied-request records of every other instance: only a request of
 	 * this mount can be resent.  0: the commits carry no request ids. */
 	uint64_t instance;
-	/* Recovery keeps every version after this commit in the version chains (it loads
-	 * the newest snapshot at or before it, or replays the whole log), so transactions
-	 * restored with a begin_ts at or after it (txn_restore()) read their snapshot
-	 * exactly.  0: none (the chains hold only the head). */
+	/* With pin, recovery keeps every version after commit pin_ts (0 too: the empty
+	 * tree) in the version chains (it loads the newest snapshot at or before it, or
+	 * replays the whole log), so transactions restored with a begin_ts at or after it
+	 * (txn_restore()) read their snapshot exactly.  Without: the chains hold only the
+	 * head. */
+	bool pin;
 	int64_t pin_ts;
 };
 
@@ -772,8 +774,8 @@ int txn_journal_dump(struct txn_engine *eng, txn_journal_fn fn, void *arg);
  * the time the mount paused counts), staged operations, read set, preconditions and
  * notes; a finished one its outcome.  An open transaction whose begin_ts this engine
  * cannot serve exactly (below txn_options.pin_ts or the retention horizon, or without
- * a pin, below the head) becomes TXN_CONFLICT with -ESTALE and TXN_CONFLICT_SNAPSHOT,
- * never a wrong view.  0; -EBADMSG for a damaged record (nothing applied); -EEXIST
+ * a pin, below the head) becomes TXN_CONFLICT with -ESTALE and TXN_CONFLICT_SNAPSHOT
+ * at txn_restore_end(), never a wrong view.  0; -EBADMSG for a damaged record (nothing applied); -EEXIST
  * when another transaction holds its name; -ENOMEM.  Limits (max_open_txns, the byte
  * quotas) are not enforced on what is restored: it was admitted once.
  */
@@ -789,8 +791,9 @@ int txn_restore(struct txn_engine *eng, const void *rec, size_t len);
  */
 int txn_restore_committed(struct txn_engine *eng, uint64_t id, int64_t commit_ts,
 			  int64_t commit_time_ns, const char *note_name);
-/* After the last txn_restore(): drop the versions the pin kept that no restored
- * transaction needs, and any group whose last record never came. */
+/* After the last txn_restore(), before serving: fail the open transactions whose
+ * snapshot cannot be served (journaled), drop any group whose last record never came
+ * and the versions the pin kept that no open transaction needs. */
 void txn_restore_end(struct txn_engine *eng);
 
 #endif

@@ -462,11 +462,12 @@ void txn_jremoved_locked(struct txn *tx);
  */
 #define JREC_MAGIC 0x4a544853u /* "SHTJ" */
 #define JREC_VERSION 1
-enum { JREC_FULL = 1, JREC_MORE = 2, JREC_REMOVED = 4 };
+enum { JREC_FULL = 1, JREC_MORE = 2, JREC_REMOVED = 4, JREC_CONT = 8 };
 struct jhead {
 	uint32_t magic;
 	uint16_t version;
-	uint16_t flags;    /* JREC_*: FULL (a dump: forget the items first), MORE, REMOVED */
+	uint16_t flags;    /* JREC_*: FULL (a dump: forget the items first), MORE (a group's
+			    * record, not its last), CONT (a group's, not its first), REMOVED */
 	uint32_t len;      /* of the whole record */
 	uint32_t crc;
 	uint64_t id;
