@@ -139,6 +139,8 @@ int txn_commit_tx(struct txn_engine *eng, struct txn *tx, const char *note_name,
 		free(nt->name);
 		free(nt);
 		req->tx = txn_ref(tx);
+		tx->jnote_name = req->path;
+		tx->jnote = req->note;
 		tx->state = TXN_COMMITTING;
 		tx->err = 0;
 		tx->conflict = TXN_CONFLICT_NONE;
@@ -340,6 +342,8 @@ static void settle_tx(struct txn_engine *eng, struct txn_commit_req *r, int64_t 
 	struct txn *tx = r->tx;
 
 	pthread_mutex_lock(&tx->lock);
+	tx->jnote_name = NULL;
+	tx->jnote = NULL;
 	if (r->commit_ts < 0 && r->note && r->path) {
 		/* The note file comes back under its name: a failed commit changes
 		 * nothing, and the VFS retries an ESTALE rename once by path. */

@@ -116,6 +116,11 @@ static void resolve(struct txn *tx, const struct jref *r, struct jval *v)
 			v->what = 1;
 			v->val = nt->content->data;
 			v->vlen = nt->content->len;
+		} else if (tx->jnote && strlen(tx->jnote_name) == r->len &&
+			   !memcmp(tx->jnote_name, r->path, r->len)) {
+			v->what = 1; /* taken by the commit in flight (design note 4) */
+			v->val = tx->jnote->data;
+			v->vlen = tx->jnote->len;
 		}
 		break;
 	}
@@ -313,7 +318,7 @@ static int collect_all(struct txn *tx, struct jval **out, size_t *n)
 {
 	size_t cap = HASH_CNT(hh, tx->staged) + HASH_CNT(hh, tx->reads) +
 		     HASH_CNT(hh, tx->ranges) + HASH_CNT(hh, tx->expects) +
-		     HASH_CNT(hh, tx->notes) + 1, k = 0;
+		     HASH_CNT(hh, tx->notes) + 2, k = 0;
 	struct jval *v = calloc(cap, sizeof(*v));
 	struct staged *s, *stmp;
 	struct readrec *r, *rtmp;
@@ -332,6 +337,11 @@ static int collect_all(struct txn *tx, struct jval **out, size_t *n)
 		resolve(tx, &(struct jref){ JI_EXPECT, x->path, x->len }, &v[k++]);
 	HASH_ITER(hh, tx->notes, nt, ntmp)
 		resolve(tx, &(struct jref){ JI_NOTE, nt->name, strlen(nt->name) }, &v[k++]);
+	if (tx->jnote) {
+		struct jref nr = { JI_NOTE, (char *)tx->jnote_name, strlen(tx->jnote_name) };
+
+		resolve(tx, &nr, &v[k++]);
+	}
 	*out = v;
 	*n = k;
 	return 0;

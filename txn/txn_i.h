@@ -195,6 +195,10 @@ struct txn {
 	struct jref *jd;
 	size_t njd, cap_jd;
 	bool jhead;  /* the scalar state changed */
+	/* While COMMITTING: the note its commit took (the request's, borrowed until
+	 * settle_tx()), still journaled as present (journal.c, design note 4). */
+	const char *jnote_name;
+	struct blob *jnote;
 	bool jlost;  /* a touched item could not be noted: the record is lost */
 };
 

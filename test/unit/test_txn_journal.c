@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "blob.h"
 
@@ -367,6 +368,8 @@ static void a_write_conflict_from_before_the_takeover_still_fails_the_commit(voi
 {
 	struct fx *f = *state;
 	struct txn *tx;
+	int64_t head;
+	char snap[1024];
 
 	f->opt.snapshot_interval = 1;
 	restart(f);
@@ -376,9 +379,11 @@ static void a_write_conflict_from_before_the_takeover_still_fails_the_commit(voi
 	tx = begin(f, "t");
 	assert_errno(stage(f, tx, "ns/a/k", "mine"), 0);
 	assert_errno(put(f, "ns/a/k", "theirs", NULL), 0);
-	assert_errno(put(f, "ns/a/j", "new", NULL), 0);
-	assert_errno(txn_engine_snapshot(f->eng), 0); /* newer than its begin_ts */
-	takeover(f);
+	assert_errno(put(f, "ns/a/j", "new", &head), 0);
+	takeover(f); /* the close writes a snapshot at the head, newer than its begin_ts */
+	snprintf(snap, sizeof(snap), "%s/snapshots/snap-%020lld.bin", f->dir, (long long)head);
+	assert_int_equal(access(snap, F_OK), 0);
+	assert_true(txn_begin_ts(tx) < head);
 	tx = find(f, "t");
 	assert_value(f, tx, "ns/a/j", "old");
 	assert_value(f, tx, "ns/a/k", "mine");
@@ -551,6 +556,41 @@ static void a_dump_restores_as_the_journal_does(void **state)
 	cap_reset(&dump);
 }
 
+/* A commit in flight is journaled as open with the note it took: a dump made while the
+ * committer holds it restores the transaction open, note and all, for the resent rename. */
+static void a_dump_during_a_commit_keeps_the_note_it_took(void **state)
+{
+	struct fx *f = *state;
+	struct cap dump = { PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, 0 };
+	struct txn_commit_req *req = calloc(1, sizeof(*req));
+	struct done d = { 0 };
+	struct blob *note = NULL;
+	struct txn *tx;
+
+	tx = begin(f, "t");
+	assert_errno(stage(f, tx, "ns/a/k", "1"), 0);
+	assert_errno(txn_note_put(tx, ".commit.pending", bl("why")), 0);
+	gate_close(f);
+	assert_non_null(req);
+	req->done = on_done;
+	req->arg = &d;
+	assert_errno(txn_commit_tx(f->eng, tx, ".commit.pending", req), 0);
+	assert_int_equal(txn_get_state(tx), TXN_COMMITTING);
+	assert_errno(txn_journal_dump(f->eng, cap_fn, &dump), 0);
+	gate_open(f);
+	wait_done(&d);
+	assert_errno(d.err, 0);
+	txn_commit_req_free(req);
+	takeover_from(f, &dump, dump.n, true);
+	tx = find(f, "t");
+	assert_int_equal(txn_get_state(tx), TXN_OPEN);
+	assert_errno(txn_note_get(tx, ".commit.pending", &note), 0);
+	assert_int_equal(note->len, 3);
+	assert_memory_equal(note->data, "why", 3);
+	blob_unref(note);
+	cap_reset(&dump);
+}
+
 /* A change too big for one record is a group; without its last record none of it is
  * restored. */
 static void a_change_cut_into_records_restores_whole_or_not_at_all(void **state)
@@ -650,6 +690,8 @@ int main(void)
 						jteardown),
 		cmocka_unit_test_setup_teardown(a_dump_restores_as_the_journal_does, jsetup,
 						jteardown),
+		cmocka_unit_test_setup_teardown(
+			a_dump_during_a_commit_keeps_the_note_it_took, jsetup, jteardown),
 		cmocka_unit_test_setup_teardown(
 			a_change_cut_into_records_restores_whole_or_not_at_all, jsetup, jteardown),
 		cmocka_unit_test_setup_teardown(
