@@ -173,7 +173,8 @@ static int emit_one(txn_journal_fn fn, void *arg, const struct txn *tx, struct j
 	p = buf + sizeof(h);
 	memcpy(p, tx->name, h.name_len);
 	p += h.name_len;
-	memcpy(p, tx->err_key, h.err_key_len);
+	if (h.err_key_len)
+		memcpy(p, tx->err_key, h.err_key_len);
 	p += h.err_key_len;
 	for (size_t i = 0; i < n; i++) {
 		struct jitem it = { (uint8_t)v[i].type, (uint8_t)v[i].what, (uint16_t)v[i].len,
@@ -181,7 +182,8 @@ static int emit_one(txn_journal_fn fn, void *arg, const struct txn *tx, struct j
 
 		memcpy(p, &it, sizeof(it));
 		p += sizeof(it);
-		memcpy(p, v[i].path, v[i].len);
+		if (v[i].len)
+			memcpy(p, v[i].path, v[i].len);
 		p += v[i].len;
 		if (v[i].vlen)
 			memcpy(p, v[i].val, v[i].vlen);
@@ -417,12 +419,13 @@ static bool item_ok(const struct jitem *it, const char *p)
 
 int txn_jrec_check(const void *rec, size_t len, struct jhead *out)
 {
-	const unsigned char *b = rec, *p, *end = b + len;
+	const unsigned char *b = rec, *p, *end;
 	struct jhead h;
 	uint32_t crc;
 
 	if (!rec || len < sizeof(h))
 		return -EBADMSG;
+	end = b + len;
 	memcpy(&h, b, sizeof(h));
 	if (h.magic != JREC_MAGIC || h.version != JREC_VERSION || h.len != len || !h.id ||
 	    (h.flags & ~(JREC_FULL | JREC_MORE | JREC_REMOVED | JREC_CONT)) || h.state > TXN_CONFLICT ||
