@@ -452,6 +452,12 @@ void fs_iref_take(struct iref *out, enum ikind kind, uint64_t txn_id, enum txn_t
 /* Supervision (worker.c, inode.c). */
 int fs_inodes_take_over(struct fs *fs);
 void fs_worker_free(struct fs *fs);
+/* The transaction journal (worker_txn.c): attach at a worker's start (after its store is
+ * open, before it serves; restores the table after a death), compact when it grew (from
+ * the read hook, no lock held), note a rename onto .commit before it asks to commit. */
+int fs_txj_attach(struct fs *fs, const struct sup_worker *w);
+void fs_txj_maybe_compact(struct fs *fs);
+void fs_txj_committing(struct fs *fs, uint64_t txn_id, const char *note);
 /* What this worker shares with its supervisor; NULL when the daemon runs as one process. */
 const struct sup_shared *fs_worker_shared(struct fs *fs);
 /* The kernel's id of the request this thread serves (without the resend bit; 0: none). */

@@ -715,8 +715,10 @@ static int daemonize(int pipefd[2], int *parent_status)
 
 /* The engine of the locked datadir, with the test fault of the environment set. */
 static int open_engine(const char *datadir, const struct config *conf,
-		       struct txn_engine **eng, uint64_t instance)
+		       struct txn_engine **eng, const struct sup_worker *w)
 {
+	int64_t pin_ts = 0;
+	bool pin = w && fs_worker_pin_ts(w, &pin_ts);
 	struct txn_options topt = {
 		.txn_timeout_ms = conf->txn_timeout_ms,
 		.max_open_txns = (unsigned)conf->max_open_txns,
@@ -736,7 +738,9 @@ static int open_engine(const char *datadir, const struct config *conf,
 		.isolation = conf->iso,
 		.keep_versions = (uint32_t)conf->keep_versions,
 		.keep_ns = conf->keep_ns,
-		.instance = instance,
+		.instance = w ? w->sh->instance : 0,
+		.pin = pin,
+		.pin_ts = pin_ts,
 	};
 
 	if (txn_engine_open(datadir, &topt, eng))
@@ -1049,7 +1053,7 @@ int main(int argc, char *argv[])
 		conf.datadir_made = NULL;
 		ret = 1;
 	}
-	if (open_engine(datadir, &conf, &eng, conf.supervise ? worker.sh->instance : 0))
+	if (open_engine(datadir, &conf, &eng, conf.supervise ? &worker : NULL))
 		goto out;
 	{
 		struct fs_options fopt = { .entry_timeout_s = (double)conf.cache_timeout_s,

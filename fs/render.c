@@ -45,6 +45,7 @@ static const char *conflict_name(enum txn_conflict c)
 	switch (c) {
 	case TXN_CONFLICT_READ: return "read";
 	case TXN_CONFLICT_PRECONDITION: return "precondition";
+	case TXN_CONFLICT_SNAPSHOT: return "snapshot";
 	default: return "write";
 	}
 }

@@ -49,6 +49,7 @@
 #define SUP_INIT_EXT (1u << 30)
 #define NODE_HALF (256ull << 20)
 #define HANDLE_HALF (32ull << 20)
+#define TXN_HALF (1ull << 30) /* staged values are in it: sparse, used as written */
 #define FAST_FAILS 5 /* workers in a row that die before serving: give up */
 
 static volatile sig_atomic_t worker_pid;
@@ -78,7 +79,7 @@ static void set_handlers(void (*fn)(int))
 
 static struct sup_shared *shared_new(unsigned char **base_out)
 {
-	size_t page = 4096, size = page + 2 * NODE_HALF + 2 * HANDLE_HALF;
+	size_t page = 4096, size = page + 2 * NODE_HALF + 2 * HANDLE_HALF + 2 * TXN_HALF;
 	int fd = memfd_create("statehouse-supervisor", MFD_CLOEXEC);
 	unsigned char *base;
 	struct sup_shared *sh;
@@ -105,6 +106,8 @@ static struct sup_shared *shared_new(unsigned char **base_out)
 	sh->nodes.half = NODE_HALF;
 	sh->handles.off = page + 2 * NODE_HALF;
 	sh->handles.half = HANDLE_HALF;
+	sh->txns.off = page + 2 * NODE_HALF + 2 * HANDLE_HALF;
+	sh->txns.half = TXN_HALF;
 	*base_out = base;
 	return sh;
 }

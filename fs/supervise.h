@@ -50,6 +50,7 @@ struct sup_shared {
 	unsigned char init[512], reply[512];
 	struct sup_region nodes;      /* the inode table (inode.c) */
 	struct sup_region handles;    /* the open file handles (worker.c) */
+	struct sup_region txns;       /* the transactions in the table (worker_txn.c) */
 };
 
 /* A journal record: kind, two numbers and n bytes (the whole record is 8-aligned). */
@@ -108,10 +109,12 @@ struct sup_config {
  */
 int sup_run(const struct sup_config *sc, struct sup_worker *w, int *status);
 
-/* The supervisor process's own state for .status (0s when not supervised). */
 struct fs;
 int fs_worker_attach(struct fs *fs, void *session, const struct sup_worker *w);
 /* The worker serves: restore the handles, tell the supervisor (after fs_start). */
 int fs_worker_ready(struct fs *fs);
+/* The oldest snapshot a restarted worker's engine must be able to read back to, for the
+ * transactions it takes over (txn_options.pin and pin_ts): true and *ts, or false. */
+bool fs_worker_pin_ts(const struct sup_worker *w, int64_t *ts);
 
 #endif

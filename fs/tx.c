@@ -387,6 +387,8 @@ static int commit_rename(struct fs *fs, fuse_req_t req, const struct iref *p, co
 	w = c->arg;
 	w->txn_id = p->txn_id;
 	w->src = strdup(name);
+	if (w->src)
+		fs_txj_committing(fs, p->txn_id, name); /* in doubt if the worker dies */
 	err = w->src ? txn_commit_tx(fs->eng, tx, name, c) : -ENOMEM;
 	if (err) {
 		free(w->src);

@@ -332,6 +332,8 @@ static ssize_t w_read(int fd, void *buf, size_t len, void *userdata)
 
 		if (n < (ssize_t)sizeof(*h))
 			return n;
+		if (fs)
+			fs_txj_maybe_compact(fs);
 		cur_unique = h->unique & ~RESENT_BIT;
 		if (h->unique & RESENT_BIT) {
 			size_t sz = (size_t)n;
@@ -555,7 +557,11 @@ static int take_over_handles(struct fs_worker *wk)
 	fs_handle_ids_start(wk->fs, atomic_load(&wk->sh->fh_high) + 1);
 	HASH_ITER(hh, t.open, h, tmp) {
 		uint64_t fh = 0;
-		bool reading = (h->o.flags & O_ACCMODE) == O_RDONLY;
+		/* A handle open for writing in a transaction's view staged every write when
+		 * it was made (the journal has it): it reopens on the staged value.  One of
+		 * the live tree held bytes that died uncommitted: it is lost. */
+		bool reading = (h->o.flags & O_ACCMODE) == O_RDONLY ||
+			       fs_ikind(wk->fs, h->nodeid) == IK_TXPATH;
 
 		HASH_DELETE(hh, t.open, h);
 		if (reading && reopen(wk, h->nodeid, &h->o, &fh) == 0 && fh &&
@@ -613,9 +619,10 @@ int fs_worker_attach(struct fs *fs, void *session, const struct sup_worker *w)
 		err = fs_inodes_take_over(fs);
 		if (err)
 			return err;
-		/* transactions of this worker never take the number of an older one */
-		txn_engine_first_id(fs->eng, ((uint64_t)atomic_load(&w->sh->restarts) + 1) << 40);
 	}
+	err = fs_txj_attach(fs, w);
+	if (err)
+		return err;
 	wk->init_unique = ih->unique;
 	atomic_store(&wk->init_pending, true);
 	fb.mem = w->sh->init;
