@@ -382,6 +382,27 @@ static int set_prune_pause_from_env(struct txn_engine *eng)
 	txn_engine_set_prune_pause(eng, (unsigned)ms);
 	return 0;
 }
+
+/* STATEHOUSE_ANSWER_PAUSE_MS=N (doc/decisions.md 35): a durable transaction commit waits N
+ * ms before it is answered, for the tests that kill the serving process there. */
+static int set_answer_pause_from_env(struct txn_engine *eng)
+{
+	const char *spec = getenv("STATEHOUSE_ANSWER_PAUSE_MS");
+	char *end = NULL;
+	unsigned long ms;
+
+	if (!spec)
+		return 0;
+	ms = strtoul(spec, &end, 10);
+	if (end == spec || *end || ms > 600000) {
+		log_err("cannot parse STATEHOUSE_ANSWER_PAUSE_MS '%s' (0..600000)", spec);
+		return -EINVAL;
+	}
+	log_warn("fault injection on: each transaction commit pauses %lu ms between durable "
+		 "and answered", ms);
+	txn_engine_set_answer_pause(eng, (unsigned)ms);
+	return 0;
+}
 #else
 static int set_fault_from_env(struct txn_engine *eng)
 {
@@ -397,6 +418,15 @@ static int set_prune_pause_from_env(struct txn_engine *eng)
 	(void)eng;
 	if (getenv("STATEHOUSE_PRUNE_PAUSE_MS"))
 		log_warn("ignoring STATEHOUSE_PRUNE_PAUSE_MS: this build has no fault injection "
+			 "(meson -Dfault_injection=true)");
+	return 0;
+}
+
+static int set_answer_pause_from_env(struct txn_engine *eng)
+{
+	(void)eng;
+	if (getenv("STATEHOUSE_ANSWER_PAUSE_MS"))
+		log_warn("ignoring STATEHOUSE_ANSWER_PAUSE_MS: this build has no fault injection "
 			 "(meson -Dfault_injection=true)");
 	return 0;
 }
@@ -745,7 +775,8 @@ static int open_engine(const char *datadir, const struct config *conf,
 
 	if (txn_engine_open(datadir, &topt, eng))
 		return -1;
-	return set_fault_from_env(*eng) || set_prune_pause_from_env(*eng) ? -1 : 0;
+	return set_fault_from_env(*eng) || set_prune_pause_from_env(*eng) ||
+		       set_answer_pause_from_env(*eng) ? -1 : 0;
 }
 
 /* fsname shows the data dir in mount(8) and df; commas must be escaped. */

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "clock.h"
 #include "grow.h"
@@ -478,6 +479,31 @@ static void complete(struct txn_engine *eng, struct txn_commit_req *list, struct
 	}
 }
 
+#if STATEHOUSE_FAULT_INJECTION
+void txn_engine_set_answer_pause(struct txn_engine *eng, unsigned ms)
+{
+	eng->answer_pause_ms = ms;
+}
+
+/* The test hook: a durable batch with a transaction commit waits before its answers. */
+static void answer_pause(struct txn_engine *eng, struct txn_commit_req *list)
+{
+	struct timespec ts = { eng->answer_pause_ms / 1000,
+			       (long)(eng->answer_pause_ms % 1000) * 1000000 };
+
+	for (struct txn_commit_req *r = list; r; r = r->next) {
+		if (r->tx && r->commit_ts > 0) {
+			log_warn("test hook: pausing %u ms before answering the commit of "
+				 "transaction '%s' at commit_ts %" PRId64 " (durable)",
+				 eng->answer_pause_ms, r->tx->name, r->commit_ts);
+			while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+				;
+			return;
+		}
+	}
+}
+#endif
+
 /*
  * One group commit: apply every request at the head (unpublished, invariant 3), append
  * them all with one store_append(), then publish or undo, settle and complete.  Results
@@ -499,6 +525,10 @@ static void run_batch(struct txn_engine *eng, struct txn_commit_req *list)
 
 	/* Point of no return: the batch is durable (serr == 0) or nothing of it is. */
 	batch_settle(eng, &b, list, serr, time_ns);
+#if STATEHOUSE_FAULT_INJECTION
+	if (eng->answer_pause_ms && !serr)
+		answer_pause(eng, list);
+#endif
 
 	for (size_t i = 0; i < b.nev; i++)
 		free((void *)b.ev[i].ops);

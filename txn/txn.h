@@ -216,6 +216,10 @@ void txn_engine_set_fault(struct txn_engine *eng, long after, int code);
 /* Test hook: each prune step that removes something sleeps ms before it commits, after
  * logging so (for killing the daemon in the middle of a prune).  Before the start. */
 void txn_engine_set_prune_pause(struct txn_engine *eng, unsigned ms);
+/* Test hook: a batch that commits a transaction sleeps ms once it is durable and before
+ * its requests are answered, after logging so (for killing the serving process between
+ * a durable commit and its answer).  Before the start. */
+void txn_engine_set_answer_pause(struct txn_engine *eng, unsigned ms);
 #endif
 const struct txn_options *txn_engine_options(struct txn_engine *eng);
 

@@ -303,6 +303,9 @@ struct txn_engine {
 	int retain_err;           /* the last step's failure, said once */
 	atomic_uint_fast64_t n_pruned_ops, n_pruned_events, free_bytes;
 	atomic_bool free_known, shrinks;
+#if STATEHOUSE_FAULT_INJECTION
+	unsigned answer_pause_ms; /* txn_engine_set_answer_pause(); set before the start */
+#endif
 };
 
 /* ---- a batch being committed (committer.c builds it, commit.c fills it) -------------- */
