@@ -4,7 +4,8 @@
 # transactions that keep invariants while the daemon is SIGKILLed at random moments (also
 # mid-commit, during a snapshot, and while the next daemon recovers) and restarted on the
 # same MOUNTPOINT; after every restart it checks the log, the live tree, .history, .at,
-# .metrics and --verify. test/soak/run runs the same harness for hundreds of cycles.
+# .metrics and --verify. test/soak/run runs the same harness for hundreds of cycles. With
+# --kill worker it kills the supervised daemon's worker instead, and restarts nothing.
 
 load helper
 
@@ -39,6 +40,18 @@ harness() {
 	# Every cycle checked the whole log again, not only the new events.
 	[ "$(grep -c '^cycle [0-9]*/20: .*full check ok$' <<<"$output")" -eq 20 ]
 	# It cleaned up: nothing mounted, no daemon left.
+	[ "$(sh_mount_count "$SH_TMP/work/mnt")" -eq 0 ]
+	! sh_daemon_pid "$SH_TMP/work/mnt"
+}
+
+@test "SIGKILLs of the supervised daemon's worker keep the mount, and lose only transactions open in the dead worker" {
+	run harness --kill worker --cycles 6 --writers 3 --seconds 0.8 --recovery-kill-every 3
+	echo "$output"
+	assert_success
+	assert_line --partial "crash harness: 6 kill cycles"
+	assert_line --partial "mountinfo polls, no gap"
+	assert_line --partial "all checks passed"
+	[ "$(grep -c '^cycle [0-9]*/6: kill worker .*full check ok$' <<<"$output")" -eq 6 ]
 	[ "$(sh_mount_count "$SH_TMP/work/mnt")" -eq 0 ]
 	! sh_daemon_pid "$SH_TMP/work/mnt"
 }
