@@ -53,6 +53,11 @@
 #define FAST_FAILS 5 /* workers in a row that die before serving: give up */
 
 static volatile sig_atomic_t worker_pid;
+/* A worker's copy of the supervisor's session (fork): kept, never destroyed, since
+ * fuse_session_destroy() would close the /dev/fuse descriptor the worker serves.  Held
+ * here so LeakSanitizer sees it reachable when a worker exits: a leak report would
+ * change its exit status and the supervisor would take a clean stop for a death. */
+static struct fuse_session *inherited_se;
 static volatile sig_atomic_t stop_sig;
 
 static void on_signal(int sig)
@@ -246,6 +251,7 @@ int sup_run(const struct sup_config *sc, struct sup_worker *w, int *status)
 		if (pid == 0) {
 			close(pfd[0]);
 			fuse_opt_free_args(&copy);
+			inherited_se = se;
 			return become_worker(sh->supervisor_pid, fd, sh, base, !first, pfd[1], w);
 		}
 		worker_pid = pid;
