@@ -184,10 +184,12 @@ check_history() {
 	grep -q 'took over 1 open file handles; 0 could not be' "$LOG"
 }
 
-@test "an open write handle's next call fails with EIO after the worker's death and no half value lands" {
+@test "open write handles survive the worker's death: their bytes are written again and commit once; an append's die (EIO), no half value lands" {
 	echo old >"$A/k"
 	echo old >"$A/j"
+	echo old >"$A/ap"
 	v=$(sh_xattr version "$A/k")
+	va=$(sh_xattr version "$A/ap")
 	# Python, so no forked child closes (and so commits) the handles before the kill.
 	run "$SH_PYTHON" - "$MNT" "$A" <<'EOF'
 import json, os, sys, time
@@ -199,13 +201,15 @@ old = worker()
 k = os.open(a + "/k", os.O_WRONLY | os.O_TRUNC)
 j = os.open(a + "/j", os.O_WRONLY | os.O_TRUNC)
 n = os.open(a + "/new", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-for fd in (k, j, n):
+ap = os.open(a + "/ap", os.O_WRONLY | os.O_APPEND)
+for fd in (k, j, n, ap):
     os.write(fd, b"abc")
 os.kill(old, 9)
 while worker() == old:
     time.sleep(0.01)
 for what, call in (("write k", lambda: os.write(k, b"def")), ("close k", lambda: os.close(k)),
-                   ("close j", lambda: os.close(j)), ("close new", lambda: os.close(n))):
+                   ("close j", lambda: os.close(j)), ("close new", lambda: os.close(n)),
+                   ("write ap", lambda: os.write(ap, b"def")), ("close ap", lambda: os.close(ap))):
     try:
         call()
         print(what, "OK")
@@ -213,17 +217,22 @@ for what, call in (("write k", lambda: os.write(k, b"def")), ("close k", lambda:
         print(what, os.strerror(e.errno))
 EOF
 	echo "$output"
-	assert_line "write k Input/output error"
-	assert_line "close j Input/output error"
-	assert_line "close new Input/output error"
-	[ "$(cat "$A/k")" = old ]
-	[ "$(cat "$A/j")" = old ]
-	[ "$(sh_xattr version "$A/k")" = "$v" ]
-	run sh_errno stat "$A/new"
-	assert_output ENOENT
+	assert_line "write k OK"
+	assert_line "close k OK"
+	assert_line "close j OK"
+	assert_line "close new OK"
+	assert_line "write ap Input/output error"
+	assert_line "close ap Input/output error"
+	[ "$(cat "$A/k")" = abcdef ]
+	[ "$(sh_xattr version "$A/k")" = $((v + 1)) ]
+	[ "$(cat "$A/j")" = abc ]
+	[ "$(cat "$A/new")" = abc ]
+	[ "$(cat "$A/ap")" = old ]
+	[ "$(sh_xattr version "$A/ap")" = "$va" ]
+	grep -q 'took over 3 open file handles; 1 could not be' "$LOG" || fail "$(grep 'took over' "$LOG")"
 	# The key takes writes again through a new handle.
-	echo new >"$A/k"
-	[ "$(cat "$A/k")" = new ]
+	echo new >"$A/ap"
+	[ "$(cat "$A/ap")" = new ]
 }
 
 @test "names and inode numbers survive the worker's death, and a directory the kernel cached lists" {
@@ -246,27 +255,45 @@ EOF
 	grep -q 'took over [0-9]* inodes the kernel holds' "$LOG"
 }
 
-@test "a transaction open when the worker dies is lost: its next calls fail with ENOENT" {
+@test "a transaction open when the worker dies goes on: its snapshot, staged values and open files, then one commit" {
+	echo before >"$A/k"
 	T="$MNT/.tx/job"
 	mkdir "$T"
 	echo staged >"$T/ns/ag/k"
+	# a commit after the transaction began: its snapshot does not see it, before or after
+	echo later >"$A/seen"
+	run sh_errno stat "$T/ns/ag/seen"
+	assert_output ENOENT
+	exec 4>"$T/ns/ag/f"
+	printf abc >&4
 	kill_worker
-	# The current behaviour (a known limit): the transaction died with the worker.
-	run sh_errno read "$T/ns/ag/k"
+	[ "$(cat "$T/ns/ag/k")" = staged ]
+	run sh_errno stat "$T/ns/ag/seen"
 	assert_output ENOENT
-	run sh_errno write "$T/ns/ag/k2" x
-	assert_output ENOENT
-	run sh_errno rename "$T/.commit.pending" "$T/.commit"
-	assert_output ENOENT
-	run sh_errno stat "$A/k"
-	assert_output ENOENT
-	run ls -A "$MNT/.tx"
-	assert_output ""
-	# The name is free again.
-	mkdir "$T"
-	echo v >"$T/ns/ag/k"
+	printf def >&4
+	exec 4>&-
+	echo more >"$T/ns/ag/k2"
+	grep -q 'took over [1-9][0-9]* transaction records' "$LOG"
 	sh_commit "$T"
-	[ "$(cat "$A/k")" = v ]
+	[ "$(cat "$A/k")" = staged ]
+	[ "$(cat "$A/k2")" = more ]
+	[ "$(cat "$A/f")" = abcdef ]
+	jq -e '.commit_ts > 0 and .txn == "job"' "$T/.commit"
+	# one commit of the transaction: k has the version before and the staged one
+	[ "$(jq -s 'length' "$MNT/.history/ns/ag/k/index.jsonl")" = 2 ]
+}
+
+@test "a transaction that lost to another committer before the worker's death still conflicts after it" {
+	echo v0 >"$A/c"
+	T="$MNT/.tx/late"
+	mkdir "$T"
+	echo mine >"$T/ns/ag/c"
+	echo theirs >"$A/c" # first committer wins
+	kill_worker
+	run sh_errno rename "$T/.commit.pending" "$T/.commit"
+	assert_output ESTALE
+	[ "$(cat "$A/c")" = theirs ]
+	jq -e '.conflict == "write"' "$T/.status"
 }
 
 @test "a commit made durable but not answered before the worker died is answered once, from its record" {
