@@ -425,7 +425,7 @@ static void note_open(struct fs_worker *wk, const struct fuse_in_header *h, size
 		return;
 	}
 	*r = (struct hrec){ .id = h->unique, .nodeid = h->nodeid,
-			    .o = { h->opcode, flags, h->uid, h->gid, h->pid, 0, 0, 0 } };
+			    .o = { h->opcode, flags, h->uid, h->gid, h->pid, 0, 0, 0, 0, 0 } };
 	if (h->opcode == FUSE_CREATE && n > sizeof(*h) + sizeof(struct fuse_create_in)) {
 		struct fuse_create_in in;
 		const char *name = (const char *)(h + 1) + sizeof(in);
