@@ -30,6 +30,7 @@
 #include "fs.h"
 #include "log.h"
 #include "start.h"
+#include "knobs.h"
 #include "supervise.h"
 #include "version.h"
 
@@ -326,111 +327,6 @@ static void fuse_log_sink(enum fuse_log_level level, const char *fmt, va_list ap
 }
 
 
-#if STATEHOUSE_FAULT_INJECTION
-static int parse_fault(const char *spec, long *after, int *code)
-{
-	const char *a = strstr(spec, "after="), *c = strstr(spec, "code=");
-
-	if (!a || !c)
-		return -EINVAL;
-	*after = strtol(a + 6, NULL, 10);
-	if (!strncmp(c + 5, "eio", 3))
-		*code = -EIO;
-	else if (!strncmp(c + 5, "full", 4))
-		*code = -ENOSPC;
-	else
-		return -EINVAL;
-	return 0;
-}
-
-/* STATEHOUSE_FAULT=after=N,code=eio|full (doc/decisions.md 15): the store fails on
- * purpose, for the tests of storage errors. */
-static int set_fault_from_env(struct txn_engine *eng)
-{
-	const char *spec = getenv("STATEHOUSE_FAULT");
-	long after;
-	int code;
-
-	if (!spec)
-		return 0;
-	if (parse_fault(spec, &after, &code)) {
-		log_err("cannot parse STATEHOUSE_FAULT '%s' (after=N,code=eio|full)", spec);
-		return -EINVAL;
-	}
-	log_warn("fault injection on: store fails with %s after %ld commits",
-		 code == -EIO ? "EIO" : "ENOSPC", after);
-	txn_engine_set_fault(eng, after, code);
-	return 0;
-}
-
-/* STATEHOUSE_PRUNE_PAUSE_MS=N (doc/decisions.md 34): each prune step that removes
- * something sleeps N ms before it commits, for the tests that kill a daemon there. */
-static int set_prune_pause_from_env(struct txn_engine *eng)
-{
-	const char *spec = getenv("STATEHOUSE_PRUNE_PAUSE_MS");
-	char *end = NULL;
-	unsigned long ms;
-
-	if (!spec)
-		return 0;
-	ms = strtoul(spec, &end, 10);
-	if (end == spec || *end || ms > 600000) {
-		log_err("cannot parse STATEHOUSE_PRUNE_PAUSE_MS '%s' (0..600000)", spec);
-		return -EINVAL;
-	}
-	log_warn("fault injection on: each prune step pauses %lu ms before its commit", ms);
-	txn_engine_set_prune_pause(eng, (unsigned)ms);
-	return 0;
-}
-
-/* STATEHOUSE_ANSWER_PAUSE_MS=N (doc/decisions.md 35): a durable transaction commit waits N
- * ms before it is answered, for the tests that kill the serving process there. */
-static int set_answer_pause_from_env(struct txn_engine *eng)
-{
-	const char *spec = getenv("STATEHOUSE_ANSWER_PAUSE_MS");
-	char *end = NULL;
-	unsigned long ms;
-
-	if (!spec)
-		return 0;
-	ms = strtoul(spec, &end, 10);
-	if (end == spec || *end || ms > 600000) {
-		log_err("cannot parse STATEHOUSE_ANSWER_PAUSE_MS '%s' (0..600000)", spec);
-		return -EINVAL;
-	}
-	log_warn("fault injection on: each transaction commit pauses %lu ms between durable "
-		 "and answered", ms);
-	txn_engine_set_answer_pause(eng, (unsigned)ms);
-	return 0;
-}
-#else
-static int set_fault_from_env(struct txn_engine *eng)
-{
-	(void)eng;
-	if (getenv("STATEHOUSE_FAULT"))
-		log_warn("ignoring STATEHOUSE_FAULT: this build has no fault injection "
-			 "(meson -Dfault_injection=true)");
-	return 0;
-}
-
-static int set_prune_pause_from_env(struct txn_engine *eng)
-{
-	(void)eng;
-	if (getenv("STATEHOUSE_PRUNE_PAUSE_MS"))
-		log_warn("ignoring STATEHOUSE_PRUNE_PAUSE_MS: this build has no fault injection "
-			 "(meson -Dfault_injection=true)");
-	return 0;
-}
-
-static int set_answer_pause_from_env(struct txn_engine *eng)
-{
-	(void)eng;
-	if (getenv("STATEHOUSE_ANSWER_PAUSE_MS"))
-		log_warn("ignoring STATEHOUSE_ANSWER_PAUSE_MS: this build has no fault injection "
-			 "(meson -Dfault_injection=true)");
-	return 0;
-}
-#endif
 
 /*
  * Called as /sbin/mount.statehouse by mount(8) (fstab type `statehouse`):
@@ -775,8 +671,7 @@ static int open_engine(const char *datadir, const struct config *conf,
 
 	if (txn_engine_open(datadir, &topt, eng))
 		return -1;
-	return set_fault_from_env(*eng) || set_prune_pause_from_env(*eng) ||
-		       set_answer_pause_from_env(*eng) ? -1 : 0;
+	return fs_test_knobs_from_env(*eng) ? -1 : 0;
 }
 
 /* fsname shows the data dir in mount(8) and df; commas must be escaped. */

@@ -216,7 +216,7 @@ static int emit(txn_journal_fn fn, void *arg, struct txn *tx, unsigned flags,
 			len += jval_size(&v[i++]);
 		h.flags = (uint16_t)((start ? (flags & ~(unsigned)JREC_FULL) | JREC_CONT : flags) |
 				     (i < n ? JREC_MORE : 0));
-		err = emit_one(fn, arg, tx, h, v + start, i - start);
+		err = emit_one(fn, arg, tx, h, v ? v + start : NULL, i - start);
 		start = i;
 	} while (!err && i < n);
 	return err;
