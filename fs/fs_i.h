@@ -466,6 +466,8 @@ void fs_request_id_set(uint64_t id);
 /* The id an applied-request record of this thread's request gets (instance 0 when the
  * daemon runs unsupervised: no record). */
 struct txn_reqid fs_reqid(struct fs *fs);
+/* The request this thread read goes to another thread to be answered (worker.c). */
+void fs_worker_handoff(void);
 
 struct handle *fs_handle_new(struct fs *fs, enum hkind kind, const struct iref *r);
 void fs_handle_free(struct handle *h);

@@ -72,6 +72,7 @@ bool fs_defer(struct fs *fs, const struct fs_job *job)
 		return false; /* answered where it is: slower, still right */
 	*j = *job;
 	j->unique = fs_request_id();
+	fs_worker_handoff(); /* an open this thread noted is answered elsewhere */
 	j->next = NULL;
 	j->name = NULL;
 	if (job->fi) {

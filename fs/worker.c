@@ -78,6 +78,8 @@ struct hrec {
 	size_t wlen, wcap;
 	bool noreplay;
 	bool clean;            /* a flush committed: open again without O_TRUNC */
+	bool view;             /* in a transaction's view: its writes are staged as they come
+				* (and journaled by the engine), so none is kept here */
 	UT_hash_handle hh;
 };
 
@@ -217,6 +219,11 @@ static void hj_opened_locked(struct fs_worker *wk, struct hrec *r, uint64_t fh)
 	uint64_t high = atomic_load(&wk->sh->fh_high);
 
 	r->id = fh;
+	if (wk->fs && (r->o.flags & O_ACCMODE) != O_RDONLY) {
+		enum ikind k = fs_ikind(wk->fs, r->nodeid);
+
+		r->view = k == IK_TXPATH || k == IK_TXROOT;
+	}
 	HASH_ADD(hh, wk->open, id, sizeof(r->id), r);
 	if (!HASH_ADDED(hh, r)) {
 		hrec_free(r);
@@ -284,7 +291,7 @@ static void hj_wrote(struct fs_worker *wk, const struct fuse_in_header *h, size_
 	}
 	pthread_mutex_lock(&wk->lock);
 	HASH_FIND(hh, wk->open, &fh, sizeof(fh), r);
-	if (!r || r->noreplay || (r->o.flags & O_ACCMODE) == O_RDONLY) {
+	if (!r || r->noreplay || r->view || (r->o.flags & O_ACCMODE) == O_RDONLY) {
 		pthread_mutex_unlock(&wk->lock);
 		return;
 	}
@@ -411,36 +418,50 @@ static uint64_t request_fh(const struct fuse_in_header *h, size_t n)
 	return fh;
 }
 
-/* Note an open on its way, so its answer's handle can be journaled. */
-static void note_open(struct fs_worker *wk, const struct fuse_in_header *h, size_t n)
+/*
+ * An open on its way, so that its answer's handle can be journaled.  Most opens are
+ * answered on the thread that read them, and most answers carry no handle (a read of
+ * a live key): the open waits in this thread's slot, with no allocation and no lock.
+ * One answered elsewhere (deferred to the pool, or answered later) moves to the table
+ * of opens on their way: when the request is handed over (fs_worker_handoff()), or
+ * when this thread reads its next request with the slot still taken.
+ */
+static uint64_t answer_fh(uint32_t opcode, const unsigned char *a, size_t n);
+
+struct pending_open {
+	bool set;
+	uint64_t unique, nodeid;
+	struct hopen o;
+	char name[NAME_MAX + 1];
+};
+
+static __thread struct pending_open slot;
+
+static struct hrec *hrec_of(const struct pending_open *p)
+{
+	struct hrec *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	*r = (struct hrec){ .id = p->unique, .nodeid = p->nodeid, .o = p->o };
+	if (p->o.namelen && !(r->name = strndup(p->name, p->o.namelen))) {
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+/* The slot's open goes to the table of opens on their way. */
+static void slot_to_table(struct fs_worker *wk)
 {
 	struct hrec *r;
-	uint32_t flags = 0;
 
-	if (n >= sizeof(*h) + sizeof(uint32_t))
-		memcpy(&flags, h + 1, sizeof(flags)); /* fuse_open_in and fuse_create_in */
-	r = calloc(1, sizeof(*r));
-	if (!r) {
+	if (!slot.set)
+		return;
+	slot.set = false;
+	if (!(r = hrec_of(&slot))) {
 		fs_jlose(&wk->hj, "file handle");
 		return;
-	}
-	*r = (struct hrec){ .id = h->unique, .nodeid = h->nodeid,
-			    .o = { h->opcode, flags, h->uid, h->gid, h->pid, 0, 0, 0, 0, 0 } };
-	if (h->opcode == FUSE_CREATE && n > sizeof(*h) + sizeof(struct fuse_create_in)) {
-		struct fuse_create_in in;
-		const char *name = (const char *)(h + 1) + sizeof(in);
-		size_t max = n - sizeof(*h) - sizeof(in);
-
-		memcpy(&in, h + 1, sizeof(in));
-		r->o.mode = in.mode;
-		r->o.umask = in.umask;
-		r->o.namelen = (uint32_t)strnlen(name, max < PATH_MAX ? max : PATH_MAX);
-		r->name = strndup(name, r->o.namelen);
-		if (!r->name) {
-			hrec_free(r);
-			fs_jlose(&wk->hj, "file handle");
-			return;
-		}
 	}
 	pthread_mutex_lock(&wk->lock);
 	HASH_ADD(hh, wk->opening, id, sizeof(r->id), r);
@@ -451,6 +472,53 @@ static void note_open(struct fs_worker *wk, const struct fuse_in_header *h, size
 		atomic_fetch_add(&wk->n_opening, 1);
 	}
 	pthread_mutex_unlock(&wk->lock);
+}
+
+void fs_worker_handoff(void)
+{
+	if (the_worker)
+		slot_to_table(the_worker);
+}
+
+static void note_open(struct fs_worker *wk, const struct fuse_in_header *h, size_t n)
+{
+	uint32_t flags = 0;
+
+	if (n >= sizeof(*h) + sizeof(uint32_t))
+		memcpy(&flags, h + 1, sizeof(flags)); /* fuse_open_in and fuse_create_in */
+	slot_to_table(wk);
+	slot.unique = h->unique;
+	slot.nodeid = h->nodeid;
+	slot.o = (struct hopen){ h->opcode, flags, h->uid, h->gid, h->pid, 0, 0, 0, 0, 0 };
+	if (h->opcode == FUSE_CREATE && n > sizeof(*h) + sizeof(struct fuse_create_in)) {
+		struct fuse_create_in in;
+		const char *name = (const char *)(h + 1) + sizeof(in);
+		size_t max = n - sizeof(*h) - sizeof(in);
+
+		memcpy(&in, h + 1, sizeof(in));
+		slot.o.mode = in.mode;
+		slot.o.umask = in.umask;
+		slot.o.namelen = (uint32_t)strnlen(name, max < NAME_MAX ? max : NAME_MAX);
+		memcpy(slot.name, name, slot.o.namelen);
+	}
+	slot.set = true;
+}
+
+/* The answer to an open: journal the handle it gives (lock held; r is consumed). */
+static void opened_locked(struct fs_worker *wk, struct hrec *r, const struct fuse_out_header *oh,
+			  const unsigned char *a, size_t n)
+{
+	if (r->o.opcode == FUSE_CREATE && oh->error == 0 &&
+	    n >= sizeof(*oh) + sizeof(struct fuse_entry_out)) {
+		struct fuse_entry_out eo;
+
+		memcpy(&eo, a + sizeof(*oh), sizeof(eo));
+		r->o.child = eo.nodeid;
+	}
+	if (oh->error == 0 && answer_fh(r->o.opcode, a, n))
+		hj_opened_locked(wk, r, answer_fh(r->o.opcode, a, n));
+	else
+		hrec_free(r);
 }
 
 /* A request that names a handle this worker could not take over: answered here. */
@@ -687,24 +755,26 @@ static ssize_t w_writev(int fd, struct iovec *iov, int count, void *userdata)
 		pthread_mutex_unlock(&wk->mlock);
 		return (ssize_t)total(iov, count);
 	}
-	if (atomic_load_explicit(&wk->n_opening, memory_order_relaxed)) {
+	if (slot.set && slot.unique == oh.unique) {
+		slot.set = false;
+		n = flatten(iov, count, a, sizeof(a));
+		if (oh.error == 0 && answer_fh(slot.o.opcode, a, n)) {
+			if (!(r = hrec_of(&slot))) {
+				fs_jlose(&wk->hj, "file handle");
+			} else {
+				pthread_mutex_lock(&wk->lock);
+				opened_locked(wk, r, &oh, a, n);
+				pthread_mutex_unlock(&wk->lock);
+			}
+		}
+	} else if (atomic_load_explicit(&wk->n_opening, memory_order_relaxed)) {
 		pthread_mutex_lock(&wk->lock);
 		HASH_FIND(hh, wk->opening, &oh.unique, sizeof(oh.unique), r);
 		if (r) {
 			HASH_DELETE(hh, wk->opening, r);
 			atomic_fetch_sub(&wk->n_opening, 1);
 			n = flatten(iov, count, a, sizeof(a));
-			if (r->o.opcode == FUSE_CREATE && oh.error == 0 &&
-			    n >= sizeof(oh) + sizeof(struct fuse_entry_out)) {
-				struct fuse_entry_out eo;
-
-				memcpy(&eo, a + sizeof(oh), sizeof(eo));
-				r->o.child = eo.nodeid;
-			}
-			if (oh.error == 0 && answer_fh(r->o.opcode, a, n))
-				hj_opened_locked(wk, r, answer_fh(r->o.opcode, a, n));
-			else
-				hrec_free(r);
+			opened_locked(wk, r, &oh, a, n);
 		}
 		pthread_mutex_unlock(&wk->lock);
 	}
