@@ -296,6 +296,9 @@ static void usage(FILE *f)
 		"                         DATADIR/statehouse.db) is the only store of this build\n"
 		"  -o ro_mount=PATH       also mount the live tree alone, read-only, at PATH: reads\n"
 		"                         there cost no open round trip (the read-heavy setup)\n"
+		"  -o supervise=1|0       1 (default): a supervisor keeps the mount and starts a new\n"
+		"                         serving process when one dies (clients only pause);\n"
+		"                         0: one process, whose death leaves a dead mount\n"
 		"  -o nonempty            mount over a MOUNTPOINT that holds files (hides them)\n"
 		"  plus the mount options of fuse(8), e.g. allow_other\n");
 }

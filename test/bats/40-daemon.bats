@@ -254,7 +254,7 @@ start_should_fail() {
 		max_txn_timeout_ms=86400001 max_txn_bytes=0 max_txn_bytes=1099511627777 \
 		max_user_txn_bytes=-1 max_user_txn_bytes=4398046511105 txn_linger_ms=0 \
 		txn_linger_ms=86400001 cache_timeout_s=-1 cache_timeout_s=86401 snapshot_interval=-1 \
-		snapshot_interval=100000001 snapshot_keep=0 snapshot_keep=1001 fsync=2 \
+		snapshot_interval=100000001 snapshot_keep=0 snapshot_keep=1001 fsync=2 supervise=2 \
 		max_open_txns=99999999999999999999; do
 		start_should_fail "$DATA" "$MNT" -o "$o" -f $(sh_mode_args)
 		[ "$status" -eq 2 ] || fail "-o $o: exit $status"
