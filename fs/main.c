@@ -507,6 +507,12 @@ static int read_options(struct fuse_args *args, struct config *conf,
 	}
 	if (!options_in_range(conf))
 		return 2;
+	if (conf->supervise && opts->clone_fd) {
+		/* a dying worker's cloned descriptors would abort the requests they hold */
+		fprintf(stderr, "statehoused: clone_fd cannot keep requests across a worker's "
+				"death: use it with -o supervise=0\n");
+		return 2;
+	}
 	if (conf->isolation &&
 	    txn_isolation_parse(conf->isolation, strlen(conf->isolation), &conf->iso)) {
 		fprintf(stderr, "statehoused: isolation must be snapshot or serializable, not "

@@ -326,6 +326,17 @@ EOF
 	[ "$(sh_probe_ts)" -eq $((ts + 1)) ]
 }
 
+@test "clone_fd is refused under a supervisor (exit 2), and works with supervise=0" {
+	sh_umount
+	run "$STATEHOUSED" "$DATA" "$MNT" -f -o clone_fd
+	[ "$status" -eq 2 ]
+	assert_output "statehoused: clone_fd cannot keep requests across a worker's death: use it with -o supervise=0"
+	refute sh_is_mounted "$MNT"
+	sh_mount -o clone_fd,supervise=0,max_threads=2
+	echo v >"$A/k"
+	[ "$(cat "$A/k")" = v ]
+}
+
 @test "with -o supervise=0 one process serves and its death leaves a dead mount" {
 	sh_umount
 	sh_mount -o supervise=0
