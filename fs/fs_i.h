@@ -458,6 +458,9 @@ void fs_worker_free(struct fs *fs);
 int fs_txj_attach(struct fs *fs, const struct sup_worker *w);
 void fs_txj_maybe_compact(struct fs *fs);
 void fs_txj_committing(struct fs *fs, uint64_t txn_id, const char *note);
+/* Did request unique (without the resend bit) change a transaction before the last
+ * worker died?  Then its resend must not make the change again. */
+bool fs_txj_applied(uint64_t unique);
 /* What this worker shares with its supervisor; NULL when the daemon runs as one process. */
 const struct sup_shared *fs_worker_shared(struct fs *fs);
 /* The kernel's id of the request this thread serves (without the resend bit; 0: none). */

@@ -160,13 +160,33 @@ static bool applied_answer(struct fs *fs, int fd, struct fuse_in_header *h, size
 	switch (h->opcode) {
 	case FUSE_RENAME: case FUSE_RENAME2: case FUSE_UNLINK: case FUSE_RMDIR: case FUSE_FLUSH:
 	case FUSE_FSYNC: case FUSE_RELEASE: case FUSE_SETXATTR: case FUSE_REMOVEXATTR:
-	case FUSE_MKDIR: case FUSE_SETATTR:
+	case FUSE_MKDIR: case FUSE_SETATTR: case FUSE_CREATE:
 		break;
 	default:
 		return false; /* commits nothing, or is safe to run again */
 	}
-	if (txn_applied_find(fs->eng, &id, &a) != 0)
+	if (fs_txj_applied(id.unique)) {
+		/* it changed a transaction (begun, staged, removed) before the death: the
+		 * next worker restored that change, so it is not made again */
+		atomic_fetch_add(&wk->sh->replayed, 1);
+		if (h->opcode == FUSE_CREATE && blen >= sizeof(struct fuse_create_in)) {
+			struct fuse_create_in in;
+
+			memcpy(&in, body, sizeof(in));
+			in.flags &= ~(uint32_t)O_EXCL; /* opens the file it made */
+			memcpy(body, &in, sizeof(in));
+			return false;
+		}
+		if (h->opcode != FUSE_MKDIR && h->opcode != FUSE_SETATTR && h->opcode != FUSE_FLUSH &&
+		    h->opcode != FUSE_FSYNC && h->opcode != FUSE_RELEASE) {
+			answer(fd, h->unique, 0);
+			return true;
+		}
+	} else if (h->opcode == FUSE_CREATE || txn_applied_find(fs->eng, &id, &a) != 0) {
 		return false;
+	} else {
+		atomic_fetch_add(&wk->sh->replayed, 1);
+	}
 	atomic_fetch_add(&wk->sh->replayed, 1);
 	if ((h->opcode == FUSE_FLUSH || h->opcode == FUSE_FSYNC || h->opcode == FUSE_RELEASE) &&
 	    blen >= sizeof(uint64_t)) {

@@ -43,8 +43,16 @@ struct committing {
 	char note[TXN_NAME_MAX + 1];
 };
 
+/* A request whose change of a transaction is in the journal (restored after a death). */
+struct applied_req {
+	uint64_t unique;
+	bool commit; /* a rename onto .commit: its record in the store decides */
+	UT_hash_handle hh;
+};
+
 struct fs_txj {
 	struct fs_journal j;
+	struct applied_req *applied; /* set at the takeover, read-only after */
 	pthread_mutex_t lock;  /* a leaf: taken under the engine's locks (the hook) */
 	bool compacting;       /* records go to both halves */
 	atomic_bool want_compact;
@@ -73,8 +81,8 @@ static void hook(void *arg, const void *rec, size_t len)
 	pthread_mutex_lock(&t->lock);
 	if (!rec)
 		fs_jlose(&t->j, "transaction");
-	else
-		put_locked(t, JT_REC, 0, 0, rec, len);
+	else /* with the request that made the change, for its resend after a death */
+		put_locked(t, JT_REC, fs_request_id(), 0, rec, len);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -120,6 +128,17 @@ void fs_txj_maybe_compact(struct fs *fs)
 
 	if (t && atomic_load_explicit(&t->want_compact, memory_order_relaxed))
 		compact(fs, t);
+}
+
+bool fs_txj_applied(uint64_t unique)
+{
+	struct fs_txj *t = the_txj;
+	struct applied_req *q = NULL;
+
+	if (!t || !t->applied)
+		return false;
+	HASH_FIND(hh, t->applied, &unique, sizeof(unique), q);
+	return q && !q->commit;
 }
 
 void fs_txj_committing(struct fs *fs, uint64_t txn_id, const char *note)
@@ -199,6 +218,7 @@ bool fs_worker_pin_ts(const struct sup_worker *w, int64_t *ts)
 
 struct restore {
 	struct fs *fs;
+	struct fs_txj *t;
 	const struct sup_shared *sh;
 	unsigned records, bad, committed;
 };
@@ -209,6 +229,17 @@ static int restore_rec(void *arg, const struct sup_rec *r, const void *bytes)
 {
 	struct restore *rs = arg;
 
+	if (r->kind == JT_REC && r->a) {
+		struct applied_req *q = NULL;
+
+		HASH_FIND(hh, rs->t->applied, &r->a, sizeof(r->a), q);
+		if (!q && (q = calloc(1, sizeof(*q)))) {
+			q->unique = r->a;
+			HASH_ADD(hh, rs->t->applied, unique, sizeof(q->unique), q);
+			if (!HASH_ADDED(hh, q))
+				free(q);
+		}
+	}
 	if (r->kind == JT_REC) {
 		int err = txn_restore(rs->fs->eng, bytes, r->n);
 
@@ -225,6 +256,13 @@ static int restore_committing(void *arg, const struct sup_rec *r, const void *by
 {
 	struct restore *rs = arg;
 
+	if (r->kind == JT_COMMITTING) {
+		struct applied_req *q = NULL;
+
+		HASH_FIND(hh, rs->t->applied, &r->b, sizeof(r->b), q);
+		if (q)
+			q->commit = true;
+	}
 	if (r->kind == JT_COMMITTING) {
 		struct txn_reqid id = { .instance = rs->sh->instance, .unique = r->b };
 		struct txn_applied a;
@@ -251,7 +289,7 @@ int fs_txj_attach(struct fs *fs, const struct sup_worker *w)
 	t->j = (struct fs_journal){ .r = &w->sh->txns, .base = w->base };
 	pthread_mutex_init(&t->lock, NULL);
 	if (w->restarted) {
-		struct restore rs = { .fs = fs, .sh = w->sh };
+		struct restore rs = { .fs = fs, .t = t, .sh = w->sh };
 
 		if (atomic_load(&w->sh->txns.lost)) {
 			log_warn("the transaction journal was incomplete: the transactions open "
