@@ -81,9 +81,25 @@ class Daemon:
         pytest.fail(f"mount did not appear at {self.mnt} within {DEADLINE_S} s:\n{self.log_text()}")
 
     def kill9(self) -> None:
-        """SIGKILL the daemon: the mount stays behind and answers ENOTCONN."""
+        """SIGKILL the daemon, its supervisor and the worker serving: the mount stays behind
+        and answers ENOTCONN.  Returns once both are gone."""
+        pid = self.proc.pid
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:
+            kids = []
         self.proc.send_signal(signal.SIGKILL)
+        for k in kids:
+            try:
+                os.kill(k, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.proc.wait()
+        deadline = time.monotonic() + DEADLINE_S
+        while kids and time.monotonic() < deadline:
+            kids = [k for k in kids if os.path.exists(f"/proc/{k}")]
+            time.sleep(0.01)
 
     def stop(self) -> list:
         """Unmount and wait for the daemon to exit; returns what went wrong."""

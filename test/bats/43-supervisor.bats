@@ -352,7 +352,10 @@ EOF
 @test "the supervisor's death kills the worker and leaves a dead mount" {
 	echo v >"$A/k"
 	w=$(worker_pid)
-	sh_kill9
+	# the supervisor alone: its worker dies with it (sh_kill9 would kill both)
+	kill -9 "$SH_PID"
+	wait "$SH_PID" 2>/dev/null || true
+	SH_PID=
 	sh_wait_exit "$w"
 	run sh_errno stat "$MNT/.health"
 	assert_output ENOTCONN

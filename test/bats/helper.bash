@@ -99,10 +99,20 @@ sh_umount() {
 	fi
 }
 
-# sh_kill9: SIGKILL the daemon (the mount stays behind, answering ENOTCONN).
+# sh_kill9: SIGKILL the daemon, its supervisor and the worker serving (the mount stays
+# behind, answering ENOTCONN); returns once both are gone.
 sh_kill9() {
+	local kids k i
+	kids=$(cat "/proc/$SH_PID/task/$SH_PID/children" 2>/dev/null || true)
 	kill -9 "$SH_PID"
+	for k in $kids; do kill -9 "$k" 2>/dev/null || true; done
 	wait "$SH_PID" 2>/dev/null || true
+	for k in $kids; do
+		i=0
+		while kill -0 "$k" 2>/dev/null && [ $((i++)) -lt 1000 ]; do
+			sleep 0.01
+		done
+	done
 	SH_PID=
 }
 
