@@ -286,6 +286,44 @@ int store_replay(struct store *st, int64_t after_ts, store_replay_fn fn, void *a
 	return st->ops->replay(st, after_ts, fn, arg, stats);
 }
 
+int store_create(const char *uri, const struct store_options *opt)
+{
+	const struct store_ops *ops;
+	const char *location;
+	int err = pick_backend(uri, &ops, &location);
+
+	if (err)
+		return err;
+	if (!ops->create) {
+		log_err("store '%s': %s: the first mount creates its log; there is nothing to "
+			"create beforehand", uri ? uri : "", ops->scheme);
+		return -EOPNOTSUPP;
+	}
+	return ops->create(location, opt);
+}
+
+void store_set_wake(struct store *st, store_wake_fn fn, void *arg)
+{
+	if (st->ops->set_wake)
+		st->ops->set_wake(st, fn, arg);
+}
+
+int store_pull(struct store *st, int64_t head_ts, store_event_fn fn, void *arg)
+{
+	if (!st->ops->pull)
+		return 0;
+	if (fault_check(st, 0))
+		return -EIO;
+	return st->ops->pull(st, head_ts, fn, arg);
+}
+
+void store_shared_state(struct store *st, struct store_shared *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (st->ops->shared_state)
+		st->ops->shared_state(st, out);
+}
+
 int store_check(struct store *st, int64_t *head_ts)
 {
 	if (fault_check(st, 0))

@@ -24,6 +24,7 @@
 #ifndef STATEHOUSE_STORE_H
 #define STATEHOUSE_STORE_H
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -65,6 +66,9 @@ struct store_ops;
 
 struct store_options {
 	int fsync; /* 1: synchronous=FULL (durable on return); 0: NORMAL */
+	/* A backend's own options, "name=value,name=value" (etcd: store/etcd.c lists
+	 * them); NULL: none.  A backend refuses a name it does not know (-EINVAL). */
+	const char *params;
 	/* Refuse (-ENODATA, nothing created or written) a log that is missing or empty:
 	 * the caller knows that one existed (a snapshot or a clean stop says so). */
 	bool must_exist;
@@ -142,6 +146,12 @@ int store_open(const char *uri, const char *datadir, const struct store_options 
  * file is made.
  */
 int store_uri_check(const char *uri);
+/*
+ * Create the shared log that uri names (statehousectl init): 0, -EEXIST (it exists:
+ * nothing changed), -EOPNOTSUPP (a backend whose log the first mount creates: SQLite),
+ * or an error of the backend; logged.  opt->params as for store_open().
+ */
+int store_create(const char *uri, const struct store_options *opt);
 /* Close the store and free the handle; NULL is a no-op. */
 void store_close(struct store *st);
 
@@ -153,6 +163,56 @@ void store_close(struct store *st);
  * -ENOMEM, -EAGAIN.
  */
 int store_append(struct store *st, const struct store_event *events, size_t n);
+
+/* ---- a shared log (store/etcd.c) ------------------------------------------------------ */
+
+/*
+ * A shared log is appended to by several mounts (on several hosts); this store keeps a
+ * local copy of it (for etcd: a SQLite replica in the data dir), and every read of the
+ * past reads that copy.  Commits of other mounts reach this one through store_pull(),
+ * which the appending thread calls; the backend calls the wake function (on a thread of
+ * its own, any time) when it learns that the shared log moved on.  For a log of one
+ * mount (SQLite) there is nothing to pull and nothing wakes.
+ *
+ * store_append() of a shared log returns STORE_BEHIND when other mounts appended first:
+ * nothing of the batch was appended, and the events after the caller's head are
+ * waiting for store_pull().  The caller applies them, checks its batch again at the new
+ * head (its own rules: first committer wins), and appends it with the new commit_ts.
+ */
+#define STORE_BEHIND (-EREMCHG)
+
+typedef void (*store_wake_fn)(void *arg);
+/* Set once, before the first append (NULL: none). */
+void store_set_wake(struct store *st, store_wake_fn fn, void *arg);
+
+/* Called once per event with its operations; the event and everything it points to are
+ * valid during the call only. */
+typedef int (*store_event_fn)(void *arg, const struct store_event *ev);
+/*
+ * Deliver, in commit order, every event of the shared log after head_ts (the caller's
+ * head, the local copy's newest commit) that other mounts appended, each already in the
+ * local copy when fn gets it; a non-zero return of fn stops the pull and is returned.
+ * The appending thread only.  0 with nothing delivered when there is nothing new (and
+ * always for SQLite); -EIO, -ENOTCONN (the shared log cannot be reached: try later),
+ * -ENOSPC.
+ */
+int store_pull(struct store *st, int64_t head_ts, store_event_fn fn, void *arg);
+
+/* What a shared log's backend says of itself, for .status (any thread). */
+struct store_shared {
+	bool shared;          /* false: a log of one mount (SQLite); the rest is zero */
+	bool reachable;       /* the last request to the shared log was answered */
+	bool stale;           /* reads may be behind: the log cannot be reached, or the
+			       * stream of its news is broken */
+	int64_t remote_head;  /* the newest commit_ts the shared log was seen to hold */
+	int64_t local_head;   /* the newest commit_ts of the local copy */
+	char endpoint[128];   /* the server that answered last */
+	char volume[128];     /* the shared log's name */
+	char health[128];     /* "ok" or why not, in words */
+	uint64_t behind_retries; /* appends refused with STORE_BEHIND */
+	uint64_t pulled;      /* events of other mounts pulled into the local copy */
+};
+void store_shared_state(struct store *st, struct store_shared *out);
 
 /* ---- applied requests (store/sqlite_applied.c for SQLite) ---------------------------- */
 
@@ -302,9 +362,8 @@ int store_owner_records(struct store *st, const char *ns, size_t nslen, const ch
 int store_names(struct store *st, const char *prefix, size_t plen, store_version_fn fn,
 		void *arg);
 
-/* Called once per event with its operations (only those of the filter, if any); the
- * event and everything it points to are valid during the call only. */
-typedef int (*store_event_fn)(void *arg, const struct store_event *ev);
+/* (store_event_fn, above: called once per event with its operations, only those of the
+ * filter if any; the event and everything it points to are valid during the call.) */
 
 /*
  * Events with from_ts <= commit_ts <= to_ts in commit order, with their operations and
@@ -602,6 +661,12 @@ struct store_ops {
 	int (*checkpoint)(struct store_pruner *p);
 	int (*vacuum)(const char *datadir, uint64_t *before, uint64_t *after);
 	const char *(*lib_version)(void); /* the backend's client library */
+	/* A shared log (NULL for a log of one mount): store_create(), store_set_wake(),
+	 * store_pull(), store_shared_state(). */
+	int (*create)(const char *location, const struct store_options *opt);
+	void (*set_wake)(struct store *st, store_wake_fn fn, void *arg);
+	int (*pull)(struct store *st, int64_t head_ts, store_event_fn fn, void *arg);
+	void (*shared_state)(struct store *st, struct store_shared *out);
 };
 
 /* The handle every backend's own struct begins with.  Its fields belong to store.c. */

@@ -31,6 +31,9 @@
 #include "txn_i.h"
 
 #define BATCH_MAX 512 /* requests in one group commit */
+/* A batch refused this many times in a row by a shared log that others keep moving
+ * fails with EIO (nothing of it committed). */
+#define BEHIND_TRIES_MAX 64
 
 /* ---- queueing a request ------------------------------------------------------------ */
 
@@ -235,8 +238,8 @@ static void publish_batch(struct txn_engine *eng, struct batch *b, int64_t keep_
 	}
 }
 
-/* Oldest snapshot still pinned (open or committing transactions).  table_lock held. */
-static int64_t pinned_min_locked(struct txn_engine *eng, int64_t upto)
+/* txn_i.h */
+int64_t txn_pinned_min_locked(struct txn_engine *eng, int64_t upto)
 {
 	struct txn *tx, *tmp;
 	int64_t m = upto;
@@ -393,7 +396,7 @@ static void batch_settle(struct txn_engine *eng, struct batch *b, struct txn_com
 			free(b->paths[i]);
 		b->np = 0;
 	} else {
-		publish_batch(eng, b, pinned_min_locked(eng, eng->head_ts));
+		publish_batch(eng, b, txn_pinned_min_locked(eng, eng->head_ts));
 		eng->n_written += b->n_put;
 		eng->n_deleted += b->n_del;
 	}
@@ -459,6 +462,7 @@ static void complete(struct txn_engine *eng, struct txn_commit_req *list, struct
 	if (!ch) {
 		for (size_t i = 0; i < b->np; i++)
 			free(b->paths[i]);
+		b->np = 0;
 		return;
 	}
 	ch->paths = b->paths;
@@ -504,6 +508,48 @@ static void answer_pause(struct txn_engine *eng, struct txn_commit_req *list)
 }
 #endif
 
+static void run_batch(struct txn_engine *eng, struct txn_commit_req *list);
+static void run_halves(struct txn_engine *eng, struct txn_commit_req *list);
+
+/* What a batch holds once its requests were completed (or taken back). */
+static void batch_free(struct batch *b)
+{
+	for (size_t i = 0; i < b->nev; i++)
+		free((void *)b->ev[i].ops);
+	free(b->ev);
+	free(b->a);
+	txn_batch_drop_attrs(b, 0); /* applied ones were handed over; this frees the rest */
+	free(b->ac);
+	free(b->dc);
+	free(b->su);
+	for (size_t i = 0; i < b->np; i++)
+		free(b->paths[i]);
+	free(b->paths);
+}
+
+/* A batch the shared log refused (STORE_BEHIND): every request and version taken back,
+ * the batch emptied, the head where it was, so the requests can apply again. */
+static void batch_take_back(struct txn_engine *eng, struct batch *b,
+			    struct txn_commit_req *list)
+{
+	pthread_rwlock_wrlock(&eng->tree_lock);
+	txn_batch_undo_sub(b, 0);
+	txn_batch_undo_dirs(b, 0);
+	txn_batch_undo(b, 0);
+	txn_batch_drop_attrs(b, 0);
+	eng->head_ts = eng->published_ts;
+	pthread_rwlock_unlock(&eng->tree_lock);
+	for (size_t i = 0; i < b->np; i++)
+		free(b->paths[i]);
+	b->np = 0;
+	for (size_t i = 0; i < b->nev; i++)
+		free((void *)b->ev[i].ops);
+	b->nev = 0;
+	b->n_put = b->n_del = 0;
+	for (struct txn_commit_req *r = list; r; r = r->next)
+		r->commit_ts = 0;
+}
+
 /*
  * One group commit: apply every request at the head (unpublished, invariant 3), append
  * them all with one store_append(), then publish or undo, settle and complete.  Results
@@ -516,12 +562,38 @@ static void run_batch(struct txn_engine *eng, struct txn_commit_req *list)
 	int64_t time_ns = clock_now_ns(CLOCK_REALTIME);
 	int serr;
 
-	pthread_rwlock_wrlock(&eng->tree_lock);
-	for (struct txn_commit_req *r = list; r; r = r->next)
-		batch_apply_one(eng, &b, r, time_ns);
-	pthread_rwlock_unlock(&eng->tree_lock);
+	for (unsigned tries = 0;; tries++) {
+		pthread_rwlock_wrlock(&eng->tree_lock);
+		for (struct txn_commit_req *r = list; r; r = r->next)
+			batch_apply_one(eng, &b, r, time_ns);
+		pthread_rwlock_unlock(&eng->tree_lock);
 
-	serr = batch_store(eng, &b);
+		serr = batch_store(eng, &b);
+		if (serr != STORE_BEHIND)
+			break;
+		/* Other mounts of a shared log committed first: take the batch back, apply
+		 * theirs, and check every request again at the new head. */
+		atomic_fetch_add(&eng->n_behind, 1);
+		batch_take_back(eng, &b, list);
+		serr = txn_remote_pull(eng);
+		if (serr || tries >= BEHIND_TRIES_MAX) {
+			log_warn("cannot catch up with the shared log to commit a batch of %zu "
+				 "(%s)", b.nev, serr ? strerror(-serr) : "too many tries");
+			serr = -EIO;
+			for (struct txn_commit_req *r = list; r; r = r->next)
+				r->commit_ts = serr; /* taken back: none of them committed */
+			break;
+		}
+	}
+	if (serr == -E2BIG && list->next) {
+		/* Over the shared log's limit for one write: each half on its own. */
+		batch_take_back(eng, &b, list);
+		batch_free(&b);
+		run_halves(eng, list);
+		return;
+	}
+	if (serr == -E2BIG)
+		serr = -EFBIG; /* one commit larger than the store takes at once */
 
 	/* Point of no return: the batch is durable (serr == 0) or nothing of it is. */
 	batch_settle(eng, &b, list, serr, time_ns);
@@ -530,16 +602,39 @@ static void run_batch(struct txn_engine *eng, struct txn_commit_req *list)
 		answer_pause(eng, list);
 #endif
 
-	for (size_t i = 0; i < b.nev; i++)
-		free((void *)b.ev[i].ops);
-	free(b.ev);
-	free(b.a);
-	txn_batch_drop_attrs(&b, 0); /* applied ones were handed over; this frees the rest */
-	free(b.ac);
-	free(b.dc);
-	free(b.su);
 	complete(eng, list, &b);
-	free(b.paths);
+	batch_free(&b);
+}
+
+static void run_halves(struct txn_engine *eng, struct txn_commit_req *list)
+{
+	struct txn_commit_req *second = list, **cut = &list;
+	size_t n = 0;
+
+	for (struct txn_commit_req *r = list; r; r = r->next)
+		n++;
+	for (size_t i = 0; i < n / 2; i++) {
+		cut = &second->next;
+		second = second->next;
+	}
+	*cut = NULL;
+	run_batch(eng, list);
+	run_batch(eng, second);
+}
+
+/* Pull the commits of other mounts; a pull that failed (the shared log unreachable) is
+ * tried again after a while, as the store does not wake for it. */
+static void remote_pull(struct txn_engine *eng)
+{
+	int err = txn_remote_pull(eng);
+
+	if (err) {
+		log_debug("cannot pull from the shared log (%s); trying again in 200 ms",
+			  strerror(-err));
+		eng->remote_retry_ns = clock_now_ns(CLOCK_MONOTONIC) + 200000000;
+	} else {
+		eng->remote_retry_ns = 0;
+	}
 }
 
 void *txn_committer_main(void *arg)
@@ -551,16 +646,31 @@ void *txn_committer_main(void *arg)
 		size_t n = 0;
 
 		pthread_mutex_lock(&eng->q_lock);
-		while (!eng->q_head && !eng->stopping) {
+		if (eng->remote_wake) {
+			/* Commits of other mounts first: a batch is checked at their head. */
+			eng->remote_wake = false;
+			pthread_mutex_unlock(&eng->q_lock);
+			remote_pull(eng);
+			continue;
+		}
+		while (!eng->q_head && !eng->stopping && !eng->remote_wake) {
 			/* Idle: retention's steps (retain.c) while there is nothing to commit. */
 			int64_t due = txn_retain_due_ns(eng), wait;
 			struct timespec ts;
+
+			if (eng->remote_retry_ns && (!due || eng->remote_retry_ns < due))
+				due = eng->remote_retry_ns;
 
 			if (!due) {
 				pthread_cond_wait(&eng->q_cond, &eng->q_lock);
 				continue;
 			}
 			wait = due - clock_now_ns(CLOCK_MONOTONIC);
+			if (wait <= 0 && eng->remote_retry_ns &&
+			    eng->remote_retry_ns <= clock_now_ns(CLOCK_MONOTONIC)) {
+				eng->remote_wake = true;
+				continue;
+			}
 			if (wait <= 0) {
 				pthread_mutex_unlock(&eng->q_lock);
 				txn_retain_step(eng);
@@ -578,7 +688,9 @@ void *txn_committer_main(void *arg)
 		}
 		if (!eng->q_head) {
 			pthread_mutex_unlock(&eng->q_lock);
-			break;
+			if (eng->stopping)
+				break;
+			continue; /* woken for a pull */
 		}
 		/* Take up to BATCH_MAX requests: one fsync for all of them. */
 		list = eng->q_head;

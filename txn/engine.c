@@ -103,7 +103,12 @@ int txn_engine_open(const char *datadir, const struct txn_options *opt,
 
 int txn_engine_start(struct txn_engine *eng)
 {
-	int rc = pthread_create(&eng->committer, NULL, txn_committer_main, eng);
+	int rc;
+
+	/* A shared log: what other mounts committed since the open is pulled first. */
+	store_set_wake(eng->store, txn_remote_wake, eng);
+	eng->remote_wake = true;
+	rc = pthread_create(&eng->committer, NULL, txn_committer_main, eng);
 
 	if (rc)
 		return -rc;
@@ -262,6 +267,20 @@ void txn_engine_stats(struct txn_engine *eng, struct txn_stats *out)
 	out->batched = eng->n_batched;
 	out->lat_sum_s = eng->lat_sum_s;
 	pthread_mutex_unlock(&eng->lat_lock);
+	{
+		struct store_shared sh;
+
+		store_shared_state(eng->store, &sh);
+		out->shared = sh.shared;
+		out->shared_reachable = sh.reachable;
+		out->shared_stale = sh.stale;
+		out->shared_head = sh.remote_head;
+		out->pulled = eng->n_pulled;
+		out->behind = eng->n_behind;
+		memcpy(out->shared_endpoint, sh.endpoint, sizeof(sh.endpoint));
+		memcpy(out->shared_volume, sh.volume, sizeof(sh.volume));
+		memcpy(out->shared_health, sh.health, sizeof(sh.health));
+	}
 }
 
 /* The bytes of the file at path as a blob (NULL on failure). */

@@ -176,7 +176,7 @@ static void bump_sub(struct node *n, int64_t ts)
 }
 
 static int replay_pruned(struct txn_engine *eng, struct node *n,
-			 const struct store_replay_op *op)
+			 const struct store_replay_op *op, int64_t keep)
 {
 	if (op->version > 0 && (!n->versions || n->versions->version < op->version)) {
 		struct version *v = calloc(1, sizeof(*v));
@@ -195,7 +195,7 @@ static int replay_pruned(struct txn_engine *eng, struct node *n,
 			txn_node_adjust_desc(n, true, op->live ? 1 : -1);
 			txn_node_adjust_desc(n, false, op->live ? 1 : -1);
 		}
-		txn_node_prune(n, keep_ts(eng, op->commit_ts));
+		txn_node_prune(n, keep);
 		bump_sub(n, op->commit_ts);
 	}
 	txn_node_set_dir(n, true, op->dir);
@@ -208,6 +208,13 @@ static int replay_pruned(struct txn_engine *eng, struct node *n,
 static int replay_one(void *arg, const struct store_replay_op *op)
 {
 	struct txn_engine *eng = arg;
+
+	return txn_replay_op(eng, op, keep_ts(eng, op->commit_ts));
+}
+
+/* txn_i.h */
+int txn_replay_op(struct txn_engine *eng, const struct store_replay_op *op, int64_t keep)
+{
 	struct node *n = txn_node_find_or_create(eng, op->path, op->path_len);
 	struct version *v;
 	bool was;
@@ -215,7 +222,7 @@ static int replay_one(void *arg, const struct store_replay_op *op)
 	if (!n)
 		return -ENOMEM;
 	if (op->kind == STORE_PRUNED)
-		return replay_pruned(eng, n, op);
+		return replay_pruned(eng, n, op, keep);
 	if (op->kind == STORE_ATTR) {
 		struct dattr *a;
 		int err = txn_attr_decode(op->value, op->value_len,
@@ -263,7 +270,7 @@ static int replay_one(void *arg, const struct store_replay_op *op)
 		txn_node_adjust_desc(n, false, v->value ? 1 : -1);
 		txn_node_touch_parent(n, op->time_ns);
 	}
-	txn_node_prune(n, keep_ts(eng, op->commit_ts));
+	txn_node_prune(n, keep);
 	bump_sub(n, op->commit_ts);
 	return 0;
 }

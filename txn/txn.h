@@ -177,6 +177,13 @@ struct txn_stats {
 	uint64_t lat_count;
 	double lat_sum_s;
 	uint64_t batches, batched; /* store writes (one fsync each), the commits they held */
+	/* A shared log (a store of several mounts: etcd); shared false for one of a
+	 * single mount, and the rest zero. */
+	bool shared, shared_reachable, shared_stale;
+	int64_t shared_head;       /* the newest commit_ts seen in the shared log */
+	uint64_t pulled;           /* commits of other mounts applied here */
+	uint64_t behind;           /* batches the shared log refused: others were first */
+	char shared_endpoint[128], shared_volume[128], shared_health[128];
 };
 void txn_engine_stats(struct txn_engine *eng, struct txn_stats *out);
 

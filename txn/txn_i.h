@@ -306,6 +306,12 @@ struct txn_engine {
 #if STATEHOUSE_FAULT_INJECTION
 	unsigned answer_pause_ms; /* txn_engine_set_answer_pause(); set before the start */
 #endif
+
+	/* A shared log (remote.c): the store woke the committer (with q_lock), and the
+	 * counters of what came from other mounts. */
+	bool remote_wake;
+	int64_t remote_retry_ns; /* CLOCK_MONOTONIC: a failed pull is tried again then */
+	atomic_uint_fast64_t n_pulled, n_behind;
 };
 
 /* ---- a batch being committed (committer.c builds it, commit.c fills it) -------------- */
@@ -560,6 +566,22 @@ int txn_recover_open_store(struct txn_engine *eng);
 int64_t txn_recover_must_hold(const struct txn_engine *eng);
 /* Load one snapshot entry into eng's tree (a store_snap_fn). */
 int txn_recover_snap_load_one(void *arg, const struct store_snap_entry *e);
+/* Apply one operation of the log to the tree, at the head and published alike (replay
+ * at open, and the commits of other mounts); versions below keep may be pruned.  Tree
+ * write lock held, or no other thread yet.  (recover.c) */
+int txn_replay_op(struct txn_engine *eng, const struct store_replay_op *op, int64_t keep);
+
+/*
+ * A shared log (remote.c): txn_remote_wake() is the store's wake function; the committer
+ * calls txn_remote_pull() (no lock held, nothing of a batch at the head) to apply the
+ * commits of other mounts, publish them and hand their paths to the notify hook.
+ * 0, or the store's error (the commits not applied stay for the next pull).
+ */
+void txn_remote_wake(void *arg);
+int txn_remote_pull(struct txn_engine *eng);
+/* Oldest snapshot still pinned (open or committing transactions), at most upto;
+ * table_lock held.  (committer.c) */
+int64_t txn_pinned_min_locked(struct txn_engine *eng, int64_t upto);
 /* Record a pending start (the committer, before an append): 0 once it is recorded. */
 int txn_recover_record_pending(struct txn_engine *eng);
 /* Write the marks after a snapshot at ts, or at a clean stop (store closed). */
