@@ -17,7 +17,7 @@
 static const char *segments_of(const char *key)
 {
 	static char out[4096];
-	size_t elen, plen;
+	size_t elen, plen = 0;
 	char *e = ekey_encode(key, strlen(key), &elen);
 	char *p = e ? ekey_segments(e, elen, &plen) : NULL;
 

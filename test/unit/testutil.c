@@ -57,6 +57,7 @@ const char *tu_errname(long long err)
 		{ EAGAIN, "EAGAIN" },	{ ENAMETOOLONG, "ENAMETOOLONG" },
 		{ ENOTEMPTY, "ENOTEMPTY" }, { ETIMEDOUT, "ETIMEDOUT" },
 		{ ESTALE, "ESTALE" },	{ ENOTSUP, "ENOTSUP" },
+		{ ENOTCONN, "ENOTCONN" }, { ECANCELED, "ECANCELED" },
 	};
 	static char buf[32];
 	long long e = err < 0 ? -err : err;
