@@ -294,6 +294,29 @@ static size_t collect(char *data, size_t size, size_t n, void *arg)
 	return strbuf_add(&x->answer, data, size * n) ? 0 : size * n;
 }
 
+static size_t give(char *buf, size_t size, size_t n, void *arg)
+{
+	struct etcd_xfer *x = arg;
+	size_t k = x->len - x->off < size * n ? x->len - x->off : size * n;
+
+	memcpy(buf, x->body + x->off, k);
+	x->off += k;
+	x->taken = true;
+	return k;
+}
+
+/* curl rewinds the body to send it again on a new connection when a reused one died
+ * before an answer (and the request may have been applied): only a read may go again. */
+static int rewind_body(void *arg, curl_off_t offset, int origin)
+{
+	struct etcd_xfer *x = arg;
+
+	if (!x->resend || offset != 0 || origin != SEEK_SET)
+		return CURL_SEEKFUNC_FAIL;
+	x->off = 0;
+	return CURL_SEEKFUNC_OK;
+}
+
 int etcd_xfer_prepare(const struct etcd_client *c, struct etcd_xfer *x, CURL *h, size_t ep,
 		      const char *path, const char *body, size_t len, const char *token,
 		      long timeout_ms, long connect_ms)
@@ -332,9 +355,15 @@ int etcd_xfer_prepare(const struct etcd_client *c, struct etcd_xfer *x, CURL *h,
 		x->headers = l;
 	}
 	curl_easy_setopt(h, CURLOPT_URL, url);
+	x->body = body;
+	x->len = len;
 	curl_easy_setopt(h, CURLOPT_POST, 1L);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
 	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	curl_easy_setopt(h, CURLOPT_READFUNCTION, give);
+	curl_easy_setopt(h, CURLOPT_READDATA, x);
+	curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, rewind_body);
+	curl_easy_setopt(h, CURLOPT_SEEKDATA, x);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->headers);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
@@ -350,7 +379,9 @@ void etcd_xfer_release(struct etcd_xfer *x)
 		/* the handle outlives the headers and the error buffer */
 		curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, NULL);
 		curl_easy_setopt(x->h, CURLOPT_ERRORBUFFER, NULL);
-		curl_easy_setopt(x->h, CURLOPT_POSTFIELDS, NULL);
+		curl_easy_setopt(x->h, CURLOPT_READDATA, NULL);
+		curl_easy_setopt(x->h, CURLOPT_SEEKDATA, NULL);
+		curl_easy_setopt(x->h, CURLOPT_WRITEDATA, NULL);
 	}
 	curl_slist_free_all(x->headers);
 	x->headers = NULL;
@@ -412,18 +443,18 @@ int etcd_xfer_result(struct etcd_client *c, struct etcd_xfer *x, CURLcode rc, js
 	const char *ep = c->endpoints[x->ep];
 	json_t *j, *jm, *jc;
 	const char *msg;
-	long http = 0, sent = 0;
+	long http = 0;
 	int r;
 
 	*out = NULL;
 	if (rc != CURLE_OK) {
 		const char *why = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
 
-		curl_easy_getinfo(x->h, CURLINFO_REQUEST_SIZE, &sent);
 		if (rc == CURLE_OUT_OF_MEMORY || rc == CURLE_WRITE_ERROR)
 			return -ENOMEM;
-		if (sent == 0 || rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
-		    rc == CURLE_COULDNT_RESOLVE_PROXY) {
+		/* not the error code: curl's own second attempt on a new connection (after
+		 * a reused one died) may fail to connect when the first one sent it all */
+		if (!x->taken) {
 			say(x, LOG_LVL_WARN, "cannot reach etcd at '%s': %s", ep, why);
 			return ETCD_UNREACHED;
 		}
@@ -494,13 +525,15 @@ static long connect_budget(const struct etcd_client *c, long left)
 
 /* One POST to endpoint ep: 0 with *out, or etcd_xfer_result()'s other results. */
 static int exchange(struct etcd_client *c, CURL *h, size_t ep, const char *path,
-		    const char *body, size_t len, const char *token, long left, json_t **out)
+		    const char *body, size_t len, const char *token, bool idempotent, long left,
+		    json_t **out)
 {
 	struct etcd_xfer x;
 	int r;
 
 	r = etcd_xfer_prepare(c, &x, h, ep, path, body, len, token, left,
 			      connect_budget(c, left));
+	x.resend = idempotent;
 	if (r == 0)
 		r = etcd_xfer_result(c, &x, curl_easy_perform(h), out);
 	etcd_xfer_release(&x);
@@ -516,7 +549,7 @@ static int authenticate(struct etcd_client *c, CURL *h, size_t ep, long left)
 
 	if (!body)
 		return -ENOMEM;
-	r = exchange(c, h, ep, "/v3/auth/authenticate", body, len, NULL, left, &out);
+	r = exchange(c, h, ep, "/v3/auth/authenticate", body, len, NULL, true, left, &out);
 	r = etcd_auth_answer(c, r, out);
 	json_decref(out);
 	free(body);
@@ -578,7 +611,7 @@ static int call(struct etcd_client *c, const char *path, json_t *req, bool idemp
 			r = t;
 			break;
 		}
-		t = exchange(c, h, ep, path, body, len, token, left, out);
+		t = exchange(c, h, ep, path, body, len, token, idempotent, left, out);
 		free(token);
 		if (t == 0) {
 			etcd_endpoint_answered(c, ep);

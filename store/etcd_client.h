@@ -6,9 +6,14 @@
  *
  * Keys and values are bytes (base64 on the wire; common/base64.h).  Endpoints are tried
  * in turn: a request that cannot reach one goes to the next, and the client remembers
- * the one that answered.  Every call is synchronous, bounded by the configured timeout,
- * and may be made from any thread (each call takes a connection of its own from a small
- * pool, so calls of different threads do not wait for each other).
+ * the one that answered.  A member that refuses a request for want of a leader (so
+ * without applying it) passes it to the next one too; -ECANCELED comes when every one
+ * refused.  Every request asks etcd to answer only while it has a leader (but status),
+ * so a member cut off in a minority refuses at once instead of holding a change until
+ * its own timeout.  Every call is synchronous, bounded by the configured timeout (all
+ * its attempts together), and may be made from any thread (each call takes a connection
+ * of its own from a small pool, so calls of different threads do not wait for each
+ * other).  A change is never sent twice.
  *
  * Errors tell a caller whether a request that changes something may have been applied:
  *   -ENOTCONN    no endpoint could be reached: nothing was sent, nothing applied
@@ -45,8 +50,11 @@ struct etcd_config {
 	long timeout_ms; /* of every request but the watch stream; 0: 5000 */
 };
 
-/* Copies what it needs of cfg; makes no request.  -EINVAL (bad endpoint), -ENOMEM. */
+/* Copies what it needs of cfg; makes no request.  -EINVAL (bad endpoint, no endpoint,
+ * cert without key, user without password), -ENOMEM.  A user is kept even when etcd has
+ * authentication off: requests then go without a token until etcd asks for one. */
 int etcd_open(const struct etcd_config *cfg, struct etcd_client **out);
+/* After every watch of c is stopped (a running one is a BUG); NULL is a no-op. */
 void etcd_close(struct etcd_client *c);
 
 /* One key-value of an answer (key and value malloc'ed, NUL-terminated beyond their
@@ -136,7 +144,7 @@ struct etcd_status {
 	int64_t db_size;
 	char endpoint[128];   /* the endpoint that answered */
 };
-/* /v3/maintenance/status of the first endpoint that answers. */
+/* /v3/maintenance/status of the first endpoint that answers, with a leader or not. */
 int etcd_status(struct etcd_client *c, struct etcd_status *out);
 
 /* ---- watch ------------------------------------------------------------------------ */
@@ -146,9 +154,19 @@ struct etcd_watch;
 /*
  * What a watch reports, on its own thread: kvs of the puts in [key, end) at revision
  * (the events of one etcd revision come in one call, in order; deletes are not
- * reported), or, with n == 0 and up set, that the stream is (again) established (up) or
- * broken (!up: the client reconnects by itself, from the revision after the last one
- * it reported, with backoff).  The callback must not call etcd_watch_stop().
+ * reported; kvs and their bytes are the watch's, valid during the call), or, with
+ * n == 0 and revision 0, that the stream is (again) established (up) or broken (!up:
+ * the client reconnects by itself, from the revision after the last one it reported,
+ * with backoff from 50 ms to 1 s, trying the endpoints in turn).  Ups and downs
+ * alternate, starting with up; puts come only while up.  The callback must not call
+ * etcd_watch_stop().
+ *
+ * A stream breaks when its member closes it, says an error, or goes silent: after a
+ * second without a byte the watch asks the member for its status on a second
+ * connection, and no answer within the timeout breaks the stream.  If etcd compacted
+ * the revision the watch must resume from, it resumes from the oldest one kept and logs
+ * the revisions lost to it (the stream reports down, then up); a caller whose keys are
+ * never overwritten reads what it missed with a range.
  */
 typedef void (*etcd_watch_fn)(void *arg, bool up, int64_t revision, const struct etcd_kv *kvs,
 			      size_t n);
@@ -156,7 +174,9 @@ typedef void (*etcd_watch_fn)(void *arg, bool up, int64_t revision, const struct
 /*
  * Start watching [key, end) (end NULL: the one key) from start_revision (0: from now),
  * asking etcd to answer only while it has a leader (so a member cut off in a minority
- * breaks the stream instead of going silent).  -ENOMEM, or the error of the thread.
+ * breaks the stream instead of going silent: etcd 3.4 ends it with "no leader" after
+ * about three election timeouts, 4 s with its defaults).  Returns at once, before the
+ * stream is up.  -ENOMEM, or the error of the thread.
  */
 int etcd_watch_start(struct etcd_client *c, const void *key, size_t key_len, const void *end,
 		     size_t end_len, int64_t start_revision, etcd_watch_fn fn, void *arg,

@@ -47,6 +47,10 @@ struct etcd_xfer {
 	char errbuf[CURL_ERROR_SIZE];
 	size_t ep;
 	const char *path;
+	const char *body;  /* what is sent, given to curl by a read callback that knows */
+	size_t len, off;   /* how much of it curl took: */
+	bool taken;        /* curl took some of the body: it may have reached etcd */
+	bool resend;       /* curl may send the body again (a read: idempotent) */
 	bool quiet;     /* etcd_xfer_result() leaves the logging to the caller (in why) */
 	char why[320];  /* the failure etcd_xfer_result() saw, as its log line says it */
 };
@@ -63,9 +67,12 @@ enum {
 CURL *etcd_handle_new(const struct etcd_client *c);
 
 /*
- * Set h up to POST body (len bytes) to path at endpoint ep with the token (NULL: none),
- * bounded by timeout_ms (0: no bound but the connection's) and connect_ms; the answer
- * collects in x->answer.  0 or -ENOMEM; release with etcd_xfer_release() either way.
+ * Set h up to POST body (len bytes, kept by pointer) to path at endpoint ep with the
+ * token (NULL: none), bounded by timeout_ms (0: no bound but the connection's) and
+ * connect_ms; the answer collects in x->answer.  0 or -ENOMEM; release with
+ * etcd_xfer_release() either way.  x->resend (false) says whether curl may send the
+ * body a second time: it does when a reused connection dies before an answer, which
+ * for a change could apply it twice.
  */
 int etcd_xfer_prepare(const struct etcd_client *c, struct etcd_xfer *x, CURL *h, size_t ep,
 		      const char *path, const char *body, size_t len, const char *token,

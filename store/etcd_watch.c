@@ -181,9 +181,10 @@ static int stream_line(struct etcd_watch *w, const char *s, size_t len)
 		if (compact > 0) {
 			/* the revisions it needs are gone: go on from the oldest one left */
 			log_err("etcd watch at '%s' cannot resume from revision %" PRId64
-				": etcd compacted up to %" PRId64 ", so the puts between are lost"
-				" to it",
-				w->c->endpoints[w->ep], w->next_rev, compact);
+				": etcd compacted its history up to %" PRId64
+				", so the puts of revisions %" PRId64 "..%" PRId64 " are not reported",
+				w->c->endpoints[w->ep], w->next_rev, compact, w->next_rev,
+				compact - 1);
 			w->next_rev = compact;
 			r = -ECANCELED;
 		} else {
@@ -302,6 +303,7 @@ static int watch_authenticate(struct etcd_watch *w)
 					   body, len, NULL, w->c->timeout_ms,
 					   w->c->timeout_ms)) == 0) {
 		x.quiet = true;
+		x.resend = true;
 		r = aux_run(w, &x, &out);
 		if (r != 0 && r != BRK_STOP && x.why[0])
 			watch_log(w, LOG_LVL_WARN, x.why);
@@ -321,6 +323,7 @@ static int probe_start(struct etcd_watch *w, struct etcd_xfer *x, const char *to
 				  token, w->c->timeout_ms, w->c->timeout_ms);
 
 	x->quiet = true;
+	x->resend = true;
 	if (r == 0 && curl_multi_add_handle(w->multi, w->aux) != CURLM_OK)
 		r = -ENOMEM;
 	return r;
@@ -355,6 +358,7 @@ static int watch_stream(struct etcd_watch *w)
 				   0, w->c->timeout_ms)) < 0)
 		goto out;
 	sx.quiet = true;
+	sx.resend = true; /* a new watch is no change */
 	curl_easy_setopt(w->stream, CURLOPT_WRITEFUNCTION, stream_data);
 	curl_easy_setopt(w->stream, CURLOPT_WRITEDATA, w);
 	strbuf_setlen(&w->line, 0);

@@ -470,6 +470,53 @@ static void a_request_a_stopped_etcd_does_not_answer_is_etimedout(void **state)
 	etcd_close(c);
 }
 
+struct bg_put {
+	struct etcd_client *c;
+	const char *key;
+	int r;
+};
+
+static void *bg_put_main(void *arg)
+{
+	struct bg_put *b = arg;
+
+	b->r = etcd_put(b->c, b->key, strlen(b->key), "v", 1);
+	return NULL;
+}
+
+static void a_put_whose_member_died_before_answering_is_etimedout(void **state)
+{
+	struct etcdfx e;
+	struct etcd_client *c;
+	struct bg_put b = { .key = "died/k" };
+	struct timespec pause = { 0, 500 * 1000 * 1000 };
+	pthread_t t;
+
+	(void)state;
+	assert_int_equal(etcdfx_init(&e, "dies", 0, NULL, NULL), 0);
+	if (etcdfx_start(&e) || etcdfx_wait_ready(&e, NULL, 60)) {
+		etcdfx_release(&e);
+		fail_msg("etcd did not start");
+	}
+	{
+		const char *eps[] = { e.endpoint, NULL };
+
+		c = client_of(eps, 30000);
+	}
+	put_str(c, "died/k", "0"); /* a connection to reuse */
+	b.c = c;
+	etcdfx_signal(&e, SIGSTOP);
+	assert_int_equal(pthread_create(&t, NULL, bg_put_main, &b), 0);
+	nanosleep(&pause, NULL); /* the request is sent and waits in the socket */
+	/* its connection dies without an answer, and no member is left to ask again:
+	 * the put may have been applied, so it is in doubt, not unreached */
+	etcdfx_kill(&e);
+	pthread_join(t, NULL);
+	assert_errno(b.r, -ETIMEDOUT);
+	etcd_close(c);
+	etcdfx_release(&e);
+}
+
 static void endpoints_that_are_not_host_port_are_einval(void **state)
 {
 	const char *bad[] = { "http://127.0.0.1:2379", "127.0.0.1", "127.0.0.1:0",
@@ -603,6 +650,42 @@ static void a_watch_from_a_past_revision_replays_it_and_skips_deletes(void **sta
 		assert_true(rec.ev[i].call != rec.ev[i - 1].call);
 	}
 	assert_i64_equal(rec.ev[3].rev, rec.ev[2].rev + 2); /* the delete took one */
+	etcd_close(c);
+}
+
+static void a_watch_from_a_compacted_revision_goes_on_from_the_oldest_kept(void **state)
+{
+	struct etcd_client *c = shared_client(0);
+	struct etcd_watch *w;
+	struct etcd_range_result r;
+	struct rec rec;
+	int64_t first, last;
+	char cmd[64];
+
+	(void)state;
+	if (!etcdfx_ctl_installed())
+		fail();
+	rec_init(&rec);
+	put_str(c, "w7/a", "1");
+	assert_int_equal(etcd_range(c, "w7/a", 4, NULL, 0, 0, &r), 0);
+	first = r.kvs[0].mod_revision;
+	etcd_range_free(&r);
+	put_str(c, "w7/a", "2");
+	put_str(c, "w7/a", "3");
+	last = first + 2;
+	snprintf(cmd, sizeof(cmd), "compaction %" PRId64, last);
+	ctl(&shared, cmd);
+	assert_int_equal(etcd_watch_start(c, "w7/", 3, "w70", 3, first, rec_fn, &rec, &w), 0);
+	assert_true(rec_wait(&rec, REC_EVENTS, 1, 30));
+	put_str(c, "w7/a", "4");
+	assert_true(rec_wait(&rec, REC_EVENTS, 2, 30));
+	etcd_watch_stop(w);
+	assert_false(rec.bad);
+	/* etcd answers the creation, then cancels it: the stream broke, and came back */
+	assert_string_equal(rec.seq, "UDUEE");
+	assert_i64_equal(rec.ev[0].rev, last);
+	assert_string_equal(rec.ev[0].val, "3");
+	assert_string_equal(rec.ev[1].val, "4");
 	etcd_close(c);
 }
 
@@ -903,10 +986,12 @@ int main(void)
 		cmocka_unit_test(no_live_endpoint_is_enotconn),
 		cmocka_unit_test_teardown(a_request_a_stopped_etcd_does_not_answer_is_etimedout,
 					  continue_shared),
+		cmocka_unit_test(a_put_whose_member_died_before_answering_is_etimedout),
 		cmocka_unit_test(endpoints_that_are_not_host_port_are_einval),
 		cmocka_unit_test(status_describes_the_answering_member),
 		cmocka_unit_test(a_watch_reports_puts_in_order_one_call_per_revision),
 		cmocka_unit_test(a_watch_from_a_past_revision_replays_it_and_skips_deletes),
+		cmocka_unit_test(a_watch_from_a_compacted_revision_goes_on_from_the_oldest_kept),
 		cmocka_unit_test_teardown(a_watch_reconnects_after_its_etcd_was_stopped_and_continued,
 					  continue_shared),
 		cmocka_unit_test(a_watch_resumes_after_a_restart_with_the_puts_it_missed),
