@@ -25,6 +25,10 @@
 #include "etcdfx.h"
 
 static struct etcdfx shared;
+/* What a test starts beyond the shared member, here so that its teardown stops it even
+ * after a failure (a watch thread must not outlive its test's records). */
+static struct etcdfx own[3];
+static struct etcd_watch *w;
 
 /* A client of the given endpoints (NULL-terminated) with timeout_ms. */
 static struct etcd_client *client_of(const char *const *eps, long timeout_ms)
@@ -144,6 +148,15 @@ static bool rec_wait(struct rec *r, enum rec_what what, size_t k, int seconds)
 	return ok;
 }
 
+/* The recorder of the test's watch. */
+static struct rec rec;
+
+static void watch_stop(void)
+{
+	etcd_watch_stop(w);
+	w = NULL;
+}
+
 /* ---- fixtures -------------------------------------------------------------------------- */
 
 static int group_setup(void **state)
@@ -166,10 +179,14 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-/* For tests that stop the shared member: it runs again afterwards, whatever happened. */
-static int continue_shared(void **state)
+/* After every test, whatever happened: its watch stopped, its members gone, the shared
+ * one running (a test may have stopped it). */
+static int cleanup(void **state)
 {
 	(void)state;
+	watch_stop();
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+		etcdfx_release(&own[i]);
 	etcdfx_signal(&shared, SIGCONT);
 	return etcdfx_wait_ready(&shared, NULL, 60);
 }
@@ -370,20 +387,20 @@ static void a_request_over_max_request_bytes_is_e2big(void **state)
 	static const char *const extra[] = { "--max-request-bytes", "4096", NULL };
 	size_t big = 600 * 1024;
 	char *val = malloc(big);
-	struct etcdfx e;
+	struct etcdfx *e = &own[0];
 	struct etcd_client *c;
 	struct etcd_range_result r;
 
 	(void)state;
 	assert_non_null(val);
 	memset(val, 'x', big);
-	assert_int_equal(etcdfx_init(&e, "small", 0, NULL, extra), 0);
-	if (etcdfx_start(&e) || etcdfx_wait_ready(&e, NULL, 60)) {
-		etcdfx_release(&e);
+	assert_int_equal(etcdfx_init(e, "small", 0, NULL, extra), 0);
+	if (etcdfx_start(e) || etcdfx_wait_ready(e, NULL, 60)) {
+		etcdfx_release(e);
 		fail_msg("etcd with --max-request-bytes did not start");
 	}
 	{
-		const char *eps[] = { e.endpoint, NULL };
+		const char *eps[] = { e->endpoint, NULL };
 
 		c = client_of(eps, 0);
 	}
@@ -396,7 +413,7 @@ static void a_request_over_max_request_bytes_is_e2big(void **state)
 	etcd_range_free(&r);
 	assert_int_equal(etcd_put(c, "big", 3, val, 1000), 0);
 	etcd_close(c);
-	etcdfx_release(&e);
+	etcdfx_release(e);
 	free(val);
 }
 
@@ -486,35 +503,35 @@ static void *bg_put_main(void *arg)
 
 static void a_put_whose_member_died_before_answering_is_etimedout(void **state)
 {
-	struct etcdfx e;
+	struct etcdfx *e = &own[0];
 	struct etcd_client *c;
 	struct bg_put b = { .key = "died/k" };
 	struct timespec pause = { 0, 500 * 1000 * 1000 };
 	pthread_t t;
 
 	(void)state;
-	assert_int_equal(etcdfx_init(&e, "dies", 0, NULL, NULL), 0);
-	if (etcdfx_start(&e) || etcdfx_wait_ready(&e, NULL, 60)) {
-		etcdfx_release(&e);
+	assert_int_equal(etcdfx_init(e, "dies", 0, NULL, NULL), 0);
+	if (etcdfx_start(e) || etcdfx_wait_ready(e, NULL, 60)) {
+		etcdfx_release(e);
 		fail_msg("etcd did not start");
 	}
 	{
-		const char *eps[] = { e.endpoint, NULL };
+		const char *eps[] = { e->endpoint, NULL };
 
 		c = client_of(eps, 30000);
 	}
 	put_str(c, "died/k", "0"); /* a connection to reuse */
 	b.c = c;
-	etcdfx_signal(&e, SIGSTOP);
+	etcdfx_signal(e, SIGSTOP);
 	assert_int_equal(pthread_create(&t, NULL, bg_put_main, &b), 0);
 	nanosleep(&pause, NULL); /* the request is sent and waits in the socket */
 	/* its connection dies without an answer, and no member is left to ask again:
 	 * the put may have been applied, so it is in doubt, not unreached */
-	etcdfx_kill(&e);
+	etcdfx_kill(e);
 	pthread_join(t, NULL);
 	assert_errno(b.r, -ETIMEDOUT);
 	etcd_close(c);
-	etcdfx_release(&e);
+	etcdfx_release(e);
 }
 
 static void endpoints_that_are_not_host_port_are_einval(void **state)
@@ -573,10 +590,8 @@ static void status_describes_the_answering_member(void **state)
 static void a_watch_reports_puts_in_order_one_call_per_revision(void **state)
 {
 	struct etcd_client *c = shared_client(0);
-	struct etcd_watch *w;
 	struct etcd_range_result r;
 	struct etcd_txn_result t;
-	struct rec rec;
 	struct etcd_op two[] = {
 		{ .kind = ETCD_OP_PUT, .key = "w1/c", .key_len = 4, .value = "3", .value_len = 1 },
 		{ .kind = ETCD_OP_PUT, .key = "w1/d", .key_len = 4, .value = "4", .value_len = 1 },
@@ -598,7 +613,7 @@ static void a_watch_reports_puts_in_order_one_call_per_revision(void **state)
 	etcd_range_free(&r);
 	put_str(c, "w1/a", "5");
 	assert_true(rec_wait(&rec, REC_EVENTS, 5, 30));
-	etcd_watch_stop(w);
+	watch_stop();
 
 	assert_false(rec.bad);
 	assert_int_equal(rec.n_ev, 5);
@@ -621,9 +636,7 @@ static void a_watch_reports_puts_in_order_one_call_per_revision(void **state)
 static void a_watch_from_a_past_revision_replays_it_and_skips_deletes(void **state)
 {
 	struct etcd_client *c = shared_client(0);
-	struct etcd_watch *w;
 	struct etcd_range_result r;
-	struct rec rec;
 	int64_t start;
 
 	(void)state;
@@ -641,7 +654,7 @@ static void a_watch_from_a_past_revision_replays_it_and_skips_deletes(void **sta
 	assert_true(rec_wait(&rec, REC_EVENTS, 3, 30));
 	put_str(c, "w3/a", "4");
 	assert_true(rec_wait(&rec, REC_EVENTS, 4, 30));
-	etcd_watch_stop(w);
+	watch_stop();
 	assert_false(rec.bad);
 	assert_int_equal(rec.n_ev, 4);
 	assert_i64_equal(rec.ev[0].rev, start);
@@ -656,9 +669,7 @@ static void a_watch_from_a_past_revision_replays_it_and_skips_deletes(void **sta
 static void a_watch_from_a_compacted_revision_goes_on_from_the_oldest_kept(void **state)
 {
 	struct etcd_client *c = shared_client(0);
-	struct etcd_watch *w;
 	struct etcd_range_result r;
-	struct rec rec;
 	int64_t first, last;
 	char cmd[64];
 
@@ -679,7 +690,7 @@ static void a_watch_from_a_compacted_revision_goes_on_from_the_oldest_kept(void 
 	assert_true(rec_wait(&rec, REC_EVENTS, 1, 30));
 	put_str(c, "w7/a", "4");
 	assert_true(rec_wait(&rec, REC_EVENTS, 2, 30));
-	etcd_watch_stop(w);
+	watch_stop();
 	assert_false(rec.bad);
 	/* etcd answers the creation, then cancels it: the stream broke, and came back */
 	assert_string_equal(rec.seq, "UDUEE");
@@ -692,8 +703,6 @@ static void a_watch_from_a_compacted_revision_goes_on_from_the_oldest_kept(void 
 static void a_watch_reconnects_after_its_etcd_was_stopped_and_continued(void **state)
 {
 	struct etcd_client *c = shared_client(300);
-	struct etcd_watch *w;
-	struct rec rec;
 
 	(void)state;
 	rec_init(&rec);
@@ -707,7 +716,7 @@ static void a_watch_reconnects_after_its_etcd_was_stopped_and_continued(void **s
 	assert_true(rec_wait(&rec, REC_UPS, 2, 30));
 	put_str(c, "w4/b", "2");
 	assert_true(rec_wait(&rec, REC_EVENTS, 2, 30));
-	etcd_watch_stop(w);
+	watch_stop();
 	assert_false(rec.bad);
 	assert_string_equal(rec.seq, "UEDUE");
 	assert_string_equal(rec.ev[1].val, "2");
@@ -717,23 +726,21 @@ static void a_watch_reconnects_after_its_etcd_was_stopped_and_continued(void **s
 
 static void a_watch_resumes_after_a_restart_with_the_puts_it_missed(void **state)
 {
-	struct etcdfx e;
+	struct etcdfx *e = &own[0];
 	struct etcd_client *c, *side;
-	struct etcd_watch *w;
-	struct rec rec;
 	int side_port = etcdfx_free_port();
 	char side_ep[32];
 
 	(void)state;
 	rec_init(&rec);
 	snprintf(side_ep, sizeof(side_ep), "127.0.0.1:%d", side_port);
-	assert_int_equal(etcdfx_init(&e, "restart", 0, NULL, NULL), 0);
-	if (etcdfx_start(&e) || etcdfx_wait_ready(&e, NULL, 60)) {
-		etcdfx_release(&e);
+	assert_int_equal(etcdfx_init(e, "restart", 0, NULL, NULL), 0);
+	if (etcdfx_start(e) || etcdfx_wait_ready(e, NULL, 60)) {
+		etcdfx_release(e);
 		fail_msg("etcd did not start");
 	}
 	{
-		const char *eps[] = { e.endpoint, NULL }, *seps[] = { side_ep, NULL };
+		const char *eps[] = { e->endpoint, NULL }, *seps[] = { side_ep, NULL };
 
 		c = client_of(eps, 500);
 		side = client_of(seps, 0);
@@ -745,20 +752,20 @@ static void a_watch_resumes_after_a_restart_with_the_puts_it_missed(void **state
 
 	/* killed, then back on another port, where the watch cannot find it: the puts made
 	 * there are history when the member returns to the watch's port */
-	etcdfx_kill(&e);
+	etcdfx_kill(e);
 	assert_true(rec_wait(&rec, REC_DOWNS, 1, 30));
-	assert_int_equal(etcdfx_start_on(&e, side_port), 0);
-	assert_int_equal(etcdfx_wait_ready(&e, side_ep, 60), 0);
+	assert_int_equal(etcdfx_start_on(e, side_port), 0);
+	assert_int_equal(etcdfx_wait_ready(e, side_ep, 60), 0);
 	put_str(side, "w5/b", "2");
 	put_str(side, "w5/c", "3");
 	assert_int_equal(rec.n_ev, 1);
-	etcdfx_kill(&e);
-	assert_int_equal(etcdfx_start(&e), 0);
+	etcdfx_kill(e);
+	assert_int_equal(etcdfx_start(e), 0);
 	assert_true(rec_wait(&rec, REC_UPS, 2, 60));
 	assert_true(rec_wait(&rec, REC_EVENTS, 3, 30));
 	put_str(c, "w5/d", "4");
 	assert_true(rec_wait(&rec, REC_EVENTS, 4, 30));
-	etcd_watch_stop(w);
+	watch_stop();
 	assert_false(rec.bad);
 	assert_string_equal(rec.seq, "UEDUEEE");
 	for (size_t i = 1; i < 4; i++) {
@@ -767,7 +774,7 @@ static void a_watch_resumes_after_a_restart_with_the_puts_it_missed(void **state
 	}
 	etcd_close(side);
 	etcd_close(c);
-	etcdfx_release(&e);
+	etcdfx_release(e);
 }
 
 static void stopping_a_watch_does_not_wait_for_a_silent_member(void **state)
@@ -775,8 +782,6 @@ static void stopping_a_watch_does_not_wait_for_a_silent_member(void **state)
 	/* a request timeout far longer than the test may take: only an interrupted
 	 * stream lets etcd_watch_stop() return */
 	struct etcd_client *c = shared_client(600000);
-	struct etcd_watch *w;
-	struct rec rec;
 	int64_t t0;
 
 	(void)state;
@@ -788,7 +793,7 @@ static void stopping_a_watch_does_not_wait_for_a_silent_member(void **state)
 	struct timespec pause = { 1, 500 * 1000 * 1000 };
 	nanosleep(&pause, NULL);
 	t0 = now_ms();
-	etcd_watch_stop(w);
+	watch_stop();
 	/* generous against a loaded machine, far below the 600 s a wait would take */
 	assert_true(now_ms() - t0 < 30000);
 	etcdfx_signal(&shared, SIGCONT);
@@ -802,7 +807,7 @@ static void stopping_a_watch_does_not_wait_for_a_silent_member(void **state)
 		snprintf(closed, sizeof(closed), "127.0.0.1:%d", etcdfx_free_port());
 		d = client_of(eps, 600000);
 		assert_int_equal(etcd_watch_start(d, "x", 1, NULL, 0, 0, rec_fn, &rec, &w), 0);
-		etcd_watch_stop(w);
+		watch_stop();
 		etcd_close(d);
 	}
 	etcd_watch_stop(NULL);
@@ -815,13 +820,11 @@ static void a_member_without_a_leader_refuses_with_ecanceled(void **state)
 {
 	static const char *const fast[] = { "--heartbeat-interval", "50", "--election-timeout",
 					     "500", NULL };
-	struct etcdfx m[3];
+	struct etcdfx *m = own;
 	char cluster[512];
 	int peers[3];
 	struct etcd_client *c;
-	struct etcd_watch *w;
 	struct etcd_status s;
-	struct rec rec;
 	int64_t until;
 
 	(void)state;
@@ -878,7 +881,7 @@ static void a_member_without_a_leader_refuses_with_ecanceled(void **state)
 	assert_true(rec_wait(&rec, REC_UPS, 2, 60));
 	put_str(c, "nl/k", "3");
 	assert_true(rec_wait(&rec, REC_EVENTS, 1, 30));
-	etcd_watch_stop(w);
+	watch_stop();
 	assert_false(rec.bad);
 	assert_string_equal(rec.ev[0].val, "3");
 	etcd_close(c);
@@ -902,47 +905,45 @@ static struct etcd_client *user_client(const struct etcdfx *e, const char *user,
 
 static void a_user_with_a_password_is_let_in_and_a_wrong_one_is_eacces(void **state)
 {
-	struct etcdfx e;
+	struct etcdfx *e = &own[0];
 	struct etcd_client *root, *before, *wrong, *none, *bob;
 	struct etcd_range_result r;
 	struct etcd_status s;
-	struct etcd_watch *w;
-	struct rec rec;
 
 	(void)state;
 	if (!etcdfx_ctl_installed())
 		fail();
 	rec_init(&rec);
-	assert_int_equal(etcdfx_init(&e, "auth", 0, NULL, NULL), 0);
-	if (etcdfx_start(&e) || etcdfx_wait_ready(&e, NULL, 60)) {
-		etcdfx_release(&e);
+	assert_int_equal(etcdfx_init(e, "auth", 0, NULL, NULL), 0);
+	if (etcdfx_start(e) || etcdfx_wait_ready(e, NULL, 60)) {
+		etcdfx_release(e);
 		fail_msg("etcd did not start");
 	}
 	/* a client with a user, made before authentication was on, goes without a token */
-	before = user_client(&e, "root", "pw");
+	before = user_client(e, "root", "pw");
 	put_str(before, "auth/k", "0");
-	ctl(&e, "user add root --new-user-password=pw");
-	ctl(&e, "user grant-role root root");
-	ctl(&e, "auth enable");
-	ctl(&e, "--user root:pw user add bob --new-user-password=b");
+	ctl(e, "user add root --new-user-password=pw");
+	ctl(e, "user grant-role root root");
+	ctl(e, "auth enable");
+	ctl(e, "--user root:pw user add bob --new-user-password=b");
 
-	root = user_client(&e, "root", "pw");
+	root = user_client(e, "root", "pw");
 	put_str(root, "auth/k", "1");
 	assert_int_equal(etcd_range(root, "auth/k", 6, NULL, 0, 0, &r), 0);
 	assert_int_equal(r.n, 1);
 	etcd_range_free(&r);
 	put_str(before, "auth/k", "2"); /* etcd's "user name is empty" made it authenticate */
 
-	wrong = user_client(&e, "root", "not-pw");
+	wrong = user_client(e, "root", "not-pw");
 	assert_errno(etcd_put(wrong, "auth/k", 6, "x", 1), -EACCES);
 	assert_errno(etcd_range(wrong, "auth/k", 6, NULL, 0, 0, &r), -EACCES);
 	{
-		const char *eps[] = { e.endpoint, NULL };
+		const char *eps[] = { e->endpoint, NULL };
 
 		none = client_of(eps, 0);
 	}
 	assert_errno(etcd_put(none, "auth/k", 6, "x", 1), -EACCES);
-	bob = user_client(&e, "bob", "b"); /* a user without a role */
+	bob = user_client(e, "bob", "b"); /* a user without a role */
 	assert_errno(etcd_put(bob, "auth/k", 6, "x", 1), -EACCES);
 	assert_int_equal(etcd_status(none, &s), 0); /* status needs no user */
 
@@ -953,12 +954,12 @@ static void a_user_with_a_password_is_let_in_and_a_wrong_one_is_eacces(void **st
 	assert_true(rec_wait(&rec, REC_EVENTS, 1, 30));
 
 	/* a restarted etcd forgot its simple tokens: the client takes a new one */
-	etcdfx_kill(&e);
-	assert_int_equal(etcdfx_start(&e), 0);
-	assert_int_equal(etcdfx_wait_ready(&e, NULL, 60), 0);
+	etcdfx_kill(e);
+	assert_int_equal(etcdfx_start(e), 0);
+	assert_int_equal(etcdfx_wait_ready(e, NULL, 60), 0);
 	put_str(root, "auth/k", "4");
 	assert_true(rec_wait(&rec, REC_EVENTS, 2, 60));
-	etcd_watch_stop(w);
+	watch_stop();
 	assert_false(rec.bad);
 	assert_string_equal(rec.ev[1].val, "4");
 	assert_int_equal(etcd_range(root, "auth/k", 6, NULL, 0, 0, &r), 0);
@@ -970,35 +971,32 @@ static void a_user_with_a_password_is_let_in_and_a_wrong_one_is_eacces(void **st
 	etcd_close(wrong);
 	etcd_close(before);
 	etcd_close(root);
-	etcdfx_release(&e);
+	etcdfx_release(e);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(binary_keys_and_values_round_trip),
-		cmocka_unit_test(a_prefix_range_is_ordered_limited_and_says_more),
-		cmocka_unit_test(a_missing_key_ranges_to_nothing),
-		cmocka_unit_test(a_txn_runs_the_branch_its_comparisons_choose),
-		cmocka_unit_test(a_txn_of_too_many_operations_is_e2big_and_changes_nothing),
-		cmocka_unit_test(a_request_over_max_request_bytes_is_e2big),
-		cmocka_unit_test(a_closed_endpoint_passes_requests_to_the_next),
-		cmocka_unit_test(no_live_endpoint_is_enotconn),
-		cmocka_unit_test_teardown(a_request_a_stopped_etcd_does_not_answer_is_etimedout,
-					  continue_shared),
-		cmocka_unit_test(a_put_whose_member_died_before_answering_is_etimedout),
-		cmocka_unit_test(endpoints_that_are_not_host_port_are_einval),
-		cmocka_unit_test(status_describes_the_answering_member),
-		cmocka_unit_test(a_watch_reports_puts_in_order_one_call_per_revision),
-		cmocka_unit_test(a_watch_from_a_past_revision_replays_it_and_skips_deletes),
-		cmocka_unit_test(a_watch_from_a_compacted_revision_goes_on_from_the_oldest_kept),
-		cmocka_unit_test_teardown(a_watch_reconnects_after_its_etcd_was_stopped_and_continued,
-					  continue_shared),
-		cmocka_unit_test(a_watch_resumes_after_a_restart_with_the_puts_it_missed),
-		cmocka_unit_test_teardown(stopping_a_watch_does_not_wait_for_a_silent_member,
-					  continue_shared),
-		cmocka_unit_test(a_member_without_a_leader_refuses_with_ecanceled),
-		cmocka_unit_test(a_user_with_a_password_is_let_in_and_a_wrong_one_is_eacces),
+		cmocka_unit_test_teardown(binary_keys_and_values_round_trip, cleanup),
+		cmocka_unit_test_teardown(a_prefix_range_is_ordered_limited_and_says_more, cleanup),
+		cmocka_unit_test_teardown(a_missing_key_ranges_to_nothing, cleanup),
+		cmocka_unit_test_teardown(a_txn_runs_the_branch_its_comparisons_choose, cleanup),
+		cmocka_unit_test_teardown(a_txn_of_too_many_operations_is_e2big_and_changes_nothing, cleanup),
+		cmocka_unit_test_teardown(a_request_over_max_request_bytes_is_e2big, cleanup),
+		cmocka_unit_test_teardown(a_closed_endpoint_passes_requests_to_the_next, cleanup),
+		cmocka_unit_test_teardown(no_live_endpoint_is_enotconn, cleanup),
+		cmocka_unit_test_teardown(a_request_a_stopped_etcd_does_not_answer_is_etimedout, cleanup),
+		cmocka_unit_test_teardown(a_put_whose_member_died_before_answering_is_etimedout, cleanup),
+		cmocka_unit_test_teardown(endpoints_that_are_not_host_port_are_einval, cleanup),
+		cmocka_unit_test_teardown(status_describes_the_answering_member, cleanup),
+		cmocka_unit_test_teardown(a_watch_reports_puts_in_order_one_call_per_revision, cleanup),
+		cmocka_unit_test_teardown(a_watch_from_a_past_revision_replays_it_and_skips_deletes, cleanup),
+		cmocka_unit_test_teardown(a_watch_from_a_compacted_revision_goes_on_from_the_oldest_kept, cleanup),
+		cmocka_unit_test_teardown(a_watch_reconnects_after_its_etcd_was_stopped_and_continued, cleanup),
+		cmocka_unit_test_teardown(a_watch_resumes_after_a_restart_with_the_puts_it_missed, cleanup),
+		cmocka_unit_test_teardown(stopping_a_watch_does_not_wait_for_a_silent_member, cleanup),
+		cmocka_unit_test_teardown(a_member_without_a_leader_refuses_with_ecanceled, cleanup),
+		cmocka_unit_test_teardown(a_user_with_a_password_is_let_in_and_a_wrong_one_is_eacces, cleanup),
 	};
 
 	return cmocka_run_group_tests_name("etcd_client", tests, group_setup, group_teardown);
