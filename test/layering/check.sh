@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # check.sh - the layering test (run by meson test): build each probe library with ninja
 # and compare with what the layering rule expects, then check which modules include
-# sqlite3.h and the FUSE headers.
+# sqlite3.h, the FUSE headers, etcd_client.h and libcurl's.
 #
 #   check.sh NINJA BUILDDIR SRCDIR ok|fail:LIBRARY:HEADER...
 #
@@ -53,5 +53,8 @@ by_source() {
 }
 by_source 'sqlite3\.h' store
 by_source 'fuse(3/|_|\.h)' fs
+# etcd is the store's business too: its client, and libcurl under it
+by_source 'etcd_client(_i)?\.h' store
+by_source 'curl/' store
 
 exit $failed
