@@ -38,6 +38,44 @@ bool etcdfx_ctl_installed(void)
 	return false;
 }
 
+bool etcdfx_openssl_installed(void)
+{
+	if (access("/usr/bin/openssl", X_OK) == 0)
+		return true;
+	print_error("/usr/bin/openssl is missing: install the Debian package openssl "
+		    "(scripts/debian-packages lists it)\n");
+	return false;
+}
+
+/* EC keys: quick to make; one day is longer than any test.  The server's certificate
+ * serves as a client's too: etcd's gateway presents it to etcd's own gRPC server, which
+ * --client-cert-auth makes check it. */
+#define CERTS_SCRIPT                                                                      \
+	"set -e; exec 2>&1; cd '%s';"                                                     \
+	"k='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes';"                    \
+	"for ca in ca other-ca; do"                                                       \
+	" openssl req -x509 $k -keyout $ca.key -out $ca.pem -days 1 -subj /CN=$ca; done;" \
+	"printf 'subjectAltName=IP:127.0.0.1\\n' >server.ext;"                           \
+	"printf 'extendedKeyUsage=serverAuth,clientAuth\\n' >>server.ext;"               \
+	"printf 'extendedKeyUsage=clientAuth\\n' >client.ext;"                            \
+	"for who in server client; do"                                                    \
+	" openssl req $k -keyout $who.key -out $who.csr -subj /CN=$who;"                  \
+	" openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial"        \
+	"  -out $who.pem -days 1 -extfile $who.ext; done"
+
+int etcdfx_make_certs(const char *dir)
+{
+	char cmd[sizeof(CERTS_SCRIPT) + 4096], *out;
+	int st = -1;
+
+	snprintf(cmd, sizeof(cmd), CERTS_SCRIPT, dir);
+	out = tu_run(cmd, &st);
+	if (st != 0)
+		print_error("cannot make certificates: %s\n", out ? out : "");
+	free(out);
+	return st == 0 ? 0 : -1;
+}
+
 int etcdfx_free_port(void)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -75,14 +113,14 @@ int etcdfx_init(struct etcdfx *e, const char *name, int peer_port, const char *c
 
 int etcdfx_start_on(struct etcdfx *e, int port)
 {
-	char data[4096], logf[4096], client[64], peer[64];
-	const char *argv[16 + ETCDFX_MAX_ARGS];
+	char data[4096], logf[4096], client[64], peer[64], certs[4096], keyf[4096];
+	const char *argv[24 + ETCDFX_MAX_ARGS];
 	pid_t parent = getpid();
 	int n = 0;
 
 	snprintf(data, sizeof(data), "%s/data", e->dir);
 	snprintf(logf, sizeof(logf), "%s/etcd.log", e->dir);
-	snprintf(client, sizeof(client), "http://127.0.0.1:%d", port);
+	snprintf(client, sizeof(client), "%s://127.0.0.1:%d", e->cacert ? "https" : "http", port);
 	snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", e->peer_port);
 	argv[n++] = ETCDFX_BIN;
 	argv[n++] = "--name";
@@ -101,6 +139,17 @@ int etcdfx_start_on(struct etcdfx *e, int port)
 	argv[n++] = e->cluster;
 	for (int i = 0; i < e->n_extra; i++)
 		argv[n++] = e->extra[i];
+	if (e->cacert) {
+		snprintf(certs, sizeof(certs), "%s/server.pem", e->dir);
+		snprintf(keyf, sizeof(keyf), "%s/server.key", e->dir);
+		argv[n++] = "--cert-file";
+		argv[n++] = certs;
+		argv[n++] = "--key-file";
+		argv[n++] = keyf;
+		argv[n++] = "--client-cert-auth";
+		argv[n++] = "--trusted-ca-file";
+		argv[n++] = e->cacert;
+	}
 	argv[n] = NULL;
 
 	fflush(NULL);
@@ -139,7 +188,8 @@ static void print_log_tail(const struct etcdfx *e)
 int etcdfx_wait_ready(struct etcdfx *e, const char *endpoint, int seconds)
 {
 	const char *eps[] = { endpoint ? endpoint : e->endpoint };
-	struct etcd_config cfg = { .endpoints = eps, .n_endpoints = 1, .timeout_ms = 1000 };
+	struct etcd_config cfg = { .endpoints = eps, .n_endpoints = 1, .timeout_ms = 1000,
+				   .cacert = e->cacert, .cert = e->cert, .key = e->key };
 	struct timespec pause = { 0, 50 * 1000 * 1000 };
 	time_t until = time(NULL) + seconds;
 	struct etcd_client *c;

@@ -26,6 +26,9 @@ struct etcdfx {
 	char cluster[512];  /* --initial-cluster */
 	const char *extra[ETCDFX_MAX_ARGS];
 	int n_extra;
+	/* TLS (set before starting; all NULL: plain http): the CA the tests trust, and the
+	 * client's certificate and key that etcdfx_wait_ready() uses */
+	const char *cacert, *cert, *key;
 };
 
 /* Whether etcd (Debian etcd-server) is installed; if not, print which package to install
@@ -33,6 +36,14 @@ struct etcdfx {
 bool etcdfx_installed(void);
 /* The same for etcdctl (Debian etcd-client). */
 bool etcdfx_ctl_installed(void);
+/* The same for openssl (Debian openssl). */
+bool etcdfx_openssl_installed(void);
+/*
+ * Make a CA and certificates signed by it in dir with openssl: ca.pem, server.pem and
+ * server.key (for 127.0.0.1), client.pem and client.key, and a second CA other-ca.pem
+ * that signed nothing here.  0 or -1 (openssl's output printed).
+ */
+int etcdfx_make_certs(const char *dir);
 /* A TCP port of 127.0.0.1 that nothing listens on now; -1 on failure. */
 int etcdfx_free_port(void);
 

@@ -814,6 +814,120 @@ static void stopping_a_watch_does_not_wait_for_a_silent_member(void **state)
 	etcd_close(c);
 }
 
+static void an_idle_watch_resumes_after_the_revisions_etcd_compacted(void **state)
+{
+	/* etcd tells an idle watch every 300 ms that it is up to date */
+	static const char *const notify[] = { "--experimental-watch-progress-notify-interval",
+					      "300ms", NULL };
+	struct etcdfx *e = &own[0];
+	struct etcd_client *c;
+	struct etcd_range_result r;
+	struct timespec pause = { 2, 0 };
+	char cmd[64];
+
+	(void)state;
+	if (!etcdfx_ctl_installed())
+		fail();
+	rec_init(&rec);
+	assert_int_equal(etcdfx_init(e, "idle", 0, NULL, notify), 0);
+	if (etcdfx_start(e) || etcdfx_wait_ready(e, NULL, 60))
+		fail_msg("etcd did not start");
+	{
+		const char *eps[] = { e->endpoint, NULL };
+
+		c = client_of(eps, 500);
+	}
+	assert_int_equal(etcd_watch_start(c, "idle/", 5, "idle0", 5, 0, rec_fn, &rec, &w), 0);
+	assert_true(rec_wait(&rec, REC_UPS, 1, 30));
+	/* other keys move the revision on, and etcd compacts it all away */
+	for (int i = 0; i < 5; i++)
+		put_str(c, "elsewhere", "x");
+	assert_int_equal(etcd_range(c, "elsewhere", 9, NULL, 0, 0, &r), 0);
+	snprintf(cmd, sizeof(cmd), "compaction %" PRId64, r.revision);
+	etcd_range_free(&r);
+	nanosleep(&pause, NULL); /* several progress notifications */
+	ctl(e, cmd);
+	/* the watch resumes after the notified revision: nothing compacted, nothing lost */
+	etcdfx_kill(e);
+	assert_true(rec_wait(&rec, REC_DOWNS, 1, 30));
+	assert_int_equal(etcdfx_start(e), 0);
+	assert_true(rec_wait(&rec, REC_UPS, 2, 60));
+	put_str(c, "idle/a", "1");
+	assert_true(rec_wait(&rec, REC_EVENTS, 1, 30));
+	watch_stop();
+	assert_false(rec.bad);
+	assert_string_equal(rec.seq, "UDUE");
+	etcd_close(c);
+	etcdfx_release(e);
+}
+
+/* ---- TLS ---------------------------------------------------------------------------- */
+
+static void a_tls_member_answers_a_client_with_its_ca_and_certificate(void **state)
+{
+	struct etcdfx *e = &own[0];
+	char ca[4096], other[4096], cert[4096], key[4096];
+	struct etcd_client *c, *bad;
+	struct etcd_range_result r;
+	struct etcd_status s;
+
+	(void)state;
+	if (!etcdfx_openssl_installed())
+		fail();
+	rec_init(&rec);
+	assert_int_equal(etcdfx_init(e, "tls", 0, NULL, NULL), 0);
+	assert_int_equal(etcdfx_make_certs(e->dir), 0);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", e->dir);
+	snprintf(other, sizeof(other), "%s/other-ca.pem", e->dir);
+	snprintf(cert, sizeof(cert), "%s/client.pem", e->dir);
+	snprintf(key, sizeof(key), "%s/client.key", e->dir);
+	e->cacert = ca;
+	e->cert = cert;
+	e->key = key;
+	if (etcdfx_start(e) || etcdfx_wait_ready(e, NULL, 60))
+		fail_msg("etcd with TLS did not start");
+
+	const char *eps[] = { e->endpoint };
+	struct etcd_config cfg = { .endpoints = eps, .n_endpoints = 1, .cacert = ca,
+				   .cert = cert, .key = key };
+
+	assert_int_equal(etcd_open(&cfg, &c), 0);
+	put_str(c, "tls/k", "v");
+	assert_int_equal(etcd_range(c, "tls/k", 5, NULL, 0, 0, &r), 0);
+	assert_int_equal(r.n, 1);
+	etcd_range_free(&r);
+	assert_int_equal(etcd_status(c, &s), 0);
+	assert_int_equal(etcd_watch_start(c, "tls/", 4, "tls0", 4, 0, rec_fn, &rec, &w), 0);
+	assert_true(rec_wait(&rec, REC_UPS, 1, 30));
+	put_str(c, "tls/k", "w");
+	assert_true(rec_wait(&rec, REC_EVENTS, 1, 30));
+	watch_stop();
+	assert_string_equal(rec.ev[0].val, "w");
+
+	/* a server certificate the client's CA did not sign: nothing was sent */
+	cfg.cacert = other;
+	assert_int_equal(etcd_open(&cfg, &bad), 0);
+	assert_errno(etcd_put(bad, "tls/k", 5, "x", 1), -ENOTCONN);
+	etcd_close(bad);
+	/* no client certificate: the handshake is refused */
+	cfg.cacert = ca;
+	cfg.cert = cfg.key = NULL;
+	assert_int_equal(etcd_open(&cfg, &bad), 0);
+	assert_errno(etcd_put(bad, "tls/k", 5, "x", 1), -ENOTCONN);
+	etcd_close(bad);
+	/* plain http to a TLS member: it reads the request and resets the connection, so
+	 * for all the client knows the put is in doubt */
+	cfg.cacert = NULL;
+	assert_int_equal(etcd_open(&cfg, &bad), 0);
+	assert_errno(etcd_put(bad, "tls/k", 5, "x", 1), -ETIMEDOUT);
+	etcd_close(bad);
+	assert_int_equal(etcd_range(c, "tls/k", 5, NULL, 0, 0, &r), 0);
+	assert_memory_equal(r.kvs[0].value, "w", 1);
+	etcd_range_free(&r);
+	etcd_close(c);
+	etcdfx_release(e);
+}
+
 /* ---- a member without a leader ------------------------------------------------------------ */
 
 static void a_member_without_a_leader_refuses_with_ecanceled(void **state)
@@ -995,6 +1109,10 @@ int main(void)
 		cmocka_unit_test_teardown(a_watch_reconnects_after_its_etcd_was_stopped_and_continued, cleanup),
 		cmocka_unit_test_teardown(a_watch_resumes_after_a_restart_with_the_puts_it_missed, cleanup),
 		cmocka_unit_test_teardown(stopping_a_watch_does_not_wait_for_a_silent_member, cleanup),
+		cmocka_unit_test_teardown(an_idle_watch_resumes_after_the_revisions_etcd_compacted,
+					  cleanup),
+		cmocka_unit_test_teardown(a_tls_member_answers_a_client_with_its_ca_and_certificate,
+					  cleanup),
 		cmocka_unit_test_teardown(a_member_without_a_leader_refuses_with_ecanceled, cleanup),
 		cmocka_unit_test_teardown(a_user_with_a_password_is_let_in_and_a_wrong_one_is_eacces, cleanup),
 	};
