@@ -438,6 +438,16 @@ say(struct etcd_xfer *x, enum log_level level, const char *fmt, ...)
 		log_msg(level, "%s", x->why);
 }
 
+/* A TLS alert about this client's certificate comes from the server's end of the
+ * handshake: the server never read a request, whatever curl had sent meanwhile (TLS 1.3
+ * lets a client send before the server has checked its certificate). */
+static bool handshake_refused(const char *why)
+{
+	return strstr(why, " alert ") &&
+	       (strstr(why, "certificate") || strstr(why, "unknown ca") ||
+		strstr(why, "handshake failure"));
+}
+
 int etcd_xfer_result(struct etcd_client *c, struct etcd_xfer *x, CURLcode rc, json_t **out)
 {
 	const char *ep = c->endpoints[x->ep];
@@ -454,7 +464,7 @@ int etcd_xfer_result(struct etcd_client *c, struct etcd_xfer *x, CURLcode rc, js
 			return -ENOMEM;
 		/* not the error code: curl's own second attempt on a new connection (after
 		 * a reused one died) may fail to connect when the first one sent it all */
-		if (!x->taken) {
+		if (!x->taken || handshake_refused(why)) {
 			say(x, LOG_LVL_WARN, "cannot reach etcd at '%s': %s", ep, why);
 			return ETCD_UNREACHED;
 		}

@@ -245,7 +245,10 @@ static size_t stream_data(char *data, size_t size, size_t n, void *arg)
 /* The body of the stream's request: create a watch from next_rev. */
 static char *create_body(const struct etcd_watch *w, size_t *len)
 {
-	json_t *cr = json_pack("{s:s, s:[s]}", "key", w->key_b64, "filters", "NODELETE");
+	/* progress notifications (every 10 minutes by default) move next_rev on while no
+	 * put comes, so an idle watch does not resume from a revision etcd compacted */
+	json_t *cr = json_pack("{s:s, s:[s], s:b}", "key", w->key_b64, "filters", "NODELETE",
+			       "progress_notify", 1);
 	json_t *req = cr ? json_pack("{s:o}", "create_request", cr) : NULL;
 	char num[24], *body = NULL;
 
@@ -337,7 +340,7 @@ static int watch_stream(struct etcd_watch *w)
 {
 	struct etcd_xfer sx, px;
 	bool probing = false, ended = false;
-	CURLcode src = CURLE_OK;
+	CURLcode src = CURLE_OK, prc; /* how the stream and the probe ended */
 	char *token = NULL, *body = NULL;
 	unsigned gen;
 	size_t len;
@@ -385,10 +388,9 @@ static int watch_stream(struct etcd_watch *w)
 				continue;
 			}
 			probing = false;
-			src = m->data.result; /* m does not survive the removal */
+			prc = m->data.result; /* m does not survive the removal */
 			curl_multi_remove_handle(w->multi, w->aux);
-			r = etcd_xfer_result(w->c, &px, src, &ans);
-			src = CURLE_OK;
+			r = etcd_xfer_result(w->c, &px, prc, &ans);
 			json_decref(ans);
 			etcd_xfer_release(&px);
 			if (r == 0) {
@@ -396,7 +398,8 @@ static int watch_stream(struct etcd_watch *w)
 				continue;
 			}
 			watch_logf(w, LOG_LVL_WARN, "etcd watch at '%s' stops: %s",
-				   w->c->endpoints[w->ep], px.why[0] ? px.why : "its member does not answer");
+				   w->c->endpoints[w->ep],
+				   px.why[0] ? px.why : "its member does not answer");
 			w->brk = r == ETCD_REAUTH ? r : -ETIMEDOUT;
 			ended = true;
 			break; /* m is invalid once a handle is removed */
@@ -436,7 +439,12 @@ static int watch_stream(struct etcd_watch *w)
 
 		r = etcd_xfer_result(w->c, &sx, src, &ans);
 		json_decref(ans);
-		watch_log(w, LOG_LVL_WARN, sx.why[0] ? sx.why : "etcd watch stream failed");
+		if (r == ETCD_UNREACHED)
+			watch_log(w, LOG_LVL_WARN, sx.why);
+		else
+			watch_logf(w, LOG_LVL_WARN, "etcd watch at '%s' broke: %s",
+				   w->c->endpoints[w->ep],
+				   sx.errbuf[0] ? sx.errbuf : curl_easy_strerror(src));
 		if (r == 0 || r == -ENOMEM)
 			r = -EIO;
 	}

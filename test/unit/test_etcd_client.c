@@ -1105,7 +1105,8 @@ int main(void)
 		cmocka_unit_test_teardown(status_describes_the_answering_member, cleanup),
 		cmocka_unit_test_teardown(a_watch_reports_puts_in_order_one_call_per_revision, cleanup),
 		cmocka_unit_test_teardown(a_watch_from_a_past_revision_replays_it_and_skips_deletes, cleanup),
-		cmocka_unit_test_teardown(a_watch_from_a_compacted_revision_goes_on_from_the_oldest_kept, cleanup),
+		cmocka_unit_test_teardown(a_watch_from_a_compacted_revision_goes_on_from_the_oldest_kept,
+					  cleanup),
 		cmocka_unit_test_teardown(a_watch_reconnects_after_its_etcd_was_stopped_and_continued, cleanup),
 		cmocka_unit_test_teardown(a_watch_resumes_after_a_restart_with_the_puts_it_missed, cleanup),
 		cmocka_unit_test_teardown(stopping_a_watch_does_not_wait_for_a_silent_member, cleanup),
@@ -1117,5 +1118,8 @@ int main(void)
 		cmocka_unit_test_teardown(a_user_with_a_password_is_let_in_and_a_wrong_one_is_eacces, cleanup),
 	};
 
+	/* one test alone: ETCD_TEST=name (a glob) */
+	if (getenv("ETCD_TEST"))
+		cmocka_set_test_filter(getenv("ETCD_TEST"));
 	return cmocka_run_group_tests_name("etcd_client", tests, group_setup, group_teardown);
 }
