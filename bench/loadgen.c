@@ -544,9 +544,9 @@ static void ctx_init(struct ctx *c)
 		c->keys[i] = malloc(128);
 		c->vals[i] = malloc((size_t)opt.value_bytes + 1);
 		c->lens[i] = (size_t)opt.value_bytes;
-		snprintf(c->keys[i], 128, "default/bench-w%d/k%d", my_index, i);
+		snprintf(c->keys[i], 128, "default/bench-w%d/k%d", my_index + opt.writer_base, i);
 		c->rkeys[i] = malloc(128);
-		snprintf(c->rkeys[i], 128, "default/bench-w%d/r%d", my_index, i);
+		snprintf(c->rkeys[i], 128, "default/bench-w%d/r%d", my_index + opt.writer_base, i);
 	}
 	const char *m = opt.mode;
 	if (!strcmp(m, "sqlite")) {
@@ -969,6 +969,7 @@ static void usage(void)
 	      "            .../all.jsonl (default agent)\n"
 	      "  -P read|poll    follow-lat: block in read(), or poll() then read (default read)\n"
 	      "  -I snapshot|serializable  txn-read: the isolation level (default snapshot)\n"
+	      "  -O N      txn, txn-read: number the writers' agents from N (bench-wN...)\n"
 	      "output: one line 'loadgen mode=.. procs=.. ops=.. secs=.. rate=.. ...'\n",
 	      stderr);
 	exit(2);
@@ -981,7 +982,7 @@ int main(int argc, char **argv)
 	opt.mode = argv[1];
 	optind = 2;
 	int ch;
-	while ((ch = getopt(argc, argv, "p:d:n:W:m:R:f:D:k:s:b:w:t:S:F:P:I:")) != -1) {
+	while ((ch = getopt(argc, argv, "p:d:n:W:m:R:f:D:k:s:b:w:t:S:F:P:I:O:")) != -1) {
 		switch (ch) {
 		case 'p': opt.procs = atoi(optarg); break;
 		case 'd': opt.secs = atof(optarg); break;
@@ -1000,6 +1001,7 @@ int main(int argc, char **argv)
 		case 'F': opt.follow_file = optarg; break;
 		case 'P': opt.wait = optarg; break;
 		case 'I': opt.isolation = optarg; break;
+		case 'O': opt.writer_base = atoi(optarg); break;
 		default: usage();
 		}
 	}

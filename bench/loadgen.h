@@ -36,6 +36,8 @@ struct options {
 	const char *follow_file; /* follow-lat: agent | all */
 	const char *wait;   /* follow-lat: read | poll */
 	const char *isolation; /* txn-read: snapshot | serializable */
+	int writer_base; /* -O: writers are numbered from it (bench-w<N>), so two loadgens on
+			  * two mounts of one volume write keys of their own */
 };
 extern struct options opt;
 

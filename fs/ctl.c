@@ -109,6 +109,28 @@ static char *version_json(void)
 	return json_line(o);
 }
 
+/* .status's "store": the log's kind, and for a shared one (etcd) how this mount's
+ * replica stands against it. */
+static json_t *store_json(const struct txn_stats *st)
+{
+	json_t *s = json_object();
+
+	json_object_set_new(s, "kind", json_string(st->shared ? "etcd" : "sqlite"));
+	if (!st->shared)
+		return s;
+	json_object_set_new(s, "volume", json_string(st->shared_volume));
+	json_object_set_new(s, "reachable", json_boolean(st->shared_reachable));
+	json_object_set_new(s, "stale", json_boolean(st->shared_stale));
+	json_object_set_new(s, "health", json_string(st->shared_health));
+	json_object_set_new(s, "shared_head_ts", json_integer(st->shared_head));
+	json_object_set_new(s, "replica_lag", json_integer(st->shared_head > st->head_ts
+								  ? st->shared_head - st->head_ts
+								  : 0));
+	json_object_set_new(s, "pulled_commits", json_integer((json_int_t)st->pulled));
+	json_object_set_new(s, "behind_retries", json_integer((json_int_t)st->behind));
+	return s;
+}
+
 /* .status: who serves this mount and how it is doing, for statehousectl status. */
 static char *status_json(struct fs *fs)
 {
@@ -142,6 +164,7 @@ static char *status_json(struct fs *fs)
 	json_object_set_new(o, "health", json_string(err ? strerror(-err) : "ok"));
 	json_object_set_new(o, "read_only", json_boolean(fs->opt.read_only));
 	json_object_set_new(o, "head_commit_ts", json_integer(st.head_ts));
+	json_object_set_new(o, "store", store_json(&st));
 	json_object_set_new(o, "open_transactions", json_integer(st.open_txns));
 	json_object_set_new(o, "starts", json_integer((json_int_t)st.starts));
 	json_object_set_new(o, "unclean_starts", json_integer((json_int_t)st.unclean_starts));

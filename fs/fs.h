@@ -32,6 +32,8 @@ struct fs_options {
 	const char *datadir;    /* for .status; copied */
 	const char *mountpoint; /* for .status; copied */
 	bool read_only;         /* mounted with -o ro */
+	bool stale_eio;         /* -o stale_reads=eio: a shared store that may be behind
+				 * refuses opens of live keys for reading with EIO */
 };
 
 /* How requests are served (loop.c). */

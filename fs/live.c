@@ -719,6 +719,8 @@ static int live_open(struct fs *fs, fuse_req_t req, const struct iref *r,
                      struct fuse_file_info *fi)
 {
 	fi->fh = 0;
+	if (fs->opt.stale_eio && (fi->flags & O_ACCMODE) == O_RDONLY && txn_engine_stale(fs->eng))
+		return -EIO;
 	fs->key_reads++;
 	if (fs_ipending_size(fs, r->ino) >= 0)
 		fi->direct_io = 1;

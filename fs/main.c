@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -60,6 +61,11 @@ struct config {
 	char *log_level;
 	char *log_dest; /* -o log=: syslog, stderr or an absolute path; NULL: the default */
 	char *store_uri;
+	bool store_cont; /* the last option was store=etcd://...: an endpoint may follow */
+	/* A shared store's options, passed on to it (store_options.params). */
+	char *etcd_commit_timeout_ms, *etcd_cacert, *etcd_cert, *etcd_key, *etcd_auth_file;
+	char *store_params; /* what they make */
+	char *stale_reads;  /* -o stale_reads=serve|eio */
 	char *isolation;          /* -o isolation=: of new transactions */
 	char *ro_mount;           /* -o ro_mount=: where the read-only mount goes, or NULL */
 	struct fs_romount *ro;    /* the read-only mount, once mounted */
@@ -76,8 +82,10 @@ struct config {
 	enum { LOG_TO_STDERR, LOG_TO_SYSLOG, LOG_TO_FILE } log_to; /* once the mount is live */
 };
 
+static int store_params(struct config *conf);
+
 enum { KEY_RO = 1, KEY_RW, KEY_ALLOW_OTHER, KEY_DEFAULT_PERMISSIONS, KEY_NONEMPTY,
-       KEY_MAX_THREADS, KEY_NUM };
+       KEY_MAX_THREADS, KEY_NUM, KEY_STORE };
 
 /*
  * The numeric options, each with its field and range.  They are parsed here rather than
@@ -129,7 +137,13 @@ static const struct fuse_opt opt_spec[] = {
 	FUSE_OPT_KEY("pool_threads=", KEY_NUM),
 	OPT("log_level=%s", log_level),
 	OPT("log=%s", log_dest),
-	OPT("store=%s", store_uri),
+	FUSE_OPT_KEY("store=", KEY_STORE),
+	OPT("etcd_commit_timeout_ms=%s", etcd_commit_timeout_ms),
+	OPT("etcd_cacert=%s", etcd_cacert),
+	OPT("etcd_cert=%s", etcd_cert),
+	OPT("etcd_key=%s", etcd_key),
+	OPT("etcd_auth_file=%s", etcd_auth_file),
+	OPT("stale_reads=%s", stale_reads),
 	OPT("isolation=%s", isolation),
 	OPT("ro_mount=%s", ro_mount),
 	OPT("-h", show_help),
@@ -201,10 +215,41 @@ static int num_opt_parse(struct config *c, const char *arg)
 	return 0;
 }
 
+/*
+ * store=URI.  libfuse splits -o at commas, and an etcd URI lists its endpoints with
+ * commas: the pieces after store=etcd://HOST:PORT that are HOST:PORT[/VOLUME] (a ':'
+ * and no '=') go back onto it.
+ */
+static int store_opt(struct config *c, const char *arg, int key)
+{
+	char *joined;
+
+	if (key == KEY_STORE) {
+		free(c->store_uri);
+		c->store_uri = strdup(arg + strlen("store="));
+		c->store_cont = c->store_uri && !strncasecmp(c->store_uri, "etcd:", 5);
+		return c->store_uri ? 0 : -1;
+	}
+	if (asprintf(&joined, "%s,%s", c->store_uri, arg) < 0)
+		return -1;
+	free(c->store_uri);
+	c->store_uri = joined;
+	return 0;
+}
+
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
 	struct config *c = data;
+	bool cont = c->store_cont;
 
+	c->store_cont = false;
+	if (key == KEY_STORE || (cont && key == FUSE_OPT_KEY_OPT && strchr(arg, ':') &&
+				 !strchr(arg, '='))) {
+		int r = store_opt(c, arg, key);
+
+		c->store_cont = c->store_cont || (r == 0 && key != KEY_STORE && !strchr(arg, '/'));
+		return r;
+	}
 	switch (key) {
 	case KEY_NUM:
 		return num_opt_parse(c, arg);
@@ -246,6 +291,7 @@ static void usage(FILE *f)
 		"       statehoused --verify DATADIR\n"
 		"       statehoused --recover-from-snapshot DATADIR\n"
 		"       statehoused --vacuum DATADIR\n"
+		"       statehoused --init-store etcd://HOST:PORT[,...]/VOLUME [-o OPTIONS]\n"
 		"\n"
 		"  --verify               rebuild the state from the whole log and from the newest\n"
 		"                         snapshot + the events after it; exit 1 if they differ\n"
@@ -293,7 +339,14 @@ static void usage(FILE *f)
 		"                         stderr with -f, else syslog when /dev/log exists, else\n"
 		"                         DATADIR/statehoused.log); SIGHUP reopens FILE\n"
 		"  -o store=URI           where the log is kept: sqlite: (the default; SQLite in\n"
-		"                         DATADIR/statehouse.db) is the only store of this build\n"
+		"                         DATADIR/statehouse.db), or etcd://HOST:PORT[,...]/VOLUME\n"
+		"                         (a volume shared by mounts on several hosts; DATADIR\n"
+		"                         holds this mount's replica)\n"
+		"  -o etcd_commit_timeout_ms=N  how long a commit waits for etcd (15000)\n"
+		"  -o etcd_cacert=F,etcd_cert=F,etcd_key=F  TLS to etcd\n"
+		"  -o etcd_auth_file=F    etcd user and password, 'user:password' in F\n"
+		"  -o stale_reads=serve|eio  while etcd cannot be reached, serve reads from the\n"
+		"                         replica (serve, the default) or refuse them with EIO\n"
 		"  -o ro_mount=PATH       also mount the live tree alone, read-only, at PATH: reads\n"
 		"                         there cost no open round trip (the read-heavy setup)\n"
 		"  -o supervise=1|0       1 (default): a supervisor keeps the mount and starts a new\n"
@@ -528,6 +581,14 @@ static int read_options(struct fuse_args *args, struct config *conf,
 	/* Before anything is made in DATADIR: the store's own message names what it serves. */
 	if (conf->store_uri && txn_store_uri_check(conf->store_uri))
 		return 2;
+	if (store_params(conf))
+		return 2;
+	if (conf->stale_reads && strcmp(conf->stale_reads, "serve") &&
+	    strcmp(conf->stale_reads, "eio")) {
+		fprintf(stderr, "statehoused: stale_reads must be serve or eio, not '%s'\n",
+			conf->stale_reads);
+		return 2;
+	}
 	/* The kernel checks permissions against the owners and modes we report: with
 	 * allow_other that is what keeps users apart, and without it chmod still means
 	 * what it says for the mount's owner. */
@@ -648,6 +709,48 @@ static int daemonize(int pipefd[2], int *parent_status)
 	return 0;
 }
 
+/*
+ * The etcd_* options as the store's parameters ("name=value,..."), refused without an
+ * etcd store: a misspelt store must not quietly drop them.
+ */
+static int store_params(struct config *conf)
+{
+	const struct { const char *name; const char *val; } p[] = {
+		{ "etcd_commit_timeout_ms", conf->etcd_commit_timeout_ms },
+		{ "etcd_cacert", conf->etcd_cacert },
+		{ "etcd_cert", conf->etcd_cert },
+		{ "etcd_key", conf->etcd_key },
+		{ "etcd_auth_file", conf->etcd_auth_file },
+	};
+	size_t len = 0;
+
+	for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++) {
+		if (!p[i].val)
+			continue;
+		if (!conf->store_uri || strncasecmp(conf->store_uri, "etcd:", 5)) {
+			fprintf(stderr, "statehoused: -o %s needs -o store=etcd://...\n", p[i].name);
+			return -1;
+		}
+		if (strchr(p[i].val, ',')) {
+			fprintf(stderr, "statehoused: -o %s: a value may not hold a comma\n",
+				p[i].name);
+			return -1;
+		}
+		len += strlen(p[i].name) + strlen(p[i].val) + 2;
+	}
+	if (!len)
+		return 0;
+	conf->store_params = calloc(1, len + 1);
+	if (!conf->store_params)
+		return -1;
+	for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++) {
+		if (p[i].val)
+			sprintf(conf->store_params + strlen(conf->store_params), "%s%s=%s",
+				*conf->store_params ? "," : "", p[i].name, p[i].val);
+	}
+	return 0;
+}
+
 /* The engine of the locked datadir, with the test fault of the environment set. */
 static int open_engine(const char *datadir, const struct config *conf,
 		       struct txn_engine **eng, const struct sup_worker *w)
@@ -670,6 +773,7 @@ static int open_engine(const char *datadir, const struct config *conf,
 		.owner_uid = (uint32_t)geteuid(),
 		.owner_gid = (uint32_t)getegid(),
 		.store_uri = conf->store_uri,
+		.store_params = conf->store_params,
 		.isolation = conf->iso,
 		.keep_versions = (uint32_t)conf->keep_versions,
 		.keep_ns = conf->keep_ns,
@@ -919,6 +1023,14 @@ int main(int argc, char *argv[])
 		}
 		return txn_verify(argv[2], NULL) == 0 ? 0 : 1;
 	}
+	if (argc >= 2 && !strcmp(argv[1], "--init-store")) {
+		if (argc != 3 && !(argc == 5 && !strcmp(argv[3], "-o"))) {
+			fprintf(stderr, "usage: statehoused --init-store URI [-o etcd_...=...,...]\n");
+			return 2;
+		}
+		ret = txn_store_create(argv[2], argc == 5 ? argv[4] : NULL);
+		return ret == 0 ? 0 : 1;
+	}
 	if (argc >= 2 && !strcmp(argv[1], "--vacuum")) {
 		struct stat sb;
 
@@ -994,7 +1106,9 @@ int main(int argc, char *argv[])
 		struct fs_options fopt = { .entry_timeout_s = (double)conf.cache_timeout_s,
 					   .datadir = datadir,
 					   .mountpoint = opts.mountpoint,
-					   .read_only = conf.read_only };
+					   .read_only = conf.read_only,
+					   .stale_eio = conf.stale_reads &&
+							!strcmp(conf.stale_reads, "eio") };
 
 		if (fs_new(eng, &fopt, &fs))
 			goto out;
@@ -1028,6 +1142,13 @@ out_parent:
 	free(conf.log_level);
 	free(conf.log_dest);
 	free(conf.store_uri);
+	free(conf.store_params);
+	free(conf.stale_reads);
+	free(conf.etcd_commit_timeout_ms);
+	free(conf.etcd_cacert);
+	free(conf.etcd_cert);
+	free(conf.etcd_key);
+	free(conf.etcd_auth_file);
 	free(conf.isolation);
 	free(conf.ro_mount);
 	free(conf.keep_days);

@@ -283,6 +283,7 @@ void ctl_cmd_help(const struct ctl_cmd *cmd, FILE *f);
 /* --- commands ------------------------------------------------------------------------ */
 
 int ctl_cmd_mount(struct ctl *c, int argc, char **argv);
+int ctl_cmd_init(struct ctl *c, int argc, char **argv);
 int ctl_cmd_umount(struct ctl *c, int argc, char **argv);
 int ctl_cmd_status(struct ctl *c, int argc, char **argv);
 int ctl_cmd_fstab(struct ctl *c, int argc, char **argv);

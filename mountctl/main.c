@@ -29,6 +29,11 @@ static const struct ctl_cmd cmds[] = {
 	  "answers.  The daemon is $STATEHOUSED, else the statehoused next to statehousectl,\n"
 	  "else the one in PATH.\n"
 	  "\n  -o OPTS   daemon options, e.g. fsync=0,max_value_bytes=4096 (repeatable)\n" },
+	{ "init", ctl_cmd_init, "init etcd://HOST:PORT[,HOST:PORT...]/VOLUME [-o OPTS]",
+	  "Create a volume in etcd, which mounts on several hosts then share\n"
+	  "(statehoused -o store=etcd://.../VOLUME); refused, changing nothing, when it\n"
+	  "exists.  Runs the daemon's --init-store (found as for mount).\n"
+	  "\n  -o OPTS   etcd options: etcd_cacert=F,etcd_cert=F,etcd_key=F,etcd_auth_file=F\n" },
 	{ "umount", ctl_cmd_umount, "umount MOUNTPOINT [--timeout S]",
 	  "Unmount cleanly and wait until the daemon has exited (its queued commits are\n"
 	  "durable and its snapshot written by then).  Warns how many open transactions are\n"

@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -403,6 +404,45 @@ static void mount_exec(char **args)
 	free(daemon);
 }
 
+int ctl_cmd_init(struct ctl *c, int argc, char **argv)
+{
+	struct strbuf opts = { 0 };
+	static const struct option lo[] = { { "options", required_argument, NULL, 'o' }, { 0 } };
+	char *args[6] = { NULL };
+	int opt, stop, rc, i = 1;
+
+	while ((opt = ctl_getopt(c, argc, argv, "o:", lo, &stop)) != -1) {
+		if (opt == -2) {
+			strbuf_release(&opts);
+			return stop;
+		}
+		if ((rc = add_opts_arg(c, &opts, optarg))) {
+			strbuf_release(&opts);
+			return rc;
+		}
+	}
+	if (argc - optind != 1) {
+		strbuf_release(&opts);
+		return ctl_usage(c, argc - optind < 1 ? "missing the store's URI"
+						      : "too many arguments");
+	}
+	if (strncasecmp(argv[optind], "etcd://", 7)) {
+		strbuf_release(&opts);
+		return ctl_usage(c, "init makes a shared volume: the URI is "
+				    "etcd://HOST:PORT[,HOST:PORT...]/VOLUME");
+	}
+	args[i++] = "--init-store";
+	args[i++] = argv[optind];
+	if (opts.len) {
+		args[i++] = "-o";
+		args[i++] = opts.buf;
+	}
+	/* The daemon's own code makes the volume: statehousectl speaks only to mounts. */
+	mount_exec(args);
+	strbuf_release(&opts);
+	return CTL_EXIT_FAIL;
+}
+
 int ctl_cmd_mount(struct ctl *c, int argc, char **argv)
 {
 	struct strbuf opts = { 0 };
@@ -773,6 +813,19 @@ static int status_unreadable(const struct ctl *c, const struct ctl_mount *m, int
 
 /* One mount: print it (human) or add it to arr (JSON).  Returns the exit code it calls
  * for: 0 when it is live and healthy, CTL_EXIT_MOUNT when it is dead or unhealthy. */
+/* The store's rows: an etcd volume, how it is reached, and the replica's lag. */
+static void status_store(const struct ctl *c, json_t *st)
+{
+	if (!json_is_object(st) || strcmp(ctl_json_str(st, "kind", ""), "etcd"))
+		return;
+	human_row(c, "store", "etcd volume %s: %s%s", ctl_json_str(st, "volume", "?"),
+		  ctl_json_str(st, "health", "?"),
+		  json_is_true(json_object_get(st, "stale")) ? " (reads may be stale)" : "");
+	human_row(c, "replica lag", "%lld commits (etcd at commit_ts %lld)",
+		  (long long)ctl_json_int(st, "replica_lag", 0),
+		  (long long)ctl_json_int(st, "shared_head_ts", 0));
+}
+
 static int status_one(const struct ctl *c, const struct ctl_mount *m, json_t *arr)
 {
 	json_t *s = NULL, *rec, *snap;
@@ -808,6 +861,7 @@ static int status_one(const struct ctl *c, const struct ctl_mount *m, json_t *ar
 			  (long long)ctl_json_int(s, "worker_restarts", 0));
 	human_row(c, "health", "%s", health);
 	human_row(c, "head commit_ts", "%lld", (long long)ctl_json_int(s, "head_commit_ts", 0));
+	status_store(c, json_object_get(s, "store"));
 	human_row(c, "open txns", "%lld", (long long)ctl_json_int(s, "open_transactions", 0));
 	{
 		int64_t starts = ctl_json_int(s, "starts", 1);

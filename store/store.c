@@ -83,8 +83,11 @@ int store_uri_check(const char *uri)
 {
 	const struct store_ops *ops;
 	const char *location;
+	int err = pick_backend(uri, &ops, &location);
 
-	return pick_backend(uri, &ops, &location);
+	if (!err && ops->check_location)
+		err = ops->check_location(location);
+	return err;
 }
 
 int store_open(const char *uri, const char *datadir, const struct store_options *opt,
@@ -315,6 +318,11 @@ int store_pull(struct store *st, int64_t head_ts, store_event_fn fn, void *arg)
 	if (fault_check(st, 0))
 		return -EIO;
 	return st->ops->pull(st, head_ts, fn, arg);
+}
+
+bool store_stale(struct store *st)
+{
+	return st->ops->stale && st->ops->stale(st);
 }
 
 void store_shared_state(struct store *st, struct store_shared *out)

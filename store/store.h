@@ -213,6 +213,9 @@ struct store_shared {
 	uint64_t pulled;      /* events of other mounts pulled into the local copy */
 };
 void store_shared_state(struct store *st, struct store_shared *out);
+/* store_shared_state()'s stale alone, cheap enough for every read (any thread); false
+ * for a log of one mount. */
+bool store_stale(struct store *st);
 
 /* ---- applied requests (store/sqlite_applied.c for SQLite) ---------------------------- */
 
@@ -664,9 +667,12 @@ struct store_ops {
 	/* A shared log (NULL for a log of one mount): store_create(), store_set_wake(),
 	 * store_pull(), store_shared_state(). */
 	int (*create)(const char *location, const struct store_options *opt);
+	/* store_uri_check() of a location, logged (NULL: any is fine). */
+	int (*check_location)(const char *location);
 	void (*set_wake)(struct store *st, store_wake_fn fn, void *arg);
 	int (*pull)(struct store *st, int64_t head_ts, store_event_fn fn, void *arg);
 	void (*shared_state)(struct store *st, struct store_shared *out);
+	bool (*stale)(struct store *st);
 };
 
 /* The handle every backend's own struct begins with.  Its fields belong to store.c. */

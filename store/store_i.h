@@ -83,7 +83,7 @@ int store_sqlite_vacuum(const char *datadir, uint64_t *before, uint64_t *after);
  * `const struct store_ops store_<name>_ops` (see struct store_ops in store.h), one
  * X(<name>) here and its file in store/meson.build; nothing above store/ changes.
  */
-#define STORE_BACKENDS(X) X(sqlite)
+#define STORE_BACKENDS(X) X(sqlite) X(etcd)
 
 #define STORE_DECLARE_BACKEND(name) extern const struct store_ops store_##name##_ops;
 STORE_BACKENDS(STORE_DECLARE_BACKEND)

@@ -215,6 +215,13 @@ int txn_schema_version(void) { return STORE_SCHEMA_VERSION; }
 
 int txn_store_uri_check(const char *store_uri) { return store_uri_check(store_uri); }
 
+int txn_store_create(const char *store_uri, const char *params)
+{
+	struct store_options opt = { .fsync = 1, .params = params };
+
+	return store_create(store_uri, &opt);
+}
+
 #if STATEHOUSE_FAULT_INJECTION
 void txn_engine_set_fault(struct txn_engine *eng, long after, int code)
 {
@@ -228,6 +235,11 @@ const struct txn_options *txn_engine_options(struct txn_engine *eng) { return &e
 const double txn_latency_bounds_s[TXN_LAT_BUCKETS] = {
 	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1e300,
 };
+
+bool txn_engine_stale(struct txn_engine *eng)
+{
+	return store_stale(eng->store);
+}
 
 void txn_engine_stats(struct txn_engine *eng, struct txn_stats *out)
 {

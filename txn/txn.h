@@ -79,6 +79,7 @@ struct txn_options {
 	uint32_t owner_uid, owner_gid; /* owner of namespaces that have none of their own */
 	const char *store_uri;      /* the store (store_open() in store.h lists the URIs);
 				     * NULL: the default, SQLite in datadir */
+	const char *store_params;   /* the store's own options (store_options.params) */
 	enum txn_isolation isolation; /* of a transaction at begin (TXN_ISO_SNAPSHOT) */
 	/* Retention (retain.c): the log keeps the newest keep_versions operations of each
 	 * key and what the state as of any time in the last keep_ns needs; older ones
@@ -137,6 +138,9 @@ int txn_recover_from_snapshot(const char *datadir, const char *store_uri);
 /* 0 when this build can serve the store URI; else -EPROTONOSUPPORT or -EINVAL, logged
  * with the schemes it serves.  Opens nothing: for refusing an option early. */
 int txn_store_uri_check(const char *store_uri);
+/* Create the shared log store_uri names (store_create()): 0, -EEXIST, or an error,
+ * logged; params are the store's options ("name=value,..."; NULL: none). */
+int txn_store_create(const char *store_uri, const char *params);
 /* Write a snapshot of the published state now (also done every snapshot_interval
  * commits by the reaper thread, and at a clean close). */
 int txn_engine_snapshot(struct txn_engine *eng);
@@ -186,6 +190,8 @@ struct txn_stats {
 	char shared_endpoint[128], shared_volume[128], shared_health[128];
 };
 void txn_engine_stats(struct txn_engine *eng, struct txn_stats *out);
+/* A shared store that may be behind (store_stale()): cheap, any thread. */
+bool txn_engine_stale(struct txn_engine *eng);
 
 /* Start the committer and the reaper. */
 int txn_engine_start(struct txn_engine *eng);

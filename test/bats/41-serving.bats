@@ -73,6 +73,7 @@ exercise() {
 		exercise || fail "mode '$mode' failed"
 		sh_umount || fail "mode '$mode' did not stop on unmount"
 		rm -rf "$DATA"
+		SH_VOLUME= # with an etcd store (scripts/test), a fresh volume too
 	done
 }
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bats
 # SPDX-License-Identifier: MIT
-# -o store=URI: which store holds the log.  This build serves only SQLite in DATADIR
-# ("sqlite:", the default); any other scheme is refused before anything is mounted or
-# made in DATADIR.
+# -o store=URI: which store holds the log: SQLite in DATADIR ("sqlite:", the default) or
+# a volume in etcd (47-etcd-shared.bats); any other scheme, or a malformed URI, is
+# refused before anything is mounted or made in DATADIR.
 
 load helper
 
@@ -29,20 +29,38 @@ teardown() {
 	assert_output hello
 }
 
-@test "-o store=etcd://127.0.0.1:2379/v exits non-zero naming the URI, mounts nothing and creates nothing in DATADIR" {
+@test "-o store=redis://127.0.0.1:6379/v exits non-zero naming the URI and the stores served, mounts nothing and creates nothing in DATADIR" {
 	mkdir -p "$DATA"
-	run timeout 20 "$STATEHOUSED" "$DATA" "$MNT" -f $(sh_mode_args) -o store=etcd://127.0.0.1:2379/v
+	run timeout 20 "$STATEHOUSED" "$DATA" "$MNT" -f $(sh_mode_args) -o store=redis://127.0.0.1:6379/v
 	[ "$status" -ne 124 ] || fail "statehoused was still running after 20 s (expected it to refuse)"
-	assert_failure
-	assert_output --partial "unsupported store 'etcd://127.0.0.1:2379/v'"
-	assert_output --partial "sqlite:"
+	assert_failure 2
+	assert_output --partial "unsupported store 'redis://127.0.0.1:6379/v'"
+	assert_output --partial "sqlite: (the default), etcd:"
 	refute sh_is_mounted "$MNT"
 	[ -z "$(ls -A "$DATA")" ] || fail "DATADIR is not empty: $(ls -A "$DATA")"
 }
 
 @test "a refused store URI leaves a missing DATADIR uncreated" {
-	run timeout 20 "$STATEHOUSED" "$DATA" "$MNT" -f $(sh_mode_args) -o store=etcd://h:2379/v
+	run timeout 20 "$STATEHOUSED" "$DATA" "$MNT" -f $(sh_mode_args) -o store=redis://h:2379/v
 	assert_failure
+	refute sh_is_mounted "$MNT"
+	[ ! -e "$DATA" ] || fail "DATADIR was created"
+}
+
+@test "a malformed etcd URI is refused before anything is made, naming its form" {
+	for uri in etcd://h:2379 etcd://h:2379/ etcd://h/v etcd://h:x/v "etcd://h:2379/a b" etcd:///v; do
+		run timeout 20 "$STATEHOUSED" "$DATA" "$MNT" -f $(sh_mode_args) -o "store=$uri"
+		assert_failure 2
+		assert_output --partial "etcd://HOST:PORT"
+		refute sh_is_mounted "$MNT"
+		[ ! -e "$DATA" ] || fail "DATADIR was created for $uri"
+	done
+}
+
+@test "an etcd that cannot be reached refuses the start and leaves a missing DATADIR uncreated" {
+	run timeout 30 "$STATEHOUSED" "$DATA" "$MNT" -f $(sh_mode_args) -o store=etcd://127.0.0.1:1/v
+	assert_failure 1
+	assert_output --partial "cannot reach etcd"
 	refute sh_is_mounted "$MNT"
 	[ ! -e "$DATA" ] || fail "DATADIR was created"
 }

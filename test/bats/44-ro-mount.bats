@@ -211,7 +211,9 @@ ro_gone() {
 }
 
 @test "SIGTERM and an unmount of the main mount each take the read-only mount down, and the daemon exits 0" {
-	"$STATEHOUSED" "$DATA" "$MNT" -f $(sh_mode_args) -o ro_mount="$RO" >>"$LOG" 2>&1 3>&- &
+	sh_store_args
+	"$STATEHOUSED" "$DATA" "$MNT" -f $(sh_mode_args) "${SH_STORE_ARGS[@]}" -o ro_mount="$RO" \
+		>>"$LOG" 2>&1 3>&- &
 	SH_PID=$!
 	sh_wait_mounted "$MNT" "$SH_PID"
 	sh_is_mounted "$RO"

@@ -7,6 +7,8 @@
 #   STATEHOUSECTL             statehousectl (default: mountctl/statehousectl beside it)
 #   STATEHOUSE_TEST_SINGLE=1  run the daemon with -s (single-threaded loop)
 #   STATEHOUSE_TEST_STRICT=1  a skip is a failure (CI)
+#   STATEHOUSE_TEST_ETCD=HOST:PORT[,...]  mount every test's daemon on a volume of its own
+#                             in that etcd (sh_mount; scripts/test's etcd stage)
 #   STATEHOUSE_SANITIZER_LOG_DIR  where ASAN_OPTIONS/UBSAN_OPTIONS log_path write reports
 #                             (scripts/test); any new report there fails the current test
 
@@ -37,6 +39,7 @@ sh_skip() {
 # Per-test scratch: $DATA (data dir), $MNT (mountpoint), $LOG (daemon stderr).
 sh_setup_dirs() {
 	SH_TMP="$(mktemp -d "${BATS_TMPDIR:-/tmp}/statehouse.XXXXXX")"
+	SH_VOLUME=
 	DATA="$SH_TMP/data"
 	MNT="$SH_TMP/mnt"
 	LOG="$SH_TMP/daemon.log"
@@ -67,12 +70,56 @@ sh_wait_mounted() {
 	return 1
 }
 
+# sh_etcd_volume: with STATEHOUSE_TEST_ETCD (the endpoints of a running etcd), make this
+# test's own volume once (sh_setup_dirs starts over) and set SH_STORE to its URI.
+sh_etcd_volume() {
+	if [ -z "${SH_VOLUME:-}" ]; then
+		SH_VOLUME_SEQ=$((${SH_VOLUME_SEQ:-0} + 1))
+		SH_VOLUME="t$(basename "$SH_TMP" | tr -cd 'A-Za-z0-9')$$n$SH_VOLUME_SEQ"
+		if ! "$STATEHOUSECTL" init "etcd://$STATEHOUSE_TEST_ETCD/$SH_VOLUME" >>"$LOG" 2>&1; then
+			echo "cannot create the etcd volume $SH_VOLUME; log:" >&2
+			cat "$LOG" >&2
+			SH_VOLUME=
+			return 1
+		fi
+		export SH_VOLUME
+	fi
+	SH_STORE="etcd://$STATEHOUSE_TEST_ETCD/$SH_VOLUME"
+}
+
+# sh_store_args [daemon args...]: SH_STORE_ARGS gets -o store= of this test's etcd volume
+# when the suite runs against etcd (STATEHOUSE_TEST_ETCD) and the args name no store.
+sh_store_args() {
+	local a
+	SH_STORE_ARGS=()
+	[ -n "${STATEHOUSE_TEST_ETCD:-}" ] || return 0
+	for a in "$@"; do
+		[[ "$a" = *store=* ]] && return 0
+	done
+	sh_etcd_volume || return 1
+	SH_STORE_ARGS=(-o "store=$SH_STORE")
+}
+
+# sh_second_teardown: unmount a second daemon (PID2 at MNT2, its log LOG2, as the tests of
+# several mounts of one etcd volume start it) and fail on a sanitizer report in its log.
+sh_second_teardown() {
+	if [ -n "${PID2:-}" ]; then
+		fusermount3 -u "$MNT2" 2>/dev/null || umount -l "$MNT2" 2>/dev/null || true
+		wait "$PID2" 2>/dev/null || true
+		PID2=
+	fi
+	if [ -f "${LOG2:-}" ] && grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:|BUG at' "$LOG2" >&2; then
+		return 1
+	fi
+}
+
 # sh_mount [extra daemon args...]: start the daemon in the foreground, in the background,
 # with fd 3 closed (or bats waits for it), and wait for the mount.
 sh_mount() {
 	local single=()
 	[ "${STATEHOUSE_TEST_SINGLE:-0}" = 1 ] && single=(-s)
-	"$STATEHOUSED" "$DATA" "$MNT" -f "${single[@]}" "$@" >>"$LOG" 2>&1 3>&- &
+	sh_store_args "$@" || return 1
+	"$STATEHOUSED" "$DATA" "$MNT" -f "${single[@]}" "${SH_STORE_ARGS[@]}" "$@" >>"$LOG" 2>&1 3>&- &
 	SH_PID=$!
 	export SH_PID
 	sh_wait_mounted "$MNT" "$SH_PID"

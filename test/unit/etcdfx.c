@@ -243,3 +243,13 @@ void etcdfx_release(struct etcdfx *e)
 		e->dir = NULL;
 	}
 }
+
+int etcdfx_single(struct etcdfx *e, const char *name)
+{
+	if (!etcdfx_installed())
+		return -1;
+	if (etcdfx_init(e, name, 0, NULL, NULL) || etcdfx_start(e) ||
+	    etcdfx_wait_ready(e, e->endpoint, 30))
+		return -1;
+	return 0;
+}

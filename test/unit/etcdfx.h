@@ -64,6 +64,9 @@ static inline int etcdfx_start(struct etcdfx *e)
 /* Wait until the member at endpoint answers and knows a leader (up to seconds); 0 or
  * -1 with the end of its log printed. */
 int etcdfx_wait_ready(struct etcdfx *e, const char *endpoint, int seconds);
+/* A member alone in its cluster, started and ready (a group setup): 0 or -1, after
+ * saying why (a missing etcd names its package). */
+int etcdfx_single(struct etcdfx *e, const char *name);
 /* Send sig (SIGSTOP, SIGCONT, ...) to the running member. */
 void etcdfx_signal(struct etcdfx *e, int sig);
 /* SIGKILL the member and reap it (its data stays). */

@@ -652,7 +652,7 @@ static bool dir_is_empty(const char *path)
 
 static void a_store_uri_of_another_scheme_is_refused_and_creates_nothing(void **state)
 {
-	static const char *const refused[] = { "etcd://127.0.0.1:2379/v", "etcd:", "sqlit:",
+	static const char *const refused[] = { "redis://127.0.0.1:6379/v", "etcdx:", "sqlit:",
 					       "file:///tmp/x" };
 	struct store_options opt = { .fsync = 0 };
 	char *dir = tu_mkdtemp();
