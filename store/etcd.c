@@ -472,6 +472,53 @@ static int check_replica(struct etcd_store *e)
 	return 0;
 }
 
+/*
+ * Can etcd take a commit of one value of max bytes in one request?  Asked with a
+ * transaction whose comparison never holds (the volume's meta exists), so nothing is
+ * written: etcd refuses a request over --max-request-bytes before it looks at it.  A
+ * bigger limit than etcd's default then also lets batches grow to it.
+ */
+static int probe_limit(struct etcd_store *e, size_t max)
+{
+	size_t len = max + 4096;
+	char *big;
+	struct etcd_txn_result res;
+	struct etcd_compare cmp = { e->key_meta, strlen(e->key_meta), ETCD_CMP_VERSION, 0,
+				    NULL, 0 };
+	struct etcd_op op = { ETCD_OP_PUT, e->key_head, strlen(e->key_head), NULL, len, NULL,
+			      0, 0 };
+	int err;
+
+	e->max_request = ETCD_MAX_REQUEST_BYTES;
+	if (!max || max > (1u << 30))
+		return 0;
+	big = calloc(1, len);
+	if (!big)
+		return -ENOMEM;
+	op.value = big;
+	err = etcd_txn(e->c, &cmp, 1, &op, 1, NULL, 0, &res);
+	free(big);
+	if (err == -E2BIG) {
+		log_err("etcd refuses a request of %zu bytes: a commit of one value of "
+			"max_value_bytes=%zu would not fit; raise etcd's --max-request-bytes (to "
+			"at least %zu) or lower max_value_bytes", len, max, len + 65536);
+		return -EFBIG;
+	}
+	if (err) {
+		log_err("cannot reach etcd for the volume '%s': %s", e->volume, strerror(-err));
+		return -EIO;
+	}
+	if (res.succeeded) {
+		/* the meta went away under us: the volume is being removed */
+		etcd_txn_free(&res);
+		return -EIO;
+	}
+	etcd_txn_free(&res);
+	if (len > e->max_request)
+		e->max_request = len;
+	return 0;
+}
+
 static int etcd_open_store(const char *location, const char *datadir,
 			   const struct store_options *opt, struct store **out)
 {
@@ -499,6 +546,8 @@ static int etcd_open_store(const char *location, const char *datadir,
 	etcd_params_free(&p);
 	if (!err)
 		err = read_volume(e);
+	if (!err)
+		err = probe_limit(e, opt->max_value_bytes);
 	ferr = err ? 0 : volume_file_read(datadir, fvol, sizeof(fvol), fuuid);
 	if (!err && ferr == -EIO) {
 		log_err("'%s/" VOLUME_FILE "' is damaged", datadir);

@@ -46,6 +46,7 @@ struct etcd_store {
 	char key_meta[ETCD_VOLUME_MAX + 32], key_head[ETCD_VOLUME_MAX + 32];
 	char key_e_end[ETCD_VOLUME_MAX + 32];
 	long commit_timeout_ms;
+	size_t max_request;        /* a batch is cut below it: etcd's limit, probed at open */
 	uint64_t mount_id;         /* random, per open: the first half of batch ids */
 	uint64_t batch_seq;        /* the second half (appending thread) */
 	uint64_t instance;         /* the applied-request records' instance of this mount */

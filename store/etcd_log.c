@@ -253,7 +253,7 @@ static int encode_batch(struct etcd_store *e, const struct store_event *events, 
 		x->ops[i] = (struct etcd_op){ ETCD_OP_PUT, x->keys[i], (size_t)kl, x->vals[i], len,
 					      NULL, 0, 0 };
 	}
-	if (!err && bytes > ETCD_MAX_REQUEST_BYTES)
+	if (!err && bytes > e->max_request)
 		err = -E2BIG;
 	if (err) {
 		enc_free(x);

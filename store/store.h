@@ -76,6 +76,10 @@ struct store_options {
 	 * quick_check, which reads the whole file): the caller knows that nothing but a
 	 * crash has happened to the log since it was last checked or cleanly closed. */
 	bool skip_full_check;
+	/* The largest value a commit may carry (0: not said).  A shared log whose server
+	 * cannot take a commit of one such value in one request refuses to open
+	 * (-EFBIG), naming the server's limit to raise. */
+	size_t max_value_bytes;
 };
 
 /*

@@ -61,7 +61,9 @@ static bool same_file(const struct store_log_file *a, const struct store_log_fil
 
 int txn_recover_open_store(struct txn_engine *eng)
 {
-	struct store_options sopt = { .fsync = eng->opt.fsync, .params = eng->opt.store_params };
+	struct store_options sopt = { .fsync = eng->opt.fsync, .params = eng->opt.store_params,
+				      .max_value_bytes = eng->opt.inspect_only
+							 ? 0 : eng->opt.max_value_bytes };
 	struct store_log_file found;
 	char what[256];
 	int err;

@@ -37,6 +37,7 @@ teardown() {
 	local rc=0
 	sh_kill_bg
 	sh_second_teardown || rc=1
+	[ ! -d "$SH_TMP/etcd-auth" ] || "$BATS_TEST_DIRNAME/../etcd/cluster" stop "$SH_TMP/etcd-auth"
 	sh_default_teardown || rc=1
 	return $rc
 }
@@ -250,4 +251,40 @@ both() {
 	jq -e '.[0].status.store | .reachable and (.stale | not) and .replica_lag == 0' <<<"$output"
 	"$STATEHOUSECTL" umount "$MNT2"
 	"$STATEHOUSECTL" umount "$MNT"
+}
+
+@test "a max_value_bytes that etcd's request limit cannot take is refused, naming the etcd flag" {
+	"$STATEHOUSECTL" init "$URI"
+	run "$STATEHOUSED" "$DATA" "$MNT" -f -o "store=$URI" -o max_value_bytes=2000000
+	assert_failure 1
+	assert_output --partial "raise etcd's --max-request-bytes"
+	refute sh_is_mounted "$MNT"
+	# the default (1 MiB) fits etcd's default (1.5 MiB), and such a value commits
+	sh_mount -o "store=$URI"
+	head -c 1048576 /dev/urandom >"$SH_TMP/big"
+	cp "$SH_TMP/big" "$MNT/default/ag/big"
+	cmp "$SH_TMP/big" "$MNT/default/ag/big"
+}
+
+@test "etcd's users: a mount with the right etcd_auth_file serves, a wrong password is refused" {
+	local dir="$SH_TMP/etcd-auth" ep
+	"$BATS_TEST_DIRNAME/../etcd/cluster" start "$dir" 1
+	ep=$(cat "$dir/endpoints")
+	ETCDCTL_API=3 etcdctl --endpoints "$ep" user add root:s3cret >/dev/null
+	ETCDCTL_API=3 etcdctl --endpoints "$ep" auth enable >/dev/null
+	printf 'root:s3cret\n' >"$SH_TMP/auth"
+	printf 'root:wrong\n' >"$SH_TMP/badauth"
+	chmod 600 "$SH_TMP/auth" "$SH_TMP/badauth"
+	run "$STATEHOUSECTL" init "etcd://$ep/$VOL"
+	assert_failure 1
+	"$STATEHOUSECTL" init "etcd://$ep/$VOL" -o "etcd_auth_file=$SH_TMP/auth"
+	run "$STATEHOUSED" "$DATA2" "$MNT2" -f -o "store=etcd://$ep/$VOL" -o "etcd_auth_file=$SH_TMP/badauth"
+	assert_failure
+	refute sh_is_mounted "$MNT2"
+	sh_mount -o "store=etcd://$ep/$VOL" -o "etcd_auth_file=$SH_TMP/auth"
+	echo v >"$MNT/default/ag/k"
+	[ "$(cat "$MNT/default/ag/k")" = v ]
+	[ "$(ETCDCTL_API=3 etcdctl --endpoints "$ep" --user root:s3cret get --print-value-only "/statehouse/$VOL/head")" = 1 ]
+	sh_umount
+	"$BATS_TEST_DIRNAME/../etcd/cluster" stop "$dir"
 }
