@@ -132,14 +132,14 @@ int etcd_catch_up(struct etcd_store *e, int64_t deliver_after, store_event_fn fn
 			return err == -ENOMEM ? err : -EIO;
 		for (; n < r.n && n < PAGE; n++) {
 			err = etcd_record_decode(r.kvs[n].value, r.kvs[n].value_len, &recs[n]);
-			if (!err && recs[n].ev.commit_ts != from + (int64_t)n)
+			if (!err && recs[n].ev.commit_ts != from + (int64_t)n) {
+				etcd_record_release(&recs[n]);
 				err = -EIO;
+			}
 			if (err) {
 				log_err("commit %" PRId64 " of the volume '%s' in etcd is %s",
 					from + (int64_t)n, e->volume,
 					err == -EIO ? "missing or damaged" : strerror(-err));
-				if (!err)
-					etcd_record_release(&recs[n]);
 				break;
 			}
 			evs[n] = recs[n].ev;

@@ -288,3 +288,20 @@ both() {
 	sh_umount
 	"$BATS_TEST_DIRNAME/../etcd/cluster" stop "$dir"
 }
+
+@test "a record missing or damaged in etcd refuses the start of a mount that must copy it" {
+	"$STATEHOUSECTL" init "$URI"
+	sh_mount -o "store=$URI"
+	for i in 1 2 3; do echo "$i" >"$MNT/default/ag/k"; done
+	etcdctl_ del "/statehouse/$VOL/e/00000000000000000002" >/dev/null
+	run "$STATEHOUSED" "$DATA2" "$MNT2" -f -o "store=$URI"
+	assert_failure 1
+	assert_output --partial "commit 2 of the volume '$VOL' in etcd is missing or damaged"
+	refute sh_is_mounted "$MNT2"
+	printf 'SHE1 not a record' | etcdctl_ put "/statehouse/$VOL/e/00000000000000000002" >/dev/null
+	run "$STATEHOUSED" "$DATA2" "$MNT2" -f -o "store=$URI"
+	assert_failure 1
+	assert_output --partial "missing or damaged"
+	# the first mount, whose replica holds them, serves on
+	[ "$(cat "$MNT/default/ag/k")" = 3 ]
+}
