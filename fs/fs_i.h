@@ -641,6 +641,12 @@ void fs_inval_txn(struct fs *fs, uint64_t txn_id);
  * drop what the read-only mount caches of it first (design note 5, romount.c).  A no-op
  * without one. */
 void fs_ro_invalidate_path(struct fs *fs, const char *path);
+/* Invalidate in the main mount's caches what the commits after_ts < commit_ts <=
+ * upto_ts changed (read from the log): 0 or the log's error. */
+int fs_invalidate_since(struct fs *fs, int64_t after_ts, int64_t upto_ts);
+/* The notifier invalidated the changes of every commit up to ts (worker.c: a next
+ * worker starts from there); a no-op without a supervisor. */
+void fs_worker_invalidated(struct fs *fs, int64_t ts);
 void fs_queue_txn_failed(struct fs *fs, uint64_t txn_id, fuse_req_t req, int err);
 int fs_notifier_start(struct fs *fs);
 /* Let the notifier finish what is queued, then end it; again: a no-op. */

@@ -255,6 +255,29 @@ static void invalidate(struct fs *fs, struct txn_changes *ch)
 	}
 }
 
+static int invalidate_event(void *arg, const struct txn_event *ev)
+{
+	struct fs *fs = arg;
+
+	for (size_t i = 0; i < ev->n_ops; i++) {
+		char *p = strndup(ev->ops[i].path, ev->ops[i].path_len);
+
+		if (!p)
+			return -ENOMEM;
+		invalidate_path(fs, fs->se, p, false);
+		free(p);
+	}
+	return 0;
+}
+
+/* fs_i.h */
+int fs_invalidate_since(struct fs *fs, int64_t after_ts, int64_t upto_ts)
+{
+	if (!fs->se || upto_ts <= after_ts)
+		return 0;
+	return txn_events(fs->eng, NULL, 0, after_ts + 1, upto_ts, invalidate_event, fs);
+}
+
 /* fs_i.h */
 void fs_ro_invalidate_path(struct fs *fs, const char *path)
 {
@@ -340,6 +363,7 @@ static void *notifier_main(void *arg)
 			usleep(pause_ms * 1000u);
 		if (fs->se)
 			invalidate(fs, it->ch);
+		fs_worker_invalidated(fs, it->ch->upto_ts);
 		complete_late(it->ch);
 		txn_changes_free(it->ch);
 		free(it);

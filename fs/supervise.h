@@ -46,6 +46,10 @@ struct sup_shared {
 	_Atomic uint64_t resent;      /* requests the kernel sent again after a death */
 	_Atomic uint64_t replayed;    /* resent requests answered from an applied record */
 	_Atomic uint64_t fh_high;     /* highest file handle value given out, ever */
+	/* The newest commit whose changes reached the kernel's caches (notify.c): a next
+	 * worker invalidates what the commits after it changed, which the dead one made
+	 * durable but never invalidated. */
+	_Atomic int64_t invalidated_ts;
 	uint32_t init_len, reply_len; /* the kernel's INIT and the first worker's answer */
 	unsigned char init[512], reply[512];
 	struct sup_region nodes;      /* the inode table (inode.c) */

@@ -21,6 +21,7 @@
  * from theirs (worker_txn.c), and then the file handles (worker_handles.c).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <linux/fuse.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -429,6 +430,45 @@ int fs_worker_attach(struct fs *fs, void *session, const struct sup_worker *w)
 	return 0;
 }
 
+/* fs_i.h */
+void fs_worker_invalidated(struct fs *fs, int64_t ts)
+{
+	struct fs_worker *wk = fs->worker;
+	int64_t cur;
+
+	if (!wk || ts <= 0)
+		return;
+	cur = atomic_load(&wk->sh->invalidated_ts);
+	while (cur < ts && !atomic_compare_exchange_weak(&wk->sh->invalidated_ts, &cur, ts))
+		;
+}
+
+/*
+ * The kernel may cache pages and names that commits of the dead worker changed: those
+ * made durable after the last batch it invalidated (their requests, resent, are
+ * answered from their records and commit nothing again).  A first worker marks its head:
+ * nothing committed before the mount existed is in a cache.
+ */
+static int invalidate_dead_workers_commits(struct fs *fs, struct fs_worker *wk)
+{
+	int64_t head = txn_engine_head(fs->eng);
+	int64_t done = atomic_load(&wk->sh->invalidated_ts);
+	int err = 0;
+
+	if (wk->restarted && done < head) {
+		err = fs_invalidate_since(fs, done, head);
+		if (err)
+			log_err("cannot invalidate the caches of commits %" PRId64 "..%" PRId64
+				": %s", done + 1, head, strerror(-err));
+		else
+			log_info("invalidated the caches of commits %" PRId64 "..%" PRId64
+				 " that the dead worker had not", done + 1, head);
+	}
+	if (!err)
+		fs_worker_invalidated(fs, head);
+	return err;
+}
+
 int fs_worker_ready(struct fs *fs)
 {
 	struct fs_worker *wk = fs->worker;
@@ -439,6 +479,8 @@ int fs_worker_ready(struct fs *fs)
 		return 0;
 	if (wk->restarted)
 		err = take_over_handles(wk);
+	if (!err)
+		err = invalidate_dead_workers_commits(fs, wk);
 	if (err)
 		return err;
 	if (wk->restarted) {

@@ -595,6 +595,12 @@ int take_over_handles(struct fs_worker *wk)
 		}
 		lost++;
 		mark_lost(wk, h->id);
+		/* Its bytes never committed, but the kernel wrote them through its page
+		 * cache of the live key: those pages go, so no reader sees them. */
+		if ((h->o.flags & O_ACCMODE) != O_RDONLY && !h->view && wk->fs->se)
+			fuse_lowlevel_notify_inval_inode(wk->fs->se,
+							 h->o.opcode == FUSE_CREATE && h->o.child
+								 ? h->o.child : h->nodeid, 0, 0);
 		hrec_free(h);
 	}
 	/* The journal now holds what this worker holds. */

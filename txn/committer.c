@@ -468,6 +468,7 @@ static void complete(struct txn_engine *eng, struct txn_commit_req *list, struct
 	ch->paths = b->paths;
 	ch->n = b->np;
 	ch->late = late;
+	ch->upto_ts = b->np && b->nev ? b->ev[b->nev - 1].commit_ts : 0;
 	b->paths = NULL;
 	b->np = 0;
 	if (eng->notify) {

@@ -117,6 +117,7 @@ int txn_remote_pull(struct txn_engine *eng)
 		if (ch) {
 			ch->paths = p.paths;
 			ch->n = p.n;
+			ch->upto_ts = eng->head_ts;
 			eng->notify(eng->notify_arg, ch);
 			return err;
 		}

@@ -354,6 +354,7 @@ struct txn_changes {
 	char **paths;
 	size_t n;
 	struct txn_commit_req *late; /* requests to complete after invalidation */
+	int64_t upto_ts;             /* the newest commit whose paths these are */
 };
 void txn_changes_free(struct txn_changes *ch);
 

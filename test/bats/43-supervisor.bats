@@ -41,6 +41,9 @@ worker_pid() { jq -r .pid "$MNT/.status"; }
 # status_field NAME: one field of .status.
 status_field() { jq -r ".$1" "$MNT/.status"; }
 
+# test_head_over N: the mount's head commit_ts is past N.
+test_head_over() { [ "$(status_field head_commit_ts)" -gt "$1" ]; }
+
 # metric NAME: the value of statehouse_NAME in .metrics.
 metric() { awk -v m="statehouse_$1" '$1 == m { print $2 }' "$MNT/.metrics"; }
 
@@ -389,4 +392,25 @@ EOF
 	assert_failure
 	run "$STATEHOUSED" --verify "$DATA"
 	assert_success
+}
+
+@test "a commit the dead worker made durable but never invalidated is not served stale from the kernel's cache" {
+	echo old >"$A/k"
+	sh_umount
+	STATEHOUSE_NOTIFY_PAUSE_MS=4000 sh_mount -o cache_timeout_s=3600
+	if grep -q 'ignoring STATEHOUSE_NOTIFY_PAUSE_MS' "$LOG"; then
+		sh_skip "this build has no fault injection (meson -Dfault_injection=true)"
+	fi
+	[ "$(cat "$A/k")" = old ] # in the kernel's page cache now, to stay (no commit yet)
+	head=$(status_field head_commit_ts)
+	mkdir "$MNT/.tx/t"
+	echo new >"$MNT/.tx/t/ns/ag/k"
+	mv "$MNT/.tx/t/.commit.pending" "$MNT/.tx/t/.commit" &
+	LOOPS+=($!)
+	# durable, and the notifier asleep before it invalidates: the worker dies now
+	sh_wait_until 10 test_head_over "$head"
+	kill_worker
+	wait "${LOOPS[0]}"
+	[ "$(cat "$A/k")" = new ]
+	grep -q "invalidated the caches of commits" "$LOG"
 }
